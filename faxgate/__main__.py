@@ -1,0 +1,3 @@
+from faxgate.cli import main
+
+raise SystemExit(main())
