@@ -1,0 +1,217 @@
+"""Settings: where they come from, which wins, and how bad ones are refused."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from faxgate.settings import (
+    SANDBOX_ACCOUNT_GUID,
+    ConfigError,
+    ListenAddress,
+    Settings,
+    load_settings,
+    masked_dump,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "faxgate.example.toml"
+GUID = "15da1c48b10c96a903eb1bac3d592fbed24ebc35"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Each test starts in an empty folder with no FAXGATE_* variables or credentials."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_built_in_defaults_run_on_the_sandbox() -> None:
+    settings = load_settings()
+    assert settings.source_file is None
+    assert settings.provider.kind == "sandbox"
+    assert settings.state_dir == Path("var")
+    assert settings.smtp.listen == ListenAddress("127.0.0.1", 2525)
+    assert settings.http.listen == ListenAddress("127.0.0.1", 8025)
+    assert settings.provider_base_url() == "http://127.0.0.1:8090/v1"
+    assert settings.provider_credentials()[0] == SANDBOX_ACCOUNT_GUID
+    assert settings.database_path == Path("var/faxgate.sqlite3")
+
+
+def test_the_project_config_file_is_used_when_present(tmp_path: Path) -> None:
+    write(tmp_path / "config/faxgate.toml", 'state_dir = "/srv/fax"\n')
+    settings = load_settings()
+    assert settings.state_dir == Path("/srv/fax")
+    assert settings.source_file == Path("config/faxgate.toml")
+
+
+def test_faxgate_config_variable_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "config/faxgate.toml", 'state_dir = "/ignored"\n')
+    chosen = write(tmp_path / "elsewhere.toml", "[smtp]\nlisten = '0.0.0.0:25'\n")
+    monkeypatch.setenv("FAXGATE_CONFIG", str(chosen))
+    settings = load_settings()
+    assert settings.smtp.listen == ListenAddress("0.0.0.0", 25)
+    assert settings.state_dir == Path("var")
+
+
+def test_explicit_path_beats_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_CONFIG", str(write(tmp_path / "a.toml", "log_level = 'error'\n")))
+    settings = load_settings(write(tmp_path / "b.toml", "log_level = 'debug'\n"))
+    assert settings.log_level == "debug"
+
+
+@pytest.mark.parametrize("origin", ["--config", "FAXGATE_CONFIG"])
+def test_a_named_file_that_does_not_exist_is_an_error(
+    origin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if origin == "FAXGATE_CONFIG":
+        monkeypatch.setenv("FAXGATE_CONFIG", "/nonexistent/faxgate.toml")
+        config = None
+    else:
+        config = "/nonexistent/faxgate.toml"
+    with pytest.raises(ConfigError, match=rf"/nonexistent/faxgate.toml \(from {origin}\)"):
+        load_settings(config)
+
+
+def test_environment_beats_credentials_beats_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path / "f.toml",
+        f"""
+        [provider]
+        kind = "hellofax"
+        account_guid = "{GUID}"
+        username = "me@example.com"
+        password = "from-file"
+        timeout = 12
+        """,
+    )
+    credentials = tmp_path / "creds"
+    write(credentials / "provider.password", "from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert load_settings(config).provider.password.get_secret_value() == "from-credential"
+
+    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", "from-env")
+    monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", "http://127.0.0.1:9/v1/")
+    monkeypatch.setenv("FAXGATE_SMTP__LISTEN", "127.0.0.1:2626")
+    settings = load_settings(config)
+    assert settings.provider.password.get_secret_value() == "from-env"
+    assert settings.provider.timeout == 12  # the rest of the section still comes from the file
+    assert settings.provider_base_url() == "http://127.0.0.1:9/v1"
+    assert settings.smtp.listen.port == 2626
+
+
+def test_hellofax_needs_an_account(tmp_path: Path) -> None:
+    config = write(tmp_path / "f.toml", '[provider]\nkind = "hellofax"\nusername = "me@x.org"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert "provider.account_guid" in str(caught.value)
+    assert "provider.password" in str(caught.value)
+
+
+def test_unknown_keys_are_refused_by_name(tmp_path: Path) -> None:
+    config = write(tmp_path / "f.toml", "colour = 'red'\n[provider]\nbase_ulr = 'http://x'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert "colour: unknown setting" in message
+    assert "provider.base_ulr: unknown setting" in message
+
+
+def test_bad_values_name_the_key_and_never_echo_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "hunter2-do-not-print"
+    config = write(
+        tmp_path / "f.toml",
+        f"""
+        [provider]
+        account_guid = "{secret}"
+        password = ["{secret}"]
+        [http]
+        listen = "{secret}"
+        """,
+    )
+    monkeypatch.setenv("FAXGATE_PROVIDER__TIMEOUT", secret)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert secret not in message
+    for key in ("provider.account_guid", "provider.password", "http.listen", "provider.timeout"):
+        assert key in message
+
+
+def test_broken_toml_is_reported_with_the_file(tmp_path: Path) -> None:
+    config = write(tmp_path / "f.toml", "[provider\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:2525", ListenAddress("127.0.0.1", 2525)),
+        ("0.0.0.0:25", ListenAddress("0.0.0.0", 25)),
+        ("[::1]:8025", ListenAddress("::1", 8025)),
+        ("mail.example.com:587", ListenAddress("mail.example.com", 587)),
+    ],
+)
+def test_listen_addresses(text: str, expected: ListenAddress) -> None:
+    address = Settings(smtp={"listen": text}).smtp.listen
+    assert address == expected
+    assert Settings(smtp={"listen": str(address)}).smtp.listen == expected
+
+
+@pytest.mark.parametrize("text", ["2525", "localhost", "127.0.0.1:99999", ":25", "a:b"])
+def test_bad_listen_addresses(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_SMTP__LISTEN", text)
+    with pytest.raises(ConfigError, match=r"smtp\.listen"):
+        load_settings()
+
+
+def test_credentials_in_the_base_url_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", "https://me:pw@api.hellofax.com/v1")
+    with pytest.raises(ConfigError, match=r"provider\.base_url") as caught:
+        load_settings()
+    assert "pw@" not in str(caught.value)
+
+
+def test_masked_dump_hides_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", "s3cret")
+    data = masked_dump(load_settings())
+    assert data["provider"]["password"] == "********"
+    assert "s3cret" not in repr(data)
+
+
+def test_the_example_file_lists_every_setting_with_its_default() -> None:
+    """config/faxgate.example.toml is the reference: it must match the code."""
+    with EXAMPLE.open("rb") as handle:
+        example = tomllib.load(handle)
+    defaults = masked_dump(Settings())
+    assert _keys(example) == _keys(defaults)
+    assert masked_dump(load_settings(EXAMPLE)) == defaults
+
+
+def _keys(data: dict[str, object], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in data.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= _keys(value, f"{prefix}{key}.")
+    return keys
