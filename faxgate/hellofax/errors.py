@@ -1,0 +1,229 @@
+"""What went wrong talking to HelloFax, sorted by what the caller may safely do next.
+
+- `NotSent`: the request surely never reached the provider; sending again is safe.
+- `Ambiguous`: a request that changes something (a send, a purchase) may or may not have
+  taken effect; reconcile against the provider before doing it again.
+- `RateLimited`: the provider asks us to slow down (429); nothing was done.
+- `Refused`: the provider said no (4xx); the same request will fail the same way.
+- `ProviderFault`: the provider failed (5xx) or answered in a way we cannot read;
+  `Unavailable` is its transient form for reads that timed out or dropped.
+
+Messages are meant for a person and carry the provider's own words, trimmed. They never
+carry credentials: the client scrubs every message before it is raised.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "Ambiguous",
+    "BadResponse",
+    "HelloFaxError",
+    "NotSent",
+    "ProviderFault",
+    "RateLimited",
+    "Refused",
+    "Unavailable",
+    "error_for_status",
+    "error_for_transport",
+    "provider_text",
+]
+
+PROVIDER_TEXT_LIMIT = 300
+
+
+class HelloFaxError(Exception):
+    """Base of every error the client raises."""
+
+    def __init__(self, message: str, *, status: int | None = None, endpoint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.endpoint = endpoint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status!r})"
+
+
+class NotSent(HelloFaxError):
+    """The request never left (connection refused, DNS, pool exhausted): safe to retry."""
+
+
+class Ambiguous(HelloFaxError):
+    """The provider may or may not have acted on a request that changes something."""
+
+
+class RateLimited(HelloFaxError):
+    """429: too many transmissions pending; try again later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        endpoint: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status=status, endpoint=endpoint)
+        self.retry_after = retry_after
+
+
+class Refused(HelloFaxError):
+    """A 4xx other than 429: the request itself is wrong (credentials, account, input)."""
+
+
+class ProviderFault(HelloFaxError):
+    """The provider failed (5xx) or gave an answer we cannot use."""
+
+
+class Unavailable(ProviderFault):
+    """A read-only request timed out or dropped; harmless to try again later."""
+
+
+class BadResponse(ProviderFault):
+    """A success status with a body that is not the JSON we expect."""
+
+
+# --- the provider's own words -------------------------------------------------------------
+
+# Keys seen in error bodies of APIs of that era, in order of preference.
+_MESSAGE_KEYS = ("error", "message", "Message", "ErrorMessage", "error_message", "Error", "detail")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+
+
+def provider_text(body: bytes, content_type: str = "", limit: int = PROVIDER_TEXT_LIMIT) -> str:
+    """The message a provider's error body carries, on one line and at most `limit` chars."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        found = _message_in(parsed)
+        text = found if found is not None else json.dumps(parsed, separators=(",", ":"))
+    elif "html" in content_type.lower() or text.lstrip().startswith("<"):
+        title = _TITLE.search(text)
+        text = html.unescape(title.group(1) if title else _TAG.sub(" ", text))
+    return _trim(text, limit)
+
+
+def _message_in(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        for key in _MESSAGE_KEYS:
+            if key in value:
+                found = _message_in(value[key])
+                if found:
+                    return found
+    if isinstance(value, list) and value:
+        return _message_in(value[0])
+    return None
+
+
+def _trim(text: str, limit: int) -> str:
+    text = _SPACE.sub(" ", "".join(c if c.isprintable() else " " for c in text)).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# --- classification -----------------------------------------------------------------------
+
+_REFUSALS: Mapping[int, str] = {
+    400: "the provider refused the request",
+    401: "the provider refused the credentials",
+    403: "the provider refused access to the account",
+    413: "the provider refused the upload as too large",
+}
+
+# A 404 names what was not found, which depends on what was asked.
+_NOT_FOUND: Mapping[str, str] = {
+    "get_transmission": "the provider knows no such transmission on this account",
+    "delete_fax_line": "the provider knows no such fax line on this account",
+    "area_codes": "the provider knows no such state code",
+}
+_UNKNOWN_ACCOUNT = "the provider knows no such account"
+
+
+def error_for_status(
+    status: int,
+    text: str,
+    *,
+    endpoint: str,
+    idempotent: bool,
+    retry_after: float | None = None,
+) -> HelloFaxError:
+    """The error for a non-success HTTP status; `text` is the provider's (scrubbed) words."""
+
+    def said(plain: str) -> str:
+        return f"{plain} ({status}): {text}" if text else f"{plain} ({status})"
+
+    if status == 429:
+        return RateLimited(
+            said("the provider is limiting the rate"),
+            status=status,
+            endpoint=endpoint,
+            retry_after=retry_after,
+        )
+    if 400 <= status < 500:
+        if status == 404:
+            plain = _NOT_FOUND.get(endpoint, _UNKNOWN_ACCOUNT)
+        else:
+            plain = _REFUSALS.get(status, "the provider refused the request")
+        return Refused(said(plain), status=status, endpoint=endpoint)
+    # A gateway that timed out or lost the upstream cannot say whether the provider acted.
+    if status in (502, 504) and not idempotent:
+        return Ambiguous(
+            said("a gateway in front of the provider failed; the request may have been acted on"),
+            status=status,
+            endpoint=endpoint,
+        )
+    if status == 503:
+        return ProviderFault(said("the provider is unavailable"), status=status, endpoint=endpoint)
+    if status >= 500:
+        return ProviderFault(said("the provider failed"), status=status, endpoint=endpoint)
+    return BadResponse(said("the provider answered unexpectedly"), status=status, endpoint=endpoint)
+
+
+# These fail before a byte of the request reaches the provider.
+_NEVER_LEFT: tuple[type[httpx.RequestError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+
+
+def error_for_transport(
+    exc: httpx.RequestError,
+    *,
+    endpoint: str,
+    idempotent: bool,
+    scrub: Callable[[str], str] = lambda text: text,
+) -> HelloFaxError:
+    """The error for a request that got no HTTP answer.
+
+    Anything after the connection was made (a write or read timeout, a dropped connection,
+    a broken response) may have come after the provider received the whole request.
+    """
+    detail = scrub(_trim(f"{type(exc).__name__}: {exc}", PROVIDER_TEXT_LIMIT))
+    if isinstance(exc, _NEVER_LEFT):
+        return NotSent(f"could not reach the provider ({detail})", endpoint=endpoint)
+    if idempotent:
+        return Unavailable(f"the provider did not answer ({detail})", endpoint=endpoint)
+    return Ambiguous(
+        f"the connection failed after the request was sent; it may have been acted on ({detail})",
+        endpoint=endpoint,
+    )
