@@ -1,0 +1,799 @@
+"""The job store: jobs, their documents, every state change and the outbox, in SQLite.
+
+The daemon and the CLI open the same file at once, so: WAL (readers never block the
+writer), a busy timeout (writers wait for each other instead of failing), and every
+write in one `BEGIN IMMEDIATE` transaction (take the write lock before reading what the
+write depends on). synchronous=FULL: a commit that returned survives a power cut.
+
+Times are stored as fixed-width ISO-8601 UTC text ("2024-05-01T10:15:00.000000Z"), so
+they read well in the sqlite3 shell and compare correctly as text; the API takes and
+returns aware datetimes. Blocking API: the daemon calls it from a worker thread, so one
+connection is shared under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+from faxgate.domain.jobs import (
+    ACTIVE_STATES,
+    FINISHED_STATES,
+    Document,
+    Event,
+    Intake,
+    Job,
+    JobState,
+    Notification,
+    check_transition,
+    new_job_id,
+)
+from faxgate.spool import SpooledFile
+
+DEFAULT_BUSY_TIMEOUT: Final = 5.0  # seconds
+
+# Each entry moves the schema one version forward (PRAGMA user_version = its position,
+# from 1). Never edit an entry that has shipped: append a new one.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE jobs (
+            id              TEXT PRIMARY KEY,
+            created_at      TEXT NOT NULL,
+            updated_at      TEXT NOT NULL,
+            state           TEXT NOT NULL,
+            intake          TEXT NOT NULL,
+            intake_ref      TEXT NOT NULL DEFAULT '{}',
+            to_number       TEXT NOT NULL,
+            from_line       TEXT,
+            cover_to        TEXT,
+            cover_from      TEXT,
+            cover_message   TEXT,
+            reply_to        TEXT,
+            attempt         INTEGER NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+            not_before      TEXT,
+            provider_guid   TEXT,
+            provider_status TEXT,
+            provider_error  TEXT,
+            pages           INTEGER,
+            reason          TEXT,
+            next_poll_at    TEXT,
+            poll_interval   REAL,
+            submitted_at    TEXT,
+            finished_at     TEXT,
+            group_id        TEXT
+        )
+        """,
+        "CREATE INDEX jobs_by_state ON jobs (state, not_before)",
+        "CREATE INDEX jobs_by_provider_guid ON jobs (provider_guid)",
+        "CREATE INDEX jobs_by_next_poll ON jobs (next_poll_at)",
+        "CREATE INDEX jobs_by_group ON jobs (group_id)",
+        """
+        CREATE TABLE documents (
+            job_id       TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            seq          INTEGER NOT NULL,
+            name         TEXT NOT NULL,
+            path         TEXT NOT NULL,
+            size         INTEGER NOT NULL,
+            sha256       TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            PRIMARY KEY (job_id, seq)
+        )
+        """,
+        "CREATE INDEX documents_by_path ON documents (path)",
+        """
+        CREATE TABLE events (
+            id         INTEGER PRIMARY KEY,
+            job_id     TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            at         TEXT NOT NULL,
+            from_state TEXT,
+            to_state   TEXT NOT NULL,
+            detail     TEXT NOT NULL,
+            data       TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+        "CREATE INDEX events_by_job ON events (job_id, id)",
+        """
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY,
+            job_id          TEXT REFERENCES jobs (id) ON DELETE SET NULL,
+            created_at      TEXT NOT NULL,
+            kind            TEXT NOT NULL,
+            payload         TEXT NOT NULL DEFAULT '{}',
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            delivered_at    TEXT,
+            last_error      TEXT
+        )
+        """,
+        """
+        CREATE INDEX outbox_pending ON outbox (next_attempt_at)
+            WHERE delivered_at IS NULL
+        """,
+    ),
+)
+
+
+class StoreError(Exception):
+    pass
+
+
+class SchemaTooNew(StoreError):
+    """The file was written by a newer faxgate: refuse rather than guess."""
+
+
+class JobNotFound(StoreError, LookupError):
+    pass
+
+
+class StaleState(StoreError):
+    """The job is no longer in the state the caller saw: someone else moved it."""
+
+    def __init__(self, job_id: str, expected: Collection[JobState], actual: JobState) -> None:
+        wanted = " or ".join(sorted(s.value for s in expected))
+        super().__init__(f"job {job_id} is {actual.value}, not {wanted}")
+        self.job_id = job_id
+        self.expected = frozenset(expected)
+        self.actual = actual
+
+
+# ------------------------------------------------------------------ what callers hand in
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    name: str  # display name
+    file: SpooledFile
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    """A job as intake hands it over; the store gives it an id and starts it queued."""
+
+    to_number: str
+    intake: Intake
+    documents: Sequence[NewDocument | tuple[str, SpooledFile, str]] = ()
+    intake_ref: Mapping[str, Any] = field(default_factory=dict)
+    from_line: str | None = None
+    cover_to: str | None = None
+    cover_from: str | None = None
+    cover_message: str | None = None
+    reply_to: str | None = None
+    group_id: str | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewNotification:
+    kind: str = "report"
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    job_id: str | None = None  # set by `transition` to the job it belongs to
+    next_attempt_at: datetime | None = None  # None: at once
+
+
+# ------------------------------------------------------------------ conversions
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time_to_db(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime given to the store: {value!r}")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time_from_db(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _opt_time_from_db(text: str | None) -> datetime | None:
+    return None if text is None else _time_from_db(text)
+
+
+def _json_to_db(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _json_from_db(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _opt_time(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    return _time_to_db(value)
+
+
+def _opt_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"expected text, got {type(value).__name__}")
+
+
+def _opt_int(value: object) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise TypeError(f"expected a positive integer, got {value!r}")
+
+
+def _opt_interval(value: object) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, timedelta):
+        raise TypeError(f"expected a timedelta, got {type(value).__name__}")
+    return value.total_seconds()
+
+
+# The job columns a caller may set; the others belong to the store or never change.
+_SETTABLE: Final[Mapping[str, Callable[[object], object]]] = {
+    "attempt": _count,
+    "not_before": _opt_time,
+    "provider_guid": _opt_text,
+    "provider_status": _opt_text,
+    "provider_error": _opt_text,
+    "pages": _opt_int,
+    "reason": _opt_text,
+    "next_poll_at": _opt_time,
+    "poll_interval": _opt_interval,
+    "submitted_at": _opt_time,
+    "finished_at": _opt_time,
+    "reply_to": _opt_text,
+}
+
+
+def _settable(fields: Mapping[str, object]) -> dict[str, object]:
+    unknown = sorted(set(fields) - set(_SETTABLE))
+    if unknown:
+        raise ValueError(f"not a job field that can be set: {', '.join(unknown)}")
+    return {name: _SETTABLE[name](value) for name, value in fields.items()}
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    interval = row["poll_interval"]
+    return Job(
+        id=row["id"],
+        created_at=_time_from_db(row["created_at"]),
+        updated_at=_time_from_db(row["updated_at"]),
+        state=JobState(row["state"]),
+        intake=Intake(row["intake"]),
+        intake_ref=_json_from_db(row["intake_ref"]),
+        to_number=row["to_number"],
+        from_line=row["from_line"],
+        cover_to=row["cover_to"],
+        cover_from=row["cover_from"],
+        cover_message=row["cover_message"],
+        reply_to=row["reply_to"],
+        attempt=row["attempt"],
+        not_before=_opt_time_from_db(row["not_before"]),
+        provider_guid=row["provider_guid"],
+        provider_status=row["provider_status"],
+        provider_error=row["provider_error"],
+        pages=row["pages"],
+        reason=row["reason"],
+        next_poll_at=_opt_time_from_db(row["next_poll_at"]),
+        poll_interval=None if interval is None else timedelta(seconds=interval),
+        submitted_at=_opt_time_from_db(row["submitted_at"]),
+        finished_at=_opt_time_from_db(row["finished_at"]),
+        group_id=row["group_id"],
+    )
+
+
+def _document_from_row(row: sqlite3.Row) -> Document:
+    return Document(
+        job_id=row["job_id"],
+        seq=row["seq"],
+        name=row["name"],
+        path=Path(row["path"]),
+        size=row["size"],
+        sha256=row["sha256"],
+        content_type=row["content_type"],
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"],
+        job_id=row["job_id"],
+        at=_time_from_db(row["at"]),
+        from_state=None if row["from_state"] is None else JobState(row["from_state"]),
+        to_state=JobState(row["to_state"]),
+        detail=row["detail"],
+        data=_json_from_db(row["data"]),
+    )
+
+
+def _notification_from_row(row: sqlite3.Row) -> Notification:
+    return Notification(
+        id=row["id"],
+        job_id=row["job_id"],
+        created_at=_time_from_db(row["created_at"]),
+        kind=row["kind"],
+        payload=_json_from_db(row["payload"]),
+        attempts=row["attempts"],
+        next_attempt_at=_opt_time_from_db(row["next_attempt_at"]),
+        delivered_at=_opt_time_from_db(row["delivered_at"]),
+        last_error=row["last_error"],
+    )
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def apply_migrations(
+    conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS
+) -> int:
+    """Bring the schema up to date, each step in its own transaction; return the version.
+
+    The connection must be in autocommit mode (isolation_level=None). Safe when two
+    processes start at once: the version is read again under the write lock.
+    """
+    if schema_version(conn) > len(migrations):
+        raise SchemaTooNew(
+            f"the store has schema version {schema_version(conn)}; "
+            f"this faxgate knows up to {len(migrations)}"
+        )
+    for version, statements in enumerate(migrations, start=1):
+        if schema_version(conn) >= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) < version:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return schema_version(conn)
+
+
+# ------------------------------------------------------------------ the store
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], datetime]):
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._clock = clock
+        self.path = path
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are begun explicitly, never behind our back.
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"could not switch {path} to WAL (journal mode is {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            apply_migrations(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def pragmas(self) -> dict[str, object]:
+        """The settings this connection runs with, for `faxgate status` and tests."""
+        names = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "user_version")
+        with self._lock:
+            return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check of the file: ["ok"] when sound."""
+        return [row[0] for row in self._query("PRAGMA integrity_check")]
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the write lock from its first statement."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _now(self, now: datetime | None) -> str:
+        return _time_to_db(self._clock() if now is None else now)
+
+    # -------------------------------------------------------------- creating
+
+    def create_jobs(self, new_jobs: Sequence[NewJob], *, now: datetime | None = None) -> list[Job]:
+        """Create all the jobs or none; each starts queued, with a "queued" event."""
+        at = self._now(now)
+        created_at = _time_from_db(at)
+        created: list[Job] = []
+        with self._write() as conn:
+            for new in new_jobs:
+                job_id = self._unused_job_id(conn, created_at)
+                conn.execute(
+                    """
+                    INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
+                        to_number, from_line, cover_to, cover_from, cover_message, reply_to,
+                        attempt, not_before, group_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                    """,
+                    (
+                        job_id,
+                        at,
+                        at,
+                        JobState.QUEUED.value,
+                        Intake(new.intake).value,
+                        _json_to_db(new.intake_ref),
+                        new.to_number,
+                        new.from_line,
+                        new.cover_to,
+                        new.cover_from,
+                        new.cover_message,
+                        new.reply_to,
+                        _opt_time(new.not_before),
+                        new.group_id,
+                    ),
+                )
+                for seq, doc in enumerate(new.documents):
+                    name, spooled, content_type = (
+                        (doc.name, doc.file, doc.content_type)
+                        if isinstance(doc, NewDocument)
+                        else doc
+                    )
+                    conn.execute(
+                        "INSERT INTO documents (job_id, seq, name, path, size, sha256,"
+                        " content_type) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            job_id,
+                            seq,
+                            name,
+                            str(spooled.path),
+                            spooled.size,
+                            spooled.sha256,
+                            content_type,
+                        ),
+                    )
+                self._insert_event(conn, job_id, at, None, JobState.QUEUED, "queued", None)
+                created.append(self._read_job(conn, job_id))
+        return created
+
+    @staticmethod
+    def _unused_job_id(conn: sqlite3.Connection, now: datetime) -> str:
+        # Under the write lock, so no one can take the id between the check and the insert.
+        while True:
+            job_id = new_job_id(now)
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                return job_id
+
+    @staticmethod
+    def _insert_event(
+        conn: sqlite3.Connection,
+        job_id: str,
+        at: str,
+        src: JobState | None,
+        dst: JobState,
+        detail: str,
+        data: Mapping[str, Any] | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO events (job_id, at, from_state, to_state, detail, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                at,
+                None if src is None else src.value,
+                dst.value,
+                detail,
+                _json_to_db(data or {}),
+            ),
+        )
+
+    @staticmethod
+    def _insert_notification(
+        conn: sqlite3.Connection, at: str, notification: NewNotification
+    ) -> int:
+        cursor = conn.execute(
+            "INSERT INTO outbox (job_id, created_at, kind, payload, attempts, next_attempt_at)"
+            " VALUES (?, ?, ?, ?, 0, ?)",
+            (
+                notification.job_id,
+                at,
+                notification.kind,
+                _json_to_db(notification.payload),
+                _opt_time(notification.next_attempt_at) or at,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    # -------------------------------------------------------------- changing
+
+    def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        detail: str,
+        expect: JobState | Iterable[JobState] | None = None,
+        notify: Mapping[str, Any] | NewNotification | None = None,
+        data: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+        **fields: object,
+    ) -> Job:
+        """Move a job to `to`, with its event (and outbox row) in the same transaction.
+
+        `expect`: the state(s) the caller saw; StaleState when the job has moved since.
+        `fields`: job columns to set with the move. `finished_at` follows the state unless
+        given: set on reaching sent, failed or cancelled, cleared on leaving them.
+        Raises JobNotFound, StaleState, IllegalTransition.
+        """
+        to = JobState(to)
+        values = _settable(fields)
+        at = self._now(now)
+        if "finished_at" not in values:
+            values["finished_at"] = at if to in FINISHED_STATES else None
+        expected = _expected_states(expect)
+        outbox = _as_notification(notify, job_id)
+        with self._write() as conn:
+            src = self._locked_state(conn, job_id)
+            if expected is not None and src not in expected:
+                raise StaleState(job_id, expected, src)
+            check_transition(src, to)
+            self._update(conn, job_id, at, {"state": to.value, **values})
+            self._insert_event(conn, job_id, at, src, to, detail, data)
+            if outbox is not None:
+                self._insert_notification(conn, at, outbox)
+            return self._read_job(conn, job_id)
+
+    def update_fields(
+        self,
+        job_id: str,
+        *,
+        expect: JobState | Iterable[JobState] | None = None,
+        now: datetime | None = None,
+        **fields: object,
+    ) -> Job:
+        """Set job columns without a state change (say, the next poll)."""
+        values = _settable(fields)
+        at = self._now(now)
+        expected = _expected_states(expect)
+        with self._write() as conn:
+            state = self._locked_state(conn, job_id)
+            if expected is not None and state not in expected:
+                raise StaleState(job_id, expected, state)
+            self._update(conn, job_id, at, values)
+            return self._read_job(conn, job_id)
+
+    @staticmethod
+    def _locked_state(conn: sqlite3.Connection, job_id: str) -> JobState:
+        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return JobState(row["state"])
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, job_id: str, at: str, values: dict[str, object]) -> None:
+        # Column names come from _SETTABLE (or "state"), never from the caller's text.
+        assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
+        conn.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ?",  # noqa: S608
+            (at, *values.values(), job_id),
+        )
+
+    # -------------------------------------------------------------- reading jobs
+
+    def get_job(self, job_id: str) -> Job | None:
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job_from_row(rows[0]) if rows else None
+
+    @staticmethod
+    def _read_job(conn: sqlite3.Connection, job_id: str) -> Job:
+        row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return _job_from_row(row)
+
+    def documents(self, job_id: str) -> list[Document]:
+        rows = self._query("SELECT * FROM documents WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [_document_from_row(row) for row in rows]
+
+    def events(self, job_id: str) -> list[Event]:
+        rows = self._query("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [_event_from_row(row) for row in rows]
+
+    def find_by_provider_guid(self, guid: str) -> Job | None:
+        rows = self._query(
+            "SELECT * FROM jobs WHERE provider_guid = ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (guid,),
+        )
+        return _job_from_row(rows[0]) if rows else None
+
+    def due_jobs(self, now: datetime, limit: int) -> list[Job]:
+        """Queued jobs whose time has come, oldest first."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
+            " ORDER BY created_at, rowid LIMIT ?",
+            (JobState.QUEUED.value, _time_to_db(now), limit),
+        )
+        return [_job_from_row(row) for row in rows]
+
+    def jobs_in_states(self, states: Iterable[JobState], limit: int | None = None) -> list[Job]:
+        wanted = [JobState(s).value for s in states]
+        rows = self._query(
+            f"SELECT * FROM jobs WHERE state IN ({_placeholders(len(wanted))})"  # noqa: S608
+            " ORDER BY created_at, rowid LIMIT ?",
+            (*wanted, -1 if limit is None else limit),
+        )
+        return [_job_from_row(row) for row in rows]
+
+    def group_jobs(self, group_id: str) -> list[Job]:
+        rows = self._query(
+            "SELECT * FROM jobs WHERE group_id = ? ORDER BY created_at, rowid", (group_id,)
+        )
+        return [_job_from_row(row) for row in rows]
+
+    def count_by_state(self) -> dict[JobState, int]:
+        counts = dict.fromkeys(JobState, 0)
+        for row in self._query("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
+            counts[JobState(row["state"])] = row["n"]
+        return counts
+
+    def recent_jobs(self, limit: int) -> list[Job]:
+        rows = self._query(
+            "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+        )
+        return [_job_from_row(row) for row in rows]
+
+    def due_polls(self, now: datetime, limit: int) -> list[Job]:
+        """Jobs the provider may still be working on whose next poll is due, most overdue
+        first. A settled job is never returned, whatever its next_poll_at says."""
+        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
+        rows = self._query(
+            "SELECT * FROM jobs WHERE next_poll_at <= ?"  # noqa: S608
+            f" AND state IN ({_placeholders(len(states))})"
+            " ORDER BY next_poll_at, id LIMIT ?",
+            (_time_to_db(now), *states, limit),
+        )
+        return [_job_from_row(row) for row in rows]
+
+    # -------------------------------------------------------------- outbox
+
+    def add_notification(
+        self, notification: NewNotification, *, now: datetime | None = None
+    ) -> Notification:
+        """A notification not tied to a state change (an inbound fax, say)."""
+        at = self._now(now)
+        with self._write() as conn:
+            row_id = self._insert_notification(conn, at, notification)
+            row = conn.execute("SELECT * FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return _notification_from_row(row)
+
+    def pending_notifications(self, now: datetime, limit: int) -> list[Notification]:
+        rows = self._query(
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (_time_to_db(now), limit),
+        )
+        return [_notification_from_row(row) for row in rows]
+
+    def notifications(self, job_id: str) -> list[Notification]:
+        rows = self._query("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))
+        return [_notification_from_row(row) for row in rows]
+
+    def get_notification(self, notification_id: int) -> Notification | None:
+        rows = self._query("SELECT * FROM outbox WHERE id = ?", (notification_id,))
+        return _notification_from_row(rows[0]) if rows else None
+
+    def mark_delivered(self, notification_id: int, at: datetime) -> None:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL"
+                " WHERE id = ?",
+                (_time_to_db(at), notification_id),
+            )
+            _require_row(cursor, notification_id)
+
+    def mark_delivery_failed(
+        self, notification_id: int, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """Record a failed delivery; `next_attempt_at=None` gives the notification up."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+                " WHERE id = ?",
+                (error, _opt_time(next_attempt_at), notification_id),
+            )
+            _require_row(cursor, notification_id)
+
+
+def _require_row(cursor: sqlite3.Cursor, notification_id: int) -> None:
+    if cursor.rowcount != 1:
+        raise StoreError(f"no notification {notification_id}")
+
+
+def _expected_states(expect: JobState | Iterable[JobState] | None) -> frozenset[JobState] | None:
+    if expect is None:
+        return None
+    if isinstance(expect, str):  # a JobState is a str: do not iterate its letters
+        return frozenset({JobState(expect)})
+    return frozenset(JobState(s) for s in expect)
+
+
+def _as_notification(
+    notify: Mapping[str, Any] | NewNotification | None, job_id: str
+) -> NewNotification | None:
+    if notify is None:
+        return None
+    if isinstance(notify, NewNotification):
+        return NewNotification(
+            kind=notify.kind,
+            payload=notify.payload,
+            job_id=job_id,
+            next_attempt_at=notify.next_attempt_at,
+        )
+    return NewNotification(payload=notify, job_id=job_id)
