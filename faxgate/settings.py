@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.domain.numbers import NumberPolicy
 
 DEFAULT_CONFIG_PATH = Path("config/faxgate.toml")
@@ -81,6 +83,45 @@ Listen = Annotated[
     NoDecode,  # "host:port" is plain text, not JSON, also in FAXGATE_* variables
     BeforeValidator(_parse_listen),
     PlainSerializer(str, return_type=str),
+]
+
+
+_DURATION_RE = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+def _parse_duration(value: object) -> timedelta:
+    """Seconds as a number, or text like "90s", "5m", "1h30m"."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(?:\.\d+)?", value.strip()):
+        value = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value.strip())) and value.strip():
+        hours, minutes, secs = (float(match[k] or 0) for k in ("h", "m", "s"))
+        seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        raise ValueError('expected a duration such as 30, "90s", "5m" or "1h30m"')
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def _format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    fraction = seconds - int(seconds)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if secs or fraction or not text:
+        text += f"{secs + fraction:g}s"
+    return text
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    PlainSerializer(_format_duration, return_type=str),
 ]
 
 
@@ -179,6 +220,86 @@ class HttpSettings(_Section):
     """faxgate's own HTTP server: provider callbacks, health and metrics."""
 
     listen: Listen = ListenAddress("127.0.0.1", 8025)
+    # How the provider reaches this server, e.g. "https://fax.example.com"; the callback
+    # URLs are built from it. Empty: the listen address (enough for the sandbox).
+    public_url: str = ""
+    # The secret path segment of the callback URLs. Empty: one is made on first start and
+    # kept in the state directory.
+    callback_token: SecretStr = SecretStr("")
+    # Bodies larger than this are refused (413); an inbound fax carries its document.
+    max_callback_size: int = Field(default=50 * 1024 * 1024, ge=64 * 1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("callback_token")
+    @classmethod
+    def _token_strength(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and (len(token) < 16 or not re.fullmatch(r"[A-Za-z0-9_-]+", token)):
+            raise ValueError("use at least 16 letters, digits, '-' or '_'")
+        return value
+
+
+class DispatchSettings(_Section):
+    """Submitting faxes to the provider."""
+
+    # The provider takes at most 200 transmissions pending or transmitting.
+    max_in_flight: int = Field(default=200, ge=1, le=200)
+    # Waits after a connection error or a provider fault: doubling from first to max.
+    backoff_first: Duration = timedelta(seconds=5)
+    backoff_max: Duration = timedelta(minutes=10)
+
+
+class RetrySettings(_Section):
+    """Calling again when the line was busy or no one answered."""
+
+    busy_retries: int = Field(default=3, ge=0, le=20)
+    busy_delay: Duration = timedelta(minutes=5)
+    no_answer_retries: int = Field(default=1, ge=0, le=20)
+    no_answer_delay: Duration = timedelta(minutes=10)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            busy=RetryRule(extra_tries=self.busy_retries, delay=self.busy_delay),
+            no_answer=RetryRule(extra_tries=self.no_answer_retries, delay=self.no_answer_delay),
+        )
+
+
+class PollingSettings(_Section):
+    """Asking the provider about faxes whose callback has not come."""
+
+    # How often the poller wakes up to look for jobs due a poll.
+    tick: Duration = timedelta(seconds=15)
+    # The first poll of a fax after it was submitted, growing to max_interval.
+    first_interval: Duration = timedelta(seconds=30)
+    max_interval: Duration = timedelta(minutes=15)
+    # Above this many due jobs, one cycle reads the transmission list page by page
+    # instead of each transmission on its own.
+    list_threshold: int = Field(default=10, ge=1)
+    page_size: int = Field(default=100, ge=1, le=100)
+
+
+class MailSettings(_Section):
+    """Outgoing mail: replies to senders, reports, inbound faxes."""
+
+    from_address: str = "faxgate@localhost"
+    # "host:port" of an SMTP relay; empty: mail is written to a Maildir under state_dir.
+    relay: str = ""
+    starttls: bool = False
+    username: str = ""
+    password: SecretStr = SecretStr("")
+
+    @field_validator("relay")
+    @classmethod
+    def _relay(cls, value: str) -> str:
+        if value:
+            _parse_listen(value)
+        return value
 
 
 class Settings(BaseSettings):
@@ -196,6 +317,10 @@ class Settings(BaseSettings):
     numbers: NumberSettings = NumberSettings()
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    retry: RetrySettings = RetrySettings()
+    polling: PollingSettings = PollingSettings()
+    mail: MailSettings = MailSettings()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None
@@ -248,6 +373,10 @@ class Settings(BaseSettings):
         return self.state_dir / "maildir"
 
     @property
+    def callback_token_path(self) -> Path:
+        return self.state_dir / "callback-token"
+
+    @property
     def sandbox_state_dir(self) -> Path:
         return self.state_dir / "sandbox"
 
@@ -272,7 +401,11 @@ class Settings(BaseSettings):
 
 # Secret settings a systemd credential (LoadCredential=NAME:...) may provide; the file name
 # is the setting's dotted path.
-CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (("provider", "password"),)
+CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("provider", "password"),
+    ("http", "callback_token"),
+    ("mail", "password"),
+)
 
 
 def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:

@@ -215,3 +215,32 @@ def _keys(data: dict[str, object], prefix: str = "") -> set[str]:
         if isinstance(value, dict):
             keys |= _keys(value, f"{prefix}{key}.")
     return keys
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("5m", 300), ("1h30m", 5400), ("0.5s", 0.5), (45, 45), ("2h", 7200)],
+)
+def test_durations(text: object, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_RETRY__BUSY_DELAY", str(text))
+    settings = load_settings()
+    assert settings.retry.busy_delay.total_seconds() == seconds
+    assert settings.retry.policy().busy.delay.total_seconds() == seconds
+    round_trip = masked_dump(settings)["retry"]["busy_delay"]
+    monkeypatch.setenv("FAXGATE_RETRY__BUSY_DELAY", round_trip)
+    assert load_settings().retry.busy_delay.total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["5 minutes", "-5s", "m", "1d"])
+def test_bad_durations(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_POLLING__TICK", text)
+    with pytest.raises(ConfigError, match=r"polling\.tick"):
+        load_settings()
+
+
+@pytest.mark.parametrize("token", ["short", "has spaces in it here", "x" * 15])
+def test_weak_callback_tokens_are_refused(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGATE_HTTP__CALLBACK_TOKEN", token)
+    with pytest.raises(ConfigError, match=r"http\.callback_token") as caught:
+        load_settings()
+    assert token not in str(caught.value)
