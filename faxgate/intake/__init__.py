@@ -1,0 +1,1 @@
+"""Where faxes come from: email, hot folders and the CLI. Intake only writes jobs."""
