@@ -1,0 +1,294 @@
+"""Outgoing mail: through an SMTP relay, or into a local Maildir when none is set.
+
+Every message leaves with the headers a well-behaved automatic sender owes: From (the
+configured address), Date, Message-ID and Auto-Submitted (RFC 3834). The caller says
+whether a message answers someone (`auto-replied`); anything else is `auto-generated`.
+
+Failures raise MailError. `permanent` tells the notifier whether trying again can help: a
+5xx refusal of the message itself (its sender, recipients or content) is permanent;
+everything else is temporary, including a refused greeting, STARTTLS or login, which is the
+relay's setup rather than the message's and mends when a person fixes the settings (and
+so is "530 authentication required", though it answers MAIL FROM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import itertools
+import logging
+import mailbox
+import os
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import Final, Protocol
+
+import aiosmtplib
+from pydantic import SecretStr
+
+from faxgate.settings import MailSettings
+from faxgate.store import utc_now
+
+log = logging.getLogger("faxgate.mailer")
+
+AUTO_REPLIED: Final = "auto-replied"  # a response to a message someone sent
+AUTO_GENERATED: Final = "auto-generated"  # anything else faxgate sends by itself
+DEFAULT_FROM: Final = "faxgate@localhost"
+DEFAULT_RELAY_TIMEOUT: Final = 30.0  # seconds, for each step of the SMTP dialogue
+# "530 Authentication required" (RFC 4954) comes at MAIL FROM but is the relay's setup.
+_AUTH_REQUIRED: Final = 530
+
+
+class MailError(Exception):
+    """A message could not be handed on; `permanent` when trying again cannot help."""
+
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Hand the message on, or raise MailError. Missing headers are filled in place."""
+
+
+# ---------------------------------------------------------------------------- headers
+
+
+def address_domain(address: str) -> str:
+    """The domain part of an address ("Fax <fax@example.com>" -> "example.com")."""
+    _, addr = parseaddr(address)
+    domain = addr.rpartition("@")[2] if "@" in addr else ""
+    return domain or "localhost"
+
+
+def stamp(message: EmailMessage, *, from_address: str, now: datetime) -> None:
+    """Give the message the headers every outgoing message carries.
+
+    From is always the configured address (relays refuse others); Date, Message-ID and
+    Auto-Submitted are kept when the caller set them. The Message-ID's domain comes from
+    the From address: make_msgid would otherwise ask DNS for this host's name.
+    """
+    del message["From"]
+    message["From"] = from_address
+    if message["Date"] is None:
+        message["Date"] = format_datetime(now)
+    if message["Message-ID"] is None:
+        message["Message-ID"] = make_msgid(domain=address_domain(from_address))
+    if message["Auto-Submitted"] is None:
+        message["Auto-Submitted"] = AUTO_GENERATED
+
+
+def _recipients(message: EmailMessage) -> str:
+    return ", ".join(str(value) for name in ("To", "Cc") for value in message.get_all(name, []))
+
+
+# ---------------------------------------------------------------------------- Maildir
+
+
+class MaildirMailer:
+    """Writes each message into a Maildir (tmp/, then renamed into new/), durably.
+
+    The file is fsynced before the rename and the new/ directory after it, so a message
+    this mailer reported written survives a power cut, and a reader never sees half of one.
+    """
+
+    _counter = itertools.count()
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        from_address: str = DEFAULT_FROM,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.path = Path(path)
+        self._from_address = from_address
+        self._clock = clock
+
+    async def send(self, message: EmailMessage) -> None:
+        stamp(message, from_address=self._from_address, now=self._clock())
+        data = message.as_bytes(policy=email.policy.default)
+        try:
+            written = await asyncio.to_thread(self._write, data)
+        except OSError as exc:
+            # A full disk or a wrong permission: a person can fix it, so try again later.
+            raise MailError(f"cannot write to maildir {self.path}: {exc}", permanent=False) from exc
+        log.info(
+            "mail written to=%s message_id=%s file=%s",
+            _recipients(message),
+            message["Message-ID"],
+            written,
+        )
+
+    def _write(self, data: bytes) -> Path:
+        self._ensure_dirs()
+        name = self._unique_name()
+        tmp = self.path / "tmp" / name
+        new = self.path / "new" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, new)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(new.parent)
+        return new
+
+    def _ensure_dirs(self) -> None:
+        # mailbox.Maildir makes the folder and its three parts when the folder is new;
+        # the mkdirs mend a folder someone emptied by hand.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mailbox.Maildir(self.path, create=True)
+        for part in ("tmp", "new", "cur"):
+            (self.path / part).mkdir(mode=0o700, exist_ok=True)
+
+    def _unique_name(self) -> str:
+        # The Maildir convention: time, then what makes the name unique on this host.
+        now = time.time()
+        seconds = int(now)
+        micros = int((now - seconds) * 1_000_000)
+        host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+        unique = f"M{micros}P{os.getpid()}Q{next(self._counter)}R{secrets.token_hex(4)}"
+        return f"{seconds}.{unique}.{host}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- relay
+
+
+class RelayMailer:
+    """Sends each message through an SMTP relay, on a connection of its own.
+
+    STARTTLS only when asked (an internal relay without TLS stays usable); login only when
+    a username is set. The password is kept as a SecretStr and never logged.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        starttls: bool = False,
+        username: str | None = None,
+        password: SecretStr | str | None = None,
+        timeout: float = DEFAULT_RELAY_TIMEOUT,
+        from_address: str = DEFAULT_FROM,
+        local_hostname: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.starttls = starttls
+        self.username = username or None
+        self._password = password if isinstance(password, SecretStr) else SecretStr(password or "")
+        self.timeout = timeout
+        self._from_address = from_address
+        self._local_hostname = local_hostname
+        self._tls_context = tls_context
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"RelayMailer({self.host}:{self.port}, starttls={self.starttls})"
+
+    async def send(self, message: EmailMessage) -> None:
+        stamp(message, from_address=self._from_address, now=self._clock())
+        sender = parseaddr(self._from_address)[1] or self._from_address
+        relay = f"{self.host}:{self.port}"
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=self.timeout,
+            start_tls=self.starttls,
+            local_hostname=self._local_hostname,
+            tls_context=self._tls_context,
+        )
+        in_transaction = False
+        try:
+            async with smtp:
+                if self.username is not None:
+                    await smtp.login(self.username, self._password.get_secret_value())
+                in_transaction = True
+                refused, _ = await smtp.send_message(message, sender=sender)
+        except ValueError as exc:
+            # aiosmtplib found no recipient (or no sender) in the message: it never will.
+            raise MailError(f"message cannot be sent: {exc}", permanent=True) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise _relay_error(exc, relay, in_transaction) from exc
+        log.info(
+            "mail sent to=%s message_id=%s relay=%s",
+            _recipients(message),
+            message["Message-ID"],
+            relay,
+        )
+        for recipient, answer in refused.items():
+            # Others took it: sending again would repeat it to them.
+            log.warning(
+                "mail refused for one recipient to=%s message_id=%s answer=%s",
+                recipient,
+                message["Message-ID"],
+                f"{answer.code} {answer.message}",
+            )
+
+
+def _relay_error(exc: BaseException, relay: str, in_transaction: bool) -> MailError:
+    """Classify what went wrong talking to the relay; see the module's docstring."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        answers = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        permanent = bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
+        return MailError(f"relay {relay} refused every recipient: {answers}", permanent)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        answer = f"{exc.code} {exc.message}"
+        if not in_transaction or exc.code == _AUTH_REQUIRED:
+            return MailError(f"relay {relay} refused the session: {answer}", permanent=False)
+        permanent = 500 <= exc.code < 600
+        return MailError(f"relay {relay} refused the message: {answer}", permanent)
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return MailError(f"relay {relay}: {exc.message}", permanent=False)
+    return MailError(f"relay {relay} unreachable: {exc or type(exc).__name__}", permanent=False)
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def parse_relay(relay: str) -> tuple[str, int]:
+    """ "host:port" or "[v6]:port" (MailSettings has checked the shape)."""
+    host, _, port = relay.strip().rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def mailer_from_settings(mail: MailSettings, maildir: Path) -> Mailer:
+    """The relay when one is set; else the Maildir, so a trial shows every mail."""
+    if not mail.relay:
+        return MaildirMailer(maildir, from_address=mail.from_address)
+    host, port = parse_relay(mail.relay)
+    return RelayMailer(
+        host,
+        port,
+        starttls=mail.starttls,
+        username=mail.username or None,
+        password=mail.password,
+        from_address=mail.from_address,
+    )
