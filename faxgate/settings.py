@@ -38,14 +38,10 @@ from pydantic_settings import (
 
 from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.domain.numbers import NumberPolicy
+from faxgate.hellofax.sandbox import settings as sandbox_defaults
 
 DEFAULT_CONFIG_PATH = Path("config/faxgate.toml")
 HELLOFAX_BASE_URL = "https://api.hellofax.com/v1"
-
-# The sandbox runs without an account; these are its built-in identity.
-SANDBOX_ACCOUNT_GUID = "5a4d0b6e8c1f2a3b4c5d6e7f8091a2b3c4d5e6f7"
-SANDBOX_USERNAME = "sandbox@faxgate.invalid"
-SANDBOX_PASSWORD = "sandbox-password"  # noqa: S105 - a public demo credential
 
 
 class ConfigError(Exception):
@@ -168,14 +164,8 @@ class SandboxSettings(_Section):
     @field_validator("speed")
     @classmethod
     def _speed_name(cls, value: str) -> str:
-        if value in ("realistic", "quick", "test"):
-            return value
-        try:
-            if float(value) > 0:
-                return value
-        except ValueError:
-            pass
-        raise ValueError('expected "realistic", "quick", "test" or a positive number')
+        sandbox_defaults.resolve_speed(value)  # refuses what it cannot read
+        return value
 
 
 class NumberSettings(_Section):
@@ -392,9 +382,9 @@ class Settings(BaseSettings):
         p = self.provider
         if p.kind == "sandbox":
             return (
-                p.account_guid or SANDBOX_ACCOUNT_GUID,
-                p.username or SANDBOX_USERNAME,
-                p.password.get_secret_value() or SANDBOX_PASSWORD,
+                p.account_guid or sandbox_defaults.DEFAULT_ACCOUNT_GUID,
+                p.username or sandbox_defaults.DEFAULT_USERNAME,
+                p.password.get_secret_value() or sandbox_defaults.DEFAULT_PASSWORD,
             )
         return p.account_guid, p.username, p.password.get_secret_value()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from faxgate.hellofax.sandbox import DEFAULT_ACCOUNT_GUID as SANDBOX_ACCOUNT_GUID
 from faxgate.settings import (
-    SANDBOX_ACCOUNT_GUID,
     ConfigError,
     ListenAddress,
     Settings,

@@ -1,0 +1,221 @@
+"""Commands for every HelloFax API call: account, fax lines, area codes, transmissions."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from faxgate.cli.common import (
+    EXIT_OK,
+    CommandError,
+    Subparsers,
+    add_json_flag,
+    print_json,
+    print_table,
+    run_async,
+    settings_from,
+)
+from faxgate.domain.codes import describe_outcome
+from faxgate.domain.numbers import (
+    NumberPolicy,
+    NumberRefused,
+    from_provider_digits,
+    parse_fax_number,
+)
+from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.errors import HelloFaxError, NotSent
+from faxgate.hellofax.models import Account, FaxLine, Transmission
+from faxgate.provider import open_client
+from faxgate.settings import Settings
+
+
+def register(subparsers: Subparsers) -> None:
+    account = subparsers.add_parser(
+        "account", help="show the provider account; set its callback URLs"
+    )
+    account.add_argument("--inbound-url", metavar="URL", help="set the inbound fax callback URL")
+    account.add_argument("--outbound-url", metavar="URL", help="set the outbound fax callback URL")
+    add_json_flag(account)
+    account.set_defaults(func=account_command)
+
+    lines = subparsers.add_parser("lines", help="the account's fax lines (list, buy, delete)")
+    add_json_flag(lines)
+    lines.set_defaults(func=lines_list_command)
+    line_commands = lines.add_subparsers(title="lines commands", metavar="COMMAND")
+    lines_list = line_commands.add_parser("list", help="list the fax lines (the default)")
+    add_json_flag(lines_list)
+    lines_list.set_defaults(func=lines_list_command)
+    buy = line_commands.add_parser("buy", help="buy a new fax number in an area code")
+    buy.add_argument("area_code", metavar="AREA_CODE", help="e.g. 415; see `faxgate areacodes`")
+    add_json_flag(buy)
+    buy.set_defaults(func=lines_buy_command)
+    delete = line_commands.add_parser("delete", help="give up one of the account's fax lines")
+    delete.add_argument("number", metavar="NUMBER", help="the line's number, e.g. 14155550100")
+    delete.set_defaults(func=lines_delete_command)
+
+    areacodes = subparsers.add_parser(
+        "areacodes", help="area codes of a US state where fax numbers can be bought"
+    )
+    areacodes.add_argument("state", metavar="STATE", help="two-letter state code, e.g. CA")
+    add_json_flag(areacodes)
+    areacodes.set_defaults(func=areacodes_command)
+
+    transmissions = subparsers.add_parser(
+        "transmissions", help="the provider's transmissions: one by GUID, or the list"
+    )
+    transmissions.add_argument("guid", metavar="GUID", nargs="?", help="show this one")
+    transmissions.add_argument("--page", type=int, help="page of the list to show")
+    transmissions.add_argument("--page-size", type=int, help="transmissions per page")
+    transmissions.add_argument("--all", action="store_true", help="every page")
+    add_json_flag(transmissions)
+    transmissions.set_defaults(func=transmissions_command)
+
+
+def _call(args: argparse.Namespace, action: Callable[[HelloFaxClient], Awaitable[Any]]) -> Any:
+    """Run one API conversation and turn provider errors into a plain message."""
+    settings = settings_from(args)
+
+    async def conversation() -> Any:
+        async with open_client(settings) as client:
+            return await action(client)
+
+    try:
+        return run_async(conversation())
+    except HelloFaxError as exc:
+        raise CommandError(_explain(exc, settings)) from None
+
+
+def _explain(error: HelloFaxError, settings: Settings) -> str:
+    message = f"the provider: {error.message}"
+    if isinstance(error, NotSent) and settings.provider.kind == "sandbox":
+        message += (
+            f"\n(the sandbox at {settings.provider_base_url()} is not running: start it with"
+            " `faxgate run` or `faxgate sandbox`)"
+        )
+    return message
+
+
+def account_command(args: argparse.Namespace) -> int:
+    async def action(client: HelloFaxClient) -> Account:
+        if args.inbound_url is not None or args.outbound_url is not None:
+            return await client.update_account(
+                inbound_url=args.inbound_url, outbound_url=args.outbound_url
+            )
+        return await client.get_account()
+
+    account: Account = _call(args, action)
+    if args.json:
+        print_json(account.model_dump(mode="json"))
+        return EXIT_OK
+    print_table(
+        ["setting", "value"],
+        [
+            ["account GUID", account.guid],
+            ["inbound callback URL", account.default_inbound_fax_callback_url],
+            ["outbound callback URL", account.default_outbound_fax_callback_url],
+        ],
+    )
+    return EXIT_OK
+
+
+def _line_rows(lines: list[FaxLine]) -> list[list[object]]:
+    return [[_pretty(line.number), line.number] for line in lines]
+
+
+def lines_list_command(args: argparse.Namespace) -> int:
+    lines: list[FaxLine] = _call(args, lambda client: client.list_fax_lines())
+    if args.json:
+        print_json([line.model_dump(mode="json") for line in lines])
+    elif not lines:
+        print("no fax lines; buy one with `faxgate lines buy AREA_CODE`")
+    else:
+        print_table(["line", "number (as the API writes it)"], _line_rows(lines))
+    return EXIT_OK
+
+
+def lines_buy_command(args: argparse.Namespace) -> int:
+    area_code = args.area_code.strip()
+    if not area_code.isdigit() or len(area_code) != 3:
+        raise CommandError(f"{area_code!r} is not an area code: expected three digits, e.g. 415")
+    line: FaxLine = _call(args, lambda client: client.buy_fax_line(area_code))
+    if args.json:
+        print_json(line.model_dump(mode="json"))
+    else:
+        print(f"bought fax line {_pretty(line.number)}")
+    return EXIT_OK
+
+
+def lines_delete_command(args: argparse.Namespace) -> int:
+    digits = _provider_digits(args.number)
+    _call(args, lambda client: client.delete_fax_line(digits))
+    print(f"deleted fax line {_pretty(digits)}")
+    return EXIT_OK
+
+
+def areacodes_command(args: argparse.Namespace) -> int:
+    state = args.state.strip().upper()
+    if len(state) != 2 or not state.isalpha():
+        raise CommandError(f"{args.state!r} is not a state code: expected two letters, e.g. CA")
+    codes: list[str] = _call(args, lambda client: client.area_codes(state))
+    if args.json:
+        print_json(codes)
+    elif not codes:
+        print(f"no area codes with free numbers in {state}")
+    else:
+        print(" ".join(codes))
+    return EXIT_OK
+
+
+def transmissions_command(args: argparse.Namespace) -> int:
+    if args.guid and (args.page is not None or args.all):
+        raise CommandError("give a GUID or --page/--all, not both")
+
+    async def action(client: HelloFaxClient) -> list[Transmission]:
+        if args.guid:
+            return [await client.get_transmission(args.guid)]
+        if args.all:
+            return [item async for item in client.iter_transmissions(args.page_size)]
+        page = await client.list_transmissions(page=args.page, page_size=args.page_size)
+        return page.transmissions
+
+    items: list[Transmission] = _call(args, action)
+    if args.json:
+        data = [item.model_dump(mode="json", by_alias=True) for item in items]
+        print_json(data[0] if args.guid else data)
+    elif not items:
+        print("no transmissions")
+    else:
+        print_table(
+            ["GUID", "to", "from", "status", "pages", "updated"],
+            [
+                [
+                    item.guid,
+                    _pretty(item.to),
+                    _pretty(item.from_ or ""),
+                    describe_outcome(item.status_code, item.error_code),
+                    item.num_pages_billed,
+                    _when(item.updated_at or item.created_at),
+                ]
+                for item in items
+            ],
+        )
+    return EXIT_OK
+
+
+def _provider_digits(text: str) -> str:
+    try:
+        return parse_fax_number(text, NumberPolicy(allow_premium=True)).provider_digits
+    except NumberRefused as exc:
+        raise CommandError(f"{text!r}: {exc.reason}") from None
+
+
+def _pretty(digits: str) -> str:
+    """ "14155550100" as "+1 415-555-0100"; left as it is when it does not parse."""
+    number = from_provider_digits(digits) if digits else None
+    return number.display() if number else digits
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

@@ -1,0 +1,58 @@
+"""`faxgate config check`: validate the settings and show the effective values."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from faxgate.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    add_json_flag,
+    print_json,
+    settings_from,
+)
+from faxgate.settings import masked_dump
+
+
+def register(subparsers: Subparsers) -> None:
+    config = subparsers.add_parser("config", help="settings")
+    commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    check = commands.add_parser(
+        "check", help="validate the settings and print the effective values, secrets masked"
+    )
+    add_json_flag(check)
+    check.set_defaults(func=check_command)
+
+    def usage(_args: argparse.Namespace) -> int:
+        config.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    config.set_defaults(func=usage)
+
+
+def check_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    data = masked_dump(settings)
+    if args.json:
+        print_json({"source": str(settings.source_file or ""), "settings": data})
+        return EXIT_OK
+    origin = settings.source_file or "built-in defaults"
+    print(f"# settings are valid; read from {origin} and FAXGATE_* variables")
+    print(_as_toml(data))
+    return EXIT_OK
+
+
+def _as_toml(data: dict[str, Any]) -> str:
+    """Top-level values first, then one [section] per table; JSON literals are valid TOML."""
+    lines = [
+        f"{key} = {json.dumps(value)}" for key, value in data.items() if not isinstance(value, dict)
+    ]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    return "\n".join(lines)

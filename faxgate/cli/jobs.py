@@ -1,0 +1,323 @@
+"""Commands for faxgate's own queue: send, status, retry, cancel.
+
+They work on the store directly, so they work whether or not the daemon runs; the daemon
+picks up what they change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from faxgate.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    CommandError,
+    Subparsers,
+    add_json_flag,
+    print_json,
+    print_table,
+    settings_from,
+)
+from faxgate.domain.documents import DocumentRefused
+from faxgate.domain.jobs import (
+    Intake,
+    Job,
+    JobState,
+    can_cancel,
+    can_retry,
+    is_final,
+    normalize_job_id,
+)
+from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
+from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.settings import Settings
+from faxgate.spool import Spool
+from faxgate.store import StaleState, Store
+
+# States where the story is told: a report went (or goes) out.
+_SETTLED = {JobState.SENT, JobState.FAILED, JobState.CANCELLED, JobState.UNCERTAIN}
+_WAIT_HINT_AFTER = 10.0  # seconds in `queued` before --wait suggests the daemon is down
+
+
+def register(subparsers: Subparsers) -> None:
+    send = subparsers.add_parser("send", help="queue a fax of one or more files")
+    send.add_argument("number", metavar="NUMBER", help="fax number, e.g. +1 415 555 0100")
+    send.add_argument("files", metavar="FILE", nargs="+", type=Path, help="documents to fax")
+    send.add_argument("--from", dest="from_line", metavar="LINE", help="send from this line")
+    send.add_argument("--cover-to", metavar="NAME", help="cover page: to whom")
+    send.add_argument("--cover-from", metavar="NAME", help="cover page: from whom")
+    send.add_argument("--message", metavar="TEXT", help="cover page: the message")
+    send.add_argument("--notify", metavar="EMAIL", help="email the outcome to this address")
+    send.add_argument("--wait", action="store_true", help="show progress until the fax is done")
+    add_json_flag(send)
+    send.set_defaults(func=send_command)
+
+    status = subparsers.add_parser("status", help="the queue and recent jobs, or one job")
+    status.add_argument("job", metavar="JOB", nargs="?", help="show this job's full history")
+    status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
+    add_json_flag(status)
+    status.set_defaults(func=status_command)
+
+    retry = subparsers.add_parser("retry", help="queue a failed or uncertain job again")
+    retry.add_argument("job", metavar="JOB")
+    retry.set_defaults(func=retry_command)
+
+    cancel = subparsers.add_parser("cancel", help="cancel a job not yet handed to the provider")
+    cancel.add_argument("job", metavar="JOB")
+    cancel.set_defaults(func=cancel_command)
+
+
+@contextmanager
+def _opened_store(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings.database_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _job_id(text: str) -> str:
+    try:
+        return normalize_job_id(text)
+    except ValueError:
+        raise CommandError(f"{text!r} is not a job id (see `faxgate status`)") from None
+
+
+def _find(store: Store, text: str) -> Job:
+    job = store.get_job(_job_id(text))
+    if job is None:
+        raise CommandError(f"no job {text!r} (see `faxgate status`)")
+    return job
+
+
+def send_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    policy = settings.numbers.policy()
+    try:
+        number = parse_fax_number(args.number, policy)
+        from_line = (
+            parse_fax_number(args.from_line, NumberPolicy(allow_premium=True)).provider_digits
+            if args.from_line
+            else None
+        )
+    except NumberRefused as exc:
+        raise CommandError(f"{exc.text!r}: {exc.reason}") from None
+    for path in args.files:
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+    request = FaxRequest(
+        numbers=[number],
+        documents=[IncomingDocument(name=path.name, source=path) for path in args.files],
+        intake=Intake.CLI,
+        intake_ref={"files": [str(path.resolve()) for path in args.files]},
+        from_line=from_line,
+        cover_to=args.cover_to,
+        cover_from=args.cover_from,
+        cover_message=args.message,
+        reply_to=args.notify,
+    )
+    with _opened_store(settings) as store:
+        try:
+            (job,) = queue_fax(store, Spool(settings.spool_dir), request)
+        except DocumentRefused as exc:
+            raise CommandError(str(exc)) from None
+        if args.json and not args.wait:
+            print_json(_job_summary(job))
+            return EXIT_OK
+        print(f"queued job {job.id}: fax to {number.display()}")
+        if not args.wait:
+            return EXIT_OK
+        final = _follow(store, job.id)
+    if args.json:
+        print_json(_job_summary(final))
+    return EXIT_OK if final.state is JobState.SENT else EXIT_FAILURE
+
+
+def _follow(store: Store, job_id: str, interval: float = 0.5) -> Job:
+    """Print each state the job reaches until its story is told."""
+    started = time.monotonic()
+    last: tuple[JobState, str | None] | None = None
+    hinted = False
+    while True:
+        job = store.get_job(job_id)
+        assert job is not None
+        step = (job.state, job.provider_status)
+        if step != last:
+            print(f"  {job.state.value}{_progress_detail(job)}", flush=True)
+            last = step
+        if job.state in _SETTLED:
+            return job
+        waited = time.monotonic() - started
+        if job.state is JobState.QUEUED and waited > _WAIT_HINT_AFTER and not hinted:
+            print("  (still queued: is the daemon running? start it with `faxgate run`)")
+            hinted = True
+        time.sleep(interval)
+
+
+def _progress_detail(job: Job) -> str:
+    parts = []
+    if job.provider_guid:
+        parts.append(f"provider GUID {job.provider_guid}")
+    if job.pages:
+        parts.append(f"{job.pages} pages")
+    if job.reason:
+        parts.append(job.reason)
+    return f": {'; '.join(parts)}" if parts else ""
+
+
+def status_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with _opened_store(settings) as store:
+        if args.job:
+            return _show_job(store, _find(store, args.job), as_json=args.json)
+        counts = store.count_by_state()
+        recent = store.recent_jobs(args.limit)
+    if args.json:
+        print_json(
+            {
+                "counts": {state.value: counts.get(state, 0) for state in JobState},
+                "recent": [_job_summary(job) for job in recent],
+            }
+        )
+        return EXIT_OK
+    summary = ", ".join(f"{counts[state]} {state.value}" for state in JobState if counts.get(state))
+    print(f"queue: {summary or 'empty'}")
+    if recent:
+        print()
+        print_table(
+            ["job", "state", "to", "tries", "pages", "updated", "reason"],
+            [
+                [
+                    job.id,
+                    job.state.value,
+                    job.to_number,
+                    job.attempt,
+                    job.pages,
+                    _local(job.updated_at),
+                    job.reason,
+                ]
+                for job in recent
+            ],
+        )
+    return EXIT_OK
+
+
+def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
+    documents = store.documents(job.id)
+    events = store.events(job.id)
+    if as_json:
+        print_json(
+            {
+                **_job_summary(job),
+                "documents": [
+                    {"name": d.name, "size": d.size, "sha256": d.sha256, "type": d.content_type}
+                    for d in documents
+                ],
+                "events": [
+                    {
+                        "at": event.at.isoformat(),
+                        "from": event.from_state.value if event.from_state else None,
+                        "to": event.to_state.value,
+                        "detail": event.detail,
+                        "data": dict(event.data),
+                    }
+                    for event in events
+                ],
+            }
+        )
+        return EXIT_OK
+    print_table(
+        ["job", job.id],
+        [
+            ["state", job.state.value],
+            ["to", job.to_number],
+            ["from line", job.from_line],
+            ["came from", job.intake.value],
+            ["report to", job.reply_to],
+            ["tries", job.attempt],
+            ["pages", job.pages],
+            ["provider GUID", job.provider_guid],
+            ["reason", job.reason],
+            ["created", _local(job.created_at)],
+            ["updated", _local(job.updated_at)],
+        ],
+    )
+    print("\ndocuments:")
+    for document in documents:
+        print(f"  {document.seq + 1}. {document.name} ({document.size} bytes)")
+    print("\nhistory:")
+    for event in events:
+        origin = f"{event.from_state.value} -> " if event.from_state else ""
+        print(f"  {_local(event.at)}  {origin}{event.to_state.value}: {event.detail}")
+    return EXIT_OK
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with _opened_store(settings) as store:
+        job = _find(store, args.job)
+        if not can_retry(job.state):
+            raise CommandError(
+                f"job {job.id} is {job.state.value}; only failed or uncertain jobs can be retried"
+            )
+        try:
+            store.transition(
+                job.id,
+                JobState.QUEUED,
+                expect=job.state,
+                detail="queued again by a person (faxgate retry)",
+                attempt=job.attempt + 1,
+                not_before=None,
+                provider_guid=None,
+                provider_status=None,
+                provider_error=None,
+                reason=None,
+            )
+        except StaleState as exc:
+            raise CommandError(f"job {job.id} changed meanwhile (now {exc.actual.value})") from None
+    print(f"job {job.id} queued again")
+    return EXIT_OK
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with _opened_store(settings) as store:
+        job = _find(store, args.job)
+        if not can_cancel(job.state):
+            why = "it is already done" if is_final(job.state) else "the provider has it"
+            raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
+        try:
+            store.transition(
+                job.id, JobState.CANCELLED, expect=job.state, detail="cancelled by a person"
+            )
+        except StaleState as exc:
+            raise CommandError(
+                f"job {job.id} changed meanwhile (now {exc.actual.value}); not cancelled"
+            ) from None
+    print(f"job {job.id} cancelled")
+    return EXIT_OK
+
+
+def _job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "to": job.to_number,
+        "intake": job.intake.value,
+        "attempt": job.attempt,
+        "pages": job.pages,
+        "provider_guid": job.provider_guid,
+        "provider_status": job.provider_status,
+        "reason": job.reason,
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
+def _local(moment: Any) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

@@ -1,0 +1,176 @@
+"""The HTTP face: the provider's v1 routes under /v1, the control routes under /_sandbox/."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import re
+
+from aiohttp import BasicAuth, hdrs, web
+from aiohttp.typedefs import Handler
+
+from faxgate.hellofax.sandbox import control, shapes
+from faxgate.hellofax.sandbox.faults import FaultInjector
+from faxgate.hellofax.sandbox.forms import RequestError, page_parameter, read_fields, read_send
+from faxgate.hellofax.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from faxgate.hellofax.sandbox.service import RateLimited, SandboxService
+from faxgate.hellofax.sandbox.settings import SandboxSettings
+
+_SEND_PATH = re.compile(r"^/v1/Accounts/[^/]+/Transmissions/?$")
+_REALM = 'Basic realm="HelloFax API"'
+
+
+def build_app(
+    settings: SandboxSettings, service: SandboxService, faults: FaultInjector
+) -> web.Application:
+    api = _Api(service, faults)
+
+    @web.middleware
+    async def local_control_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(control.PREFIX) and not is_loopback(request.remote):
+            return web.json_response(
+                shapes.error("The sandbox control API is local only", 403), status=403
+            )
+        return await handler(request)
+
+    @web.middleware
+    async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(shapes.API_PREFIX + "/"):
+            return await handler(request)
+        is_send = request.method == hdrs.METH_POST and bool(_SEND_PATH.match(request.path))
+        status = faults.error_status(is_send=is_send)
+        if status is not None:
+            return _fault_response(status)
+        response = await handler(request)
+        delay = faults.answer_delay(is_send=is_send)
+        if delay:
+            await asyncio.sleep(delay)
+        return response
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RateLimited as refused:
+            return web.Response(status=429, text=refused.message)
+        except RequestError as refused:
+            return web.json_response(
+                shapes.error(refused.message, refused.status), status=refused.status
+            )
+        except web.HTTPException as problem:
+            if problem.status < 400:
+                raise
+            return web.json_response(
+                shapes.error(problem.reason, problem.status),
+                status=problem.status,
+                headers={k: v for k, v in problem.headers.items() if k == hdrs.ALLOW},
+            )
+
+    @web.middleware
+    async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(shapes.API_PREFIX + "/"):
+            return await handler(request)
+        if not _authorized(request, settings):
+            return web.json_response(
+                shapes.error("Unauthorized: wrong username or password", 401),
+                status=401,
+                headers={hdrs.WWW_AUTHENTICATE: _REALM},
+            )
+        if "guid" in request.match_info:
+            service.check_account(request.match_info["guid"])
+        return await handler(request)
+
+    app = web.Application(middlewares=[local_control_only, injected_faults, errors, basic_auth])
+    account = "/v1/Accounts/{guid}"
+    app.router.add_get(account, api.get_account)
+    app.router.add_post(account, api.update_account)
+    app.router.add_put(account, api.update_account)
+    app.router.add_get(account + "/FaxLines", api.list_lines)
+    app.router.add_post(account + "/FaxLines", api.buy_line)
+    app.router.add_delete(account + "/FaxLines/{number}", api.delete_line)
+    app.router.add_get("/v1/AreaCodes", api.area_codes)
+    app.router.add_post(account + "/Transmissions", api.send)
+    app.router.add_get(account + "/Transmissions", api.list_transmissions)
+    app.router.add_get(account + "/Transmissions/{transmission}", api.get_transmission)
+    control.add_routes(app, service, faults)
+    return app
+
+
+class _Api:
+    def __init__(self, service: SandboxService, faults: FaultInjector) -> None:
+        self._service = service
+        self._faults = faults
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        return web.json_response(shapes.account(self._service.account()))
+
+    async def update_account(self, request: web.Request) -> web.Response:
+        record = self._service.update_account(await read_fields(request))
+        return web.json_response(shapes.account(record))
+
+    async def list_lines(self, request: web.Request) -> web.Response:
+        return web.json_response(shapes.fax_lines(self._service.guid, self._service.lines()))
+
+    async def buy_line(self, request: web.Request) -> web.Response:
+        fields = await read_fields(request)
+        number = self._service.buy_line(fields.getall("AreaCode", [""])[-1])
+        return web.json_response(shapes.bought_fax_line(self._service.guid, number))
+
+    async def delete_line(self, request: web.Request) -> web.Response:
+        self._service.delete_line(request.match_info["number"])
+        return web.json_response(shapes.deleted())
+
+    async def area_codes(self, request: web.Request) -> web.Response:
+        codes = self._service.area_codes(request.query.get("StateCode"))
+        return web.json_response(shapes.area_codes(codes))
+
+    async def send(self, request: web.Request) -> web.Response:
+        records = await self._service.submit(await read_send(request))
+        if self._faults.take_drop_after_upload() and request.transport is not None:
+            # The ambiguous case: the fax is accepted and stored, the answer never arrives.
+            request.transport.abort()
+        return web.json_response(shapes.send_answer(records))
+
+    async def get_transmission(self, request: web.Request) -> web.Response:
+        record = self._service.transmission(request.match_info["transmission"])
+        return web.json_response(shapes.one_transmission(record))
+
+    async def list_transmissions(self, request: web.Request) -> web.Response:
+        page = page_parameter(request.query.get("Page"), "Page", 0, 0)
+        size = page_parameter(request.query.get("PageSize"), "PageSize", DEFAULT_PAGE_SIZE, 1)
+        records, paging = self._service.page(page, min(size, MAX_PAGE_SIZE))
+        return web.json_response(shapes.transmission_list(self._service.guid, records, paging))
+
+
+def _authorized(request: web.Request, settings: SandboxSettings) -> bool:
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if not header:
+        return False
+    try:
+        credentials = BasicAuth.decode(header, encoding="utf-8")
+    except ValueError:
+        return False
+    user_ok = hmac.compare_digest(credentials.login.encode(), settings.username.encode())
+    password_ok = hmac.compare_digest(credentials.password.encode(), settings.password.encode())
+    return user_ok and password_ok
+
+
+def _fault_response(status: int) -> web.Response:
+    if status == 503:
+        # What a load balancer in front of the API would answer: HTML, not JSON.
+        return web.Response(
+            status=503,
+            content_type="text/html",
+            text="<html><body><h1>503 Service Unavailable</h1></body></html>",
+        )
+    return web.json_response(shapes.error("Internal server error", status), status=status)
+
+
+def is_loopback(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False

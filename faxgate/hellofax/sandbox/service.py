@@ -1,0 +1,342 @@
+"""What the provider does for each API call, without HTTP: the app calls these."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+from multidict import MultiDict
+
+from faxgate.hellofax.sandbox import areacodes, lifecycle
+from faxgate.hellofax.sandbox.documents import (
+    DocumentInfo,
+    ReceivedPart,
+    examine,
+    render_received_fax,
+)
+from faxgate.hellofax.sandbox.faults import FaultInjector
+from faxgate.hellofax.sandbox.forms import (
+    RequestError,
+    SendRequest,
+    Upload,
+    boolean,
+    callback_url,
+    normalize_number,
+)
+from faxgate.hellofax.sandbox.inspection import (
+    CallbackAttempt,
+    DuplicateSend,
+    InspectedTransmission,
+    callback_attempts,
+    duplicate_sends,
+    inspect_transmissions,
+)
+from faxgate.hellofax.sandbox.limits import MAX_PENDING
+from faxgate.hellofax.sandbox.records import (
+    AccountRecord,
+    CoverPage,
+    FileRecord,
+    TransmissionRecord,
+)
+from faxgate.hellofax.sandbox.settings import SandboxSettings
+from faxgate.hellofax.sandbox.shapes import RATE_LIMIT_MESSAGE, Paging, callback
+from faxgate.hellofax.sandbox.state import Store
+
+_ACCOUNT_FIELDS = {
+    "DefaultInboundFaxCallbackUrl": "inbound_callback_url",
+    "DefaultOutboundFaxCallbackUrl": "outbound_callback_url",
+}
+_ACCOUNT_FLAGS = {
+    "ShouldSendOutboundConfEmails": "send_confirmation_emails",
+    "ShouldIncludePdfsInReceivedFaxEmails": "include_pdfs_in_received_emails",
+}
+
+
+class RateLimited(RequestError):
+    def __init__(self) -> None:
+        super().__init__(429, RATE_LIMIT_MESSAGE)
+
+
+def new_guid() -> str:
+    return secrets.token_hex(20)
+
+
+def fingerprint(sha256s: Sequence[str]) -> str:
+    """One digest for a whole document set: the same files in the same order, same value."""
+    return hashlib.sha256("\n".join(sha256s).encode()).hexdigest()
+
+
+class SandboxService:
+    def __init__(
+        self,
+        settings: SandboxSettings,
+        store: Store,
+        faults: FaultInjector,
+        wake: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._faults = faults
+        self._wake = wake
+        self.guid = settings.account_guid
+
+    def wake(self) -> None:
+        """Tell the clock that something changed (new work, a switch flipped)."""
+        self._wake()
+
+    # Account ---------------------------------------------------------------------------
+
+    def check_account(self, guid: str) -> None:
+        if guid.lower() != self.guid:
+            raise RequestError(404, f"Account {guid} not found")
+
+    def account(self) -> AccountRecord:
+        record = self._store.account(self.guid)
+        assert record is not None, "the account is created on start"
+        return record
+
+    def update_account(self, fields: MultiDict[str]) -> AccountRecord:
+        changes: dict[str, object] = {}
+        for field, column in _ACCOUNT_FIELDS.items():
+            if field in fields:
+                changes[column] = callback_url(fields.getall(field)[-1])
+        for field, column in _ACCOUNT_FLAGS.items():
+            if field in fields:
+                changes[column] = int(boolean(fields.getall(field)[-1], field))
+        with self._store.transaction():
+            self._store.update_account(self.guid, **changes)
+        return self.account()
+
+    def set_confirmed(self, confirmed: bool) -> None:
+        with self._store.transaction():
+            self._store.update_account(self.guid, confirmed=int(confirmed))
+
+    # Lines and area codes --------------------------------------------------------------
+
+    def lines(self) -> list[str]:
+        return self._store.lines(self.guid)
+
+    def area_codes(self, state_code: str | None) -> list[int]:
+        if not state_code or not state_code.strip():
+            raise RequestError(400, "Missing StateCode: give a two-letter US state code")
+        codes = areacodes.offered(state_code, self._store.all_line_numbers())
+        if codes is None:
+            raise RequestError(400, f"Unknown StateCode {state_code!r}")
+        return codes
+
+    def buy_line(self, raw_area_code: str | None) -> str:
+        raw = (raw_area_code or "").strip()
+        if not raw:
+            raise RequestError(400, "Missing AreaCode: choose one from /AreaCodes")
+        if not (raw.isascii() and raw.isdigit() and len(raw) == 3):
+            raise RequestError(400, f"Invalid AreaCode {raw!r}: give three digits")
+        area_code = int(raw)
+        if not areacodes.is_sold(area_code):
+            raise RequestError(
+                400, f"Area code {area_code} is not available; /AreaCodes lists those that are"
+            )
+        with self._store.transaction():
+            number = areacodes.first_free(area_code, self._store.all_line_numbers())
+            if number is None:
+                raise RequestError(
+                    400,
+                    f"No fax numbers are free in area code {area_code}; choose another area"
+                    " code from /AreaCodes",
+                )
+            self._store.add_line(self.guid, number)
+        return number
+
+    def delete_line(self, number: str) -> None:
+        with self._store.transaction():
+            if not self._store.remove_line(self.guid, number):
+                raise RequestError(404, f"Fax line {number} not found on this account")
+
+    # Transmissions ---------------------------------------------------------------------
+
+    async def submit(self, send: SendRequest) -> list[TransmissionRecord]:
+        account = self.account()
+        from_ = self._sending_line(send.from_)
+        if not send.files:
+            raise RequestError(400, "Missing file: attach the document as file, file[] or file[N]")
+        if self._faults.take_rate_limit():
+            raise RateLimited
+        infos = await asyncio.to_thread(_examine_all, send.files)
+        # No await from here on: counting the faxes in flight and adding these is atomic.
+        if self._store.count_in_flight(self.guid) + len(send.to) > MAX_PENDING:
+            raise RateLimited
+        files = self._keep_files(send.files, infos)
+        pages = sum(info.pages for info in infos) + (1 if send.cover.present else 0)
+        readable = all(info.readable for info in infos)
+        digest = fingerprint([file.sha256 for file in files])
+        now = time.time()
+        records = []
+        for to in send.to:
+            outcome = lifecycle.decide(
+                to, documents_readable=readable, pages=pages, confirmed=account.confirmed
+            )
+            steps = lifecycle.plan(outcome, pages, self._settings.speed)
+            records.append(
+                TransmissionRecord(
+                    guid=new_guid(),
+                    seq=0,
+                    account_guid=self.guid,
+                    to=to,
+                    from_=from_,
+                    is_inbound=False,
+                    status=lifecycle.PENDING,
+                    error_code=None,
+                    created_at=now,
+                    updated_at=now,
+                    pages=pages,
+                    cover=send.cover,
+                    fingerprint=digest,
+                    plan=steps,
+                    next_at=now + steps[0].after,
+                    files=files,
+                )
+            )
+        with self._store.transaction():
+            stored = [self._store.add_transmission(record) for record in records]
+        self._wake()
+        return stored
+
+    def _sending_line(self, requested: str | None) -> str:
+        lines = self.lines()
+        if requested is None:
+            if not lines:
+                raise RequestError(400, "This account has no fax line to send from; buy one")
+            return lines[0]
+        number = normalize_number(requested)
+        if number is None or number not in lines:
+            raise RequestError(400, f"From {requested!r} is not one of this account's fax lines")
+        return number
+
+    def _keep_files(
+        self, uploads: Sequence[Upload], infos: Sequence[DocumentInfo]
+    ) -> tuple[FileRecord, ...]:
+        files = []
+        for position, (upload, info) in enumerate(zip(uploads, infos, strict=True)):
+            sha256 = hashlib.sha256(upload.content).hexdigest()
+            self._store.put_document(sha256, upload.content)
+            files.append(
+                FileRecord(
+                    position=position,
+                    name=upload.name,
+                    sha256=sha256,
+                    size=len(upload.content),
+                    pages=info.pages,
+                    readable=info.readable,
+                    kind=info.kind,
+                )
+            )
+        return tuple(files)
+
+    def transmission(self, guid: str) -> TransmissionRecord:
+        record = self._store.transmission(self.guid, guid)
+        if record is None:
+            raise RequestError(404, f"Transmission {guid} not found")
+        return record
+
+    def page(self, page: int, page_size: int) -> tuple[list[TransmissionRecord], Paging]:
+        paging = Paging(
+            page=page, page_size=page_size, total=self._store.count_transmissions(self.guid)
+        )
+        records = self._store.newest_transmissions(
+            self.guid, offset=paging.start, limit=paging.page_size
+        )
+        return records, paging
+
+    # Inbound ---------------------------------------------------------------------------
+
+    async def inject_inbound(self, to: str, from_: str, upload: Upload) -> TransmissionRecord:
+        """A fax arriving from outside at one of the account's lines."""
+        line = normalize_number(to)
+        if line is None or line not in self.lines():
+            raise RequestError(404, f"{to!r} is not one of this account's fax lines")
+        sender = normalize_number(from_)
+        if sender is None:
+            raise RequestError(400, f"Invalid from {from_!r}: give the fax number in digits")
+        info = await asyncio.to_thread(examine, upload.name, upload.content)
+        if not info.readable:
+            raise RequestError(400, f"Not a readable document: {info.reason}")
+        part = ReceivedPart(upload.name, upload.content, info)
+        document = await received_document([part], CoverPage())
+        with self._store.transaction():
+            record = self.record_received(
+                to=line, from_=sender, document=document, pages=info.pages, now=time.time()
+            )
+        self._wake()
+        return record
+
+    def record_received(
+        self, *, to: str, from_: str, document: bytes, pages: int, now: float
+    ) -> TransmissionRecord:
+        """Store an inbound fax and queue its callback; call inside a transaction."""
+        sha256 = hashlib.sha256(document).hexdigest()
+        self._store.put_document(sha256, document)
+        guid = new_guid()
+        name = f"fax-{guid}.pdf"
+        record = self._store.add_transmission(
+            TransmissionRecord(
+                guid=guid,
+                seq=0,
+                account_guid=self.guid,
+                to=to,
+                from_=from_,
+                is_inbound=True,
+                status=lifecycle.SENT,
+                error_code=None,
+                created_at=now,
+                updated_at=now,
+                pages=pages,
+                cover=CoverPage(),
+                fingerprint=fingerprint([sha256]),
+                files=(FileRecord(0, name, sha256, len(document), pages, True, "pdf"),),
+            )
+        )
+        url = self.account().inbound_callback_url
+        if url:
+            self._store.add_callback(
+                transmission_guid=guid,
+                kind="inbound",
+                url=url,
+                payload=callback(record),
+                document_sha256=sha256,
+                document_name=name,
+                due_at=now,
+            )
+        return record
+
+    def sent_parts(self, record: TransmissionRecord) -> list[ReceivedPart]:
+        """The documents of an outbound fax, as the receiving end gets them."""
+        parts = []
+        for file in record.files:
+            content = self._store.document(file.sha256)
+            info = DocumentInfo(file.readable, file.pages, file.kind, "")
+            parts.append(ReceivedPart(file.name, content, info))
+        return parts
+
+    # Inspection ------------------------------------------------------------------------
+
+    def inspect(self) -> list[InspectedTransmission]:
+        return inspect_transmissions(self._store.all_transmissions())
+
+    def duplicates(self) -> list[DuplicateSend]:
+        return duplicate_sends(self._store.all_transmissions())
+
+    def callback_attempts(self) -> list[CallbackAttempt]:
+        return callback_attempts(self._store.attempts())
+
+
+def _examine_all(uploads: Sequence[Upload]) -> list[DocumentInfo]:
+    return [examine(upload.name, upload.content) for upload in uploads]
+
+
+async def received_document(parts: list[ReceivedPart], cover: CoverPage) -> bytes:
+    """The PDF the receiving line gets; a lone PDF without cover page arrives as it is."""
+    if len(parts) == 1 and parts[0].info.kind == "pdf" and not cover.present:
+        return parts[0].content
+    return await asyncio.to_thread(render_received_fax, parts, cover)

@@ -1,0 +1,105 @@
+"""The API commands against a running sandbox, as a user types them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from faxgate.cli import main
+from faxgate.hellofax.sandbox import Sandbox
+from tests.conftest import (
+    SANDBOX_GUID,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    pdf_document,
+    wait_for,
+)
+
+
+@pytest.fixture(autouse=True)
+def pointed_at_sandbox(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Sandbox:
+    for name in list(os.environ):
+        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", sandbox.base_url)
+    return sandbox
+
+
+async def faxgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in a worker thread: it runs its own event loop, the sandbox runs in ours."""
+    code = await asyncio.to_thread(main, list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+async def test_account_shows_and_sets_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await faxgate(capsys, "account")
+    assert code == 0
+    assert "5a4d0b6e8c1f2a3b4c5d6e7f8091a2b3c4d5e6f7" in out
+    code, _, _ = await faxgate(
+        capsys, "account", "--outbound-url", "https://fax.example.com/cb/out"
+    )
+    assert code == 0
+    code, out, _ = await faxgate(capsys, "account", "--json")
+    assert json.loads(out)["default_outbound_fax_callback_url"] == "https://fax.example.com/cb/out"
+
+
+async def test_lines_buy_list_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await faxgate(capsys, "lines")
+    assert code == 0
+    assert "+1 415-555-0100" in out
+    code, out, _ = await faxgate(capsys, "lines", "buy", "510", "--json")
+    assert code == 0
+    number = json.loads(out)["number"]
+    assert number.startswith("1510")
+    code, out, _ = await faxgate(capsys, "lines", "list", "--json")
+    assert number in [line["number"] for line in json.loads(out)]
+    code, out, _ = await faxgate(capsys, "lines", "delete", f"+{number}")
+    assert code == 0
+    assert "deleted" in out
+    code, _, err = await faxgate(capsys, "lines", "delete", f"+{number}")
+    assert code == 1
+    assert err.startswith("faxgate: the provider:")
+
+
+async def test_areacodes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await faxgate(capsys, "areacodes", "ca")
+    assert code == 0
+    assert "415" in out.split()
+    code, out, _ = await faxgate(capsys, "areacodes", "NY", "--json")
+    assert "212" in json.loads(out)
+
+
+async def test_transmissions_list_one_and_all(
+    capsys: pytest.CaptureFixture[str], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD)) as http:
+        for n in range(3):
+            response = await http.post(
+                f"{sandbox.base_url}/Accounts/{SANDBOX_GUID}/Transmissions",
+                params={"To": f"1415555{n + 200:04d}"},
+                files={"file": ("a.pdf", pdf_document(1), "application/pdf")},
+            )
+            response.raise_for_status()
+    await wait_for(lambda: all(t.status == "S" for t in sandbox.inspect()), what="faxes sent")
+
+    code, out, _ = await faxgate(capsys, "transmissions", "--page-size", "2")
+    assert code == 0
+    assert out.count("sent") == 2
+    code, out, _ = await faxgate(capsys, "transmissions", "--all", "--page-size", "2", "--json")
+    listed = json.loads(out)
+    assert len(listed) == 3
+    guid = listed[0]["Guid"]
+    code, out, _ = await faxgate(capsys, "transmissions", guid, "--json")
+    assert json.loads(out)["Guid"] == guid
+    code, _, err = await faxgate(capsys, "transmissions", "0" * 40)
+    assert code == 1
+    assert "the provider:" in err

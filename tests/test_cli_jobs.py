@@ -1,0 +1,125 @@
+"""send, status, retry and cancel work on the store, with or without the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from faxgate.cli import main
+from faxgate.domain.jobs import JobState
+from faxgate.store import Store
+from tests.conftest import pdf_document
+
+
+@pytest.fixture(autouse=True)
+def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in list(os.environ):
+        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "contract.pdf").write_bytes(pdf_document(2))
+    return tmp_path
+
+
+def send(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    assert main(["send", *args, "--json"]) == 0
+    result: dict[str, object] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def test_send_queues_a_job_in_the_store(capsys: pytest.CaptureFixture[str]) -> None:
+    job = send(capsys, "(415) 555-0100", "contract.pdf", "--cover-to", "Legal", "--message", "Hi")
+    assert job["state"] == "queued"
+    assert job["to"] == "+14155550100"
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        stored = store.get_job(str(job["id"]))
+        assert stored is not None
+        assert stored.cover_to == "Legal"
+        assert stored.cover_message == "Hi"
+        assert [d.name for d in store.documents(stored.id)] == ["contract.pdf"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["+1 900 555 0100", "contract.pdf"], "premium"),
+        (["hello", "contract.pdf"], "'hello'"),
+        (["4155550100", "missing.pdf"], "missing.pdf: no such file"),
+        (["4155550100", "contract.pdf", "--from", "abc"], "'abc'"),
+    ],
+)
+def test_send_refuses_bad_input_plainly(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", *args]) == 1
+    assert message in capsys.readouterr().err
+    assert not Path("var/faxgate.sqlite3").exists() or not Store.open(
+        Path("var/faxgate.sqlite3")
+    ).recent_jobs(5)
+
+
+def test_send_refuses_a_document_that_cannot_be_faxed(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "photos.zip").write_bytes(b"PK\x03\x04")
+    assert main(["send", "4155550100", "photos.zip"]) == 1
+    assert ".zip files cannot be faxed" in capsys.readouterr().err
+
+
+def test_status_lists_the_queue_and_shows_one_job(capsys: pytest.CaptureFixture[str]) -> None:
+    job = send(capsys, "4155550100", "contract.pdf")
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "queue: 1 queued" in out
+    assert str(job["id"]) in out
+
+    assert main(["status", str(job["id"]).upper()]) == 0  # ids are forgiving about case
+    out = capsys.readouterr().out
+    assert "contract.pdf" in out
+    assert "history:" in out
+
+    assert main(["status", str(job["id"]), "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail["events"][0]["to"] == "queued"
+    assert detail["documents"][0]["name"] == "contract.pdf"
+
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["queued"] == 1
+
+
+def test_status_of_an_unknown_job(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "0000000000zz"]) == 1
+    assert "no job" in capsys.readouterr().err
+    assert main(["status", "not-an-id"]) == 1
+    assert "not a job id" in capsys.readouterr().err
+
+
+def test_cancel_a_queued_job_then_it_cannot_be_cancelled_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job = send(capsys, "4155550100", "contract.pdf")
+    assert main(["cancel", str(job["id"])]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert main(["cancel", str(job["id"])]) == 1
+    assert "already done" in capsys.readouterr().err
+
+
+def test_retry_only_failed_or_uncertain_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    job = send(capsys, "4155550100", "contract.pdf")
+    job_id = str(job["id"])
+    assert main(["retry", job_id]) == 1
+    assert "only failed or uncertain" in capsys.readouterr().err
+
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        store.transition(job_id, JobState.SUBMITTING, detail="test")
+        store.transition(job_id, JobState.UNCERTAIN, detail="test", reason="could not tell")
+    assert main(["retry", job_id]) == 0
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        again = store.get_job(job_id)
+        assert again is not None
+        assert again.state is JobState.QUEUED
+        assert again.attempt == 2
+        assert again.reason is None
