@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from faxgate.domain.reconcile import (
+    DEFAULT_WINDOW,
+    CannotTell,
+    Found,
+    Listing,
+    NotThere,
+    Outcome,
+    Sought,
+    TryLater,
+    Window,
+    covers,
+    might_be_for,
+    reconcile,
+)
+from faxgate.hellofax.models import Transmission
+
+SENT_AT = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+NUMBER = "+14155550123"
+DIGITS = "14155550123"
+CLOSED = SENT_AT + timedelta(minutes=11)  # listed after the match window closed
+OPEN = SENT_AT + timedelta(seconds=30)  # listed right after the request
+OLD = SENT_AT - timedelta(hours=1)  # a transmission older than every horizon
+
+
+def tx(
+    guid: str,
+    *,
+    to: str = DIGITS,
+    at: timedelta | None = timedelta(seconds=2),
+    status: str = "S",
+    pages: int | None = 2,
+    inbound: bool = False,
+) -> Transmission:
+    """A transmission as the provider lists it, created `at` after the request left."""
+    created = None if at is None else str(int((SENT_AT + at).timestamp()))
+    return Transmission.from_api(
+        {
+            "Guid": guid,
+            "To": to,
+            "From": "14155550100",
+            "IsInbound": inbound,
+            "StatusCode": status,
+            "CreatedAt": created,
+            "NumPagesBilled": pages,
+        }
+    )
+
+
+OLDER = tx("old", to="19995550000", at=OLD - SENT_AT)  # proves the list was read far enough
+
+
+def sought(
+    *,
+    job_id: str = "job",
+    number: str = NUMBER,
+    sent_at: datetime = SENT_AT,
+    pages: tuple[int | None, ...] | None = (2,),
+    cover: bool = False,
+) -> Sought:
+    return Sought(job_id, number, sent_at, document_pages=pages, cover_page=cover)
+
+
+@dataclass
+class Case:
+    name: str
+    transmissions: list[Transmission]
+    expected: type[Outcome]
+    found: str | None = None  # the GUID a Found outcome names
+    listed_at: datetime = CLOSED
+    complete: bool = False
+    claimed: frozenset[str] = frozenset()
+    sought: Sought = field(default_factory=sought)
+    rivals: tuple[Sought, ...] = ()
+
+
+CASES = [
+    Case("one match", [tx("a"), OLDER], Found, "a"),
+    Case("one match while the window is still open", [tx("a"), OLDER], Found, "a", OPEN),
+    Case(
+        "one match, still pending (pages not counted)",
+        [tx("a", status="P", pages=0), OLDER],
+        Found,
+        "a",
+    ),
+    Case("one match, the list read to its end", [tx("a")], Found, "a", complete=True),
+    Case("repeated at a page edge", [tx("a"), tx("a"), OLDER], Found, "a"),
+    Case(
+        "no match, window passed, read past the horizon",
+        [tx("x", to="19995550000"), OLDER],
+        NotThere,
+    ),
+    Case("no match, window passed, the whole list read", [], NotThere, complete=True),
+    Case("no match, list not read far enough", [tx("x", to="19995550000")], CannotTell),
+    Case("a match, list not read far enough", [tx("a")], CannotTell),
+    Case("no match yet, window still open", [OLDER], TryLater, listed_at=OPEN),
+    Case(
+        "two candidates, different pages", [tx("a", pages=3), tx("b", pages=2), OLDER], Found, "b"
+    ),
+    Case("two candidates, indistinguishable", [tx("a"), tx("b"), OLDER], CannotTell),
+    Case(
+        "two candidates, pages not counted yet, window open",
+        [tx("a", status="P", pages=0), tx("b", status="P", pages=0), OLDER],
+        TryLater,
+        listed_at=OPEN,
+    ),
+    Case(
+        "two candidates, pages never counted",
+        [tx("a", status="P", pages=0), tx("b", status="P", pages=0), OLDER],
+        CannotTell,
+    ),
+    Case(
+        "two candidates, job's pages unknown",
+        [tx("a", pages=3), tx("b", pages=2), OLDER],
+        CannotTell,
+        sought=sought(pages=(2, None)),
+    ),
+    Case(
+        "a claimed GUID is excluded",
+        [tx("a"), tx("b"), OLDER],
+        Found,
+        "b",
+        claimed=frozenset({"a"}),
+    ),
+    Case(
+        "every candidate claimed",
+        [tx("a"), tx("b"), OLDER],
+        NotThere,
+        claimed=frozenset({"a", "b"}),
+    ),
+    Case("pages disagree: not ours, but never 'not there'", [tx("a", pages=5), OLDER], CannotTell),
+    Case(
+        "a failed fax bills 0 pages: no evidence", [tx("a", status="E", pages=0), OLDER], Found, "a"
+    ),
+    Case(
+        "a cover page may be billed",
+        [tx("a", pages=3), OLDER],
+        Found,
+        "a",
+        sought=sought(cover=True),
+    ),
+    Case(
+        "a cover page may not be billed",
+        [tx("a", pages=2), OLDER],
+        Found,
+        "a",
+        sought=sought(cover=True),
+    ),
+    Case(
+        "created before the match window but within caution",
+        [tx("a", at=-timedelta(minutes=5)), OLDER],
+        CannotTell,
+    ),
+    Case(
+        "created after the match window",
+        [tx("a", at=timedelta(minutes=12)), OLDER],
+        CannotTell,
+        listed_at=SENT_AT + timedelta(minutes=13),
+    ),
+    Case(
+        "created before the caution horizon", [tx("a", at=-timedelta(minutes=20)), OLDER], NotThere
+    ),
+    Case("inbound from the number", [tx("a", inbound=True), OLDER], NotThere),
+    Case("undated transmission to the number", [tx("a", at=None), OLDER], CannotTell),
+    Case(
+        "a rival may own it",
+        [tx("a"), OLDER],
+        CannotTell,
+        rivals=(sought(job_id="rival", sent_at=SENT_AT + timedelta(seconds=1)),),
+    ),
+    Case(
+        "a rival whose pages differ",
+        [tx("a"), OLDER],
+        Found,
+        "a",
+        rivals=(sought(job_id="rival", pages=(7,)),),
+    ),
+    Case(
+        "a rival to another number",
+        [tx("a"), OLDER],
+        Found,
+        "a",
+        rivals=(sought(job_id="rival", number="+14155550999"),),
+    ),
+    Case(
+        "a rival from another day",
+        [tx("a"), OLDER],
+        Found,
+        "a",
+        rivals=(sought(job_id="rival", sent_at=SENT_AT - timedelta(days=1)),),
+    ),
+    Case("the job itself among the rivals", [tx("a"), OLDER], Found, "a", rivals=(sought(),)),
+    Case(
+        "a rival's fax is told apart by pages",
+        [tx("a"), tx("b", pages=7), OLDER],
+        Found,
+        "a",
+        rivals=(sought(job_id="rival", pages=(7,)),),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_reconcile(case: Case) -> None:
+    listing = Listing(case.transmissions, listed_at=case.listed_at, complete=case.complete)
+    outcome = reconcile(case.sought, listing, claimed=case.claimed, rivals=case.rivals)
+    assert isinstance(outcome, case.expected), outcome
+    assert outcome.reason
+    if isinstance(outcome, Found):
+        assert outcome.transmission.guid == case.found
+
+
+@pytest.mark.parametrize(
+    ("to", "expected"),
+    [
+        ("14155550123", Found),
+        ("+14155550123", Found),
+        ("1-415-555-0123", Found),
+        ("+1 (415) 555 0123", Found),
+        ("0014155550123", Found),
+        ("01114155550123", Found),
+        ("4155550123", CannotTell),  # a national form: maybe ours, never "not there"
+        ("5550123", CannotTell),
+        ("14155550124", NotThere),
+        ("555", NotThere),  # too short to be taken for any number
+        ("", NotThere),
+    ],
+)
+def test_to_formats(to: str, expected: type[Outcome]) -> None:
+    listing = Listing([tx("a", to=to), OLDER], listed_at=CLOSED, complete=False)
+    assert isinstance(reconcile(sought(), listing), expected)
+
+
+def test_other_countries_compare_digits_too() -> None:
+    job = sought(number="+442079460958")
+    listing = Listing([tx("a", to="442079460958"), OLDER], listed_at=CLOSED, complete=False)
+    assert isinstance(reconcile(job, listing), Found)
+    listing = Listing([tx("a", to="14155550123"), OLDER], listed_at=CLOSED, complete=False)
+    assert isinstance(reconcile(job, listing), NotThere)
+
+
+def test_the_window_can_be_widened() -> None:
+    listing = Listing([tx("a", at=-timedelta(minutes=5)), OLDER], listed_at=CLOSED, complete=False)
+    wide = Window(before=timedelta(minutes=6), after=timedelta(minutes=10))
+    assert isinstance(reconcile(sought(), listing, window=wide), Found)
+    assert isinstance(reconcile(sought(), listing), CannotTell)
+    with pytest.raises(ValueError, match="window"):
+        Window(before=timedelta(minutes=20), caution=timedelta(minutes=15))
+
+
+def test_coverage_and_the_lenient_filter() -> None:
+    horizon = sought().horizon(DEFAULT_WINDOW)
+    assert horizon == SENT_AT - timedelta(minutes=15)
+    assert not covers(Listing([tx("a")], listed_at=CLOSED, complete=False), horizon)
+    assert covers(Listing([tx("a")], listed_at=CLOSED, complete=True), horizon)
+    assert covers(Listing([tx("a"), OLDER], listed_at=CLOSED, complete=False), horizon)
+
+    assert might_be_for(sought(), tx("a"))
+    assert might_be_for(sought(), tx("a", to="4155550123"))
+    assert might_be_for(sought(), tx("a", at=None))
+    assert not might_be_for(sought(), tx("a", inbound=True))
+    assert not might_be_for(sought(), tx("a", to="14155550124"))
+    assert not might_be_for(sought(), tx("a", at=-timedelta(minutes=16)))
+
+
+def test_acceptable_pages() -> None:
+    assert sought(pages=(2, 3)).acceptable_pages() == frozenset({5})
+    assert sought(pages=(2, 3), cover=True).acceptable_pages() == frozenset({5, 6})
+    assert sought(pages=(2, None)).acceptable_pages() is None
+    assert sought(pages=None).acceptable_pages() is None
+    assert sought(pages=(), cover=True).acceptable_pages() == frozenset({0, 1})
