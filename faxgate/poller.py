@@ -1,0 +1,304 @@
+"""The poller: asks the provider about faxes whose callback has not settled them.
+
+Callbacks may never come (no public URL, a firewall), so every job at the provider carries
+its own next poll time, pushed back with backoff each time it is found still pending. A
+cycle reads the due jobs one by one when they are few, and the transmission list (newest
+first) when they are many, stopping as soon as every due job was seen: the cost of a
+cycle grows with the due jobs, not with the account's history.
+
+An APScheduler interval job (`tick`) starts the cycles; the schedule of each job lives in
+our own table (next_poll_at), never in APScheduler's job stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, NoReturn, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from faxgate import metrics
+from faxgate.domain.jobs import Job, JobState
+from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.errors import HelloFaxError, Refused
+from faxgate.hellofax.models import Transmission, TransmissionPage
+from faxgate.settings import PollingSettings
+from faxgate.store import StaleState, Store, utc_now
+from faxgate.tracker import Tracker
+
+__all__ = ["PollMode", "PollReport", "Poller"]
+
+log = logging.getLogger("faxgate.poller")
+
+_T = TypeVar("_T")
+
+PollMode = Literal["one_by_one", "list"]
+
+# Only these are the poller's; submitting and uncertain jobs are the dispatcher's to reconcile.
+POLLED_STATES: Final = frozenset({JobState.SUBMITTED, JobState.TRANSMITTING})
+# The provider's clock and ours may differ: look this much further back in the list.
+CLOCK_SKEW: Final = timedelta(minutes=5)
+# At most this many due jobs per cycle; the provider never holds more than 200 in flight.
+MAX_DUE: Final = 1000
+_TICK_JOB_ID: Final = "faxgate-poll-tick"
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    """What one cycle did."""
+
+    due: int  # jobs due a poll (in the poller's states)
+    requests: int  # requests made to the provider
+    mode: PollMode | None  # None when nothing was due
+    settled: int  # jobs that left the provider's hands (sent, failed, queued again)
+    completed: bool = True  # False when a provider error ended the cycle early
+
+
+class _CycleEnded(Exception):
+    """The provider failed; the rest of the cycle waits for the next tick."""
+
+
+class Poller:
+    def __init__(
+        self,
+        store: Store,
+        client: HelloFaxClient,
+        tracker: Tracker,
+        settings: PollingSettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._tracker = tracker
+        self._settings = settings
+        self._clock = clock
+        self._cycle_lock = asyncio.Lock()
+        self._again = False
+        self._scheduler: AsyncIOScheduler | None = None
+        self._ticking: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ one cycle
+
+    async def poll_once(self) -> PollReport:
+        now = self._clock()
+        candidates = await asyncio.to_thread(self._store.due_polls, now, MAX_DUE)
+        due = [job for job in candidates if job.state in POLLED_STATES and job.provider_guid]
+        if not due:
+            return PollReport(due=0, requests=0, mode=None, settled=0)
+        mode: PollMode = "one_by_one" if len(due) <= self._settings.list_threshold else "list"
+        metrics.polls.labels(mode=mode).inc()
+        cycle = _Cycle(self._store, self._client, self._tracker, self._settings, due)
+        try:
+            if mode == "one_by_one":
+                await cycle.read_one_by_one(due)
+            else:
+                await cycle.read_list()
+        except _CycleEnded:
+            pass
+        await cycle.back_off(now)
+        log.debug(
+            "poll cycle mode=%s due=%d requests=%d settled=%d",
+            mode,
+            len(due),
+            cycle.requests,
+            cycle.settled,
+        )
+        return PollReport(
+            due=len(due),
+            requests=cycle.requests,
+            mode=mode,
+            settled=cycle.settled,
+            completed=not cycle.ended,
+        )
+
+    # ------------------------------------------------------------------ the tick
+
+    async def run(self) -> None:
+        """Run a cycle every `tick` until cancelled; the scheduler lives as long as this."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self._settings.tick.total_seconds(),
+            id=_TICK_JOB_ID,
+            name="poll tick",
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+        try:
+            await asyncio.Future()  # until cancelled
+        finally:
+            self._scheduler = None
+            scheduler.shutdown(wait=False)
+            # A cycle in progress is cancelled and awaited, so nothing polls once run()
+            # has returned; each of its writes is atomic, so the store stays consistent.
+            ticking = self._ticking
+            if ticking is not None and not ticking.done():
+                ticking.cancel()
+                await asyncio.gather(ticking, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Run a cycle now instead of at the next tick."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        if self._cycle_lock.locked():
+            self._again = True  # the running cycle goes round once more
+            return
+        scheduler.modify_job(_TICK_JOB_ID, next_run_time=datetime.now(UTC))
+
+    async def _tick(self) -> None:
+        self._ticking = asyncio.current_task()
+        async with self._cycle_lock:
+            self._again = True
+            while self._again:
+                self._again = False
+                try:
+                    await self.poll_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("poll cycle failed")
+
+
+class _Cycle:
+    """The state of one poll cycle: what was asked, seen and settled."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: HelloFaxClient,
+        tracker: Tracker,
+        settings: PollingSettings,
+        due: Sequence[Job],
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._tracker = tracker
+        self._settings = settings
+        self.due = {job.provider_guid: job for job in due if job.provider_guid}
+        self.now_state: dict[str, JobState] = {job.id: job.state for job in due}
+        self.polled: set[str] = set()  # job ids to push back (seen, or unknown to the provider)
+        self.requests = 0
+        self.settled = 0
+        self.ended = False
+
+    async def read_one_by_one(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            guid = job.provider_guid
+            assert guid is not None
+            try:
+                tx = await self._call(self._client.get_transmission(guid))
+            except Refused:
+                # A 404. Never fail a job on a guess: it is looked at again, later and less often.
+                log.warning("provider does not know job=%s guid=%s", job.id, guid)
+                self.polled.add(job.id)
+                continue
+            if tx.guid != guid:
+                log.warning("provider answered for another guid job=%s guid=%s", job.id, guid)
+                self.polled.add(job.id)
+                continue
+            await self._observe(job, tx)
+
+    async def read_list(self) -> None:
+        """Read the list newest first until every due job was seen or the pages are older."""
+        oldest = min(_sent_at(job) for job in self.due.values())
+        cutoff = oldest - CLOCK_SKEW
+        unseen = set(self.due)
+        followed: set[str] = set()
+        page: TransmissionPage | None = await self._call(
+            self._client.list_transmissions(page_size=self._settings.page_size)
+        )
+        while page is not None:
+            for tx in page.transmissions:
+                if tx.guid in unseen:
+                    unseen.discard(tx.guid)
+                    await self._observe(self.due[tx.guid], tx)
+            if not unseen or not page.transmissions or _older_than(page.transmissions, cutoff):
+                break
+            link = page.next_page_uri
+            if link is None or link in followed:
+                break
+            followed.add(link)
+            page = await self._call(self._client.next_page(page))
+        if unseen:
+            await self._read_missing([self.due[guid] for guid in unseen])
+
+    async def _read_missing(self, jobs: list[Job]) -> None:
+        """Due jobs the list did not show: ask for a few on their own, push back the rest."""
+        jobs.sort(key=_sent_at)
+        asked, rest = jobs[: self._settings.list_threshold], jobs[self._settings.list_threshold :]
+        for job in rest:
+            log.info("not in the transmission list job=%s guid=%s", job.id, job.provider_guid)
+            self.polled.add(job.id)
+        await self.read_one_by_one(asked)
+
+    async def _observe(self, job: Job, tx: Transmission) -> None:
+        self.polled.add(job.id)
+        after = await self._tracker.observe(tx, source="poll")
+        if after is None:
+            return
+        self.now_state[job.id] = after.state
+        if after.state not in POLLED_STATES:
+            self.settled += 1
+
+    async def back_off(self, now: datetime) -> None:
+        """Jobs still pending are polled again later, each a little later than before."""
+        settings = self._settings
+        for job in self.due.values():
+            state = self.now_state[job.id]
+            if job.id not in self.polled or state not in POLLED_STATES:
+                continue
+            previous = job.poll_interval or settings.first_interval / 2
+            interval = min(max(previous * 2, settings.first_interval), settings.max_interval)
+            # StaleState: settled meanwhile (a callback), nothing left to poll.
+            with contextlib.suppress(StaleState):
+                await asyncio.to_thread(
+                    self._store.update_fields,
+                    job.id,
+                    expect=state,
+                    now=now,
+                    next_poll_at=now + interval,
+                    poll_interval=interval,
+                )
+
+    async def _call(self, request: Awaitable[_T]) -> _T:
+        """One request; a provider failure ends the cycle (a 404 is the caller's to judge)."""
+        self.requests += 1
+        try:
+            return await request
+        except Refused as refused:
+            if refused.status == 404 and refused.endpoint == "get_transmission":
+                raise
+            self._end(refused)
+        except HelloFaxError as problem:
+            self._end(problem)
+
+    def _end(self, problem: HelloFaxError) -> NoReturn:
+        self.ended = True
+        log.warning(
+            "poll cycle ended early error=%s: %s; trying again at the next tick",
+            type(problem).__name__,
+            problem,
+        )
+        raise _CycleEnded from problem
+
+
+def _sent_at(job: Job) -> datetime:
+    return job.submitted_at or job.created_at
+
+
+def _older_than(transmissions: Sequence[Transmission], cutoff: datetime) -> bool:
+    """Whether the page reaches back before `cutoff` (the list is newest first)."""
+    stamps = [tx.created_at for tx in transmissions if tx.created_at is not None]
+    return bool(stamps) and min(stamps) < cutoff

@@ -1,0 +1,359 @@
+"""The tracker against a real SQLite store: reports move jobs forward, once, with one report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faxgate import metrics
+from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy, RetryRule
+from faxgate.hellofax.models import Transmission
+from faxgate.store import NewJob, Store
+from faxgate.tracker import Tracker
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+POLICY = RetryPolicy(
+    busy=RetryRule(extra_tries=2, delay=timedelta(minutes=5)),
+    no_answer=RetryRule(extra_tries=1, delay=timedelta(minutes=10)),
+)
+S = JobState
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def transmission(guid: str, status: str, error: str | None = None, **extra: Any) -> Transmission:
+    return Transmission.from_api(
+        {
+            "Transaction": {
+                "Guid": guid,
+                "To": "14155550123",
+                "StatusCode": status,
+                "ErrorCode": error,
+                "IsInbound": False,
+                "CreatedAt": str(int(T0.timestamp())),
+                "UpdatedAt": str(int(T0.timestamp())),
+                "NumPagesBilled": 2 if status in ("T", "S") else 0,
+                **extra,
+            }
+        }
+    )
+
+
+def submit(
+    store: Store,
+    job: Job,
+    guid: str,
+    *,
+    now: datetime | None = None,
+    first_interval: timedelta = timedelta(seconds=30),
+) -> Job:
+    """Do what the dispatcher does: submitting, then submitted with the provider's GUID."""
+    at = now or datetime.now(UTC)
+    store.transition(job.id, S.SUBMITTING, detail="submitting", now=at, submitted_at=at)
+    return store.transition(
+        job.id,
+        S.SUBMITTED,
+        detail="submitted",
+        expect=S.SUBMITTING,
+        now=at,
+        provider_guid=guid,
+        provider_status="P",
+        next_poll_at=at + first_interval,
+        poll_interval=first_interval,
+    )
+
+
+def submitted_job(
+    store: Store,
+    guid: str,
+    *,
+    to: str = "+14155550123",
+    now: datetime | None = None,
+    first_interval: timedelta = timedelta(seconds=30),
+) -> Job:
+    """A new job, submitted to the provider as `guid`."""
+    (job,) = store.create_jobs([NewJob(to_number=to, intake=Intake.CLI)], now=now)
+    return submit(store, job, guid, now=now, first_interval=first_interval)
+
+
+def outcome_count(state: str, reason: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "faxgate_outcomes_total", {"state": state, "reason": reason}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    with Store.open(tmp_path / "faxgate.sqlite3", clock=clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+def progress() -> list[Job]:
+    return []
+
+
+@pytest.fixture
+def tracker(store: Store, clock: FakeClock, progress: list[Job]) -> Tracker:
+    return Tracker(store, POLICY, clock=clock, on_progress=progress.append)
+
+
+async def test_transmitting_then_sent_writes_one_report(
+    store: Store, tracker: Tracker, progress: list[Job]
+) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    sent_before = outcome_count("sent", "S")
+
+    moved = await tracker.observe(transmission("g1", "T"), source="poll")
+    assert moved is not None
+    assert moved.state is S.TRANSMITTING
+    assert moved.provider_status == "T"
+    assert moved.next_poll_at == job.next_poll_at  # the poller's schedule is kept
+    assert store.notifications(job.id) == []
+
+    done = await tracker.observe(transmission("g1", "S"), source="callback")
+    assert done is not None
+    assert done.state is S.SENT
+    assert (done.provider_status, done.provider_error, done.pages) == ("S", None, 2)
+    assert done.reason == "the fax was sent"
+    assert done.next_poll_at is None
+    assert done.finished_at == T0
+
+    (report,) = store.notifications(job.id)
+    assert report.kind == "report"
+    assert report.payload == {
+        "job_id": job.id,
+        "state": "sent",
+        "reason": "the fax was sent",
+        "status_code": "S",
+        "error_code": None,
+        "pages": 2,
+        "attempts": 1,
+        "provider_guid": "g1",
+    }
+    assert [e.to_state for e in store.events(job.id)] == [
+        S.QUEUED,
+        S.SUBMITTING,
+        S.SUBMITTED,
+        S.TRANSMITTING,
+        S.SENT,
+    ]
+    assert store.events(job.id)[-1].data == {"source": "callback", "guid": "g1", "status": "S"}
+    assert [j.state for j in progress] == [S.TRANSMITTING, S.SENT]
+    assert outcome_count("sent", "S") == sent_before + 1
+
+
+async def test_repeated_and_out_of_order_reports_change_nothing(
+    store: Store, tracker: Tracker, progress: list[Job]
+) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    await tracker.observe(transmission("g1", "S"), source="callback")
+    events = store.events(job.id)
+    progress.clear()
+
+    for late in ("S", "S", "T", "P", "E"):
+        error = "U" if late == "E" else None
+        seen = await tracker.observe(transmission("g1", late, error), source="callback")
+        assert seen is not None
+        assert seen.state is S.SENT
+
+    assert store.events(job.id) == events
+    assert len(store.notifications(job.id)) == 1
+    assert progress == []
+
+
+async def test_a_late_pending_does_not_undo_transmitting(store: Store, tracker: Tracker) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    await tracker.observe(transmission("g1", "T"), source="poll")
+    seen = await tracker.observe(transmission("g1", "P"), source="poll")
+    assert seen is not None
+    assert seen.state is S.TRANSMITTING
+    assert len(store.events(job.id)) == 4
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "words"),
+    [
+        ("E", "A", "not allocated"),
+        ("E", "D", "disconnected or unreachable"),
+        ("E", "L", "blacklisted"),
+        ("E", "U", "unknown reason"),
+        ("E", None, "failed to convert"),
+        ("H", None, "on hold"),
+        ("O", None, "on hold"),  # the newer spelling of on hold
+    ],
+)
+async def test_failures_end_with_one_report(
+    store: Store, tracker: Tracker, status: str, error: str | None, words: str
+) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    failed = await tracker.observe(transmission("g1", status, error), source="callback")
+    assert failed is not None
+    assert failed.state is S.FAILED
+    assert failed.reason is not None
+    assert words in failed.reason
+    assert failed.provider_error == error
+    (report,) = store.notifications(job.id)
+    assert report.payload["state"] == "failed"
+    assert report.payload["reason"] == failed.reason
+    assert report.payload["error_code"] == error
+
+
+async def test_busy_is_queued_again_then_fails_with_one_report(
+    store: Store, tracker: Tracker, clock: FakeClock, progress: list[Job]
+) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    busy_before = outcome_count("failed", "B")
+
+    for attempt, guid in enumerate(("g1", "g2"), start=1):
+        again = await tracker.observe(transmission(guid, "E", "B"), source="callback")
+        assert again is not None
+        assert again.state is S.QUEUED
+        assert again.attempt == attempt + 1
+        assert again.not_before == clock.now + timedelta(minutes=5)
+        assert again.provider_guid is None
+        assert again.provider_status is None
+        assert again.next_poll_at is None
+        assert again.reason is not None
+        assert again.reason.startswith("the line was busy; calling again")
+        assert store.events(job.id)[-1].data["guid"] == guid
+        assert store.notifications(job.id) == []
+        # A repeat of the same callback now names no job: the GUID was let go.
+        assert await tracker.observe(transmission(guid, "E", "B"), source="callback") is None
+        clock.now += timedelta(minutes=5)
+        submit(store, again, f"g{attempt + 1}", now=clock.now)
+
+    last = await tracker.observe(transmission("g3", "E", "B"), source="callback")
+    assert last is not None
+    assert last.state is S.FAILED
+    assert last.attempt == 3
+    assert last.reason == "the line was busy (called 3 times)"
+    (report,) = store.notifications(job.id)
+    assert report.payload["attempts"] == 3
+    assert report.payload["provider_guid"] == "g3"
+    assert [j.state for j in progress] == [S.QUEUED, S.QUEUED, S.FAILED]
+    assert outcome_count("failed", "B") == busy_before + 1
+
+
+async def test_unknown_guid_is_logged_and_ignored(
+    tracker: Tracker, progress: list[Job], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="faxgate.tracker"):
+        assert await tracker.observe(transmission("nobody", "S"), source="callback") is None
+    assert any(
+        "unknown transmission guid=nobody" in r.getMessage() and r.levelno == logging.INFO
+        for r in caplog.records
+    )
+    assert progress == []
+
+
+async def test_inbound_transmissions_are_not_the_trackers(store: Store, tracker: Tracker) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    seen = await tracker.observe(transmission("g1", "S", IsInbound=True), source="callback")
+    assert seen is None
+    current = store.get_job(job.id)
+    assert current is not None
+    assert current.state is S.SUBMITTED
+
+
+async def test_a_job_being_reconciled_takes_the_providers_word(
+    store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    (job,) = store.create_jobs([NewJob(to_number="+14155550123", intake=Intake.CLI)])
+    store.transition(job.id, S.SUBMITTING, detail="submitting", submitted_at=clock.now)
+    store.transition(job.id, S.UNCERTAIN, detail="could not tell", expect=S.SUBMITTING)
+    store.update_fields(job.id, provider_guid="g9")
+
+    seen = await tracker.observe(transmission("g9", "P"), source="reconcile")
+    assert seen is not None
+    assert seen.state is S.SUBMITTED
+    assert seen.next_poll_at == clock.now  # polled at the next cycle
+
+
+class RacingStore(Store):
+    """A store where another observer moves the job just before our first write."""
+
+    rivals: list[tuple[str, JobState, dict[str, Any]]]
+
+    def transition(self, job_id: str, to: JobState, **kwargs: Any) -> Job:
+        if getattr(self, "rivals", None):
+            rival_id, rival_to, fields = self.rivals.pop(0)
+            super().transition(rival_id, rival_to, detail="a rival observer", **fields)
+        return super().transition(job_id, to, **kwargs)
+
+
+@pytest.fixture
+def racing_store(tmp_path: Path, clock: FakeClock) -> Iterator[RacingStore]:
+    with RacingStore.open(tmp_path / "racing.sqlite3", clock=clock) as opened:
+        assert isinstance(opened, RacingStore)
+        yield opened
+
+
+async def test_a_lost_race_is_decided_again(racing_store: RacingStore, clock: FakeClock) -> None:
+    tracker = Tracker(racing_store, POLICY, clock=clock)
+    job = submitted_job(racing_store, "g1", now=T0)
+    # A poll saw T and wins; our callback said S: it is decided again, from transmitting.
+    racing_store.rivals = [(job.id, S.TRANSMITTING, {"provider_status": "T"})]
+    done = await tracker.observe(transmission("g1", "S"), source="callback")
+    assert done is not None
+    assert done.state is S.SENT
+    assert [e.to_state for e in racing_store.events(job.id)][-2:] == [S.TRANSMITTING, S.SENT]
+    assert len(racing_store.notifications(job.id)) == 1
+
+
+async def test_a_race_lost_to_the_same_outcome_is_dropped(
+    racing_store: RacingStore, clock: FakeClock
+) -> None:
+    tracker = Tracker(racing_store, POLICY, clock=clock)
+    job = submitted_job(racing_store, "g1", now=T0)
+    racing_store.rivals = [(job.id, S.SENT, {"provider_status": "S"})]
+    seen = await tracker.observe(transmission("g1", "S"), source="poll")
+    assert seen is not None
+    assert seen.state is S.SENT
+    assert [e.detail for e in racing_store.events(job.id)][-1] == "a rival observer"
+    assert racing_store.notifications(job.id) == []  # the rival wrote none; we add none
+
+
+async def test_concurrent_observers_write_one_outcome(store: Store, tracker: Tracker) -> None:
+    jobs = [submitted_job(store, f"g{n}", now=T0) for n in range(10)]
+    reports = [transmission(f"g{n}", "S") for n in range(10)] * 3
+    results = await asyncio.gather(*(tracker.observe(tx, source="poll") for tx in reports))
+    assert all(job is not None and job.state is S.SENT for job in results)
+    for job in jobs:
+        assert len(store.notifications(job.id)) == 1
+        assert [e.to_state for e in store.events(job.id)].count(S.SENT) == 1
+
+
+async def test_a_second_lost_race_drops_the_report(
+    racing_store: RacingStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = Tracker(racing_store, POLICY, clock=clock)
+    job = submitted_job(racing_store, "g1", now=T0)
+    racing_store.rivals = [
+        (job.id, S.TRANSMITTING, {"provider_status": "T"}),
+        (job.id, S.FAILED, {"provider_status": "E", "provider_error": "U"}),
+    ]
+    with caplog.at_level(logging.INFO, logger="faxgate.tracker"):
+        seen = await tracker.observe(transmission("g1", "S"), source="callback")
+    assert seen is not None
+    assert seen.state is S.FAILED  # the rival's outcome stands
+    assert racing_store.notifications(job.id) == []
+    assert any("report dropped" in r.getMessage() for r in caplog.records)
