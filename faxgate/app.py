@@ -1,42 +1,177 @@
 """The composition root: builds every part from the settings, runs them, stops them.
 
-Parts start in order and stop in reverse (an AsyncExitStack), so a part only ever sees
-the parts it depends on alive. SIGTERM and SIGINT end the run cleanly.
+Parts start in order and stop in reverse (an AsyncExitStack), so a part only ever sees the
+parts it depends on alive. The long-running parts (dispatcher, poller, notifier) talk to
+each other only through the store; the tracker's progress callback merely wakes them early.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
+from faxgate.callbacks import callback_token, callback_urls
+from faxgate.dispatcher import Dispatcher
+from faxgate.domain.jobs import Job
 from faxgate.hellofax import sandbox as sandbox_server
+from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.errors import HelloFaxError
+from faxgate.mailer import mailer_from_settings
+from faxgate.notifier import Notifier, default_handlers
+from faxgate.poller import Poller
+from faxgate.provider import open_client
 from faxgate.settings import Settings
+from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.tracker import Tracker
+from faxgate.web import HttpServer, build_app, start_http
 
 log = logging.getLogger("faxgate")
+T = TypeVar("T")
+
+# How long a stop waits for sends already in flight before cutting them off.
+DRAIN_SECONDS = 20.0
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the daemon until `stop` is set."""
+class StartupError(Exception):
+    """faxgate cannot start; the message says why in plain words."""
+
+
+@dataclass
+class Daemon:
+    """What a running faxgate is made of; tests reach into it."""
+
+    settings: Settings
+    store: Store
+    client: HelloFaxClient
+    dispatcher: Dispatcher
+    poller: Poller
+    notifier: Notifier
+    http: HttpServer
+    sandbox: sandbox_server.Sandbox | None
+
+
+@contextlib.contextmanager
+def _single_instance(state_dir: Path) -> Iterator[None]:
+    """One daemon per state directory: two dispatchers would each take the other's
+    in-flight sends for lost ones."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "faxgate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StartupError(
+                f"another faxgate is already running with the state directory {state_dir}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def started(settings: Settings) -> AsyncIterator[Daemon]:
+    """Start every part; yield the running daemon; stop everything on exit."""
     async with contextlib.AsyncExitStack() as parts:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        parts.enter_context(_single_instance(settings.state_dir))
+
+        sandbox = None
         if settings.provider.kind == "sandbox" and not settings.provider.base_url:
             sandbox = sandbox_server.Sandbox(sandbox_settings(settings))
-            await sandbox.start()
+            await _bind(sandbox.start(), "the sandbox", str(settings.sandbox.listen))
             parts.push_async_callback(sandbox.stop)
             log.info("sandbox listening base_url=%s", sandbox.base_url)
+
         store = Store.open(settings.database_path)
         parts.callback(store.close)
-        log.info(
-            "faxgate ready provider=%s base_url=%s state_dir=%s",
-            settings.provider.kind,
-            settings.provider_base_url(),
-            settings.state_dir,
+        await asyncio.to_thread(Spool(settings.spool_dir).cleanup_orphans)
+        client = open_client(settings, sandbox.base_url if sandbox else None)
+        parts.push_async_callback(client.aclose)
+
+        notifier = Notifier(
+            store, default_handlers(mailer_from_settings(settings.mail, settings.maildir), store)
         )
-        await stop.wait()
+        dispatcher = Dispatcher(store, client, settings.dispatch, polling=settings.polling)
+
+        def progress(_job: Job) -> None:
+            dispatcher.wake()  # capacity may be free
+            notifier.wake()  # an outcome may wait in the outbox
+
+        tracker = Tracker(store, settings.retry.policy(), on_progress=progress)
+        poller = Poller(store, client, tracker, settings.polling)
+
+        token = callback_token(settings)
+        app = build_app(token=token, tracker=tracker, max_body=settings.http.max_callback_size)
+        http = await _bind(
+            start_http(app, settings.http.listen.host, settings.http.listen.port),
+            "the HTTP server",
+            str(settings.http.listen),
+        )
+        parts.push_async_callback(http.stop)
+        if sandbox is not None:
+            await _register_callbacks(client, callback_urls(settings, token, http.port))
+
+        await dispatcher.recover()
+        daemon = Daemon(settings, store, client, dispatcher, poller, notifier, http, sandbox)
+        async with _running(daemon):
+            log.info(
+                "faxgate ready provider=%s base_url=%s http=%s state_dir=%s",
+                settings.provider.kind,
+                client.base_url,
+                settings.http.listen,
+                settings.state_dir,
+            )
+            yield daemon
         log.info("faxgate stopping")
+
+
+@contextlib.asynccontextmanager
+async def _running(daemon: Daemon) -> AsyncIterator[None]:
+    """Run the loops; on exit let in-flight sends finish, then stop the rest."""
+    dispatching = asyncio.create_task(daemon.dispatcher.run(), name="dispatcher")
+    others = [
+        asyncio.create_task(daemon.poller.run(), name="poller"),
+        asyncio.create_task(daemon.notifier.run(), name="notifier"),
+    ]
+    try:
+        yield
+    finally:
+        daemon.dispatcher.stop()
+        try:
+            await asyncio.wait_for(dispatching, DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "sends still in flight after %.0fs; the next start reconciles them", DRAIN_SECONDS
+            )
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+
+async def _bind(starting: Awaitable[T], what: str, where: str) -> T:
+    try:
+        return await starting
+    except OSError as exc:
+        raise StartupError(f"{what} cannot listen on {where}: {exc.strerror}") from None
+
+
+async def _register_callbacks(client: HelloFaxClient, urls: tuple[str, str]) -> None:
+    """The built-in sandbox is ours: point its callbacks at this daemon."""
+    inbound, outbound = urls
+    try:
+        await client.update_account(inbound_url=inbound, outbound_url=outbound)
+    except HelloFaxError as exc:
+        log.warning("could not register callbacks with the sandbox: %s", exc.message)
 
 
 def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
@@ -52,6 +187,12 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
     )
 
 
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the daemon until `stop` is set."""
+    async with started(settings):
+        await stop.wait()
+
+
 def run(settings: Settings) -> int:
     """Run in the foreground until SIGTERM or SIGINT; the exit code for the shell."""
 
@@ -62,5 +203,9 @@ def run(settings: Settings) -> int:
             loop.add_signal_handler(signum, stop.set)
         await serve(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
     return 0

@@ -179,6 +179,7 @@ class Dispatcher:
         self._window = DEFAULT_WINDOW
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._pause: _Pause | None = None
         self._probing = False  # the next cycle sends one fax to see if the provider is back
         self._fault_streak = 0  # not sent or provider faults in a row, any job
@@ -211,9 +212,9 @@ class Dispatcher:
             )
 
     async def run(self) -> None:
-        """Dispatch until cancelled; a cancel mid-request leaves the job in `submitting`,
-        which the next start reconciles."""
-        while True:
+        """Dispatch until `stop()` or cancelled. A cancel mid-request leaves the job in
+        `submitting`, which the next start reconciles; `stop()` avoids that."""
+        while not self._stopping:
             self._wakeup.clear()
             again = False
             try:
@@ -230,6 +231,12 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Take no new job; `run()` returns once the sends already in flight have their
+        answer, so a clean shutdown leaves no job in `submitting`."""
+        self._stopping = True
         self._wakeup.set()
 
     def _idle_seconds(self) -> float:
@@ -316,7 +323,7 @@ class Dispatcher:
 
         async def one(job: Job) -> Job | None:
             async with slots:
-                if self._pause is not None:  # the provider asked us to stop meanwhile
+                if self._pause is not None or self._stopping:  # asked to stop meanwhile
                     report.held += 1
                     return None
                 return await self._submit(job, report)

@@ -6,10 +6,11 @@ from faxgate.hellofax.client import HelloFaxClient
 from faxgate.settings import Settings
 
 
-def open_client(settings: Settings) -> HelloFaxClient:
+def open_client(settings: Settings, base_url: str | None = None) -> HelloFaxClient:
+    """`base_url` overrides the settings' (the built-in sandbox knows its bound port)."""
     account_guid, username, password = settings.provider_credentials()
     return HelloFaxClient(
-        settings.provider_base_url(),
+        base_url or settings.provider_base_url(),
         account_guid,
         username,
         password,

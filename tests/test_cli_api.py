@@ -103,3 +103,29 @@ async def test_transmissions_list_one_and_all(
     code, _, err = await faxgate(capsys, "transmissions", "0" * 40)
     assert code == 1
     assert "the provider:" in err
+
+
+async def test_register_callbacks_points_the_account_at_this_faxgate(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", "https://fax.example.com")
+    monkeypatch.setenv("FAXGATE_HTTP__CALLBACK_TOKEN", "a-long-enough-secret-token")
+    code, _, _ = await faxgate(capsys, "account", "--register-callbacks")
+    assert code == 0
+    code, out, _ = await faxgate(capsys, "account", "--json")
+    account = json.loads(out)
+    base = "https://fax.example.com/callbacks/a-long-enough-secret-token"
+    assert account["default_inbound_fax_callback_url"] == f"{base}/inbound"
+    assert account["default_outbound_fax_callback_url"] == f"{base}/outbound"
+
+
+async def test_register_callbacks_needs_a_public_url_for_hellofax(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "hellofax")
+    monkeypatch.setenv("FAXGATE_PROVIDER__ACCOUNT_GUID", SANDBOX_GUID)
+    monkeypatch.setenv("FAXGATE_PROVIDER__USERNAME", SANDBOX_USERNAME)
+    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", SANDBOX_PASSWORD)
+    code, _, err = await faxgate(capsys, "account", "--register-callbacks")
+    assert code == 1
+    assert "http.public_url" in err

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from faxgate.callbacks import callback_token, callback_urls
 from faxgate.cli.common import (
     EXIT_OK,
     CommandError,
@@ -37,6 +38,11 @@ def register(subparsers: Subparsers) -> None:
     )
     account.add_argument("--inbound-url", metavar="URL", help="set the inbound fax callback URL")
     account.add_argument("--outbound-url", metavar="URL", help="set the outbound fax callback URL")
+    account.add_argument(
+        "--register-callbacks",
+        action="store_true",
+        help="point both callback URLs at this faxgate (from http.public_url and the token)",
+    )
     add_json_flag(account)
     account.set_defaults(func=account_command)
 
@@ -98,11 +104,15 @@ def _explain(error: HelloFaxError, settings: Settings) -> str:
 
 
 def account_command(args: argparse.Namespace) -> int:
+    inbound_url, outbound_url = args.inbound_url, args.outbound_url
+    if args.register_callbacks:
+        if inbound_url or outbound_url:
+            raise CommandError("give --register-callbacks or the URLs, not both")
+        inbound_url, outbound_url = _our_callback_urls(settings_from(args))
+
     async def action(client: HelloFaxClient) -> Account:
-        if args.inbound_url is not None or args.outbound_url is not None:
-            return await client.update_account(
-                inbound_url=args.inbound_url, outbound_url=args.outbound_url
-            )
+        if inbound_url is not None or outbound_url is not None:
+            return await client.update_account(inbound_url=inbound_url, outbound_url=outbound_url)
         return await client.get_account()
 
     account: Account = _call(args, action)
@@ -118,6 +128,15 @@ def account_command(args: argparse.Namespace) -> int:
         ],
     )
     return EXIT_OK
+
+
+def _our_callback_urls(settings: Settings) -> tuple[str, str]:
+    if settings.provider.kind == "hellofax" and not settings.http.public_url:
+        raise CommandError(
+            "set http.public_url first: the address where the provider reaches this faxgate"
+            " from the internet (e.g. https://fax.example.com behind a reverse proxy)"
+        )
+    return callback_urls(settings, callback_token(settings))
 
 
 def _line_rows(lines: list[FaxLine]) -> list[list[object]]:

@@ -23,5 +23,9 @@ def run_command(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(level)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # The scheduler logs every tick at INFO; faxgate logs what the tick does.
+    # Libraries log every request or tick at INFO; faxgate logs what they mean.
+    for noisy in ("apscheduler", "httpx", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     print(f"faxgate: starting; state in {settings.state_dir}; Ctrl-C stops", file=sys.stderr)
     return app.run(settings)
