@@ -226,8 +226,10 @@ class Dispatcher:
             if again:
                 await asyncio.sleep(0)
                 continue
+            # Jobs requeued by others (a busy line called again later) wait in the store.
+            waiting = await asyncio.to_thread(self._store.next_not_before)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._idle_seconds())
+                await asyncio.wait_for(self._wakeup.wait(), self._idle_seconds(waiting))
 
     def wake(self) -> None:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""
@@ -239,9 +241,11 @@ class Dispatcher:
         self._stopping = True
         self._wakeup.set()
 
-    def _idle_seconds(self) -> float:
+    def _idle_seconds(self, waiting: datetime | None = None) -> float:
         now = self._clock()
         moments = [now + IDLE_CHECK, *(look.at for look in self._looks.values())]
+        if waiting is not None:
+            moments.append(waiting)
         if self._pause is not None:
             moments.append(self._pause.until)
         if self._retry_times:

@@ -159,16 +159,18 @@ class Poller:
 
     async def _tick(self) -> None:
         self._ticking = asyncio.current_task()
-        async with self._cycle_lock:
-            self._again = True
-            while self._again:
-                self._again = False
-                try:
-                    await self.poll_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("poll cycle failed")
+        # A cancel is the poller stopping: end quietly, or the scheduler logs it as a crash.
+        with contextlib.suppress(asyncio.CancelledError):
+            async with self._cycle_lock:
+                self._again = True
+                while self._again:
+                    self._again = False
+                    try:
+                        await self.poll_once()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("poll cycle failed")
 
 
 class _Cycle:

@@ -682,6 +682,14 @@ class Store:
         )
         return [_job_from_row(row) for row in rows]
 
+    def next_not_before(self) -> datetime | None:
+        """When the earliest queued job that waits for its time may go (None: none waits)."""
+        rows = self._query(
+            "SELECT MIN(not_before) AS at FROM jobs WHERE state = ? AND not_before IS NOT NULL",
+            (JobState.QUEUED.value,),
+        )
+        return _opt_time_from_db(rows[0]["at"])
+
     def jobs_in_states(self, states: Iterable[JobState], limit: int | None = None) -> list[Job]:
         wanted = [JobState(s).value for s in states]
         rows = self._query(

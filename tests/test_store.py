@@ -682,3 +682,17 @@ def test_the_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
         jobs_so_far = counted
     # The writers kept adding where the killed ones stopped.
     assert jobs_so_far >= 8
+
+
+def test_next_not_before_is_the_earliest_waiting_queued_job(store: Store) -> None:
+    assert store.next_not_before() is None
+    soon = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    later = soon + timedelta(minutes=5)
+    first, second, _ = store.create_jobs(
+        [new_job(not_before=later), new_job(not_before=soon), new_job()]
+    )
+    assert store.next_not_before() == soon
+    store.transition(second.id, JobState.CANCELLED, detail="no longer wanted")
+    assert store.next_not_before() == later
+    store.transition(first.id, JobState.SUBMITTING, detail="its time came")
+    assert store.next_not_before() is None

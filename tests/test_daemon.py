@@ -1,0 +1,104 @@
+"""The whole daemon against the sandbox over real HTTP: every path a fax can take."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from faxgate.app import Daemon, started
+from faxgate.domain.jobs import JobState
+from faxgate.hellofax.sandbox import Sandbox
+from tests.daemon import (
+    assert_sent_once_per_call,
+    fast_settings,
+    queue,
+    reports_delivered,
+    settled,
+)
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    async with started(fast_settings(tmp_path / "state")) as running:
+        yield running
+
+
+def the_sandbox(daemon: Daemon) -> Sandbox:
+    assert daemon.sandbox is not None
+    return daemon.sandbox
+
+
+async def test_every_outcome_gets_one_report(daemon: Daemon, tmp_path: Path) -> None:
+    numbers = {
+        "+14155550123": (JobState.SENT, "the fax was sent", 1),
+        "+14155550001": (JobState.FAILED, "busy", 4),  # 3 more tries by default
+        "+14155550002": (JobState.FAILED, "no one answered", 2),
+        "+14155550003": (JobState.FAILED, "not allocated", 1),
+        "+14155550004": (JobState.FAILED, "disconnected", 1),
+        "+14155550005": (JobState.FAILED, "blacklisted", 1),
+        "+14155550006": (JobState.FAILED, "", 1),
+    }
+    jobs = [await queue(daemon, number, reply_to="owner@example.com") for number in numbers]
+    for job in await settled(daemon, jobs):
+        state, reason, calls = numbers[job.to_number]
+        assert job.state is state, job
+        assert reason in (job.reason or ""), job.reason
+        assert job.attempt == calls
+    await reports_delivered(daemon, jobs)
+    mails = list((daemon.settings.maildir / "new").iterdir())
+    assert len(mails) == len(jobs)
+    assert_sent_once_per_call(the_sandbox(daemon), daemon, jobs)
+
+
+async def test_an_unconfirmed_account_puts_faxes_on_hold(daemon: Daemon) -> None:
+    the_sandbox(daemon).set_confirmed(False)
+    (job,) = await settled(daemon, [await queue(daemon, "+14155550123")])
+    assert job.state is JobState.FAILED
+    assert "on hold" in (job.reason or "")
+    await reports_delivered(daemon, [job])
+
+
+async def test_without_callbacks_the_poller_settles(daemon: Daemon) -> None:
+    await daemon.client.update_account(inbound_url="", outbound_url="")
+    jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(120, 126)]
+    jobs.append(await queue(daemon, "+14155550003"))
+    ended = await settled(daemon, jobs)
+    assert [job.state for job in ended].count(JobState.SENT) == 6
+    assert the_sandbox(daemon).callback_attempts() == []
+    assert_sent_once_per_call(the_sandbox(daemon), daemon, jobs)
+
+
+async def test_duplicate_late_and_shuffled_callbacks_are_harmless(daemon: Daemon) -> None:
+    sandbox = the_sandbox(daemon)
+    sandbox.faults.callback_copies = 3
+    sandbox.faults.callback_shuffle = True
+    sandbox.faults.callback_late_copy_after = 0.2
+    jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(130, 140)]
+    jobs.append(await queue(daemon, "+14155550001"))
+    ended = await settled(daemon, jobs)
+    assert [job.state for job in ended].count(JobState.SENT) == 10
+    await reports_delivered(daemon, jobs)
+    assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+async def test_provider_errors_and_rate_limits_are_waited_out(daemon: Daemon) -> None:
+    sandbox = the_sandbox(daemon)
+    sandbox.faults.seed = 7
+    sandbox.faults.error_rate = 0.4
+    sandbox.faults.rate_limit_next = 3
+    jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(140, 155)]
+    ended = await settled(daemon, jobs, deadline=30)
+    assert all(job.state is JobState.SENT for job in ended), [j.reason for j in ended]
+    await reports_delivered(daemon, jobs)
+    assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+async def test_a_dropped_answer_is_reconciled_never_resent(daemon: Daemon) -> None:
+    sandbox = the_sandbox(daemon)
+    sandbox.faults.drop_after_upload_next = 3
+    jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(160, 166)]
+    ended = await settled(daemon, jobs)
+    assert all(job.state is JobState.SENT for job in ended)
+    assert_sent_once_per_call(sandbox, daemon, jobs)
