@@ -60,13 +60,13 @@ from faxgate.domain.jobs import ACTIVE_STATES, Document, Job, JobState
 from faxgate.domain.numbers import FaxNumber
 from faxgate.domain.outcomes import report_payload
 from faxgate.domain.reconcile import (
-    DEFAULT_WINDOW,
     CannotTell,
     Found,
     Listing,
     NotThere,
     Sought,
     TryLater,
+    Window,
     might_be_for,
     reconcile,
 )
@@ -176,7 +176,7 @@ class Dispatcher:
         self._clock = clock
         self._on_progress = on_progress
         self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
-        self._window = DEFAULT_WINDOW
+        self._window = Window(after=settings.reconcile_window)
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._stopping = False

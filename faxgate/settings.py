@@ -243,6 +243,9 @@ class DispatchSettings(_Section):
     # Waits after a connection error or a provider fault: doubling from first to max.
     backoff_first: Duration = timedelta(seconds=5)
     backoff_max: Duration = timedelta(minutes=10)
+    # A request whose answer was lost may show in the provider's list this long after it
+    # left; only after that may a fax the list does not show be sent again.
+    reconcile_window: Duration = timedelta(minutes=10)
 
 
 class RetrySettings(_Section):

@@ -1,0 +1,201 @@
+"""faxgate killed with SIGKILL mid-work: after a restart every job ends once, none is sent
+twice. The daemon runs as a real process; the sandbox lives in the test, so it outlives it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from faxgate.domain.jobs import Intake, Job, JobState
+from faxgate.domain.numbers import parse_fax_number
+from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.sandbox import Sandbox
+from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.spool import Spool
+from faxgate.store import Store
+from tests.conftest import (
+    SANDBOX_GUID,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    pdf_document,
+    wait_for,
+)
+from tests.daemon import CALLBACK_TOKEN, SETTLED
+
+
+class DaemonProcess:
+    """`faxgate run` in a child process, on the test's sandbox."""
+
+    def __init__(self, state_dir: Path, sandbox: Sandbox, http_port: int) -> None:
+        self.state_dir = state_dir
+        self.http_port = http_port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FAXGATE_")}
+        self.env.update(
+            {
+                "FAXGATE_STATE_DIR": str(state_dir),
+                "FAXGATE_PROVIDER__BASE_URL": sandbox.base_url,
+                "FAXGATE_HTTP__LISTEN": f"127.0.0.1:{http_port}",
+                "FAXGATE_HTTP__CALLBACK_TOKEN": CALLBACK_TOKEN,
+                "FAXGATE_POLLING__TICK": "0.1",
+                "FAXGATE_POLLING__FIRST_INTERVAL": "0.2",
+                "FAXGATE_POLLING__MAX_INTERVAL": "0.5",
+                "FAXGATE_DISPATCH__BACKOFF_FIRST": "0.1",
+                "FAXGATE_DISPATCH__BACKOFF_MAX": "1",
+                # A kill before the request left leaves it for the window to tell.
+                "FAXGATE_DISPATCH__RECONCILE_WINDOW": "2s",
+            }
+        )
+        self.process: asyncio.subprocess.Process | None = None
+        self.log = state_dir.parent / "daemon.log"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "faxgate",
+                "run",
+                env=self.env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+
+        async def healthy() -> bool:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"faxgate exited:\n{self.log.read_text()}")
+            try:
+                async with httpx.AsyncClient() as http:
+                    answer = await http.get(f"http://127.0.0.1:{self.http_port}/healthz")
+                return answer.status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(healthy, timeout=20, what="faxgate to answer /healthz")
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> int:
+        """SIGTERM, as systemd stops it; the exit code."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+
+@pytest.fixture
+async def daemon(
+    sandbox: Sandbox, tmp_path: Path, unused_tcp_port: int
+) -> AsyncIterator[DaemonProcess]:
+    process = DaemonProcess(tmp_path / "state", sandbox, unused_tcp_port)
+    base = f"http://127.0.0.1:{unused_tcp_port}/callbacks/{CALLBACK_TOKEN}"
+    async with HelloFaxClient(
+        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
+    ) as client:
+        await client.update_account(outbound_url=f"{base}/outbound")
+    try:
+        yield process
+    finally:
+        if process.process is not None:
+            await process.stop()
+
+
+@contextmanager
+def opened(state_dir: Path) -> Iterator[Store]:
+    with Store.open(state_dir / "faxgate.sqlite3") as store:
+        yield store
+
+
+def queue_many(state_dir: Path, count: int, first: int = 200) -> list[Job]:
+    jobs = []
+    with opened(state_dir) as store:
+        spool = Spool(state_dir / "spool")
+        for n in range(first, first + count):
+            request = FaxRequest(
+                numbers=[parse_fax_number(f"+1415555{n:04d}")],
+                documents=[IncomingDocument("letter.pdf", pdf_document(1))],
+                intake=Intake.CLI,
+            )
+            jobs.extend(queue_fax(store, spool, request))
+    return jobs
+
+
+def states(state_dir: Path, jobs: list[Job]) -> dict[str, JobState]:
+    with opened(state_dir) as store:
+        found = (store.get_job(job.id) for job in jobs)
+        return {job.id: job.state for job in found if job is not None}
+
+
+def sends_per_number(sandbox: Sandbox) -> Counter[str]:
+    return Counter(t.to for t in sandbox.inspect() if not t.is_inbound)
+
+
+async def test_killed_while_the_answer_is_awaited(daemon: DaemonProcess, sandbox: Sandbox) -> None:
+    sandbox.faults.delay = 30.0  # the fax is accepted, the answer held back
+    sandbox.faults.delay_only_for_sends = True
+    daemon.state_dir.mkdir(parents=True)
+    (job,) = queue_many(daemon.state_dir, 1)
+    await daemon.start()
+    await wait_for(lambda: len(sandbox.inspect()) == 1, timeout=20, what="the fax at the sandbox")
+    assert states(daemon.state_dir, [job])[job.id] is JobState.SUBMITTING
+    await daemon.kill()
+
+    sandbox.faults.delay = 0.0
+    await daemon.start()
+    await wait_for(
+        lambda: states(daemon.state_dir, [job])[job.id] is JobState.SENT,
+        timeout=20,
+        what="the job reconciled and sent",
+    )
+    assert sends_per_number(sandbox) == {"14155550200": 1}
+
+
+async def test_killed_again_and_again_with_work_in_every_state(
+    daemon: DaemonProcess, sandbox: Sandbox
+) -> None:
+    sandbox.faults.delay = 0.2
+    sandbox.faults.delay_only_for_sends = True
+    daemon.state_dir.mkdir(parents=True)
+    jobs = queue_many(daemon.state_dir, 30)
+    await daemon.start()
+    for round_ in range(3):
+        # Kill once some faxes went out in this round: work is then queued, submitting,
+        # submitted and done at once.
+        target = 5 * (round_ + 1)
+
+        def some_sent(target: int = target) -> bool:
+            return len(sandbox.inspect()) >= target
+
+        await wait_for(some_sent, timeout=30, what=f"{target} faxes at the sandbox")
+        await daemon.kill()
+        await asyncio.sleep(0)
+        await daemon.start()
+    sandbox.faults.delay = 0.0
+
+    def all_settled() -> bool:
+        return all(state in SETTLED for state in states(daemon.state_dir, jobs).values())
+
+    await wait_for(all_settled, timeout=60, what="every job settled")
+    final = states(daemon.state_dir, jobs)
+    assert set(final.values()) == {JobState.SENT}, Counter(final.values())
+    assert set(sends_per_number(sandbox).values()) == {1}
+    assert len(sends_per_number(sandbox)) == len(jobs)
+    assert await daemon.stop() == 0
