@@ -98,9 +98,10 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         client = open_client(settings, sandbox.base_url if sandbox else None)
         parts.push_async_callback(client.aclose)
 
-        notifier = Notifier(
-            store, default_handlers(mailer_from_settings(settings.mail, settings.maildir), store)
-        )
+        mailer = mailer_from_settings(settings.mail, settings.maildir)
+        # Reports go to the reporter of the intake a job came from (see notifier.py).
+        reporters = default_handlers(mailer, store)
+        notifier = Notifier(store, reporters)
         dispatcher = Dispatcher(store, client, settings.dispatch, polling=settings.polling)
 
         def progress(_job: Job) -> None:
