@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from faxgate import metrics
 from faxgate.callbacks import callback_token, callback_urls
 from faxgate.dispatcher import Dispatcher
 from faxgate.domain.jobs import Job
@@ -95,7 +96,10 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         store = Store.open(settings.database_path)
         parts.callback(store.close)
         await asyncio.to_thread(Spool(settings.spool_dir).cleanup_orphans)
-        client = open_client(settings, sandbox.base_url if sandbox else None)
+        parts.enter_context(metrics.watching_jobs(store.count_by_state))
+        client = open_client(
+            settings, sandbox.base_url if sandbox else None, metrics.count_api_request
+        )
         parts.push_async_callback(client.aclose)
 
         mailer = mailer_from_settings(settings.mail, settings.maildir)
@@ -126,10 +130,11 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         daemon = Daemon(settings, store, client, dispatcher, poller, notifier, http, sandbox)
         async with _running(daemon):
             log.info(
-                "faxgate ready provider=%s base_url=%s http=%s state_dir=%s",
+                "faxgate ready provider=%s base_url=%s http=%s:%d state_dir=%s",
                 settings.provider.kind,
                 client.base_url,
-                settings.http.listen,
+                http.host,
+                http.port,
                 settings.state_dir,
             )
             yield daemon

@@ -6,7 +6,14 @@ scrape time from the store, so they are never stale.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Metric
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from faxgate.domain.jobs import JobState
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -47,9 +54,33 @@ polls = Counter(
     ["mode"],
     registry=REGISTRY,
 )
-jobs_by_state = Gauge(
-    "faxgate_jobs",
-    "Jobs in the store, by state.",
-    ["state"],
-    registry=REGISTRY,
-)
+
+
+def count_api_request(endpoint: str, outcome: int | str) -> None:
+    """The HelloFax client's `on_request` hook."""
+    api_requests.labels(endpoint=endpoint, outcome=str(outcome)).inc()
+
+
+class JobsCollector(Collector):
+    """Jobs by state, read from the store at scrape time, so never stale."""
+
+    def __init__(self, count_by_state: Callable[[], Mapping[JobState, int]]) -> None:
+        self._count_by_state = count_by_state
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("faxgate_jobs", "Jobs in the store, by state.", labels=["state"])
+        counts = self._count_by_state()
+        for state in JobState:
+            family.add_metric([state.value], counts.get(state, 0))
+        yield family
+
+
+@contextmanager
+def watching_jobs(count_by_state: Callable[[], Mapping[JobState, int]]) -> Iterator[None]:
+    """Serve jobs by state from this source while the context lasts."""
+    collector = JobsCollector(count_by_state)
+    REGISTRY.register(collector)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(collector)

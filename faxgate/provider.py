@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.settings import Settings
 
 
-def open_client(settings: Settings, base_url: str | None = None) -> HelloFaxClient:
+def open_client(
+    settings: Settings,
+    base_url: str | None = None,
+    on_request: Callable[[str, int | str], None] | None = None,
+) -> HelloFaxClient:
     """`base_url` overrides the settings' (the built-in sandbox knows its bound port)."""
     account_guid, username, password = settings.provider_credentials()
     return HelloFaxClient(
@@ -15,4 +21,5 @@ def open_client(settings: Settings, base_url: str | None = None) -> HelloFaxClie
         username,
         password,
         timeout=settings.provider.timeout,
+        on_request=on_request,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
@@ -102,3 +104,19 @@ async def test_a_dropped_answer_is_reconciled_never_resent(daemon: Daemon) -> No
     ended = await settled(daemon, jobs)
     assert all(job.state is JobState.SENT for job in ended)
     assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+async def test_metrics_count_what_happened(daemon: Daemon) -> None:
+    jobs = [await queue(daemon, "+14155550123"), await queue(daemon, "+14155550003")]
+    await settled(daemon, jobs)
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{daemon.http.port}/metrics")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+    assert samples[("faxgate_jobs", (("state", "sent"),))] == 1
+    assert samples[("faxgate_jobs", (("state", "failed"),))] == 1
+    sends = ("faxgate_api_requests_total", (("endpoint", "send"), ("outcome", "200")))
+    assert samples[sends] >= 2

@@ -58,6 +58,7 @@ class HelloFaxClient:
     """The HelloFax v1 API for one account.
 
     `request_counts` counts calls by (endpoint name, HTTP status or exception class name),
+    and `on_request` hears of each (the daemon feeds its metrics from it),
     for metrics and benchmarks.
     """
 
@@ -71,6 +72,7 @@ class HelloFaxClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = f"faxgate/{__version__}",
+        on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
         base = httpx.URL(base_url.strip())
         if base.scheme not in ("http", "https") or not base.host:
@@ -98,6 +100,7 @@ class HelloFaxClient:
             follow_redirects=False,  # a redirect would carry the credentials elsewhere
         )
         self.request_counts: Counter[tuple[str, int | str]] = Counter()
+        self._on_request = on_request
 
     @property
     def base_url(self) -> str:
@@ -296,6 +299,11 @@ class HelloFaxClient:
             )
         return str(target)
 
+    def _count(self, endpoint: str, outcome: int | str) -> None:
+        self.request_counts[(endpoint, outcome)] += 1
+        if self._on_request is not None:
+            self._on_request(endpoint, outcome)
+
     async def _call(
         self,
         endpoint: str,
@@ -314,7 +322,7 @@ class HelloFaxClient:
             response = await self._http.request(method, url, params=params, data=data, files=files)
         except httpx.RequestError as exc:
             outcome = type(exc).__name__
-            self.request_counts[(endpoint, outcome)] += 1
+            self._count(endpoint, outcome)
             logger.debug(
                 "HelloFax %s: %s %s failed after %.0f ms: %s",
                 endpoint,
@@ -326,7 +334,7 @@ class HelloFaxClient:
             raise error_for_transport(
                 exc, endpoint=endpoint, idempotent=idempotent, scrub=self._scrub
             ) from exc
-        self.request_counts[(endpoint, response.status_code)] += 1
+        self._count(endpoint, response.status_code)
         logger.debug(
             "HelloFax %s: %s %s -> %d in %.0f ms",
             endpoint,
