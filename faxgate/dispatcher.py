@@ -94,7 +94,7 @@ CONCURRENCY: Final = 6
 # Failures in a row (any job) after which the provider is taken to be down.
 PROVIDER_DOWN_AFTER: Final = 3
 # With nothing else due, look for work this often: the CLI queues jobs from another process.
-IDLE_CHECK: Final = timedelta(seconds=5)
+IDLE_CHECK: Final = timedelta(seconds=1)  # one indexed query: cheap
 # Reading the transmission list back further than this many pages is given up: the job is
 # uncertain rather than the provider swamped.
 MAX_LIST_PAGES: Final = 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from faxgate.app import Daemon, started
+from faxgate.cli import main
 from faxgate.domain.jobs import JobState
 from faxgate.hellofax.sandbox import Sandbox
+from tests.conftest import pdf_document
 from tests.daemon import (
     assert_sent_once_per_call,
     fast_settings,
@@ -120,3 +123,22 @@ async def test_metrics_count_what_happened(daemon: Daemon) -> None:
     assert samples[("faxgate_jobs", (("state", "failed"),))] == 1
     sends = ("faxgate_api_requests_total", (("endpoint", "send"), ("outcome", "200")))
     assert samples[sends] >= 2
+
+
+async def test_cli_send_and_wait_follows_the_fax_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = tmp_path / "letter.pdf"
+    document.write_bytes(pdf_document(2))
+    # One more call, late enough for --wait (which looks twice a second) to show the wait.
+    settings = fast_settings(tmp_path / "state", retry={"busy_retries": 1, "busy_delay": 1.5})
+    monkeypatch.setenv("FAXGATE_STATE_DIR", str(settings.state_dir))
+    async with started(settings):
+        command = ["send", "+1 415 555 0001", str(document), "--wait"]
+        code = await asyncio.to_thread(main, command)
+    out = capsys.readouterr().out
+    assert code == 1  # busy every time: the fax failed
+    assert "queued job" in out
+    assert "waiting to call again" in out
+    assert "failed: " in out
+    assert "the line was busy (called 2 times)" in out

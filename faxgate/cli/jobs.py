@@ -139,24 +139,34 @@ def send_command(args: argparse.Namespace) -> int:
 
 
 def _follow(store: Store, job_id: str, interval: float = 0.5) -> Job:
-    """Print each state the job reaches until its story is told."""
+    """Print each step the job takes until its story is told."""
     started = time.monotonic()
-    last: tuple[JobState, str | None] | None = None
+    last: tuple[JobState, str | None, int] | None = None
     hinted = False
     while True:
         job = store.get_job(job_id)
         assert job is not None
-        step = (job.state, job.provider_status)
+        step = (job.state, job.provider_status, job.attempt)
         if step != last:
-            print(f"  {job.state.value}{_progress_detail(job)}", flush=True)
+            print(f"  {_progress_line(job)}", flush=True)
             last = step
         if job.state in _SETTLED:
             return job
-        waited = time.monotonic() - started
-        if job.state is JobState.QUEUED and waited > _WAIT_HINT_AFTER and not hinted:
+        never_taken = job.state is JobState.QUEUED and job.attempt == 1 and not job.not_before
+        if never_taken and time.monotonic() - started > _WAIT_HINT_AFTER and not hinted:
             print("  (still queued: is the daemon running? start it with `faxgate run`)")
             hinted = True
         time.sleep(interval)
+
+
+def _progress_line(job: Job) -> str:
+    if job.state is JobState.QUEUED and job.not_before is not None:
+        return f"waiting to call again at {_local(job.not_before)} ({job.reason})"
+    if job.state is JobState.SUBMITTED:
+        return "submitted: the provider is preparing the fax" + _progress_detail(job)
+    if job.state is JobState.TRANSMITTING:
+        return "transmitting" + _progress_detail(job)
+    return job.state.value + _progress_detail(job)
 
 
 def _progress_detail(job: Job) -> str:
