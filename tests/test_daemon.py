@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from faxgate.app import Daemon, started
 from faxgate.cli import main
-from faxgate.domain.jobs import JobState
+from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.sandbox import Sandbox
-from tests.conftest import pdf_document
+from faxgate.store import NewJob, Store
+from tests.conftest import pdf_document, wait_for
 from tests.daemon import (
     assert_sent_once_per_call,
     fast_settings,
@@ -142,3 +145,44 @@ async def test_cli_send_and_wait_follows_the_fax_to_its_end(
     assert "waiting to call again" in out
     assert "failed: " in out
     assert "the line was busy (called 2 times)" in out
+
+
+async def test_a_restart_with_work_in_every_state(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "state")
+    async with started(settings) as first:
+        sent, failed = await settled(
+            first, [await queue(first, "+14155550123"), await queue(first, "+14155550003")]
+        )
+        the_sandbox(first).faults.stall_faxes = True  # held by the provider over the restart
+        in_flight = await queue(first, "+14155550124")
+
+        def with_the_provider() -> bool:
+            job = first.store.get_job(in_flight.id)
+            return job is not None and job.state is JobState.SUBMITTED
+
+        await wait_for(with_the_provider, what="the third fax with the provider")
+
+    # While faxgate is down: a job for later, a cancelled one and one a person must check.
+    with Store.open(settings.database_path) as store:
+        later, cancelled, doubtful = store.create_jobs(
+            [
+                NewJob(to_number=f"+1415555{n}", intake=Intake.CLI, documents=[])
+                for n in ("0130", "0131", "0132")
+            ]
+        )
+        store.update_fields(later.id, not_before=datetime.now(UTC) + timedelta(hours=1))
+        store.transition(cancelled.id, JobState.CANCELLED, detail="a person cancelled it")
+        store.transition(doubtful.id, JobState.SUBMITTING, detail="sending")
+        store.transition(doubtful.id, JobState.UNCERTAIN, detail="could not tell")
+
+    async with started(settings) as second:  # the sandbox's faults do not survive a restart
+        (finished,) = await settled(second, [in_flight])
+        assert finished.state is JobState.SENT
+        states = {job.id: job.state for job in second.store.recent_jobs(10)}
+        assert states[sent.id] is JobState.SENT
+        assert states[failed.id] is JobState.FAILED
+        assert states[later.id] is JobState.QUEUED
+        assert states[cancelled.id] is JobState.CANCELLED
+        assert states[doubtful.id] is JobState.UNCERTAIN
+        sends = Counter(t.to for t in the_sandbox(second).inspect())
+        assert sends == {"14155550123": 1, "14155550003": 1, "14155550124": 1}
