@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from faxgate import metrics
+from faxgate import metrics, systemd
 from faxgate.callbacks import callback_token, callback_urls
 from faxgate.dispatcher import Dispatcher
 from faxgate.domain.jobs import Job
@@ -194,9 +194,15 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the daemon until `stop` is set."""
+    """Run the daemon until `stop` is set, keeping systemd informed."""
     async with started(settings):
+        systemd.notify("READY=1\nSTATUS=faxgate is running")
+        period = systemd.watchdog_period()
+        feeding = asyncio.create_task(systemd.keep_watchdog_fed(period)) if period else None
         await stop.wait()
+        systemd.notify("STOPPING=1\nSTATUS=finishing work in flight")
+        if feeding is not None:
+            feeding.cancel()
 
 
 def run(settings: Settings) -> int:

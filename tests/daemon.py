@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from faxgate.app import Daemon
 from faxgate.domain.jobs import Intake, Job, JobState
@@ -89,3 +94,79 @@ def assert_sent_once_per_call(sandbox: Sandbox, daemon: Daemon, jobs: list[Job])
         assert final is not None
         calls = final.attempt if final.state is not JobState.CANCELLED else 0
         assert sent[job.to_number.lstrip("+")] == calls, (final.id, final.state, final.reason)
+
+
+class DaemonProcess:
+    """`faxgate run` in a child process, on the test's sandbox."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        sandbox: Sandbox,
+        http_port: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.http_port = http_port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FAXGATE_")}
+        self.env.update(
+            {
+                "FAXGATE_STATE_DIR": str(state_dir),
+                "FAXGATE_PROVIDER__BASE_URL": sandbox.base_url,
+                "FAXGATE_HTTP__LISTEN": f"127.0.0.1:{http_port}",
+                "FAXGATE_HTTP__CALLBACK_TOKEN": CALLBACK_TOKEN,
+                "FAXGATE_POLLING__TICK": "0.1",
+                "FAXGATE_POLLING__FIRST_INTERVAL": "0.2",
+                "FAXGATE_POLLING__MAX_INTERVAL": "0.5",
+                "FAXGATE_DISPATCH__BACKOFF_FIRST": "0.1",
+                "FAXGATE_DISPATCH__BACKOFF_MAX": "1",
+                # A kill before the request left leaves it for the window to tell.
+                "FAXGATE_DISPATCH__RECONCILE_WINDOW": "2s",
+            }
+        )
+        self.env.update(extra_env or {})
+        self.process: asyncio.subprocess.Process | None = None
+        self.log = state_dir.parent / "daemon.log"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "faxgate",
+                "run",
+                env=self.env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+
+        async def healthy() -> bool:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"faxgate exited:\n{self.log.read_text()}")
+            try:
+                async with httpx.AsyncClient() as http:
+                    answer = await http.get(f"http://127.0.0.1:{self.http_port}/healthz")
+                return answer.status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(healthy, timeout=20, what="faxgate to answer /healthz")
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> int:
+        """SIGTERM, as systemd stops it; the exit code."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        assert self.process.returncode is not None
+        return self.process.returncode
