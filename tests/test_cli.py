@@ -120,3 +120,14 @@ def test_an_unreachable_sandbox_gets_a_hint(
     err = capsys.readouterr().err
     assert "faxgate run" in err
     assert "sandbox-password" not in err
+
+
+def test_config_check_prints_valid_toml_that_loads_back(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["config", "check"]) == 0
+    printed = capsys.readouterr().out
+    again = tmp_path / "again.toml"
+    again.write_text(printed)
+    assert main(["--config", str(again), "config", "check"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == printed.splitlines()[1:]

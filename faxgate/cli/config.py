@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+import tomli_w
 
 from faxgate.cli.common import (
     EXIT_OK,
@@ -47,12 +48,14 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def _as_toml(data: dict[str, Any]) -> str:
-    """Top-level values first, then one [section] per table; JSON literals are valid TOML."""
-    lines = [
-        f"{key} = {json.dumps(value)}" for key, value in data.items() if not isinstance(value, dict)
-    ]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
-    return "\n".join(lines)
+    """The settings as a TOML file would hold them; unset values (TOML has no null) are
+    left out."""
+    return tomli_w.dumps(_without_none(data))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value if item is not None]
+    return value
