@@ -1,0 +1,550 @@
+"""The SMTP listener: mail to NUMBER@<fax domain> becomes a fax (see docs/email.md).
+
+aiosmtpd speaks the protocol; this module decides. The policy (faxgate.intake.smtp_policy)
+is applied as early as it can be: the sender at MAIL FROM, each recipient at RCPT TO, the
+size while the message comes in. At DATA the message is read (faxgate.domain.message) and
+refused there, while the client is still connected, when there is nothing to fax: no
+bounce is ever sent to a forged sender. A message answered 250 is on disk with its jobs
+(faxgate.intake.smtp_accept); a storing failure answers 451 and keeps nothing.
+
+The server runs on faxgate's own loop (aiosmtpd's controllers start their own); `stop()`
+stops listening, lets messages being stored finish, then closes every connection. Two
+departures from aiosmtpd for speed: DATA is read in bulk (faxgate.intake.smtp_data), and
+messages are read (parsed) in worker processes (faxgate.intake.smtp_reader).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import socket
+import ssl
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, AnyStr, Final
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
+
+from faxgate import metrics
+from faxgate.domain.documents import DocumentRefused
+from faxgate.domain.jobs import Intake, Job
+from faxgate.domain.message import CoverMode, MessageRefused
+from faxgate.intake.smtp_accept import Abandoned, Fax, MailIntake, MailToFax, Ticket
+from faxgate.intake.smtp_auth import Authenticator
+from faxgate.intake.smtp_data import MessageTooBig, read_message
+from faxgate.intake.smtp_policy import (
+    RecipientRules,
+    Refusal,
+    check_sender,
+    daily_limit_reached,
+    exposure_problem,
+    line_for,
+    normalise_sender,
+    read_recipient,
+    start_of_day,
+    too_many_recipients,
+)
+from faxgate.intake.smtp_reader import MessageReader
+from faxgate.settings import Settings, SmtpSettings
+from faxgate.spool import Spool
+from faxgate.store import Store, utc_now
+
+log = logging.getLogger("faxgate.smtp")
+
+STOP_GRACE: Final = 10.0  # seconds a stop waits for messages being stored
+AUTH_TRIES: Final = 5  # AUTH commands per connection before it is closed
+_UNLIMITED: Final = 10**9
+_OK_MAIL: Final = "250 2.1.0 OK"
+_OK_RCPT: Final = "250 2.1.5 OK"
+
+
+class SmtpSetupError(Exception):
+    """The listener cannot start with these settings; the message says why."""
+
+
+# ---------------------------------------------------------------------------- protocol
+
+
+class FaxEnvelope(Envelope):
+    """aiosmtpd's envelope, plus the fax numbers its recipients named."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.faxes: dict[str, Fax] = {}  # by E.164: one fax per number, however written
+
+
+class FaxSMTP(SMTP):
+    """aiosmtpd's protocol with faxgate's limits and wording."""
+
+    def __init__(
+        self, handler: SmtpHandler, *, max_line: int, on_lost: Callable[[FaxSMTP], None], **kw: Any
+    ) -> None:
+        # Scanners send base64 without line breaks: any line the size limit allows is
+        # taken. aiosmtpd reads the limit in its constructor, so it is set first.
+        self.line_length_limit = max_line
+        self._on_lost = on_lost
+        self.storing = False  # between the end of DATA and its answer
+        super().__init__(handler, **kw)
+
+    def _create_envelope(self) -> FaxEnvelope:
+        return FaxEnvelope()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """aiosmtpd's DATA, reading the message in bulk (faxgate.intake.smtp_data)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_message(self._reader, self.data_size_limit)
+        except MessageTooBig:
+            self.envelope = self._create_envelope()
+            await self.push(self._too_big())
+            return
+        except asyncio.IncompleteReadError:
+            self._writer.close()  # the client left mid-message
+            return
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection is gone, as aiosmtpd does
+            raise
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()
+        await self.push(status if isinstance(status, str) else "250 OK")
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            await super().push(self._reworded(status))
+        else:
+            await super().push(status)
+        if self.storing and _is_final_reply(status):
+            self.storing = False
+
+    def _reworded(self, status: str) -> str:
+        """aiosmtpd's own refusals, with enhanced status codes; counted."""
+        if status.startswith("552 Error: message size"):  # SIZE= over the limit at MAIL
+            return self._too_big()
+        if status.startswith("530 Must issue a STARTTLS"):
+            metrics.smtp_refused.labels(reason="tls_required").inc()
+            return "530 5.7.0 must issue a STARTTLS command first"
+        if status.startswith("535 "):
+            metrics.smtp_refused.labels(reason="auth_failed").inc()
+        return status
+
+    def _too_big(self) -> str:
+        metrics.smtp_refused.labels(reason="too_big").inc()
+        return f"552 5.3.4 message too big: at most {self.data_size_limit} bytes"
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self._on_lost(self)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _is_final_reply(status: str | bytes) -> bool:
+    text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+    return len(text) >= 4 and text[:3].isdigit() and text[3] == " "
+
+
+# ---------------------------------------------------------------------------- handler
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    recipients: RecipientRules
+    allowed_senders: tuple[str, ...]
+    max_recipients: int
+    daily_limit: int
+    cover: CoverMode
+    default_line: str
+    sender_lines: dict[str, str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> HandlerConfig:
+        smtp = settings.smtp
+        return cls(
+            recipients=RecipientRules.of(smtp.domains, settings.numbers.policy()),
+            allowed_senders=tuple(smtp.allowed_senders),
+            max_recipients=smtp.max_recipients,
+            daily_limit=smtp.daily_limit,
+            cover=CoverMode(smtp.cover),
+            default_line=smtp.default_line,
+            sender_lines=dict(smtp.sender_lines),
+        )
+
+
+class SmtpHandler:
+    """aiosmtpd's hooks: the policy at each command, the durable accept at DATA."""
+
+    def __init__(
+        self,
+        config: HandlerConfig,
+        intake: MailIntake,
+        reader: MessageReader,
+        *,
+        authenticator: Authenticator | None = None,
+        on_accept: Callable[[list[Job]], None] = lambda _jobs: None,
+    ) -> None:
+        self.config = config
+        self.intake = intake
+        self.reader = reader
+        self._auth = authenticator if authenticator else None
+        self._on_accept = on_accept
+        self.accepting: set[asyncio.Task[list[Job]]] = set()
+        self._limit_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    # -- greeting
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler with this hook
+        if self._auth is None:
+            responses = [line for line in responses if not line[4:].startswith("AUTH")]
+        return responses
+
+    # -- AUTH (offered by aiosmtpd only after STARTTLS)
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob = await _credential(server, args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 cannot split the PLAIN credentials")
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login = await _credential(server, args, server.AuthLoginUsernameChallenge)
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await _credential(server, [], server.AuthLoginPasswordChallenge)
+        if password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
+        if self._auth is None:
+            return AuthResult(success=False, handled=False)
+        user = await asyncio.to_thread(self._auth.check, login, password)
+        if user is None:
+            log.info("smtp login refused")  # the name may be a mistyped password
+            return AuthResult(success=False, handled=False)
+        log.info("smtp login user=%s", user)
+        return AuthResult(success=True, auth_data=user)
+
+    # -- envelope
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: FaxEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        sender = normalise_sender(address)
+        refusal = check_sender(
+            sender,
+            authenticated=bool(session.authenticated),
+            allowed=self.config.allowed_senders,
+            auth_offered=self._auth is not None,
+        )
+        if refusal is not None:
+            return _refuse(refusal, session, f"sender <{sender}>")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return _OK_MAIL
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: FaxEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        found = read_recipient(address, self.config.recipients)
+        if isinstance(found, Refusal):
+            return _refuse(found, session, f"recipient <{address}>")
+        if found.e164 not in envelope.faxes:
+            refusal = too_many_recipients(len(envelope.faxes), self.config.max_recipients)
+            refusal = refusal or await self._over_limit(session, envelope, len(envelope.faxes) + 1)
+            if refusal is not None:
+                return _refuse(refusal, session, f"recipient <{address}>")
+            envelope.faxes[found.e164] = Fax(found, recipient=address)
+        envelope.rcpt_tos.append(address)  # aiosmtpd leaves this to the hook
+        envelope.rcpt_options.extend(rcpt_options)
+        return _OK_RCPT
+
+    async def handle_DATA(self, server: FaxSMTP, session: Session, envelope: FaxEnvelope) -> str:
+        sender = normalise_sender(envelope.mail_from or "")
+        login = _login(session)
+        faxes = list(envelope.faxes.values())
+        raw = envelope.original_content or b""
+        server.storing = True  # a stop lets this message have its answer
+        try:
+            mail = await self.reader.read(
+                raw,
+                sender=sender,
+                login=login,
+                faxes=faxes,
+                cover=self.config.cover,
+                from_line=line_for(
+                    sender, login, self.config.sender_lines, self.config.default_line
+                ),
+            )
+        except MessageRefused as refused:
+            return _refuse(Refusal(554, "5.6.0", refused.reason, "unfaxable"), session, "message")
+        except Exception:
+            log.exception("smtp message could not be read from=<%s>", sender)
+            return _refuse(
+                Refusal(451, "4.3.0", "the message could not be read; try later", "error"),
+                session,
+                "message",
+            )
+        try:
+            if self.config.daily_limit:
+                async with self._limit_lock(_limit_key(sender, login)):
+                    refusal = await self._over_limit(session, envelope, len(faxes))
+                    if refusal is not None:
+                        return _refuse(refusal, session, "message")
+                    jobs = await self._store(mail, server)
+            else:
+                jobs = await self._store(mail, server)
+        except DocumentRefused as refused:
+            return _refuse(Refusal(554, "5.6.0", str(refused), "unfaxable"), session, "message")
+        except Abandoned:  # the client is gone: nobody reads this
+            return "421 4.3.0 closing"
+        except Exception:
+            log.exception("smtp message could not be stored from=<%s>", sender)
+            return _refuse(
+                Refusal(
+                    451, "4.3.0", "the message could not be stored; try again later", "storage"
+                ),
+                session,
+                "message",
+            )
+        metrics.smtp_accepted.inc()
+        log.info(
+            "smtp message accepted from=<%s> jobs=%s message_id=%s",
+            sender,
+            ",".join(job.id for job in jobs),
+            mail.intake_ref.get("message_id"),
+        )
+        self._on_accept(jobs)
+        return f"250 2.0.0 OK: queued as {' '.join(job.id for job in jobs)}"
+
+    async def _store(self, mail: MailToFax, server: FaxSMTP) -> list[Job]:
+        """Store in a task of its own: a client hanging up must not cut a commit in half."""
+        ticket = Ticket()
+        task = asyncio.create_task(self.intake.accept(mail, ticket), name="smtp-accept")
+        self.accepting.add(task)
+        task.add_done_callback(self._accepted)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            ticket.abandon()  # dropped if it has not reached the store yet
+            server.storing = False
+            raise
+
+    def _accepted(self, task: asyncio.Task[list[Job]]) -> None:
+        self.accepting.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), Abandoned):
+            log.info("smtp client left before its message was stored; nothing kept")
+
+    async def _over_limit(
+        self, session: Session, envelope: FaxEnvelope, adding: int
+    ) -> Refusal | None:
+        limit = self.config.daily_limit
+        if not limit:
+            return None
+        sender = normalise_sender(envelope.mail_from or "")
+        login = _login(session)
+        ref, value = ("login", login) if login else ("sender", sender)
+        since = start_of_day(utc_now())
+        sent = await asyncio.to_thread(
+            self.intake.store.count_intake_jobs, Intake.SMTP, since, ref=ref, value=value
+        )
+        return daily_limit_reached(sent, adding, limit)
+
+    def _limit_lock(self, key: str) -> asyncio.Lock:
+        lock = self._limit_locks.get(key)
+        if lock is None:
+            lock = self._limit_locks[key] = asyncio.Lock()
+        return lock
+
+
+def _refuse(refusal: Refusal, session: Session, what: str) -> str:
+    metrics.smtp_refused.labels(reason=refusal.reason).inc()
+    log.info("smtp refused %s peer=%s reply=%s", what, _peer(session), refusal)
+    return str(refusal)
+
+
+def _login(session: Session) -> str | None:
+    return str(session.auth_data) if session.authenticated and session.auth_data else None
+
+
+def _limit_key(sender: str, login: str | None) -> str:
+    return f"login:{login}" if login else f"sender:{sender}"
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+async def _credential(server: SMTP, args: list[str], challenge: str) -> bytes | None:
+    """The credential given with the AUTH command, else asked for; None when the client
+    gave up or sent garbage (aiosmtpd or this has answered it)."""
+    if len(args) < 2:
+        answer = await server.challenge_auth(challenge)
+        return answer if isinstance(answer, bytes) else None
+    try:
+        return base64.b64decode(args[1].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        await server.push("501 5.5.2 cannot decode base64")
+        return None
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class SmtpListener:
+    """A running listener: its port, and how to stop it."""
+
+    def __init__(
+        self, server: asyncio.Server, handler: SmtpHandler, connections: set[FaxSMTP]
+    ) -> None:
+        self._server = server
+        self.handler = handler
+        self._connections = connections
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        sockets: Sequence[Any] = self._server.sockets
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def host(self) -> str:
+        return str(self._server.sockets[0].getsockname()[0])
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop listening; let messages being stored get their answer; close the rest."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.close()
+        for connection in list(self._connections):
+            if not connection.storing:
+                connection.close()
+        deadline = asyncio.get_running_loop().time() + grace
+        if self.handler.accepting:
+            await asyncio.wait(list(self.handler.accepting), timeout=grace)
+        while any(c.storing for c in self._connections):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.01)  # the answer is being written
+        for connection in list(self._connections):
+            connection.close()
+        await self.handler.intake.committer.idle()
+        await self.handler.reader.close()
+        await self._server.wait_closed()
+        log.info("smtp listener stopped")
+
+
+def tls_context(smtp: SmtpSettings) -> ssl.SSLContext | None:
+    if not smtp.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(smtp.tls_cert, smtp.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise SmtpSetupError(
+            f"cannot load smtp.tls_cert {smtp.tls_cert} and smtp.tls_key: {reason}"
+        ) from None
+    return context
+
+
+async def start_smtp(
+    settings: Settings,
+    store: Store,
+    spool: Spool,
+    *,
+    on_accept: Callable[[list[Job]], None] = lambda _jobs: None,
+) -> SmtpListener:
+    """Listen on settings.smtp.listen. Raises SmtpSetupError for settings that cannot be
+    used (an open relay, unreadable TLS files) and OSError when the address is taken."""
+    smtp = settings.smtp
+    problem = exposure_problem(
+        smtp.listen.host, has_users=bool(smtp.users), has_allowlist=bool(smtp.allowed_senders)
+    )
+    if problem:
+        raise SmtpSetupError(problem)
+    context = tls_context(smtp)
+    users = {name: secret.get_secret_value() for name, secret in smtp.users.items()}
+    handler = SmtpHandler(
+        HandlerConfig.of(settings),
+        MailIntake(store, spool),
+        MessageReader(smtp.reader_processes),
+        authenticator=Authenticator(users) if users else None,
+        on_accept=on_accept,
+    )
+    hostname = smtp.hostname or _local_hostname()
+    connections: set[FaxSMTP] = set()
+    if not log.isEnabledFor(logging.DEBUG):
+        # aiosmtpd logs every command at INFO (and a deprecation warning per login).
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+    def connection() -> FaxSMTP:
+        protocol = FaxSMTP(
+            handler,
+            max_line=smtp.max_message_size,
+            on_lost=connections.discard,
+            hostname=hostname,
+            ident="faxgate",
+            data_size_limit=smtp.max_message_size,
+            tls_context=context,
+            require_starttls=smtp.require_tls,
+            auth_require_tls=True,
+            timeout=smtp.idle_timeout.total_seconds(),
+            command_call_limit={"AUTH": AUTH_TRIES, "*": _UNLIMITED},
+        )
+        connections.add(protocol)
+        return protocol
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(connection, smtp.listen.host, smtp.listen.port)
+    listener = SmtpListener(server, handler, connections)
+    log.info("smtp listening on %s:%d as %s", listener.host, listener.port, hostname)
+    return listener
+
+
+def _local_hostname() -> str:
+    # gethostname never asks DNS; getfqdn (aiosmtpd's default) may block for seconds.
+    return socket.gethostname() or "faxgate"

@@ -1,0 +1,251 @@
+"""Durable accept for the SMTP listener: a message is taken only once it is on disk.
+
+A message's raw bytes (the .eml) and its documents go to the spool (each fsynced, then
+renamed), then its jobs, one per fax number, are committed to the store. Only then does
+the listener answer 250. If anything fails, the files written are removed and no job
+exists: the client is told 451 and sends again later.
+
+The documents pass the same rules as every intake's (faxgate.domain.documents, as in
+faxgate.intake.queue); this path differs from queue_fax in two ways the listener needs:
+each number may have its own cover page (the name the message gives that address), and
+the jobs of several messages arriving together are committed in one transaction (group
+commit: one fsync of the database for all of them instead of one each).
+
+A client that hangs up before its message reaches the store leaves nothing behind (it
+will send again); one that hangs up later has its faxes sent, as SMTP allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from faxgate.domain.documents import check_batch, check_document
+from faxgate.domain.jobs import Intake, Job
+from faxgate.domain.message import MailDocument
+from faxgate.domain.numbers import FaxNumber
+from faxgate.spool import Spool, SpooledFile
+from faxgate.store import NewDocument, NewJob, Store
+
+log = logging.getLogger("faxgate.smtp")
+
+MAX_BATCH: Final = 64  # messages per transaction
+_HEAD_BYTES: Final = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Fax:
+    """One fax a message asks for: the number and its cover page's addressee."""
+
+    number: FaxNumber
+    recipient: str  # the envelope address it came as
+    cover_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailToFax:
+    """An accepted message as the listener hands it over."""
+
+    raw: bytes
+    faxes: Sequence[Fax]
+    documents: Sequence[MailDocument]
+    cover_from: str | None = None
+    cover_message: str | None = None
+    from_line: str | None = None
+    reply_to: str | None = None
+    intake_ref: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Abandoned(Exception):
+    """The client went away before its message reached the store: nothing was kept."""
+
+
+@dataclass(slots=True)
+class Ticket:
+    """Lets a connection that is gone call off a message not yet in the store."""
+
+    abandoned: bool = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
+@dataclass(slots=True)
+class _Spooled:
+    jobs: list[NewJob]
+    files: list[SpooledFile]
+
+
+def spool_message(spool: Spool, mail: MailToFax) -> _Spooled:
+    """Check the documents, spool the .eml and the documents, build the jobs. Blocking.
+
+    Raises DocumentRefused before anything is written; on any other failure removes what
+    it wrote.
+    """
+    if not mail.faxes:
+        raise ValueError("a message to fax needs at least one number")
+    check_batch([len(document.content) for document in mail.documents])
+    checks = [
+        check_document(document.name, len(document.content), document.content[:_HEAD_BYTES])
+        for document in mail.documents
+    ]
+    files: list[SpooledFile] = []
+    try:
+        eml = spool.store_bytes(mail.raw, suffix=".eml")
+        files.append(eml)
+        documents = []
+        for document, check in zip(mail.documents, checks, strict=True):
+            spooled = spool.store_bytes(document.content, suffix=Path(check.name).suffix)
+            files.append(spooled)
+            documents.append(
+                NewDocument(name=check.name, file=spooled, content_type=check.content_type)
+            )
+        intake_ref = {**mail.intake_ref, "eml": str(eml.path)}
+        group_id = secrets.token_hex(6) if len(mail.faxes) > 1 else None
+        jobs = [
+            NewJob(
+                to_number=fax.number.e164,
+                intake=Intake.SMTP,
+                documents=documents,
+                intake_ref={**intake_ref, "recipient": fax.recipient},
+                from_line=mail.from_line,
+                cover_to=fax.cover_to,
+                cover_from=mail.cover_from,
+                cover_message=mail.cover_message,
+                reply_to=mail.reply_to,
+                group_id=group_id,
+            )
+            for fax in mail.faxes
+        ]
+    except BaseException:
+        discard(spool, files)
+        raise
+    return _Spooled(jobs, files)
+
+
+def discard(spool: Spool, files: Sequence[SpooledFile]) -> None:
+    for file in files:
+        try:
+            spool.remove(file.path)
+        except OSError as exc:
+            log.warning("could not remove spooled file %s: %s", file.path, exc)
+
+
+@dataclass(slots=True)
+class _Entry:
+    jobs: list[NewJob]
+    ticket: Ticket
+    future: asyncio.Future[list[Job]]
+
+
+class GroupCommitter:
+    """Commits the jobs of the messages waiting together in one transaction.
+
+    While one transaction runs (in a worker thread), the messages that arrive wait; the
+    next transaction takes them all. No timer: a lone message goes at once. If a batch
+    fails, its messages are tried one by one, so one message cannot sink the others.
+    """
+
+    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._waiting: list[_Entry] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.transactions = 0  # for tests and the benchmark
+
+    async def commit(self, jobs: list[NewJob], ticket: Ticket) -> list[Job]:
+        """Raises Abandoned when the ticket was given up before the commit began."""
+        future: asyncio.Future[list[Job]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Entry(jobs, ticket, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="smtp-group-commit")
+        return await future
+
+    async def idle(self) -> None:
+        """Return once nothing waits or is being committed."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            taken, self._waiting = (
+                self._waiting[: self._max_batch],
+                self._waiting[self._max_batch :],
+            )
+            batch = []
+            for entry in taken:
+                if entry.ticket.abandoned:
+                    _settle(entry.future, error=Abandoned())
+                else:
+                    batch.append(entry)
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Entry]) -> None:
+        try:
+            created = await asyncio.to_thread(self._create, [entry.jobs for entry in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=exc)
+                return
+            log.warning("a batch of %d messages failed; committing them one by one", len(batch))
+            for entry in batch:
+                await self._commit([entry])
+            return
+        for entry, jobs in zip(batch, created, strict=True):
+            _settle(entry.future, result=jobs)
+
+    def _create(self, batches: list[list[NewJob]]) -> list[list[Job]]:
+        flat = [job for jobs in batches for job in jobs]
+        created = self._store.create_jobs(flat)
+        self.transactions += 1
+        out, at = [], 0
+        for jobs in batches:
+            out.append(created[at : at + len(jobs)])
+            at += len(jobs)
+        return out
+
+
+def _settle(
+    future: asyncio.Future[list[Job]],
+    *,
+    result: list[Job] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result or [])
+
+
+class MailIntake:
+    """Spool, then commit: the one way a message from the listener becomes jobs."""
+
+    def __init__(self, store: Store, spool: Spool, *, max_batch: int = MAX_BATCH) -> None:
+        self.store = store
+        self.spool = spool
+        self.committer = GroupCommitter(store, max_batch=max_batch)
+
+    async def accept(self, mail: MailToFax, ticket: Ticket | None = None) -> list[Job]:
+        """The jobs created, all committed; DocumentRefused, Abandoned or a storage error
+        otherwise, with nothing left behind."""
+        ticket = ticket or Ticket()
+        spooled = await asyncio.to_thread(spool_message, self.spool, mail)
+        try:
+            if ticket.abandoned:
+                raise Abandoned()
+            return await self.committer.commit(spooled.jobs, ticket)
+        except Exception:
+            # The transaction never happened or was rolled back: the files are orphans.
+            # (A cancel is no proof of that: the commit may be under way; files stay.)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(discard, self.spool, spooled.files)
+            raise
