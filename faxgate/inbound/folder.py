@@ -1,0 +1,111 @@
+"""Writing an inbound fax into an output folder, so that a watcher never reads half a file.
+
+Each file is written under a hidden temporary name (`.<name>.partial-<random>`), flushed to
+disk, renamed to its final name, and the folder flushed too. The .json metadata goes first
+and the document last, so when the document appears its details are already beside it.
+
+The names come from the fax's record (faxgate.inbound.compose), so writing the same fax
+again (after a crash) finds its files in place and leaves them be: idempotent by name.
+Blocking IO: the daemon calls this from a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from faxgate.inbound.compose import document_file_name, file_stem, metadata_bytes
+from faxgate.inbound.records import InboundFax
+
+_CHUNK: Final = 64 * 1024
+_PARTIAL: Final = ".partial-"
+
+
+class DocumentMissing(Exception):
+    """The fax's document is no longer in the spool."""
+
+
+def write_to_folder(folder: Path, fax: InboundFax) -> Path:
+    """Write the fax's metadata and document into `folder`; the path of the main file
+    (the document, or the .json when the callback brought none)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(fax)
+    _remove_leftovers(folder, stem)
+    meta = folder / f"{stem}.json"
+    data = metadata_bytes(fax)
+    _write_file(meta, lambda out: out.write(data), hashlib.sha256(data).hexdigest())
+    name = document_file_name(fax)
+    if fax.document is None or name is None:
+        return meta
+    source = fax.document.path
+    target = folder / name
+
+    def copy(out: _Out) -> None:
+        try:
+            handle = source.open("rb")
+        except FileNotFoundError:
+            raise DocumentMissing(f"the document {source} is missing from the spool") from None
+        with handle:
+            while chunk := handle.read(_CHUNK):
+                out.write(chunk)
+
+    _write_file(target, copy, fax.document.sha256)
+    return target
+
+
+class _Out:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+def _write_file(target: Path, fill: Callable[[_Out], None], sha256: str) -> None:
+    if _holds(target, sha256):
+        return  # written before a crash: the same bytes under the same name
+    temp = target.with_name(f".{target.name}{_PARTIAL}{secrets.token_hex(4)}")
+    # 0o666 less the umask, as any program's new file: readers of the folder need it.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        try:
+            fill(_Out(fd))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def _remove_leftovers(folder: Path, stem: str) -> None:
+    """Temporary files of this fax left by a crash mid-write (no one else uses its stem)."""
+    for leftover in folder.glob(f".{stem}.*{_PARTIAL}*"):
+        leftover.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
