@@ -1,0 +1,409 @@
+"""Is faxgate able to do its work? What /healthz answers and the status page shows.
+
+Three checks, each in plain words when it fails:
+- the store: a real write is committed to the SQLite file (see `StoreProbe.check_writable`),
+  so a full disk, a read-only file system or a writer that holds the lock shows here;
+- the provider: what the last API requests found (`ProviderHealth`, fed by the HelloFax
+  client's `on_request` hook). faxgate does not call the provider just to answer a health
+  check: while idle, the check says what the last request found;
+- the queue: the queued job that has been due the longest has not waited too long. Jobs
+  waiting for their `not_before` (a retry later, a busy line) are not due, so not stuck;
+  and while the provider is down the queue waits for it, which is that check's problem.
+
+The thresholds below are the defaults of `HealthThresholds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from faxgate.domain.jobs import JobState
+from faxgate.store import DEFAULT_BUSY_TIMEOUT, utc_now
+
+__all__ = [
+    "PROVIDER_DOWN_AFTER",
+    "PROVIDER_FAILURES_IN_A_ROW",
+    "QUEUE_STUCK_AFTER",
+    "STORE_LOCK_WAIT",
+    "DueJob",
+    "Health",
+    "HealthReport",
+    "HealthThresholds",
+    "ProviderHealth",
+    "ProviderSeen",
+    "StoreNotWritable",
+    "StoreProbe",
+    "is_provider_failure",
+    "provider_problem",
+    "queue_problem",
+]
+
+log = logging.getLogger("faxgate.health")
+
+# The provider is down when this many requests in a row got no answer or a 5xx ...
+PROVIDER_FAILURES_IN_A_ROW: Final = 3
+# ... and the first of them is older than this (a blip of a few seconds is not an outage).
+PROVIDER_DOWN_AFTER: Final = timedelta(minutes=2)
+# The queue is stuck when a job has been due longer than this while the provider answers.
+# The dispatcher takes due jobs within seconds; only a pause (rate limits, a refused
+# account) or a full pipeline of 200 faxes in flight makes one wait this long.
+QUEUE_STUCK_AFTER: Final = timedelta(minutes=15)
+# The daemon's own writers give up after waiting this long for the lock; so does the probe.
+STORE_LOCK_WAIT: Final = timedelta(seconds=DEFAULT_BUSY_TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthThresholds:
+    provider_failures_in_a_row: int = PROVIDER_FAILURES_IN_A_ROW
+    provider_down_after: timedelta = PROVIDER_DOWN_AFTER
+    queue_stuck_after: timedelta = QUEUE_STUCK_AFTER
+    store_lock_wait: timedelta = STORE_LOCK_WAIT
+
+
+# ---------------------------------------------------------------------- the provider
+
+
+def is_provider_failure(outcome: int | str) -> bool:
+    """Whether an API request's outcome means the provider was not reachable.
+
+    The client reports an HTTP status, or the name of the transport error when there was
+    no answer. Any answer below 500 (a 4xx included) means the provider is there.
+    """
+    return isinstance(outcome, str) or outcome >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSeen:
+    """What the last API requests found."""
+
+    last_request_at: datetime | None = None
+    last_endpoint: str | None = None
+    last_outcome: int | str | None = None
+    last_success_at: datetime | None = None
+    failures_in_a_row: int = 0
+    failing_since: datetime | None = None  # the first failure of the current streak
+
+
+class ProviderHealth:
+    """Keeps what the HelloFax client's requests found; `observe` is its `on_request` hook.
+
+    Called from the event loop only (the client is async), so no lock.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self._clock = clock
+        self._seen = ProviderSeen()
+
+    def observe(self, endpoint: str, outcome: int | str) -> None:
+        now = self._clock()
+        seen = self._seen
+        if is_provider_failure(outcome):
+            self._seen = ProviderSeen(
+                last_request_at=now,
+                last_endpoint=endpoint,
+                last_outcome=outcome,
+                last_success_at=seen.last_success_at,
+                failures_in_a_row=seen.failures_in_a_row + 1,
+                failing_since=seen.failing_since or now,
+            )
+        else:
+            self._seen = ProviderSeen(
+                last_request_at=now,
+                last_endpoint=endpoint,
+                last_outcome=outcome,
+                last_success_at=now,
+            )
+
+    @property
+    def seen(self) -> ProviderSeen:
+        return self._seen
+
+
+def provider_problem(seen: ProviderSeen, now: datetime, thresholds: HealthThresholds) -> str | None:
+    """Why the provider counts as down, or None."""
+    since = seen.failing_since
+    if since is None or seen.failures_in_a_row < thresholds.provider_failures_in_a_row:
+        return None
+    if now - since <= thresholds.provider_down_after:
+        return None
+    return (
+        f"the provider has not answered the last {seen.failures_in_a_row} requests"
+        f" for {_duration(now - since)} (last: {seen.last_endpoint} -> {seen.last_outcome})"
+    )
+
+
+# ---------------------------------------------------------------------- the store
+
+
+class StoreNotWritable(Exception):
+    """The probe could not commit a write; the message says why in plain words."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueJob:
+    """The queued job that has been due the longest, and how many are due."""
+
+    id: str
+    due_since: datetime
+    reason: str | None
+    due: int
+
+    def waited(self, now: datetime) -> timedelta:
+        return max(now - self.due_since, timedelta(0))
+
+
+class StoreProbe:
+    """Looks at the store file through a connection of its own, opened for each look.
+
+    A connection of its own, so that the probe sees the file as any writer would, and
+    never waits behind the daemon's shared connection. Blocking: call it from a thread.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self, lock_wait: timedelta) -> sqlite3.Connection:
+        # mode=rw: a store that has gone missing is a problem, not a new empty file.
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"
+        seconds = lock_wait.total_seconds()  # sqlite3's timeout is the busy timeout
+        conn = sqlite3.connect(uri, uri=True, timeout=seconds, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")  # as the store commits
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def check_writable(self, lock_wait: timedelta = STORE_LOCK_WAIT) -> None:
+        """Commit one real write, or raise StoreNotWritable.
+
+        BEGIN IMMEDIATE alone succeeds even on a read-only file, and a rolled-back write
+        never reaches the disk. So the probe writes the schema version back with its own
+        value, under the write lock: a no-op for every reader, but one page committed to
+        the WAL and synced, as any job's change would be.
+        """
+        try:
+            conn = self._connect(lock_wait)
+        except sqlite3.Error as exc:
+            raise StoreNotWritable(f"the store {self.path} cannot be opened: {exc}") from None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute(f"PRAGMA user_version = {version:d}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreNotWritable(
+                    "the store is locked: another writer has held it for more than"
+                    f" {_duration(lock_wait)}"
+                ) from None
+            raise StoreNotWritable(f"the store cannot be written: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreNotWritable(f"the store cannot be written: {exc}") from None
+        finally:
+            conn.close()
+
+    def oldest_due(self, now: datetime) -> DueJob | None:
+        """The queued job that has been due the longest, or None when none is due.
+
+        A job is due since it was last queued (`updated_at`), or since its `not_before`
+        when that came later. Times are the store's fixed-width UTC text, which compares
+        as it sorts.
+        """
+        conn = self._connect(STORE_LOCK_WAIT)  # WAL: readers wait only on a checkpoint
+        try:
+            row = conn.execute(
+                "SELECT id, max(updated_at, coalesce(not_before, updated_at)) AS due_since,"
+                " reason, count(*) OVER () AS due"
+                " FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
+                " ORDER BY due_since, id LIMIT 1",
+                (JobState.QUEUED.value, _db_time(now)),
+            ).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            return None
+        return DueJob(id=row[0], due_since=_from_db_time(row[1]), reason=row[2], due=int(row[3]))
+
+    def oldest_due_seconds(self) -> float:
+        """For /metrics: seconds the oldest due job has waited (0: none is due; NaN: the
+        store cannot be read, which /healthz explains; the other metrics still go out)."""
+        now = utc_now()
+        try:
+            oldest = self.oldest_due(now)
+        except sqlite3.Error as exc:
+            log.debug("queue age not read: %s", exc)
+            return math.nan
+        return 0.0 if oldest is None else oldest.waited(now).total_seconds()
+
+
+def _db_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _from_db_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def queue_problem(oldest: DueJob | None, now: datetime, thresholds: HealthThresholds) -> str | None:
+    """Why the queue counts as stuck, or None. Only asked while the provider is up."""
+    if oldest is None or oldest.waited(now) <= thresholds.queue_stuck_after:
+        return None
+    why = f" ({oldest.reason})" if oldest.reason else ""
+    return (
+        f"the queue is stuck: job {oldest.id} has been due for {_duration(oldest.waited(now))}"
+        f" and is not sent{why}; {oldest.due} due in all"
+    )
+
+
+# ---------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    checked_at: datetime
+    problems: tuple[str, ...]
+    checks: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, object]:
+        if self.healthy:
+            return {"status": "ok", "checks": dict(self.checks)}
+        return {"status": "unhealthy", "problems": list(self.problems), "checks": dict(self.checks)}
+
+
+@dataclass(frozen=True, slots=True)
+class _StoreLook:
+    writable_problem: str | None
+    oldest: DueJob | None
+    queue_unreadable: str | None
+
+
+class Health:
+    """Runs the three checks; `thresholds` may be changed while running (tests do)."""
+
+    def __init__(
+        self,
+        probe: StoreProbe,
+        provider: ProviderHealth,
+        *,
+        thresholds: HealthThresholds | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.probe = probe
+        self.provider = provider
+        self.thresholds = thresholds or HealthThresholds()
+        self._clock = clock
+        self._was_healthy = True
+
+    async def check(self) -> HealthReport:
+        now = self._clock()
+        look = await asyncio.to_thread(self._look_at_store, now)
+        seen = self.provider.seen
+        problems: list[str] = []
+
+        store_check: dict[str, object] = {"ok": look.writable_problem is None}
+        if look.writable_problem is not None:
+            problems.append(look.writable_problem)
+            store_check["problem"] = look.writable_problem
+
+        down = provider_problem(seen, now, self.thresholds)
+        provider_check: dict[str, object] = {
+            "ok": down is None,
+            "last_request_at": _iso(seen.last_request_at),
+            "last_endpoint": seen.last_endpoint,
+            "last_outcome": seen.last_outcome,
+            "last_success_at": _iso(seen.last_success_at),
+            "failures_in_a_row": seen.failures_in_a_row,
+        }
+        if down is not None:
+            problems.append(down)
+            provider_check["problem"] = down
+
+        queue_check = self._queue_check(look, now, provider_down=down is not None)
+        if isinstance(queue_check.get("problem"), str):
+            problems.append(str(queue_check["problem"]))
+
+        report = HealthReport(
+            checked_at=now,
+            problems=tuple(problems),
+            checks={"store": store_check, "provider": provider_check, "queue": queue_check},
+        )
+        self._log_change(report)
+        return report
+
+    def _log_change(self, report: HealthReport) -> None:
+        """Once when health turns bad, once when it is back: a monitor asks every few seconds."""
+        if self._was_healthy and not report.healthy:
+            log.warning("unhealthy: %s", "; ".join(report.problems))
+        elif report.healthy and not self._was_healthy:
+            log.info("healthy again")
+        self._was_healthy = report.healthy
+
+    def _look_at_store(self, now: datetime) -> _StoreLook:
+        try:
+            self.probe.check_writable(self.thresholds.store_lock_wait)
+            writable_problem = None
+        except StoreNotWritable as exc:
+            writable_problem = str(exc)
+        try:
+            return _StoreLook(writable_problem, self.probe.oldest_due(now), None)
+        except sqlite3.Error as exc:
+            return _StoreLook(writable_problem, None, f"the queue cannot be read: {exc}")
+
+    def _queue_check(
+        self, look: _StoreLook, now: datetime, *, provider_down: bool
+    ) -> dict[str, object]:
+        if look.queue_unreadable is not None:
+            return {"ok": False, "problem": look.queue_unreadable}
+        oldest = look.oldest
+        check: dict[str, object] = {
+            "ok": True,
+            "due": 0 if oldest is None else oldest.due,
+            "oldest_due_job": None if oldest is None else oldest.id,
+            "oldest_due_seconds": 0.0
+            if oldest is None
+            else round(oldest.waited(now).total_seconds(), 1),
+        }
+        if provider_down:
+            check["note"] = "not judged while the provider is down: the queue waits for it"
+            return check
+        stuck = queue_problem(oldest, now, self.thresholds)
+        if stuck is not None:
+            check["ok"] = False
+            check["problem"] = stuck
+        return check
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _duration(value: timedelta) -> str:
+    """A duration as people say it: 45 s, 3 min, 2 h 5 min."""
+    seconds = value.total_seconds()
+    if seconds < 1:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
