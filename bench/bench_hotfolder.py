@@ -1,0 +1,286 @@
+"""1,000 files dropped at once into a hot folder: from each file's close to the sandbox
+receiving its fax, beside a plain loop that lists a folder every second (the cron way).
+
+Run from the repository: `.venv/bin/python bench/bench_hotfolder.py [--files N]`.
+
+One daemon (faxgate.app.started) with the built-in sandbox at its "test" speed (a fax is
+answered at once and done in tens of milliseconds), state under a temporary directory on
+the same disk as the folders. Two runs, one after the other, each on an idle daemon:
+- hot folder: the daemon watches outbox/ (inotify). N one-page PDFs, each to its own
+  number, are written as fast as they can be; each file's close time is noted;
+- cron loop: a task in the same process lists cron-outbox/ every second and hands every
+  file it finds to faxgate.intake.queue.queue_fax (copied into the spool), then removes
+  it and wakes the dispatcher: what a hot-folder script run by cron does, minus the cron.
+For each file: close -> job queued in the store (the intake's own delay), and close ->
+the sandbox receiving the POST (the sandbox's own created_at): p50, p99, max, and files
+per second from the first close to the last POST. Every number must be faxed exactly once.
+The figures go to bench/README.md (section "Hot folder").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import banner, bench_settings, fax_number, one_page_pdf, table
+
+from faxgate.app import Daemon, started
+from faxgate.domain.jobs import ACTIVE_STATES, Intake, JobState
+from faxgate.domain.numbers import parse_fax_number
+from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.settings import FolderSettings
+from faxgate.spool import Spool
+
+README = Path(__file__).with_name("README.md")
+SECTION = "## Hot folder"
+GOAL_P50, GOAL_P99 = 0.100, 0.500  # seconds, close -> POST
+CRON_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    files: int
+    closed: dict[str, float]  # number digits -> close time (Unix seconds)
+    queued: dict[str, float]  # -> job created
+    posted: dict[str, float]  # -> sandbox received the POST
+    sends: Counter[str]
+
+    def delays(self, stage: dict[str, float]) -> list[float]:
+        return sorted(stage[n] - self.closed[n] for n in self.closed if n in stage)
+
+    @property
+    def rate(self) -> float:
+        span = max(self.posted.values()) - min(self.closed.values())
+        return len(self.posted) / span if span > 0 else float("inf")
+
+    @property
+    def exactly_once(self) -> bool:
+        return set(self.sends) == set(self.closed) and set(self.sends.values()) == {1}
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(share * len(values)) - 1))
+    return values[index]
+
+
+async def drop(outbox: Path, numbers: list[str], pdf: bytes) -> dict[str, float]:
+    """Write one file per number as fast as possible; each file's close time."""
+
+    def write() -> dict[str, float]:
+        closed = {}
+        for number in numbers:
+            with (outbox / f"{number}_letter.pdf").open("wb") as handle:
+                handle.write(pdf)
+            closed[number.lstrip("+")] = time.time()
+        return closed
+
+    return await asyncio.to_thread(write)
+
+
+async def settled(daemon: Daemon, numbers: set[str], within: float) -> None:
+    """Until every number reached the sandbox and nothing is left queued or in flight."""
+    assert daemon.sandbox is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        seen = {t.to for t in daemon.sandbox.inspect() if not t.is_inbound}
+        counts = daemon.store.count_by_state()
+        busy = counts[JobState.QUEUED] + sum(counts[s] for s in ACTIVE_STATES)
+        if numbers <= seen and not busy:
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"not every fax reached the sandbox within {within:.0f}s")
+
+
+def measure(daemon: Daemon, name: str, closed: dict[str, float]) -> Run:
+    assert daemon.sandbox is not None
+    inspected = [t for t in daemon.sandbox.inspect() if not t.is_inbound and t.to in closed]
+    jobs = daemon.store.recent_jobs(10 * len(closed) + 100)
+    queued = {
+        job.to_number.lstrip("+"): job.created_at.timestamp()
+        for job in jobs
+        if job.to_number.lstrip("+") in closed
+    }
+    posted = {t.to: t.created_at for t in inspected}
+    return Run(name, len(closed), closed, queued, posted, Counter(t.to for t in inspected))
+
+
+@contextlib.asynccontextmanager
+async def cron_loop(daemon: Daemon, outbox: Path) -> AsyncIterator[None]:
+    """List the folder every second; queue what is there (copied), remove it."""
+    spool = Spool(daemon.settings.spool_dir)
+
+    def sweep() -> int:
+        taken = 0
+        for entry in sorted(os.scandir(outbox), key=lambda e: e.name):
+            number = parse_fax_number(entry.name.split("_", 1)[0])
+            path = Path(entry.path)
+            request = FaxRequest(
+                numbers=[number],
+                documents=[IncomingDocument(entry.name, path)],
+                intake=Intake.CLI,
+            )
+            queue_fax(daemon.store, spool, request)
+            path.unlink()
+            taken += 1
+        return taken
+
+    async def loop() -> None:
+        while True:
+            if await asyncio.to_thread(sweep):
+                daemon.dispatcher.wake()
+            await asyncio.sleep(CRON_INTERVAL)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def bench(files: int, within: float) -> tuple[Run, Run]:
+    pdf = one_page_pdf()
+    with tempfile.TemporaryDirectory(prefix="faxgate-bench-") as temp:
+        root = Path(temp)
+        outbox, cron_outbox = root / "outbox", root / "cron-outbox"
+        outbox.mkdir()
+        cron_outbox.mkdir()
+        settings = bench_settings(root / "state", sandbox={"speed": "test"}).model_copy(
+            update={"folders": [FolderSettings(path=outbox)]}
+        )
+        async with started(settings) as daemon:
+            hot_numbers = [fax_number(i) for i in range(files)]
+            closed = await drop(outbox, hot_numbers, pdf)
+            await settled(daemon, set(closed), within)
+            hot = measure(daemon, "hot folder (inotify)", closed)
+
+            async with cron_loop(daemon, cron_outbox):
+                cron_numbers = [fax_number(files + i) for i in range(files)]
+                closed = await drop(cron_outbox, cron_numbers, pdf)
+                await settled(daemon, set(closed), within)
+            cron = measure(daemon, f"cron loop ({CRON_INTERVAL:g} s)", closed)
+    return hot, cron
+
+
+def report(runs: tuple[Run, ...]) -> str:
+    def ms(value: float) -> str:
+        return f"{value * 1000:,.0f} ms"
+
+    rows = []
+    for run in runs:
+        queued, posted = run.delays(run.queued), run.delays(run.posted)
+        rows.append(
+            [
+                run.name,
+                ms(percentile(queued, 0.5)),
+                ms(percentile(queued, 0.99)),
+                ms(percentile(posted, 0.5)),
+                ms(percentile(posted, 0.99)),
+                ms(posted[-1]) if posted else "-",
+                f"{run.rate:,.0f}",
+                f"{len(run.posted)}/{run.files}" + ("" if run.exactly_once else " (NOT once)"),
+            ]
+        )
+    headers = [
+        "",
+        "queued p50",
+        "queued p99",
+        "POST p50",
+        "POST p99",
+        "POST max",
+        "files/s",
+        "taken once",
+    ]
+    return table(headers, rows)
+
+
+def verdict(hot: Run) -> str:
+    posted = hot.delays(hot.posted)
+    queued = hot.delays(hot.queued)
+    p50, p99 = percentile(posted, 0.5), percentile(posted, 0.99)
+    met = p50 < GOAL_P50 and p99 < GOAL_P99
+    lines = [
+        f"Goal (close -> POST): p50 < {GOAL_P50 * 1000:.0f} ms, p99 < {GOAL_P99 * 1000:.0f} ms, "
+        f"all {hot.files} taken exactly once: {'met' if met and hot.exactly_once else 'NOT met'}"
+        f" (p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms; "
+        f"{'exactly once' if hot.exactly_once else 'NOT exactly once'}).",
+        f"The hot folder itself (close -> queued): p50 {percentile(queued, 0.5) * 1000:,.0f} ms, "
+        f"p99 {percentile(queued, 0.99) * 1000:,.0f} ms.",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    """Replace this benchmark's section of bench/README.md (or add it)."""
+    current = README.read_text() if README.exists() else "# Benchmarks\n"
+    start = current.find(SECTION)
+    if start < 0:
+        updated = current.rstrip("\n") + "\n\n" + text
+    else:
+        following = current.find("\n## ", start + len(SECTION))
+        rest = "" if following < 0 else current[following:]
+        updated = current[:start] + text.rstrip("\n") + "\n" + rest
+    README.write_text(updated.rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    parser.add_argument("--no-readme", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    title = f"Hot folder: {args.files} files dropped at once, close -> sandbox POST"
+    banner(title)
+    hot, cron = asyncio.run(bench(args.files, args.timeout))
+    figures = report((hot, cron))
+    summary = verdict(hot)
+    print(figures)
+    print()
+    print(summary)
+    if not args.no_readme:
+        write_readme(readme_section(args.files, figures, summary))
+    return 0 if hot.exactly_once and cron.exactly_once else 1
+
+
+def readme_section(files: int, figures: str, summary: str) -> str:
+    from _common import machine
+
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            f"`bench/bench_hotfolder.py`: {files} one-page PDFs written at once into a watched",
+            'folder, the sandbox at its "test" speed, one daemon; beside it a loop that lists',
+            f"a folder every {CRON_INTERVAL:g} s and queues what it finds (the cron way). Delays",
+            "run from each file's close to its job in the store (queued) and to the sandbox",
+            "receiving its POST; files/s from the first close to the last POST.",
+            "",
+            f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}.",
+            "",
+            "```",
+            figures,
+            "```",
+            "",
+            summary,
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
