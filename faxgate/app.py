@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,16 +21,25 @@ from typing import TypeVar
 from faxgate import metrics, systemd
 from faxgate.callbacks import callback_token, callback_urls
 from faxgate.dispatcher import Dispatcher
-from faxgate.domain.jobs import Job
+from faxgate.domain.jobs import Intake, Job
+from faxgate.email_reports import smtp_report_handler
+from faxgate.health import Health, ProviderHealth, StoreProbe
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
+from faxgate.inbound.delivery import InboundDeliverer
+from faxgate.inbound.receiver import InboundReceiver
+from faxgate.inbound.records import NOTIFICATION_KIND as INBOUND
+from faxgate.intake.folder_results import folder_reporter
+from faxgate.intake.hotfolder import FolderError, HotFolders
+from faxgate.intake.smtp import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.mailer import mailer_from_settings
 from faxgate.notifier import Notifier, default_handlers
 from faxgate.poller import Poller
 from faxgate.provider import open_client
 from faxgate.settings import Settings
 from faxgate.spool import Spool
+from faxgate.statuspage import StatusPage
 from faxgate.store import Store
 from faxgate.tracker import Tracker
 from faxgate.web import HttpServer, build_app, start_http
@@ -58,6 +67,9 @@ class Daemon:
     notifier: Notifier
     http: HttpServer
     sandbox: sandbox_server.Sandbox | None
+    smtp: SmtpListener | None = None
+    health: Health | None = None
+    folders: HotFolders | None = None
 
 
 @contextlib.contextmanager
@@ -97,16 +109,41 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         parts.callback(store.close)
         await asyncio.to_thread(Spool(settings.spool_dir).cleanup_orphans)
         parts.enter_context(metrics.watching_jobs(store.count_by_state))
-        client = open_client(
-            settings, sandbox.base_url if sandbox else None, metrics.count_api_request
-        )
+        store_probe = StoreProbe(store.path)
+        parts.enter_context(metrics.watching_queue_age(store_probe.oldest_due_seconds))
+        provider_health = ProviderHealth()
+
+        def api_request(endpoint: str, outcome: int | str) -> None:
+            metrics.count_api_request(endpoint, outcome)
+            provider_health.observe(endpoint, outcome)
+
+        client = open_client(settings, sandbox.base_url if sandbox else None, api_request)
         parts.push_async_callback(client.aclose)
 
         mailer = mailer_from_settings(settings.mail, settings.maildir)
         # Reports go to the reporter of the intake a job came from (see notifier.py).
         reporters = default_handlers(mailer, store)
+        reporters[Intake.SMTP.value] = smtp_report_handler(
+            mailer, store, attach_document=settings.smtp.attach_document
+        )
+        # An inbound fax's deliveries (mail, folder) go through the outbox too.
+        reporters[INBOUND] = InboundDeliverer(
+            store, mailer, from_address=settings.mail.from_address
+        )
+        reporters[Intake.FOLDER.value] = folder_reporter(store, mailer, settings.spool_dir)
         notifier = Notifier(store, reporters)
-        dispatcher = Dispatcher(store, client, settings.dispatch, polling=settings.polling)
+        callbacks_expected = sandbox is not None or bool(settings.http.public_url)
+        dispatcher = Dispatcher(
+            store,
+            client,
+            settings.dispatch,
+            polling=settings.polling,
+            first_poll=settings.polling.callback_grace if callbacks_expected else None,
+        )
+        try:
+            folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)
+        except FolderError as exc:
+            raise StartupError(str(exc)) from None
 
         def progress(_job: Job) -> None:
             dispatcher.wake()  # capacity may be free
@@ -116,7 +153,20 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         poller = Poller(store, client, tracker, settings.polling)
 
         token = callback_token(settings)
-        app = build_app(token=token, tracker=tracker, max_body=settings.http.max_callback_size)
+        try:
+            inbound = InboundReceiver.from_settings(settings, store, on_stored=notifier.wake)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        health = Health(store_probe, provider_health)
+        app = build_app(
+            token=token,
+            tracker=tracker,
+            max_body=settings.http.max_callback_size,
+            inbound=inbound,
+            upload_dir=inbound.upload_dir,
+            health=health,
+            status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+        )
         http = await _bind(
             start_http(app, settings.http.listen.host, settings.http.listen.port),
             "the HTTP server",
@@ -127,8 +177,14 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             await _register_callbacks(client, callback_urls(settings, token, http.port))
 
         await dispatcher.recover()
-        daemon = Daemon(settings, store, client, dispatcher, poller, notifier, http, sandbox)
-        async with _running(daemon):
+        smtp = await _start_smtp(settings, store, on_accept=lambda _jobs: dispatcher.wake())
+        parts.push_async_callback(smtp.stop)
+        daemon = Daemon(
+            settings, store, client, dispatcher, poller, notifier, http, sandbox, smtp, health
+        )
+        daemon.folders = folders
+        # Inside _running: the folders stop taking files before the dispatcher drains.
+        async with _running(daemon), folders.running():
             log.info(
                 "faxgate ready provider=%s base_url=%s http=%s:%d state_dir=%s",
                 settings.provider.kind,
@@ -152,6 +208,8 @@ async def _running(daemon: Daemon) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if daemon.smtp is not None:
+            await daemon.smtp.stop()  # no new mail; what is being stored is answered
         daemon.dispatcher.stop()
         try:
             await asyncio.wait_for(dispatching, DRAIN_SECONDS)
@@ -169,6 +227,17 @@ async def _bind(starting: Awaitable[T], what: str, where: str) -> T:
         return await starting
     except OSError as exc:
         raise StartupError(f"{what} cannot listen on {where}: {exc.strerror}") from None
+
+
+async def _start_smtp(
+    settings: Settings, store: Store, on_accept: Callable[[list[Job]], None]
+) -> SmtpListener:
+    spool = Spool(settings.spool_dir)
+    try:
+        starting = start_smtp(settings, store, spool, on_accept=on_accept)
+        return await _bind(starting, "the SMTP listener", str(settings.smtp.listen))
+    except SmtpSetupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 async def _register_callbacks(client: HelloFaxClient, urls: tuple[str, str]) -> None:

@@ -165,6 +165,7 @@ class Dispatcher:
         settings: DispatchSettings,
         *,
         polling: PollingSettings,
+        first_poll: timedelta | None = None,
         clock: Callable[[], datetime] = utc_now,
         rand: Callable[[], float] = random.random,
         on_progress: Callable[[Job], None] | None = None,
@@ -173,6 +174,8 @@ class Dispatcher:
         self._client = client
         self._settings = settings
         self._polling = polling
+        # When a submitted fax is first polled: later when callbacks are expected.
+        self._first_poll = first_poll or polling.first_interval
         self._clock = clock
         self._on_progress = on_progress
         self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
@@ -285,8 +288,7 @@ class Dispatcher:
     async def _room(self, report: DispatchReport) -> int:
         """How many jobs this cycle may send: the provider's free room, or none while
         paused, or one to try after a pause."""
-        counts = await asyncio.to_thread(self._store.count_by_state)
-        in_flight = sum(counts[state] for state in ACTIVE_STATES)
+        in_flight = await asyncio.to_thread(self._store.count_in_states, ACTIVE_STATES)
         free = max(0, self._settings.max_in_flight - in_flight)
         report.capacity = free
         pause = self._pause
@@ -304,8 +306,9 @@ class Dispatcher:
         """After a 429, remember how many jobs were at the provider: one fewer reopens."""
         pause = self._pause
         if pause is not None and pause.cause == "rate_limited" and pause.in_flight_mark is None:
-            counts = await asyncio.to_thread(self._store.count_by_state)
-            pause.in_flight_mark = sum(counts[state] for state in ACTIVE_STATES)
+            pause.in_flight_mark = await asyncio.to_thread(
+                self._store.count_in_states, ACTIVE_STATES
+            )
 
     def _pause_for(self, cause: PauseCause, length: timedelta) -> None:
         until = self._clock() + length
@@ -423,7 +426,7 @@ class Dispatcher:
     ) -> None:
         tx = _answer_for(sent, digits)
         now = self._clock()
-        first = self._polling.first_interval
+        first = self._first_poll
         moved = await self._move(
             job.id,
             JobState.SUBMITTED,
@@ -435,7 +438,7 @@ class Dispatcher:
             provider_status=tx.status_code.value,
             provider_error=None,
             next_poll_at=now + first,
-            poll_interval=first,
+            poll_interval=self._polling.first_interval,
             reason=describe_status(tx.status_code),
         )
         self._provider_answered()

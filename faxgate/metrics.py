@@ -54,6 +54,43 @@ polls = Counter(
     ["mode"],
     registry=REGISTRY,
 )
+smtp_accepted = Counter(
+    "faxgate_smtp_accepted",
+    "Messages the SMTP listener accepted (each queued one fax per recipient).",
+    registry=REGISTRY,
+)
+smtp_refused = Counter(
+    "faxgate_smtp_refused",
+    "SMTP commands and messages the listener refused, by reason "
+    "(relay, bad_number, too_big, daily_limit, storage, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+inbound_received = Counter(
+    "faxgate_inbound_received",
+    "Inbound fax callbacks taken, by result (stored, stored_without_document, duplicate, ignored).",
+    ["result"],
+    registry=REGISTRY,
+)
+inbound_delivered = Counter(
+    "faxgate_inbound_delivered",
+    "Inbound fax deliveries done, by kind (email, folder).",
+    ["kind"],
+    registry=REGISTRY,
+)
+folder_files_taken = Counter(
+    "faxgate_folder_files_taken",
+    "Files the hot folders took and queued as faxes, by folder.",
+    ["folder"],
+    registry=REGISTRY,
+)
+folder_files_refused = Counter(
+    "faxgate_folder_files_refused",
+    "Files the hot folders refused into failed/, by reason "
+    "(no_number, bad_number, sidecar, type, empty, content, size, symlink, not_a_file, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 
 def count_api_request(endpoint: str, outcome: int | str) -> None:
@@ -79,6 +116,34 @@ class JobsCollector(Collector):
 def watching_jobs(count_by_state: Callable[[], Mapping[JobState, int]]) -> Iterator[None]:
     """Serve jobs by state from this source while the context lasts."""
     collector = JobsCollector(count_by_state)
+    REGISTRY.register(collector)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(collector)
+
+
+_QUEUE_AGE = "faxgate_oldest_queued_seconds"
+_QUEUE_AGE_HELP = "Seconds the oldest queued job that is due has waited to be sent (0: none waits)."
+
+
+class QueueAgeCollector(Collector):
+    """The age of the oldest pending job (queued and due), read at scrape time."""
+
+    def __init__(self, oldest_due_seconds: Callable[[], float]) -> None:
+        self._oldest_due_seconds = oldest_due_seconds
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(_QUEUE_AGE, _QUEUE_AGE_HELP)  # no store read at registration
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(_QUEUE_AGE, _QUEUE_AGE_HELP, value=self._oldest_due_seconds())
+
+
+@contextmanager
+def watching_queue_age(oldest_due_seconds: Callable[[], float]) -> Iterator[None]:
+    """Serve the queue's age from this source while the context lasts."""
+    collector = QueueAgeCollector(oldest_due_seconds)
     REGISTRY.register(collector)
     try:
         yield

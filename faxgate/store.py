@@ -36,6 +36,14 @@ from faxgate.domain.jobs import (
     check_transition,
     new_job_id,
 )
+from faxgate.inbound.records import (
+    NOTIFICATION_KIND,
+    InboundDelivery,
+    InboundFax,
+    NewDelivery,
+    NewInboundFax,
+    ReceivedDocument,
+)
 from faxgate.spool import SpooledFile
 
 DEFAULT_BUSY_TIMEOUT: Final = 5.0  # seconds
@@ -118,6 +126,47 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         CREATE INDEX outbox_pending ON outbox (next_attempt_at)
             WHERE delivered_at IS NULL
         """,
+    ),
+    # Inbound faxes (faxgate/inbound/): each fax once by the provider's GUID, and the
+    # deliveries it owes, each with its outbox row.
+    (
+        """
+        CREATE TABLE inbound_faxes (
+            id               TEXT PRIMARY KEY,
+            received_at      TEXT NOT NULL,
+            provider_guid    TEXT NOT NULL UNIQUE,
+            to_number        TEXT NOT NULL,
+            from_number      TEXT,
+            pages            INTEGER,
+            arrived_at       TEXT,
+            route            TEXT NOT NULL,
+            document_path    TEXT,
+            document_size    INTEGER,
+            document_sha256  TEXT,
+            content_type     TEXT,
+            note             TEXT,
+            transaction_json TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+        "CREATE INDEX inbound_faxes_by_received ON inbound_faxes (received_at)",
+        """
+        CREATE TABLE inbound_deliveries (
+            fax_id       TEXT NOT NULL REFERENCES inbound_faxes (id) ON DELETE CASCADE,
+            seq          INTEGER NOT NULL,
+            kind         TEXT NOT NULL,
+            target       TEXT NOT NULL,
+            outbox_id    INTEGER REFERENCES outbox (id) ON DELETE SET NULL,
+            delivered_at TEXT,
+            detail       TEXT,
+            PRIMARY KEY (fax_id, seq)
+        )
+        """,
+    ),
+    (
+        # The dispatcher takes the oldest due jobs and the SMTP intake counts a sender's
+        # faxes of the day: both walk an index instead of the whole history.
+        "CREATE INDEX jobs_by_state_age ON jobs (state, created_at)",
+        "CREATE INDEX jobs_by_intake_age ON jobs (intake, created_at)",
     ),
 )
 
@@ -705,6 +754,26 @@ class Store:
         )
         return [_job_from_row(row) for row in rows]
 
+    def count_intake_jobs(self, intake: Intake, since: datetime, *, ref: str, value: str) -> int:
+        """Jobs of one intake created since a moment whose intake_ref[ref] is `value` (say,
+        the faxes one sender sent today)."""
+        rows = self._query(
+            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"
+            " AND json_extract(intake_ref, '$.' || ?) = ?",
+            (Intake(intake).value, _time_to_db(since), ref, value),
+        )
+        return int(rows[0]["n"])
+
+    def count_in_states(self, states: Iterable[JobState]) -> int:
+        """Jobs in these states, counted on the state index: the cost follows them, not
+        every job ever kept."""
+        wanted = [JobState(state).value for state in states]
+        rows = self._query(
+            f"SELECT count(*) AS n FROM jobs WHERE state IN ({_placeholders(len(wanted))})",  # noqa: S608
+            wanted,
+        )
+        return int(rows[0]["n"])
+
     def count_by_state(self) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
         for row in self._query("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
@@ -778,6 +847,117 @@ class Store:
             )
             _require_row(cursor, notification_id)
 
+    # -------------------------------------------------------------- inbound faxes
+    # (faxgate/inbound/ owns these; row conversions are at the end of the module.)
+
+    def record_inbound(
+        self,
+        fax: NewInboundFax,
+        deliveries: Sequence[NewDelivery] = (),
+        *,
+        now: datetime | None = None,
+    ) -> tuple[InboundFax, bool]:
+        """Record a received fax, its deliveries and their outbox rows in one transaction:
+        (the fax, True). A fax whose provider GUID is already recorded is left as it was:
+        (that fax, False)."""
+        at = self._now(now)
+        with self._write() as conn:
+            known = conn.execute(
+                "SELECT * FROM inbound_faxes WHERE provider_guid = ?", (fax.provider_guid,)
+            ).fetchone()
+            if known is not None:
+                return _inbound_fax_from_row(known), False
+            fax_id = self._unused_inbound_id(conn, _time_from_db(at))
+            document = fax.document
+            conn.execute(
+                """
+                INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number,
+                    from_number, pages, arrived_at, route, document_path, document_size,
+                    document_sha256, content_type, note, transaction_json)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    fax_id,
+                    at,
+                    fax.provider_guid,
+                    fax.to_number,
+                    fax.from_number,
+                    fax.pages,
+                    _opt_time(fax.arrived_at),
+                    fax.route,
+                    None if document is None else str(document.path),
+                    None if document is None else document.size,
+                    None if document is None else document.sha256,
+                    None if document is None else document.content_type,
+                    fax.note,
+                    _json_to_db(fax.transaction),
+                ),
+            )
+            for seq, delivery in enumerate(deliveries):
+                outbox_id = self._insert_notification(
+                    conn,
+                    at,
+                    NewNotification(
+                        kind=NOTIFICATION_KIND,
+                        payload={**delivery.payload, "fax_id": fax_id, "seq": seq},
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO inbound_deliveries (fax_id, seq, kind, target, outbox_id)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (fax_id, seq, delivery.kind, delivery.target, outbox_id),
+                )
+            row = conn.execute("SELECT * FROM inbound_faxes WHERE id = ?", (fax_id,)).fetchone()
+        return _inbound_fax_from_row(row), True
+
+    @staticmethod
+    def _unused_inbound_id(conn: sqlite3.Connection, now: datetime) -> str:
+        while True:
+            fax_id = new_job_id(now)
+            found = conn.execute("SELECT 1 FROM inbound_faxes WHERE id = ?", (fax_id,))
+            if found.fetchone() is None:
+                return fax_id
+
+    def get_inbound(self, fax_id: str) -> InboundFax | None:
+        rows = self._query("SELECT * FROM inbound_faxes WHERE id = ?", (fax_id,))
+        return _inbound_fax_from_row(rows[0]) if rows else None
+
+    def find_inbound_by_guid(self, provider_guid: str) -> InboundFax | None:
+        rows = self._query("SELECT * FROM inbound_faxes WHERE provider_guid = ?", (provider_guid,))
+        return _inbound_fax_from_row(rows[0]) if rows else None
+
+    def recent_inbound(self, limit: int) -> list[InboundFax]:
+        rows = self._query(
+            "SELECT * FROM inbound_faxes ORDER BY received_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [_inbound_fax_from_row(row) for row in rows]
+
+    def inbound_deliveries(self, fax_id: str) -> list[InboundDelivery]:
+        """The fax's deliveries with how their outbox rows stand."""
+        rows = self._query(
+            "SELECT d.*, o.attempts, o.last_error, o.next_attempt_at,"
+            " o.delivered_at AS outbox_delivered_at"
+            " FROM inbound_deliveries AS d LEFT JOIN outbox AS o ON o.id = d.outbox_id"
+            " WHERE d.fax_id = ? ORDER BY d.seq",
+            (fax_id,),
+        )
+        return [_inbound_delivery_from_row(row) for row in rows]
+
+    def mark_inbound_delivered(
+        self, fax_id: str, seq: int, *, detail: str, now: datetime | None = None
+    ) -> None:
+        """Record that a delivery is done (its outbox row is marked by the notifier)."""
+        at = self._now(now)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE inbound_deliveries SET delivered_at = ?, detail = ?"
+                " WHERE fax_id = ? AND seq = ?",
+                (at, detail, fax_id, seq),
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"no delivery {seq} of inbound fax {fax_id}")
+
 
 def _require_row(cursor: sqlite3.Cursor, notification_id: int) -> None:
     if cursor.rowcount != 1:
@@ -805,3 +985,46 @@ def _as_notification(
             next_attempt_at=notify.next_attempt_at,
         )
     return NewNotification(payload=notify, job_id=job_id)
+
+
+# ------------------------------------------------------------------ inbound rows
+
+
+def _inbound_fax_from_row(row: sqlite3.Row) -> InboundFax:
+    document = None
+    if row["document_path"] is not None:
+        document = ReceivedDocument(
+            path=Path(row["document_path"]),
+            size=row["document_size"],
+            sha256=row["document_sha256"],
+            content_type=row["content_type"],
+        )
+    return InboundFax(
+        id=row["id"],
+        received_at=_time_from_db(row["received_at"]),
+        provider_guid=row["provider_guid"],
+        to_number=row["to_number"],
+        from_number=row["from_number"],
+        pages=row["pages"],
+        arrived_at=_opt_time_from_db(row["arrived_at"]),
+        route=row["route"],
+        document=document,
+        note=row["note"],
+        transaction=_json_from_db(row["transaction_json"]),
+    )
+
+
+def _inbound_delivery_from_row(row: sqlite3.Row) -> InboundDelivery:
+    pending_in_outbox = row["outbox_id"] is not None and row["outbox_delivered_at"] is None
+    return InboundDelivery(
+        fax_id=row["fax_id"],
+        seq=row["seq"],
+        kind=row["kind"],
+        target=row["target"],
+        outbox_id=row["outbox_id"],
+        delivered_at=_opt_time_from_db(row["delivered_at"]),
+        detail=row["detail"],
+        attempts=row["attempts"] or 0,
+        last_error=row["last_error"],
+        given_up=pending_in_outbox and row["next_attempt_at"] is None,
+    )

@@ -1,10 +1,13 @@
-"""faxgate's HTTP server: the provider's callbacks, /healthz and /metrics.
+"""faxgate's HTTP server: the provider's callbacks, /healthz, /metrics and the status page.
 
 The callback URLs hold a secret token in their path, so a stranger cannot post outcomes:
 it is compared in constant time and never logged (the access log shows it as ***). The
 provider retries a callback until it gets a 200, for hours, so a 200 only goes out once
 the report is recorded (or is surely useless: an unknown transmission, a stale status);
 anything we could not record gets a 503 and comes again.
+
+/healthz answers 200 or 503 with the checks of faxgate.health as JSON; / is the read-only
+status page of faxgate.statuspage. Both read the store in a thread, and so does /metrics.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from faxgate import metrics
+from faxgate.health import Health
 from faxgate.hellofax.models import Transmission
+from faxgate.statuspage import PAGE_HEADERS, StatusPage
 from faxgate.tracker import Tracker
 
 __all__ = ["HttpServer", "InboundHandler", "build_app", "start_http"]
@@ -99,8 +104,14 @@ def build_app(
     max_body: int,
     inbound: InboundHandler | None = None,
     upload_dir: Path | None = None,
+    health: Health | None = None,
+    status_page: StatusPage | None = None,
 ) -> web.Application:
-    """The application; `upload_dir` is where inbound documents wait while handled."""
+    """The application; `upload_dir` is where inbound documents wait while handled.
+
+    Without `health`, /healthz has nothing to check and answers ok; without `status_page`,
+    / is not served.
+    """
     if not token:
         raise ValueError("the callback token is empty")
     if max_body < 1:
@@ -110,8 +121,10 @@ def build_app(
     callbacks = _Callbacks(token, tracker, max_body, inbound, upload_dir)
     app.router.add_post("/callbacks/{token}/outbound", callbacks.outbound)
     app.router.add_post("/callbacks/{token}/inbound", callbacks.inbound)
-    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/healthz", _HealthEndpoint(health).get)
     app.router.add_get("/metrics", _metrics)
+    if status_page is not None:
+        app.router.add_get("/", _StatusEndpoint(status_page).get)
     return app
 
 
@@ -292,14 +305,34 @@ def _transmission(fields: dict[str, str]) -> Transmission:
 # ---------------------------------------------------------------------- health and metrics
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+class _HealthEndpoint:
+    def __init__(self, health: Health | None) -> None:
+        self._health = health
+
+    async def get(self, request: web.Request) -> web.Response:
+        headers = {"Cache-Control": "no-store"}
+        if self._health is None:
+            return web.json_response({"status": "ok"}, headers=headers)
+        report = await self._health.check()
+        status = 200 if report.healthy else 503
+        return web.json_response(report.as_json(), status=status, headers=headers)
+
+
+class _StatusEndpoint:
+    def __init__(self, page: StatusPage) -> None:
+        self._page = page
+
+    async def get(self, request: web.Request) -> web.Response:
+        text = await self._page.render()
+        return web.Response(
+            text=text, content_type="text/html", charset="utf-8", headers=dict(PAGE_HEADERS)
+        )
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(
-        body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    # Some metrics are read from the store at scrape time: off the event loop.
+    body = await asyncio.to_thread(generate_latest, metrics.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 # ---------------------------------------------------------------------- serving

@@ -31,7 +31,13 @@ def fast_settings(state_dir: Path, **sections: dict[str, Any]) -> Settings:
         "state_dir": state_dir,
         "sandbox": {"listen": "127.0.0.1:0", "speed": "test"},
         "http": {"listen": "127.0.0.1:0", "callback_token": CALLBACK_TOKEN},
-        "polling": {"tick": 0.05, "first_interval": 0.1, "max_interval": 0.3},
+        "smtp": {"listen": "127.0.0.1:0"},
+        "polling": {
+            "tick": 0.05,
+            "first_interval": 0.1,
+            "max_interval": 0.3,
+            "callback_grace": 0.3,
+        },
         "retry": {"busy_delay": 0.05, "no_answer_delay": 0.05},
         "dispatch": {"backoff_first": 0.05, "backoff_max": 0.5},
     }
@@ -114,6 +120,7 @@ class DaemonProcess:
                 "FAXGATE_STATE_DIR": str(state_dir),
                 "FAXGATE_PROVIDER__BASE_URL": sandbox.base_url,
                 "FAXGATE_HTTP__LISTEN": f"127.0.0.1:{http_port}",
+                "FAXGATE_SMTP__LISTEN": "127.0.0.1:0",
                 "FAXGATE_HTTP__CALLBACK_TOKEN": CALLBACK_TOKEN,
                 "FAXGATE_POLLING__TICK": "0.1",
                 "FAXGATE_POLLING__FIRST_INTERVAL": "0.2",

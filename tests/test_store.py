@@ -696,3 +696,22 @@ def test_next_not_before_is_the_earliest_waiting_queued_job(store: Store) -> Non
     assert store.next_not_before() == later
     store.transition(first.id, JobState.SUBMITTING, detail="its time came")
     assert store.next_not_before() is None
+
+
+def test_count_in_states(store: Store) -> None:
+    first, _, _ = store.create_jobs([new_job(), new_job(), new_job()])
+    store.transition(first.id, JobState.SUBMITTING, detail="sending")
+    assert store.count_in_states([JobState.SUBMITTING, JobState.SUBMITTED]) == 1
+    assert store.count_in_states([JobState.QUEUED]) == 2
+    assert store.count_in_states([JobState.SENT]) == 0
+
+
+def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
+    plan = " ".join(
+        row[3]
+        for row in store._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at"
+        )
+    )
+    assert "jobs_by_state_age" in plan
+    assert "TEMP B-TREE" not in plan

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faxgate.domain.documents import check_batch, check_document
+from faxgate.domain.documents import DocumentCheck, check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import FaxNumber
 from faxgate.spool import Spool, SpooledFile
@@ -24,18 +24,22 @@ _HEAD_BYTES = 512
 
 @dataclass(frozen=True, slots=True)
 class IncomingDocument:
-    """A document as intake has it: a file on disk (copied, never moved) or bytes."""
+    """A document as intake has it: a file on disk (copied, never moved), bytes, or a file
+    the intake already moved into the spool itself (taken as it is, never removed here)."""
 
     name: str
-    source: Path | bytes
+    source: Path | bytes | SpooledFile
 
     def size(self) -> int:
+        if isinstance(self.source, SpooledFile):
+            return self.source.size
         return self.source.stat().st_size if isinstance(self.source, Path) else len(self.source)
 
     def head(self) -> bytes:
         if isinstance(self.source, bytes):
             return self.source[:_HEAD_BYTES]
-        with self.source.open("rb") as handle:
+        path = self.source.path if isinstance(self.source, SpooledFile) else self.source
+        with path.open("rb") as handle:
             return handle.read(_HEAD_BYTES)
 
 
@@ -57,47 +61,68 @@ def queue_fax(store: Store, spool: Spool, request: FaxRequest) -> list[Job]:
 
     Raises DocumentRefused (a reason for the user) before anything is written.
     """
-    if not request.numbers:
-        raise ValueError("a fax request needs at least one number")
-    sizes = [document.size() for document in request.documents]
-    check_batch(sizes)
-    checks = [
-        check_document(document.name, size, document.head())
-        for document, size in zip(request.documents, sizes, strict=True)
-    ]
-    spooled: list[SpooledFile] = []
+    (jobs,) = queue_faxes(store, spool, [request])
+    return jobs
+
+
+def queue_faxes(store: Store, spool: Spool, requests: Sequence[FaxRequest]) -> list[list[Job]]:
+    """queue_fax for several requests in one transaction (one commit for a burst of
+    files); the jobs of each request, in order. All or nothing, like queue_fax."""
+    checked = [_check(request) for request in requests]
+    spooled: list[SpooledFile] = []  # written here, so removed here if nothing is queued
     try:
-        for document, check in zip(request.documents, checks, strict=True):
-            suffix = Path(check.name).suffix
-            if isinstance(document.source, bytes):
-                spooled.append(spool.store_bytes(document.source, suffix=suffix))
-            else:
-                with document.source.open("rb") as stream:
-                    spooled.append(spool.store_stream(stream, suffix=suffix))
-        documents = [
-            NewDocument(name=check.name, file=file, content_type=check.content_type)
-            for check, file in zip(checks, spooled, strict=True)
-        ]
-        group_id = secrets.token_hex(6) if len(request.numbers) > 1 else None
-        return store.create_jobs(
-            [
-                NewJob(
-                    to_number=number.e164,
-                    intake=request.intake,
-                    documents=documents,
-                    intake_ref=request.intake_ref,
-                    from_line=request.from_line,
-                    cover_to=request.cover_to,
-                    cover_from=request.cover_from,
-                    cover_message=request.cover_message,
-                    reply_to=request.reply_to,
-                    group_id=group_id,
+        new_jobs: list[list[NewJob]] = []
+        for request, checks in zip(requests, checked, strict=True):
+            documents = []
+            for document, check in zip(request.documents, checks, strict=True):
+                file = _spooled(spool, document, Path(check.name).suffix)
+                if file is not document.source:
+                    spooled.append(file)
+                documents.append(
+                    NewDocument(name=check.name, file=file, content_type=check.content_type)
                 )
-                for number in request.numbers
-            ]
-        )
+            group_id = secrets.token_hex(6) if len(request.numbers) > 1 else None
+            new_jobs.append(
+                [
+                    NewJob(
+                        to_number=number.e164,
+                        intake=request.intake,
+                        documents=documents,
+                        intake_ref=request.intake_ref,
+                        from_line=request.from_line,
+                        cover_to=request.cover_to,
+                        cover_from=request.cover_from,
+                        cover_message=request.cover_message,
+                        reply_to=request.reply_to,
+                        group_id=group_id,
+                    )
+                    for number in request.numbers
+                ]
+            )
+        created = iter(store.create_jobs([job for jobs in new_jobs for job in jobs]))
+        return [[next(created) for _ in jobs] for jobs in new_jobs]
     except BaseException:
         # Nothing was queued: leave no orphan documents behind.
         for file in spooled:
             spool.remove(file.path)
         raise
+
+
+def _check(request: FaxRequest) -> list[DocumentCheck]:
+    if not request.numbers:
+        raise ValueError("a fax request needs at least one number")
+    sizes = [document.size() for document in request.documents]
+    check_batch(sizes)
+    return [
+        check_document(document.name, size, document.head())
+        for document, size in zip(request.documents, sizes, strict=True)
+    ]
+
+
+def _spooled(spool: Spool, document: IncomingDocument, suffix: str) -> SpooledFile:
+    if isinstance(document.source, SpooledFile):
+        return document.source
+    if isinstance(document.source, bytes):
+        return spool.store_bytes(document.source, suffix=suffix)
+    with document.source.open("rb") as stream:
+        return spool.store_stream(stream, suffix=suffix)
