@@ -16,7 +16,7 @@ Requests are counted on the client's side (HelloFaxClient.request_counts, every 
 endpoint) from just before the first fax is queued until the last one is settled.
 
 Every provider timing (conversion, transmission, callback retries) and every poll timing
-(tick, first and longest interval, at their defaults) is multiplied by the same `scale`:
+(tick, first and longest interval, callback grace, at their defaults) is multiplied by the same `scale`:
 whether a fax is polled before its callback comes depends on how those times compare, so
 they keep their real proportions while a run takes seconds instead of hours. The daemon's
 own work is not scaled: at 0.05 it is twenty times slower relative to the provider than
@@ -180,6 +180,7 @@ def scaled_settings(state_dir: Path, scale: float) -> Settings:
             "tick": real.tick.total_seconds() * scale,
             "first_interval": real.first_interval.total_seconds() * scale,
             "max_interval": real.max_interval.total_seconds() * scale,
+            "callback_grace": real.callback_grace.total_seconds() * scale,
         },
     )
 
