@@ -11,6 +11,7 @@ the same disk as the folders. Two runs, one after the other, each on an idle dae
 - cron loop: a task in the same process lists cron-outbox/ every second and hands every
   file it finds to faxgate.intake.queue.queue_fax (copied into the spool), then removes
   it and wakes the dispatcher: what a hot-folder script run by cron does, minus the cron.
+  A file it finds half written is refused by queue_fax and left for the next sweep.
 For each file: close -> job queued in the store (the intake's own delay), and close ->
 the sandbox receiving the POST (the sandbox's own created_at): p50, p99, max, and files
 per second from the first close to the last POST. Every number must be faxed exactly once.
@@ -35,6 +36,7 @@ from pathlib import Path
 from _common import banner, bench_settings, fax_number, one_page_pdf, table
 
 from faxgate.app import Daemon, started
+from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
@@ -132,7 +134,10 @@ async def cron_loop(daemon: Daemon, outbox: Path) -> AsyncIterator[None]:
                 documents=[IncomingDocument(entry.name, path)],
                 intake=Intake.CLI,
             )
-            queue_fax(daemon.store, spool, request)
+            try:
+                queue_fax(daemon.store, spool, request)
+            except DocumentRefused:
+                continue  # still being written (empty, cut short): the next sweep takes it
             path.unlink()
             taken += 1
         return taken

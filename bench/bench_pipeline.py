@@ -16,11 +16,12 @@ Requests are counted on the client's side (HelloFaxClient.request_counts, every 
 endpoint) from just before the first fax is queued until the last one is settled.
 
 Every provider timing (conversion, transmission, callback retries) and every poll timing
-(tick, first and longest interval, callback grace, at their defaults) is multiplied by the same `scale`:
-whether a fax is polled before its callback comes depends on how those times compare, so
-they keep their real proportions while a run takes seconds instead of hours. The daemon's
-own work is not scaled: at 0.05 it is twenty times slower relative to the provider than
-it would be for real, so poll cycles may outlast a tick ("ticks skipped").
+(tick, first and longest interval, callback grace, at their defaults) is multiplied by
+the same `scale`: whether a fax is polled before its callback comes depends on how those
+times compare, so they keep their real proportions while a run takes seconds instead of
+hours. The daemon's own work is not scaled: at 0.05 it is twenty times slower relative to
+the provider than it would be for real, so poll cycles may outlast a tick ("ticks
+skipped").
 
 The baseline printed beside the measured figures is the ideal: one send per fax, and for
 polling, one list page per `page_size` faxes. Each poll cycle is recorded (Poller.poll_once

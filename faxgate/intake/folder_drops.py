@@ -167,7 +167,7 @@ def _batches(p: _Plan) -> None:
                 reason = f"the files {listed} listed in {name} never came"
                 p.add(Refuse((*here, name), MISSING, reason))
             else:
-                until = view.ready[name] + _patience(p.defaults)
+                until = _next_look(p, view.ready[name])
                 for f in (*here, name):
                     if f in view.ready:
                         p.add(Wait(f, until))
@@ -198,7 +198,9 @@ def _document(p: _Plan, name: str) -> None:
     if own is not None:
         sidecar = view.sidecars.get(own)
         if own not in view.ready or sidecar is None:
-            p.add(Wait(name, None))  # its sidecar is still being written
+            # Its sidecar is still being written; looked at again now and then, in case
+            # it is taken away instead.
+            p.add(Wait(name, _next_look(p, view.ready[name])))
         elif isinstance(sidecar, SidecarError):
             p.add(Refuse((name, own), SIDECAR, str(sidecar)))
         else:
@@ -295,6 +297,12 @@ def _drop(
 
 def _patience(defaults: Defaults) -> float:
     return max(defaults.sidecar_wait, 1.0)
+
+
+def _next_look(p: _Plan, since: float) -> float:
+    """When to look again at a file waiting since `since`: its patience, then as often."""
+    patience = _patience(p.defaults)
+    return since + patience if p.now - since < patience else p.now + patience
 
 
 def _first(*values: str | None) -> str | None:

@@ -50,6 +50,7 @@ class Taken:
     path: str
     signature: Signature | None  # as last listed; None when only events were seen
     ready_since: float
+    generation: int = 0  # of its folder when taken (see Readiness.hold)
 
 
 class _State(StrEnum):
@@ -81,6 +82,8 @@ class Readiness:
         self._entries: dict[str, _Entry] = {}
         # Whether any file may be held: spares a look at every file on every close.
         self._maybe_held = False
+        # Per folder, how many times a file there became ready.
+        self._generations: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -181,24 +184,32 @@ class Readiness:
         for path, entry in list(self._entries.items()):
             if entry.state is _State.CREATED and now - entry.since >= self._grace:
                 entry.state, entry.ready_since = _State.READY, now
+                self.release(parent(path))
             elif entry.state is _State.HELD and entry.until is not None and entry.until <= now:
                 entry.state = _State.READY
             if entry.state is _State.READY and len(taken) < limit:
                 del self._entries[path]
-                taken.append(Taken(path, entry.signature, entry.ready_since or now))
+                generation = self._generations.get(parent(path), 0)
+                taken.append(Taken(path, entry.signature, entry.ready_since or now, generation))
         return taken
 
     def hold(self, taken: Taken, until: float | None) -> None:
         """Give a taken file back, to be offered again at `until`, or when another file in
-        its folder is ready (None: only then). A newer sighting of the path wins."""
-        if taken.path not in self._entries:
-            self._entries[taken.path] = _Entry(
-                _State.HELD, taken.ready_since, taken.signature, taken.ready_since, until
-            )
-            self._maybe_held = True
+        its folder is ready (None: only then). A newer sighting of the path wins. If
+        another file in its folder became ready while it was out, it is offered again at
+        once: what it waited for may have come meanwhile."""
+        if taken.path in self._entries:
+            return
+        changed = self._generations.get(parent(taken.path), 0) != taken.generation
+        state = _State.READY if changed else _State.HELD
+        self._entries[taken.path] = _Entry(
+            state, taken.ready_since, taken.signature, taken.ready_since, until
+        )
+        self._maybe_held = self._maybe_held or not changed
 
     def release(self, folder: str) -> None:
-        """Something changed in `folder`: files held there are offered again."""
+        """A file in `folder` became ready: files held there are offered again."""
+        self._generations[folder] = self._generations.get(folder, 0) + 1
         if not self._maybe_held:
             return
         still_held = False

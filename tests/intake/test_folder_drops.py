@@ -116,12 +116,9 @@ def test_a_stem_sidecar_only_for_a_single_namesake() -> None:
 
 
 def test_a_document_waits_for_its_sidecar_being_written() -> None:
-    actions = plan(
-        view({"14155550100.pdf": 10, "14155550100.pdf.json": 5}, ready={"14155550100.pdf": 0}),
-        DEFAULTS,
-        now=0,
-    )
-    assert only(actions) == Wait("14155550100.pdf", None)
+    files = view({"14155550100.pdf": 10, "14155550100.pdf.json": 5}, ready={"14155550100.pdf": 0})
+    assert only(plan(files, DEFAULTS, now=0)) == Wait("14155550100.pdf", 10)
+    assert only(plan(files, DEFAULTS, now=25)) == Wait("14155550100.pdf", 35), "then as often"
 
 
 def test_a_sidecar_waits_for_its_document() -> None:

@@ -122,7 +122,7 @@ def test_moves_and_removals() -> None:
     ready.signal("a.pdf", Signal.GONE, 0.5)
     ready.signal("d.pdf", Signal.CLOSED, 2)  # told of after the listing began
     ready.forget_missing(["c.pdf"], lambda path: "/" not in path, began=1)
-    assert list(ready.take(5, 10)) == [Taken("d.pdf", None, 2)]
+    assert paths(ready.take(5, 10)) == ["d.pdf"]
     ready.vanished("d.pdf", 3)
     assert len(ready) == 0
 
@@ -141,3 +141,12 @@ def test_take_respects_the_limit_oldest_first() -> None:
         ready.signal(f"{n}.pdf", Signal.CLOSED, n)
     assert paths(ready.take(10, 3)) == ["0.pdf", "1.pdf", "2.pdf"]
     assert paths(ready.take(10, 3)) == ["3.pdf", "4.pdf"]
+
+
+def test_a_file_given_back_after_its_folder_changed_is_offered_at_once() -> None:
+    ready = Readiness(stable_for=3)
+    ready.signal("a.pdf.json", Signal.CLOSED, 0)
+    (sidecar,) = ready.take(0, 10)  # being looked at when its document comes
+    ready.signal("a.pdf", Signal.CLOSED, 1)
+    ready.hold(sidecar, until=None)
+    assert sorted(paths(ready.take(1, 10))) == ["a.pdf", "a.pdf.json"]
