@@ -3,9 +3,10 @@ receiving its fax, beside a plain loop that lists a folder every second (the cro
 
 Run from the repository: `.venv/bin/python bench/bench_hotfolder.py [--files N]`.
 
-One daemon (faxgate.app.started) with the built-in sandbox at its "test" speed (a fax is
-answered at once and done in tens of milliseconds), state under a temporary directory on
-the same disk as the folders. Two runs, one after the other, each on an idle daemon:
+One daemon (faxgate.app.started), the sandbox in a process of its own (`faxgate sandbox`,
+as the provider is one) at its "test" speed: a fax is answered at once and done in tens
+of milliseconds. State under a temporary directory on the same disk as the folders. Two
+runs, one after the other, each on an idle daemon:
 - hot folder: the daemon watches outbox/ (inotify). N one-page PDFs, each to its own
   number, are written as fast as they can be; each file's close time is noted;
 - cron loop: a task in the same process lists cron-outbox/ every second and hands every
@@ -14,7 +15,8 @@ the same disk as the folders. Two runs, one after the other, each on an idle dae
   A file it finds half written is refused by queue_fax and left for the next sweep.
 For each file: close -> job queued in the store (the intake's own delay), and close ->
 the sandbox receiving the POST (the sandbox's own created_at): p50, p99, max, and files
-per second from the first close to the last POST. Every number must be faxed exactly once.
+per second from the first close to the last one queued and the last POST. Every number
+must be faxed exactly once.
 The figures go to bench/README.md (section "Hot folder").
 """
 
@@ -25,28 +27,35 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import socket
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import banner, bench_settings, fax_number, one_page_pdf, table
+import httpx
+from _common import banner, bench_settings, fax_number, machine, one_page_pdf, table
 
 from faxgate.app import Daemon, started
 from faxgate.domain.documents import DocumentRefused
-from faxgate.domain.jobs import ACTIVE_STATES, Intake, JobState
+from faxgate.domain.jobs import Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.hellofax.sandbox.inject import control_url
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.settings import FolderSettings
 from faxgate.spool import Spool
 
 README = Path(__file__).with_name("README.md")
-SECTION = "## Hot folder"
+SECTION = "## Hot folder (`bench_hotfolder.py`)"
+SECTION_START = "## Hot folder"
 GOAL_P50, GOAL_P99 = 0.100, 0.500  # seconds, close -> POST
 CRON_INTERVAL = 1.0
+TOKEN = secrets.token_urlsafe(24)  # the callback URLs' secret
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,10 @@ class Run:
     def delays(self, stage: dict[str, float]) -> list[float]:
         return sorted(stage[n] - self.closed[n] for n in self.closed if n in stage)
 
-    @property
-    def rate(self) -> float:
-        span = max(self.posted.values()) - min(self.closed.values())
-        return len(self.posted) / span if span > 0 else float("inf")
+    def rate(self, stage: dict[str, float]) -> float:
+        """Files per second through `stage`, from the first close to the last of them."""
+        span = max(stage.values()) - min(self.closed.values())
+        return len(stage) / span if span > 0 else float("inf")
 
     @property
     def exactly_once(self) -> bool:
@@ -92,31 +101,75 @@ async def drop(outbox: Path, numbers: list[str], pdf: bytes) -> dict[str, float]
     return await asyncio.to_thread(write)
 
 
-async def settled(daemon: Daemon, numbers: set[str], within: float) -> None:
-    """Until every number reached the sandbox and nothing is left queued or in flight."""
-    assert daemon.sandbox is not None
+@dataclass(frozen=True)
+class Post:
+    to: str
+    at: float  # when the sandbox received it (Unix seconds)
+
+
+async def inspect(base_url: str) -> list[Post]:
+    """Every fax the sandbox received (GET /_sandbox/transmissions)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.get(control_url(base_url, "transmissions"))
+    answer.raise_for_status()
+    return [Post(t["to"], t["created_at"]) for t in answer.json() if not t["is_inbound"]]
+
+
+@contextlib.asynccontextmanager
+async def sandbox_process(state_dir: Path) -> AsyncIterator[str]:
+    """The sandbox in a process of its own, as the provider is: it takes no CPU time
+    from the daemon's interpreter. Yields its base URL."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "faxgate", "sandbox", "--port", str(port)),
+        *("--speed", "test", "--state-dir", str(state_dir)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                await inspect(base_url)
+                break
+            await asyncio.sleep(0.05)
+        yield base_url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def settled(daemon: Daemon, base_url: str, numbers: set[str], within: float) -> None:
+    """Until every number reached the sandbox and nothing is left to submit. (Faxes the
+    provider has may still wait for their outcome: that no longer loads the dispatcher.)"""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        seen = {t.to for t in daemon.sandbox.inspect() if not t.is_inbound}
+        seen = {post.to for post in await inspect(base_url)}
         counts = daemon.store.count_by_state()
-        busy = counts[JobState.QUEUED] + sum(counts[s] for s in ACTIVE_STATES)
+        busy = counts[JobState.QUEUED] + counts[JobState.SUBMITTING]
         if numbers <= seen and not busy:
             return
         await asyncio.sleep(0.5)
     raise TimeoutError(f"not every fax reached the sandbox within {within:.0f}s")
 
 
-def measure(daemon: Daemon, name: str, closed: dict[str, float]) -> Run:
-    assert daemon.sandbox is not None
-    inspected = [t for t in daemon.sandbox.inspect() if not t.is_inbound and t.to in closed]
+async def measure(daemon: Daemon, base_url: str, name: str, closed: dict[str, float]) -> Run:
+    inspected = [post for post in await inspect(base_url) if post.to in closed]
     jobs = daemon.store.recent_jobs(10 * len(closed) + 100)
     queued = {
         job.to_number.lstrip("+"): job.created_at.timestamp()
         for job in jobs
         if job.to_number.lstrip("+") in closed
     }
-    posted = {t.to: t.created_at for t in inspected}
-    return Run(name, len(closed), closed, queued, posted, Counter(t.to for t in inspected))
+    posted = {post.to: post.at for post in inspected}
+    return Run(name, len(closed), closed, queued, posted, Counter(post.to for post in inspected))
 
 
 @contextlib.asynccontextmanager
@@ -164,20 +217,27 @@ async def bench(files: int, within: float) -> tuple[Run, Run]:
         outbox, cron_outbox = root / "outbox", root / "cron-outbox"
         outbox.mkdir()
         cron_outbox.mkdir()
-        settings = bench_settings(root / "state", sandbox={"speed": "test"}).model_copy(
-            update={"folders": [FolderSettings(path=outbox)]}
-        )
-        async with started(settings) as daemon:
-            hot_numbers = [fax_number(i) for i in range(files)]
-            closed = await drop(outbox, hot_numbers, pdf)
-            await settled(daemon, set(closed), within)
-            hot = measure(daemon, "hot folder (inotify)", closed)
+        http_port = free_port()
+        async with sandbox_process(root / "sandbox") as base_url:
+            settings = bench_settings(
+                root / "state",
+                provider={"base_url": base_url},
+                http={"listen": f"127.0.0.1:{http_port}", "callback_token": TOKEN},
+            ).model_copy(update={"folders": [FolderSettings(path=outbox)]})
+            async with started(settings) as daemon:
+                callbacks = f"http://127.0.0.1:{http_port}/callbacks/{TOKEN}"
+                await daemon.client.update_account(outbound_url=f"{callbacks}/outbound")
 
-            async with cron_loop(daemon, cron_outbox):
-                cron_numbers = [fax_number(files + i) for i in range(files)]
-                closed = await drop(cron_outbox, cron_numbers, pdf)
-                await settled(daemon, set(closed), within)
-            cron = measure(daemon, f"cron loop ({CRON_INTERVAL:g} s)", closed)
+                closed = await drop(outbox, [fax_number(i) for i in range(files)], pdf)
+                await settled(daemon, base_url, set(closed), within)
+                hot = await measure(daemon, base_url, "hot folder (inotify)", closed)
+
+                async with cron_loop(daemon, cron_outbox):
+                    numbers = [fax_number(files + i) for i in range(files)]
+                    closed = await drop(cron_outbox, numbers, pdf)
+                    await settled(daemon, base_url, set(closed), within)
+                name = f"cron loop ({CRON_INTERVAL:g} s)"
+                cron = await measure(daemon, base_url, name, closed)
     return hot, cron
 
 
@@ -196,7 +256,8 @@ def report(runs: tuple[Run, ...]) -> str:
                 ms(percentile(posted, 0.5)),
                 ms(percentile(posted, 0.99)),
                 ms(posted[-1]) if posted else "-",
-                f"{run.rate:,.0f}",
+                f"{run.rate(run.queued):,.0f}",
+                f"{run.rate(run.posted):,.0f}",
                 f"{len(run.posted)}/{run.files}" + ("" if run.exactly_once else " (NOT once)"),
             ]
         )
@@ -207,7 +268,8 @@ def report(runs: tuple[Run, ...]) -> str:
         "POST p50",
         "POST p99",
         "POST max",
-        "files/s",
+        "queued/s",
+        "POST/s",
         "taken once",
     ]
     return table(headers, rows)
@@ -232,11 +294,11 @@ def verdict(hot: Run) -> str:
 def write_readme(text: str) -> None:
     """Replace this benchmark's section of bench/README.md (or add it)."""
     current = README.read_text() if README.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
+    start = current.find(SECTION_START)
     if start < 0:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
-        following = current.find("\n## ", start + len(SECTION))
+        following = current.find("\n## ", start + len(SECTION_START))
         rest = "" if following < 0 else current[following:]
         updated = current[:start] + text.rstrip("\n") + "\n" + rest
     README.write_text(updated.rstrip("\n") + "\n")
@@ -263,28 +325,49 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def readme_section(files: int, figures: str, summary: str) -> str:
-    from _common import machine
-
+    about = (
+        f"{files} one-page PDFs written at once into a watched folder; one daemon, the sandbox"
+        ' in a process of its own at its "test" speed; then, in the same run, the same into a'
+        f" folder that a loop lists every {CRON_INTERVAL:g} s, queueing what it finds (the"
+        " cron way). Delays run from each file's close to its job in the store (queued) and"
+        " to the sandbox receiving its POST; rates from the first close to the last file"
+        " queued and the last POST."
+    )
     return "\n".join(
         [
             SECTION,
             "",
-            f"`bench/bench_hotfolder.py`: {files} one-page PDFs written at once into a watched",
-            'folder, the sandbox at its "test" speed, one daemon; beside it a loop that lists',
-            f"a folder every {CRON_INTERVAL:g} s and queues what it finds (the cron way). Delays",
-            "run from each file's close to its job in the store (queued) and to the sandbox",
-            "receiving its POST; files/s from the first close to the last POST.",
+            textwrap.fill(about, 88),
             "",
-            f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}.",
+            f"{machine()}; {time.strftime('%Y-%m-%d %H:%M')}; `python bench/bench_hotfolder.py`.",
             "",
             "```",
             figures,
             "```",
             "",
-            summary,
+            *(textwrap.fill(line, 88) for line in summary.splitlines()),
             "",
+            *READING,
         ]
     )
+
+
+# What the figures say, kept with the figures (see docs/hotfolder.md).
+READING = [
+    "- The POST delays are the dispatcher's: it hands the sandbox about 50 faxes a second",
+    "  on this machine, whatever the intake (as many when the 1,000 jobs are queued before",
+    "  it starts), so the last of 1,000 files waits 20 s or so. The goal (p99 < 500 ms)",
+    "  needs a dispatcher some 40 times faster; no intake can meet it alone.",
+    "- The hot folder's own delay (close -> queued) is its batch work sharing 2 cores and",
+    "  the disk with the dispatcher and with the writer of the files: files are claimed",
+    "  250 at a time (a claim record, a link and an unlink per file, hashing and flushing",
+    "  in 8 threads, one transaction). Without the dispatcher, 200 files dropped at once",
+    "  are all queued within 0.3 s of the last close, 1,000 within 1.3 s.",
+    "- The cron loop queues a file up to a second late, one transaction and one copy per",
+    "  file, and meets files still being written (refused by the document check here, and",
+    "  taken at the next sweep).",
+    "",
+]
 
 
 if __name__ == "__main__":

@@ -369,7 +369,7 @@ class PollingSettings(_Section):
     max_interval: Duration = timedelta(minutes=15)
     # With callbacks set up (the built-in sandbox, or http.public_url), a fax is first
     # polled this long after it was submitted instead: its callback usually comes first.
-    callback_grace: Duration = timedelta(minutes=10)
+    callback_grace: Duration = timedelta(minutes=2)
     # Above this many due jobs, one cycle reads the transmission list page by page
     # instead of each transmission on its own.
     list_threshold: int = Field(default=10, ge=1)

@@ -34,14 +34,6 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace `path` with `data` in one step: readers see the old file or the new one.
 
@@ -175,11 +167,11 @@ def sweep_temporaries(directories: Iterable[Path]) -> None:
                 entries = list(it)
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    sweep_temporaries_here(Path(entry.path))
-            sweep_temporaries_here(directory)
+                    _sweep(Path(entry.path))
+            _sweep(directory)
 
 
-def sweep_temporaries_here(directory: Path) -> None:
+def _sweep(directory: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         remove_quietly(
             Path(entry.path)
