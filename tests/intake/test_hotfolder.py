@@ -386,7 +386,8 @@ async def test_status_while_in_flight_and_a_report_mail(tmp_path: Path) -> None:
         assert status_path.exists()
         sandbox_of(daemon).faults.stall_faxes = False
         assert (await result(outbox, "report.pdf"))["outcome"] == "sent"
-        assert not status_path.exists()
+        # The status file goes just after the result is placed.
+        await wait_for(lambda: not status_path.exists(), what="the status file removed")
         mails = daemon.settings.maildir / "new"
         await wait_for(lambda: mails.exists() and any(mails.iterdir()), what="the report mail")
         (mail,) = mails.iterdir()
