@@ -197,8 +197,10 @@ def test_job_ids_of_one_second_differ_by_their_random_part() -> None:
 
 
 def test_job_id_with_real_randomness_is_unique() -> None:
-    ids = {new_job_id(T0) for _ in range(1000)}
-    assert len(ids) == 1000
+    # 25 random bits per second: 100 ids collide once in ~7,000 runs (the store retries a
+    # taken id); 1,000 would collide in 1.5% of runs.
+    ids = {new_job_id(T0) for _ in range(100)}
+    assert len(ids) == 100
 
 
 def test_job_id_before_1970_is_refused() -> None:
