@@ -48,7 +48,7 @@ _T = TypeVar("_T")
 _UploadPart = tuple[str, tuple[str, IO[bytes] | bytes, str]]
 
 _CONNECT_TIMEOUT = 10.0
-_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30.0)
+_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
 # Secrets shorter than this are not scrubbed from text: it would garble every message.
 _MIN_SCRUBBED = 4
 _REDACTED = "***"
