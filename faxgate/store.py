@@ -7,8 +7,11 @@ write depends on). synchronous=FULL: a commit that returned survives a power cut
 
 Times are stored as fixed-width ISO-8601 UTC text ("2024-05-01T10:15:00.000000Z"), so
 they read well in the sqlite3 shell and compare correctly as text; the API takes and
-returns aware datetimes. Blocking API: the daemon calls it from a worker thread, so one
-connection is shared under a lock.
+returns aware datetimes. Blocking API: the daemon calls it from worker threads. Writes
+share one connection under a lock; reads have a connection of their own, so they never
+wait behind a commit's fsync. State changes are committed in groups: the changes asked
+for while a commit runs share the next one (one fsync for many), and each caller returns
+only once its own change is durable.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
@@ -433,10 +436,33 @@ def apply_migrations(
 # ------------------------------------------------------------------ the store
 
 
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Change:
+    """One caller's state change waiting for a group commit."""
+
+    body: Callable[[sqlite3.Connection], Any]
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+
+
 class Store:
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        clock: Callable[[], datetime],
+        reader: sqlite3.Connection | None = None,
+    ):
         self._conn = conn
         self._lock = threading.RLock()
+        self._reader = reader or conn
+        self._read_lock = threading.Lock() if reader is not None else self._lock
+        self._waiting: list[_Change] = []
+        self._waiting_lock = threading.Lock()
         self._clock = clock
         self.path = path
 
@@ -462,14 +488,20 @@ class Store:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             apply_migrations(conn)
+            reader = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, clock)
+        reader.row_factory = sqlite3.Row
+        reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
+        return cls(conn, path, clock, reader)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
 
     def __enter__(self) -> Self:
         return self
@@ -506,9 +538,50 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    def _grouped(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `body` in a transaction shared with the changes queued meanwhile.
+
+        Whoever holds the write lock commits every change waiting at that moment, each in
+        a savepoint of its own: a body that raises undoes only itself. One that finds its
+        change committed by an earlier holder just returns its result.
+        """
+        change = _Change(body)
+        with self._waiting_lock:
+            self._waiting.append(change)
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            if not change.done:
+                with self._waiting_lock:
+                    batch, self._waiting = self._waiting, []
+                self._commit_group(batch)
+        if change.error is not None:
+            raise change.error
+        return change.value  # type: ignore[no-any-return]
+
+    def _commit_group(self, batch: list[_Change]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for change in batch:
+                conn.execute("SAVEPOINT change")
+                try:
+                    change.value = change.body(conn)
+                except Exception as error:
+                    conn.execute("ROLLBACK TO change")
+                    change.error = error
+                conn.execute("RELEASE change")
+            conn.execute("COMMIT")
+        except BaseException as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for change in batch:  # nothing of the group was committed
+                change.value, change.error = None, error
+        finally:
+            for change in batch:
+                change.done = True
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
 
     def _now(self, now: datetime | None) -> str:
         return _time_to_db(self._clock() if now is None else now)
@@ -647,7 +720,8 @@ class Store:
             values["finished_at"] = at if to in FINISHED_STATES else None
         expected = _expected_states(expect)
         outbox = _as_notification(notify, job_id)
-        with self._write() as conn:
+
+        def move(conn: sqlite3.Connection) -> Job:
             src = self._locked_state(conn, job_id)
             if expected is not None and src not in expected:
                 raise StaleState(job_id, expected, src)
@@ -657,6 +731,8 @@ class Store:
             if outbox is not None:
                 self._insert_notification(conn, at, outbox)
             return self._read_job(conn, job_id)
+
+        return self._grouped(move)
 
     def update_fields(
         self,
@@ -670,12 +746,15 @@ class Store:
         values = _settable(fields)
         at = self._now(now)
         expected = _expected_states(expect)
-        with self._write() as conn:
+
+        def update(conn: sqlite3.Connection) -> Job:
             state = self._locked_state(conn, job_id)
             if expected is not None and state not in expected:
                 raise StaleState(job_id, expected, state)
             self._update(conn, job_id, at, values)
             return self._read_job(conn, job_id)
+
+        return self._grouped(update)
 
     @staticmethod
     def _locked_state(conn: sqlite3.Connection, job_id: str) -> JobState:

@@ -715,3 +715,73 @@ def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
     )
     assert "jobs_by_state_age" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
+    db_path: Path, store: Store
+) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(20)])
+    stale = jobs[0]
+    store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
+    commits: list[str] = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    results: dict[str, BaseException | JobState] = {}
+
+    def move(job_id: str) -> None:
+        try:
+            moved = store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+            results[job_id] = moved.state
+        except BaseException as error:
+            results[job_id] = error
+
+    # While one holder has the write lock, every change queues up behind it.
+    with store._lock:
+        threads = [threading.Thread(target=move, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(store._waiting) == len(jobs))
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert commits == ["COMMIT"]  # one fsync for twenty callers
+    assert isinstance(results.pop(stale.id), StaleState)
+    assert set(results.values()) == {S.SUBMITTING}
+    assert store.count_by_state()[S.SUBMITTING] == len(jobs)
+    assert len(store.events(stale.id)) == 2  # its failed change left no event behind
+    assert table_counts(db_path)["events"] == 2 * len(jobs)
+
+
+def test_a_failed_group_commit_fails_every_change_in_it(db_path: Path, store: Store) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(3)])
+    before = table_counts(db_path)
+    store._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT, for all
+    errors: list[BaseException] = []
+
+    def move(job_id: str) -> None:
+        try:
+            store.update_fields(job_id, expect=S.QUEUED, reason="x")
+        except BaseException as error:
+            errors.append(error)
+
+    with store._lock:
+        threads = [threading.Thread(target=move, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(store._waiting) == len(jobs))
+        # Make the shared commit itself fail: an orphan event whose check waits for COMMIT.
+        store._waiting[1].body = lambda conn: conn.execute(
+            "INSERT INTO events (job_id, at, to_state, detail) VALUES ('nope', 'x', 'queued', 'x')"
+        )
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(errors) == len(jobs)
+    assert all(isinstance(error, sqlite3.IntegrityError) for error in errors)
+    assert table_counts(db_path) == before
+    assert store.get_job(jobs[0].id) == jobs[0]
+
+
+def test_reads_see_every_committed_change_at_once(store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    for state in (S.SUBMITTING, S.SUBMITTED, S.SENT):
+        store.transition(job.id, state, detail=state.value)
+        assert store.get_job(job.id).state is state  # type: ignore[union-attr]

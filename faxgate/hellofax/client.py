@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -48,6 +49,8 @@ _T = TypeVar("_T")
 _UploadPart = tuple[str, tuple[str, IO[bytes] | bytes, str]]
 
 _CONNECT_TIMEOUT = 10.0
+# Files up to this size are read into memory and sent in one piece; larger ones stream.
+_IN_MEMORY = 1024 * 1024
 _LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
 # Secrets shorter than this are not scrubbed from text: it would garble every message.
 _MIN_SCRUBBED = 4
@@ -319,7 +322,10 @@ class HelloFaxClient:
         path = httpx.URL(url).path
         started = time.perf_counter()
         try:
-            response = await self._http.request(method, url, params=params, data=data, files=files)
+            request = self._http.build_request(method, url, params=params, data=data, files=files)
+            if _in_one_piece(files):
+                request.read()  # the whole body written at once, not a write per part
+            response = await self._http.send(request)
         except httpx.RequestError as exc:
             outcome = type(exc).__name__
             self._count(endpoint, outcome)
@@ -406,17 +412,27 @@ def _field_names(name: str, count: int) -> list[str]:
 
 
 def _upload_parts(files: Sequence[Upload], opened: contextlib.ExitStack) -> list[_UploadPart]:
-    contents: list[IO[bytes] | bytes] = [
-        opened.enter_context(upload.content.open("rb"))
-        if not isinstance(upload.content, bytes)
-        else upload.content
-        for upload in files
-    ]
+    contents = [_content(upload, opened) for upload in files]
     names = _field_names("file", len(files))
     return [
         (field, (upload.name, content, upload.content_type))
         for field, upload, content in zip(names, files, contents, strict=True)
     ]
+
+
+def _content(upload: Upload, opened: contextlib.ExitStack) -> IO[bytes] | bytes:
+    """A small file's bytes (read now: a missing file fails before anything is sent);
+    a large file opened, to be streamed."""
+    if isinstance(upload.content, bytes):
+        return upload.content
+    handle = opened.enter_context(upload.content.open("rb"))
+    if os.fstat(handle.fileno()).st_size <= _IN_MEMORY:
+        return handle.read()
+    return handle
+
+
+def _in_one_piece(files: list[_UploadPart] | None) -> bool:
+    return bool(files) and all(isinstance(part[1][1], bytes) for part in files or ())
 
 
 def _retry_after(response: httpx.Response) -> float | None:

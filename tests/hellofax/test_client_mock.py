@@ -321,6 +321,14 @@ async def test_send_several_files_to_several_numbers_uses_indexed_field_names(
     }
 
 
+async def test_a_file_too_big_for_memory_is_streamed_whole(tmp_path: Path) -> None:
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.4 " + bytes(range(256)) * (12 * 1024))  # 3 MiB: streamed
+    async with fake_api(answer(transmission_json("t1"))) as (client, api):
+        await client.send("14154847140", [Upload.from_path(big)])
+    assert multipart_parts(api.requests[0])["file"][2] == big.read_bytes()
+
+
 @pytest.mark.parametrize(
     "body",
     [
