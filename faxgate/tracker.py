@@ -3,6 +3,11 @@
 Callbacks, polls and the dispatcher's reconciliation all hand their reports here, so the
 rules of moving forward live in one place (faxgate.domain.outcomes) and every outcome
 writes its report to the outbox in the same transaction as the move.
+
+A callback can beat the dispatcher: the provider may report on a transmission before the
+answer to the send that created it has been recorded. Such a report is kept (in memory,
+for a while) and applied as soon as the dispatcher records that GUID (`catch_up`); should
+the daemon stop meanwhile, the job's first poll finds the outcome instead.
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
 
 from faxgate import metrics
 from faxgate.domain.jobs import Job, JobState, RetryPolicy
@@ -31,6 +36,10 @@ log = logging.getLogger("faxgate.tracker")
 
 Source = Literal["callback", "poll", "reconcile"]
 
+# How long, and how many, reports for GUIDs no job has yet are kept for their send's answer.
+EARLY_KEEP: Final = timedelta(minutes=5)
+EARLY_MAX: Final = 10_000
+
 
 class Tracker:
     def __init__(
@@ -45,16 +54,60 @@ class Tracker:
         self._policy = retry_policy
         self._clock = clock
         self._on_progress = on_progress
+        self._early: dict[str, list[tuple[Transmission, datetime]]] = {}  # oldest first
+        self._catching_up: set[asyncio.Task[Job | None]] = set()
 
     async def observe(self, tx: Transmission, *, source: Source) -> Job | None:
         """Apply a report about an outbound transmission to its job.
 
         Returns the job as it stands afterwards (unchanged when the report was stale), or
-        None when no job has this transmission. Store failures propagate: the caller
-        must not acknowledge a report that was not recorded.
+        None when no job has this transmission (yet: a callback is kept for its send's
+        answer). Store failures propagate: the caller must not acknowledge a report that
+        was not recorded.
         """
         if tx.is_inbound:
             return None
+        job = await self._observe(tx, source)
+        if job is not None or source != "callback":
+            return job
+        self._keep_early(tx)
+        # The send's answer may have been recorded while we looked.
+        if await asyncio.to_thread(self._store.find_by_provider_guid, tx.guid) is not None:
+            return await self._apply_early(tx.guid)
+        return None
+
+    def catch_up(self, job: Job) -> None:
+        """A job just got its GUID: apply the reports that came for it first."""
+        if job.provider_guid is None or job.provider_guid not in self._early:
+            return
+        task = asyncio.create_task(self._apply_early(job.provider_guid))
+        self._catching_up.add(task)
+        task.add_done_callback(self._caught_up)
+
+    def _caught_up(self, task: asyncio.Task[Job | None]) -> None:
+        self._catching_up.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Not lost: the job's polls read the same outcome from the provider.
+            log.error("early report not applied error=%r", task.exception())
+
+    def _keep_early(self, tx: Transmission) -> None:
+        now = self._clock()
+        for guid in list(self._early):  # oldest first: stop at the first one still fresh
+            if len(self._early) < EARLY_MAX and now - self._early[guid][0][1] < EARLY_KEEP:
+                break
+            del self._early[guid]
+        self._early.setdefault(tx.guid, []).append((tx, now))
+        log.info(
+            "report kept for its send's answer guid=%s status=%s", tx.guid, tx.status_code.value
+        )
+
+    async def _apply_early(self, guid: str) -> Job | None:
+        job = None
+        for tx, _kept_at in self._early.pop(guid, []):
+            job = await self._observe(tx, "callback")
+        return job
+
+    async def _observe(self, tx: Transmission, source: Source) -> Job | None:
         report = Report(status=tx.status_code, error=tx.error_code, pages=tx.num_pages_billed)
         for last_try in (False, True):
             job = await asyncio.to_thread(self._store.find_by_provider_guid, tx.guid)

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from faxgate.app import Daemon, started
 from faxgate.cli import main
-from faxgate.domain.jobs import Intake, JobState
+from faxgate.domain.jobs import Event, Intake, Job, JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import NewJob, Store
 from tests.conftest import pdf_document, wait_for
@@ -110,6 +110,27 @@ async def test_a_dropped_answer_is_reconciled_never_resent(daemon: Daemon) -> No
     ended = await settled(daemon, jobs)
     assert all(job.state is JobState.SENT for job in ended)
     assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+async def test_callbacks_that_beat_the_send_answer_settle_the_job_without_a_poll(
+    tmp_path: Path,
+) -> None:
+    # No poll for a minute: only the callbacks can settle these jobs in time.
+    settings = fast_settings(tmp_path / "state", polling={"callback_grace": 60})
+    async with started(settings) as daemon:
+        sandbox = the_sandbox(daemon)
+        sandbox.faults.delay = 0.5  # the send's answer comes long after its callbacks
+        sandbox.faults.delay_only_for_sends = True
+        jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(170, 174)]
+        ended = await settled(daemon, jobs, deadline=20)
+        assert all(job.state is JobState.SENT for job in ended)
+        assert all(event.data.get("source") == "callback" for event in _last_events(daemon, jobs))
+        await reports_delivered(daemon, jobs)
+        assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+def _last_events(daemon: Daemon, jobs: list[Job]) -> list[Event]:
+    return [daemon.store.events(job.id)[-1] for job in jobs]
 
 
 async def test_metrics_count_what_happened(daemon: Daemon) -> None:

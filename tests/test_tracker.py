@@ -357,3 +357,83 @@ async def test_a_second_lost_race_drops_the_report(
     assert seen.state is S.FAILED  # the rival's outcome stands
     assert racing_store.notifications(job.id) == []
     assert any("report dropped" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ a callback before the GUID
+
+
+async def until_settled(store: Store, job_id: str) -> Job:
+    for _ in range(2000):
+        current = store.get_job(job_id)
+        assert current is not None
+        if current.state in (S.SENT, S.FAILED):
+            return current
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"job {job_id} did not settle")
+
+
+async def test_a_callback_that_beats_the_send_answer_is_applied_once_the_guid_is_known(
+    store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    (job,) = store.create_jobs([NewJob(to_number="+14155550123", intake=Intake.CLI)], now=T0)
+    store.transition(job.id, S.SUBMITTING, detail="submitting", now=T0, submitted_at=T0)
+    assert await tracker.observe(transmission("g1", "T"), source="callback") is None
+    assert await tracker.observe(transmission("g1", "S"), source="callback") is None
+
+    # The dispatcher records the send's answer, then tells the tracker.
+    submitted = store.transition(
+        job.id, S.SUBMITTED, detail="submitted", expect=S.SUBMITTING, provider_guid="g1"
+    )
+    tracker.catch_up(submitted)
+    done = await until_settled(store, job.id)
+    assert done.state is S.SENT
+    assert [n.kind for n in store.notifications(job.id)] == ["report"]
+    tracker.catch_up(done)  # nothing is kept any more: applied once
+    assert len(store.notifications(job.id)) == 1
+
+
+async def test_a_callback_whose_guid_lands_while_it_is_looked_up_is_applied_at_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    class RecordsTheAnswerMeanwhile(Store):
+        """The dispatcher commits the GUID just after the callback's first look."""
+
+        looks = 0
+
+        def find_by_provider_guid(self, guid: str) -> Job | None:
+            self.looks += 1
+            found = super().find_by_provider_guid(guid)
+            if self.looks == 1:
+                [waiting] = self.jobs_in_states([S.SUBMITTING])
+                self.transition(waiting.id, S.SUBMITTED, detail="submitted", provider_guid=guid)
+            return found
+
+    store = RecordsTheAnswerMeanwhile.open(tmp_path / "faxgate.sqlite3", clock=clock)
+    try:
+        (job,) = store.create_jobs([NewJob(to_number="+14155550123", intake=Intake.CLI)])
+        store.transition(job.id, S.SUBMITTING, detail="submitting")
+        tracker = Tracker(store, POLICY, clock=clock)
+        done = await tracker.observe(transmission("g1", "S"), source="callback")
+        assert done is not None
+        assert done.state is S.SENT
+    finally:
+        store.close()
+
+
+async def test_kept_reports_expire_and_polls_are_never_kept(
+    store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    assert await tracker.observe(transmission("g-old", "S"), source="callback") is None
+    assert await tracker.observe(transmission("g-poll", "S"), source="poll") is None
+    clock.now += timedelta(minutes=6)
+    assert await tracker.observe(transmission("g-new", "S"), source="callback") is None
+    for guid in ("g-old", "g-poll"):  # the send's answer comes, but too late for the report
+        job = submitted_job(store, guid, now=clock.now)
+        tracker.catch_up(job)
+        await asyncio.sleep(0)
+        current = store.get_job(job.id)
+        assert current is not None
+        assert current.state is S.SUBMITTED
+    late = submitted_job(store, "g-new", now=clock.now)
+    tracker.catch_up(late)
+    assert (await until_settled(store, late.id)).state is S.SENT
