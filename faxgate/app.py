@@ -139,6 +139,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             settings.dispatch,
             polling=settings.polling,
             first_poll=settings.polling.callback_grace if callbacks_expected else None,
+            # A callback that beat the send's answer is applied once the GUID is recorded.
+            on_progress=lambda job: tracker.catch_up(job),
         )
         try:
             folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)
