@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from typing import Final, Literal, NoReturn, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxgate import metrics
-from faxgate.domain.jobs import Job, JobState
+from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError, Refused
 from faxgate.hellofax.models import Transmission, TransmissionPage
@@ -98,7 +99,8 @@ class Poller:
             if mode == "one_by_one":
                 await cycle.read_one_by_one(due)
             else:
-                await cycle.read_list()
+                out = await asyncio.to_thread(self._store.count_in_states, ACTIVE_STATES)
+                await cycle.read_list(max_pages=max(1, math.ceil(out / self._settings.page_size)))
         except _CycleEnded:
             pass
         await cycle.back_off(now)
@@ -212,8 +214,11 @@ class _Cycle:
                 continue
             await self._observe(job, tx)
 
-    async def read_list(self) -> None:
-        """Read the list newest first until every due job was seen or the pages are older."""
+    async def read_list(self, max_pages: int) -> None:
+        """Read the list newest first until every due job was seen, the pages are older,
+        or `max_pages` were read: as many as our faxes at the provider fill. A fax that
+        stays pending behind many settled ones is asked for on its own rather than reached
+        by reading back through all of them."""
         oldest = min(_sent_at(job) for job in self.due.values())
         cutoff = oldest - CLOCK_SKEW
         unseen = set(self.due)
@@ -227,6 +232,8 @@ class _Cycle:
                     unseen.discard(tx.guid)
                     await self._observe(self.due[tx.guid], tx)
             if not unseen or not page.transmissions or _older_than(page.transmissions, cutoff):
+                break
+            if len(followed) + 1 >= max_pages:
                 break
             link = page.next_page_uri
             if link is None or link in followed:

@@ -189,6 +189,25 @@ async def test_list_mode_stops_at_pages_older_than_the_due_jobs(
     assert states(store, jobs) == [S.SENT, S.SENT, S.SENT, S.SUBMITTED]
 
 
+async def test_list_mode_reads_no_more_pages_than_our_faxes_at_the_provider_fill(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    poller = make_poller(store, client, tracker, clock, list_threshold=3, page_size=5)
+    old = await send_faxes(client, 1, 5000)  # still ours to poll: sent before the others
+    others = await send_faxes(client, 12, 5100)  # settled long ago, or another program's
+    newest = await send_faxes(client, 3, 5200)
+    jobs = jobs_for(store, clock, old + newest)
+    await until_final(sandbox, old + others + newest)
+    clock.now += FIRST
+
+    report, made = await cycle(poller, client)
+    assert report == PollReport(due=4, requests=2, mode="list", settled=4)
+    # 4 of ours out fit on one page of 5: one page read, the old one asked for on its own
+    # instead of reading 3 more pages to reach it.
+    assert made == Counter({"list_transmissions": 1, "get_transmission": 1})
+    assert states(store, jobs) == [S.SENT] * 4
+
+
 async def test_pending_jobs_are_polled_less_and_less_often(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
 ) -> None:
