@@ -105,6 +105,9 @@ def test_cancel_a_queued_job_then_it_cannot_be_cancelled_again(
     assert "cancelled" in capsys.readouterr().out
     assert main(["cancel", str(job["id"])]) == 1
     assert "already done" in capsys.readouterr().err
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        [report] = store.notifications(str(job["id"]))  # its owner hears of it, once
+    assert report.payload["state"] == "cancelled"
 
 
 def test_retry_only_failed_or_uncertain_jobs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,10 +34,11 @@ from faxgate.domain.jobs import (
     normalize_job_id,
 )
 from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
+from faxgate.domain.outcomes import report_payload
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.settings import Settings
 from faxgate.spool import Spool
-from faxgate.store import StaleState, Store
+from faxgate.store import NewNotification, StaleState, Store
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {JobState.SENT, JobState.FAILED, JobState.CANCELLED, JobState.UNCERTAIN}
@@ -303,7 +304,12 @@ def cancel_command(args: argparse.Namespace) -> int:
             raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
         try:
             store.transition(
-                job.id, JobState.CANCELLED, expect=job.state, detail="cancelled by a person"
+                job.id,
+                JobState.CANCELLED,
+                expect=job.state,
+                detail="cancelled by a person",
+                notify=_cancel_report(job),
+                reason="cancelled by a person",
             )
         except StaleState as exc:
             raise CommandError(
@@ -311,6 +317,26 @@ def cancel_command(args: argparse.Namespace) -> int:
             ) from None
     print(f"job {job.id} cancelled")
     return EXIT_OK
+
+
+def _cancel_report(job: Job) -> NewNotification | None:
+    """Whoever asked for the fax hears it was cancelled (the mail's sender, the folder's
+    result file), unless an uncertain job's report has told them already."""
+    if job.state is JobState.UNCERTAIN:
+        return None
+    return NewNotification(
+        kind="report",
+        payload=report_payload(
+            job_id=job.id,
+            state=JobState.CANCELLED,
+            reason="cancelled by a person",
+            status_code=None,
+            error_code=None,
+            pages=job.pages,
+            attempts=job.attempt,
+            provider_guid=None,
+        ),
+    )
 
 
 def _job_summary(job: Job) -> dict[str, Any]:
