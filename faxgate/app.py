@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,12 @@ from faxgate.intake.smtp import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.mailer import mailer_from_settings
 from faxgate.notifier import Notifier, default_handlers
 from faxgate.poller import Poller
+from faxgate.preflight import preflight, summary
 from faxgate.provider import open_client
 from faxgate.settings import Settings
 from faxgate.spool import Spool
 from faxgate.statuspage import StatusPage
-from faxgate.store import Store
+from faxgate.store import Store, StoreError
 from faxgate.tracker import Tracker
 from faxgate.web import HttpServer, build_app, start_http
 
@@ -85,8 +87,9 @@ def _single_instance(state_dir: Path) -> Iterator[None]:
             raise StartupError(
                 f"another faxgate is already running with the state directory {state_dir}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # only for people; a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)
@@ -96,6 +99,10 @@ def _single_instance(state_dir: Path) -> Iterator[None]:
 async def started(settings: Settings) -> AsyncIterator[Daemon]:
     """Start every part; yield the running daemon; stop everything on exit."""
     async with contextlib.AsyncExitStack() as parts:
+        # Every problem a start would meet, all named at once (faxgate/preflight.py).
+        problems = await asyncio.to_thread(preflight, settings)
+        if problems:
+            raise StartupError(summary(problems))
         parts.enter_context(_single_instance(settings.state_dir))
 
         sandbox = None
@@ -105,7 +112,10 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             parts.push_async_callback(sandbox.stop)
             log.info("sandbox listening base_url=%s", sandbox.base_url)
 
-        store = Store.open(settings.database_path)
+        try:
+            store = Store.open(settings.database_path)
+        except (sqlite3.Error, StoreError) as exc:  # a full disk, say: in plain words
+            raise StartupError(f"cannot open the store {settings.database_path}: {exc}") from None
         parts.callback(store.close)
         await asyncio.to_thread(Spool(settings.spool_dir).cleanup_orphans)
         parts.enter_context(metrics.watching_jobs(store.count_by_state))

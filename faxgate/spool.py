@@ -6,15 +6,21 @@ always whole; a crash leaves at most a temporary file, which `cleanup_orphans` r
 
 Names are made here, never taken from the user (that name is the document's display name,
 kept by the store). Blocking IO: the daemon calls this from a worker thread.
+
+`disk_trouble` tells the failures that pass once a person acts (a full disk, a read-only
+folder, a store that cannot grow) from the others, for every part that keeps work for later
+instead of refusing it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import secrets
+import sqlite3
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +31,44 @@ from typing import Final, Protocol
 TEMP_PREFIX: Final = ".tmp-"
 CHUNK_SIZE: Final = 64 * 1024
 _SUFFIX_RE: Final = re.compile(r"\.[a-z0-9]{1,8}")
+
+
+# Failures to write that a person mends (frees space, makes a folder writable again): the
+# work is kept and tried again rather than refused or lost.
+_PASSING_ERRNOS: Final = {
+    errno.ENOSPC: "no space is left on the disk",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EIO: "the disk reported an input/output error",
+}
+FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+# SQLite's primary result codes (the low byte of the extended ones).
+_SQLITE_PASSING: Final = {
+    13: "the store's disk is full (the database cannot grow)",  # SQLITE_FULL
+    8: "the store is read-only",  # SQLITE_READONLY
+    10: "the store's disk reported an input/output error",  # SQLITE_IOERR
+    14: "the store's file cannot be opened",  # SQLITE_CANTOPEN
+}
+
+
+def disk_trouble(exc: BaseException) -> str | None:
+    """Plain words for a failure to write that passes once a person frees space or makes a
+    folder writable again (a full disk, a read-only file system, a permission, the store
+    unable to grow); None for any other failure."""
+    if isinstance(exc, OSError):
+        return _PASSING_ERRNOS.get(exc.errno or 0)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return _SQLITE_PASSING.get(code & 0xFF)
+        text = str(exc)
+        if "disk is full" in text:
+            return _SQLITE_PASSING[13]
+        if "readonly database" in text:
+            return _SQLITE_PASSING[8]
+    return None
 
 
 class ByteSource(Protocol):
@@ -83,6 +127,7 @@ class Spool:
         # mkstemp makes the file 0600 under a fresh name.
         fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.root)
         temp = Path(temp_name)
+        final: Path | None = None
         try:
             with os.fdopen(fd, "wb") as raw:
                 out = _HashingWriter(raw)
@@ -91,10 +136,14 @@ class Spool:
                 os.fsync(raw.fileno())
             final = self._new_path(suffix)
             os.rename(temp, final)
+            _fsync_dir(self.root)
         except BaseException:
+            # Whatever failed (a full disk, the folder's flush), no file is left behind:
+            # the caller was told it has none.
             temp.unlink(missing_ok=True)
+            if final is not None:
+                final.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.root)
         return SpooledFile(final, out.size, out.hexdigest())
 
     # -- claiming and removing
@@ -110,16 +159,22 @@ class Spool:
             raise ValueError(f"not a regular file: {path}")
         final = self._new_path(path.suffix if suffix is None else suffix)
         os.rename(path, final)
-        # Hashed only now that no one else can reach the file under its new name.
-        size, digest = 0, hashlib.sha256()
-        with final.open("rb") as f:
-            while chunk := f.read(CHUNK_SIZE):
-                size += len(chunk)
-                digest.update(chunk)
-            os.fsync(f.fileno())  # written by someone else: make sure it is on disk
-        _fsync_dir(self.root)
-        if path.parent.resolve() != self.root:
-            _fsync_dir(path.parent)
+        try:
+            # Hashed only now that no one else can reach the file under its new name.
+            size, digest = 0, hashlib.sha256()
+            with final.open("rb") as f:
+                while chunk := f.read(CHUNK_SIZE):
+                    size += len(chunk)
+                    digest.update(chunk)
+                os.fsync(f.fileno())  # written by someone else: make sure it is on disk
+            _fsync_dir(self.root)
+            if path.parent.resolve() != self.root:
+                _fsync_dir(path.parent)
+        except BaseException:
+            # Not adopted after all: the file goes back where the caller had it.
+            with contextlib.suppress(OSError):
+                os.rename(final, path)
+            raise
         return SpooledFile(final, size, digest.hexdigest())
 
     def remove(self, path: Path) -> bool:

@@ -6,7 +6,9 @@ and the document last, so when the document appears its details are already besi
 
 The names come from the fax's record (faxgate.inbound.compose), so writing the same fax
 again (after a crash) finds its files in place and leaves them be: idempotent by name.
-Blocking IO: the daemon calls this from a worker thread.
+A folder that cannot be written now (a full disk, a read-only mount, a permission) raises
+FolderUnwritable, saying where and why; the delivery is tried again later and leaves no
+temporary file behind. Blocking IO: the daemon calls this from a worker thread.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Final
 
 from faxgate.inbound.compose import document_file_name, file_stem, metadata_bytes
 from faxgate.inbound.records import InboundFax
+from faxgate.spool import disk_trouble
 
 _CHUNK: Final = 64 * 1024
 _PARTIAL: Final = ".partial-"
@@ -29,9 +32,27 @@ class DocumentMissing(Exception):
     """The fax's document is no longer in the spool."""
 
 
+class FolderUnwritable(OSError):
+    """The output folder cannot be written now; the message says where and why."""
+
+
 def write_to_folder(folder: Path, fax: InboundFax) -> Path:
     """Write the fax's metadata and document into `folder`; the path of the main file
     (the document, or the .json when the callback brought none)."""
+    try:
+        return _write_to_folder(folder, fax)
+    except OSError as exc:
+        trouble = disk_trouble(exc)
+        if trouble is None or isinstance(exc, FolderUnwritable):
+            raise
+        unwritable = FolderUnwritable(
+            f"cannot write the fax {file_stem(fax)} into {folder}: {trouble}; tried again later"
+        )
+        unwritable.errno = exc.errno
+        raise unwritable from exc
+
+
+def _write_to_folder(folder: Path, fax: InboundFax) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stem = file_stem(fax)
     _remove_leftovers(folder, stem)

@@ -19,6 +19,12 @@ found by their drop id among the jobs created since the record was written.
 
 The spool's own `Spool.adopt` is not used: it picks the file's new name as it moves it, and
 the record must know that name before the move.
+
+A full disk, a read-only folder or a store that cannot grow takes nothing: whatever was
+moved is linked back into the folder and the record goes, so the file stays where it was
+dropped (NotTaken "stuck"), a warning says why, and the next look at the folder tries
+again. Where a file cannot go back (its name was taken meanwhile, or the spool is on
+another file system), the record stays and the recovery finishes the claim later.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,7 +62,7 @@ from faxgate.intake.folder_naming import STATUS_SUFFIX, unique_name
 from faxgate.intake.folder_ready import Signature
 from faxgate.intake.folder_status import FolderRef, Places, status_document
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_faxes
-from faxgate.spool import Spool, SpooledFile, clean_suffix
+from faxgate.spool import FULL_ERRNOS, Spool, SpooledFile, clean_suffix, disk_trouble
 from faxgate.store import Store, utc_now
 
 log = logging.getLogger("faxgate.hotfolder")
@@ -66,6 +73,10 @@ FLUSHERS: Final = 8  # threads hashing and flushing the files of a batch
 RECORD_SUFFIX: Final = ".claim.json"
 # Jobs are looked for this far before a record's time, for a clock set back meanwhile.
 _CLOCK_MARGIN: Final = timedelta(hours=1)
+# The same trouble in the same folder is logged as a warning this often (seconds).
+_COMPLAIN_EVERY: Final = 60.0
+# Hashing and flushing a claimed file: these mean the disk, not the file, is the trouble.
+_FLUSH_TROUBLE: Final = FULL_ERRNOS | {errno.EIO}
 
 
 class ClaimedFile(BaseModel):
@@ -133,11 +144,14 @@ class Queued:
 
 @dataclass(frozen=True, slots=True)
 class NotTaken:
-    """Left where it was: gone before the claim, or changed since it was looked at."""
+    """Left where it was: gone before the claim, changed since it was looked at, or stuck:
+    the disk is full or a folder read-only, so it is tried again later (`detail` says
+    why)."""
 
     places: Places
     claim: DropClaim
-    why: Literal["gone", "changed"]
+    why: Literal["gone", "changed", "stuck"]
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +176,7 @@ class ClaimBox:
         self.root = self.spool.root / CLAIMS_DIR
         self.root.mkdir(exist_ok=True)
         self.store = store
+        self._complaints: dict[tuple[Path, str], float] = {}  # last warned, monotonic
 
     def new_claim(
         self,
@@ -226,11 +241,21 @@ class ClaimBox:
                 now=utc_now(),
             )
             try:
-                fd = os.open(claim.status, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                _write_new(claim.status, json_bytes(document))
             except (FileExistsError, FileNotFoundError):
                 continue  # the name was taken meanwhile, or processing/ is gone
-            with os.fdopen(fd, "wb") as out:
-                out.write(json_bytes(document))
+            except OSError as exc:
+                # Only a status for people: the fax goes on without it.
+                trouble = disk_trouble(exc)
+                if trouble is None:
+                    raise
+                self._complain(
+                    outcome.places.folder,
+                    f"status file not written path={claim.status} reason={trouble}; the "
+                    "fax goes on and its result comes as usual",
+                    f"status: {trouble}",
+                )
+                continue
             if placement_path(self.root, claim.drop).exists():
                 remove_quietly([claim.status])
 
@@ -242,42 +267,66 @@ class ClaimBox:
             return []
         record = self.root / f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}{RECORD_SUFFIX}"
         body = ClaimRecord(places=places, created_at=utc_now(), drops=list(claims))
-        write_json(record, body.model_dump(mode="json"), durable=True, pretty=False)
+        try:
+            write_json(record, body.model_dump(mode="json"), durable=True, pretty=False)
+        except OSError as exc:
+            trouble = disk_trouble(exc)
+            if trouble is None:
+                raise
+            detail = f"cannot write in the spool {self.root}: {trouble}"
+            stuck = [NotTaken(places, claim, "stuck", detail) for claim in claims]
+            self._left_in_place(places, stuck)
+            return list(stuck)
         outcomes: dict[str, Outcome] = {}
         moved: list[DropClaim] = []
+        settled = True  # False: a file is neither queued nor back in the folder
         for claim in claims:
-            trouble = self._claim_files(places, claim)
-            if trouble is None:
+            not_taken, put_back = self._claim_files(places, claim)
+            settled = settled and put_back
+            if not_taken is None:
                 moved.append(claim)
             else:
-                outcomes[claim.drop] = trouble
+                outcomes[claim.drop] = not_taken
         self._flush(places, moved)
         for outcome in self._queue(places, moved):
             outcomes[outcome.claim.drop] = outcome
-        record.unlink()
+            if _is_stuck(outcome):
+                # Moved in but not queued: back into the folder, as if never taken.
+                settled = self._put_back(places, _files(outcome.claim)) and settled
+        stuck = _stuck(outcomes.values())
+        if settled:
+            record.unlink()
+        if stuck:
+            self._left_in_place(places, stuck, kept=not settled)
         return [outcomes[claim.drop] for claim in claims]
 
-    def _claim_files(self, places: Places, claim: DropClaim) -> Outcome | None:
-        """Move the drop's files into the claims folder, all or none."""
-        files = [*claim.documents, *([claim.sidecar] if claim.sidecar else [])]
+    def _claim_files(self, places: Places, claim: DropClaim) -> tuple[NotTaken | None, bool]:
+        """Move the drop's files into the claims folder, all or none: (why not, None when
+        all moved; False when some moved file could not be put back in the folder)."""
+        files = _files(claim)
         for file in files:
             try:
                 info = os.lstat(places.folder / file.source)
             except FileNotFoundError:
-                return NotTaken(places, claim, "gone")
+                return NotTaken(places, claim, "gone"), True
             if not stat.S_ISREG(info.st_mode) or _signature(info) != file.signature:
-                return NotTaken(places, claim, "changed")
+                return NotTaken(places, claim, "changed"), True
         done: list[ClaimedFile] = []
         for file in files:
             try:
                 self._move_in(places.folder / file.source, self.root / file.target)
             except FileNotFoundError:
-                for back in done:  # taken back meanwhile: put the others back too
-                    with contextlib.suppress(OSError):
-                        os.rename(self.root / back.target, places.folder / back.source)
-                return NotTaken(places, claim, "gone")
+                # Taken back meanwhile: put the others back too.
+                return NotTaken(places, claim, "gone"), self._put_back(places, done)
+            except OSError as exc:
+                trouble = disk_trouble(exc)
+                put_back = self._put_back(places, done)
+                if trouble is None:
+                    raise
+                detail = f"cannot move {file.source} into the spool: {trouble} ({exc.filename})"
+                return NotTaken(places, claim, "stuck", detail), put_back
             done.append(file)
-        return None
+        return None, True
 
     def _move_in(self, source: Path, target: Path) -> None:
         """A hard link into the spool, then the folder's name removed: whoever removes
@@ -297,9 +346,33 @@ class ClaimBox:
                 raise
         try:
             os.unlink(source)
-        except FileNotFoundError:
-            os.unlink(target)  # someone else took it first
+        except OSError:
+            # Someone else took it first, or the folder is read-only: not ours after all.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
             raise
+
+    def _put_back(self, places: Places, files: Sequence[ClaimedFile]) -> bool:
+        """Give moved files their names in the folder again (a hard link back, the same
+        file: a recovery finds it unchanged); False when one cannot go back (its name was
+        taken meanwhile, the spool is on another file system...): it stays in the spool."""
+        back = True
+        for file in files:
+            target, source = self.root / file.target, places.folder / file.source
+            if not target.exists():
+                continue
+            try:
+                os.link(target, source, follow_symlinks=False)
+            except OSError:
+                back = False
+                continue
+            os.unlink(target)
+        if files:
+            with contextlib.suppress(OSError):
+                fsync_dir(self.root)
+                for folder in {(places.folder / f.source).parent for f in files}:
+                    fsync_dir(folder)
+        return back
 
     def _flush(self, places: Places, claims: Sequence[DropClaim]) -> None:
         if not claims:
@@ -322,6 +395,10 @@ class ClaimBox:
         with ThreadPoolExecutor(FLUSHERS) as flushers:
             hashed = list(flushers.map(self._spooled_all, claims))
         for claim, spooled in zip(claims, hashed, strict=True):
+            if isinstance(spooled, OSError) and spooled.errno in _FLUSH_TROUBLE:
+                detail = f"cannot flush {claim.documents[0].source} to disk: {spooled.strerror}"
+                outcomes.append(NotTaken(places, claim, "stuck", detail))
+                continue
             if isinstance(spooled, OSError):  # a symlink swapped in before the rename, say
                 reason = f"the file changed: {spooled}"
                 outcomes.append(self._spoiled(places, claim, NOT_A_FILE, reason))
@@ -333,19 +410,32 @@ class ClaimBox:
             batches = queue_faxes(self.store, self.spool, [request for _, request in ready])
         except DocumentRefused:
             # Checked before the claim, so rare (the content changed): one by one.
-            batches = []
             for claim, request in ready:
                 try:
                     (jobs,) = queue_faxes(self.store, self.spool, [request])
                 except DocumentRefused as refused:
                     outcomes.append(self._spoiled(places, claim, CONTENT, str(refused)))
                     continue
+                except Exception as exc:
+                    outcomes.append(self._not_queued(places, claim, exc))
+                    continue
                 outcomes.append(Queued(places, claim, jobs))
+            return outcomes
+        except Exception as exc:
+            outcomes.extend(self._not_queued(places, claim, exc) for claim, _ in ready)
             return outcomes
         outcomes.extend(
             Queued(places, claim, jobs) for (claim, _), jobs in zip(ready, batches, strict=True)
         )
         return outcomes
+
+    def _not_queued(self, places: Places, claim: DropClaim, exc: Exception) -> NotTaken:
+        """A store that cannot take the jobs now (full, read-only): stuck; anything else
+        is raised."""
+        trouble = disk_trouble(exc)
+        if trouble is None:
+            raise exc
+        return NotTaken(places, claim, "stuck", f"cannot record the fax in the store: {trouble}")
 
     def _spooled_all(self, claim: DropClaim) -> list[SpooledFile] | OSError:
         try:
@@ -390,8 +480,25 @@ class ClaimBox:
                 continue
             if folder is not None and body.places.folder != folder:
                 continue
-            outcomes.extend(self._recover_record(body))
-            record.unlink()
+            try:
+                recovered = self._recover_record(body)
+            except OSError as exc:
+                trouble = disk_trouble(exc)
+                if trouble is None:
+                    raise
+                self._complain(
+                    body.places.folder,
+                    f"claim not finished record={record.name} reason={trouble}; finished "
+                    "once the folders can be written",
+                    trouble,
+                )
+                continue
+            outcomes.extend(recovered)
+            stuck = _stuck(recovered)
+            if stuck:
+                self._left_in_place(body.places, stuck, kept=True)
+            else:
+                record.unlink()
         return outcomes
 
     def _recover_record(self, body: ClaimRecord) -> list[Outcome]:
@@ -470,6 +577,34 @@ class ClaimBox:
         """At start: temporary copies a crash left behind."""
         remove_quietly(p for p in self.root.iterdir() if p.name.startswith(".") and p.is_file())
 
+    # ------------------------------------------------------------------ saying why
+
+    def _left_in_place(
+        self, places: Places, stuck: Sequence[NotTaken], *, kept: bool = False
+    ) -> None:
+        files = ",".join(f.source for o in stuck for f in o.claim.documents)
+        where = (
+            "claimed and kept in the spool, queued once it can be"
+            if kept
+            else "left in the folder, tried again later"
+        )
+        detail = stuck[0].detail
+        self._complain(
+            places.folder, f"files not taken files={files} reason={detail}; {where}", detail
+        )
+
+    def _complain(self, folder: Path, event: str, about: str) -> None:
+        """A warning; the same trouble (`about`) in the same folder again only now and
+        then, so that a disk full for hours does not fill the log."""
+        key = (folder, about)
+        now = time.monotonic()
+        last = self._complaints.get(key)
+        if last is not None and now - last < _COMPLAIN_EVERY:
+            log.debug("hot folder %s folder=%s", event, folder)
+            return
+        self._complaints[key] = now
+        log.warning("hot folder %s folder=%s", event, folder)
+
 
 def placement_path(claims: Path, drop: str) -> Path:
     """The record of where a drop's files were placed (folder_results)."""
@@ -490,6 +625,30 @@ def _request(claim: DropClaim, ref: FolderRef, spooled: Iterable[SpooledFile]) -
         cover_message=claim.cover_message,
         reply_to=claim.notify,
     )
+
+
+def _files(claim: DropClaim) -> list[ClaimedFile]:
+    return [*claim.documents, *([claim.sidecar] if claim.sidecar else [])]
+
+
+def _is_stuck(outcome: Outcome) -> bool:
+    return isinstance(outcome, NotTaken) and outcome.why == "stuck"
+
+
+def _stuck(outcomes: Iterable[Outcome]) -> list[NotTaken]:
+    return [o for o in outcomes if isinstance(o, NotTaken) and o.why == "stuck"]
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create `path` holding `data`; FileExistsError when the name is taken. A failed
+    write (a full disk) leaves no empty file behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException:
+        remove_quietly([path])
+        raise
 
 
 def _signature(info: os.stat_result) -> Signature:

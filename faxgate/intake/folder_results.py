@@ -15,6 +15,11 @@ placement record in the spool (spool/folder/<drop>.placed.json) before the resul
 second delivery finishes the same placement. A later round (a job retried
 by a person, an uncertain fax settled) takes back the earlier round's copies that are
 still untouched, so a file ends in one place.
+
+A full disk or a read-only sent/, failed/ or processing/ loses nothing: a result that
+cannot be placed raises ResultNotPlaced, and the notifier keeps the report and tries
+again later (placing is idempotent); a refused file that cannot go to failed/ stays where
+it was dropped, with a warning, and is refused again at the next look.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from faxgate.intake.folder_files import (
     move_file,
     read_json,
     remove_quietly,
-    reserve,
     write_json,
 )
 from faxgate.intake.folder_naming import REASON_SUFFIX, RESULT_SUFFIX, numbered, unique_name
@@ -46,6 +50,7 @@ from faxgate.intake.folder_status import FolderRef, Places, status_document, wri
 from faxgate.mailer import Mailer
 from faxgate.notifier import Handler, PermanentFailure
 from faxgate.reports import calls, compose_report, display_number, read_outcome
+from faxgate.spool import disk_trouble
 from faxgate.store import Store, utc_now
 
 log = logging.getLogger("faxgate.hotfolder")
@@ -53,6 +58,11 @@ log = logging.getLogger("faxgate.hotfolder")
 SETTLED: Final = frozenset({*FINISHED_STATES, JobState.UNCERTAIN})
 # Nothing can send these again: their documents may leave the spool.
 _FINAL: Final = frozenset({JobState.SENT, JobState.CANCELLED})
+
+
+class ResultNotPlaced(Exception):
+    """A drop's result cannot be placed for now (a full disk, a read-only folder); the
+    report is kept and tried again."""
 
 
 # ---------------------------------------------------------------------------- refused
@@ -67,19 +77,64 @@ def refuse(
     dropped_as: str,
     help_text: str | None = None,
     now: datetime | None = None,
-) -> Path:
+) -> Path | None:
     """Move refused files (documents first, then a sidecar) to failed/ beside
-    NAME.reason.txt; the reason file's path."""
+    NAME.reason.txt; the reason file's path. None when failed/ cannot be written now (a
+    full disk, a read-only folder): the files stay where they are, and a warning says so."""
     when = now or utc_now()
     target = places.result_dir(sent=False, when=when)
     first_name = files[0][1]
     text = reason_text(first_name, dropped_as, places.folder, reason, help_text, when)
-    # Written whole as its name is taken: a crash leaves no empty reason behind.
-    name = reserve(target, first_name, REASON_SUFFIX, text.encode())
+    try:
+        return _refuse(places, files, code, reason, target, text, dropped_as)
+    except OSError as exc:
+        trouble = disk_trouble(exc)
+        if trouble is None:
+            raise
+        log.warning(
+            "file not refused yet folder=%s file=%s code=%s reason=cannot write in %s: %s; "
+            "it stays where it is and is refused again at the next look",
+            places.folder,
+            dropped_as,
+            code,
+            target,
+            trouble,
+        )
+        in_spool = [str(path) for path, _ in files if not path.is_relative_to(places.folder)]
+        if in_spool:
+            log.error(
+                "refused files kept in the spool until failed/ can be written: %s",
+                ", ".join(in_spool),
+            )
+        return None
+
+
+def _refuse(
+    places: Places,
+    files: Sequence[tuple[Path, str]],
+    code: str,
+    reason: str,
+    target: Path,
+    text: str,
+    dropped_as: str,
+) -> Path:
+    name = _reserve_reason(target, files[0][1], text.encode())
     reason_file = target / (name + REASON_SUFFIX)
-    for i, (path, own) in enumerate(files):
-        wanted = name if i == 0 else (f"{name}.json" if own.endswith(".json") else own)
-        _move_aside(path, target, wanted)
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for i, (path, own) in enumerate(files):
+            wanted = name if i == 0 else (f"{name}.json" if own.endswith(".json") else own)
+            placed = _move_aside(path, target, wanted)
+            if placed is not None:
+                moved.append((path, placed))
+    except BaseException:
+        # Nothing half done: what was moved goes back, and the reason with it.
+        for path, placed in reversed(moved):
+            with contextlib.suppress(OSError):
+                move_file(placed, path)
+        if not any(os.path.lexists(placed) for _, placed in moved):
+            remove_quietly([reason_file])
+        raise
     documents = sum(not own.lower().endswith(".json") for _, own in files) or 1
     metrics.folder_files_refused.labels(reason=code).inc(documents)
     log.warning(
@@ -106,18 +161,52 @@ def reason_text(
     return "\n".join(lines) + "\n"
 
 
-def _move_aside(path: Path, directory: Path, wanted: str) -> None:
+def _reserve_reason(directory: Path, name: str, text: bytes) -> str:
+    """A free name for a refused file (see folder_files.reserve), its NAME.reason.txt
+    created at once holding `text`: written whole as its name is taken, so a crash leaves
+    no empty reason behind, and a failed write (a full disk) leaves none either."""
+    directory.mkdir(parents=True, exist_ok=True)
+    while True:
+        chosen = unique_name(
+            name,
+            lambda n: (directory / n).exists() or (directory / (n + REASON_SUFFIX)).exists(),
+        )
+        path = directory / (chosen + REASON_SUFFIX)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # taken in between by someone else
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(text)
+        except BaseException:
+            remove_quietly([path])
+            raise
+        return chosen
+
+
+def _move_aside(path: Path, directory: Path, wanted: str) -> Path | None:
+    """Move `path` into `directory` under the first free form of `wanted`; where it went
+    (None: it was gone). On failure the file stays where it was, with no second name."""
     if not (path.exists() or path.is_symlink()):
-        return
+        return None
     while True:
         name = unique_name(
             wanted, lambda n: (directory / n).exists() or (directory / n).is_symlink()
         )
+        target = directory / name
         try:
-            move_file(path, directory / name)
-            return
+            move_file(path, target)
+            return target
         except FileExistsError:
             continue
+        except OSError:
+            # The link or copy may be made and the original not removable (a read-only
+            # folder): the original stays, so the second name goes.
+            if path.exists() or path.is_symlink():
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            raise
 
 
 # ---------------------------------------------------------------------------- reporter
@@ -181,7 +270,21 @@ class Results:
 
     def settle(self, job: Job, ref: FolderRef) -> Placement | None:
         """Place the drop when all its jobs are settled (the placement), else update its
-        status file (None)."""
+        status file (None). ResultNotPlaced when a folder cannot be written now."""
+        try:
+            return self._settle(job, ref)
+        except OSError as exc:
+            trouble = disk_trouble(exc)
+            if trouble is None:
+                raise
+            written = exc.filename2 or exc.filename
+            where = Path(written).parent if written else ref.places.folder
+            raise ResultNotPlaced(
+                f"the result of {ref.files[0]} (drop {ref.drop}) waits: cannot write in "
+                f"{where}: {trouble}; tried again later"
+            ) from exc
+
+    def _settle(self, job: Job, ref: FolderRef) -> Placement | None:
         jobs = self._store.group_jobs(job.group_id) if job.group_id else [job]
         jobs = [self._store.get_job(j.id) or j for j in jobs]
         if any(j.state not in SETTLED for j in jobs):
@@ -193,7 +296,8 @@ class Results:
         for i, name in enumerate(placement.names):
             document = {**result, "file": name, "dropped_as": ref.files[i]}
             write_json(placement.directory / (name + RESULT_SUFFIX), document, durable=True)
-        remove_quietly([ref.status])
+        if ref.status.exists():  # removing a missing file fails on a read-only folder
+            remove_quietly([ref.status])
         if all(j.state in _FINAL for j in jobs):
             # Nothing can send it again: the spool lets go of its copy.
             remove_quietly(self._claims / name for name in _spooled(ref))
@@ -210,7 +314,14 @@ class Results:
             return
         faxes = [(j.to_number, j.state.value) for j in jobs]
         document = status_document(ref.files, faxes, taken_at=ref.taken_at, now=self._clock())
-        write_status(ref.status, document)
+        try:
+            write_status(ref.status, document)
+        except OSError as exc:
+            # Only a status for people: the next change or the result writes it again.
+            trouble = disk_trouble(exc)
+            if trouble is None:
+                raise
+            log.warning("status file not updated path=%s reason=%s", ref.status, trouble)
 
     def _placement(self, ref: FolderRef, jobs: Sequence[Job]) -> Placement:
         """Where the drop's files go, and the files put there: a second link to each

@@ -13,6 +13,10 @@ commit: one fsync of the database for all of them instead of one each).
 
 A client that hangs up before its message reaches the store leaves nothing behind (it
 will send again); one that hangs up later has its faxes sent, as SMTP allows.
+
+A full disk, a read-only spool or a store that cannot grow is logged in plain words, once
+per message; the listener answers 451 and the client's own retries bring the message
+once there is room again.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from faxgate.domain.documents import check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import FaxNumber
-from faxgate.spool import Spool, SpooledFile
+from faxgate.spool import Spool, SpooledFile, disk_trouble
 from faxgate.store import NewDocument, NewJob, Store
 
 log = logging.getLogger("faxgate.smtp")
@@ -238,14 +242,31 @@ class MailIntake:
         """The jobs created, all committed; DocumentRefused, Abandoned or a storage error
         otherwise, with nothing left behind."""
         ticket = ticket or Ticket()
-        spooled = await asyncio.to_thread(spool_message, self.spool, mail)
+        try:
+            spooled = await asyncio.to_thread(spool_message, self.spool, mail)
+        except Exception as exc:
+            _not_stored(exc, f"cannot write it into the spool {self.spool.root}")
+            raise
         try:
             if ticket.abandoned:
                 raise Abandoned()
             return await self.committer.commit(spooled.jobs, ticket)
-        except Exception:
+        except Exception as exc:
             # The transaction never happened or was rolled back: the files are orphans.
             # (A cancel is no proof of that: the commit may be under way; files stay.)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(discard, self.spool, spooled.files)
+            _not_stored(exc, f"cannot record its faxes in the store {self.store.path}")
             raise
+
+
+def _not_stored(exc: BaseException, what: str) -> None:
+    """Say why a message is answered 451, when the reason is the disk's."""
+    trouble = disk_trouble(exc)
+    if trouble is not None:
+        log.warning(
+            "smtp message not stored, nothing kept, answered 451: %s: %s; it is taken "
+            "once there is room again",
+            what,
+            trouble,
+        )
