@@ -97,7 +97,9 @@ def move_file(source: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
-        _copy_or_rename(source, target)
+        # EXDEV: another mount, even of the same file system (a bind mount, systemd's
+        # ReadWritePaths=), where a rename fails alike.
+        _copy_or_rename(source, target, may_rename=exc.errno != errno.EXDEV)
         return
     os.unlink(source)
 
@@ -113,9 +115,9 @@ def copy_file(source: Path, target: Path) -> None:
         _copy(source, target)
 
 
-def _copy_or_rename(source: Path, target: Path) -> None:
+def _copy_or_rename(source: Path, target: Path, *, may_rename: bool) -> None:
     info = os.lstat(source)
-    if info.st_dev == os.stat(target.parent).st_dev:
+    if may_rename and info.st_dev == os.stat(target.parent).st_dev:
         # Same file system without hard links: a rename, checked first (a small race:
         # this file system offers nothing better).
         if target.exists() or target.is_symlink():

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from faxgate.intake.folder_files import copy_file, move_file, reserve, sweep_temporaries
+from tests.mounts import Mounts, mounts
+
+__all__ = ["mounts"]  # the fixture
 
 
 def test_temporaries_a_crash_left_are_swept(tmp_path: Path) -> None:
@@ -40,3 +43,18 @@ def test_reserved_names_skip_files_and_companions(tmp_path: Path) -> None:
     (tmp_path / "a (2).pdf.reason.txt").write_text("x")
     assert reserve(tmp_path, "a.pdf", ".reason.txt", b"why") == "a (3).pdf"
     assert (tmp_path / "a (3).pdf.reason.txt").read_text() == "why"
+
+
+def test_a_move_between_two_mounts_of_one_file_system_copies(
+    tmp_path: Path, mounts: Mounts
+) -> None:
+    """A bind mount shares the device number but refuses links and renames (EXDEV)."""
+    (tmp_path / "disk" / "outbox").mkdir(parents=True)
+    elsewhere = mounts.bind(tmp_path / "disk", tmp_path / "mounted")
+    source = tmp_path / "disk" / "outbox" / "scan.pdf"
+    source.write_bytes(b"%PDF-1.4 scan")
+    target = elsewhere / "scan-moved.pdf"
+
+    move_file(source, target)
+    assert not source.exists()
+    assert target.read_bytes() == b"%PDF-1.4 scan"

@@ -14,10 +14,7 @@ import errno
 import json
 import logging
 import os
-import shutil
-import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,81 +27,11 @@ from faxgate.settings import FolderSettings, Settings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import fast_settings, settled
 from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client, smtp_port
+from tests.mounts import Mounts, mounts
 
-NEEDS_ROOT = (
-    "these tests mount tmpfs and bind mounts to make disks full and folders read-only: run "
-    "them as root (or with CAP_SYS_ADMIN), where `mount` is installed"
-)
+__all__ = ["Mounts", "mounts"]  # the fixture and its type, for the other reliability tests
+
 QUICK_FOLDER: dict[str, Any] = {"stable_for": 0.2, "sidecar_wait": 0.5, "rescan_interval": 0.3}
-
-
-# ---------------------------------------------------------------------------- mounts
-
-
-class Mounts:
-    """Mounts a test makes; all undone at teardown, the last made first."""
-
-    def __init__(self) -> None:
-        self._made: list[Path] = []
-
-    def tmpfs(self, path: Path, size: str) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        self._mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))
-        self._made.append(path)
-        return path
-
-    def bind(self, source: Path, path: Path, *, readonly: bool = False) -> Path:
-        """`source` seen at `path` too (a folder over itself: `source == path`)."""
-        path.mkdir(parents=True, exist_ok=True)
-        self._mount("--bind", str(source), str(path))
-        self._made.append(path)
-        if readonly:
-            self.remount(path, readonly=True)
-        return path
-
-    def readonly(self, path: Path) -> Path:
-        """The folder made read-only where it is: a read-only bind mount over itself."""
-        return self.bind(path, path, readonly=True)
-
-    def remount(self, path: Path, *, readonly: bool) -> None:
-        bind = ",bind" if path in self._made and not _is_tmpfs(path) else ""
-        self._mount("-o", f"remount{bind},{'ro' if readonly else 'rw'}", str(path))
-
-    def unmount(self, path: Path) -> None:
-        self._made.remove(path)
-        _run("umount", str(path))
-
-    def undo(self) -> None:
-        while self._made:
-            path = self._made.pop()
-            if subprocess.run(["umount", str(path)], capture_output=True).returncode:
-                subprocess.run(["umount", "-l", str(path)], capture_output=True)  # busy
-
-    @staticmethod
-    def _mount(*args: str) -> None:
-        _run("mount", *args)
-
-
-def _run(*command: str) -> None:
-    if os.geteuid() != 0 or shutil.which(command[0]) is None:
-        pytest.fail(NEEDS_ROOT)
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        pytest.fail(f"`{' '.join(command)}` failed: {done.stderr.strip()}; {NEEDS_ROOT}")
-
-
-def _is_tmpfs(path: Path) -> bool:
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1] == str(path) and line.split()[2] == "tmpfs" for line in mounts)
-
-
-@pytest.fixture
-def mounts() -> Iterator[Mounts]:
-    made = Mounts()
-    try:
-        yield made
-    finally:
-        made.undo()
 
 
 def fill(directory: Path) -> Path:
