@@ -41,7 +41,6 @@ at the start of a cycle has no request of this process in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import random
@@ -83,6 +82,7 @@ from faxgate.hellofax.errors import (
 from faxgate.hellofax.models import Transmission, TransmissionPage, Upload
 from faxgate.settings import DispatchSettings, PollingSettings
 from faxgate.store import JobNotFound, NewNotification, StaleState, Store, utc_now
+from faxgate.waiting import wait_for_event
 
 __all__ = ["DispatchReport", "Dispatcher"]
 
@@ -231,8 +231,7 @@ class Dispatcher:
                 continue
             # Jobs requeued by others (a busy line called again later) wait in the store.
             waiting = await asyncio.to_thread(self._store.next_not_before)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._idle_seconds(waiting))
+            await wait_for_event(self._wakeup, self._idle_seconds(waiting))
 
     def wake(self) -> None:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""

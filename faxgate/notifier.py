@@ -29,7 +29,6 @@ the restart: a rare duplicate report is better than a lost one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -45,6 +44,7 @@ from faxgate.domain.jobs import Intake, Job, Notification
 from faxgate.mailer import Mailer, MailError
 from faxgate.reports import compose_report
 from faxgate.store import Store, utc_now
+from faxgate.waiting import wait_for_event
 
 log = logging.getLogger("faxgate.notifier")
 
@@ -129,8 +129,7 @@ class Notifier:
                 taken = 0
             if taken >= self._batch:
                 continue  # a full batch: more may be due at once
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            await wait_for_event(self._wakeup, self._interval)
 
     async def deliver_once(self) -> int:
         """One cycle: try each due notification (up to the batch); return how many are now

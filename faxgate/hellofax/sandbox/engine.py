@@ -8,7 +8,6 @@ whatever fell due meanwhile happens at once and the rest keeps its schedule.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -20,6 +19,7 @@ from faxgate.hellofax.sandbox.records import TransmissionRecord
 from faxgate.hellofax.sandbox.service import SandboxService, received_document
 from faxgate.hellofax.sandbox.shapes import callback
 from faxgate.hellofax.sandbox.state import Store
+from faxgate.waiting import wait_for_event
 
 STALL_POLL = 0.05  # seconds between looks at the stall switch, which can flip silently
 RETRY_BROKEN = 5.0  # seconds before a fax whose move failed is tried again
@@ -71,8 +71,7 @@ class Engine:
         timeout = max(0.0, min(due) - time.time()) if due else None
         if stalled:
             timeout = STALL_POLL if timeout is None else min(timeout, STALL_POLL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), timeout)
+        await wait_for_event(self._woken, timeout)
 
     async def _advance(self, service: SandboxService, record: TransmissionRecord) -> None:
         step, rest = record.plan[0], record.plan[1:]
