@@ -15,7 +15,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +39,7 @@ from faxgate.notifier import Notifier, default_handlers
 from faxgate.poller import Poller
 from faxgate.preflight import preflight, summary
 from faxgate.provider import open_client
+from faxgate.reload import Reloader, ReloadPlan
 from faxgate.settings import Settings
 from faxgate.spool import Spool
 from faxgate.statuspage import StatusPage
@@ -72,6 +73,17 @@ class Daemon:
     smtp: SmtpListener | None = None
     health: Health | None = None
     folders: HotFolders | None = None
+    inbound: InboundReceiver | None = None
+    # Reads the settings again on SIGHUP; `faxgate run` tells it how (faxgate/reload.py).
+    reloader: Reloader = field(default_factory=Reloader)
+
+    async def reload(self) -> ReloadPlan | None:
+        """Read the settings again and apply what can change while running."""
+        return await self.reloader.reload(self)
+
+    async def reload_from(self, settings: Settings) -> ReloadPlan | None:
+        """Apply what can change of `settings` while running; the rest waits for a restart."""
+        return await self.reloader.reload_from(self, settings)
 
 
 @contextlib.contextmanager
@@ -195,6 +207,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             settings, store, client, dispatcher, poller, notifier, http, sandbox, smtp, health
         )
         daemon.folders = folders
+        daemon.inbound = inbound
         # Inside _running: the folders stop taking files before the dispatcher drains.
         async with _running(daemon), folders.running():
             log.info(
@@ -274,27 +287,39 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
     )
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the daemon until `stop` is set, keeping systemd informed."""
-    async with started(settings):
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    reloads: asyncio.Event | None = None,
+    reloader: Reloader | None = None,
+) -> None:
+    """Run the daemon until `stop` is set, reloading when `reloads` is set, keeping systemd
+    informed."""
+    async with started(settings) as daemon:
+        if reloader is not None:
+            daemon.reloader = reloader
         systemd.notify("READY=1\nSTATUS=faxgate is running")
         period = systemd.watchdog_period()
         feeding = asyncio.create_task(systemd.keep_watchdog_fed(period)) if period else None
-        await stop.wait()
-        systemd.notify("STOPPING=1\nSTATUS=finishing work in flight")
+        async with daemon.reloader.serving(daemon, reloads):
+            await stop.wait()
+            systemd.notify("STOPPING=1\nSTATUS=finishing work in flight")
         if feeding is not None:
             feeding.cancel()
 
 
-def run(settings: Settings) -> int:
-    """Run in the foreground until SIGTERM or SIGINT; the exit code for the shell."""
+def run(settings: Settings, reloader: Reloader | None = None) -> int:
+    """Run in the foreground until SIGTERM or SIGINT, reloading on SIGHUP; the exit code
+    for the shell."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await serve(settings, stop)
+        reloads = asyncio.Event()  # from the start: a SIGHUP while starting must not kill
+        loop.add_signal_handler(signal.SIGHUP, reloads.set)
+        await serve(settings, stop, reloads, reloader)
 
     try:
         asyncio.run(main())

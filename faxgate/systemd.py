@@ -2,6 +2,7 @@
 
 Under `Type=notify` systemd passes $NOTIFY_SOCKET: one datagram per message, such as
 READY=1, STOPPING=1 or WATCHDOG=1. Outside systemd nothing is set and every call is a no-op.
+A reload is RELOADING=1, then READY=1 once done.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger("faxgate.systemd")
 
@@ -29,6 +31,14 @@ def notify(message: str) -> bool:
         log.warning("cannot notify systemd: %s", exc)
         return False
     return True
+
+
+def reloading(status: str = "reloading its settings") -> bool:
+    """A reload begins; READY=1 ends it. MONOTONIC_USEC, the time the message was made
+    (CLOCK_MONOTONIC, microseconds), lets systemd tell this reload from an earlier one:
+    Type=notify-reload (systemd 253) needs it, older versions ignore it."""
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS={status}")
 
 
 def watchdog_period() -> float | None:

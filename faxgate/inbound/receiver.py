@@ -108,6 +108,15 @@ class InboundReceiver:
             on_stored=on_stored,
         )
 
+    @property
+    def routing(self) -> RoutingTable:
+        return self._routing
+
+    def reroute(self, routing: RoutingTable) -> None:
+        """Route faxes by a new table from now on (a reload); a fax being stored keeps the
+        route it was given."""
+        self._routing = routing
+
     async def __call__(self, transaction: dict[str, Any], files: list[tuple[str, Path]]) -> None:
         tx = Transmission.from_api(transaction)
         if transaction.get("IsInbound") is False:

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from faxgate import metrics
 from faxgate.domain.numbers import NumberPolicy
@@ -39,6 +39,7 @@ from faxgate.intake.folder_status import Places
 from faxgate.intake.folder_watch import InotifyWatch, Signals, overflow_alarm
 from faxgate.settings import FolderSettings, Settings
 from faxgate.store import Store
+from faxgate.waiting import wait_for_event
 
 log = logging.getLogger("faxgate.hotfolder")
 
@@ -54,16 +55,21 @@ class FolderError(Exception):
 
 
 class HotFolders:
-    """Every configured hot folder; `running()` watches them while the context lasts."""
+    """Every configured hot folder; `running()` watches them while the context lasts, and
+    a reload (`prepare_reload`, then `apply_reload`) changes them meanwhile."""
 
     def __init__(self, settings: Settings, store: Store, wake: Callable[[], None]) -> None:
         self._store = store
         self._wake = wake
         self._spool_dir = settings.spool_dir
-        policy = settings.numbers.policy()
+        self._policy = settings.numbers.policy()
+        # Changed in place only: the overflow alarm holds this very list.
         self.watchers = [
-            FolderWatcher(folder, policy=policy, wake=wake) for folder in settings.folders
+            FolderWatcher(folder, policy=self._policy, wake=wake) for folder in settings.folders
         ]
+        self._box: ClaimBox | None = None
+        self._changing = asyncio.Lock()  # a reload and the stop, one at a time
+        self._running = False
 
     @classmethod
     def prepare(cls, settings: Settings, store: Store, wake: Callable[[], None]) -> HotFolders:
@@ -75,26 +81,142 @@ class HotFolders:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HotFolders]:
-        if not self.watchers:
-            yield self
-            return
-        box = await asyncio.to_thread(ClaimBox, self._spool_dir, self._store)
-        await asyncio.to_thread(box.cleanup)
-        outcomes = await asyncio.to_thread(box.recover)
-        await asyncio.to_thread(_after_claims, outcomes)
-        if any(isinstance(o, Queued) for o in outcomes):
-            self._wake()
-            await asyncio.to_thread(box.write_statuses, outcomes)
-        started: list[FolderWatcher] = []
+        if self.watchers:
+            box = await self._open_box()
+            outcomes = await asyncio.to_thread(box.recover)
+            await asyncio.to_thread(_after_claims, outcomes)
+            if any(isinstance(o, Queued) for o in outcomes):
+                self._wake()
+                await asyncio.to_thread(box.write_statuses, outcomes)
         with overflow_alarm(self.watchers):
             try:
                 for watcher in self.watchers:
-                    await watcher.start(box)
-                    started.append(watcher)
+                    assert self._box is not None
+                    await watcher.start(self._box)
+                self._running = True
                 yield self
             finally:
-                for watcher in reversed(started):
-                    await watcher.stop()
+                async with self._changing:
+                    self._running = False
+                    for watcher in reversed(self.watchers):
+                        await watcher.stop()  # a watcher never started has nothing to stop
+
+    async def _open_box(self) -> ClaimBox:
+        if self._box is None:
+            box = await asyncio.to_thread(ClaimBox, self._spool_dir, self._store)
+            if not self._running:  # at start: nothing is claiming or placing yet
+                await asyncio.to_thread(box.cleanup)
+            self._box = box
+        return self._box
+
+    # ------------------------------------------------------------------ reloading
+
+    def prepare_reload(
+        self, folders: Sequence[FolderSettings], policy: NumberPolicy
+    ) -> FolderReload:
+        """What a reload to `folders` does, checked before anything changes: FolderError when
+        a folder to watch anew cannot be used. Blocking (makes result folders): a thread."""
+        kept = {watcher.folder: watcher for watcher in self.watchers}
+        wanted: list[FolderWatcher] = []
+        change = FolderReload(policy=policy, watchers=wanted)
+        for settings in folders:
+            old = kept.pop(Places.of(settings).folder, None)
+            how = (
+                "start"
+                if old is None
+                else how_to_apply(old.settings, self._policy, settings, policy)
+            )
+            if how == "keep":
+                assert old is not None
+                wanted.append(old)
+                continue
+            if how == "retune":
+                assert old is not None
+                change.retune.append((old, settings))
+                wanted.append(old)
+                continue
+            watcher = FolderWatcher(settings, policy=policy, wake=self._wake)
+            # No sweep of temporary files: the notifier may be writing results right now.
+            watcher.prepare(sweep=False)
+            change.start.append(watcher)
+            wanted.append(watcher)
+            if old is not None:  # options the watch itself depends on: a new watcher
+                change.stop.append(old)
+        change.stop.extend(kept.values())  # folders no longer listed
+        return change
+
+    async def apply_reload(self, change: FolderReload) -> None:
+        """Stop watching folders gone (each finishes the batch it is claiming first), apply
+        new options, start watching folders added. A folder that cannot be watched is
+        logged and left out; the others go on."""
+        async with self._changing:
+            if not self._running:
+                return  # stopping: nothing to change any more
+            for watcher in change.stop:
+                await watcher.stop()
+                self.watchers.remove(watcher)
+                log.info("hot folder no longer watched path=%s", watcher.folder)
+            for watcher, settings in change.retune:
+                watcher.retune(settings, change.policy)
+                log.info("hot folder options changed path=%s", watcher.folder)
+            failed: list[FolderWatcher] = []
+            if change.start:
+                box = await self._open_box()
+                for watcher in change.start:
+                    self.watchers.append(watcher)  # listed first: a stop after a cancel stops it
+                    try:
+                        await watcher.start(box)
+                    except Exception as exc:
+                        await watcher.stop()
+                        failed.append(watcher)
+                        log.error(
+                            "hot folder cannot be watched path=%s error=%s", watcher.folder, exc
+                        )
+            self.watchers[:] = [w for w in change.watchers if w not in failed]
+            self._policy = change.policy
+
+
+@dataclass
+class FolderReload:
+    """What a reload does to the hot folders (see HotFolders.prepare_reload)."""
+
+    policy: NumberPolicy
+    watchers: list[FolderWatcher]  # the folders watched after it, in the settings' order
+    start: list[FolderWatcher] = field(default_factory=list)
+    stop: list[FolderWatcher] = field(default_factory=list)
+    retune: list[tuple[FolderWatcher, FolderSettings]] = field(default_factory=list)
+
+
+# Options a running watcher takes as they come: what drops default to, how often it lists.
+# Any other (mode, stable_for, the result folders) gives the folder a new watcher.
+RETUNABLE: Final = frozenset(
+    {
+        "poll_interval",
+        "rescan_interval",
+        "sidecar_wait",
+        "max_file_size",
+        "cover_to",
+        "cover_from",
+        "cover_message",
+        "notify",
+    }
+)
+
+
+def how_to_apply(
+    old: FolderSettings, old_policy: NumberPolicy, new: FolderSettings, new_policy: NumberPolicy
+) -> Literal["keep", "retune", "restart"]:
+    """How a folder kept by a reload takes its new options. Pure."""
+    changed = {
+        name
+        for name in type(new).model_fields
+        if name != "path" and getattr(old, name) != getattr(new, name)
+    }
+    if changed - RETUNABLE:
+        return "restart"
+    if changed or old_policy != new_policy:
+        return "retune"
+    return "keep"
 
 
 def _after_claims(outcomes: Iterable[Outcome]) -> None:
@@ -136,15 +258,7 @@ class FolderWatcher:
         self.settings = settings
         self.places = Places.of(settings)
         self._wake = wake
-        self._defaults = Defaults(
-            policy=policy,
-            max_file_size=settings.max_file_size,
-            sidecar_wait=settings.sidecar_wait.total_seconds(),
-            cover_to=settings.cover_to or None,
-            cover_from=settings.cover_from or None,
-            cover_message=settings.cover_message or None,
-            notify=settings.notify or None,
-        )
+        self._defaults = _defaults(settings, policy)
         self._ready = Readiness(stable_for=settings.stable_for.total_seconds())
         self._ours = self.places.inside()  # sent/, failed/, processing/ when inside
         self._box: ClaimBox | None = None
@@ -162,7 +276,12 @@ class FolderWatcher:
     def folder(self) -> Path:
         return self.places.folder
 
-    def prepare(self) -> None:
+    @property
+    def watching(self) -> bool:
+        """Started and not yet stopped."""
+        return self._task is not None and not self._task.done()
+
+    def prepare(self, *, sweep: bool = True) -> None:
         if not self.folder.is_dir():
             raise FolderError(f"the hot folder {self.folder} does not exist (or is not a folder)")
         for directory in (self.places.sent, self.places.failed, self.places.processing):
@@ -172,7 +291,8 @@ class FolderWatcher:
                 raise FolderError(f"cannot make {directory}: {exc.strerror}") from None
         # Results a crash left half written (they are written again). Before the notifier
         # starts, so that none it is writing now is taken for one.
-        sweep_temporaries([self.places.sent, self.places.failed, self.places.processing])
+        if sweep:
+            sweep_temporaries([self.places.sent, self.places.failed, self.places.processing])
 
     async def start(self, box: ClaimBox) -> None:
         self._box = box
@@ -202,6 +322,12 @@ class FolderWatcher:
             await asyncio.to_thread(self._inotify.stop)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+
+    def retune(self, settings: FolderSettings, policy: NumberPolicy) -> None:
+        """Take new options that need no new watch (see RETUNABLE); on the loop."""
+        self.settings = settings
+        self._defaults = _defaults(settings, policy)  # one object: a batch sees old or new
+        self.rescan_now()  # and the next listing is timed by the new interval
 
     def rescan_now(self) -> None:
         """List the folder at once (after an inotify overflow; tests use it too)."""
@@ -239,8 +365,7 @@ class FolderWatcher:
                 continue
             wait = self._seconds_to_next(loop.time())
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait)
+                await wait_for_event(self._changed, wait)
 
     async def _cycle(self, now: float) -> None:
         if now >= self._rescan_at:
@@ -332,8 +457,9 @@ class FolderWatcher:
         for item in taken:
             by_folder.setdefault(parent(item.path), []).append(item)
         statuses = self._box.status_names(self.places)
+        defaults = self._defaults  # a reload may set new ones meanwhile: one batch, one set
         for folder, items in by_folder.items():
-            claims.extend(self._plan_folder(folder, items, pending, now, work, statuses))
+            claims.extend(self._plan_folder(folder, items, pending, now, work, statuses, defaults))
         work.outcomes = self._box.take(self.places, claims)
         for outcome in work.outcomes:
             if isinstance(outcome, NotTaken) and outcome.why == "changed":
@@ -349,6 +475,7 @@ class FolderWatcher:
         now: float,
         work: _Work,
         statuses: set[str],
+        defaults: Defaults,
     ) -> list[DropClaim]:
         assert self._box is not None
         directory = self.folder / folder if folder else self.folder
@@ -380,7 +507,7 @@ class FolderWatcher:
             },
         )
         claims = []
-        for action in plan(view, self._defaults, now):
+        for action in plan(view, defaults, now):
             if isinstance(action, Drop):
                 claim = self._box.new_claim(self.places, folder, action, signatures, statuses)
                 claims.append(claim)
@@ -396,3 +523,15 @@ class FolderWatcher:
             elif isinstance(action, Wait) and action.name in offered:
                 work.waits.append((offered[action.name], action.until))
         return claims
+
+
+def _defaults(settings: FolderSettings, policy: NumberPolicy) -> Defaults:
+    return Defaults(
+        policy=policy,
+        max_file_size=settings.max_file_size,
+        sidecar_wait=settings.sidecar_wait.total_seconds(),
+        cover_to=settings.cover_to or None,
+        cover_from=settings.cover_from or None,
+        cover_message=settings.cover_message or None,
+        notify=settings.notify or None,
+    )
