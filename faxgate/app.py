@@ -240,7 +240,7 @@ async def _running(daemon: Daemon) -> AsyncIterator[None]:
             await asyncio.wait_for(dispatching, DRAIN_SECONDS)
         except TimeoutError:
             log.warning(
-                "sends still in flight after %.0fs; the next start reconciles them", DRAIN_SECONDS
+                "sends still in flight after=%.0fs; the next start reconciles them", DRAIN_SECONDS
             )
         for task in others:
             task.cancel()
@@ -271,7 +271,7 @@ async def _register_callbacks(client: HelloFaxClient, urls: tuple[str, str]) -> 
     try:
         await client.update_account(inbound_url=inbound, outbound_url=outbound)
     except HelloFaxError as exc:
-        log.warning("could not register callbacks with the sandbox: %s", exc.message)
+        log.warning("could not register callbacks with the sandbox error=%r", exc.message)
 
 
 def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:

@@ -245,7 +245,7 @@ class StoreProbe:
         try:
             oldest = self.oldest_due(now)
         except sqlite3.Error as exc:
-            log.debug("queue age not read: %s", exc)
+            log.debug("queue age not read error=%s", exc)
             return math.nan
         return 0.0 if oldest is None else oldest.waited(now).total_seconds()
 
@@ -352,7 +352,7 @@ class Health:
     def _log_change(self, report: HealthReport) -> None:
         """Once when health turns bad, once when it is back: a monitor asks every few seconds."""
         if self._was_healthy and not report.healthy:
-            log.warning("unhealthy: %s", "; ".join(report.problems))
+            log.warning("unhealthy problems=%r", "; ".join(report.problems))
         elif report.healthy and not self._was_healthy:
             log.info("healthy again")
         self._was_healthy = report.healthy

@@ -28,7 +28,7 @@ def notify(message: str) -> bool:
             sock.connect(address)
             sock.sendall(message.encode())
     except OSError as exc:
-        log.warning("cannot notify systemd: %s", exc)
+        log.warning("cannot notify systemd error=%s", exc)
         return False
     return True
 

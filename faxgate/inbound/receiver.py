@@ -177,8 +177,8 @@ class InboundReceiver:
         )
         if not route.targets():
             log.warning(
-                "inbound fax %s has no route that delivers it: set [inbound] default_email "
-                "or default_folder; it stays in the spool (see `faxgate inbox`)",
+                "inbound fax has no route that delivers it fax=%s: set [inbound] "
+                "default_email or default_folder; it stays in the spool (see `faxgate inbox`)",
                 fax.id,
             )
         self._on_stored()

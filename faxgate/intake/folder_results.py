@@ -103,7 +103,7 @@ def refuse(
         in_spool = [str(path) for path, _ in files if not path.is_relative_to(places.folder)]
         if in_spool:
             log.error(
-                "refused files kept in the spool until failed/ can be written: %s",
+                "refused files kept in the spool until failed/ can be written files=%s",
                 ", ".join(in_spool),
             )
         return None

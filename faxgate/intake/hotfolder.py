@@ -299,8 +299,8 @@ class FolderWatcher:
         self._loop = asyncio.get_running_loop()
         if not await asyncio.to_thread(same_file_system, self.folder, box.root):
             log.warning(
-                "hot folder %s is on another file system than the spool %s: files are "
-                "copied, flushed to disk and removed instead of renamed",
+                "hot folder on another file system than the spool path=%s spool=%s: files "
+                "are copied, flushed to disk and removed instead of renamed",
                 self.folder,
                 box.root,
             )

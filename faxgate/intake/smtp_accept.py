@@ -138,7 +138,7 @@ def discard(spool: Spool, files: Sequence[SpooledFile]) -> None:
         try:
             spool.remove(file.path)
         except OSError as exc:
-            log.warning("could not remove spooled file %s: %s", file.path, exc)
+            log.warning("could not remove spooled file path=%s error=%s", file.path, exc)
 
 
 @dataclass(slots=True)
@@ -198,7 +198,7 @@ class GroupCommitter:
             if len(batch) == 1:
                 _settle(batch[0].future, error=exc)
                 return
-            log.warning("a batch of %d messages failed; committing them one by one", len(batch))
+            log.warning("a batch failed; committing one by one messages=%d", len(batch))
             for entry in batch:
                 await self._commit([entry])
             return

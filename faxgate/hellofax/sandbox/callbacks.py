@@ -103,7 +103,7 @@ class CallbackDispatcher:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("callback %s could not be attempted", record.id)
+            log.exception("callback could not be attempted id=%s", record.id)
         finally:
             self.in_flight.discard(record.id)
             self._wake()

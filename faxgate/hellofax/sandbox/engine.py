@@ -54,7 +54,7 @@ class Engine:
                         await self._advance(self._service, record)
                     except Exception:
                         # One broken fax must not stop the clock for all the others.
-                        log.exception("transmission %s could not advance", record.guid)
+                        log.exception("transmission could not advance guid=%s", record.guid)
                         with self._store.transaction():
                             self._store.postpone(record.guid, time.time() + RETRY_BROKEN)
             for due in self._store.due_callbacks(time.time()):
