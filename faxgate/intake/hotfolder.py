@@ -45,6 +45,8 @@ log = logging.getLogger("faxgate.hotfolder")
 
 BATCH: Final = 250  # files handled at once: one claim record, one store transaction
 _ERROR_PAUSE: Final = 1.0  # seconds before trying again after a failed cycle
+# Files left in place by a full disk or a read-only folder are tried again this soon.
+_STUCK_RETRY: Final = 10.0  # seconds
 
 
 class FolderError(Exception):
@@ -446,6 +448,9 @@ class FolderWatcher:
                 self._ready.listed(path, sig, now)
         if work.queued:
             self._wake()
+        if any(isinstance(o, NotTaken) and o.why == "stuck" for o in work.outcomes):
+            # A full disk or a read-only folder: look again soon, not at the next rescan.
+            self._rescan_at = min(self._rescan_at, now + _STUCK_RETRY)
 
     # ------------------------------------------------------------------ a batch (thread)
 
