@@ -145,6 +145,7 @@ class DaemonProcess:
                 env=self.env,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own session: what it leaves behind is findable
             )
 
         async def healthy() -> bool:
@@ -164,6 +165,23 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         await self.process.wait()
+
+    def leftovers(self) -> list[int]:
+        """Processes the daemon started that are still running (they share its session)."""
+        assert self.process is not None
+        session = self.process.pid  # it leads its own session
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == session:
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # after "(name)": state, ppid, pgrp, sid
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.append(int(entry.name))
+        return found
 
     async def stop(self) -> int:
         """SIGTERM, as systemd stops it; the exit code."""

@@ -7,7 +7,8 @@ runs in a small pool of processes ("forkserver": started clean, not copied from 
 daemon). `workers = 0` reads in a thread instead (tests, tiny machines).
 
 A worker that dies (say, killed for memory on a huge message) fails only that message
-(the client gets 451 and sends again later); the next message gets a fresh pool.
+(the client gets 451 and sends again later); the next message gets a fresh pool. A worker
+whose daemon is gone (killed with SIGKILL: nobody stops the pool) ends within a second.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import concurrent.futures
 import functools
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -29,6 +33,7 @@ from faxgate.intake.smtp_message import read_mail
 log = logging.getLogger("faxgate.smtp")
 
 TASKS_PER_WORKER: Final = 1000  # then a fresh process: whatever a parser leaks goes too
+WATCH_EVERY: Final = 1.0  # seconds between a worker's looks at its daemon
 
 
 class ReaderFailed(Exception):
@@ -79,6 +84,8 @@ class MessageReader:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("forkserver"),
             max_tasks_per_child=TASKS_PER_WORKER,
+            initializer=end_with,
+            initargs=(os.getpid(),),
         )
         return self._pool
 
@@ -86,6 +93,23 @@ class MessageReader:
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def end_with(daemon_pid: int) -> None:
+    """In a worker: exit once the daemon is gone, or the forkserver between us."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_EVERY)
+            try:
+                os.kill(daemon_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            if os.getppid() != parent:  # the forkserver ended: so did the daemon
+                os._exit(0)
+
+    threading.Thread(target=watch, name="faxgate-daemon-watch", daemon=True).start()
 
 
 def _read_mail_without_raw(raw: bytes, **kwargs: Any) -> MailToFax:

@@ -53,6 +53,8 @@ async def test_killed_right_after_250(daemon: tuple[DaemonProcess, int], sandbox
         reply = await client.send(SENDER, [f"{n}@{FAX_DOMAIN}" for n in numbers], fax_mail("x"))
     assert reply.code == 250, reply
     await process.kill()
+    # Its message readers (worker processes) end too, though nobody could stop them.
+    await wait_for(lambda: not process.leftovers(), timeout=15, what="the readers to end")
 
     assert len(job_states(process.state_dir)) == 3  # on disk before the answer
     sandbox.faults.delay = 0.0
