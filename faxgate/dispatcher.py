@@ -516,8 +516,8 @@ class Dispatcher:
             self._rate_streak += 1
         if error.retry_after:
             length = timedelta(seconds=error.retry_after)
-        else:
-            length = self._backoff.delay(self._rate_streak)
+        else:  # a success between two 429s of one cycle reset the streak
+            length = self._backoff.delay(max(1, self._rate_streak))
         log.warning("rate limited job=%s pause=%.1fs", job.id, length.total_seconds())
         self._pause_for("rate_limited", length)
 
@@ -766,8 +766,8 @@ class Dispatcher:
         for tx in listing.transmissions:
             if tx.guid in claimed or not might_be_for(sought, tx, self._window):
                 continue
-            holder = self._store.find_by_provider_guid(tx.guid)
-            if tx.guid in earlier or (holder is not None and holder.id != job.id):
+            # Any job's call, now or before a retry, or this job's own earlier one.
+            if tx.guid in earlier or self._store.call_owner(tx.guid) is not None:
                 claimed.add(tx.guid)
         rivals = [
             self._sought(other)

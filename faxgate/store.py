@@ -171,6 +171,26 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX jobs_by_state_age ON jobs (state, created_at)",
         "CREATE INDEX jobs_by_intake_age ON jobs (intake, created_at)",
     ),
+    (
+        # Every call the provider took, by its GUID, kept when the job moves on (a busy
+        # line called again gets a new GUID): reconciling never takes another job's old
+        # call for its own.
+        """
+        CREATE TABLE provider_calls (
+            guid   TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT OR IGNORE INTO provider_calls (guid, job_id)
+        SELECT json_extract(data, '$.guid'), job_id FROM events
+        WHERE json_valid(data) AND json_type(data, '$.guid') = 'text'
+        """,
+        """
+        INSERT OR IGNORE INTO provider_calls (guid, job_id)
+        SELECT provider_guid, id FROM jobs WHERE provider_guid IS NOT NULL
+        """,
+    ),
 )
 
 
@@ -727,6 +747,7 @@ class Store:
                 raise StaleState(job_id, expected, src)
             check_transition(src, to)
             self._update(conn, job_id, at, {"state": to.value, **values})
+            self._record_call(conn, job_id, values)
             self._insert_event(conn, job_id, at, src, to, detail, data)
             if outbox is not None:
                 self._insert_notification(conn, at, outbox)
@@ -752,9 +773,18 @@ class Store:
             if expected is not None and state not in expected:
                 raise StaleState(job_id, expected, state)
             self._update(conn, job_id, at, values)
+            self._record_call(conn, job_id, values)
             return self._read_job(conn, job_id)
 
         return self._grouped(update)
+
+    @staticmethod
+    def _record_call(conn: sqlite3.Connection, job_id: str, values: Mapping[str, object]) -> None:
+        guid = values.get("provider_guid")
+        if isinstance(guid, str):
+            conn.execute(
+                "INSERT OR IGNORE INTO provider_calls (guid, job_id) VALUES (?, ?)", (guid, job_id)
+            )
 
     @staticmethod
     def _locked_state(conn: sqlite3.Connection, job_id: str) -> JobState:
@@ -800,6 +830,11 @@ class Store:
             (guid,),
         )
         return _job_from_row(rows[0]) if rows else None
+
+    def call_owner(self, guid: str) -> str | None:
+        """The job that a provider call (a GUID) was ever made for, now or before a retry."""
+        rows = self._query("SELECT job_id FROM provider_calls WHERE guid = ?", (guid,))
+        return str(rows[0]["job_id"]) if rows else None
 
     def due_jobs(self, now: datetime, limit: int) -> list[Job]:
         """Queued jobs whose time has come, oldest first."""

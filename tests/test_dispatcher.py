@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from faxgate.dispatcher import Dispatcher, DispatchReport
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
 from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.errors import RateLimited
 from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
 from faxgate.settings import DispatchSettings, PollingSettings
@@ -516,6 +518,38 @@ async def test_the_transmission_of_an_earlier_call_is_not_taken_for_the_lost_one
     assert current.attempt == 2
 
 
+async def test_another_jobs_earlier_call_is_not_taken_for_the_lost_one(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool
+) -> None:
+    the_dispatcher = dispatcher(store, client)
+    (busy,) = queue(store, spool, [number(1)])
+    assert (await the_dispatcher.dispatch_once()).submitted == 1
+    busy_guid = fresh(store, busy).provider_guid
+    # That call ended busy: the job waits to call again, its GUID only in its events.
+    store.transition(
+        busy.id,
+        S.QUEUED,
+        detail="the line was busy; calling again",
+        expect=S.SUBMITTED,
+        data={"guid": busy_guid, "status": "E", "error": "B"},
+        attempt=2,
+        not_before=utc_now() + timedelta(hours=1),
+        provider_guid=None,
+        provider_status=None,
+    )
+    (lost,) = queue(store, spool, [number(1)])  # the same letter to the same number
+    # A gateway error: the provider never handled the request.
+    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[502], errors_only_for_sends=True)
+
+    report = await the_dispatcher.dispatch_once()
+
+    assert report.ambiguous == 1
+    assert report.reconciled == 0  # the busy call is the other job's, never this one's
+    assert fresh(store, lost).provider_guid is None
+    assert state(store, lost) is S.SUBMITTING  # left for the window to tell
+    assert store.call_owner(busy_guid or "") == busy.id
+
+
 async def test_an_ambiguous_request_the_provider_never_took_waits_out_the_window(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
@@ -690,3 +724,39 @@ async def settle(client: HelloFaxClient, store: Store, job: Job) -> None:
 
     await wait_for(sent, what=f"transmission {guid} sent")
     store.transition(job.id, S.SENT, detail="sent", expect=S.SUBMITTED)
+
+
+class _RateLimitedAroundASuccess:
+    """A provider that answers a cycle's sends in order: 429, success, 429."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, digits: str, uploads: object, **_: object) -> list[Transmission]:
+        self.calls += 1
+        call = self.calls
+        await asyncio.sleep(0.01 * call)  # the answers come back in the order of the calls
+        if call in (1, 3):
+            raise RateLimited("Please wait.", status=429, endpoint="send")
+        return [Transmission.model_validate({"Guid": "a" * 40, "To": digits, "StatusCode": "P"})]
+
+
+async def test_a_429_after_a_success_in_the_same_cycle_still_pauses_sends(
+    store: Store, spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = queue(store, spool, [number(n) for n in range(3)])
+    the_dispatcher = Dispatcher(
+        store,
+        _RateLimitedAroundASuccess(),  # type: ignore[arg-type]
+        DispatchSettings(),
+        polling=PollingSettings(),
+        rand=lambda: 0.5,
+    )
+
+    with caplog.at_level(logging.WARNING, logger="faxgate.dispatcher"):
+        report = await the_dispatcher.dispatch_once()
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert (report.submitted, report.requeued, report.rate_limited) == (1, 2, True)
+    assert sorted(state(store, job).value for job in jobs) == ["queued", "queued", "submitted"]
+    assert the_dispatcher.paused_until is not None

@@ -785,3 +785,26 @@ def test_reads_see_every_committed_change_at_once(store: Store) -> None:
     for state in (S.SUBMITTING, S.SUBMITTED, S.SENT):
         store.transition(job.id, state, detail=state.value)
         assert store.get_job(job.id).state is state  # type: ignore[union-attr]
+
+
+def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with raw(path) as conn:  # a store as version 3 left it, with history
+        apply_migrations(conn, MIGRATIONS[:3])
+    with Store.open(path) as store:
+        [job] = store.create_jobs([new_job()])
+        store.transition(job.id, S.SUBMITTING, detail="sending")
+        store.transition(job.id, S.SUBMITTED, detail="ok", data={"guid": "g1"}, provider_guid="g1")
+        store.transition(
+            job.id, S.QUEUED, detail="busy", data={"guid": "g1"}, provider_guid=None, attempt=2
+        )
+        store.transition(job.id, S.SUBMITTING, detail="sending again")
+        store.transition(job.id, S.SUBMITTED, detail="ok", provider_guid="g2")
+    with raw(path) as conn:  # back to version 3: as if those calls predated the table
+        conn.execute("DROP TABLE provider_calls")
+        conn.execute("PRAGMA user_version = 3")
+    with Store.open(path) as store:
+        assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
+        assert store.call_owner("never") is None
