@@ -14,16 +14,16 @@ so is "530 authentication required", though it answers MAIL FROM).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
-import itertools
+import hashlib
 import logging
 import mailbox
 import os
-import secrets
 import socket
 import ssl
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -62,6 +62,21 @@ class Mailer(Protocol):
 # ---------------------------------------------------------------------------- headers
 
 
+# Names the message being sent for good: the notifier sets it to the outbox row it
+# delivers, so a delivery repeated after a crash carries the same Message-ID.
+_message_key: ContextVar[str | None] = ContextVar("faxgate_message_key", default=None)
+
+
+@contextlib.contextmanager
+def keyed(key: str) -> Iterator[None]:
+    """Messages sent inside get a Message-ID made from `key` rather than a random one."""
+    token = _message_key.set(key)
+    try:
+        yield
+    finally:
+        _message_key.reset(token)
+
+
 def address_domain(address: str) -> str:
     """The domain part of an address ("Fax <fax@example.com>" -> "example.com")."""
     _, addr = parseaddr(address)
@@ -81,7 +96,9 @@ def stamp(message: EmailMessage, *, from_address: str, now: datetime) -> None:
     if message["Date"] is None:
         message["Date"] = format_datetime(now)
     if message["Message-ID"] is None:
-        message["Message-ID"] = make_msgid(domain=address_domain(from_address))
+        key = _message_key.get()
+        domain = address_domain(from_address)
+        message["Message-ID"] = f"<faxgate.{key}@{domain}>" if key else make_msgid(domain=domain)
     if message["Auto-Submitted"] is None:
         message["Auto-Submitted"] = AUTO_GENERATED
 
@@ -98,9 +115,9 @@ class MaildirMailer:
 
     The file is fsynced before the rename and the new/ directory after it, so a message
     this mailer reported written survives a power cut, and a reader never sees half of one.
+    The file is named after the Message-ID: a message written again (a delivery repeated
+    after a crash) finds its copy in new/ or cur/ and is not written twice.
     """
-
-    _counter = itertools.count()
 
     def __init__(
         self,
@@ -117,7 +134,7 @@ class MaildirMailer:
         stamp(message, from_address=self._from_address, now=self._clock())
         data = message.as_bytes(policy=email.policy.default)
         try:
-            written = await asyncio.to_thread(self._write, data)
+            written = await asyncio.to_thread(self._write, data, str(message["Message-ID"]))
         except OSError as exc:
             # A full disk or a wrong permission: a person can fix it, so try again later.
             raise MailError(f"cannot write to maildir {self.path}: {exc}", permanent=False) from exc
@@ -128,11 +145,15 @@ class MaildirMailer:
             written,
         )
 
-    def _write(self, data: bytes) -> Path:
+    def _write(self, data: bytes, message_id: str) -> Path:
         self._ensure_dirs()
-        name = self._unique_name()
+        name = self._name_for(message_id)
         tmp = self.path / "tmp" / name
         new = self.path / "new" / name
+        already = self._written(name)
+        if already is not None:
+            log.info("mail already in the maildir message_id=%s file=%s", message_id, already)
+            return already
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
@@ -157,14 +178,20 @@ class MaildirMailer:
         for part in ("tmp", "new", "cur"):
             (self.path / part).mkdir(mode=0o700, exist_ok=True)
 
-    def _unique_name(self) -> str:
-        # The Maildir convention: time, then what makes the name unique on this host.
-        now = time.time()
-        seconds = int(now)
-        micros = int((now - seconds) * 1_000_000)
+    @staticmethod
+    def _name_for(message_id: str) -> str:
+        # Unique on this host (the Maildir rule) because Message-IDs are unique; the same
+        # for the same message.
+        digest = hashlib.sha256(message_id.encode()).hexdigest()[:32]
         host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-        unique = f"M{micros}P{os.getpid()}Q{next(self._counter)}R{secrets.token_hex(4)}"
-        return f"{seconds}.{unique}.{host}"
+        return f"faxgate-{digest}.{host}"
+
+    def _written(self, name: str) -> Path | None:
+        """The message's file if it is already there: in new/, or read (cur/, with flags)."""
+        new = self.path / "new" / name
+        if new.exists():
+            return new
+        return next(iter((self.path / "cur").glob(f"{name}*")), None)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -41,7 +41,7 @@ from typing import Final
 
 from faxgate import metrics
 from faxgate.domain.jobs import Intake, Job, Notification
-from faxgate.mailer import Mailer, MailError
+from faxgate.mailer import Mailer, MailError, keyed
 from faxgate.reports import compose_report
 from faxgate.store import Store, utc_now
 from faxgate.waiting import wait_for_event
@@ -172,7 +172,9 @@ class Notifier:
             handler = self._handlers.get(key)
             if handler is None:
                 raise LookupError(f"no handler for {key!r}")
-            await handler(notification, job)
+            # Delivered again after a crash, a mail keeps its Message-ID (see mailer.keyed).
+            with keyed(f"{notification.job_id or 'inbound'}.{notification.id}"):
+                await handler(notification, job)
         except NothingToDeliver as exc:
             await self._done(notification, "skipped")
             log.info(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -686,3 +688,43 @@ async def test_a_handler_may_find_nobody_to_tell(store: Store, clock: FakeClock)
     handler = RecordingHandler(failures=[NothingToDeliver("folder intake: no result file")])
 
     assert await notifier(store, {"cli": handler}, clock).deliver_once() == 1
+
+
+async def test_a_report_mail_written_again_after_a_crash_stays_one_mail(
+    db_path: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """The mail is written, then the process dies before the row is marked: the next
+    start writes it again, with the same Message-ID, into the same Maildir file."""
+    maildir = tmp_path / "maildir"
+    mailer = MaildirMailer(maildir, from_address="fax@gateway.example", clock=clock)
+    with Store.open(db_path, clock=clock) as store:
+        job = send_fax(store, clock, queue_job(store, reply_to="owner@example.com"))
+        handlers = default_handlers(mailer, store)
+        [row] = store.notifications(job.id)
+        await notifier(store, handlers, clock)._deliver(row)
+        with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+            conn.execute("UPDATE outbox SET delivered_at = NULL")  # the mark never landed
+    [first] = (maildir / "new").iterdir()
+    first.rename(maildir / "cur" / f"{first.name}:2,S")  # read by a mail program meanwhile
+
+    with Store.open(db_path, clock=clock) as reopened:
+        assert await notifier(reopened, default_handlers(mailer, reopened), clock).deliver_once()
+        assert reopened.notifications(job.id)[0].delivered_at is not None
+    assert list((maildir / "new").iterdir()) == []
+    assert [path.name for path in (maildir / "cur").iterdir()] == [f"{first.name}:2,S"]
+
+
+async def test_every_delivery_has_its_own_stable_message_id(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "maildir"
+    mailer = MaildirMailer(maildir, from_address="fax@gateway.example", clock=clock)
+    jobs = [send_fax(store, clock, queue_job(store, reply_to="owner@example.com"))]
+    jobs.append(send_fax(store, clock, queue_job(store, reply_to="owner@example.com")))
+    assert await notifier(store, default_handlers(mailer, store), clock).deliver_once() == 2
+    ids = set()
+    for path in (maildir / "new").iterdir():
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        ids.add(str(message["Message-ID"]))
+    rows = [store.notifications(job.id)[0] for job in jobs]
+    assert ids == {f"<faxgate.{row.job_id}.{row.id}@gateway.example>" for row in rows}
