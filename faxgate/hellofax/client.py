@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -415,9 +416,15 @@ def _upload_parts(files: Sequence[Upload], opened: contextlib.ExitStack) -> list
     contents = [_content(upload, opened) for upload in files]
     names = _field_names("file", len(files))
     return [
-        (field, (upload.name, content, upload.content_type))
+        (field, (_plain_name(upload.name), content, upload.content_type))
         for field, upload, content in zip(names, files, contents, strict=True)
     ]
+
+
+def _plain_name(name: str) -> str:
+    """A file name fit for a multipart header: control and other invisible characters (a
+    hot folder takes any name a file system allows) become "_"."""
+    return "".join("_" if unicodedata.category(char)[0] == "C" else char for char in name)
 
 
 def _content(upload: Upload, opened: contextlib.ExitStack) -> IO[bytes] | bytes:

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import FaxNumber
-from faxgate.intake.folder_drops import CONTENT, MISSING, NOT_A_FILE, Drop
+from faxgate.intake.folder_drops import CONTENT, MISSING, NOT_A_FILE, UNREADABLE, Drop
 from faxgate.intake.folder_files import (
     CHUNK,
     fsync_dir,
@@ -399,8 +399,12 @@ class ClaimBox:
                 detail = f"cannot flush {claim.documents[0].source} to disk: {spooled.strerror}"
                 outcomes.append(NotTaken(places, claim, "stuck", detail))
                 continue
+            if isinstance(spooled, PermissionError):
+                reason = "the file cannot be read: faxgate has no permission to read it"
+                outcomes.append(self._spoiled(places, claim, UNREADABLE, reason))
+                continue
             if isinstance(spooled, OSError):  # a symlink swapped in before the rename, say
-                reason = f"the file changed: {spooled}"
+                reason = f"the file changed: {spooled.strerror}"  # no path: it is ours
                 outcomes.append(self._spoiled(places, claim, NOT_A_FILE, reason))
                 continue
             ready.append((claim, _request(claim, claim.ref(places), spooled)))

@@ -51,6 +51,7 @@ CONTENT: Final = "content"
 SIZE: Final = "size"
 SYMLINK: Final = "symlink"
 NOT_A_FILE: Final = "not_a_file"
+UNREADABLE: Final = "unreadable"
 OUTSIDE: Final = "outside"
 MISSING: Final = "missing"
 
@@ -83,7 +84,7 @@ class FolderView:
     ready: Mapping[str, float]  # complete files offered now: name -> ready since
     pending: Set[str]  # names known to be still incomplete
     sidecars: Mapping[str, Sidecar | SidecarError]  # read: the ready .json files
-    heads: Mapping[str, bytes]  # first bytes of the ready regular documents
+    heads: Mapping[str, bytes | None]  # first bytes of the ready documents; None: unreadable
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +255,11 @@ def _documents_problem(p: _Plan, names: tuple[str, ...]) -> tuple[str, str] | No
                 f"{name} is {_mb(entry.size)}; this folder takes files up to "
                 f"{_mb(p.defaults.max_file_size)}"
             )
+        head = view.heads.get(name, b"")
+        if head is None:
+            return UNREADABLE, f"{name} cannot be read: faxgate has no permission to read it"
         try:
-            check_document(name, entry.size, view.heads.get(name, b""))
+            check_document(name, entry.size, head)
         except DocumentRefused as refused:
             return CONTENT, str(refused)
         sizes.append(entry.size)

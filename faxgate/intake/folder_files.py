@@ -39,7 +39,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
 
     The temporary name starts with a dot, which the hot folder never takes.
     """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = _temporary(path)
     try:
         with temp.open("wb") as out:
             out.write(data)
@@ -60,7 +60,12 @@ def write_json(path: Path, value: Any, *, durable: bool = False, pretty: bool = 
 
 def json_bytes(value: Any, *, pretty: bool = True) -> bytes:
     indent = 2 if pretty else None
-    return (json.dumps(value, ensure_ascii=False, indent=indent) + "\n").encode()
+    try:
+        return (json.dumps(value, ensure_ascii=False, indent=indent) + "\n").encode()
+    except UnicodeEncodeError:
+        # A file name that is not UTF-8 (its bytes kept as surrogates): escaped, it reads
+        # back as the same name.
+        return (json.dumps(value, ensure_ascii=True, indent=indent) + "\n").encode()
 
 
 def read_json(path: Path) -> Any:
@@ -137,7 +142,7 @@ def _copy(source: Path, target: Path) -> None:
     info = os.lstat(source)
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"not a regular file: {source}")
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    temp = _temporary(target)
     try:
         src_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(src_fd, "rb") as src, temp.open("wb") as out:
@@ -158,6 +163,14 @@ def _copy(source: Path, target: Path) -> None:
 
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden temporary name beside `path`: ".NAME.1a2b3c4d.tmp", NAME cut short when
+    the whole would pass the file system's longest name."""
+    room = 255 - len(".") - len(".12345678.tmp")
+    name = os.fsencode(path.name)[:room].decode("utf-8", "ignore")
+    return path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
 
 
 def sweep_temporaries(directories: Iterable[Path]) -> None:

@@ -99,10 +99,13 @@ def read_sidecar(path: Path) -> Sidecar | SidecarError:
         return exc
 
 
-def head(path: Path) -> bytes:
-    """The first bytes of a document; none when it cannot be opened as a file."""
+def head(path: Path) -> bytes | None:
+    """The first bytes of a document; none when it cannot be opened as a file, None when
+    faxgate may not read it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except PermissionError:
+        return None
     except OSError:
         return b""
     with os.fdopen(fd, "rb") as handle:

@@ -12,6 +12,7 @@ date or an order number in a name is never dialled by mistake.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,10 @@ STATUS_SUFFIX: Final = ".status.json"
 REASON_SUFFIX: Final = ".reason.txt"
 SIDECAR_SUFFIX: Final = ".json"
 _OWN_SUFFIXES: Final = (RESULT_SUFFIX, STATUS_SUFFIX, REASON_SUFFIX)
+# The longest file name most file systems take, in bytes; faxgate's names leave room for
+# their longest companion suffix.
+NAME_MAX: Final = 255
+_LONGEST_NAME: Final = NAME_MAX - max(len(suffix) for suffix in _OWN_SUFFIXES)
 _NUMBER_ENDS: Final = ("_", " - ")
 _MAX_NAME_NUMBER: Final = 10_000
 
@@ -149,12 +154,30 @@ def naming_help(name: str) -> str:
 
 
 def numbered(name: str, n: int) -> str:
-    """The n-th name for a file: "invoice.pdf", then "invoice (2).pdf", "invoice (3).pdf"."""
-    if n <= 1:
-        return name
+    """The n-th name for a file: "invoice.pdf", then "invoice (2).pdf", "invoice (3).pdf";
+    short enough for NAME.result.json beside it (see `fitting`)."""
     path = PurePath(name)
     stem, suffix = (path.stem, path.suffix) if path.stem else (name, "")
-    return f"{stem} ({n}){suffix}"
+    return fitting(name if n <= 1 else f"{stem} ({n}){suffix}")
+
+
+def fitting(name: str) -> str:
+    """`name`, or when it is too long to take a companion suffix within NAME_MAX bytes, its
+    start and a short digest of all of it ("…~1a2b3c4d.pdf"): two long names stay two."""
+    raw = _bytes(name)
+    if len(raw) <= _LONGEST_NAME:
+        return name
+    suffix = PurePath(name).suffix
+    suffix = suffix if len(_bytes(suffix)) <= 16 else ""
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    room = _LONGEST_NAME - len(_bytes(suffix)) - len(digest) - 1
+    start = raw[:room].decode("utf-8", "ignore")  # a character cut in half goes
+    return f"{start}~{digest}{suffix}"
+
+
+def _bytes(name: str) -> bytes:
+    # File names are bytes: one that is not UTF-8 keeps its bytes as surrogates.
+    return name.encode("utf-8", "surrogateescape")
 
 
 def unique_name(name: str, taken: Callable[[str], bool]) -> str:

@@ -118,7 +118,7 @@ def _refuse(
     text: str,
     dropped_as: str,
 ) -> Path:
-    name = _reserve_reason(target, files[0][1], text.encode())
+    name = _reserve_reason(target, files[0][1], text.encode("utf-8", "surrogateescape"))
     reason_file = target / (name + REASON_SUFFIX)
     moved: list[tuple[Path, Path]] = []
     try:

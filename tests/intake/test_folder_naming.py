@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
 
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.folder_naming import (
+    NAME_MAX,
     Found,
     NotFound,
     NumberSource,
     find_number,
+    fitting,
     is_ignored,
     is_plain_name,
     naming_help,
@@ -149,3 +152,21 @@ def test_date_folders_are_local_days() -> None:
 
     moment = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert date_folder(moment) == moment.astimezone().strftime("%Y-%m-%d")
+
+
+def test_a_name_too_long_for_its_companions_is_cut_and_marked() -> None:
+    long = "14155550100_" + "é" * 120 + ".pdf"  # 256 bytes in UTF-8
+    short = numbered(long, 1)
+    assert len((short + ".result.json").encode()) <= NAME_MAX
+    assert short.startswith("14155550100_é")
+    assert short.endswith(".pdf")
+    assert short != numbered(long.replace(".pdf", "x.pdf"), 1)  # two long names stay two
+    assert numbered(long, 1) == short  # and the same name always gets the same cut
+    assert len(numbered(long, 2).encode()) <= NAME_MAX - len(".result.json")
+    assert numbered("invoice.pdf", 1) == fitting("invoice.pdf") == "invoice.pdf"
+
+
+def test_a_name_that_is_not_utf8_is_cut_by_its_bytes() -> None:
+    raw = b"14155550100_" + b"\xff" * 250 + b".pdf"
+    short = fitting(os.fsdecode(raw))
+    assert len(os.fsencode(short)) <= NAME_MAX - len(".result.json")
