@@ -6,10 +6,13 @@ and with a reason a person understands, instead of paying for a conversion failu
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
+
+from pypdf import PdfReader
 
 # Extension -> content type of every kind of document the provider converts.
 ACCEPTED_TYPES: Final[dict[str, str]] = {
@@ -82,6 +85,20 @@ def check_document(name: str, size: int, head: bytes) -> DocumentCheck:
     if signatures and not head.startswith(signatures):
         raise DocumentRefused(f"{name}: the file does not look like a {extension[1:].upper()}")
     return DocumentCheck(name=name, content_type=content_type)
+
+
+def check_unlocked(name: str, content_type: str, content: bytes) -> None:
+    """Refuse a PDF that needs a password to open: the provider cannot convert it, and its
+    failure would not say why."""
+    if content_type == "application/pdf" and _encrypted_pdf(content):
+        raise DocumentRefused(f"{name}: the PDF is protected by a password; send it without one")
+
+
+def _encrypted_pdf(content: bytes) -> bool:
+    try:
+        return PdfReader(io.BytesIO(content), strict=False).is_encrypted
+    except Exception:  # damaged beyond reading: the provider's conversion will judge it
+        return False
 
 
 def check_batch(sizes: Sequence[int]) -> None:

@@ -46,6 +46,7 @@ from faxgate.domain.documents import (
     accepted_list,
     check_batch,
     check_document,
+    check_unlocked,
 )
 
 __all__ = [
@@ -71,6 +72,10 @@ SIGNATURE_IMAGE_MIN_SIDE: Final = 64
 _MAX_DEPTH: Final = 12  # nested multiparts and forwarded messages
 _MAX_NAME_CHARS: Final = 120
 _HEAD_BYTES: Final = 512
+# Characters of a header read at most (a subject, a name); what is kept of it, the longest
+# line a mail may carry (RFC 5322).
+_LONGEST_HEADER: Final = 8 * 1024
+_LONGEST_LINE: Final = 998
 
 _COVER_OFF_VALUES: Final = frozenset({"no", "off", "false", "0", "none"})
 _DIGITAL_SIGNATURES: Final = frozenset(
@@ -488,6 +493,7 @@ def _documents(found: _Walk) -> list[MailDocument]:
             continue
         try:
             check = check_document(name, len(candidate.content), candidate.content[:_HEAD_BYTES])
+            check_unlocked(name, check.content_type, candidate.content)
         except DocumentRefused as refusal:
             refusals.append(str(refusal))
             continue
@@ -703,25 +709,37 @@ def _same_mailbox(address: str, recipient: str) -> bool:
 
 
 def _header_text(message: Message, name: str) -> str | None:
-    """The header's decoded value, whitespace collapsed; None when absent or blank."""
-    try:
-        value = message.get(name)
-    except Exception:  # the header parser fails on some malformed values
-        value = _raw_header(message, name)
-    if value is None:
+    """The header's decoded value, whitespace collapsed, at most a line long (what a reply
+    can carry); None when absent or blank."""
+    raw = _raw_header(message, name)
+    if raw is None:
         return None
+    value: object
+    if len(raw) > _LONGEST_HEADER:
+        # The email package's header parser takes time quadratic in a header's words:
+        # a huge one is cut first, and decoded the simple way.
+        value = _decoded(raw[:_LONGEST_HEADER])
+    else:
+        try:
+            value = message.get(name)
+        except Exception:  # the header parser fails on some malformed values
+            value = _decoded(raw)
     text = " ".join(_readable(str(value)).split())
-    return text or None
+    return text[:_LONGEST_LINE] or None
 
 
 def _raw_header(message: Message, name: str) -> str | None:
     for key, value in message.raw_items():
         if key.lower() == name.lower():
-            try:
-                return str(make_header(decode_header(value)))
-            except Exception:
-                return str(value)
+            return str(value)
     return None
+
+
+def _decoded(raw: str) -> str:
+    try:
+        return str(make_header(decode_header(raw)))
+    except Exception:
+        return raw
 
 
 def _mailboxes(message: Message, name: str) -> list[tuple[str, str]]:
