@@ -154,7 +154,10 @@ def from_provider_digits(digits: str) -> FaxNumber | None:
         return None
     if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
         return None
-    return _fax_number(number)
+    found = _fax_number(number)
+    # phonenumbers drops a national prefix it finds after the country code ("82 0..."):
+    # that would record another number than the provider's.
+    return found if found.provider_digits == digits else None
 
 
 def _clean(text: str) -> str:
