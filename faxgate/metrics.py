@@ -66,6 +66,13 @@ smtp_refused = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+smtp_auth_throttled = Counter(
+    "faxgate_smtp_auth_throttled",
+    "SMTP logins slowed down or refused after failed ones from the same address, "
+    "by action (delayed, refused).",
+    ["action"],
+    registry=REGISTRY,
+)
 inbound_received = Counter(
     "faxgate_inbound_received",
     "Inbound fax callbacks taken, by result (stored, stored_without_document, duplicate, ignored).",

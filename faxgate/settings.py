@@ -244,6 +244,13 @@ class SmtpSettings(_Section):
     sender_lines: dict[str, str] = Field(default_factory=dict)
     # Attach the sent document to the reply (off: faxes often carry health data).
     attach_document: bool = False
+    # Guessing passwords: after 5 failed logins from one address, each further attempt
+    # waits this long, twice as long each time (at most 30 s); 0: no wait.
+    auth_failure_delay: Duration = timedelta(seconds=1)
+    # This many failed logins from one address within auth_failure_window, and its AUTH
+    # is refused (421) until the oldest of them is that old; 0: never.
+    auth_max_failures: int = Field(default=20, ge=0)
+    auth_failure_window: Duration = timedelta(minutes=15)
 
     @field_validator("domains")
     @classmethod

@@ -4,7 +4,10 @@ The callback URLs hold a secret token in their path, so a stranger cannot post o
 it is compared in constant time and never logged (the access log shows it as ***). The
 provider retries a callback until it gets a 200, for hours, so a 200 only goes out once
 the report is recorded (or is surely useless: an unknown transmission, a stale status);
-anything we could not record gets a 503 and comes again.
+anything we could not record gets a 503 and comes again. A body that is not a callback gets
+400 (nothing recorded), a wrong token 404, another method 405, a body over
+`max_callback_size` 413: it is read only until it passes the limit, and only the json
+part (a few kilobytes, at most 1 MiB) is ever held in memory; documents go to disk.
 
 /healthz answers 200 or 503 with the checks of faxgate.health as JSON; / is the read-only
 status page of faxgate.statuspage. Both read the store in a thread, and so does /metrics.
@@ -26,6 +29,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import BodyPartReader, web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,6 +51,7 @@ Direction = Literal["outbound", "inbound"]
 JSON_PART: Final = "json"  # the provider's part (or form field) holding the transmission
 _CHUNK: Final = 64 * 1024
 _MAX_PARTS: Final = 32  # a callback has a json part and a document or two
+_MAX_FIELD: Final = 1024 * 1024  # bytes of a form field (the json part) held in memory
 _MULTIPART: Final = "multipart/form-data"
 _URLENCODED: Final = "application/x-www-form-urlencoded"
 _TOKEN_IN_PATH: Final = re.compile(r"^/callbacks/[^/]*")
@@ -224,6 +229,7 @@ async def _read_form(request: web.Request, budget: _Budget, file_dir: Path | Non
         async for chunk in request.content.iter_chunked(_CHUNK):
             budget.take(len(chunk))
             body += chunk
+            _check_field_size(len(body))
         try:
             parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
@@ -248,34 +254,44 @@ async def _read_form(request: web.Request, budget: _Budget, file_dir: Path | Non
                 except UnicodeDecodeError:
                     raise _Refused(400, f"part {part.name!r} is not UTF-8", "bad_request") from None
             elif file_dir is None:
-                await _read_part(part, budget, None)  # not wanted here, but counted
+                await _read_part(part, budget, None, keep=False)  # not wanted, but counted
             else:
                 path = file_dir / f"part-{len(form.files)}"
                 with path.open("wb") as sink:
                     await _read_part(part, budget, sink)
                 form.files.append((part.filename, path))
-    except ValueError as problem:  # aiohttp's words for a malformed multipart body
-        raise _Refused(400, f"the multipart body is malformed: {problem}", "bad_request") from None
+    except (ValueError, HttpProcessingError) as problem:  # aiohttp's words for a bad body
+        why = getattr(problem, "message", None) or problem
+        raise _Refused(400, f"the multipart body is malformed: {why}", "bad_request") from None
     raise _Refused(400, f"more than {_MAX_PARTS} parts", "bad_request")
 
 
-async def _read_part(part: BodyPartReader, budget: _Budget, sink: IO[bytes] | None) -> bytes:
-    """Read a part to its end, within the budget: into `sink` if given, else returned."""
+async def _read_part(
+    part: BodyPartReader, budget: _Budget, sink: IO[bytes] | None, *, keep: bool = True
+) -> bytes:
+    """Read a part to its end, within the budget: into `sink` if given, else returned
+    (up to _MAX_FIELD bytes) when `keep`, else dropped."""
     kept = bytearray()
     while chunk := await part.read_chunk(_CHUNK):
         budget.take(len(chunk))
-        if sink is None:
-            kept += chunk
-        else:
+        if sink is not None:
             await asyncio.to_thread(sink.write, chunk)
+        elif keep:
+            kept += chunk
+            _check_field_size(len(kept))
     return bytes(kept)
+
+
+def _check_field_size(size: int) -> None:
+    if size > _MAX_FIELD:
+        raise _Refused(413, f"a form field is larger than {_MAX_FIELD} bytes", "too_large")
 
 
 def _transaction_object(text: str) -> dict[str, Any]:
     """The transmission object itself, out of its {"Transaction": ...} wrapper."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise _Refused(400, "the json part is not valid JSON", "bad_request") from None
     if isinstance(data, dict):
         for key in ("Transaction", "Transmission"):

@@ -22,7 +22,7 @@ import logging
 import socket
 import ssl
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Final
 
@@ -33,7 +33,7 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import CoverMode, MessageRefused
 from faxgate.intake.smtp_accept import Abandoned, Fax, MailIntake, MailToFax, Ticket
-from faxgate.intake.smtp_auth import Authenticator
+from faxgate.intake.smtp_auth import Authenticator, AuthLimiter
 from faxgate.intake.smtp_data import MessageTooBig, read_message
 from faxgate.intake.smtp_policy import (
     RecipientRules,
@@ -59,6 +59,7 @@ AUTH_TRIES: Final = 5  # AUTH commands per connection before it is closed
 _UNLIMITED: Final = 10**9
 _OK_MAIL: Final = "250 2.1.0 OK"
 _OK_RCPT: Final = "250 2.1.5 OK"
+_LOCKED_OUT: Final = "421 4.7.0 Too many failed authentication attempts"
 
 
 class SmtpSetupError(Exception):
@@ -139,6 +140,8 @@ class FaxSMTP(SMTP):
             return "530 5.7.0 must issue a STARTTLS command first"
         if status.startswith("535 "):
             metrics.smtp_refused.labels(reason="auth_failed").inc()
+        if status.startswith("553 5.1.3 Error: malformed address"):  # "a@b@c", "a@b."
+            metrics.smtp_refused.labels(reason="malformed").inc()
         return status
 
     def _too_big(self) -> str:
@@ -196,12 +199,17 @@ class SmtpHandler:
         reader: MessageReader,
         *,
         authenticator: Authenticator | None = None,
+        login_limiter: AuthLimiter | None = None,
+        pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_accept: Callable[[list[Job]], None] = lambda _jobs: None,
     ) -> None:
         self.config = config
         self.intake = intake
         self.reader = reader
         self._auth = authenticator if authenticator else None
+        # Not named auth_*: aiosmtpd offers every handler attribute so named as a mechanism.
+        self.login_limiter = login_limiter
+        self.pause = pause  # how a throttled login waits (tests pass their own)
         self._on_accept = on_accept
         self.accepting: set[asyncio.Task[list[Job]]] = set()
         self._limit_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -226,6 +234,8 @@ class SmtpHandler:
     # -- AUTH (offered by aiosmtpd only after STARTTLS)
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if not await self._admit(server):
+            return AuthResult(success=False, handled=True)
         blob = await _credential(server, args, "")
         if blob is None:
             return AuthResult(success=False, handled=True)
@@ -233,26 +243,52 @@ class SmtpHandler:
         if len(parts) != 3:
             await server.push("501 5.5.2 cannot split the PLAIN credentials")
             return AuthResult(success=False, handled=True)
-        return await self._check_login(parts[1], parts[2])
+        return await self._check_login(server, parts[1], parts[2])
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if not await self._admit(server):
+            return AuthResult(success=False, handled=True)
         login = await _credential(server, args, server.AuthLoginUsernameChallenge)
         if login is None:
             return AuthResult(success=False, handled=True)
         password = await _credential(server, [], server.AuthLoginPasswordChallenge)
         if password is None:
             return AuthResult(success=False, handled=True)
-        return await self._check_login(login, password)
+        return await self._check_login(server, login, password)
 
-    async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
+    async def _check_login(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
         if self._auth is None:
             return AuthResult(success=False, handled=False)
         user = await asyncio.to_thread(self._auth.check, login, password)
+        client = _client(server.session)
         if user is None:
-            log.info("smtp login refused")  # the name may be a mistyped password
+            # The name is not logged: it may be a mistyped password.
+            log.info("smtp login refused peer=%s", client)
+            limiter = self.login_limiter
+            if limiter is not None and limiter.failed(client).refused:
+                log.warning("smtp logins from %s refused for a while: too many failures", client)
+                await _lock_out(server)
+                return AuthResult(success=False, handled=True)
             return AuthResult(success=False, handled=False)
+        if self.login_limiter is not None:
+            self.login_limiter.succeeded(client)
         log.info("smtp login user=%s", user)
         return AuthResult(success=True, auth_data=user)
+
+    async def _admit(self, server: SMTP) -> bool:
+        """Slow down or refuse a login attempt from an address that failed too often."""
+        if self.login_limiter is None or self._auth is None:
+            return True
+        client = _client(server.session)
+        throttle = self.login_limiter.next_attempt(client)
+        if throttle.refused:
+            log.info("smtp login refused unchecked peer=%s: too many failures", client)
+            await _lock_out(server)
+            return False
+        if throttle.delay:
+            metrics.smtp_auth_throttled.labels(action="delayed").inc()
+            await self.pause(throttle.delay)
+        return True
 
     # -- envelope
 
@@ -264,6 +300,12 @@ class SmtpHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
+            # A NUL or a line break would follow the address into logs and reply headers.
+            malformed = Refusal(
+                553, "5.1.7", "the sender address holds control characters", "malformed"
+            )
+            return _refuse(malformed, session, "sender")
         sender = normalise_sender(address)
         refusal = check_sender(
             sender,
@@ -410,6 +452,21 @@ def _limit_key(sender: str, login: str | None) -> str:
     return f"login:{login}" if login else f"sender:{sender}"
 
 
+def _client(session: Session | None) -> str:
+    """The client's address, without its port: failed logins are counted by it."""
+    peer = session.peer if session is not None else None
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer)
+
+
+async def _lock_out(server: SMTP) -> None:
+    metrics.smtp_auth_throttled.labels(action="refused").inc()
+    await server.push(_LOCKED_OUT)
+    if server.transport is not None:
+        server.transport.close()
+
+
 def _peer(session: Session) -> str:
     peer = session.peer
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -513,6 +570,11 @@ async def start_smtp(
         MailIntake(store, spool),
         MessageReader(smtp.reader_processes),
         authenticator=Authenticator(users) if users else None,
+        login_limiter=AuthLimiter(
+            first_delay=smtp.auth_failure_delay.total_seconds(),
+            max_failures=smtp.auth_max_failures,
+            window=smtp.auth_failure_window.total_seconds(),
+        ),
         on_accept=on_accept,
     )
     hostname = smtp.hostname or _local_hostname()
