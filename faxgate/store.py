@@ -275,7 +275,14 @@ def _opt_time_from_db(text: str | None) -> datetime | None:
 
 
 def _json_to_db(value: Mapping[str, Any]) -> str:
-    return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    text = json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # A file name that is not UTF-8 (its bytes kept as surrogates), which SQLite cannot
+        # store as text: escaped, it reads back as the same name.
+        return json.dumps(dict(value), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    return text
 
 
 def _json_from_db(text: str | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
 
-from pypdf import PdfReader
+from pypdf import PasswordType, PdfReader
 
 # Extension -> content type of every kind of document the provider converts.
 ACCEPTED_TYPES: Final[dict[str, str]] = {
@@ -95,9 +95,12 @@ def check_unlocked(name: str, content_type: str, content: bytes) -> None:
 
 
 def _encrypted_pdf(content: bytes) -> bool:
+    """Whether opening the PDF asks for a password. One locked only against editing (an
+    owner password, an empty user password) opens, and is faxed."""
     try:
-        return PdfReader(io.BytesIO(content), strict=False).is_encrypted
-    except Exception:  # damaged beyond reading: the provider's conversion will judge it
+        reader = PdfReader(io.BytesIO(content), strict=False)
+        return reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
+    except Exception:  # damaged, or a cipher pypdf cannot undo here: the provider judges
         return False
 
 

@@ -79,7 +79,9 @@ def queue_faxes(store: Store, spool: Spool, requests: Sequence[FaxRequest]) -> l
                 if file is not document.source:
                     spooled.append(file)
                 documents.append(
-                    NewDocument(name=check.name, file=file, content_type=check.content_type)
+                    NewDocument(
+                        name=_readable(check.name), file=file, content_type=check.content_type
+                    )
                 )
             group_id = secrets.token_hex(6) if len(request.numbers) > 1 else None
             new_jobs.append(
@@ -126,3 +128,9 @@ def _spooled(spool: Spool, document: IncomingDocument, suffix: str) -> SpooledFi
         return spool.store_bytes(document.source, suffix=suffix)
     with document.source.open("rb") as stream:
         return spool.store_stream(stream, suffix=suffix)
+
+
+def _readable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (a name straight from a file system)
+    become "\ufffd"."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
