@@ -207,7 +207,11 @@ class _Callbacks:
             raise _Refused(503, "inbound faxes are not accepted yet", "not_accepted")
         self._check_announced_size(request)
         with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
-            form = await _read_form(request, _Budget(self._max_body), Path(tmp))
+            try:
+                form = await _read_form(request, _Budget(self._max_body), Path(tmp))
+            except OSError as exc:  # a full disk while the upload is saved: the provider retries
+                log.warning("inbound fax not saved error=%s", exc.strerror)
+                raise _Refused(503, "the fax could not be stored; try again", "error") from None
             tx = _transmission(form.fields)
             transaction = _transaction_object(form.fields[JSON_PART])
             try:
@@ -401,5 +405,5 @@ async def start_http(
         await runner.cleanup()
         raise
     bound = int(runner.addresses[0][1])
-    log.info("http listening on %s:%d", host, bound)
+    log.info("http listening host=%s port=%d", host, bound)
     return HttpServer(runner, host, bound)

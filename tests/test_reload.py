@@ -547,7 +547,7 @@ async def test_sighup_reloads_faxgate_run(
     await daemon.start()
     try:
         found = await wait_for(
-            lambda: re.search(r"smtp listening on 127\.0\.0\.1:(\d+)", daemon.log.read_text()),
+            lambda: re.search(r"smtp listening host=\S+ port=(\d+)", daemon.log.read_text()),
             what="the SMTP port in the log",
         )
         await wait_for(lambda: heard("READY=1"), what="READY=1")

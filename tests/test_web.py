@@ -28,7 +28,10 @@ from tests.conftest import (
     pdf_document,
     wait_for,
 )
+from tests.mounts import Mounts, mounts
 from tests.test_tracker import submitted_job
+
+__all__ = ["mounts"]  # the fixture
 
 TOKEN = "t0k3n-for-the-callbacks_0123456789"
 WRONG = "guessed-token-that-is-wrong-0123"
@@ -307,6 +310,37 @@ async def test_an_inbound_handler_gets_the_transaction_and_the_files(tracker: Tr
     assert files == [("fax.pdf", document)]
     assert left
     assert not any(path.exists() for path in left)  # temporary: gone after the call
+
+
+async def test_an_inbound_fax_that_cannot_be_saved_gets_503_so_the_provider_retries(
+    tracker: Tracker, tmp_path: Path, mounts: Mounts
+) -> None:
+    uploads = mounts.tmpfs(tmp_path / "uploads", "64k")
+    taken: list[str] = []
+
+    async def handler(transaction: dict[str, Any], files: list[tuple[str, Path]]) -> None:
+        taken.append(transaction["Guid"])
+
+    app = build_app(
+        token=TOKEN, tracker=tracker, max_body=2**20, inbound=handler, upload_dir=uploads
+    )
+    server = await start_http(app, "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            big = await http.post(  # more than the disk holds
+                f"/callbacks/{TOKEN}/inbound",
+                files={"json": (None, callback_json("in2", "S")), "file": ("f.pdf", b"x" * 2**17)},
+            )
+            small = await http.post(
+                f"/callbacks/{TOKEN}/inbound",
+                files={"json": (None, callback_json("in3", "S")), "file": ("f.pdf", b"%PDF-1.4")},
+            )
+    finally:
+        await server.stop()
+    assert big.status_code == 503
+    assert small.status_code == 200
+    assert taken == ["in3"]
+    assert list(uploads.iterdir()) == []  # nothing half saved is left
 
 
 async def test_health_and_metrics(http: httpx.AsyncClient) -> None:

@@ -49,7 +49,7 @@ from faxgate.intake.smtp_policy import (
 )
 from faxgate.intake.smtp_reader import MessageReader
 from faxgate.settings import Settings, SmtpSettings
-from faxgate.spool import Spool
+from faxgate.spool import Spool, disk_trouble
 from faxgate.store import Store, utc_now
 
 log = logging.getLogger("faxgate.smtp")
@@ -266,7 +266,7 @@ class SmtpHandler:
             log.info("smtp login refused peer=%s", client)
             limiter = self.login_limiter
             if limiter is not None and limiter.failed(client).refused:
-                log.warning("smtp logins from %s refused for a while: too many failures", client)
+                log.warning("smtp logins refused for a while peer=%s: too many failures", client)
                 await _lock_out(server)
                 return AuthResult(success=False, handled=True)
             return AuthResult(success=False, handled=False)
@@ -379,8 +379,9 @@ class SmtpHandler:
             return _refuse(Refusal(554, "5.6.0", str(refused), "unfaxable"), session, "message")
         except Abandoned:  # the client is gone: nobody reads this
             return "421 4.3.0 closing"
-        except Exception:
-            log.exception("smtp message could not be stored from=<%s>", sender)
+        except Exception as exc:
+            if disk_trouble(exc) is None:  # a full or read-only disk is logged in a line
+                log.exception("smtp message could not be stored from=<%s>", sender)
             return _refuse(
                 Refusal(
                     451, "4.3.0", "the message could not be stored; try again later", "storage"
@@ -440,7 +441,7 @@ class SmtpHandler:
 
 def _refuse(refusal: Refusal, session: Session, what: str) -> str:
     metrics.smtp_refused.labels(reason=refusal.reason).inc()
-    log.info("smtp refused %s peer=%s reply=%s", what, _peer(session), refusal)
+    log.info("smtp refused what=%s peer=%s reply=%r", what, _peer(session), str(refusal))
     return str(refusal)
 
 
@@ -603,7 +604,7 @@ async def start_smtp(
     loop = asyncio.get_running_loop()
     server = await loop.create_server(connection, smtp.listen.host, smtp.listen.port)
     listener = SmtpListener(server, handler, connections)
-    log.info("smtp listening on %s:%d as %s", listener.host, listener.port, hostname)
+    log.info("smtp listening host=%s port=%d hostname=%s", listener.host, listener.port, hostname)
     return listener
 
 
