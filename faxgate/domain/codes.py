@@ -113,7 +113,8 @@ _ERROR_WORDS: dict[ErrorCode, str] = {
     ErrorCode.DISCONNECTED: "the line is disconnected or unreachable",
     ErrorCode.BLACKLISTED: "the provider has blacklisted the number",
     ErrorCode.UNKNOWN: (
-        "the fax failed for an unknown reason (often a person answered instead of a fax machine)"
+        "the fax failed for an unknown reason (often a person answered instead of a fax "
+        "machine, or a document could not be converted)"
     ),
 }
 
