@@ -25,8 +25,9 @@ CALLBACK_TOKEN = "test-callback-token-0123456789"
 SETTLED = {JobState.SENT, JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED}
 
 
-def fast_settings(state_dir: Path, **sections: dict[str, Any]) -> Settings:
-    """A daemon on loopback, any free ports, with every timer shrunk for tests."""
+def fast_settings(state_dir: Path, **sections: Any) -> Settings:
+    """A daemon on loopback, any free ports, with every timer shrunk for tests. A section
+    given as a dict adds to the defaults; anything else (`folders=[...]`) replaces them."""
     values: dict[str, Any] = {
         "state_dir": state_dir,
         "sandbox": {"listen": "127.0.0.1:0", "speed": "test"},
@@ -42,7 +43,10 @@ def fast_settings(state_dir: Path, **sections: dict[str, Any]) -> Settings:
         "dispatch": {"backoff_first": 0.05, "backoff_max": 0.5},
     }
     for name, overrides in sections.items():
-        values[name] = {**values.get(name, {}), **overrides}
+        if isinstance(overrides, dict):
+            values[name] = {**values.get(name, {}), **overrides}
+        else:
+            values[name] = overrides
     return Settings(**values)
 
 

@@ -33,9 +33,7 @@ async def running(tmp_path: Path, **folder: Any) -> AsyncIterator[Daemon]:
     outbox = tmp_path / "outbox"
     outbox.mkdir(exist_ok=True)
     options = {**QUICK, **folder}
-    settings = fast_settings(tmp_path / "state").model_copy(
-        update={"folders": [FolderSettings(path=outbox, **options)]}
-    )
+    settings = fast_settings(tmp_path / "state", folders=[FolderSettings(path=outbox, **options)])
     async with started(settings) as daemon:
         yield daemon
 
