@@ -20,6 +20,7 @@ import hashlib
 import logging
 import mailbox
 import os
+import secrets
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -148,7 +149,8 @@ class MaildirMailer:
     def _write(self, data: bytes, message_id: str) -> Path:
         self._ensure_dirs()
         name = self._name_for(message_id)
-        tmp = self.path / "tmp" / name
+        # Its own name in tmp/: a write a crash cut short may have left the same one there.
+        tmp = self.path / "tmp" / f"{name}.{secrets.token_hex(4)}"
         new = self.path / "new" / name
         already = self._written(name)
         if already is not None:

@@ -140,7 +140,10 @@ async def test_killed_again_and_again_while_faxes_come_in(
         return set(found) == set(guids) and all(found.values())
 
     # The sandbox retries the callbacks the dead daemon missed; the restarted one delivers.
-    await wait_for(all_delivered, timeout=60, what="every fax stored and delivered")
+    try:
+        await wait_for(all_delivered, timeout=60, what="every fax stored and delivered")
+    except AssertionError as late:  # say what the daemon did meanwhile
+        raise AssertionError(f"{late}\n{daemon.log.read_text()[-4000:]}") from None
     mails = mails_by_fax(daemon.state_dir)
     assert len(mails) == len(guids)
     # A mail is sent at least once; a copy (a kill right after sending) has the same id.

@@ -94,6 +94,22 @@ async def test_maildir_keeps_the_callers_auto_submitted_and_message_id(tmp_path:
     assert len(replied.get_all("From", [])) == 1
 
 
+async def test_a_write_cut_short_does_not_block_the_message(tmp_path: Path) -> None:
+    maildir = tmp_path / "maildir"
+    mailer = MaildirMailer(maildir, from_address=FROM)
+    await mailer.send(report(Message_ID="<other@example.com>"))  # makes the folders
+    # A write killed before its rename left a file in tmp/ under the message's name.
+    cut_short = maildir / "tmp" / MaildirMailer._name_for("<again@example.com>")
+    cut_short.write_bytes(b"half a mess")
+
+    await mailer.send(report(Message_ID="<again@example.com>"))  # the delivery tried again
+    await mailer.send(report(Message_ID="<again@example.com>"))  # and once more: kept once
+
+    names = sorted(path.name for path in (maildir / "new").iterdir())
+    assert len(names) == 2
+    assert cut_short.name in names
+
+
 async def test_maildir_that_cannot_be_written_is_a_temporary_error(tmp_path: Path) -> None:
     blocker = tmp_path / "maildir"
     blocker.write_text("a file where the folder should be")
