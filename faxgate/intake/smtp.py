@@ -62,6 +62,10 @@ _OK_RCPT: Final = "250 2.1.5 OK"
 _LOCKED_OUT: Final = "421 4.7.0 Too many failed authentication attempts"
 
 
+# RFC 5321 allows command lines of 512 bytes; a little more leaves room for AUTH lines.
+COMMAND_LINE_LIMIT: Final = 4096
+
+
 class SmtpSetupError(Exception):
     """The listener cannot start with these settings; the message says why."""
 
@@ -83,9 +87,10 @@ class FaxSMTP(SMTP):
     def __init__(
         self, handler: SmtpHandler, *, max_line: int, on_lost: Callable[[FaxSMTP], None], **kw: Any
     ) -> None:
-        # Scanners send base64 without line breaks: any line the size limit allows is
-        # taken. aiosmtpd reads the limit in its constructor, so it is set first.
-        self.line_length_limit = max_line
+        # A command line past this is drained and refused, never kept whole. aiosmtpd
+        # reads the limit in its constructor, so it is set first.
+        self.line_length_limit = COMMAND_LINE_LIMIT
+        self._data_line_limit = max_line
         self._on_lost = on_lost
         self.storing = False  # between the end of DATA and its answer
         super().__init__(handler, **kw)
@@ -107,7 +112,7 @@ class FaxSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            content = await read_message(self._reader, self.data_size_limit)
+            content = await self._read_data()
         except MessageTooBig:
             self.envelope = self._create_envelope()
             await self.push(self._too_big())
@@ -122,6 +127,16 @@ class FaxSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self.envelope = self._create_envelope()
         await self.push(status if isinstance(status, str) else "250 OK")
+
+    async def _read_data(self) -> bytes:
+        """The message, the stream taking lines as long as the size limit allows while it
+        is read: scanners send base64 without line breaks."""
+        reader = self._reader
+        reader._limit = self._data_line_limit  # type: ignore[attr-defined]  # asyncio's own
+        try:
+            return await read_message(reader, self.data_size_limit)
+        finally:
+            reader._limit = COMMAND_LINE_LIMIT  # type: ignore[attr-defined]
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):

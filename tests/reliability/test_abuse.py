@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,28 @@ async def test_a_sender_with_control_characters_is_refused(tmp_path: Path) -> No
             reply = await client.read_reply()
             assert (reply.code, reply.status) == (553, "5.1.7"), (sender, reply)
         assert refused("malformed") == before + 3
+        assert (await client.send(SENDER, [f"14155550123@{FAX_DOMAIN}"], fax_mail("x"))).code == 250
+
+
+async def test_an_endless_command_line_is_drained_not_kept(tmp_path: Path) -> None:
+    """25 MB without a line break before any command: refused as it goes, in pieces of
+    the command limit; the session carries on and a real message still goes through."""
+    async with smtp_daemon(tmp_path / "state") as daemon, smtp_client(smtp_port(daemon)) as client:
+        await client.ehlo()
+        chunk = b"A" * 2**20
+        tracemalloc.start()
+        try:
+            for _ in range(25):
+                client.writer.write(chunk)
+                await client.writer.drain()
+            client.writer.write(b"\r\n")
+            reply = await client.read_reply()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB held for one command line"
+        assert reply.code == 500, reply
+        assert "too long" in reply.text
         assert (await client.send(SENDER, [f"14155550123@{FAX_DOMAIN}"], fax_mail("x"))).code == 250
 
 
