@@ -97,6 +97,8 @@ def check_unlocked(name: str, content_type: str, content: bytes) -> None:
 def _encrypted_pdf(content: bytes) -> bool:
     """Whether opening the PDF asks for a password. One locked only against editing (an
     owner password, an empty user password) opens, and is faxed."""
+    if b"/Encrypt" not in content:  # every encrypted PDF names it, in plain, at its end
+        return False
     try:
         reader = PdfReader(io.BytesIO(content), strict=False)
         return reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
