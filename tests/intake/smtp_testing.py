@@ -14,6 +14,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+import trustme
+
 from faxgate.app import Daemon, started
 from tests.conftest import pdf_document
 from tests.daemon import fast_settings
@@ -190,3 +193,25 @@ def subject(mail: EmailMessage) -> str:
 
 def spool_files(daemon: Daemon) -> set[str]:
     return {path.name for path in daemon.settings.spool_dir.iterdir()}
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A certificate for the listener, and a client context that trusts it."""
+
+    cert: Path
+    key: Path
+    client: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return Tls(cert, key, client)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import io
-import ssl
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 import pytest
-import trustme
 
 from faxgate.app import Daemon, StartupError, started
 from faxgate.cli import main
@@ -26,11 +23,15 @@ from tests.daemon import fast_settings
 from tests.intake.smtp_testing import (
     FAX_DOMAIN,
     SENDER,
+    Tls,
     fax_mail,
     smtp_client,
     smtp_daemon,
     smtp_port,
+    tls,
 )
+
+__all__ = ["tls"]  # the fixture
 
 PASSWORD = "correct horse battery staple"
 CHEAP = {"n": 2**10, "r": 8, "p": 1}  # quick to check: these tests are not about cost
@@ -98,26 +99,6 @@ def test_the_cli_prints_a_hash_that_checks(
 
 
 # ---------------------------------------------------------------------------- over the wire
-
-
-@dataclass(frozen=True)
-class Tls:
-    cert: Path
-    key: Path
-    client: ssl.SSLContext
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
-    leaf.private_key_pem.write_to_path(str(key))
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return Tls(cert, key, client)
 
 
 @pytest.fixture

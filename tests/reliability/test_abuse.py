@@ -34,7 +34,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
 from faxgate import metrics
 from faxgate.app import Daemon, started
@@ -49,11 +48,15 @@ from tests.intake.smtp_testing import (
     SENDER,
     RawSmtp,
     Reply,
+    Tls,
     fax_mail,
     smtp_client,
     smtp_daemon,
     smtp_port,
+    tls,
 )
+
+__all__ = ["tls"]  # the fixture
 
 PASSWORD = "correct horse battery staple"
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
@@ -148,26 +151,6 @@ async def test_an_endless_command_line_is_drained_not_kept(tmp_path: Path) -> No
 
 
 # ---------------------------------------------------------------------------- AUTH
-
-
-@dataclass(frozen=True)
-class Tls:
-    cert: Path
-    key: Path
-    client: ssl.SSLContext
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
-    leaf.private_key_pem.write_to_path(str(key))
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return Tls(cert, key, client)
 
 
 @dataclass
