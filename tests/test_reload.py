@@ -11,7 +11,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ from faxgate.settings import FolderSettings, ListenAddress, Settings, load_setti
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, DaemonProcess, settled
 from tests.intake.smtp_testing import RawSmtp, fax_mail
+from tests.test_systemd import notify_socket, received
+
+__all__ = ["notify_socket"]  # the fixture
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -481,30 +484,10 @@ async def test_reloads_wait_for_each_other(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- systemd
 
 
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify"))
-    sock.setblocking(False)
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def received(sock: socket.socket) -> list[str]:
-    messages = []
-    while True:
-        try:
-            messages.append(sock.recv(4096).decode())
-        except BlockingIOError:
-            return messages
-
-
 async def test_the_log_level_is_set_and_systemd_told(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, notify: socket.socket
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, notify_socket: socket.socket
 ) -> None:
-    monkeypatch.setenv("NOTIFY_SOCKET", notify.getsockname())
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.getsockname())
     levels: list[str] = []
     config = SettingsFile(tmp_path)
     config.write()
@@ -516,7 +499,7 @@ async def test_the_log_level_is_set_and_systemd_told(
         ended = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         assert levels == ["debug"]
         assert daemon.settings.log_level == "debug"
-    reloading, ready = received(notify)
+    reloading, ready = received(notify_socket)
     fields = dict(line.split("=", 1) for line in reloading.splitlines())
     assert fields["RELOADING"] == "1"
     assert began <= int(fields["MONOTONIC_USEC"]) <= ended
@@ -524,7 +507,7 @@ async def test_the_log_level_is_set_and_systemd_told(
 
 
 async def test_sighup_reloads_faxgate_run(
-    sandbox: Sandbox, tmp_path: Path, unused_tcp_port: int, notify: socket.socket
+    sandbox: Sandbox, tmp_path: Path, unused_tcp_port: int, notify_socket: socket.socket
 ) -> None:
     config = tmp_path / "faxgate.toml"
     config.write_text(toml_text({"smtp": {"allowed_senders": [ALICE]}}))
@@ -535,13 +518,13 @@ async def test_sighup_reloads_faxgate_run(
         extra_env={
             "FAXGATE_CONFIG": str(config),
             "FAXGATE_SMTP__READER_PROCESSES": "0",
-            "NOTIFY_SOCKET": notify.getsockname(),
+            "NOTIFY_SOCKET": notify_socket.getsockname(),
         },
     )
     messages: list[str] = []
 
     def heard(prefix: str, times: int = 1) -> bool:
-        messages.extend(received(notify))
+        messages.extend(received(notify_socket))
         return sum(m.startswith(prefix) for m in messages) >= times
 
     await daemon.start()
