@@ -231,6 +231,10 @@ class SmtpSettings(_Section):
     require_tls: bool = False
     # A client silent this long is disconnected (a whole message must come within it).
     idle_timeout: Duration = timedelta(minutes=10)
+    # Connections at once, in all and from one address (Postfix opens up to 20 to one
+    # destination): past either, a new one is told 421 and closed.
+    max_connections: int = Field(default=100, ge=1)
+    max_connections_per_client: int = Field(default=50, ge=1)
     # Processes that read messages (MIME parsing is CPU work kept off the event loop);
     # 0: a thread of the daemon instead.
     reader_processes: int = Field(default=2, ge=0, le=32)

@@ -22,6 +22,7 @@ import logging
 import socket
 import ssl
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Final
@@ -81,16 +82,48 @@ class FaxEnvelope(Envelope):
         self.faxes: dict[str, Fax] = {}  # by E.164: one fax per number, however written
 
 
+class ConnectionGate:
+    """Connections at once, in all and per client address. Each may hold up to a
+    message's size while it arrives, so past either limit a new one is turned away."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total, self.per_client = total, per_client
+        self._open: Counter[str] = Counter()
+
+    def enter(self, client: str) -> str | None:
+        """None when `client` may come in (it is counted), else the reply to close with."""
+        if self._open.total() >= self.total:
+            return "421 4.7.0 too many connections; try again later"
+        if self._open[client] >= self.per_client:
+            return "421 4.7.0 too many connections from your address; try again later"
+        self._open[client] += 1
+        return None
+
+    def leave(self, client: str) -> None:
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+
 class FaxSMTP(SMTP):
     """aiosmtpd's protocol with faxgate's limits and wording."""
 
     def __init__(
-        self, handler: SmtpHandler, *, max_line: int, on_lost: Callable[[FaxSMTP], None], **kw: Any
+        self,
+        handler: SmtpHandler,
+        *,
+        max_line: int,
+        gate: ConnectionGate,
+        on_lost: Callable[[FaxSMTP], None],
+        **kw: Any,
     ) -> None:
         # A command line past this is drained and refused, never kept whole. aiosmtpd
         # reads the limit in its constructor, so it is set first.
         self.line_length_limit = COMMAND_LINE_LIMIT
         self._data_line_limit = max_line
+        self._gate = gate
+        self._admitted: str | None = None  # the client address, once let in
+        self._turned_away = False
         self._on_lost = on_lost
         self.storing = False  # between the end of DATA and its answer
         super().__init__(handler, **kw)
@@ -163,8 +196,35 @@ class FaxSMTP(SMTP):
         metrics.smtp_refused.labels(reason="too_big").inc()
         return f"552 5.3.4 message too big: at most {self.data_size_limit} bytes"
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # not the TLS transport after STARTTLS: a new client
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+            refusal = self._gate.enter(client)
+            if refusal is not None:
+                self._turned_away = True
+                metrics.smtp_refused.labels(reason="connections").inc()
+                log.warning("smtp connection turned away peer=%s reply=%r", client, refusal)
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(f"{refusal}\r\n".encode())
+                transport.close()
+                return
+            self._admitted = client
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._turned_away:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._turned_away else super().eof_received()
+
     def connection_lost(self, error: Exception | None) -> None:
-        super().connection_lost(error)
+        if not self._turned_away:
+            super().connection_lost(error)
+        if self._admitted is not None:
+            self._gate.leave(self._admitted)
+            self._admitted = None
         self._on_lost(self)
 
     def close(self) -> None:
@@ -595,6 +655,7 @@ async def start_smtp(
     )
     hostname = smtp.hostname or _local_hostname()
     connections: set[FaxSMTP] = set()
+    gate = ConnectionGate(smtp.max_connections, smtp.max_connections_per_client)
     if not log.isEnabledFor(logging.DEBUG):
         # aiosmtpd logs every command at INFO (and a deprecation warning per login).
         logging.getLogger("mail.log").setLevel(logging.ERROR)
@@ -603,6 +664,7 @@ async def start_smtp(
         protocol = FaxSMTP(
             handler,
             max_line=smtp.max_message_size,
+            gate=gate,
             on_lost=connections.discard,
             hostname=hostname,
             ident="faxgate",

@@ -50,8 +50,12 @@ class RawSmtp:
         self.greeting: Reply | None = None
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawSmtp:
-        reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+    async def connect(
+        cls, port: int, host: str = "127.0.0.1", source: str | None = None
+    ) -> RawSmtp:
+        """Connect, from the address `source` when given (another client on loopback)."""
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection(host, port, limit=2**20, local_addr=local)
         client = cls(reader, writer)
         client.greeting = await client.read_reply()
         return client

@@ -150,6 +150,41 @@ async def test_an_endless_command_line_is_drained_not_kept(tmp_path: Path) -> No
         assert (await client.send(SENDER, [f"14155550123@{FAX_DOMAIN}"], fax_mail("x"))).code == 250
 
 
+async def test_too_many_connections_are_turned_away_before_any_command(tmp_path: Path) -> None:
+    limits = smtp_daemon(tmp_path / "state", max_connections=3, max_connections_per_client=2)
+    async with limits as daemon:
+        port = smtp_port(daemon)
+        before = refused("connections")
+        first, second = await RawSmtp.connect(port), await RawSmtp.connect(port)
+        third = await RawSmtp.connect(port)  # a third from the same address
+        assert third.greeting is not None
+        assert (third.greeting.code, third.greeting.status) == (421, "4.7.0")
+        assert await third.reader.read() == b""  # closed
+        # Another address still gets in, up to the total.
+        other = await RawSmtp.connect(port, source="127.0.0.2")
+        assert other.greeting is not None
+        assert other.greeting.code == 220
+        fourth = await RawSmtp.connect(port, source="127.0.0.3")
+        assert fourth.greeting is not None
+        assert fourth.greeting.code == 421
+        assert refused("connections") == before + 2
+        # Those let in work as ever; once one leaves, its place is free again.
+        await first.ehlo()
+        reply = await first.send(SENDER, [f"14155550123@{FAX_DOMAIN}"], fax_mail("x"))
+        assert reply.code == 250
+        await first.close()
+
+        async def admitted() -> bool:
+            again = await RawSmtp.connect(port)
+            assert again.greeting is not None
+            await again.close()
+            return again.greeting.code == 220
+
+        await wait_for(admitted, what="a place freed")
+        for client in (second, third, other, fourth):
+            await client.close()
+
+
 # ---------------------------------------------------------------------------- AUTH
 
 
