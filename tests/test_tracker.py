@@ -16,6 +16,7 @@ from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy, RetryRule
 from faxgate.hellofax.models import Transmission
 from faxgate.store import NewJob, Store
 from faxgate.tracker import Tracker
+from tests.conftest import wait_for
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 POLICY = RetryPolicy(
@@ -363,13 +364,11 @@ async def test_a_second_lost_race_drops_the_report(
 
 
 async def until_settled(store: Store, job_id: str) -> Job:
-    for _ in range(2000):
+    def settled() -> Job | None:
         current = store.get_job(job_id)
-        assert current is not None
-        if current.state in (S.SENT, S.FAILED):
-            return current
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"job {job_id} did not settle")
+        return current if current is not None and current.state in (S.SENT, S.FAILED) else None
+
+    return await wait_for(settled, what=f"job {job_id} settled")
 
 
 async def test_a_callback_that_beats_the_send_answer_is_applied_once_the_guid_is_known(
@@ -430,7 +429,7 @@ async def test_kept_reports_expire_and_polls_are_never_kept(
     for guid in ("g-old", "g-poll"):  # the send's answer comes, but too late for the report
         job = submitted_job(store, guid, now=clock.now)
         tracker.catch_up(job)
-        await asyncio.sleep(0)
+        await asyncio.gather(*tracker._catching_up)  # whatever catching up it began, done
         current = store.get_job(job.id)
         assert current is not None
         assert current.state is S.SUBMITTED
