@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from faxgate.app import Daemon
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.settings import Settings
 from faxgate.spool import Spool
-from tests.conftest import pdf_document, wait_for
+from tests.conftest import (
+    SANDBOX_GUID,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    pdf_document,
+    wait_for,
+)
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
 SETTLED = {JobState.SENT, JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED}
@@ -199,3 +208,30 @@ class DaemonProcess:
                 await self.process.wait()
         assert self.process.returncode is not None
         return self.process.returncode
+
+
+@contextlib.asynccontextmanager
+async def child_daemon(
+    sandbox: Sandbox,
+    state_dir: Path,
+    http_port: int,
+    extra_env: dict[str, str] | None = None,
+    *,
+    callbacks: Literal["outbound", "inbound"] = "outbound",
+) -> AsyncIterator[DaemonProcess]:
+    """A DaemonProcess (not started yet) whose `callbacks` ("outbound" or "inbound") the
+    sandbox already posts to its port, as it will to a restarted one; stopped at the end."""
+    process = DaemonProcess(state_dir, sandbox, http_port, extra_env)
+    url = f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/{callbacks}"
+    async with HelloFaxClient(
+        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
+    ) as client:
+        if callbacks == "inbound":
+            await client.update_account(inbound_url=url)
+        else:
+            await client.update_account(outbound_url=url)
+    try:
+        yield process
+    finally:
+        if process.process is not None:
+            await process.stop()

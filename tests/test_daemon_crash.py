@@ -3,7 +3,6 @@ twice. The daemon runs as a real process; the sandbox lives in the test, so it o
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -13,36 +12,23 @@ import pytest
 
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.spool import Spool
 from faxgate.store import Store
 from tests.conftest import (
-    SANDBOX_GUID,
-    SANDBOX_PASSWORD,
-    SANDBOX_USERNAME,
     pdf_document,
     wait_for,
 )
-from tests.daemon import CALLBACK_TOKEN, SETTLED, DaemonProcess
+from tests.daemon import SETTLED, DaemonProcess, child_daemon
 
 
 @pytest.fixture
 async def daemon(
     sandbox: Sandbox, tmp_path: Path, unused_tcp_port: int
 ) -> AsyncIterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path / "state", sandbox, unused_tcp_port)
-    base = f"http://127.0.0.1:{unused_tcp_port}/callbacks/{CALLBACK_TOKEN}"
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
-    ) as client:
-        await client.update_account(outbound_url=f"{base}/outbound")
-    try:
+    async with child_daemon(sandbox, tmp_path / "state", unused_tcp_port) as process:
         yield process
-    finally:
-        if process.process is not None:
-            await process.stop()
 
 
 @contextmanager
@@ -113,7 +99,6 @@ async def test_killed_again_and_again_with_work_in_every_state(
 
         await wait_for(some_sent, timeout=30, what=f"{target} faxes at the sandbox")
         await daemon.kill()
-        await asyncio.sleep(0)
         await daemon.start()
     sandbox.faults.delay = 0.0
 

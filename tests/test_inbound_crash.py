@@ -17,18 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
 from faxgate.store import Store
 from tests.conftest import (
-    SANDBOX_GUID,
     SANDBOX_LINE,
-    SANDBOX_PASSWORD,
-    SANDBOX_USERNAME,
     pdf_document,
     wait_for,
 )
-from tests.daemon import CALLBACK_TOKEN, DaemonProcess
+from tests.daemon import DaemonProcess, child_daemon
 
 
 @pytest.fixture
@@ -39,17 +35,11 @@ async def daemon(
         "FAXGATE_INBOUND__DEFAULT_EMAIL": json.dumps(["desk@example.com"]),
         "FAXGATE_INBOUND__DEFAULT_FOLDER": str(tmp_path / "out"),
     }
-    process = DaemonProcess(tmp_path / "state", sandbox, unused_tcp_port, inbound)
-    url = f"http://127.0.0.1:{unused_tcp_port}/callbacks/{CALLBACK_TOKEN}/inbound"
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
-    ) as client:
-        await client.update_account(inbound_url=url)
-    try:
+    state_dir = tmp_path / "state"
+    async with child_daemon(
+        sandbox, state_dir, unused_tcp_port, inbound, callbacks="inbound"
+    ) as process:
         yield process
-    finally:
-        if process.process is not None:
-            await process.stop()
 
 
 @contextmanager

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
-from tests.conftest import SANDBOX_GUID, SANDBOX_PASSWORD, SANDBOX_USERNAME, pdf_document, wait_for
-from tests.daemon import CALLBACK_TOKEN, DaemonProcess
+from tests.conftest import pdf_document, wait_for
+from tests.daemon import DaemonProcess, child_daemon
 
 ROUNDS = 3
 PER_ROUND = 40
@@ -27,22 +26,9 @@ async def daemon(
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     folders = [{"path": str(outbox), "stable_for": 0.2, "rescan_interval": 3600}]
-    process = DaemonProcess(
-        tmp_path / "state",
-        sandbox,
-        unused_tcp_port,
-        extra_env={"FAXGATE_FOLDERS": json.dumps(folders)},
-    )
-    base = f"http://127.0.0.1:{unused_tcp_port}/callbacks/{CALLBACK_TOKEN}"
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
-    ) as client:
-        await client.update_account(outbound_url=f"{base}/outbound")
-    try:
+    env = {"FAXGATE_FOLDERS": json.dumps(folders)}
+    async with child_daemon(sandbox, tmp_path / "state", unused_tcp_port, env) as process:
         yield process
-    finally:
-        if process.process is not None:
-            await process.stop()
 
 
 def dropped(outbox: Path) -> list[Path]:
