@@ -38,18 +38,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from faxgate.config_error import ConfigError as ConfigError  # re-exported for callers
 from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.hellofax.sandbox import settings as sandbox_defaults
+from faxgate.hellofax import sandbox_defaults
 from faxgate.inbound.routing import check_address, check_pattern_syntax
 from faxgate.intake.smtp_auth import BadPasswordHash, parse_hash
 
 DEFAULT_CONFIG_PATH = Path("config/faxgate.toml")
 HELLOFAX_BASE_URL = "https://api.hellofax.com/v1"
-
-
-class ConfigError(Exception):
-    """The settings cannot be used; the message names the key and never its value."""
 
 
 class ListenAddress(NamedTuple):
