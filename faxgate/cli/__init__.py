@@ -9,14 +9,16 @@ not load the HTTP client, the sandbox or the daemon.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 from faxgate import __version__
-from faxgate.cli.common import EXIT_USAGE, CommandError
+from faxgate.cli.common import EXIT_BROKEN_PIPE, EXIT_USAGE, CommandError
 from faxgate.config_error import ConfigError
 
 COMMAND_GROUPS = ("run", "jobs", "inbox", "config", "api", "sandbox", "smtp")
@@ -97,7 +99,18 @@ def _groups_needed(argv: Sequence[str]) -> tuple[str, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            return _run(sys.argv[1:] if argv is None else list(argv))
+        finally:
+            # Written out here (also after --help), not at exit, where a closed pipe could
+            # only print a traceback.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser(_groups_needed(argv))
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -119,3 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _reader_went_away() -> int:
+    """The output's reader closed it early (`faxgate status | head -1`): stop quietly, with
+    the status a shell gives a command killed by SIGPIPE."""
+    # Whatever is still buffered for stdout would fail again at exit: send it nowhere.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and failed: the provider refused, a job is unknown...
 EXIT_USAGE = 2  # the command could not run: bad arguments or settings
+EXIT_BROKEN_PIPE = 141  # the reader of the output closed it early (128 + SIGPIPE, as a shell)
 
 T = TypeVar("T")
 # Subscripted only for the type checker: the runtime class is not generic on 3.11.
