@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -40,10 +40,12 @@ from pydantic_settings import (
 
 from faxgate.config_error import ConfigError as ConfigError  # re-exported for callers
 from faxgate.domain.jobs import RetryPolicy, RetryRule
-from faxgate.domain.numbers import NumberPolicy
 from faxgate.hellofax import sandbox_defaults
 from faxgate.inbound.routing import check_address, check_pattern_syntax
 from faxgate.intake.smtp_auth import BadPasswordHash, parse_hash
+
+if TYPE_CHECKING:
+    from faxgate.domain.numbers import NumberPolicy
 
 DEFAULT_CONFIG_PATH = Path("config/faxgate.toml")
 HELLOFAX_BASE_URL = "https://api.hellofax.com/v1"
@@ -193,6 +195,8 @@ class NumberSettings(_Section):
         return [code.upper() for code in value]
 
     def policy(self) -> NumberPolicy:
+        from faxgate.domain.numbers import NumberPolicy  # phonenumbers: only when numbers are read
+
         return NumberPolicy(
             default_region=self.default_region,
             allow_premium=self.allow_premium,

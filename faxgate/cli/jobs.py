@@ -32,7 +32,6 @@ from faxgate.domain.jobs import (
     is_final,
     normalize_job_id,
 )
-from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
 from faxgate.domain.outcomes import report_payload
 from faxgate.settings import Settings
 from faxgate.store import NewNotification, StaleState, Store
@@ -94,8 +93,10 @@ def _find(store: Store, text: str) -> Job:
 
 
 def send_command(args: argparse.Namespace) -> int:
-    # Here, not above: checking documents loads pypdf, which `status` and the rest do not need.
+    # Here, not above: reading numbers and documents loads phonenumbers and pypdf, which
+    # `status` and the rest do not need.
     from faxgate.domain.documents import DocumentRefused
+    from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
     from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
     from faxgate.spool import Spool
 
