@@ -21,7 +21,7 @@ from faxgate import __version__
 from faxgate.cli.common import EXIT_BROKEN_PIPE, EXIT_USAGE, CommandError
 from faxgate.config_error import ConfigError
 
-COMMAND_GROUPS = ("run", "jobs", "inbox", "config", "api", "sandbox", "smtp")
+COMMAND_GROUPS = ("run", "jobs", "inbox", "config", "doctor", "api", "sandbox", "smtp")
 # The group (module under faxgate.cli) that registers each top-level command.
 GROUP_OF_COMMAND = {
     "run": "run",
@@ -31,6 +31,7 @@ GROUP_OF_COMMAND = {
     "cancel": "jobs",
     "inbox": "inbox",
     "config": "config",
+    "doctor": "doctor",
     "account": "api",
     "lines": "api",
     "areacodes": "api",
