@@ -172,8 +172,8 @@ def _check_callbacks(settings: Settings, account: Account) -> Finding:
         account.default_outbound_fax_callback_url or "",
     )
     wrong = [
-        f"{what} go to {_shown(got, token) if got else 'nowhere (not set)'}, "
-        f"not to {_shown(want, token)}"
+        f"{what} go {f'to {_shown(got, token)}' if got else 'nowhere (no URL set)'}, but this "
+        f"faxgate expects {_shown(want, token)}"
         for what, got, want in zip(
             ("inbound faxes", "outcomes of sent faxes"), actual, expected, strict=True
         )

@@ -174,7 +174,10 @@ async def test_callback_urls_elsewhere_are_shown_without_the_secret(
     assert code == 1
     (problem,) = problems(checks)
     assert problem["check"] == "callbacks"
-    assert "inbound faxes go to nowhere (not set)" in problem["detail"]
+    assert (
+        "inbound faxes go nowhere (no URL set), but this faxgate expects http://127.0.0.1:"
+        in problem["detail"]
+    )
     assert "faxgate account --register-callbacks" in problem["fix"]
 
     async with provider() as client:
@@ -183,7 +186,7 @@ async def test_callback_urls_elsewhere_are_shown_without_the_secret(
         )
     code, checks = await doctor(capsys)
     detail = only(checks, "callbacks")["detail"]
-    assert "https://old.example.com/callbacks/<another token>/inbound" in detail
+    assert "go to https://old.example.com/callbacks/<another token>/inbound, but" in detail
     assert "an-older-secret-token" not in detail
     assert CALLBACK_TOKEN not in detail
 
