@@ -153,3 +153,28 @@ def test_a_mistyped_command_still_lists_every_choice(capsys: pytest.CaptureFixtu
     assert "invalid choice: 'stauts'" in err
     for command in GROUP_OF_COMMAND:
         assert command in err
+
+
+@pytest.mark.parametrize("argv", [["-h", "status"], ["-vh", "inbox"], ["--help"]])
+def test_the_full_help_lists_every_command(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    for command in GROUP_OF_COMMAND:
+        assert f"    {command} " in shown, command
+
+
+def test_no_command_shows_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    shown = capsys.readouterr().err
+    for command in GROUP_OF_COMMAND:
+        assert f"    {command} " in shown, command
+
+
+def test_help_after_a_command_is_that_command_s(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["status", "-h"])
+    assert capsys.readouterr().out.startswith("usage: faxgate status")

@@ -80,21 +80,27 @@ class _Unreadable(Exception):
 
 def _groups_needed(argv: Sequence[str]) -> tuple[str, ...]:
     """The command groups this command line needs: its command's, none for a bare
-    --version, else all (help, a mistyped command: argparse lists every choice)."""
+    --version, else all (the full help, a mistyped command: argparse lists every choice)."""
     # Read with the same global options as the real parser, so "-c PATH", "--config=PATH"
     # and "-vc PATH" are skipped alike; whatever is left first is the command.
     scout = _Scout(add_help=False)
     _add_global_options(scout)
+    scout.add_argument("-h", "--help", action="store_true")
     scout.add_argument("--version", action="store_true")
     scout.add_argument("command", nargs="?")
     try:
         known, _ = scout.parse_known_args(argv)
+        group = GROUP_OF_COMMAND.get(known.command or "")
+        if group is not None and known.help:
+            # "faxgate -h status" is the full help; "faxgate status -h" the command's.
+            before, _ = scout.parse_known_args(argv[: argv.index(known.command)])
+            if before.help:
+                return COMMAND_GROUPS
     except _Unreadable:  # a malformed global option: the real parser says what is wrong
         return COMMAND_GROUPS
-    group = GROUP_OF_COMMAND.get(known.command or "")
     if group is not None:
         return (group,)
-    if known.version and known.command is None and not {"-h", "--help"} & set(argv):
+    if known.version and known.command is None and not known.help:
         return ()
     return COMMAND_GROUPS
 
