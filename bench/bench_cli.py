@@ -7,14 +7,17 @@ fresh process each time, its output thrown away, in a temporary working director
 FAXGATE_STATE_DIR pointing at a state directory that holds 200 jobs (in several states)
 and 20 received faxes, so `status` and `inbox` have something to read. The baseline is
 the bare interpreter (`python -c pass`, same Python, same environment) measured in the
-same rounds: every round runs each command once, so a noisy spell hits all alike. Wall
-time per run; the median and the slowest of the rounds, and the median as a multiple of
-the baseline's. Bytecode is compiled once into a cache of the bench's own
-(PYTHONPYCACHEPREFIX), as an installed faxgate has it, whatever PYTHONDONTWRITEBYTECODE
-says.
+same rounds: every round runs each command once, so a noisy spell hits all alike.
 
-To measure another checkout (the figures before a change), put its source first on the
-path: `PYTHONPATH=/tmp/old .venv/bin/python bench/bench_cli.py`.
+Wall time per run: the median and the slowest of the rounds, and the median as a multiple
+of the baseline's; beside it the CPU time (user and system) of a run, which other work on
+the machine changes far less than the wall time. Bytecode is compiled once into a cache
+of the bench's own (PYTHONPYCACHEPREFIX), as an installed faxgate has it, whatever
+PYTHONDONTWRITEBYTECODE says.
+
+To measure another checkout (the figures before a change): `make .venv/.installed` in
+that checkout, then run this file with that checkout's Python,
+`/path/to/other/.venv/bin/python bench/bench_cli.py`.
 The figures go to bench/README.md (section "Command line").
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,7 +102,9 @@ def faxgate_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "faxgate"]
 
 
-def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run."""
+    cpu_before = _children_cpu()
     began = time.perf_counter()
     done = subprocess.run(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
@@ -106,7 +112,12 @@ def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()}")
-    return seconds
+    return seconds, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         "beside python -c pass"
     )
     faxgate = faxgate_command()
-    runs: dict[str, list[float]] = {name: [] for name in ["python -c pass", *COMMANDS]}
+    runs: dict[str, list[tuple[float, float]]] = {
+        name: [] for name in ["python -c pass", *COMMANDS]
+    }
     with tempfile.TemporaryDirectory(prefix="faxgate-bench-cli-") as root:
         workdir = Path(root)
         fill_state(workdir / "var")
@@ -142,22 +155,26 @@ def main(argv: list[str] | None = None) -> int:
             for name, command in argvs.items():
                 runs[name].append(time_once(command, workdir, env))
 
-    baseline = statistics.median(runs["python -c pass"])
+    baseline = statistics.median(wall for wall, _ in runs["python -c pass"])
     rows = []
-    for name, seconds in runs.items():
-        median = statistics.median(seconds)
+    for name, measured in runs.items():
+        walls = [wall for wall, _ in measured]
+        median = statistics.median(walls)
+        cpu = statistics.median(cpu for _, cpu in measured)
         goal = GOALS.get(name)
         rows.append(
             [
                 name if name == "python -c pass" else f"faxgate {name}",
                 f"{median * 1000:.0f} ms",
-                f"{max(seconds) * 1000:.0f} ms",
+                f"{max(walls) * 1000:.0f} ms",
                 ratio(median, baseline),
+                f"{cpu * 1000:.0f} ms",
                 f"{goal * 1000:.0f} ms" if goal else "-",
                 ("met" if median <= goal else "NOT met") if goal else "-",
             ]
         )
-    print(table(["command", "median", "slowest", "x python -c pass", "goal", ""], rows))
+    headers = ["command", "median", "slowest", "x python -c pass", "CPU (median)", "goal", ""]
+    print(table(headers, rows))
     print(f"\nstate: {JOBS} jobs, {INBOUND} received faxes; command: {' '.join(faxgate)}")
     return 0
 
