@@ -110,8 +110,7 @@ def test_everyday_commands_load_only_what_they_need(tmp_path: Path, argv: tuple[
         f"faxgate.cli.{GROUP_OF_COMMAND[argv[0]]}"
     }
     assert sorted(other_groups & modules) == []
-    if argv[0] != "inbox":  # inbox shows numbers as people write them; the others need not
-        assert "phonenumbers" not in modules
+    assert "phonenumbers" not in modules  # numbers are shown as stored, not reformatted
 
 
 def test_each_command_is_found_in_the_group_that_registers_it() -> None:
