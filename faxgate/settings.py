@@ -8,6 +8,7 @@ Sources, strongest first: environment (``FAXGATE_PROVIDER__BASE_URL``), credenti
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -727,8 +728,47 @@ def _describe(error: ValidationError, where: str) -> str:
     return f"invalid settings in {where}:\n" + "\n".join(lines)
 
 
+ENV_PREFIX = "FAXGATE_"
+# FAXGATE_* variables that are not settings themselves.
+OTHER_ENV_NAMES = frozenset({"FAXGATE_CONFIG"})
+
+
+def environment_names() -> set[str]:
+    """Every FAXGATE_* name that sets something: a top-level setting or SECTION__KEY."""
+    names = set(OTHER_ENV_NAMES)
+    for name, field in Settings.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name.upper()}")
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key, inner in section.model_fields.items():
+                names.add(f"{ENV_PREFIX}{name.upper()}__{(inner.alias or key).upper()}")
+    return names
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse FAXGATE_* variables that name no setting, as the TOML file refuses unknown
+    keys: a mistyped override would otherwise change nothing without a word."""
+    known = environment_names()
+    problems = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        # Deeper names set one entry of a table setting, e.g. FAXGATE_SMTP__USERS__SCANNER.
+        if name.count("__") > 1 and name.rsplit("__", 1)[0] in known:
+            continue
+        # Matched without the prefix they share, which would make any name look close.
+        keys = {known_name.removeprefix(ENV_PREFIX): known_name for known_name in known}
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), keys, n=1, cutoff=0.7)
+        hint = f"; did you mean {keys[close[0]]}?" if close else ""
+        problems.append(f"  {variable}: names no setting{hint}")
+    if problems:
+        raise ConfigError("unknown FAXGATE_* variables:\n" + "\n".join(problems))
+
+
 def load_settings(config: str | Path | None = None) -> Settings:
     """Build the effective settings or raise ConfigError with a message fit for a user."""
+    _check_environment(os.environ)
     path = resolve_config_path(config, os.environ)
     data = _read_toml(path) if path else {}
     data = _merge(data, _read_credentials(os.environ))

@@ -134,6 +134,36 @@ def test_unknown_keys_are_refused_by_name(tmp_path: Path) -> None:
     assert "provider.base_ulr: unknown setting" in message
 
 
+def test_unknown_environment_variables_are_refused_with_the_closest_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "hunter2-do-not-print"
+    monkeypatch.setenv("FAXGATE_SMTP__LISTN", "127.0.0.1:2626")
+    monkeypatch.setenv("FAXGATE_PROVIDR__PASSWORD", secret)
+    monkeypatch.setenv("FAXGATE_NOTHING_LIKE_IT", "1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert lines[1:] == [
+        "  FAXGATE_NOTHING_LIKE_IT: names no setting",
+        "  FAXGATE_PROVIDR__PASSWORD: names no setting; did you mean FAXGATE_PROVIDER__PASSWORD?",
+        "  FAXGATE_SMTP__LISTN: names no setting; did you mean FAXGATE_SMTP__LISTEN?",
+    ]
+    assert secret not in str(caught.value)
+
+
+def test_every_real_environment_name_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any case, as pydantic-settings reads them; a table setting's entries by name.
+    monkeypatch.setenv("faxgate_smtp__listen", "127.0.0.1:2626")
+    monkeypatch.setenv("FAXGATE_STATE_DIR", "elsewhere")
+    monkeypatch.setenv("FAXGATE_MAIL__PASSWORD", "secret")
+    monkeypatch.setenv("FAXGATE_SMTP__SENDER_LINES__ME@X.ORG", "14155550100")
+    settings = load_settings()
+    assert settings.smtp.listen == ListenAddress("127.0.0.1", 2626)
+    assert settings.state_dir == Path("elsewhere")
+    assert settings.smtp.sender_lines == {"me@x.org": "14155550100"}
+
+
 def test_bad_values_name_the_key_and_never_echo_the_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
