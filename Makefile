@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The whole product on the built-in sandbox: a hot folder, inbound faxes to var/inbox.
 run: $(STAMP)
-	$(BIN)/faxgate run
+	$(BIN)/faxgate run --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
