@@ -132,13 +132,17 @@ def numbers_in_subject(subject: str, policy: NumberPolicy, limit: int) -> Subjec
 # ---------------------------------------------------------------------------- plus
 
 
-def plus_address_number(local: str, shared: Iterable[str], delimiter: str = "+") -> str | None:
-    """The text after the delimiter of `fax+14155550100` when `fax` is a shared local
-    part; None when the address is not plus-addressed to one of them."""
+def plus_address_number(
+    address: str, plus_addresses: Iterable[str], delimiter: str = "+"
+) -> str | None:
+    """The number part of `fax+14155550100@company.com` when `fax@company.com` takes
+    plus-addressing; None when the address is not plus-addressed to one of them."""
+    local, at, domain = address.strip().strip("<>").rpartition("@")
     base, found, extension = local.partition(delimiter)
-    if not found or not extension:
+    if not at or not found or not extension:
         return None
-    if base.lower() not in {name.lower() for name in shared}:
+    shared = {entry.strip().lower() for entry in plus_addresses}
+    if f"{base}@{domain}".lower() not in shared:
         return None
     return extension
 

@@ -108,25 +108,27 @@ def test_full_width_digits_as_pasted_from_a_web_page() -> None:
 
 
 @pytest.mark.parametrize(
-    ("local", "expected"),
+    ("address", "expected"),
     [
-        ("fax+14155550100", "14155550100"),
-        ("FAX+14155550100", "14155550100"),
-        ("Fax+1-415-555-0100", "1-415-555-0100"),
-        ("fax", None),
-        ("fax+", None),
-        ("sales+14155550100", None),
-        ("14155550100", None),
+        ("fax+14155550100@company.com", "14155550100"),
+        ("<FAX+14155550100@Company.COM>", "14155550100"),
+        ("fax+1-415-555-0100@company.com", "1-415-555-0100"),
+        ("fax@company.com", None),
+        ("fax+@company.com", None),
+        ("sales+14155550100@company.com", None),
+        ("fax+14155550100@elsewhere.com", None),
+        ("fax+14155550100", None),
     ],
 )
-def test_plus_addressing(local: str, expected: str | None) -> None:
-    assert plus_address_number(local, ["fax", "telefax"]) == expected
+def test_plus_addressing(address: str, expected: str | None) -> None:
+    assert plus_address_number(address, ["fax@company.com", "telefax@company.com"]) == expected
 
 
 def test_plus_addressing_with_another_delimiter() -> None:
     # Postfix's recipient_delimiter may be "-" where "+" is taken.
-    assert plus_address_number("fax-14155550100", ["fax"], delimiter="-") == "14155550100"
-    assert plus_address_number("fax+14155550100", ["fax"], delimiter="-") is None
+    shared = ["fax@company.com"]
+    assert plus_address_number("fax-14155550100@company.com", shared, "-") == "14155550100"
+    assert plus_address_number("fax+14155550100@company.com", shared, "-") is None
 
 
 # ---------------------------------------------------------------------------- contacts
