@@ -388,6 +388,47 @@ class PollingSettings(_Section):
     page_size: int = Field(default=100, ge=1, le=100)
 
 
+class AddressingSettings(_Section):
+    """Ways to address a fax besides NUMBER@<fax domain> (see docs/email.md)."""
+
+    # Shared addresses whose mail is faxed to the numbers its subject starts with:
+    # ["fax@company.com"] and "Subject: Fax to +1 415 555 0100: the contract".
+    subject_addresses: list[str] = Field(default_factory=list)
+    # Shared addresses that take the number after a delimiter: fax+14155550100@company.com.
+    plus_addresses: list[str] = Field(default_factory=list)
+    # Postfix's recipient_delimiter must let it through (the same character, or none).
+    plus_delimiter: str = "+"
+    # A contacts file, TOML or CSV by its ending: NAME@<fax domain> faxes a contact or every
+    # number of a group. Read again on SIGHUP.
+    contacts_file: str = ""
+    # A group with more numbers than this is refused.
+    max_group_size: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("subject_addresses", "plus_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        cleaned = [entry.strip().lower() for entry in value]
+        for entry in cleaned:
+            local, at, domain = entry.rpartition("@")
+            if not at or not local or "." not in domain or " " in entry:
+                raise ValueError('expected whole addresses such as ["fax@example.com"]')
+        return cleaned
+
+    @field_validator("plus_delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if len(value) != 1 or value not in "+-_=.":
+            raise ValueError('expected one of "+", "-", "_", "=", "."')
+        return value
+
+    @field_validator("contacts_file")
+    @classmethod
+    def _contacts_file(cls, value: str) -> str:
+        if value and Path(value).suffix.lower() not in (".toml", ".csv"):
+            raise ValueError("a contacts file is a .toml or a .csv file")
+        return value
+
+
 class MailSettings(_Section):
     """Outgoing mail: replies to senders, reports, inbound faxes."""
 
@@ -576,6 +617,7 @@ class Settings(BaseSettings):
     mail: MailSettings = MailSettings()
     folders: Folders = Field(default_factory=list)
     inbound: InboundSettings = InboundSettings()
+    addressing: AddressingSettings = AddressingSettings()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from faxgate import __version__
-from faxgate.cli import api, config, inbox, jobs, run, sandbox, smtp
+from faxgate.cli import api, config, contacts, inbox, jobs, run, sandbox, smtp
 from faxgate.cli.common import EXIT_USAGE, CommandError
 from faxgate.settings import ConfigError
 
-COMMAND_GROUPS = (run, jobs, inbox, config, api, sandbox, smtp)
+COMMAND_GROUPS = (run, jobs, inbox, contacts, config, api, sandbox, smtp)
 
 
 def build_parser() -> argparse.ArgumentParser:
