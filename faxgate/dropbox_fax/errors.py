@@ -98,6 +98,8 @@ _NOT_FOUND: Final[Mapping[str, str]] = {
     "fax_line_remove_user": "the provider knows no such fax line or user",
 }
 _DELETED: Final[Mapping[str, str]] = {
+    "get_fax": "the provider has deleted this fax",
+    "delete_fax": "the provider has deleted this fax",
     "fax_files": "the provider no longer keeps this fax's files",
 }
 
@@ -167,7 +169,7 @@ def _refusal(status: int, name: str, endpoint: str) -> str:
     if status == 404 or name == "not_found":
         return _NOT_FOUND.get(endpoint, _BY_NAME["not_found"])
     if status == 410 or name == "deleted":
-        return _DELETED.get(endpoint, _NOT_FOUND.get(endpoint, _BY_NAME["deleted"]))
+        return _DELETED.get(endpoint, _BY_NAME["deleted"])
     return _BY_NAME.get(name) or _BY_STATUS.get(status, "the provider refused the request")
 
 

@@ -179,7 +179,9 @@ class Callback:
         data = load_json(data)
         if not isinstance(data, Mapping):
             raise ValueError("a callback payload must be a JSON object")
-        event = Event.model_validate(data.get("event"))
+        if not isinstance(data.get("event"), Mapping):
+            raise ValueError("a callback payload must hold an event object")
+        event = Event.model_validate(data["event"])
         fax: CallbackFax | None = None
         problem: str | None = None
         subject = next(
