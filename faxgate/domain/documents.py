@@ -7,12 +7,17 @@ and with a reason a person understands, instead of paying for a conversion failu
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
 
 from pypdf import PasswordType, PdfReader
+
+# pypdf warns about every fault it works around ("EOF marker not found"); faxgate says
+# in its own words what it refuses, and a PDF pypdf can read is no news.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 # Extension -> content type of every kind of document the provider converts.
 ACCEPTED_TYPES: Final[dict[str, str]] = {

@@ -112,7 +112,7 @@ _CALENDAR_EXTENSIONS: Final = frozenset({".ics", ".ical", ".ifb", ".vcs"})
 _PKCS7_MIME: Final = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 _ENCRYPTED: Final = frozenset({"multipart/encrypted", "application/pgp-encrypted"})
 _TNEF: Final = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
-_FORWARDED: Final = frozenset({"message/rfc822", "message/global"})
+_FORWARDED: Final = frozenset({"message/rfc822", "message/global", "message/news"})
 # Parts of a mail system's report: what it says about a message, never a page.
 _REPORT_PARTS: Final = frozenset(
     {"message/delivery-status", "message/global-delivery-status"}
@@ -127,8 +127,10 @@ _REPORT_KINDS: Final[dict[str, str]] = {
     "global-disposition-notification": "a read receipt",
     "feedback-report": "a spam or abuse report",
 }
-# Forms of a text faxgate reads as text, besides plain text and HTML.
+# Forms of a text faxgate reads as text, besides plain text.
 _ENRICHED: Final = frozenset({"text/enriched", "text/richtext"})
+_HTML: Final = frozenset({"text/html", "text/watch-html"})  # Apple's for its watch
+_BODY_TYPES: Final = frozenset({"text/plain"}) | _HTML | _ENRICHED
 # Exchange and MDaemon cut a body around an attachment and name the pieces after it
 # ATT00001.htm, ATT00002.txt, att1.htm: the body, not files the sender attached.
 _BODY_PIECE: Final = re.compile(r"att\d{1,8}\.(?:txt|html?)", re.IGNORECASE)
@@ -230,6 +232,9 @@ def fax_content(
     found.walk(message, depth=0)
     documents = _documents(found)
     body = _body(found.texts)
+    if not documents and not body:
+        # A message that only forwards another (an .eml attached) means to fax that one.
+        body = _body(found.forwarded_texts)
     skipped = list(found.skipped)
     carries_body = bool(body) and bool(documents)
     cover_on = _cover_wanted(cover, message, carries_body=carries_body)
@@ -252,9 +257,49 @@ def fax_content(
 
 def _parse(raw: bytes) -> Message:
     try:
-        return email.message_from_bytes(raw, policy=email.policy.default)
+        return email.message_from_bytes(_mended(raw), policy=email.policy.default)
     except Exception as error:  # the parser's own bugs on hostile input, deep nesting
         raise MessageRefused("the message could not be read as an email") from error
+
+
+_HEADER_LINE: Final = re.compile(rb"[!-9;-~]+[ \t]*:")
+# An unquoted boundary parameter holding characters a token may not (RFC 2045), on a
+# Content-Type line or its continuation.
+_BARE_BOUNDARY: Final = re.compile(
+    rb"^((?:content-type:|[ \t])[^\n]*?;\s*boundary[ \t]*=[ \t]*)"
+    rb"([^\"\s;]*[=/?@:,()<>\[\]][^\"\s;]*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _mended(raw: bytes) -> bytes:
+    """The message with two faults of real mail mended, as mail readers mend them.
+
+    A byte order mark before the first header (a message saved by a Windows editor) would
+    make every header body text. A boundary with "=" left unquoted (Outlook Express:
+    boundary=----=_NextPart_000...) would be cut at the "=": it is quoted. A folded header
+    line that lost its leading blank (seen from Exchange) would end the headers there, the
+    MIME headers after it lost: a line without a colon between header lines is read as a
+    continuation.
+    """
+    raw = _BARE_BOUNDARY.sub(rb'\1"\2"', raw.removeprefix(b"\xef\xbb\xbf"))
+    end = _header_end(raw)
+    lines = raw[:end].split(b"\n")
+    mended = False
+    for at in range(1, len(lines) - 1):
+        line = lines[at]
+        if not line.strip() or line[:1] in b" \t" or _HEADER_LINE.match(line):
+            continue
+        if not _HEADER_LINE.match(lines[at + 1]):
+            break  # the body starts here, without its blank line: left as it is
+        lines[at] = b" " + line
+        mended = True
+    return b"\n".join(lines) + raw[end:] if mended else raw
+
+
+def _header_end(raw: bytes) -> int:
+    ends = [at for at in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if at >= 0]
+    return min(ends) if ends else len(raw)
 
 
 # --- Walking the MIME tree -------------------------------------------------------------
@@ -291,6 +336,7 @@ class _Walk:
     plain_text: bool = False  # some text came from text/plain, not HTML
     skipped: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    forwarded_texts: list[str] = field(default_factory=list)  # the text of forwarded messages
 
     def walk(self, part: Message, depth: int) -> None:
         if depth > _MAX_DEPTH:
@@ -301,9 +347,10 @@ class _Walk:
             self.refusals.append(_ENCRYPTED_REASON)
         elif content_type in _PKCS7_MIME:
             self._pkcs7(part)
-        elif content_type == "multipart/report" and depth == 0:
-            kind = _REPORT_KINDS.get(_param(part, "report-type"), "an automatic report")
-            self.refusals.append(f"the message is {kind} from a mail system, not a document to fax")
+        elif depth == 0 and (report := _report_kind(part, content_type)):
+            self.refusals.append(
+                f"the message is {report} from a mail system, not a document to fax"
+            )
         elif content_type == "message/partial":
             self.refusals.append(
                 "the message is one piece of a message your mail program split in several, "
@@ -329,6 +376,7 @@ class _Walk:
         self.candidates += other.candidates
         self.skipped += other.skipped
         self.refusals += other.refusals
+        self.forwarded_texts += other.forwarded_texts
 
     def _children(self, part: Message, depth: int) -> None:
         children = _children(part)
@@ -365,7 +413,7 @@ class _Walk:
             self.absorb_files(files)
         chosen = {id(v) for v in usable}
         for child, version in versions:
-            if id(version) not in chosen:
+            if id(version) not in chosen and not _content_type(child).startswith("text/"):
                 self.skipped.append(f"{_form(child)} not faxed; the same message as text was")
 
     def faxable(self) -> bool:
@@ -391,6 +439,7 @@ class _Walk:
         for child in _children(part) or []:
             inner.walk(child, depth + 1)
         self.absorb_files(inner)
+        self.forwarded_texts += inner.texts
 
     def _leaf(self, part: Message, content_type: str) -> None:
         name = _filename(part)
@@ -404,7 +453,11 @@ class _Walk:
             self.skipped.append(f"contact card {name or 'without a name'} not faxed")
             return
         if content_type in _CALENDARS or extension in _CALENDAR_EXTENSIONS:
-            self.skipped.append(f"meeting invitation {name or 'without a name'} not faxed")
+            self.skipped.append(
+                f"meeting invitation {name} not faxed"
+                if name
+                else "the meeting invitation (calendar entry) not faxed"
+            )
             return
         if content_type in _TNEF or (name or "").lower() == "winmail.dat":
             self.refusals.append(_TNEF_REASON.format(name=name or "winmail.dat"))
@@ -436,7 +489,7 @@ class _Walk:
         if _PGP_MESSAGE.match(text):
             self.refusals.append(_ENCRYPTED_REASON)
             return
-        if content_type == "text/html":
+        if content_type in _HTML:
             text = html_to_text(text)
         elif content_type in _ENRICHED:
             text = enriched_to_text(text)
@@ -455,9 +508,23 @@ _ENCRYPTED_REASON: Final = (
 _PGP_MESSAGE: Final = re.compile(r"\s*-----BEGIN PGP MESSAGE-----")
 
 
+def _report_kind(message: Message, content_type: str) -> str | None:
+    """What kind of report from a mail system the message is, or None: a multipart/report
+    (RFC 6522) or a bare report part, or a bounce in plain text from a mailer daemon."""
+    if content_type == "multipart/report":
+        return _REPORT_KINDS.get(_param(message, "report-type"), "an automatic report")
+    if content_type in _REPORT_PARTS:
+        return _REPORT_KINDS.get(content_type.partition("/")[2], "an automatic report")
+    senders = _mailboxes(message, "from")
+    daemon = bool(senders) and senders[0][1].partition("@")[0].lower() == "mailer-daemon"
+    if daemon or _raw_header(message, "x-failed-recipients") is not None:
+        return _REPORT_KINDS["delivery-status"]
+    return None
+
+
 def _is_body(content_type: str, name: str | None, disposition: str | None) -> bool:
     """A piece of the message's own text, not a text file the sender attached."""
-    if content_type not in ("text/plain", "text/html") and content_type not in _ENRICHED:
+    if content_type not in _BODY_TYPES:
         return False
     if name and _BODY_PIECE.fullmatch(name):
         return True
@@ -517,7 +584,8 @@ def _children(part: Message) -> list[Message] | None:
     except Exception:
         return None
     if not isinstance(payload, list):
-        return None
+        # A multipart with nothing in it is empty, not broken: nothing is lost.
+        return [] if isinstance(payload, str) and not payload.strip() else None
     return [child for child in payload if isinstance(child, Message)]
 
 
@@ -568,10 +636,24 @@ def _filename(part: Message) -> str | None:
     try:
         name = part.get_filename()  # falls back to Content-Type's name
     except Exception:
-        return None
+        name = None
     if not isinstance(name, str):
+        name = _encoded_name(part)
+    if name is None:
         return None
     return _clean_name(name) or None
+
+
+_ENCODED_NAME: Final = re.compile(r"""(?:file)?name\s*=\s*"?(=\?[^"]*?\?=)""", re.IGNORECASE)
+
+
+def _encoded_name(part: Message) -> str | None:
+    """An RFC 2047 name the parser gave up on (Gmail once wrote name==?utf-8?B?...?=)."""
+    for header in ("content-disposition", "content-type"):
+        found = _ENCODED_NAME.search(_raw_header(part, header) or "")
+        if found:
+            return _decoded(found[1])
+    return None
 
 
 def _clean_name(name: str) -> str:

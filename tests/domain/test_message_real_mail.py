@@ -192,7 +192,7 @@ def test_an_exchange_meeting_request_faxes_its_text() -> None:
     content = read(raw)
     assert body_text(content).startswith("When: Monday 10:00. Where: Room 4.")
     assert content.skipped == [
-        "meeting invitation without a name not faxed",
+        "the meeting invitation (calendar entry) not faxed",
     ]
 
 
@@ -468,3 +468,61 @@ def test_a_text_file_named_like_a_body_piece_but_not_att_is_a_document() -> None
         'Content-Disposition: attachment; filename="attention.txt"\n\nMind the gap.\n',
     )
     assert [d.name for d in read(raw).documents] == ["attention.txt"]
+
+
+# --- Faults of real mail, mended as mail readers mend them ------------------------------
+
+
+def test_an_outlook_express_boundary_left_unquoted_is_read_whole() -> None:
+    raw = message(
+        "multipart/alternative;\n\tboundary=----=_NextPart_000_0023_01C81419.EB75E850",
+        "------=_NextPart_000_0023_01C81419.EB75E850\nContent-Type: text/plain\n\nHello\n"
+        "------=_NextPart_000_0023_01C81419.EB75E850--\n",
+    )
+    assert body_text(read(raw)) == "Hello\n"
+
+
+def test_a_header_line_that_lost_its_fold_does_not_end_the_headers() -> None:
+    raw = (
+        f"From: ann@example.com\nTo: {FAX}\nX-Diagnostics: 1;AM4PR01\n"
+        "P8FxVksOO2tmFWl+LxT0Acgv7RaCFBKF\nSubject: Order\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/alternative; boundary="A"\n\n'
+        "--A\nContent-Type: text/plain\n\nThe order.\n--A--\n"
+    ).encode()
+    assert body_text(read(raw)) == "The order.\n"
+    # A body without its blank line is still a body, not a header.
+    no_blank = f"From: ann@example.com\nTo: {FAX}\nSubject: x\nHello there\nsecond line\n"
+    assert "Hello there" in body_text(read(no_blank.encode()))
+
+
+def test_a_message_saved_with_a_byte_order_mark_is_read() -> None:
+    raw = b"\xef\xbb\xbf" + message("text/plain", "Fax me.\n")
+    assert body_text(read(raw)) == "Fax me.\n"
+
+
+def test_a_message_that_only_forwards_another_faxes_its_text() -> None:
+    raw = mixed(
+        "Content-Type: message/rfc822\n\nFrom: bob@example.com\nSubject: Results\n\n"
+        "The results are attached to this note.\n"
+    )
+    assert body_text(read(raw)) == "The results are attached to this note.\n"
+
+
+def test_a_plain_text_bounce_is_refused_as_one() -> None:
+    raw = (
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n"
+        f"To: {FAX}\nSubject: Delivery Status Notification (Failure)\n\n"
+        "Delivery to the following recipient failed permanently.\n"
+    ).encode()
+    assert refusal(raw) == (
+        "the message is a delivery report (a bounce) from a mail system, not a document to fax"
+    )
+
+
+def test_a_name_the_parser_drops_is_read_from_the_header() -> None:
+    raw = mixed(
+        "Content-Type: application/zip; name==?utf-8?B?VGhpcyBpcyBhIHRlc3QuemlwCg==?=\n"
+        "Content-Disposition: attachment; filename==?utf-8?B?VGhpcyBpcyBhIHRlc3QuemlwCg==?=\n\n"
+        "PK\x03\x04"
+    )
+    assert refusal(raw).startswith("This is a test.zip: .zip files cannot be faxed")
