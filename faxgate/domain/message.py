@@ -1,25 +1,32 @@
 """From an email (the raw bytes) to what is faxed: documents and cover page fields.
 
-Pure rules, no IO. The rules:
+Pure rules, no IO; docs/email.md ("How a message is read") tells them in full. In short:
 
-- Documents. Every attachment, in the order it appears (those of forwarded messages,
-  message/rfc822, included), becomes one of the fax's documents when
-  documents.check_document accepts it. Any other attachment (zip, exe, winmail.dat, a part
-  that cannot be decoded, ...) refuses the whole message, with the reason and the accepted
-  kinds, rather than faxing part of what was meant.
-- Not faxed, only noted in `skipped`: logos and signature images (a PNG, JPEG or GIF
-  shown inline with a Content-ID, or under 10 KB, or under 64 pixels on a side), empty
-  attachments, contact cards. Digital signatures (S/MIME, PGP) are dropped silently.
-- The body is the message's own text: text/plain preferred to HTML, HTML turned to text,
-  cut at the "-- " signature line, whitespace tidied. A forwarded message's text is not
-  the body.
+- Documents. Every attachment, in the order it appears (those of forwarded messages
+  included), becomes one of the fax's documents when documents.check_document and
+  documents.check_readable accept it. Any other attachment (zip, exe, winmail.dat, a PDF
+  cut short, ...) refuses the whole message, with the reason in the sender's words,
+  rather than faxing part of what was meant. Text and HTML attachments are handed on in
+  UTF-8 (as_utf8).
+- Not faxed, noted in `skipped`: logos and signature images (a PNG, JPEG or GIF shown
+  inline with a Content-ID, or under 10 KB, or under 64 pixels on a side), empty
+  attachments, contact cards, meeting invitations, forms of an alternative that cannot be
+  faxed. Dropped silently: digital signatures, certificates, report parts.
+- A multipart/alternative faxes the best form faxgate can fax; it is refused only when
+  no form can be. A multipart whose boundary is missing or never appears is refused.
+- The body is the message's own text: text/plain preferred to HTML, HTML and enriched
+  text turned to text, Exchange's ATT00001.htm pieces included, cut at the "-- "
+  signature line, whitespace tidied. A forwarded message's text is the body only when
+  the message holds nothing else.
+- Bounces, read receipts, spam reports, split and external-body messages, encrypted and
+  opaque-signed mail are refused saying what they are.
 - Cover page: with mode ALWAYS, or WHEN_BODY when there is a body to put on it beside
   attachments; never with NEVER or a header `X-Fax-Cover: no`. cover_to is the display
   name the message gives the fax address (To or Cc), cover_from the sender's display name
   (else address), cover_message the subject and, beside attachments, the body (capped).
 - A message with a body and no attachment faxes the body as message.txt (UTF-8); the body
   is never faxed twice. Nothing to fax, or more than one fax takes
-  (documents.check_batch), is a refusal.
+  (documents.check_batch), is a refusal; its reasons come one a line.
 
 Nothing here raises anything but MessageRefused: malformed mail is everyday input.
 """
