@@ -145,8 +145,6 @@ _BODY_PIECE: Final = re.compile(r"att\d{1,8}\.(?:txt|html?)", re.IGNORECASE)
 _KINDS: Final[dict[str, str]] = {
     "text/calendar": "a meeting invitation",
     "application/postscript": "a PostScript file",
-    "message/partial": "a piece of a split message",
-    "message/external-body": "a file kept outside the message",
 }
 # Transfer encodings that are not misspellings: content packed another way than MIME's.
 _FOREIGN_ENCODINGS: Final[dict[str, str]] = {
@@ -550,15 +548,13 @@ def _broken(part: Message) -> str:
 
 
 def _form(part: Message) -> str:
-    """A form of an alternative, in words: "the meeting invitation (calendar)"."""
+    """A form of an alternative, in words: "the PostScript form of the message"."""
     content_type = _content_type(part)
     if content_type in _CALENDARS:
-        return "the meeting invitation (calendar)"
+        return "the meeting invitation (calendar entry)"
     if content_type == "application/postscript":
         return "the PostScript form of the message"
-    if content_type.startswith("multipart/"):
-        return "another form of the message"
-    return f"the {_kind(content_type).removeprefix('a ').removeprefix('an ')} form of the message"
+    return "another form of the message"
 
 
 def _kind(content_type: str) -> str:
