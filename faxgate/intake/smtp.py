@@ -234,6 +234,7 @@ class FaxSMTP(SMTP):
 
 def _is_final_reply(status: str | bytes) -> bool:
     text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+    text = text.rsplit("\r\n", 1)[-1]  # a multiline reply ends with its last line
     return len(text) >= 4 and text[:3].isdigit() and text[3] == " "
 
 

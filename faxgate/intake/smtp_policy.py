@@ -16,6 +16,7 @@ code (RFC 3463), and a short reason name for the metrics.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import ipaddress
 import unicodedata
@@ -28,6 +29,8 @@ from faxgate.domain.numbers import FaxNumber, NumberPolicy, NumberRefused, parse
 
 NULL_SENDER: Final = "<>"
 MAX_REPLY_TEXT: Final = 400
+MAX_REPLY_LINES: Final = 10
+_ENCODED_CHUNK_BYTES: Final = 45  # base64 of 45 bytes is 60 characters: a word within 75
 # Characters that ask a server to relay further: the percent hack, bang paths, a second @.
 _ROUTING_CHARACTERS: Final = frozenset("%!@")
 _PATTERN_CHARACTERS: Final = frozenset("*?[")
@@ -41,24 +44,60 @@ class Refusal:
     reason: str  # a name for the metrics, e.g. "unknown_recipient"
 
     def __str__(self) -> str:
-        return f"{self.code} {self.status} {reply_text(self.text)}"
+        """The reply: one line for each line of the text (a multiline reply, RFC 5321)."""
+        lines = reply_lines(self.text)
+        return "\r\n".join(
+            f"{self.code}{' ' if last else '-'}{self.status} {line}"
+            for line, last in zip(lines, [False] * (len(lines) - 1) + [True], strict=True)
+        )
 
     @property
     def temporary(self) -> bool:
         return 400 <= self.code < 500
 
 
+def reply_lines(text: str) -> list[str]:
+    """The text's lines, each fit for a reply line, at most MAX_REPLY_LINES of them."""
+    lines = [line for line in (reply_text(line) for line in text.splitlines()) if line]
+    if len(lines) > MAX_REPLY_LINES:
+        more = len(lines) - MAX_REPLY_LINES + 1
+        lines = [*lines[: MAX_REPLY_LINES - 1], f"and {more} more reasons"]
+    return lines or [""]
+
+
 def reply_text(text: str) -> str:
-    """Text fit for one SMTP reply line: ASCII, no line breaks, not too long."""
-    ascii_text = (
-        unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-        if not text.isascii()
-        else text
-    )
-    one_line = " ".join("".join(ch if ch.isprintable() else " " for ch in ascii_text).split())
+    """Text fit for one SMTP reply line: ASCII, no line breaks, not too long.
+
+    A word in Latin letters with accents loses its accents ("Müller" is "Muller"); any
+    other word that is not ASCII ("사진.JPG", a file name) is kept whole as an RFC 2047
+    encoded word, which the sender's mail program can show as written.
+    """
+    words = "".join(ch if ch.isprintable() else " " for ch in text).split()
+    one_line = " ".join(word if word.isascii() else _ascii_word(word) for word in words)
     if len(one_line) > MAX_REPLY_TEXT:
         one_line = one_line[: MAX_REPLY_TEXT - 3].rstrip() + "..."
     return one_line
+
+
+def _ascii_word(word: str) -> str:
+    latin = unicodedata.normalize("NFKD", word)
+    plain = "".join(ch for ch in latin if not unicodedata.combining(ch))
+    if plain.isascii():
+        return plain
+    return " ".join(_encoded_words(word))
+
+
+def _encoded_words(word: str) -> list[str]:
+    """The word as RFC 2047 encoded words, each within 75 characters."""
+    pieces: list[str] = []
+    chunk = ""
+    for ch in word:
+        if len((chunk + ch).encode()) > _ENCODED_CHUNK_BYTES:
+            pieces.append(chunk)
+            chunk = ""
+        chunk += ch
+    pieces.append(chunk)
+    return [f"=?UTF-8?B?{base64.b64encode(piece.encode()).decode('ascii')}?=" for piece in pieces]
 
 
 # ---------------------------------------------------------------------------- recipients
