@@ -62,6 +62,10 @@ class AddressRefused(ValueError):
     def __str__(self) -> str:
         return self.reason
 
+    def __reduce__(self) -> tuple[type[AddressRefused], tuple[str, RefusalKind]]:
+        # Raised in the message readers' processes: it must cross back whole.
+        return (type(self), (self.reason, self.kind))
+
 
 @dataclass(frozen=True, slots=True)
 class Destination:
@@ -159,6 +163,11 @@ class AddressBook:
     problems: tuple[str, ...] = ()
     # Names left out for a problem, with it: mail to them is refused saying why.
     broken: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """Whether the book holds no name at all, usable or not."""
+        return not (self.contacts or self.groups or self.broken)
 
     def lookup(self, name: str) -> tuple[Destination, ...] | None:
         """What a local part names: one contact, a group's members, or None for a name

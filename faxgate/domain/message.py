@@ -217,6 +217,7 @@ class FaxContent:
     subject: str | None
     message_id: str | None
     skipped: list[str]  # plain words, e.g. "inline image logo.png not faxed"
+    cover_page: bool = False
 
 
 class MessageRefused(ValueError):
@@ -228,9 +229,16 @@ class MessageRefused(ValueError):
 
 
 def fax_content(
-    raw: bytes, *, recipient: str, cover: CoverMode = CoverMode.WHEN_BODY
+    raw: bytes,
+    *,
+    recipient: str,
+    cover: CoverMode = CoverMode.WHEN_BODY,
+    cover_subject: str | None = None,
 ) -> FaxContent:
-    """What to fax for one message to `recipient` (the fax address); or MessageRefused."""
+    """What to fax for one message to `recipient` (the fax address); or MessageRefused.
+
+    `cover_subject` stands for the subject on the cover page (what is left of a subject
+    that named the fax numbers)."""
     cover = CoverMode(cover)  # also takes the setting's plain string
     message = _parse(raw)
     found = _Walk()
@@ -253,10 +261,18 @@ def fax_content(
         documents=documents,
         cover_to=_recipient_name(message, recipient) if cover_on else None,
         cover_from=_sender_name(message) if cover_on else None,
-        cover_message=_cover_message(subject, body if carries_body else "") if cover_on else None,
+        cover_message=(
+            _cover_message(
+                subject if cover_subject is None else cover_subject,
+                body if carries_body else "",
+            )
+            if cover_on
+            else None
+        ),
         subject=subject,
         message_id=_header_text(message, "message-id"),
         skipped=skipped,
+        cover_page=cover_on,
     )
 
 

@@ -6,7 +6,10 @@ code (RFC 3463), and a short reason name for the metrics.
 - Recipients: `<number>@<fax domain>`. Any other domain, and any local part that tries
   to route mail further ("a%b@fax.local", "a!b@fax.local"), is not ours: 550 5.1.1. A
   number that is not one: 553 5.1.3; one the number policy forbids (premium rate, a
-  country not allowed): 550 5.7.1. The reason is in the reply text.
+  country not allowed): 550 5.7.1. The reason is in the reply text. Where [addressing]
+  allows them (faxgate.domain.addressing): a name or group of the address book at a fax
+  domain, `fax+<number>@` a plus address, and a shared address whose numbers come from
+  the subject, read at DATA.
 - Senders: a logged-in user may send from any address. Anyone else must match the
   allowlist when there is one: an address, "@domain", or a shell pattern ("*@*.example").
   The null sender (bounces) matches nothing.
@@ -21,10 +24,16 @@ import fnmatch
 import ipaddress
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from faxgate.domain.addressing import (
+    AddressBook,
+    AddressRefused,
+    Destination,
+    plus_address_number,
+)
 from faxgate.domain.numbers import FaxNumber, NumberPolicy, NumberRefused, parse_fax_number
 
 NULL_SENDER: Final = "<>"
@@ -107,10 +116,77 @@ def _encoded_words(word: str) -> list[str]:
 class RecipientRules:
     domains: frozenset[str]
     numbers: NumberPolicy
+    subject_addresses: frozenset[str] = frozenset()
+    plus_addresses: frozenset[str] = frozenset()
+    plus_delimiter: str = "+"
+    book: AddressBook = field(default_factory=AddressBook)
 
     @classmethod
-    def of(cls, domains: Iterable[str], numbers: NumberPolicy) -> RecipientRules:
-        return cls(frozenset(domain.lower().rstrip(".") for domain in domains), numbers)
+    def of(
+        cls,
+        domains: Iterable[str],
+        numbers: NumberPolicy,
+        *,
+        subject_addresses: Iterable[str] = (),
+        plus_addresses: Iterable[str] = (),
+        plus_delimiter: str = "+",
+        book: AddressBook | None = None,
+    ) -> RecipientRules:
+        return cls(
+            frozenset(domain.lower().rstrip(".") for domain in domains),
+            numbers,
+            frozenset(address.lower() for address in subject_addresses),
+            frozenset(address.lower() for address in plus_addresses),
+            plus_delimiter,
+            book or AddressBook(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FromSubject:
+    """A shared address: its fax numbers lead the message's subject, read at DATA."""
+
+    address: str
+
+
+def address_recipient(
+    address: str, rules: RecipientRules
+) -> tuple[Destination, ...] | FromSubject | Refusal:
+    """What an envelope recipient asks for, in every form [addressing] allows."""
+    bare = address.strip().strip("<>")
+    if bare.lower() in rules.subject_addresses:
+        return FromSubject(bare.lower())
+    plus = plus_address_number(bare, rules.plus_addresses, rules.plus_delimiter)
+    if plus is not None:
+        number = _number(address, plus, rules.numbers)
+        return number if isinstance(number, Refusal) else (Destination(number, "", bare),)
+    local, _, domain = bare.rpartition("@")
+    ours = domain.lower().rstrip(".") in rules.domains
+    if ours and not rules.book.empty and not any(ch in _ROUTING_CHARACTERS for ch in local):
+        try:
+            named = rules.book.lookup(_unquoted(local))
+        except AddressRefused as refused:
+            return Refusal(550, "5.1.1", f"<{address}>: {refused.reason}", "unknown_recipient")
+        if named is not None:
+            return named
+        if not any(ch.isdigit() for ch in local):
+            return Refusal(
+                550,
+                "5.1.1",
+                f"<{address}>: neither a fax number nor a name in the address book",
+                "unknown_recipient",
+            )
+    found = read_recipient(address, rules)
+    return found if isinstance(found, Refusal) else (Destination(found, "", bare),)
+
+
+def subject_refusal(refused: AddressRefused) -> Refusal:
+    """The answer at DATA for a shared address's subject that names no fax to send."""
+    if refused.kind == "too_many":
+        return Refusal(550, "5.5.3", refused.reason, "too_many_recipients")
+    if refused.kind == "forbidden_number":
+        return Refusal(550, "5.7.1", refused.reason, "forbidden_number")
+    return Refusal(550, "5.1.3", refused.reason, "no_number_in_subject")
 
 
 def read_recipient(address: str, rules: RecipientRules) -> FaxNumber | Refusal:
@@ -121,13 +197,17 @@ def read_recipient(address: str, rules: RecipientRules) -> FaxNumber | Refusal:
         return Refusal(550, "5.1.1", f"<{address}>: not a fax address here; no relaying", "relay")
     if not local or any(ch in _ROUTING_CHARACTERS for ch in local):
         return Refusal(550, "5.1.1", f"<{address}>: not a fax address here; no relaying", "relay")
+    return _number(address, local, rules.numbers)
+
+
+def _number(address: str, text: str, policy: NumberPolicy) -> FaxNumber | Refusal:
     try:
-        return parse_fax_number(local, rules.numbers)
+        return parse_fax_number(text, policy)
     except NumberRefused as refused:
         reason = refused.reason
     # Not a number at all, or one the policy forbids? Two answers, two codes.
     try:
-        parse_fax_number(local, _permissive(rules.numbers))
+        parse_fax_number(text, _permissive(policy))
     except NumberRefused:
         return Refusal(553, "5.1.3", f"<{address}>: {reason}", "bad_number")
     return Refusal(550, "5.7.1", f"<{address}>: {reason}", "forbidden_number")
