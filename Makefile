@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test peers lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The whole product on the built-in sandbox: a hot folder, inbound faxes to var/inbox.
 run: $(STAMP)
-	$(BIN)/faxgate run
+	$(BIN)/faxgate run --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -22,7 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The programs the tests run as real peers (tests/peers.txt), installed when missing.
+peers:
+	scripts/test-peers install
+
+test: peers lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -292,12 +292,15 @@ async def serve(
     stop: asyncio.Event,
     reloads: asyncio.Event | None = None,
     reloader: Reloader | None = None,
+    on_ready: Callable[[Daemon], None] | None = None,
 ) -> None:
     """Run the daemon until `stop` is set, reloading when `reloads` is set, keeping systemd
     informed."""
     async with started(settings) as daemon:
         if reloader is not None:
             daemon.reloader = reloader
+        if on_ready is not None:
+            on_ready(daemon)
         systemd.notify("READY=1\nSTATUS=faxgate is running")
         period = systemd.watchdog_period()
         feeding = asyncio.create_task(systemd.keep_watchdog_fed(period)) if period else None
@@ -308,7 +311,11 @@ async def serve(
             feeding.cancel()
 
 
-def run(settings: Settings, reloader: Reloader | None = None) -> int:
+def run(
+    settings: Settings,
+    reloader: Reloader | None = None,
+    on_ready: Callable[[Daemon], None] | None = None,
+) -> int:
     """Run in the foreground until SIGTERM or SIGINT, reloading on SIGHUP; the exit code
     for the shell."""
 
@@ -319,7 +326,7 @@ def run(settings: Settings, reloader: Reloader | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
         reloads = asyncio.Event()  # from the start: a SIGHUP while starting must not kill
         loop.add_signal_handler(signal.SIGHUP, reloads.set)
-        await serve(settings, stop, reloads, reloader)
+        await serve(settings, stop, reloads, reloader, on_ready)
 
     try:
         asyncio.run(main())

@@ -32,7 +32,7 @@ from faxgate import systemd
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
 from faxgate.inbound.routing import RoutingTable
 from faxgate.intake.hotfolder import FolderError, FolderReload, HotFolders
-from faxgate.intake.smtp import HandlerConfig, SmtpListener
+from faxgate.intake.smtp import HandlerConfig, SmtpListener, SmtpSetupError, load_address_book
 from faxgate.intake.smtp_policy import exposure_problem
 from faxgate.settings import ConfigError, Settings
 
@@ -46,6 +46,7 @@ LIVE: Final = frozenset(
     {
         "log_level",
         "numbers",
+        "addressing",
         "inbound",
         "folders",
         "smtp.domains",
@@ -264,11 +265,17 @@ class Reloader:
 async def _prepare(daemon: Running, in_use: Settings, plan: ReloadPlan) -> _Prepared:
     """Build the new parts; ReloadRefused when one cannot be built. Changes nothing."""
     prepared = _Prepared()
-    if daemon.smtp is not None and plan.touches("smtp", "numbers"):
+    # The contacts file is read again on every reload: it changes without the settings.
+    contacts = bool(in_use.addressing.contacts_file)
+    if daemon.smtp is not None and (plan.touches("smtp", "numbers", "addressing") or contacts):
         problem = reload_problem(in_use)
         if problem:
             raise ReloadRefused(problem)
-        prepared.smtp = HandlerConfig.of(in_use)
+        try:
+            book = await load_address_book(in_use)
+        except SmtpSetupError as exc:
+            raise ReloadRefused(str(exc)) from None
+        prepared.smtp = HandlerConfig.of(in_use, book)
     if daemon.inbound is not None and plan.touches("inbound", "numbers"):
         try:
             prepared.routing = routing_from_settings(in_use)

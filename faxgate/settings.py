@@ -8,6 +8,7 @@ Sources, strongest first: environment (``FAXGATE_PROVIDER__BASE_URL``), credenti
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -388,6 +389,47 @@ class PollingSettings(_Section):
     page_size: int = Field(default=100, ge=1, le=100)
 
 
+class AddressingSettings(_Section):
+    """Ways to address a fax besides NUMBER@<fax domain> (see docs/email.md)."""
+
+    # Shared addresses whose mail is faxed to the numbers its subject starts with:
+    # ["fax@company.com"] and "Subject: Fax to +1 415 555 0100: the contract".
+    subject_addresses: list[str] = Field(default_factory=list)
+    # Shared addresses that take the number after a delimiter: fax+14155550100@company.com.
+    plus_addresses: list[str] = Field(default_factory=list)
+    # Postfix's recipient_delimiter must let it through (the same character, or none).
+    plus_delimiter: str = "+"
+    # A contacts file, TOML or CSV by its ending: NAME@<fax domain> faxes a contact or every
+    # number of a group. Read again on SIGHUP.
+    contacts_file: str = ""
+    # A group with more numbers than this is refused.
+    max_group_size: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("subject_addresses", "plus_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        cleaned = [entry.strip().lower() for entry in value]
+        for entry in cleaned:
+            local, at, domain = entry.rpartition("@")
+            if not at or not local or "." not in domain or " " in entry:
+                raise ValueError('expected whole addresses such as ["fax@example.com"]')
+        return cleaned
+
+    @field_validator("plus_delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if len(value) != 1 or value not in "+-_=.":
+            raise ValueError('expected one of "+", "-", "_", "=", "."')
+        return value
+
+    @field_validator("contacts_file")
+    @classmethod
+    def _contacts_file(cls, value: str) -> str:
+        if value and Path(value).suffix.lower() not in (".toml", ".csv"):
+            raise ValueError("a contacts file is a .toml or a .csv file")
+        return value
+
+
 class MailSettings(_Section):
     """Outgoing mail: replies to senders, reports, inbound faxes."""
 
@@ -576,6 +618,7 @@ class Settings(BaseSettings):
     mail: MailSettings = MailSettings()
     folders: Folders = Field(default_factory=list)
     inbound: InboundSettings = InboundSettings()
+    addressing: AddressingSettings = AddressingSettings()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None
@@ -728,8 +771,47 @@ def _describe(error: ValidationError, where: str) -> str:
     return f"invalid settings in {where}:\n" + "\n".join(lines)
 
 
+ENV_PREFIX = "FAXGATE_"
+# FAXGATE_* variables that are not settings themselves.
+OTHER_ENV_NAMES = frozenset({"FAXGATE_CONFIG"})
+
+
+def environment_names() -> set[str]:
+    """Every FAXGATE_* name that sets something: a top-level setting or SECTION__KEY."""
+    names = set(OTHER_ENV_NAMES)
+    for name, field in Settings.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name.upper()}")
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key, inner in section.model_fields.items():
+                names.add(f"{ENV_PREFIX}{name.upper()}__{(inner.alias or key).upper()}")
+    return names
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse FAXGATE_* variables that name no setting, as the TOML file refuses unknown
+    keys: a mistyped override would otherwise change nothing without a word."""
+    known = environment_names()
+    problems = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        # Deeper names set one entry of a table setting, e.g. FAXGATE_SMTP__USERS__SCANNER.
+        if name.count("__") > 1 and name.rsplit("__", 1)[0] in known:
+            continue
+        # Matched without the prefix they share, which would make any name look close.
+        keys = {known_name.removeprefix(ENV_PREFIX): known_name for known_name in known}
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), keys, n=1, cutoff=0.7)
+        hint = f"; did you mean {keys[close[0]]}?" if close else ""
+        problems.append(f"  {variable}: names no setting{hint}")
+    if problems:
+        raise ConfigError("unknown FAXGATE_* variables:\n" + "\n".join(problems))
+
+
 def load_settings(config: str | Path | None = None) -> Settings:
     """Build the effective settings or raise ConfigError with a message fit for a user."""
+    _check_environment(os.environ)
     path = resolve_config_path(config, os.environ)
     data = _read_toml(path) if path else {}
     data = _merge(data, _read_credentials(os.environ))

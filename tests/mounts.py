@@ -7,12 +7,13 @@ Every mount is undone at teardown, the last made first, whatever happened.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import peers
 
 NEEDS_ROOT = (
     "these tests mount tmpfs and bind mounts to make disks full and folders read-only: run "
@@ -65,9 +66,9 @@ class Mounts:
 
 
 def _run(*command: str) -> None:
-    if os.geteuid() != 0 or shutil.which(command[0]) is None:
+    if os.geteuid() != 0:
         pytest.fail(NEEDS_ROOT)
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run([peers.command(command[0]), *command[1:]], capture_output=True, text=True)
     if done.returncode:
         pytest.fail(f"`{' '.join(command)}` failed: {done.stderr.strip()}; {NEEDS_ROOT}")
 

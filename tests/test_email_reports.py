@@ -159,6 +159,16 @@ def test_what_was_not_faxed_is_told(store: Store, tmp_path: Path) -> None:
     assert body.endswith("-- \nfaxgate\n")
 
 
+def test_file_names_in_any_script_reach_the_reply_whole(store: Store, tmp_path: Path) -> None:
+    ref = {**REF, "skipped": ["small image 사진.png not faxed", "contact card Иван.vcf not faxed"]}
+    job = end(store, make_job(store, tmp_path, ref=ref), JobState.SENT, "the fax was sent")
+    wire = compose(store, job).as_bytes(policy=email.policy.SMTP)
+    body = email.message_from_bytes(wire, policy=email.policy.default)
+    assert isinstance(body, EmailMessage)
+    text = body.get_content().replace("\r\n", "\n")
+    assert "  - small image 사진.png not faxed\n  - contact card Иван.vcf not faxed" in text
+
+
 def test_the_document_can_ride_along(store: Store, tmp_path: Path) -> None:
     job = end(store, make_job(store, tmp_path), JobState.SENT, "the fax was sent")
     reply = compose(store, job, [Attachment("contract.pdf", b"%PDF-1.4 x", "application/pdf")])

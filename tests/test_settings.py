@@ -134,6 +134,36 @@ def test_unknown_keys_are_refused_by_name(tmp_path: Path) -> None:
     assert "provider.base_ulr: unknown setting" in message
 
 
+def test_unknown_environment_variables_are_refused_with_the_closest_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "hunter2-do-not-print"
+    monkeypatch.setenv("FAXGATE_SMTP__LISTN", "127.0.0.1:2626")
+    monkeypatch.setenv("FAXGATE_PROVIDR__PASSWORD", secret)
+    monkeypatch.setenv("FAXGATE_NOTHING_LIKE_IT", "1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert lines[1:] == [
+        "  FAXGATE_NOTHING_LIKE_IT: names no setting",
+        "  FAXGATE_PROVIDR__PASSWORD: names no setting; did you mean FAXGATE_PROVIDER__PASSWORD?",
+        "  FAXGATE_SMTP__LISTN: names no setting; did you mean FAXGATE_SMTP__LISTEN?",
+    ]
+    assert secret not in str(caught.value)
+
+
+def test_every_real_environment_name_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any case, as pydantic-settings reads them; a table setting's entries by name.
+    monkeypatch.setenv("faxgate_smtp__listen", "127.0.0.1:2626")
+    monkeypatch.setenv("FAXGATE_STATE_DIR", "elsewhere")
+    monkeypatch.setenv("FAXGATE_MAIL__PASSWORD", "secret")
+    monkeypatch.setenv("FAXGATE_SMTP__SENDER_LINES__ME@X.ORG", "14155550100")
+    settings = load_settings()
+    assert settings.smtp.listen == ListenAddress("127.0.0.1", 2626)
+    assert settings.state_dir == Path("elsewhere")
+    assert settings.smtp.sender_lines == {"me@x.org": "14155550100"}
+
+
 def test_bad_values_name_the_key_and_never_echo_the_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,8 +234,26 @@ def test_the_example_file_lists_every_setting_with_its_default() -> None:
     with EXAMPLE.open("rb") as handle:
         example = tomllib.load(handle)
     defaults = masked_dump(Settings())
-    assert _keys(example) == _keys(defaults)
+    # Tables of tables are examples to uncomment: an empty list written out would clash.
+    assert _keys(example) == _keys(defaults) - {"folders", "inbound.routes"}
     assert masked_dump(load_settings(EXAMPLE)) == defaults
+
+
+def test_the_example_file_works_with_its_examples_uncommented(tmp_path: Path) -> None:
+    """Copied as is and each `#   [[...]]` block uncommented, the file loads."""
+    lines = EXAMPLE.read_text().splitlines()
+    uncommenting = False
+    for index, line in enumerate(lines):
+        if line.startswith("#   [["):
+            uncommenting = True
+        elif not line.startswith("#   "):
+            uncommenting = False
+        if uncommenting:
+            lines[index] = line.removeprefix("#   ")
+    config = write(tmp_path / "faxgate.toml", "\n".join(lines))
+    settings = load_settings(config)
+    assert [route.name for route in settings.inbound.routes] == ["sales", "head office"]
+    assert [folder.path for folder in settings.folders] == [Path("/srv/fax/outbox")]
 
 
 def _keys(data: dict[str, object], prefix: str = "") -> set[str]:

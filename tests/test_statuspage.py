@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from faxgate.health import HealthReport
 from faxgate.inbound.records import InboundFax, NewInboundFax
 from faxgate.statuspage import StatusSnapshot, render_page
 from faxgate.store import NewJob
+from tests import peers
 from tests.daemon import fast_settings, queue, settled
 
 HOSTILE = "<script>document.title='owned'</script><img src=x onerror=alert(1)>&amp;"
@@ -94,14 +94,8 @@ def cells(row: Element) -> list[str]:
 
 async def browser_dom(url: str, profile: Path) -> str:
     """The DOM headless Chromium built from `url`, serialized."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail(
-            "chromium is not installed: the status page is tested in a real browser"
-            " (Debian: apt-get install chromium chromium-driver)"
-        )
     process = await asyncio.create_subprocess_exec(
-        chromium,
+        peers.command("chromium"),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",

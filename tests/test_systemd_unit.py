@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import peers
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "faxgate.service"
 
 
 @pytest.fixture
 def analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        pytest.fail("systemd-analyze is missing: install Debian's systemd package (.ci/run does)")
-    return path
+    return peers.command("systemd-analyze")
 
 
 def installed_copy(tmp_path: Path) -> Path:

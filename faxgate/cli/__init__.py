@@ -21,7 +21,17 @@ from faxgate import __version__
 from faxgate.cli.common import EXIT_BROKEN_PIPE, EXIT_USAGE, CommandError
 from faxgate.config_error import ConfigError
 
-COMMAND_GROUPS = ("run", "jobs", "inbox", "config", "doctor", "api", "sandbox", "smtp")
+COMMAND_GROUPS = (
+    "run",
+    "jobs",
+    "inbox",
+    "contacts",
+    "config",
+    "doctor",
+    "api",
+    "sandbox",
+    "smtp",
+)
 # The group (module under faxgate.cli) that registers each top-level command.
 GROUP_OF_COMMAND = {
     "run": "run",
@@ -30,6 +40,7 @@ GROUP_OF_COMMAND = {
     "retry": "jobs",
     "cancel": "jobs",
     "inbox": "inbox",
+    "contacts": "contacts",
     "config": "config",
     "doctor": "doctor",
     "account": "api",

@@ -7,12 +7,17 @@ and with a reason a person understands, instead of paying for a conversion failu
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Final
 
 from pypdf import PasswordType, PdfReader
+
+# pypdf warns about every fault it works around ("EOF marker not found"); faxgate says
+# in its own words what it refuses, and a PDF pypdf can read is no news.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 # Extension -> content type of every kind of document the provider converts.
 ACCEPTED_TYPES: Final[dict[str, str]] = {
@@ -37,6 +42,8 @@ ACCEPTED_TYPES: Final[dict[str, str]] = {
 # The provider's limits for one send (see docs/hellofax.md).
 MAX_FILES: Final = 10
 MAX_TOTAL_BYTES: Final = 30 * 1024 * 1024
+
+_EOF_WINDOW: Final = 1024
 
 # What a file starts with, for the kinds whose start is unmistakable.
 _SIGNATURES: Final[dict[str, tuple[bytes, ...]]] = {
@@ -87,23 +94,48 @@ def check_document(name: str, size: int, head: bytes) -> DocumentCheck:
     return DocumentCheck(name=name, content_type=content_type)
 
 
-def check_unlocked(name: str, content_type: str, content: bytes) -> None:
-    """Refuse a PDF that needs a password to open: the provider cannot convert it, and its
-    failure would not say why."""
-    if content_type == "application/pdf" and _encrypted_pdf(content):
-        raise DocumentRefused(f"{name}: the PDF is protected by a password; send it without one")
-
-
-def _encrypted_pdf(content: bytes) -> bool:
-    """Whether opening the PDF asks for a password. One locked only against editing (an
-    owner password, an empty user password) opens, and is faxed."""
-    if b"/Encrypt" not in content:  # every encrypted PDF names it, in plain, at its end
-        return False
+def check_readable(name: str, content_type: str, content: bytes) -> None:
+    """Refuse a PDF the provider could not convert, with the reason: one cut off (sent or
+    saved only in part), one whose structure is damaged, one that needs a password to
+    open. It must open and show its pages, as the provider's converter reads it: about a
+    millisecond for a sound PDF, more only for one whose cross-reference must be rebuilt.
+    Other kinds pass: only their first bytes are checked (check_document)."""
+    if content_type != "application/pdf":
+        return
     try:
         reader = PdfReader(io.BytesIO(content), strict=False)
-        return reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
-    except Exception:  # damaged, or a cipher pypdf cannot undo here: the provider judges
-        return False
+        # Every encrypted PDF names /Encrypt in plain; looking first spares pypdf the work.
+        if b"/Encrypt" in content and reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")
+            except Exception:  # a cipher pypdf cannot undo here: the provider judges
+                return
+            if opened == PasswordType.NOT_DECRYPTED:
+                raise DocumentRefused(
+                    f"{name}: the PDF is protected by a password; send it without one"
+                )
+        pages = len(reader.pages)
+    except DocumentRefused:
+        raise
+    except Exception:  # pypdf's own errors, and its bugs on damaged files
+        pages = 0
+    if pages >= 1:
+        return
+    if not _pdf_complete(content):
+        raise DocumentRefused(
+            f"{name}: the PDF is incomplete (it was cut off when saved or sent); "
+            "send the whole file"
+        )
+    raise DocumentRefused(
+        f"{name}: the PDF is damaged and cannot be opened; save it again and send it"
+    )
+
+
+def _pdf_complete(content: bytes) -> bool:
+    """Whether the file ends as every PDF does: "%%EOF" in its last 1024 bytes (trailing
+    blanks and NULs aside), where readers look for it. A file cut short lacks it."""
+    tail = content[-64 * 1024 :].rstrip(b" \t\r\n\f\0")
+    return b"%%EOF" in tail[-_EOF_WINDOW:]
 
 
 def check_batch(sizes: Sequence[int]) -> None:

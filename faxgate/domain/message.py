@@ -1,25 +1,32 @@
 """From an email (the raw bytes) to what is faxed: documents and cover page fields.
 
-Pure rules, no IO. The rules:
+Pure rules, no IO; docs/email.md ("How a message is read") tells them in full. In short:
 
-- Documents. Every attachment, in the order it appears (those of forwarded messages,
-  message/rfc822, included), becomes one of the fax's documents when
-  documents.check_document accepts it. Any other attachment (zip, exe, winmail.dat, a part
-  that cannot be decoded, ...) refuses the whole message, with the reason and the accepted
-  kinds, rather than faxing part of what was meant.
-- Not faxed, only noted in `skipped`: logos and signature images (a PNG, JPEG or GIF
-  shown inline with a Content-ID, or under 10 KB, or under 64 pixels on a side), empty
-  attachments, contact cards. Digital signatures (S/MIME, PGP) are dropped silently.
-- The body is the message's own text: text/plain preferred to HTML, HTML turned to text,
-  cut at the "-- " signature line, whitespace tidied. A forwarded message's text is not
-  the body.
+- Documents. Every attachment, in the order it appears (those of forwarded messages
+  included), becomes one of the fax's documents when documents.check_document and
+  documents.check_readable accept it. Any other attachment (zip, exe, winmail.dat, a PDF
+  cut short, ...) refuses the whole message, with the reason in the sender's words,
+  rather than faxing part of what was meant. Text and HTML attachments are handed on in
+  UTF-8 (as_utf8).
+- Not faxed, noted in `skipped`: logos and signature images (a PNG, JPEG or GIF shown
+  inline with a Content-ID, or under 10 KB, or under 64 pixels on a side), empty
+  attachments, contact cards, meeting invitations, forms of an alternative that cannot be
+  faxed. Dropped silently: digital signatures, certificates, report parts.
+- A multipart/alternative faxes the best form faxgate can fax; it is refused only when
+  no form can be. A multipart whose boundary is missing or never appears is refused.
+- The body is the message's own text: text/plain preferred to HTML, HTML and enriched
+  text turned to text, Exchange's ATT00001.htm pieces included, cut at the "-- "
+  signature line, whitespace tidied. A forwarded message's text is the body only when
+  the message holds nothing else.
+- Bounces, read receipts, spam reports, split and external-body messages, encrypted and
+  opaque-signed mail are refused saying what they are.
 - Cover page: with mode ALWAYS, or WHEN_BODY when there is a body to put on it beside
   attachments; never with NEVER or a header `X-Fax-Cover: no`. cover_to is the display
   name the message gives the fax address (To or Cc), cover_from the sender's display name
   (else address), cover_message the subject and, beside attachments, the body (capped).
 - A message with a body and no attachment faxes the body as message.txt (UTF-8); the body
   is never faxed twice. Nothing to fax, or more than one fax takes
-  (documents.check_batch), is a refusal.
+  (documents.check_batch), is a refusal; its reasons come one a line.
 
 Nothing here raises anything but MessageRefused: malformed mail is everyday input.
 """
@@ -42,11 +49,12 @@ from typing import Final
 
 from faxgate.domain.documents import (
     ACCEPTED_TYPES,
+    MAX_FILES,
     DocumentRefused,
     accepted_list,
     check_batch,
     check_document,
-    check_unlocked,
+    check_readable,
 )
 
 __all__ = [
@@ -55,7 +63,9 @@ __all__ = [
     "FaxContent",
     "MailDocument",
     "MessageRefused",
+    "as_utf8",
     "cut_signature",
+    "enriched_to_text",
     "fax_content",
     "html_to_text",
     "image_size",
@@ -86,15 +96,70 @@ _DIGITAL_SIGNATURES: Final = frozenset(
         "application/pgp-keys",
     }
 )
-_CONTACT_CARDS: Final = frozenset({"text/vcard", "text/x-vcard", "text/directory"})
-_ENCRYPTED: Final = frozenset(
-    {"multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime"}
+# Certificates a mail program sends along (S/MIME "certs-only"): keys, like a signature.
+_CERTIFICATES: Final = frozenset(
+    {
+        "application/pkix-cert",
+        "application/x-x509-ca-cert",
+        "application/x-x509-user-cert",
+        "application/x-pkcs7-certificates",
+    }
 )
+_CERTIFICATE_EXTENSIONS: Final = frozenset({".p7c", ".crt", ".cer"})
+_CONTACT_CARDS: Final = frozenset(
+    {"text/vcard", "text/x-vcard", "text/directory", "application/vcard", "application/x-vcard"}
+    | {"application/vcard+json", "application/vcard+xml", "text/x-vcard-plain"}
+)
+_CONTACT_EXTENSIONS: Final = frozenset({".vcf", ".vcard"})
+_CALENDARS: Final = frozenset(
+    {"text/calendar", "text/x-vcalendar", "application/ics", "application/x-ics"}
+    | {"application/calendar+json", "application/calendar+xml"}
+)
+_CALENDAR_EXTENSIONS: Final = frozenset({".ics", ".ical", ".ifb", ".vcs"})
+_PKCS7_MIME: Final = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_ENCRYPTED: Final = frozenset({"multipart/encrypted", "application/pgp-encrypted"})
 _TNEF: Final = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
-_FORWARDED: Final = frozenset({"message/rfc822", "message/global"})
-_TRANSFER_ENCODINGS: Final = frozenset(
-    {"", "7bit", "8bit", "binary", "base64", "quoted-printable"}
-    | {"x-uuencode", "uuencode", "uue", "x-uue"}
+_FORWARDED: Final = frozenset({"message/rfc822", "message/global", "message/news"})
+# Parts of a mail system's report: what it says about a message, never a page.
+_REPORT_PARTS: Final = frozenset(
+    {"message/delivery-status", "message/global-delivery-status"}
+    | {"message/disposition-notification", "message/global-disposition-notification"}
+    | {"message/feedback-report", "text/rfc822-headers", "message/rfc822-headers"}
+    | {"message/global-headers"}
+)
+_REPORT_KINDS: Final[dict[str, str]] = {
+    "delivery-status": "a delivery report (a bounce)",
+    "global-delivery-status": "a delivery report (a bounce)",
+    "disposition-notification": "a read receipt",
+    "global-disposition-notification": "a read receipt",
+    "feedback-report": "a spam or abuse report",
+}
+# Forms of a text faxgate reads as text, besides plain text.
+_ENRICHED: Final = frozenset({"text/enriched", "text/richtext"})
+_HTML: Final = frozenset({"text/html", "text/watch-html"})  # Apple's for its watch
+_BODY_TYPES: Final = frozenset({"text/plain"}) | _HTML | _ENRICHED
+# Exchange and MDaemon cut a body around an attachment and name the pieces after it
+# ATT00001.htm, ATT00002.txt, att1.htm: the body, not files the sender attached.
+_BODY_PIECE: Final = re.compile(r"att\d{1,8}\.(?:txt|html?)", re.IGNORECASE)
+# What a part without a file name is, in the words a person uses.
+_KINDS: Final[dict[str, str]] = {
+    "text/calendar": "a meeting invitation",
+    "application/postscript": "a PostScript file",
+}
+# Transfer encodings that are not misspellings: content packed another way than MIME's.
+_FOREIGN_ENCODINGS: Final[dict[str, str]] = {
+    "x-binhex": "BinHex",
+    "binhex": "BinHex",
+    "x-binhex40": "BinHex",
+    "x-gzip64": "gzip",
+    "x-gzip": "gzip",
+    "gzip": "gzip",
+    "x-compress": "compress",
+}
+_BROKEN_STRUCTURE: Final = (
+    "the message's structure is broken: one of its parts should hold several pieces, but "
+    "the line that divides them (the MIME boundary) {problem}; send it again, or from "
+    "another mail program"
 )
 
 # Content type -> extension, for parts whose name lacks one.
@@ -152,6 +217,7 @@ class FaxContent:
     subject: str | None
     message_id: str | None
     skipped: list[str]  # plain words, e.g. "inline image logo.png not faxed"
+    cover_page: bool = False
 
 
 class MessageRefused(ValueError):
@@ -163,15 +229,25 @@ class MessageRefused(ValueError):
 
 
 def fax_content(
-    raw: bytes, *, recipient: str, cover: CoverMode = CoverMode.WHEN_BODY
+    raw: bytes,
+    *,
+    recipient: str,
+    cover: CoverMode = CoverMode.WHEN_BODY,
+    cover_subject: str | None = None,
 ) -> FaxContent:
-    """What to fax for one message to `recipient` (the fax address); or MessageRefused."""
+    """What to fax for one message to `recipient` (the fax address); or MessageRefused.
+
+    `cover_subject` stands for the subject on the cover page (what is left of a subject
+    that named the fax numbers)."""
     cover = CoverMode(cover)  # also takes the setting's plain string
     message = _parse(raw)
     found = _Walk()
     found.walk(message, depth=0)
     documents = _documents(found)
     body = _body(found.texts)
+    if not documents and not body:
+        # A message that only forwards another (an .eml attached) means to fax that one.
+        body = _body(found.forwarded_texts)
     skipped = list(found.skipped)
     carries_body = bool(body) and bool(documents)
     cover_on = _cover_wanted(cover, message, carries_body=carries_body)
@@ -185,18 +261,66 @@ def fax_content(
         documents=documents,
         cover_to=_recipient_name(message, recipient) if cover_on else None,
         cover_from=_sender_name(message) if cover_on else None,
-        cover_message=_cover_message(subject, body if carries_body else "") if cover_on else None,
+        cover_message=(
+            _cover_message(
+                subject if cover_subject is None else cover_subject,
+                body if carries_body else "",
+            )
+            if cover_on
+            else None
+        ),
         subject=subject,
         message_id=_header_text(message, "message-id"),
         skipped=skipped,
+        cover_page=cover_on,
     )
 
 
 def _parse(raw: bytes) -> Message:
     try:
-        return email.message_from_bytes(raw, policy=email.policy.default)
+        return email.message_from_bytes(_mended(raw), policy=email.policy.default)
     except Exception as error:  # the parser's own bugs on hostile input, deep nesting
         raise MessageRefused("the message could not be read as an email") from error
+
+
+_HEADER_LINE: Final = re.compile(rb"[!-9;-~]+[ \t]*:")
+# An unquoted boundary parameter holding characters a token may not (RFC 2045), on a
+# Content-Type line or its continuation.
+_BARE_BOUNDARY: Final = re.compile(
+    rb"^((?:content-type:|[ \t])[^\n]*?;\s*boundary[ \t]*=[ \t]*)"
+    rb"([^\"\s;]*[=/?@:,()<>\[\]][^\"\s;]*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _mended(raw: bytes) -> bytes:
+    """The message with two faults of real mail mended, as mail readers mend them.
+
+    A byte order mark before the first header (a message saved by a Windows editor) would
+    make every header body text. A boundary with "=" left unquoted (Outlook Express:
+    boundary=----=_NextPart_000...) would be cut at the "=": it is quoted. A folded header
+    line that lost its leading blank (seen from Exchange) would end the headers there, the
+    MIME headers after it lost: a line without a colon between header lines is read as a
+    continuation.
+    """
+    raw = _BARE_BOUNDARY.sub(rb'\1"\2"', raw.removeprefix(b"\xef\xbb\xbf"))
+    end = _header_end(raw)
+    lines = raw[:end].split(b"\n")
+    mended = False
+    for at in range(1, len(lines) - 1):
+        line = lines[at]
+        if not line.strip() or line[:1] in b" \t" or _HEADER_LINE.match(line):
+            continue
+        if not _HEADER_LINE.match(lines[at + 1]):
+            break  # the body starts here, without its blank line: left as it is
+        lines[at] = b" " + line
+        mended = True
+    return b"\n".join(lines) + raw[end:] if mended else raw
+
+
+def _header_end(raw: bytes) -> int:
+    ends = [at for at in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if at >= 0]
+    return min(ends) if ends else len(raw)
 
 
 # --- Walking the MIME tree -------------------------------------------------------------
@@ -209,6 +333,19 @@ class _Candidate:
     name: str | None
     declared_type: str
     content: bytes
+    charset: str | None = None
+    _problem: str | None = None
+    _checked: bool = False
+
+    def problem(self) -> str | None:
+        """Why it cannot be faxed (checked once: a PDF is opened to check it), or None."""
+        if not self._checked:
+            try:
+                _checked(self, number=1)
+            except DocumentRefused as refusal:
+                self._problem = str(refusal)
+            self._checked = True
+        return self._problem
 
 
 @dataclass(slots=True)
@@ -220,6 +357,7 @@ class _Walk:
     plain_text: bool = False  # some text came from text/plain, not HTML
     skipped: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    forwarded_texts: list[str] = field(default_factory=list)  # the text of forwarded messages
 
     def walk(self, part: Message, depth: int) -> None:
         if depth > _MAX_DEPTH:
@@ -227,7 +365,24 @@ class _Walk:
             return
         content_type = _content_type(part)
         if content_type in _ENCRYPTED:
-            self.refusals.append("the message is encrypted and cannot be read")
+            self.refusals.append(_ENCRYPTED_REASON)
+        elif content_type in _PKCS7_MIME:
+            self._pkcs7(part)
+        elif depth == 0 and (report := _report_kind(part, content_type)):
+            self.refusals.append(
+                f"the message is {report} from a mail system, not a document to fax"
+            )
+        elif content_type == "message/partial":
+            self.refusals.append(
+                "the message is one piece of a message your mail program split in several, "
+                "which faxgate cannot put together; send it again in one piece"
+            )
+        elif content_type == "message/external-body":
+            name = _filename(part) or "a file"
+            self.refusals.append(
+                f"{name} is not in the message: the mail program only pointed to where it "
+                "is kept; attach the file itself"
+            )
         elif content_type in _FORWARDED:
             self._forwarded(part, depth)
         elif content_type == "multipart/alternative":
@@ -242,67 +397,109 @@ class _Walk:
         self.candidates += other.candidates
         self.skipped += other.skipped
         self.refusals += other.refusals
+        self.forwarded_texts += other.forwarded_texts
 
     def _children(self, part: Message, depth: int) -> None:
         children = _children(part)
         if children is None:
-            self.refusals.append("the message's structure is broken (a multipart without parts)")
+            self.refusals.append(_broken(part))
             return
         for child in children:
             self.walk(child, depth + 1)
 
     def _alternative(self, part: Message, depth: int) -> None:
-        """Text from the plain alternative; files from the richest one (the last with any)."""
-        versions: list[_Walk] = []
-        for child in _children(part) or []:
+        """One content in several forms (RFC 2046): text from the plain form, files from the
+        richest (the last with any), among the forms faxgate can fax; the others are left
+        out with a note. Refused only when no form can be faxed."""
+        children = _children(part)
+        if children is None:
+            self.refusals.append(_broken(part))
+            return
+        versions: list[tuple[Message, _Walk]] = []
+        for child in children:
             version = _Walk()
             version.walk(child, depth + 1)
-            versions.append(version)
-        with_text = [v for v in versions if any(text.strip() for text in v.texts)]
+            versions.append((child, version))
+        usable = [v for _, v in versions if v.faxable()]
+        if not any(v.candidates or _has_text(v) for v in usable):
+            usable = [v for _, v in versions]  # no form can be faxed: say why
+        with_text = [v for v in usable if _has_text(v)]
         text = next((v for v in with_text if v.plain_text), with_text[-1] if with_text else None)
-        files = next((v for v in reversed(versions) if v.candidates or v.refusals), None)
-        files = files or next((v for v in reversed(versions) if v.skipped), None)
+        files = next((v for v in reversed(usable) if v.candidates or v.refusals), None)
+        files = files or next((v for v in reversed(usable) if v.skipped), None)
         if text is not None:
             self.texts += text.texts
             self.plain_text |= text.plain_text
         if files is not None:
             self.absorb_files(files)
+        chosen = {id(v) for v in usable}
+        for child, version in versions:
+            if id(version) not in chosen and not _content_type(child).startswith("text/"):
+                self.skipped.append(f"{_form(child)} not faxed; the same message as text was")
+
+    def faxable(self) -> bool:
+        """Nothing here is refused: every attachment passes its checks."""
+        return not self.refusals and all(c.problem() is None for c in self.candidates)
+
+    def _pkcs7(self, part: Message) -> None:
+        """S/MIME's one type for three things: certificates, signed and encrypted mail."""
+        smime_type = _param(part, "smime-type")
+        extension = PurePath(_filename(part) or "").suffix.lower()
+        if smime_type == "certs-only" or extension in _CERTIFICATE_EXTENSIONS:
+            return  # the sender's certificate, sent along by the mail program
+        if smime_type == "signed-data" or extension == ".p7s":
+            self.refusals.append(
+                "the message is signed in a form faxgate cannot open (S/MIME, opaque "
+                "signing); send it with a clear signature, or unsigned"
+            )
+            return
+        self.refusals.append(_ENCRYPTED_REASON)
 
     def _forwarded(self, part: Message, depth: int) -> None:
         inner = _Walk()
         for child in _children(part) or []:
             inner.walk(child, depth + 1)
         self.absorb_files(inner)
+        self.forwarded_texts += inner.texts
 
     def _leaf(self, part: Message, content_type: str) -> None:
         name = _filename(part)
         disposition = _disposition(part)
-        label = name or f"an attachment of type {content_type}"
-        if content_type in _DIGITAL_SIGNATURES:
+        extension = PurePath(name or "").suffix.lower()
+        if content_type in _DIGITAL_SIGNATURES | _CERTIFICATES | _REPORT_PARTS:
+            return  # added by the mail program, not by the sender
+        if extension in _CERTIFICATE_EXTENSIONS and content_type == "application/octet-stream":
             return
-        if content_type in _CONTACT_CARDS:
+        if content_type in _CONTACT_CARDS or extension in _CONTACT_EXTENSIONS:
             self.skipped.append(f"contact card {name or 'without a name'} not faxed")
+            return
+        if content_type in _CALENDARS or extension in _CALENDAR_EXTENSIONS:
+            self.skipped.append(
+                f"meeting invitation {name} not faxed"
+                if name
+                else "the meeting invitation (calendar entry) not faxed"
+            )
             return
         if content_type in _TNEF or (name or "").lower() == "winmail.dat":
             self.refusals.append(_TNEF_REASON.format(name=name or "winmail.dat"))
             return
-        is_body = content_type in ("text/plain", "text/html") and not name
-        if is_body and disposition != "attachment":
+        if _is_body(content_type, name, disposition):
             self._text(part, content_type)
             return
+        label = name or f"a part of the message without a name ({_kind(content_type)})"
         try:
             content = _part_bytes(part)
         except _Undecodable as error:
             self.refusals.append(f"{label}: {error}")
             return
-        if not content or content.isspace():  # e.g. Exchange's ATT00001.txt
+        if not content or content.isspace():
             self.skipped.append(f"empty attachment {name or 'without a name'} not faxed")
             return
         image = _image_to_skip(content, disposition, _header_text(part, "content-id"))
         if image:
             self.skipped.append(f"{image} {name or 'without a name'} not faxed")
             return
-        self.candidates.append(_Candidate(name, content_type, content))
+        self.candidates.append(_Candidate(name, content_type, content, _charset(part)))
 
     def _text(self, part: Message, content_type: str) -> None:
         try:
@@ -310,8 +507,13 @@ class _Walk:
         except _Undecodable:
             data = b""  # a body that cannot be read is no body, not a refusal
         text = _decode_text(data, _charset(part))
-        if content_type == "text/html":
+        if _PGP_MESSAGE.match(text):
+            self.refusals.append(_ENCRYPTED_REASON)
+            return
+        if content_type in _HTML:
             text = html_to_text(text)
+        elif content_type in _ENRICHED:
+            text = enriched_to_text(text)
         else:
             self.plain_text = True
         self.texts.append(text)
@@ -321,6 +523,78 @@ _TNEF_REASON: Final = (
     "{name}: Outlook sent the attachments in its own format (TNEF, winmail.dat), which "
     "cannot be faxed; send the message as HTML or plain text, not Rich Text"
 )
+_ENCRYPTED_REASON: Final = (
+    "the message is encrypted (S/MIME or PGP) and faxgate cannot read it; send it unencrypted"
+)
+_PGP_MESSAGE: Final = re.compile(r"\s*-----BEGIN PGP MESSAGE-----")
+
+
+def _report_kind(message: Message, content_type: str) -> str | None:
+    """What kind of report from a mail system the message is, or None: a multipart/report
+    (RFC 6522) or a bare report part, or a bounce in plain text from a mailer daemon."""
+    if content_type == "multipart/report":
+        return _REPORT_KINDS.get(_param(message, "report-type"), "an automatic report")
+    if content_type in _REPORT_PARTS:
+        return _REPORT_KINDS.get(content_type.partition("/")[2], "an automatic report")
+    senders = _mailboxes(message, "from")
+    daemon = bool(senders) and senders[0][1].partition("@")[0].lower() == "mailer-daemon"
+    if daemon or _raw_header(message, "x-failed-recipients") is not None:
+        return _REPORT_KINDS["delivery-status"]
+    return None
+
+
+def _is_body(content_type: str, name: str | None, disposition: str | None) -> bool:
+    """A piece of the message's own text, not a text file the sender attached."""
+    if content_type not in _BODY_TYPES:
+        return False
+    if name and _BODY_PIECE.fullmatch(name):
+        return True
+    return not name and disposition != "attachment"
+
+
+def _has_text(walk: _Walk) -> bool:
+    return any(text.strip() for text in walk.texts)
+
+
+def _broken(part: Message) -> str:
+    """The reason for a multipart whose pieces cannot be found, the same for every kind."""
+    boundary = _param(part, "boundary")
+    problem = "is missing" if not boundary else "never appears"
+    return _BROKEN_STRUCTURE.format(problem=problem)
+
+
+def _form(part: Message) -> str:
+    """A form of an alternative, in words: "the PostScript form of the message"."""
+    content_type = _content_type(part)
+    if content_type in _CALENDARS:
+        return "the meeting invitation (calendar entry)"
+    if content_type == "application/postscript":
+        return "the PostScript form of the message"
+    return "another form of the message"
+
+
+def _kind(content_type: str) -> str:
+    """What a part is, for a person: "a meeting invitation", "a file of an unknown kind"."""
+    if content_type in _KINDS:
+        return _KINDS[content_type]
+    extension = _EXTENSIONS.get(content_type)
+    if extension:
+        return f"a {extension[1:].upper()} file"
+    if content_type.startswith("image/"):
+        return "a picture"
+    if content_type.startswith("text/"):
+        return "a text"
+    if content_type.startswith(("audio/", "video/")):
+        return "a sound or video"
+    return "a file of an unknown kind"
+
+
+def _param(part: Message, name: str) -> str:
+    try:
+        value = part.get_param(name, header="content-type")
+    except Exception:
+        return ""
+    return str(value).strip().lower() if isinstance(value, str) else ""
 
 
 def _children(part: Message) -> list[Message] | None:
@@ -329,7 +603,8 @@ def _children(part: Message) -> list[Message] | None:
     except Exception:
         return None
     if not isinstance(payload, list):
-        return None
+        # A multipart with nothing in it is empty, not broken: nothing is lost.
+        return [] if isinstance(payload, str) and not payload.strip() else None
     return [child for child in payload if isinstance(child, Message)]
 
 
@@ -341,9 +616,14 @@ class _Undecodable(Exception):
 
 
 def _part_bytes(part: Message) -> bytes:
+    """The part's content; an unknown transfer encoding ("8bits", "plain") read as 8bit,
+    as mail readers do."""
     encoding = (_header_text(part, "content-transfer-encoding") or "").lower()
-    if encoding not in _TRANSFER_ENCODINGS:
-        raise _Undecodable(f"its transfer encoding {encoding!r} is unknown")
+    if encoding in _FOREIGN_ENCODINGS:
+        raise _Undecodable(
+            f"it is packed as {_FOREIGN_ENCODINGS[encoding]}, which faxgate cannot unpack; "
+            "attach the file again as it is"
+        )
     defects_before = len(part.defects)
     try:
         content = part.get_payload(decode=True)
@@ -375,10 +655,24 @@ def _filename(part: Message) -> str | None:
     try:
         name = part.get_filename()  # falls back to Content-Type's name
     except Exception:
-        return None
+        name = None
     if not isinstance(name, str):
+        name = _encoded_name(part)
+    if name is None:
         return None
     return _clean_name(name) or None
+
+
+_ENCODED_NAME: Final = re.compile(r"""(?:file)?name\s*=\s*"?(=\?[^"]*?\?=)""", re.IGNORECASE)
+
+
+def _encoded_name(part: Message) -> str | None:
+    """An RFC 2047 name the parser gave up on (Gmail once wrote name==?utf-8?B?...?=)."""
+    for header in ("content-disposition", "content-type"):
+        found = _ENCODED_NAME.search(_raw_header(part, header) or "")
+        if found:
+            return _decoded(found[1])
+    return None
 
 
 def _clean_name(name: str) -> str:
@@ -412,6 +706,62 @@ def _decode_text(data: bytes, charset: str | None) -> str:
         return data.decode(_CHARSET_ALIASES.get(label, label), errors="replace")
     except (LookupError, ValueError):  # an unknown label, or a codec that is not for text
         return _decode_text(data, None)
+
+
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+_META_CHARSET: Final = re.compile(
+    rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([a-z0-9_.:-]+)[^>]*>", re.IGNORECASE
+)
+_HEAD_START: Final = re.compile(rb"<head(?:\s[^>]*)?>", re.IGNORECASE)
+_HTML_START: Final = re.compile(rb"<html(?:\s[^>]*)?>", re.IGNORECASE)
+
+
+def as_utf8(content: bytes, charset: str | None, *, html: bool) -> bytes:
+    """A text or HTML file in UTF-8, saying so, for a provider that reads UTF-8 only.
+
+    The charset is the part's label, else (HTML) the page's own <meta>, else a UTF-16 byte
+    order mark, else UTF-8 when the bytes are, else Windows-1252. UTF-8 content is passed
+    on unchanged; other content is converted, and declared: a byte order mark before
+    text, a <meta charset> in HTML (replacing any other).
+    """
+    label = (charset or "").strip().lower()
+    if html and label in _UNLABELLED_CHARSETS:
+        declared = _META_CHARSET.search(content[:4096])
+        label = declared[1].decode("ascii").lower() if declared else label
+    if content.startswith(_UTF16_BOMS) or label.startswith(("utf-16", "ucs-2", "utf-32")):
+        codec = "utf-16" if label.startswith("ucs-2") or not label else label
+        try:
+            text = content.decode(codec, errors="replace")
+        except LookupError:
+            text = content.decode("utf-16", errors="replace")
+    elif label in ("utf-8", "utf8") or label in _UNLABELLED_CHARSETS:
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _decode_text(content, "windows-1252")
+        else:
+            return content
+    else:
+        text = _decode_text(content, label)
+    if not html:
+        return _UTF8_BOM + text.lstrip("\ufeff").encode()
+    page = _META_CHARSET.sub(b"", text.lstrip("\ufeff").encode())
+    meta = b'<meta charset="utf-8">'
+    start = _HEAD_START.search(page) or _HTML_START.search(page)
+    at = start.end() if start else 0
+    return page[:at] + meta + page[at:]
+
+
+def enriched_to_text(enriched: str) -> str:
+    """text/enriched and text/richtext (RFC 1896) as the reader sees them: the formatting
+    commands left out, "<<" a "<", one line break a space and n of them n - 1."""
+    text = re.sub(r"<param>.*?</param>", "", enriched, flags=re.IGNORECASE | re.DOTALL)
+    # richtext (RFC 1341) writes a line break as <nl> and "<" as <lt>
+    text = re.sub(r"<nl>", "\n\n", text, flags=re.IGNORECASE)
+    text = re.sub(r"<lt>", "<<", text, flags=re.IGNORECASE)
+    text = re.sub(r"<<|<[^<>]*>", lambda token: "<" if token[0] == "<<" else "", text)
+    return re.sub(r"\n+", lambda run: " " if len(run[0]) == 1 else run[0][1:], text)
 
 
 def _image_to_skip(content: bytes, disposition: str | None, content_id: str | None) -> str | None:
@@ -481,27 +831,42 @@ def _jpeg_size(content: bytes) -> tuple[int, int] | None:
 def _documents(found: _Walk) -> list[MailDocument]:
     """The checked documents, named uniquely; MessageRefused listing every refusal."""
     refusals = list(found.refusals)
+    if len(found.candidates) > MAX_FILES:  # before opening any of them
+        _check_limits([MailDocument("", c.content, "") for c in found.candidates])
     documents: list[MailDocument] = []
     taken: set[str] = set()
     for number, candidate in enumerate(found.candidates, start=1):
-        name = _document_name(candidate, number)
-        if name is None:
-            refusals.append(
-                f"an attachment of type {candidate.declared_type} cannot be faxed; "
-                f"accepted are {accepted_list()}"
-            )
-            continue
         try:
-            check = check_document(name, len(candidate.content), candidate.content[:_HEAD_BYTES])
-            check_unlocked(name, check.content_type, candidate.content)
+            document = _checked(candidate, number)
         except DocumentRefused as refusal:
             refusals.append(str(refusal))
             continue
-        name = _unique(check.name, taken)
-        documents.append(MailDocument(name, candidate.content, check.content_type))
+        name = _unique(document.name, taken)
+        documents.append(MailDocument(name, document.content, document.content_type))
     if refusals:
         raise MessageRefused("\n".join(dict.fromkeys(refusals)))
     return documents
+
+
+def _checked(candidate: _Candidate, number: int) -> MailDocument:
+    """The attachment as faxgate hands it on, or DocumentRefused with the reason."""
+    name = _document_name(candidate, number)
+    if name is None:
+        kind = _kind(candidate.declared_type)
+        raise DocumentRefused(
+            f"a part of the message without a name ({kind}) cannot be faxed; "
+            f"accepted are {accepted_list()}"
+        )
+    check = check_document(name, len(candidate.content), candidate.content[:_HEAD_BYTES])
+    if candidate._checked:
+        if candidate._problem is not None:
+            raise DocumentRefused(candidate._problem)
+    else:
+        check_readable(name, check.content_type, candidate.content)
+    content = candidate.content
+    if check.content_type in ("text/plain", "text/html"):
+        content = as_utf8(content, candidate.charset, html=check.content_type == "text/html")
+    return MailDocument(check.name, content, check.content_type)
 
 
 def _document_name(candidate: _Candidate, number: int) -> str | None:
@@ -534,10 +899,9 @@ def _body_document(body: str, skipped: list[str]) -> MailDocument:
 
 
 def _nothing_to_fax(skipped: list[str]) -> str:
+    """The reason, and on lines of their own what the message held that is not faxed."""
     reason = "there is nothing to fax: the message has no attachment and no text"
-    if skipped:
-        reason += " (" + "; ".join(skipped) + ")"
-    return reason
+    return "\n".join([reason, *skipped])
 
 
 def _check_limits(documents: list[MailDocument]) -> None:

@@ -30,22 +30,27 @@ from typing import Any, AnyStr, Final
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from faxgate import metrics
+from faxgate.domain.addressing import AddressBook, AddressRefused
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import CoverMode, MessageRefused
+from faxgate.intake.contacts import ContactsUnreadable, read_address_book
 from faxgate.intake.smtp_accept import Abandoned, Fax, MailIntake, MailToFax, Ticket
 from faxgate.intake.smtp_auth import Authenticator, AuthLimiter
 from faxgate.intake.smtp_data import MessageTooBig, read_message
+from faxgate.intake.smtp_message import SubjectRule
 from faxgate.intake.smtp_policy import (
+    FromSubject,
     RecipientRules,
     Refusal,
+    address_recipient,
     check_sender,
     daily_limit_reached,
     exposure_problem,
     line_for,
     normalise_sender,
-    read_recipient,
     start_of_day,
+    subject_refusal,
     too_many_recipients,
 )
 from faxgate.intake.smtp_reader import MessageReader
@@ -80,6 +85,7 @@ class FaxEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.faxes: dict[str, Fax] = {}  # by E.164: one fax per number, however written
+        self.from_subject: list[str] = []  # shared addresses: numbers from the subject
 
 
 class ConnectionGate:
@@ -234,6 +240,7 @@ class FaxSMTP(SMTP):
 
 def _is_final_reply(status: str | bytes) -> bool:
     text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+    text = text.rsplit("\r\n", 1)[-1]  # a multiline reply ends with its last line
     return len(text) >= 4 and text[:3].isdigit() and text[3] == " "
 
 
@@ -251,10 +258,19 @@ class HandlerConfig:
     sender_lines: dict[str, str]
 
     @classmethod
-    def of(cls, settings: Settings) -> HandlerConfig:
+    def of(cls, settings: Settings, book: AddressBook | None = None) -> HandlerConfig:
+        """The handler's rules; `book` is the contacts file as read_address_book read it."""
         smtp = settings.smtp
+        addressing = settings.addressing
         return cls(
-            recipients=RecipientRules.of(smtp.domains, settings.numbers.policy()),
+            recipients=RecipientRules.of(
+                smtp.domains,
+                settings.numbers.policy(),
+                subject_addresses=addressing.subject_addresses,
+                plus_addresses=addressing.plus_addresses,
+                plus_delimiter=addressing.plus_delimiter,
+                book=book,
+            ),
             allowed_senders=tuple(smtp.allowed_senders),
             max_recipients=smtp.max_recipients,
             daily_limit=smtp.daily_limit,
@@ -402,15 +418,34 @@ class SmtpHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        found = read_recipient(address, self.config.recipients)
+        found = address_recipient(address, self.config.recipients)
         if isinstance(found, Refusal):
             return _refuse(found, session, f"recipient <{address}>")
-        if found.e164 not in envelope.faxes:
-            refusal = too_many_recipients(len(envelope.faxes), self.config.max_recipients)
-            refusal = refusal or await self._over_limit(session, envelope, len(envelope.faxes) + 1)
-            if refusal is not None:
-                return _refuse(refusal, session, f"recipient <{address}>")
-            envelope.faxes[found.e164] = Fax(found, recipient=address)
+        if isinstance(found, FromSubject):
+            # Its numbers, and the limits they count against, are known at DATA.
+            if found.address not in envelope.from_subject:
+                envelope.from_subject.append(found.address)
+        else:
+            new = {d.number.e164: d for d in found if d.number.e164 not in envelope.faxes}
+            if len(new) > self.config.max_recipients:  # a group: it cannot come in parts
+                too_big = Refusal(
+                    550,
+                    "5.5.3",
+                    f"<{address}> has {len(new)} numbers; at most"
+                    f" {self.config.max_recipients} faxes per message",
+                    "too_many_recipients",
+                )
+                return _refuse(too_big, session, f"recipient <{address}>")
+            if new:
+                adding = len(envelope.faxes) + len(new)
+                refusal = too_many_recipients(adding - 1, self.config.max_recipients)
+                refusal = refusal or await self._over_limit(session, envelope, adding)
+                if refusal is not None:
+                    return _refuse(refusal, session, f"recipient <{address}>")
+            for key, destination in new.items():
+                envelope.faxes[key] = Fax(
+                    destination.number, recipient=address, cover_to=destination.cover_to or None
+                )
         envelope.rcpt_tos.append(address)  # aiosmtpd leaves this to the hook
         envelope.rcpt_options.extend(rcpt_options)
         return _OK_RCPT
@@ -431,9 +466,18 @@ class SmtpHandler:
                 from_line=line_for(
                     sender, login, self.config.sender_lines, self.config.default_line
                 ),
+                from_subject=SubjectRule(
+                    envelope.from_subject,
+                    self.config.recipients.numbers,
+                    self.config.max_recipients,
+                )
+                if envelope.from_subject
+                else None,
             )
         except MessageRefused as refused:
             return _refuse(Refusal(554, "5.6.0", refused.reason, "unfaxable"), session, "message")
+        except AddressRefused as refused:
+            return _refuse(subject_refusal(refused), session, "message")
         except Exception:
             log.exception("smtp message could not be read from=<%s>", sender)
             return _refuse(
@@ -444,7 +488,7 @@ class SmtpHandler:
         try:
             if self.config.daily_limit:
                 async with self._limit_lock(_limit_key(sender, login)):
-                    refusal = await self._over_limit(session, envelope, len(faxes))
+                    refusal = await self._over_limit(session, envelope, len(mail.faxes))
                     if refusal is not None:
                         return _refuse(refusal, session, "message")
                     jobs = await self._store(mail, server)
@@ -642,7 +686,7 @@ async def start_smtp(
     context = tls_context(smtp)
     users = {name: secret.get_secret_value() for name, secret in smtp.users.items()}
     handler = SmtpHandler(
-        HandlerConfig.of(settings),
+        HandlerConfig.of(settings, await load_address_book(settings)),
         MailIntake(store, spool),
         MessageReader(smtp.reader_processes),
         authenticator=Authenticator(users) if users else None,
@@ -683,6 +727,24 @@ async def start_smtp(
     listener = SmtpListener(server, handler, connections)
     log.info("smtp listening host=%s port=%d hostname=%s", listener.host, listener.port, hostname)
     return listener
+
+
+async def load_address_book(settings: Settings) -> AddressBook:
+    """The contacts file, read away from the loop; SmtpSetupError when it cannot be read.
+    Entries left out for a problem are logged, each once."""
+    addressing = settings.addressing
+    try:
+        book = await asyncio.to_thread(
+            read_address_book,
+            addressing.contacts_file,
+            settings.numbers.policy(),
+            addressing.max_group_size,
+        )
+    except ContactsUnreadable as exc:
+        raise SmtpSetupError(str(exc)) from None
+    for problem in book.problems:
+        log.warning("contacts file %s: %s", addressing.contacts_file, problem)
+    return book
 
 
 def _local_hostname() -> str:

@@ -50,6 +50,7 @@ class Fax:
     number: FaxNumber
     recipient: str  # the envelope address it came as
     cover_to: str | None = None
+    by_subject: bool = False  # the number came from the subject of mail to a shared address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,7 +5,7 @@ base64, which cost more CPU than everything else the listener does but parsing. 
 reads up to each ".<CRLF>" instead (found by the stream's C code): a base64 attachment is
 one read, a text body one read per line ending in a dot. The result is the same: lines
 end with CRLF, the message ends at a line holding a lone dot, and a dot starting a line
-is taken off (dot-stuffing undone).
+is taken off (dot-stuffing undone), after a bare LF too.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ async def read_message(reader: asyncio.StreamReader, limit: int | None) -> bytes
 
 
 def _unstuffed(data: bytes) -> bytes:
-    """Each line's leading dot taken off (the client doubled it)."""
-    data = data.replace(b"\r\n.", b"\r\n")
+    """Each line's leading dot taken off (the client doubled it), also after a bare LF:
+    clients that end their lines so stuff them too. (The message still ends only at
+    <CRLF>.<CRLF>: a dot after a bare LF ending it would let a relay smuggle mail.)"""
+    data = data.replace(b"\n.", b"\n")
     return data[1:] if data.startswith(b".") else data

@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import email.policy
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email.message import Message
 from email.parser import BytesHeaderParser
 from typing import Any
 
+from faxgate.domain.addressing import AddressRefused, numbers_in_subject
 from faxgate.domain.autoreply import may_reply
 from faxgate.domain.message import CoverMode, FaxContent, fax_content
+from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.smtp_accept import Fax, MailToFax
 
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRule:
+    """Shared addresses among the recipients: their numbers lead the subject."""
+
+    addresses: Sequence[str]
+    numbers: NumberPolicy
+    max_faxes: int  # faxes one message may have, those of the other recipients included
 
 
 def read_mail(
@@ -30,22 +41,29 @@ def read_mail(
     faxes: Sequence[Fax],
     cover: CoverMode,
     from_line: str | None,
+    from_subject: SubjectRule | None = None,
 ) -> MailToFax:
-    """What to store for a message to `faxes` from `sender` ("" for the null sender).
+    """What to store for a message to `faxes` (and to the numbers its subject names, for
+    shared addresses) from `sender` ("" for the null sender).
 
-    Raises faxgate.domain.message.MessageRefused when there is nothing faxgate can fax.
+    Raises faxgate.domain.message.MessageRefused when there is nothing faxgate can fax,
+    faxgate.domain.addressing.AddressRefused when a shared address's subject names no
+    fax it may send.
     """
+    headers = _HEADER_PARSER.parsebytes(_header_block(raw))
+    cover_subject = None
+    if from_subject is not None and from_subject.addresses:
+        faxes, cover_subject = _with_subject_faxes(headers, faxes, from_subject)
     if not faxes:
         raise ValueError("a message to fax needs at least one fax recipient")
-    first = fax_content(raw, recipient=faxes[0].recipient, cover=cover)
-    headers = _HEADER_PARSER.parsebytes(_header_block(raw))
-    named = [replace(faxes[0], cover_to=first.cover_to)]
+    first = fax_content(raw, recipient=faxes[0].recipient, cover=cover, cover_subject=cover_subject)
+    named = [_named(faxes[0], first.cover_to, first.cover_page)]
     # The cover page's addressee is the name the message gives that very address: worth
     # reading the message again for each only when it names anyone.
     others_named = _has_cover(first) and _names_someone(headers)
     for fax in faxes[1:]:
         cover_to = _cover_to(raw, fax.recipient, cover) if others_named else None
-        named.append(replace(fax, cover_to=cover_to))
+        named.append(_named(fax, cover_to, first.cover_page))
     allowed, why_not = may_reply(sender, headers)
     intake_ref: dict[str, Any] = {
         "sender": sender,
@@ -68,6 +86,34 @@ def read_mail(
         reply_to=reply_address(headers, sender) if allowed else None,
         intake_ref={key: value for key, value in intake_ref.items() if value is not None},
     )
+
+
+def _with_subject_faxes(
+    headers: Message, faxes: Sequence[Fax], rule: SubjectRule
+) -> tuple[list[Fax], str]:
+    """`faxes` and those the subject names; the rest of the subject, for the cover page."""
+    found = numbers_in_subject(str(headers.get("Subject") or ""), rule.numbers, rule.max_faxes)
+    known = {fax.number.e164 for fax in faxes}
+    # The shared address is the sender's own mail system's: no addressee to name.
+    added = [
+        Fax(number, recipient=rule.addresses[0], by_subject=True)
+        for number in found.numbers
+        if number.e164 not in known
+    ]
+    if len(faxes) + len(added) > rule.max_faxes:
+        raise AddressRefused(
+            f"the message asks for {len(faxes) + len(added)} faxes; at most"
+            f" {rule.max_faxes} per message",
+            "too_many",
+        )
+    return [*faxes, *added], found.rest
+
+
+def _named(fax: Fax, from_message: str | None, cover_page: bool) -> Fax:
+    """A contact's own cover name wins over the one the message gives its address."""
+    if not cover_page or fax.by_subject:
+        return replace(fax, cover_to=None)
+    return replace(fax, cover_to=fax.cover_to or from_message)
 
 
 def _has_cover(content: FaxContent) -> bool:

@@ -6,7 +6,10 @@ code (RFC 3463), and a short reason name for the metrics.
 - Recipients: `<number>@<fax domain>`. Any other domain, and any local part that tries
   to route mail further ("a%b@fax.local", "a!b@fax.local"), is not ours: 550 5.1.1. A
   number that is not one: 553 5.1.3; one the number policy forbids (premium rate, a
-  country not allowed): 550 5.7.1. The reason is in the reply text.
+  country not allowed): 550 5.7.1. The reason is in the reply text. Where [addressing]
+  allows them (faxgate.domain.addressing): a name or group of the address book at a fax
+  domain, `fax+<number>@` a plus address, and a shared address whose numbers come from
+  the subject, read at DATA.
 - Senders: a logged-in user may send from any address. Anyone else must match the
   allowlist when there is one: an address, "@domain", or a shell pattern ("*@*.example").
   The null sender (bounces) matches nothing.
@@ -16,18 +19,27 @@ code (RFC 3463), and a short reason name for the metrics.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import ipaddress
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from faxgate.domain.addressing import (
+    AddressBook,
+    AddressRefused,
+    Destination,
+    plus_address_number,
+)
 from faxgate.domain.numbers import FaxNumber, NumberPolicy, NumberRefused, parse_fax_number
 
 NULL_SENDER: Final = "<>"
 MAX_REPLY_TEXT: Final = 400
+MAX_REPLY_LINES: Final = 10
+_ENCODED_CHUNK_BYTES: Final = 45  # base64 of 45 bytes is 60 characters: a word within 75
 # Characters that ask a server to relay further: the percent hack, bang paths, a second @.
 _ROUTING_CHARACTERS: Final = frozenset("%!@")
 _PATTERN_CHARACTERS: Final = frozenset("*?[")
@@ -41,24 +53,60 @@ class Refusal:
     reason: str  # a name for the metrics, e.g. "unknown_recipient"
 
     def __str__(self) -> str:
-        return f"{self.code} {self.status} {reply_text(self.text)}"
+        """The reply: one line for each line of the text (a multiline reply, RFC 5321)."""
+        lines = reply_lines(self.text)
+        return "\r\n".join(
+            f"{self.code}{' ' if last else '-'}{self.status} {line}"
+            for line, last in zip(lines, [False] * (len(lines) - 1) + [True], strict=True)
+        )
 
     @property
     def temporary(self) -> bool:
         return 400 <= self.code < 500
 
 
+def reply_lines(text: str) -> list[str]:
+    """The text's lines, each fit for a reply line, at most MAX_REPLY_LINES of them."""
+    lines = [line for line in (reply_text(line) for line in text.splitlines()) if line]
+    if len(lines) > MAX_REPLY_LINES:
+        more = len(lines) - MAX_REPLY_LINES + 1
+        lines = [*lines[: MAX_REPLY_LINES - 1], f"and {more} more reasons"]
+    return lines or [""]
+
+
 def reply_text(text: str) -> str:
-    """Text fit for one SMTP reply line: ASCII, no line breaks, not too long."""
-    ascii_text = (
-        unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-        if not text.isascii()
-        else text
-    )
-    one_line = " ".join("".join(ch if ch.isprintable() else " " for ch in ascii_text).split())
+    """Text fit for one SMTP reply line: ASCII, no line breaks, not too long.
+
+    A word in Latin letters with accents loses its accents ("Müller" is "Muller"); any
+    other word that is not ASCII ("사진.JPG", a file name) is kept whole as an RFC 2047
+    encoded word, which the sender's mail program can show as written.
+    """
+    words = "".join(ch if ch.isprintable() else " " for ch in text).split()
+    one_line = " ".join(word if word.isascii() else _ascii_word(word) for word in words)
     if len(one_line) > MAX_REPLY_TEXT:
         one_line = one_line[: MAX_REPLY_TEXT - 3].rstrip() + "..."
     return one_line
+
+
+def _ascii_word(word: str) -> str:
+    latin = unicodedata.normalize("NFKD", word)
+    plain = "".join(ch for ch in latin if not unicodedata.combining(ch))
+    if plain.isascii():
+        return plain
+    return " ".join(_encoded_words(word))
+
+
+def _encoded_words(word: str) -> list[str]:
+    """The word as RFC 2047 encoded words, each within 75 characters."""
+    pieces: list[str] = []
+    chunk = ""
+    for ch in word:
+        if len((chunk + ch).encode()) > _ENCODED_CHUNK_BYTES:
+            pieces.append(chunk)
+            chunk = ""
+        chunk += ch
+    pieces.append(chunk)
+    return [f"=?UTF-8?B?{base64.b64encode(piece.encode()).decode('ascii')}?=" for piece in pieces]
 
 
 # ---------------------------------------------------------------------------- recipients
@@ -68,10 +116,77 @@ def reply_text(text: str) -> str:
 class RecipientRules:
     domains: frozenset[str]
     numbers: NumberPolicy
+    subject_addresses: frozenset[str] = frozenset()
+    plus_addresses: frozenset[str] = frozenset()
+    plus_delimiter: str = "+"
+    book: AddressBook = field(default_factory=AddressBook)
 
     @classmethod
-    def of(cls, domains: Iterable[str], numbers: NumberPolicy) -> RecipientRules:
-        return cls(frozenset(domain.lower().rstrip(".") for domain in domains), numbers)
+    def of(
+        cls,
+        domains: Iterable[str],
+        numbers: NumberPolicy,
+        *,
+        subject_addresses: Iterable[str] = (),
+        plus_addresses: Iterable[str] = (),
+        plus_delimiter: str = "+",
+        book: AddressBook | None = None,
+    ) -> RecipientRules:
+        return cls(
+            frozenset(domain.lower().rstrip(".") for domain in domains),
+            numbers,
+            frozenset(address.lower() for address in subject_addresses),
+            frozenset(address.lower() for address in plus_addresses),
+            plus_delimiter,
+            book or AddressBook(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FromSubject:
+    """A shared address: its fax numbers lead the message's subject, read at DATA."""
+
+    address: str
+
+
+def address_recipient(
+    address: str, rules: RecipientRules
+) -> tuple[Destination, ...] | FromSubject | Refusal:
+    """What an envelope recipient asks for, in every form [addressing] allows."""
+    bare = address.strip().strip("<>")
+    if bare.lower() in rules.subject_addresses:
+        return FromSubject(bare.lower())
+    plus = plus_address_number(bare, rules.plus_addresses, rules.plus_delimiter)
+    if plus is not None:
+        number = _number(address, plus, rules.numbers)
+        return number if isinstance(number, Refusal) else (Destination(number, "", bare),)
+    local, _, domain = bare.rpartition("@")
+    ours = domain.lower().rstrip(".") in rules.domains
+    if ours and not rules.book.empty and not any(ch in _ROUTING_CHARACTERS for ch in local):
+        try:
+            named = rules.book.lookup(_unquoted(local))
+        except AddressRefused as refused:
+            return Refusal(550, "5.1.1", f"<{address}>: {refused.reason}", "unknown_recipient")
+        if named is not None:
+            return named
+        if not any(ch.isdigit() for ch in local):
+            return Refusal(
+                550,
+                "5.1.1",
+                f"<{address}>: neither a fax number nor a name in the address book",
+                "unknown_recipient",
+            )
+    found = read_recipient(address, rules)
+    return found if isinstance(found, Refusal) else (Destination(found, "", bare),)
+
+
+def subject_refusal(refused: AddressRefused) -> Refusal:
+    """The answer at DATA for a shared address's subject that names no fax to send."""
+    if refused.kind == "too_many":
+        return Refusal(550, "5.5.3", refused.reason, "too_many_recipients")
+    if refused.kind == "forbidden_number":
+        return Refusal(550, "5.7.1", refused.reason, "forbidden_number")
+    return Refusal(550, "5.1.3", refused.reason, "no_number_in_subject")
 
 
 def read_recipient(address: str, rules: RecipientRules) -> FaxNumber | Refusal:
@@ -82,13 +197,17 @@ def read_recipient(address: str, rules: RecipientRules) -> FaxNumber | Refusal:
         return Refusal(550, "5.1.1", f"<{address}>: not a fax address here; no relaying", "relay")
     if not local or any(ch in _ROUTING_CHARACTERS for ch in local):
         return Refusal(550, "5.1.1", f"<{address}>: not a fax address here; no relaying", "relay")
+    return _number(address, local, rules.numbers)
+
+
+def _number(address: str, text: str, policy: NumberPolicy) -> FaxNumber | Refusal:
     try:
-        return parse_fax_number(local, rules.numbers)
+        return parse_fax_number(text, policy)
     except NumberRefused as refused:
         reason = refused.reason
     # Not a number at all, or one the policy forbids? Two answers, two codes.
     try:
-        parse_fax_number(local, _permissive(rules.numbers))
+        parse_fax_number(text, _permissive(policy))
     except NumberRefused:
         return Refusal(553, "5.1.3", f"<{address}>: {reason}", "bad_number")
     return Refusal(550, "5.7.1", f"<{address}>: {reason}", "forbidden_number")

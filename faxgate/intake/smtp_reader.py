@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from faxgate.domain.message import CoverMode
 from faxgate.intake.smtp_accept import Fax, MailToFax
-from faxgate.intake.smtp_message import read_mail
+from faxgate.intake.smtp_message import SubjectRule, read_mail
 
 log = logging.getLogger("faxgate.smtp")
 
@@ -54,8 +54,10 @@ class MessageReader:
         faxes: Sequence[Fax],
         cover: CoverMode,
         from_line: str | None,
+        from_subject: SubjectRule | None = None,
     ) -> MailToFax:
-        """read_mail, away from the loop; MessageRefused as read_mail raises it."""
+        """read_mail, away from the loop; MessageRefused and AddressRefused as read_mail
+        raises them."""
         call = functools.partial(
             _read_mail_without_raw,
             raw,
@@ -64,6 +66,7 @@ class MessageReader:
             faxes=list(faxes),
             cover=cover,
             from_line=from_line,
+            from_subject=from_subject,
         )
         if self.workers == 0:
             mail = await asyncio.to_thread(call)

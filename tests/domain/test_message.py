@@ -333,8 +333,8 @@ def test_zip_attachment_refuses_the_message_and_lists_what_is_accepted() -> None
 def test_message_with_nothing_to_fax_is_refused_saying_so() -> None:
     reason = refusal(corpus("nothing-to-fax.eml"), CoverMode.ALWAYS)
     assert reason == (
-        "there is nothing to fax: the message has no attachment and no text "
-        "(small image image001.png not faxed)"
+        "there is nothing to fax: the message has no attachment and no text\n"
+        "small image image001.png not faxed"
     )
 
 
@@ -543,7 +543,7 @@ def test_unnamed_attachments_are_named_from_their_type_or_content() -> None:
     ]
     unknown = multipart(pdf_by_type, "Content-Type: application/octet-stream\n\nnot a document")
     assert refusal(unknown) == (
-        "an attachment of type application/octet-stream cannot be faxed; "
+        "a part of the message without a name (a file of an unknown kind) cannot be faxed; "
         f"accepted are {accepted_list()}"
     )
 
@@ -569,7 +569,9 @@ def test_a_part_that_cannot_be_decoded_is_a_refusal_with_a_reason() -> None:
         "Content-Type: application/pdf; name=b.pdf\nContent-Transfer-Encoding: x-binhex\n\n"
         "(This file must be converted with BinHex 4.0)"
     )
-    assert refusal(unknown) == "b.pdf: its transfer encoding 'x-binhex' is unknown"
+    assert refusal(unknown) == (
+        "b.pdf: it is packed as BinHex, which faxgate cannot unpack; attach the file again as it is"
+    )
 
 
 def test_encrypted_messages_are_refused() -> None:
@@ -579,10 +581,12 @@ def test_encrypted_messages_are_refused() -> None:
         "--E\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n"
         "--E\nContent-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n--E--\n"
     ).encode()
-    assert refusal(raw) == "the message is encrypted and cannot be read"
+    assert refusal(raw) == (
+        "the message is encrypted (S/MIME or PGP) and faxgate cannot read it; send it unencrypted"
+    )
 
 
-def test_digital_signatures_are_dropped_and_contact_cards_and_empty_files_noted() -> None:
+def test_digital_signatures_and_body_trailers_are_dropped_and_contact_cards_noted() -> None:
     raw = multipart(
         "Content-Type: text/plain\n\nSigned and sealed.",
         f"Content-Type: application/pdf; name=a.pdf\nContent-Transfer-Encoding: base64\n\n"
@@ -596,7 +600,6 @@ def test_digital_signatures_are_dropped_and_contact_cards_and_empty_files_noted(
     assert [document.name for document in content.documents] == ["a.pdf"]
     assert content.skipped == [
         "contact card alice.vcf not faxed",
-        "empty attachment ATT00001.txt not faxed",
     ]
 
 
@@ -700,7 +703,11 @@ def test_nesting_is_bounded() -> None:
 
 def test_a_multipart_without_a_boundary_is_refused() -> None:
     raw = f"From: a@example.com\nTo: {FAX}\nContent-Type: multipart/mixed\n\nstuff\n".encode()
-    assert refusal(raw) == "the message's structure is broken (a multipart without parts)"
+    assert refusal(raw) == (
+        "the message's structure is broken: one of its parts should hold several pieces, but "
+        "the line that divides them (the MIME boundary) is missing; send it again, or from "
+        "another mail program"
+    )
 
 
 # --- Text ------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ def line_by_line(wire: bytes) -> bytes:
         b"..\r\n.\r\n",  # a line holding one dot, stuffed
         b"..leading dot\r\nEnd of sentence.\r\n...\r\n.\r\n",
         b"a.\r\n.b\r\n..\r\n.\r\n",
-        b"bare\nline feed\n.\nstill going\r\n.\r\n",  # a bare LF ends nothing
         b"x" * 100_000 + b"\r\n" + b"y.\r\n" * 50 + b".\r\n",
     ],
 )
@@ -77,3 +76,15 @@ async def test_lines_longer_than_the_stream_buffer() -> None:
 async def test_a_client_leaving_mid_message() -> None:
     with pytest.raises(asyncio.IncompleteReadError):
         await read(b"half a message\r\n")
+
+
+async def test_dot_stuffing_is_undone_after_a_bare_line_feed_too() -> None:
+    # Clients that end lines with a bare LF double a leading dot all the same.
+    wire = b"Subject: x\n\n..hidden file\nlast line\n...\r\n.\r\n"
+    assert await read(wire) == b"Subject: x\n\n.hidden file\nlast line\n..\r\n"
+
+
+async def test_a_dot_after_a_bare_line_feed_does_not_end_the_message() -> None:
+    # Only <CRLF>.<CRLF> ends it: another reading would let a relay smuggle a message.
+    wire = b"one\n.\r\nMAIL FROM:<x@y>\r\n.\r\n"
+    assert await read(wire) == b"one\n\r\nMAIL FROM:<x@y>\r\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,21 +12,15 @@ import trustme
 from faxgate.app import Daemon
 from faxgate.domain.jobs import JobState
 from faxgate.intake.smtp_auth import hash_password
+from tests import peers
 from tests.conftest import pdf_document
 from tests.daemon import reports_delivered, settled
 from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, replies, smtp_daemon, smtp_port
 
 
-def swaks() -> str:
-    found = shutil.which("swaks")
-    if found is None:
-        pytest.fail("swaks is not installed; install the Debian package: apt-get install swaks")
-    return found
-
-
 async def run_swaks(*args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        swaks(),
+        peers.command("swaks"),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -87,6 +80,8 @@ async def test_swaks_sends_a_pdf(daemon: Daemon, tmp_path: Path) -> None:
 
 
 async def test_swaks_with_starttls_and_auth(daemon: Daemon) -> None:
+    for module in ("Net::SSLeay", "IO::Socket::SSL", "Authen::SASL"):
+        peers.perl_module(module)  # swaks runs without them, but refuses --tls and --auth
     common = ["--server", f"127.0.0.1:{smtp_port(daemon)}", "--to", f"14155550401@{FAX_DOMAIN}"]
     code, output = await run_swaks(
         *common, "--from", "someone@elsewhere.example", "--tls", "--auth", "PLAIN",

@@ -19,7 +19,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.settings import FolderSettings
+from tests import peers
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings
 
@@ -152,9 +152,7 @@ def unprivileged() -> list[str]:
     """The command prefix that runs faxgate where chmod 000 keeps it out of a file."""
     if os.geteuid() != 0:
         return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.fail("this test needs setpriv (Debian package util-linux) when run as root")
+    setpriv = peers.command("setpriv")
     # Root without capabilities is bound by file modes like anyone else.
     return [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--"]
 

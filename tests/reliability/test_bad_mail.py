@@ -168,7 +168,7 @@ class Bad:
     check: Callable[[Job, list[Document]], None] | None = None
 
 
-NOT_READABLE = "the message's structure is broken (a multipart without parts)"
+NOT_READABLE = "the message's structure is broken: one of its parts should hold several pieces"
 ZIP_REFUSED = ".zip files cannot be faxed; accepted are PDF"
 LONG_NAME = "n" * 116 + ".pdf"  # 120 characters, the extension kept
 
@@ -200,8 +200,8 @@ CASES = [
     Bad("attachment-empty-beside-text", corpus("attachment-empty-beside-text.eml"), 250, "2.0.0",
         "queued as", skipped("empty attachment scan.pdf not faxed")),
     Bad("attachment-empty-only", corpus("attachment-empty-only.eml"), 554, "5.6.0",
-        "there is nothing to fax: the message has no attachment and no text (empty attachment "
-        "scan.pdf not faxed)"),
+        "there is nothing to fax: the message has no attachment and no text\n"
+        "5.6.0 empty attachment scan.pdf not faxed"),
     Bad("attachments-500-tiny",
         lambda: mime(*(attachment(f"p{n}.pdf", b"%PDF-1.4\n%%EOF\n") for n in range(500))),
         554, "5.6.0", "500 documents are too many for one fax; the limit is 10"),

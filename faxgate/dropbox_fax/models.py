@@ -1,0 +1,354 @@
+"""The Dropbox Fax API v3's JSON as pydantic models: a tolerant reader.
+
+Our own models rather than the official SDK's, which reject status codes and event types
+outside their lists. The description (hellosign/hellosign-openapi, openapi.yaml) is
+followed where real answers agree with it; where its own examples drift, every form seen
+is read here and nowhere else:
+
+- `metadata` as `[]` (an empty PHP array) instead of an object (`_metadata`);
+- `warnings` as one object instead of a list, as the fax line answers declare it
+  (`_warnings`); an unreadable warning is dropped, never a reason to refuse an answer;
+- keys the description does not list (`transmission_id`, `from`, `test_mode`, a
+  transmission's `sender`) ignored;
+- `sent_at` absent while a transmission is under way;
+- times as Unix seconds, numbers or numeric strings (`_unix_time`);
+- status codes beyond the enum (`faxgate.dropbox_fax.codes`).
+
+Not tolerated: JSON that is not JSON. Some of the description's hand-written examples end
+an object with a trailing comma; a body like that raises ValueError, so the client will
+treat it as unreadable (a fault on a read, an ambiguous answer to a send) rather than guess
+at what a broken body meant.
+
+Every `from_api` accepts the decoded JSON or its text, and raises ValueError (a pydantic
+ValidationError is one) when the data cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_status
+
+__all__ = [
+    "ApiError",
+    "ApiWarning",
+    "Fax",
+    "FaxAnswer",
+    "FaxLine",
+    "FaxLineAccount",
+    "FaxLineAnswer",
+    "FaxLinePage",
+    "FaxPage",
+    "ListInfo",
+    "Metadata",
+    "OptionalText",
+    "Transmission",
+    "Transmissions",
+    "UtcDatetime",
+    "area_codes_from_api",
+    "load_json",
+]
+
+# Unix time in milliseconds passes this around 1973; in seconds, not before year 5000.
+_MILLISECONDS_ABOVE = 100_000_000_000
+
+
+def load_json(data: Any) -> Any:
+    """The decoded value: JSON text (str or bytes, strictly parsed) is decoded, anything
+    else is taken as already decoded."""
+    if isinstance(data, bytes | bytearray | str):
+        return json.loads(data)
+    return data
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _unix_time(value: Any) -> Any:
+    """Unix seconds as a number or a numeric string (or, to be safe, ISO 8601); UTC."""
+    value = _blank_to_none(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"timestamp out of range: {value}")
+        seconds = value / 1000 if value > _MILLISECONDS_ABOVE else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"timestamp out of range: {value}") from exc
+    return value
+
+
+def _metadata(value: Any) -> Any:
+    """An object as it is; `[]`, null or "" as no metadata; a list by position; a JSON
+    object in a string decoded."""
+    value = _blank_to_none(value)
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        return {str(index): item for index, item in enumerate(value)}
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            return decoded
+    return value  # an object passes; anything else fails validation as not a dict
+
+
+def _list_or_none(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _warnings(value: Any) -> list[ApiWarning]:
+    """A list of warnings, one warning object, or nothing; unreadable items are dropped."""
+    items: list[Any]
+    if value is None:
+        items = []
+    elif isinstance(value, list):
+        items = value
+    else:
+        items = [value]
+    warnings: list[ApiWarning] = []
+    for item in items:
+        if isinstance(item, ApiWarning):
+            warnings.append(item)
+        elif isinstance(item, Mapping):
+            warnings.append(
+                ApiWarning(
+                    warning_msg=_text(item.get("warning_msg")),
+                    warning_name=_text(item.get("warning_name")),
+                )
+            )
+        elif isinstance(item, str) and item.strip():
+            warnings.append(ApiWarning(warning_msg=item.strip(), warning_name=""))
+    return warnings
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+UtcDatetime = Annotated[datetime | None, BeforeValidator(_unix_time)]
+OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalInt = Annotated[int | None, BeforeValidator(_blank_to_none)]
+OptionalBool = Annotated[bool | None, BeforeValidator(_blank_to_none)]
+Metadata = Annotated[dict[str, Any], BeforeValidator(_metadata)]
+
+
+class _ApiModel(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        coerce_numbers_to_str=True,  # numbers and ids may come as JSON numbers
+        frozen=True,
+    )
+
+
+class ApiWarning(_ApiModel):
+    """A warning the provider gives beside a success: `{"warning_msg", "warning_name"}`."""
+
+    warning_msg: str = ""
+    warning_name: str = ""
+
+
+Warnings = Annotated[list[ApiWarning], BeforeValidator(_warnings)]
+
+
+def _unwrap(data: Any, key: str) -> Any:
+    """`{"fax": {...}}` -> `{...}`; anything else unchanged."""
+    if isinstance(data, Mapping):
+        inner = data.get(key)
+        if isinstance(inner, Mapping):
+            return inner
+    return data
+
+
+class Transmission(_ApiModel):
+    """One recipient's call: the provider dials each recipient of a fax separately."""
+
+    recipient: str = Field(min_length=1)
+    # Kept as sent, for logs; `status` is what it means.
+    status_code: Annotated[str, BeforeValidator(_text)] = ""
+    sent_at: UtcDatetime = None  # absent while transmitting
+
+    @property
+    def status(self) -> FaxStatus:
+        return parse_fax_status(self.status_code)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The outcome in faxgate's terms; None when the code is one nobody published."""
+        return outcome_of(self.status)
+
+
+Transmissions = Annotated[list[Transmission], BeforeValidator(_list_or_none)]
+
+
+class Fax(_ApiModel):
+    """A v3 fax: one document sent to one or more recipients."""
+
+    fax_id: str = Field(min_length=1)
+    title: OptionalText = None
+    original_title: OptionalText = None
+    subject: OptionalText = None
+    message: OptionalText = None
+    metadata: Metadata = Field(default_factory=dict)
+    created_at: UtcDatetime = None
+    sender: OptionalText = None
+    files_url: OptionalText = None
+    final_copy_uri: OptionalText = None
+    transmissions: Transmissions = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        """Read a fax, bare or under a `fax` key."""
+        return cls.model_validate(_unwrap(load_json(data), "fax"))
+
+
+class FaxAnswer(_ApiModel):
+    """The answer to a send or a get: `{"fax": {...}, "warnings": [...]}`."""
+
+    fax: Fax
+    warnings: Warnings = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        return cls.model_validate(load_json(data))
+
+
+class ListInfo(_ApiModel):
+    """Where a page of a list stands: pages count from 1; `num_results` may be null."""
+
+    num_pages: OptionalInt = None
+    num_results: OptionalInt = None
+    page: OptionalInt = None
+    page_size: OptionalInt = None
+
+    @property
+    def is_last(self) -> bool:
+        """Whether no page follows this one (unknown numbers never claim more pages)."""
+        if self.page is None or self.num_pages is None:
+            return True
+        return self.page >= self.num_pages
+
+
+def _list_info(value: Any) -> Any:
+    return ListInfo() if value is None else value
+
+
+ListInfoField = Annotated[ListInfo, BeforeValidator(_list_info)]
+
+
+class FaxPage(_ApiModel):
+    """One page of the account's faxes: `{"faxes": [...], "list_info": {...}}`."""
+
+    faxes: Annotated[list[Fax], BeforeValidator(_list_or_none)]
+    list_info: ListInfoField = Field(default_factory=ListInfo)
+    warnings: Warnings = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        return cls.model_validate(load_json(data))
+
+
+class FaxLineAccount(_ApiModel):
+    """An account that may use a fax line."""
+
+    account_id: OptionalText = None
+    email_address: OptionalText = None
+    is_locked: OptionalBool = None
+    is_paid_hs: OptionalBool = None
+    is_paid_hf: OptionalBool = None
+
+
+class FaxLine(_ApiModel):
+    """A fax number the account owns; `number` is what a send's `sender` expects."""
+
+    number: str = Field(min_length=1)
+    created_at: UtcDatetime = None
+    updated_at: UtcDatetime = None
+    accounts: Annotated[list[FaxLineAccount], BeforeValidator(_list_or_none)] = Field(
+        default_factory=list
+    )
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        """Read a line, bare or under a `fax_line` key."""
+        return cls.model_validate(_unwrap(load_json(data), "fax_line"))
+
+
+class FaxLineAnswer(_ApiModel):
+    """The answer about one line: `{"fax_line": {...}, "warnings": ...}`."""
+
+    fax_line: FaxLine
+    warnings: Warnings = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        return cls.model_validate(load_json(data))
+
+
+class FaxLinePage(_ApiModel):
+    """One page of the account's lines: `{"fax_lines": [...], "list_info": {...}}`."""
+
+    fax_lines: Annotated[list[FaxLine], BeforeValidator(_list_or_none)]
+    list_info: ListInfoField = Field(default_factory=ListInfo)
+    warnings: Warnings = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        return cls.model_validate(load_json(data))
+
+
+def area_codes_from_api(data: Any) -> list[str]:
+    """`{"area_codes": [415, 510]}` as strings (the description says integers; digits in
+    strings are read too)."""
+    data = load_json(data)
+    items = data.get("area_codes") if isinstance(data, Mapping) else None
+    if items is None:
+        raise ValueError("expected a list under area_codes")
+    if not isinstance(items, list):
+        raise ValueError("area_codes is not a list")
+    codes: list[str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise ValueError(f"an area code must be a number, not {type(item).__name__}")
+        code = str(item).strip()
+        if not code.isdigit():
+            raise ValueError(f"an area code must be digits, not {code!r}")
+        codes.append(code)
+    return codes
+
+
+class ApiError(_ApiModel):
+    """The body of a failed request: `{"error": {"error_msg", "error_name", "error_path"}}`."""
+
+    error_msg: Annotated[str, BeforeValidator(_text)] = ""
+    error_name: Annotated[str, BeforeValidator(_text)] = ""
+    error_path: OptionalText = None
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        """Read the envelope; a body without an `error` object is not an error answer."""
+        data = load_json(data)
+        inner = data.get("error") if isinstance(data, Mapping) else None
+        if not isinstance(inner, Mapping):
+            raise ValueError("expected an object under error")
+        return cls.model_validate(inner)
