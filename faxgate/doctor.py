@@ -157,7 +157,16 @@ def _check_callbacks(settings: Settings, account: Account) -> Finding:
         if _builtin_sandbox(settings)
         else "run `faxgate account --register-callbacks`"
     )
-    token = known_callback_token(settings)
+    try:
+        token = known_callback_token(settings)
+    except OSError as exc:
+        return Finding(
+            "callbacks",
+            PROBLEM,
+            f"cannot read the callback token {settings.callback_token_path}: {exc.strerror or exc}",
+            "run the doctor as the user faxgate runs as (e.g. `sudo -u faxgate faxgate "
+            "doctor`), with the same settings",
+        )
     if token is None:
         return Finding(
             "callbacks",

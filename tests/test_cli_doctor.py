@@ -207,6 +207,18 @@ async def test_without_a_token_yet_the_doctor_makes_none(
     assert not (tmp_path / "var" / "callback-token").exists()
 
 
+async def test_a_token_it_cannot_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("FAXGATE_HTTP__CALLBACK_TOKEN")
+    (tmp_path / "var" / "callback-token").mkdir(parents=True)  # unreadable as a file
+    code, checks = await doctor(capsys)
+    assert code == 1
+    callbacks = only(checks, "callbacks")
+    assert "cannot read the callback token" in callbacks["detail"]
+    assert "the user faxgate runs as" in callbacks["fix"]
+
+
 async def test_a_real_account_without_a_public_url(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
