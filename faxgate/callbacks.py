@@ -13,17 +13,24 @@ TOKEN_BYTES = 24
 
 def callback_token(settings: Settings) -> str:
     """The configured token, else the one kept in the state directory, made on first use."""
+    known = known_callback_token(settings)
+    if known is not None:
+        return known
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    _write_private(settings.callback_token_path, token)
+    return token
+
+
+def known_callback_token(settings: Settings) -> str | None:
+    """The configured token, else the one kept in the state directory; None before the
+    first start made one (nothing is written)."""
     configured = settings.http.callback_token.get_secret_value()
     if configured:
         return configured
-    path = settings.callback_token_path
     try:
-        return path.read_text(encoding="ascii").strip()
+        return settings.callback_token_path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    _write_private(path, token)
-    return token
+        return None
 
 
 def _write_private(path: Path, text: str) -> None:

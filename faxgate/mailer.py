@@ -34,13 +34,13 @@ from typing import Final, Protocol
 import aiosmtplib
 from pydantic import SecretStr
 
+from faxgate.domain.autoreply import AUTO_GENERATED as AUTO_GENERATED
+from faxgate.domain.autoreply import AUTO_REPLIED as AUTO_REPLIED
 from faxgate.settings import MailSettings
 from faxgate.store import utc_now
 
 log = logging.getLogger("faxgate.mailer")
 
-AUTO_REPLIED: Final = "auto-replied"  # a response to a message someone sent
-AUTO_GENERATED: Final = "auto-generated"  # anything else faxgate sends by itself
 DEFAULT_FROM: Final = "faxgate@localhost"
 DEFAULT_RELAY_TIMEOUT: Final = 30.0  # seconds, for each step of the SMTP dialogue
 # "530 Authentication required" (RFC 4954) comes at MAIL FROM but is the relay's setup.

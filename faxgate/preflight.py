@@ -47,6 +47,7 @@ from faxgate.store import MIGRATIONS
 
 log = logging.getLogger("faxgate")
 
+PORT_IN_USE: Final = "the port is in use (another program, or another faxgate, listens there)"
 LOCK_NAME: Final = "faxgate.lock"  # app._single_instance holds it while faxgate runs
 # Hidden, and shaped like the temporary files the hot folder sweeps at start
 # (folder_files.sweep_temporaries), so that even a probe a crash left behind goes.
@@ -60,15 +61,15 @@ def preflight(settings: Settings) -> list[str]:
         # Nothing under it can be right; the folders elsewhere still can be checked.
         _check_folders(found, settings)
         return found.done()
-    running = _lock_problem(settings.state_dir)
+    running = another_faxgate(settings.state_dir)
     if running:
         return [running]  # its listeners and files are in use, by faxgate itself
     for path, what in _state_folders(settings):
         _usable_dir(found, path, what)
-    found += filter(None, [_store_problem(settings.database_path)])
+    found += filter(None, [store_problem(settings.database_path)])
     _check_folders(found, settings)
     found += _listen_problems(settings)
-    found += _settings_problems(settings)
+    found += settings_problems(settings)
     return found.done()
 
 
@@ -78,6 +79,17 @@ def summary(problems: Sequence[str]) -> str:
         return problems[0]
     numbered = "; ".join(f"({n}) {text}" for n, text in enumerate(problems, start=1))
     return f"faxgate cannot start, for {len(problems)} reasons: {numbered}"
+
+
+def folder_problems(settings: Settings) -> list[str]:
+    """What keeps faxgate from writing in its folders: the state directory and those under
+    it, the hot folders, the inbound output folders (each made when missing, then probed)."""
+    found = _Found()
+    if _usable_dir(found, settings.state_dir, "the state directory (state_dir)"):
+        for path, what in _state_folders(settings):
+            _usable_dir(found, path, what)
+    _check_folders(found, settings)
+    return found.done()
 
 
 def hot_folder_problems(folder: FolderSettings) -> list[str]:
@@ -185,7 +197,8 @@ def _usable_dir(found: _Found, path: Path, what: str, *, create: bool = True) ->
     return True
 
 
-def _lock_problem(state_dir: Path) -> str | None:
+def another_faxgate(state_dir: Path) -> str | None:
+    """Why this state directory is taken: another faxgate runs with it; None when free."""
     try:
         fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
@@ -199,7 +212,7 @@ def _lock_problem(state_dir: Path) -> str | None:
     return None
 
 
-def _store_problem(path: Path) -> str | None:
+def store_problem(path: Path) -> str | None:
     """A store that exists but cannot be used: unwritable, not a database, too new."""
     if not path.exists():
         return None  # made at start
@@ -229,16 +242,21 @@ def _store_problem(path: Path) -> str | None:
 # ---------------------------------------------------------------------------- listening
 
 
-def _listen_problems(settings: Settings) -> list[str]:
-    listeners = [
-        ("the HTTP server", settings.http.listen),
-        ("the SMTP listener", settings.smtp.listen),
+def listeners(settings: Settings) -> list[tuple[str, str, ListenAddress]]:
+    """What faxgate listens with, the setting, and the address: (what, key, address)."""
+    found = [
+        ("the HTTP server", "http.listen", settings.http.listen),
+        ("the SMTP listener", "smtp.listen", settings.smtp.listen),
     ]
     if settings.provider.kind == "sandbox" and not settings.provider.base_url:
-        listeners.insert(0, ("the built-in sandbox", settings.sandbox.listen))
+        found.insert(0, ("the built-in sandbox", "sandbox.listen", settings.sandbox.listen))
+    return found
+
+
+def _listen_problems(settings: Settings) -> list[str]:
     problems: list[str] = []
     taken: dict[ListenAddress, str] = {}
-    for what, address in listeners:
+    for what, _, address in listeners(settings):
         if address.port == 0:
             continue  # any free port
         if address in taken:
@@ -270,7 +288,7 @@ def listen_problem(address: ListenAddress) -> str | None:
                 probe.bind(where)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    return "the port is in use (another program, or another faxgate, listens there)"
+                    return PORT_IN_USE
                 if exc.errno == errno.EACCES:
                     return (
                         "permission denied (a port below 1024 needs the "
@@ -285,7 +303,7 @@ def listen_problem(address: ListenAddress) -> str | None:
 # ---------------------------------------------------------------------------- settings
 
 
-def _settings_problems(settings: Settings) -> list[str]:
+def settings_problems(settings: Settings) -> list[str]:
     """Settings that are valid on paper but cannot work here."""
     problems: list[str] = []
     smtp = settings.smtp

@@ -19,10 +19,10 @@ from typing import Any, Final
 
 import phonenumbers
 
+from faxgate.domain.autoreply import AUTO_GENERATED, AUTO_REPLIED
 from faxgate.domain.codes import describe_outcome, parse_error_code, parse_status_code
 from faxgate.domain.jobs import ACTIVE_STATES, Document, Event, Job, JobState
 from faxgate.domain.numbers import FaxNumber
-from faxgate.mailer import AUTO_GENERATED, AUTO_REPLIED
 
 _WIDTH: Final = 72
 # States that close one call: the provider is done with it, or faxgate let go of it.

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -39,18 +39,17 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from faxgate.config_error import ConfigError as ConfigError  # re-exported for callers
 from faxgate.domain.jobs import RetryPolicy, RetryRule
-from faxgate.domain.numbers import NumberPolicy
-from faxgate.hellofax.sandbox import settings as sandbox_defaults
+from faxgate.hellofax import sandbox_defaults
 from faxgate.inbound.routing import check_address, check_pattern_syntax
 from faxgate.intake.smtp_auth import BadPasswordHash, parse_hash
 
+if TYPE_CHECKING:
+    from faxgate.domain.numbers import NumberPolicy
+
 DEFAULT_CONFIG_PATH = Path("config/faxgate.toml")
 HELLOFAX_BASE_URL = "https://api.hellofax.com/v1"
-
-
-class ConfigError(Exception):
-    """The settings cannot be used; the message names the key and never its value."""
 
 
 class ListenAddress(NamedTuple):
@@ -197,6 +196,8 @@ class NumberSettings(_Section):
         return [code.upper() for code in value]
 
     def policy(self) -> NumberPolicy:
+        from faxgate.domain.numbers import NumberPolicy  # phonenumbers: only when numbers are read
+
         return NumberPolicy(
             default_region=self.default_region,
             allow_premium=self.allow_premium,

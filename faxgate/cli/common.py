@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from faxgate.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from faxgate.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and failed: the provider refused, a job is unknown...
 EXIT_USAGE = 2  # the command could not run: bad arguments or settings
+EXIT_BROKEN_PIPE = 141  # the reader of the output closed it early (128 + SIGPIPE, as a shell)
 
 T = TypeVar("T")
 # Subscripted only for the type checker: the runtime class is not generic on 3.11.
@@ -29,10 +30,16 @@ class CommandError(Exception):
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    # Imported here: pydantic and the settings' models are most of a command's start-up,
+    # and `--version` or `smtp hash-password` need neither.
+    from faxgate.settings import load_settings
+
     return load_settings(args.config)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # a third of `faxgate --version`'s time, and only API commands need it
+
     return asyncio.run(coro)
 
 

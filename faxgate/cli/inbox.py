@@ -21,7 +21,6 @@ from faxgate.cli.common import (
     settings_from,
 )
 from faxgate.domain.jobs import normalize_job_id
-from faxgate.inbound.compose import shown
 from faxgate.inbound.records import InboundDelivery, InboundFax
 from faxgate.settings import Settings
 from faxgate.store import Store
@@ -101,6 +100,10 @@ def _deliveries_line(fax: InboundFax, deliveries: list[InboundDelivery]) -> str:
 
 
 def _show(fax: InboundFax, deliveries: list[InboundDelivery]) -> None:
+    # Here, not above: writing numbers as people read them loads phonenumbers, which the
+    # list does not need.
+    from faxgate.inbound.compose import shown
+
     rows: list[tuple[str, object]] = [
         ("fax", fax.id),
         ("from", shown(fax.from_number)),

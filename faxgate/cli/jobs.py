@@ -23,7 +23,6 @@ from faxgate.cli.common import (
     print_table,
     settings_from,
 )
-from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import (
     Intake,
     Job,
@@ -33,11 +32,8 @@ from faxgate.domain.jobs import (
     is_final,
     normalize_job_id,
 )
-from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
 from faxgate.domain.outcomes import report_payload
-from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import NewNotification, StaleState, Store
 
 # States where the story is told: a report went (or goes) out.
@@ -97,6 +93,13 @@ def _find(store: Store, text: str) -> Job:
 
 
 def send_command(args: argparse.Namespace) -> int:
+    # Here, not above: reading numbers and documents loads phonenumbers and pypdf, which
+    # `status` and the rest do not need.
+    from faxgate.domain.documents import DocumentRefused
+    from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
+    from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+    from faxgate.spool import Spool
+
     settings = settings_from(args)
     policy = settings.numbers.policy()
     try:

@@ -20,7 +20,11 @@ from collections.abc import Callable, Mapping
 from email.message import Message
 from typing import Final, TypeAlias
 
-__all__ = ["may_reply", "reply_headers", "reply_subject"]
+__all__ = ["AUTO_GENERATED", "AUTO_REPLIED", "may_reply", "reply_headers", "reply_subject"]
+
+# Auto-Submitted values (RFC 3834) of the mail faxgate sends.
+AUTO_REPLIED: Final = "auto-replied"  # a response to a message someone sent
+AUTO_GENERATED: Final = "auto-generated"  # anything else faxgate sends by itself
 
 _SYSTEM_SENDERS: Final = re.compile(
     r"""(
@@ -57,7 +61,7 @@ def may_reply(envelope_sender: str, headers: Mapping[str, str] | Message) -> tup
 
 def reply_headers(original_message_id: str | None, original_subject: str | None) -> dict[str, str]:
     """Headers that thread a reply under the original and mark it as automatic."""
-    headers = {"Subject": reply_subject(original_subject), "Auto-Submitted": "auto-replied"}
+    headers = {"Subject": reply_subject(original_subject), "Auto-Submitted": AUTO_REPLIED}
     message_id = _message_id(original_message_id)
     if message_id:
         headers["In-Reply-To"] = message_id

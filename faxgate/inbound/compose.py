@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Final
 
+from faxgate.domain.autoreply import AUTO_GENERATED
 from faxgate.domain.numbers import from_provider_digits
 from faxgate.inbound.documents import kind_of
 from faxgate.inbound.records import InboundFax
-from faxgate.mailer import AUTO_GENERATED
 from faxgate.reports import display_number
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9]+")

@@ -22,9 +22,10 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
-from faxgate.domain.numbers import NumberPolicy, parse_fax_number
+if TYPE_CHECKING:
+    from faxgate.domain.numbers import NumberPolicy
 
 __all__ = [
     "DEFAULT_ROUTE",
@@ -133,6 +134,10 @@ def parse_pattern(text: str, policy: NumberPolicy) -> NumberPattern:
         body = _pattern_digits(text)
         regex = "".join(r"\d*" if c == "*" else r"\d" if c == "?" else re.escape(c) for c in body)
         return NumberPattern(text=text.strip(), digits=re.compile(regex))
+    # Imported here: phonenumbers is a tenth of the settings' import time, and the settings
+    # check only the syntax (check_pattern_syntax).
+    from faxgate.domain.numbers import NumberPolicy, parse_fax_number
+
     # Numbers of every kind are allowed here: a rule only compares, it never dials.
     lenient = NumberPolicy(
         default_region=policy.default_region, allow_premium=True, allow_shared_cost=True

@@ -7,36 +7,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# Multipliers applied to every provider timing (conversion, transmission, callback retries).
-SPEED_PRESETS: dict[str, float] = {
-    "realistic": 1.0,  # seconds to minutes per fax, callback retries after 15 min and on
-    "quick": 0.05,  # demos: a fax in a few seconds, first callback retry after 45 s
-    "test": 0.0005,  # a fax in tens of milliseconds, first callback retries within 2 s
-}
+# The fixed values live apart so that faxgate's settings can read them without this package.
+from faxgate.hellofax.sandbox_defaults import (
+    DEFAULT_ACCOUNT_GUID,
+    DEFAULT_PASSWORD,
+    DEFAULT_PORT,
+    DEFAULT_STATE_DIR,
+    DEFAULT_USERNAME,
+    SPEED_PRESETS,
+    resolve_speed,
+)
 
-# Standalone defaults; they open nothing real, so they may be printed.
-DEFAULT_ACCOUNT_GUID = "5a4d0b6e8c1f2a3b4c5d6e7f8091a2b3c4d5e6f7"
-DEFAULT_USERNAME = "sandbox@faxgate.invalid"
-DEFAULT_PASSWORD = "sandbox-password"  # noqa: S105 - a fixed credential of a local test server
-DEFAULT_STATE_DIR = Path("var/sandbox")
-DEFAULT_PORT = 8090
-
-
-def resolve_speed(value: str | float) -> float:
-    """A preset name or a positive number as a speed multiplier."""
-    if isinstance(value, str):
-        if value in SPEED_PRESETS:
-            return SPEED_PRESETS[value]
-        try:
-            number = float(value)
-        except ValueError:
-            names = ", ".join(SPEED_PRESETS)
-            raise ValueError(f"speed must be one of {names} or a positive number") from None
-    else:
-        number = float(value)
-    if not number > 0:
-        raise ValueError("speed must be a positive number")
-    return number
+__all__ = [
+    "DEFAULT_ACCOUNT_GUID",
+    "DEFAULT_PASSWORD",
+    "DEFAULT_PORT",
+    "DEFAULT_STATE_DIR",
+    "DEFAULT_USERNAME",
+    "SPEED_PRESETS",
+    "SandboxSettings",
+    "resolve_speed",
+]
 
 
 class SandboxSettings(BaseModel):
