@@ -163,6 +163,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             first_poll=settings.polling.callback_grace if callbacks_expected else None,
             # A callback that beat the send's answer is applied once the GUID is recorded.
             on_progress=lambda job: tracker.catch_up(job),
+            provider_removes=settings.provider_removes_sent,
+            unmatched=lambda: tracker.unmatched(),
         )
         try:
             folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)
@@ -173,7 +175,12 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             dispatcher.wake()  # capacity may be free
             notifier.wake()  # an outcome may wait in the outbox
 
-        tracker = Tracker(store, settings.retry.policy(), on_progress=progress)
+        tracker = Tracker(
+            store,
+            settings.retry.policy(),
+            on_progress=progress,
+            on_unmatched=dispatcher.evidence_arrived,
+        )
         poller = Poller(store, client, tracker, settings.polling)
 
         token = callback_token(settings)
@@ -284,6 +291,7 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
         password=password,
         state_dir=settings.sandbox_state_dir,
         speed=sandbox_server.resolve_speed(settings.sandbox.speed),
+        removal=settings.sandbox.removal,
     )
 
 

@@ -41,7 +41,15 @@ from faxgate.spool import Spool
 from faxgate.store import NewNotification, StaleState, Store
 
 # States where the story is told: a report went (or goes) out.
-_SETTLED = {JobState.SENT, JobState.FAILED, JobState.CANCELLED, JobState.UNCERTAIN}
+_SETTLED = {
+    JobState.SENT,
+    JobState.PRESUMED_SENT,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.UNCERTAIN,
+}
+# Exit 0: sent, or presumed sent (a failure code would invite sending it twice).
+_SENT_ENOUGH = {JobState.SENT, JobState.PRESUMED_SENT}
 _WAIT_HINT_AFTER = 10.0  # seconds in `queued` before --wait suggests the daemon is down
 
 
@@ -136,7 +144,7 @@ def send_command(args: argparse.Namespace) -> int:
         final = _follow(store, job.id)
     if args.json:
         print_json(_job_summary(final))
-    return EXIT_OK if final.state is JobState.SENT else EXIT_FAILURE
+    return EXIT_OK if final.state in _SENT_ENOUGH else EXIT_FAILURE
 
 
 def _follow(store: Store, job_id: str, interval: float = 0.5) -> Job:

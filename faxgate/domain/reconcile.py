@@ -14,8 +14,11 @@ comparison says one of four things:
   job's where both are known, and no other unsettled job could own it.
 - `NotThere`: the provider never took it, so sending it is safe. The list was read back
   past the caution horizon (15 minutes before `submitted_at` by default), it was read
-  after the match window closed, and no unclaimed transmission that could be this job's
-  is in it.
+  after the match window closed, no unclaimed transmission that could be this job's is
+  in it or among the kept callbacks, and the provider keeps the faxes it sent (the
+  sandbox with removal switched off). A provider that removes a fax once it is sent
+  (HelloFax does) makes absence no proof: the fax may have been taken, sent and removed
+  before the list was read. Then the answer is `CannotTell`.
 - `TryLater`: nothing can be decided yet, but time will tell: the match window is still
   open (the provider may still be recording a request it received), or the candidates
   differ only in pages the provider has not counted yet (it counts them once the
@@ -36,6 +39,13 @@ evidence and every doubt blocks it:
 - the list must be read after the match window closed, so a request the provider was
   still working on has been recorded.
 `Found` needs a strict match (the same digits, in the match window) and uniqueness.
+
+Evidence besides the list. Callbacks for GUIDs no job holds are kept for a while
+(`Listing.reported`): the provider posts one when a fax reaches S or E, before it removes
+it, so a kept callback may be the only record left of a fax whose send's answer was lost.
+They count as transmissions in every rule above except coverage (how far back the list
+was read): a callback for a fax to this number from that time is a suspect like a listed
+one, and a strict, unique match is `Found`.
 
 Claims. A transmission whose GUID another job holds (or this job held for an earlier
 call) is not this job's and is ignored; the caller looks these up. A job that has no GUID
@@ -140,6 +150,8 @@ class Listing:
     transmissions: Sequence[Transmission]  # newest first, as read; repeats are harmless
     listed_at: datetime  # our clock, when the first page was asked for
     complete: bool  # the last page was read: there is nothing older
+    # Kept callbacks for GUIDs no job holds: faxes the list may no longer show.
+    reported: Sequence[Transmission] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +188,15 @@ def reconcile(
     claimed: Collection[str] = (),
     rivals: Sequence[Sought] = (),
     window: Window = DEFAULT_WINDOW,
+    provider_removes: bool = True,
 ) -> Outcome:
     """Decide what became of `sought`, from the list and the GUIDs other jobs hold.
 
     `claimed`: GUIDs of transmissions known not to be this call's (held by other jobs,
     or by this job's earlier calls). `rivals`: other jobs without a GUID that may own a
     transmission to the same number (in `submitting` or `uncertain`).
+    `provider_removes`: the provider removes a fax once it is sent (HelloFax does), so
+    absence from its list never proves the fax was not taken.
     """
     if not covers(listing, sought.horizon(window)):
         return CannotTell(
@@ -191,13 +206,18 @@ def reconcile(
     others = [r for r in rivals if r.job_id != sought.job_id]
     suspects = [
         tx
-        for tx in _unique(listing.transmissions)
+        for tx in _unique([*listing.transmissions, *listing.reported])
         if tx.guid not in claimed and might_be_for(sought, tx, window)
     ]
     window_open = listing.listed_at < sought.match_end(window)
     if not suspects:
         if window_open:
             return TryLater("nothing yet; the provider may still be recording the request")
+        if provider_removes:
+            return CannotTell(
+                "the provider shows no fax to this number from that time, but it removes "
+                "faxes once they are sent, and no callback reported one"
+            )
         return NotThere("the provider has no transmission to this number from that time")
 
     acceptable = sought.acceptable_pages()
