@@ -181,7 +181,13 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
         )
-        poller = Poller(store, client, tracker, settings.polling)
+        poller = Poller(
+            store,
+            client,
+            tracker,
+            settings.polling,
+            provider_removes=settings.provider_removes_sent,
+        )
 
         token = callback_token(settings)
         try:

@@ -75,12 +75,15 @@ class Poller:
         settings: PollingSettings,
         *,
         clock: Callable[[], datetime] = utc_now,
+        provider_removes: bool = True,
     ) -> None:
         self._store = store
         self._client = client
         self._tracker = tracker
         self._settings = settings
         self._clock = clock
+        # A provider that keeps its faxes means something else by a 404: nothing is presumed.
+        self._provider_removes = provider_removes
         self._cycle_lock = asyncio.Lock()
         self._again = False
         self._scheduler: AsyncIOScheduler | None = None
@@ -96,7 +99,9 @@ class Poller:
             return PollReport(due=0, requests=0, mode=None, settled=0)
         mode: PollMode = "one_by_one" if len(due) <= self._settings.list_threshold else "list"
         metrics.polls.labels(mode=mode).inc()
-        cycle = _Cycle(self._store, self._client, self._tracker, self._settings, due)
+        cycle = _Cycle(
+            self._store, self._client, self._tracker, self._settings, due, self._provider_removes
+        )
         try:
             if mode == "one_by_one":
                 await cycle.read_one_by_one(due)
@@ -188,7 +193,9 @@ class _Cycle:
         tracker: Tracker,
         settings: PollingSettings,
         due: Sequence[Job],
+        provider_removes: bool = True,
     ) -> None:
+        self._provider_removes = provider_removes
         self._store = store
         self._client = client
         self._tracker = tracker
@@ -214,7 +221,8 @@ class _Cycle:
                 # itself is seen to answer.
                 log.info("provider no longer shows job=%s guid=%s", job.id, guid)
                 self.polled.add(job.id)
-                self.vanished.append(job)
+                if self._provider_removes:
+                    self.vanished.append(job)
                 continue
             if tx.guid != guid:
                 log.warning("provider answered for another guid job=%s guid=%s", job.id, guid)

@@ -206,10 +206,14 @@ CASES = [
 ]
 
 
+# The table above is the rules for a provider that keeps the faxes it sent (the sandbox
+# with removal off): only there can absence from the list mean "never taken".
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_reconcile(case: Case) -> None:
     listing = Listing(case.transmissions, listed_at=case.listed_at, complete=case.complete)
-    outcome = reconcile(case.sought, listing, claimed=case.claimed, rivals=case.rivals)
+    outcome = reconcile(
+        case.sought, listing, claimed=case.claimed, rivals=case.rivals, provider_removes=False
+    )
     assert isinstance(outcome, case.expected), outcome
     assert outcome.reason
     if isinstance(outcome, Found):
@@ -234,7 +238,7 @@ def test_reconcile(case: Case) -> None:
 )
 def test_to_formats(to: str, expected: type[Outcome]) -> None:
     listing = Listing([tx("a", to=to), OLDER], listed_at=CLOSED, complete=False)
-    assert isinstance(reconcile(sought(), listing), expected)
+    assert isinstance(reconcile(sought(), listing, provider_removes=False), expected)
 
 
 def test_other_countries_compare_digits_too() -> None:
@@ -242,7 +246,53 @@ def test_other_countries_compare_digits_too() -> None:
     listing = Listing([tx("a", to="442079460958"), OLDER], listed_at=CLOSED, complete=False)
     assert isinstance(reconcile(job, listing), Found)
     listing = Listing([tx("a", to="14155550123"), OLDER], listed_at=CLOSED, complete=False)
-    assert isinstance(reconcile(job, listing), NotThere)
+    assert isinstance(reconcile(job, listing, provider_removes=False), NotThere)
+
+
+NOT_THERE_CASES = [case for case in CASES if case.expected is NotThere]
+
+
+@pytest.mark.parametrize("case", NOT_THERE_CASES, ids=[case.name for case in NOT_THERE_CASES])
+def test_absence_is_no_proof_when_the_provider_removes_sent_faxes(case: Case) -> None:
+    listing = Listing(case.transmissions, listed_at=case.listed_at, complete=case.complete)
+    outcome = reconcile(case.sought, listing, claimed=case.claimed, rivals=case.rivals)
+    assert isinstance(outcome, CannotTell), outcome
+    assert "removes" in outcome.reason
+
+
+def test_a_kept_callback_is_found_where_the_list_no_longer_shows_the_fax() -> None:
+    reported = tx("gone", pages=2)
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[reported])
+    outcome = reconcile(sought(), listing)
+    assert isinstance(outcome, Found)
+    assert outcome.transmission.guid == "gone"
+    # While the window is open too: the callback proves the provider took it.
+    early = Listing([OLDER], listed_at=SENT_AT, complete=False, reported=[reported])
+    assert isinstance(reconcile(sought(), early), Found)
+
+
+def test_a_kept_callback_is_held_to_the_same_rules_as_a_listed_fax() -> None:
+    other_number = tx("x", to="19995550000", pages=2)
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[other_number])
+    assert isinstance(reconcile(sought(), listing, provider_removes=False), NotThere)
+    wrong_pages = tx("y", pages=9)
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[wrong_pages])
+    assert isinstance(reconcile(sought(), listing), CannotTell)
+    listed_twice = tx("z", pages=2)
+    listing = Listing([tx("a"), OLDER], listed_at=CLOSED, complete=False, reported=[listed_twice])
+    assert isinstance(reconcile(sought(), listing), CannotTell)  # two, untold apart
+    claimed = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[listed_twice])
+    assert isinstance(reconcile(sought(), claimed, claimed={"z"}), CannotTell)
+
+
+def test_kept_callbacks_do_not_stand_for_reading_the_list_back() -> None:
+    old = tx("old", at=-timedelta(hours=1), pages=2)
+    listing = Listing(
+        [tx("new", to="19995550000")], listed_at=CLOSED, complete=False, reported=[old]
+    )
+    outcome = reconcile(sought(), listing)
+    assert isinstance(outcome, CannotTell)
+    assert "could not be read back" in outcome.reason
 
 
 def test_the_window_can_be_widened() -> None:
