@@ -291,7 +291,8 @@ async def test_a_fax_the_provider_no_longer_shows_ends_presumed_sent_not_failed(
     after = store.get_job(job.id)
     assert after is not None
     assert after.state is S.PRESUMED_SENT
-    assert after.reason is not None and "removed the fax" in after.reason
+    assert after.reason is not None
+    assert "removed the fax" in after.reason
     [report_row] = store.notifications(job.id)
     assert report_row.payload["state"] == "presumed_sent"
 

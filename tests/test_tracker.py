@@ -463,7 +463,8 @@ async def test_a_fax_the_provider_removed_ends_presumed_sent_with_one_report(
     assert presumed.state is S.PRESUMED_SENT
     assert presumed.finished_at == clock.now
     assert presumed.next_poll_at is None
-    assert presumed.reason is not None and presumed.reason.startswith("sent, as far as")
+    assert presumed.reason is not None
+    assert presumed.reason.startswith("sent, as far as")
     [report] = store.notifications(job.id)
     assert report.payload["state"] == "presumed_sent"
     assert store.events(job.id)[-1].data["evidence"] == "the provider answered 404 for it"
@@ -507,5 +508,6 @@ async def test_a_late_error_callback_fails_a_presumed_fax_and_tells_its_owner(
     assert "not sent again" in reports[-1].payload["reason"]
     # The same late news again changes nothing.
     again = await tracker.observe(transmission("g1", "E", "B"), source="callback")
-    assert again is not None and again.state is S.FAILED
+    assert again is not None
+    assert again.state is S.FAILED
     assert len(store.notifications(job.id)) == 2
