@@ -325,7 +325,9 @@ class Dispatcher:
                 sought, listing, claimed=claimed, rivals=rivals, window=self._window
             )
             if isinstance(outcome, Found):
-                await self._adopt(job, outcome, now, report, expect=JobState.UNCERTAIN)
+                await self._adopt(
+                    job, outcome, now, report, expect=JobState.UNCERTAIN, by="callback"
+                )
 
     async def _room(self, report: DispatchReport) -> int:
         """How many jobs this cycle may send: the provider's free room, or none while
@@ -708,7 +710,8 @@ class Dispatcher:
             return
         self._looks.pop(job.id, None)
         if isinstance(outcome, Found):
-            await self._adopt(job, outcome, now, report)
+            listed = any(tx.guid == outcome.transmission.guid for tx in listing.transmissions)
+            await self._adopt(job, outcome, now, report, by="list" if listed else "callback")
         elif isinstance(outcome, NotThere):
             await self._requeue_absent(job, outcome, now, report)
         elif isinstance(outcome, CannotTell):
@@ -722,6 +725,7 @@ class Dispatcher:
         report: DispatchReport,
         *,
         expect: JobState = JobState.SUBMITTING,
+        by: Literal["list", "callback"] = "list",
     ) -> None:
         tx = found.transmission
         status = tx.status_code
@@ -731,8 +735,9 @@ class Dispatcher:
             job.id,
             JobState.SUBMITTED,
             expect=expect,
-            detail=f"found at the provider as {tx.guid}: {found.reason}",
-            data={"guid": tx.guid, "status": status.value, "reconciled": "found"},
+            detail=f"found at the provider as {tx.guid}: {found.reason}"
+            + (" (by its callback; the provider no longer lists it)" if by == "callback" else ""),
+            data={"guid": tx.guid, "status": status.value, "reconciled": "found", "by": by},
             now=now,
             provider_guid=tx.guid,
             provider_status=status.value,

@@ -124,7 +124,9 @@ class Tracker:
         )
         if dropped:
             log.warning("unmatched reports dropped for room count=%d", dropped)
-        self._early = await asyncio.to_thread(self._store.unmatched_guids)
+        # Added, never reread: two callbacks kept at once must not hide each other. One
+        # dropped for room stays listed here; catching up on it then finds nothing.
+        self._early.add(tx.guid)
         log.info(
             "report kept for a GUID no job holds guid=%s status=%s", tx.guid, tx.status_code.value
         )

@@ -31,7 +31,13 @@ from tests.conftest import (
 )
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
-SETTLED = {JobState.SENT, JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED}
+SETTLED = {
+    JobState.SENT,
+    JobState.PRESUMED_SENT,
+    JobState.FAILED,
+    JobState.UNCERTAIN,
+    JobState.CANCELLED,
+}
 
 
 def fast_settings(state_dir: Path, **sections: Any) -> Settings:

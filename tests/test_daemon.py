@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.cli import main
 from faxgate.domain.jobs import Event, Intake, Job, JobState
@@ -68,14 +69,30 @@ async def test_an_unconfirmed_account_puts_faxes_on_hold(daemon: Daemon) -> None
     await reports_delivered(daemon, [job])
 
 
-async def test_without_callbacks_the_poller_settles(daemon: Daemon) -> None:
+async def test_without_callbacks_every_sent_fax_vanishes_and_still_ends(daemon: Daemon) -> None:
     await daemon.client.update_account(inbound_url="", outbound_url="")
     jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(120, 126)]
     jobs.append(await queue(daemon, "+14155550003"))
     ended = await settled(daemon, jobs)
-    assert [job.state for job in ended].count(JobState.SENT) == 6
-    assert the_sandbox(daemon).callback_attempts() == []
-    assert_sent_once_per_call(the_sandbox(daemon), daemon, jobs)
+    # Polling only: each sent fax is removed at once, so no poll ever reads its S. Every
+    # job ends all the same; none as failed but the one that did fail; none sent again.
+    states = Counter(job.state for job in ended)
+    assert states == Counter({JobState.PRESUMED_SENT: 6, JobState.FAILED: 1})
+    sandbox = the_sandbox(daemon)
+    assert all(t.removed for t in sandbox.inspect() if t.status == "S")
+    assert sandbox.callback_attempts() == []
+    assert_sent_once_per_call(sandbox, daemon, jobs)
+    await reports_delivered(daemon, jobs)
+    presumed = next(job for job in ended if job.state is JobState.PRESUMED_SENT)
+    (note,) = daemon.store.notifications(presumed.id)
+    assert note.payload["state"] == "presumed_sent"
+    assert "removed the fax" in note.payload["reason"]
+    counted = metrics.REGISTRY.get_sample_value(
+        "faxgate_outcomes_total", {"state": "presumed_sent", "reason": "removed"}
+    )
+    assert counted is not None
+    assert counted >= 6
+    assert metrics.REGISTRY.get_sample_value("faxgate_jobs", {"state": "presumed_sent"}) == 6
 
 
 async def test_duplicate_late_and_shuffled_callbacks_are_harmless(daemon: Daemon) -> None:
@@ -110,6 +127,35 @@ async def test_a_dropped_answer_is_reconciled_never_resent(daemon: Daemon) -> No
     ended = await settled(daemon, jobs)
     assert all(job.state is JobState.SENT for job in ended)
     assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+async def test_a_send_whose_answer_is_lost_after_a_quick_success_is_found_by_its_callback(
+    tmp_path: Path,
+) -> None:
+    # The answer never comes (the client gives up after 0.5 s), while the fax is sent
+    # within milliseconds, its callback answered for a GUID no job holds yet, and the fax
+    # removed: the list no longer shows it; only the kept callback can.
+    settings = fast_settings(
+        tmp_path / "state",
+        provider={"timeout": 0.5},
+        polling={"callback_grace": 60},  # no poll: the callback is the only witness
+    )
+    async with started(settings) as daemon:
+        sandbox = the_sandbox(daemon)
+        sandbox.faults.delay = 2.0
+        sandbox.faults.delay_only_for_sends = True
+        jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(176, 179)]
+        ended = await settled(daemon, jobs, deadline=20)
+        assert all(job.state is JobState.SENT for job in ended), [j.reason for j in ended]
+        for job in jobs:
+            events = daemon.store.events(job.id)
+            found = [event for event in events if event.data.get("reconciled") == "found"]
+            assert [event.data["by"] for event in found] == ["callback"]
+        assert all(t.removed for t in sandbox.inspect())  # gone before it was looked for
+        assert sandbox.duplicates() == []
+        assert_sent_once_per_call(sandbox, daemon, jobs)
+        # Each kept report found its job, and is let go once applied.
+        await wait_for(lambda: daemon.store.unmatched_reports() == [], what="kept reports used")
 
 
 async def test_callbacks_that_beat_the_send_answer_settle_the_job_without_a_poll(

@@ -643,6 +643,7 @@ async def test_a_kept_callback_settles_a_job_whose_fax_was_sent_and_removed(
     assert current.state is S.SUBMITTED  # the tracker's catch-up applies the S next
     assert current.provider_guid == tx.guid
     assert [moved.provider_guid for moved in progress] == [tx.guid]
+    assert store.events(job.id)[-1].data["by"] == "callback"
     assert_each_sent_once(sandbox, store, [job])
 
 
