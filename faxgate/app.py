@@ -194,7 +194,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             inbound = InboundReceiver.from_settings(settings, store, on_stored=notifier.wake)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        health = Health(store_probe, provider_health)
+        health = Health(store_probe, provider_health, callbacks_expected=callbacks_expected)
         app = build_app(
             token=token,
             tracker=tracker,

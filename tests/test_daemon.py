@@ -16,10 +16,12 @@ from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.cli import main
 from faxgate.domain.jobs import Event, Intake, Job, JobState
-from faxgate.hellofax.sandbox import Sandbox
+from faxgate.health import HealthThresholds
+from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.store import NewJob, Store
-from tests.conftest import pdf_document, wait_for
+from tests.conftest import pdf_document, sandbox_settings, wait_for
 from tests.daemon import (
+    CALLBACK_TOKEN,
     assert_sent_once_per_call,
     fast_settings,
     queue,
@@ -156,6 +158,50 @@ async def test_a_send_whose_answer_is_lost_after_a_quick_success_is_found_by_its
         assert_sent_once_per_call(sandbox, daemon, jobs)
         # Each kept report found its job, and is let go once applied.
         await wait_for(lambda: daemon.store.unmatched_reports() == [], what="kept reports used")
+
+
+async def test_callbacks_lost_through_the_whole_retry_schedule_still_end_every_job(
+    tmp_path: Path,
+) -> None:
+    # The provider's schedule in ~0.6 s; faxgate first polls after 2 s, when it is over
+    # and every sent fax was removed: no poll ever reads its S, and no callback arrives.
+    settings = sandbox_settings(tmp_path / "sandbox", callback_retry_speed=5e-6)
+    async with Sandbox(settings) as sandbox:
+        daemon_settings = fast_settings(
+            tmp_path / "state",
+            provider={"base_url": sandbox.base_url},
+            http={"public_url": "https://fax.example.com"},  # callbacks are expected
+            polling={"callback_grace": 2.0},
+        )
+        async with started(daemon_settings) as daemon:
+            port = daemon.http.port
+            await daemon.client.update_account(
+                outbound_url=f"http://127.0.0.1:{port}/callbacks/{CALLBACK_TOKEN}/outbound"
+            )
+            assert daemon.health is not None
+            daemon.health.thresholds = HealthThresholds(callback_overdue_after=timedelta(0))
+            sandbox.faults = FaultSettings(callbacks_lost=True)
+            jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(180, 184)]
+            jobs.append(await queue(daemon, "+14155550003"))  # fails, and stays readable
+            ended = await settled(daemon, jobs, deadline=30)
+            states = Counter(job.state for job in ended)
+            assert states == Counter({JobState.PRESUMED_SENT: 4, JobState.FAILED: 1})
+            attempts = Counter(a.transmission_guid for a in sandbox.callback_attempts())
+            assert sorted(attempts.values()) == [8] * 5  # each callback tried 8 times, lost
+            assert_sent_once_per_call(sandbox, daemon, jobs)
+            await reports_delivered(daemon, jobs)
+
+            # Callbacks were expected and never came: /healthz and the status page say so.
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"http://127.0.0.1:{port}/healthz")
+                page = await http.get(f"http://127.0.0.1:{port}/")
+            assert health.status_code == 503
+            check = health.json()["checks"]["callbacks"]
+            assert check["overdue"] == 4
+            presumed = {job.id for job in ended if job.state is JobState.PRESUMED_SENT}
+            assert set(check["overdue_jobs"]) == presumed
+            assert "callbacks are not arriving" in page.text
+            assert "presumed_sent" in page.text
 
 
 async def test_callbacks_that_beat_the_send_answer_settle_the_job_without_a_poll(
