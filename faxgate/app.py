@@ -41,6 +41,7 @@ from faxgate.preflight import preflight, summary
 from faxgate.provider import open_client
 from faxgate.reload import Reloader, ReloadPlan
 from faxgate.settings import Settings
+from faxgate.setup_warnings import setup_warnings
 from faxgate.spool import Spool
 from faxgate.statuspage import StatusPage
 from faxgate.store import Store, StoreError
@@ -116,6 +117,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         if problems:
             raise StartupError(summary(problems))
         parts.enter_context(_single_instance(settings.state_dir))
+        for warning in setup_warnings(settings):
+            log.warning("%s", warning)
 
         sandbox = None
         if settings.provider.kind == "sandbox" and not settings.provider.base_url:

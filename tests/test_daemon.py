@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,14 @@ from faxgate.domain.jobs import Event, Intake, Job, JobState
 from faxgate.health import HealthThresholds
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.store import NewJob, Store
-from tests.conftest import pdf_document, sandbox_settings, wait_for
+from tests.conftest import (
+    SANDBOX_GUID,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    pdf_document,
+    sandbox_settings,
+    wait_for,
+)
 from tests.daemon import (
     CALLBACK_TOKEN,
     assert_sent_once_per_call,
@@ -299,3 +307,28 @@ async def test_a_restart_with_work_in_every_state(tmp_path: Path) -> None:
         assert states[doubtful.id] is JobState.UNCERTAIN
         sends = Counter(t.to for t in the_sandbox(second).inspect())
         assert sends == {"14155550123": 1, "14155550003": 1, "14155550124": 1}
+
+
+async def test_a_start_on_hellofax_without_callbacks_warns_outcomes_cannot_be_confirmed(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = {
+        "kind": "hellofax",
+        "base_url": sandbox.base_url,
+        "account_guid": SANDBOX_GUID,
+        "username": SANDBOX_USERNAME,
+        "password": SANDBOX_PASSWORD,
+    }
+    with caplog.at_level(logging.WARNING, logger="faxgate"):
+        async with started(fast_settings(tmp_path / "state", provider=provider)):
+            pass
+        warned = [r.getMessage() for r in caplog.records if "http.public_url" in r.getMessage()]
+        assert len(warned) == 1
+        assert "no fax's outcome can be confirmed" in warned[0]
+        caplog.clear()
+        provider_with_callbacks = fast_settings(
+            tmp_path / "state", provider=provider, http={"public_url": "https://fax.example.com"}
+        )
+        async with started(provider_with_callbacks):
+            pass
+        assert not [r for r in caplog.records if "http.public_url" in r.getMessage()]
