@@ -65,6 +65,14 @@ def fast_settings(state_dir: Path, **sections: Any) -> Settings:
     return Settings(**values)
 
 
+async def callbacks_here(daemon: Daemon) -> None:
+    """Point an outside sandbox's outbound callbacks at this daemon (the built-in one is
+    pointed at it on start): a sent fax is then confirmed by its callback, not presumed
+    sent once the sandbox removed it."""
+    url = f"http://127.0.0.1:{daemon.http.port}/callbacks/{CALLBACK_TOKEN}/outbound"
+    await daemon.client.update_account(outbound_url=url)
+
+
 async def queue(
     daemon: Daemon, number: str, *, pages: int = 1, tag: str = "", reply_to: str | None = None
 ) -> Job:
