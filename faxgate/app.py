@@ -168,6 +168,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             on_progress=lambda job: tracker.catch_up(job),
             provider_removes=settings.provider_removes_sent,
             unmatched=lambda: tracker.unmatched(),
+            callbacks_expected=callbacks_expected,
+            callback_retry_scale=settings.callback_retry_scale,
         )
         try:
             folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)

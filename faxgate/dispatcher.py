@@ -67,6 +67,7 @@ from faxgate.domain.reconcile import (
     Sought,
     TryLater,
     Window,
+    callback_wait,
     might_be_for,
     reconcile,
 )
@@ -173,6 +174,8 @@ class Dispatcher:
         on_progress: Callable[[Job], None] | None = None,
         provider_removes: bool = True,
         unmatched: Callable[[], Awaitable[list[Transmission]]] | None = None,
+        callbacks_expected: bool = False,
+        callback_retry_scale: float = 1.0,
     ) -> None:
         self._store = store
         self._client = client
@@ -198,6 +201,10 @@ class Dispatcher:
         # Callbacks kept for GUIDs no job holds (the tracker's): evidence for reconciling.
         self._unmatched = unmatched
         self._new_evidence = unmatched is not None  # look at uncertain jobs once at start
+        # Callbacks reach this faxgate (and are kept when no job holds their GUID yet).
+        self._callbacks_expected = callbacks_expected and unmatched is not None
+        self._started_at = clock()  # callbacks were answered from (about) here on
+        self._callback_retry_scale = callback_retry_scale
 
     @property
     def paused_until(self) -> datetime | None:
@@ -702,6 +709,7 @@ class Dispatcher:
             rivals=rivals,
             window=self._window,
             provider_removes=self._provider_removes,
+            absence_proves_from=self._absence_proves_from(sought),
         )
         now = self._clock()
         if isinstance(outcome, TryLater):
@@ -805,6 +813,22 @@ class Dispatcher:
         report.uncertain += 1
         metrics.outcomes.labels(state=JobState.UNCERTAIN.value, reason="cannot_tell").inc()
         log.warning("reconciled job=%s outcome=uncertain why=%s", job.id, outcome.reason)
+
+    def _absence_proves_from(self, sought: Sought) -> datetime | None:
+        """From when a fax the provider took and removed would surely have left its
+        callback with us, so that absence everywhere proves it was never taken; None:
+        never. The provider posts a callback when a fax ends, before it removes it.
+
+        Sent while this faxgate ran: its callback would have come to a running faxgate.
+        Left by an earlier run (a crash): a callback posted while faxgate was down is
+        tried again on the provider's schedule; wait for its next try (callback_wait)."""
+        if not self._callbacks_expected:
+            return None
+        if sought.submitted_at >= self._started_at:
+            return sought.submitted_at
+        downtime = self._started_at - sought.submitted_at
+        wait = callback_wait(downtime, self._callback_retry_scale)
+        return None if wait is None else self._started_at + wait + _AFTER_WINDOW
 
     def _look_later(
         self, job_id: str, now: datetime, why: str, *, until: datetime | None = None

@@ -141,6 +141,10 @@ class ProviderSettings(_Section):
     # HelloFax removes a fax once it is sent, so absence from its list proves nothing.
     # True only for a provider that keeps them (a sandbox run with removal = "nothing").
     keeps_sent_faxes: bool = False
+    # The provider's callback retry schedule (15 min, 45 min, ... after a failed one) as a
+    # multiple of HelloFax's; only an outside sandbox run faster needs it. The built-in
+    # sandbox's speed is used for it.
+    callback_retry_scale: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("account_guid")
     @classmethod
@@ -658,6 +662,13 @@ class Settings(BaseSettings):
         if self.provider.keeps_sent_faxes:
             return False
         return not (self.builtin_sandbox and self.sandbox.removal == "nothing")
+
+    @property
+    def callback_retry_scale(self) -> float:
+        """How fast the provider retries callbacks, as a multiple of HelloFax's schedule."""
+        if self.builtin_sandbox:
+            return sandbox_defaults.resolve_speed(self.sandbox.speed)
+        return self.provider.callback_retry_scale
 
     def provider_credentials(self) -> tuple[str, str, str]:
         """(account GUID, username, password), with the sandbox's identity as fallback."""

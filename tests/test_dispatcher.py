@@ -119,6 +119,8 @@ def dispatcher(
     progress: list[Job] | None = None,
     removes: bool = True,
     kept: list[Transmission] | None = None,
+    callbacks: bool = False,
+    retry_scale: float = 1.0,
 ) -> Dispatcher:
     """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
     no job holds (the tracker's), when the test gives some."""
@@ -140,6 +142,8 @@ def dispatcher(
         on_progress=None if progress is None else progress.append,
         provider_removes=removes,
         unmatched=None if kept is None else unmatched,
+        callbacks_expected=callbacks,
+        callback_retry_scale=retry_scale,
     )
 
 
@@ -619,6 +623,45 @@ async def test_absence_from_the_list_of_a_provider_that_removes_sent_faxes_is_no
     assert outbound(sandbox) == []
     (note,) = store.notifications(job.id)
     assert "removes faxes once they are sent" in note.payload["reason"]
+
+
+async def test_with_callbacks_reaching_faxgate_all_along_absence_is_proof_again(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    (job,) = queue(store, spool, [number(1)])
+    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
+    # Had the provider taken it, its callback (posted before the fax is removed) would
+    # have come to this running faxgate and been kept: none came.
+    the_dispatcher = dispatcher(store, client, clock, kept=[], callbacks=True)
+    assert (await the_dispatcher.dispatch_once()).unresolved == 1
+    sandbox.faults = FaultSettings()
+    clock.advance(timedelta(minutes=11))
+    late = await the_dispatcher.dispatch_once()
+    assert (late.requeued, late.submitted, late.uncertain) == (1, 1, 0)
+    assert_each_sent_once(sandbox, store, [job])
+
+
+async def test_after_a_short_downtime_absence_proves_it_once_a_callback_retry_had_its_turn(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    long_ago, just_before = queue(store, spool, [number(1), number(2)])
+    # Both left in submitting by a run that stopped; this one starts now.
+    await put_in_submitting(store, long_ago, clock() - timedelta(hours=40))
+    await put_in_submitting(store, just_before, clock() - timedelta(minutes=11))
+    the_dispatcher = dispatcher(store, client, clock, kept=[], callbacks=True)
+
+    await the_dispatcher.recover()
+    # Down longer than the provider retries callbacks: nothing can come; a person decides.
+    assert state(store, long_ago) is S.UNCERTAIN
+    # Down 11 minutes: a callback posted meanwhile is tried again within 15 minutes.
+    assert state(store, just_before) is S.SUBMITTING
+    clock.advance(timedelta(minutes=10))
+    await the_dispatcher.dispatch_once()
+    assert state(store, just_before) is S.SUBMITTING
+    clock.advance(timedelta(minutes=6))
+    report = await the_dispatcher.dispatch_once()
+    assert (report.requeued, report.submitted) == (1, 1)
+    assert_each_sent_once(sandbox, store, [just_before])
 
 
 async def test_a_kept_callback_settles_a_job_whose_fax_was_sent_and_removed(

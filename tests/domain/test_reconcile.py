@@ -15,6 +15,7 @@ from faxgate.domain.reconcile import (
     Sought,
     TryLater,
     Window,
+    callback_wait,
     covers,
     might_be_for,
     reconcile,
@@ -325,3 +326,36 @@ def test_acceptable_pages() -> None:
     assert sought(pages=(2, None)).acceptable_pages() is None
     assert sought(pages=None).acceptable_pages() is None
     assert sought(pages=(), cover=True).acceptable_pages() == frozenset({0, 1})
+
+
+def test_absence_proves_nothing_until_a_callback_would_have_come() -> None:
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False)
+    later = reconcile(sought(), listing, absence_proves_from=CLOSED + timedelta(seconds=1))
+    assert isinstance(later, TryLater)
+    assert "callback" in later.reason
+    proven = reconcile(sought(), listing, absence_proves_from=SENT_AT)
+    assert isinstance(proven, NotThere)
+    # The window still rules first: the provider may still be recording the request.
+    early = Listing([OLDER], listed_at=OPEN, complete=False)
+    assert isinstance(reconcile(sought(), early, absence_proves_from=SENT_AT), TryLater)
+
+
+@pytest.mark.parametrize(
+    ("down_minutes", "wait_minutes"),
+    [
+        (0, 15),  # a fax sent just before coming back: its first retry, 15 min later
+        (15, 15),
+        (16, 45),  # its first retry came while down: the second is 45 min after that
+        (60, 45),
+        (61, 90),
+        (2040, 990),
+        (2041, None),  # longer down than the provider retries: nothing will come
+    ],
+)
+def test_the_wait_for_a_callback_posted_while_down(
+    down_minutes: int, wait_minutes: int | None
+) -> None:
+    wait = callback_wait(timedelta(minutes=down_minutes))
+    assert wait == (None if wait_minutes is None else timedelta(minutes=wait_minutes))
+    scaled = callback_wait(timedelta(minutes=down_minutes) * 0.001, 0.001)
+    assert scaled == (None if wait is None else wait * 0.001)
