@@ -81,6 +81,7 @@ KIND_HEADERS = [
     "outcome by number",
     "jobs",
     "sent",
+    "presumed",
     "failed",
     "uncertain",
     "other",
@@ -281,7 +282,7 @@ def figures(run: Run) -> list[list[object]]:
     results_wanted = sum(1 for r in evidence.jobs if r.job.intake is Intake.FOLDER)
     callbacks = found.callbacks
     kills = ", ".join(f"{k.at:.0f}" for k in run.kills)
-    ended = sum(found.outcomes[state] for state in ("sent", "failed", "uncertain"))
+    ended = sum(found.outcomes[state] for state in ("sent", "presumed_sent", "failed", "uncertain"))
     not_ended = len(evidence.jobs) - ended
     count = len(found.problems)
     promises = "kept" if run.kept else f"BROKEN ({count} problem{'' if count == 1 else 's'})"
@@ -309,8 +310,9 @@ def figures(run: Run) -> list[list[object]]:
         ["jobs in the store", len(evidence.jobs)],
         [
             "outcomes",
-            f"sent {found.outcomes['sent']}, failed {found.outcomes['failed']},"
-            f" uncertain {found.outcomes['uncertain']}, not ended {not_ended}",
+            f"sent {found.outcomes['sent']}, presumed sent {found.outcomes['presumed_sent']},"
+            f" failed {found.outcomes['failed']}, uncertain {found.outcomes['uncertain']},"
+            f" not ended {not_ended}",
         ],
         [
             "notifications",

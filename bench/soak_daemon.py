@@ -27,7 +27,7 @@ from tests.daemon import CALLBACK_TOKEN, DaemonProcess
 
 __all__ = ["Kill", "SoakDaemon", "Timings", "callback_url", "free_port", "states_line"]
 
-ENDED = (JobState.SENT, JobState.FAILED, JobState.UNCERTAIN)
+ENDED = (JobState.SENT, JobState.PRESUMED_SENT, JobState.FAILED, JobState.UNCERTAIN)
 # How long a killed daemon's children get to notice and go before they count as orphans.
 ORPHAN_GRACE = 5.0
 
@@ -111,6 +111,8 @@ class SoakDaemon:
             "FAXGATE_HTTP__PUBLIC_URL": f"http://127.0.0.1:{self.http_port}",
             "FAXGATE_FOLDERS": json.dumps(folders),
             "FAXGATE_LOG_LEVEL": "info",
+            # The sandbox retries callbacks on its own speed: faxgate waits for them so.
+            "FAXGATE_PROVIDER__CALLBACK_RETRY_SCALE": str(self.sandbox.settings.speed),
             **self.timings.environment(),
         }
         self.process = DaemonProcess(self.state_dir, self.sandbox, self.http_port, env)

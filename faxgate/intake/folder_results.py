@@ -455,7 +455,7 @@ def summary(faxes: Sequence[dict[str, Any]]) -> tuple[str, str, str | None]:
             for f in faxes
         ]
         return (
-            "presumed sent",
+            JobState.PRESUMED_SENT.value,
             f"{'; '.join(parts)}: {PRESUMED_SENT_REASON}",
             "nothing, unless the recipient did not get it: then "
             f"`faxgate retry {presumed}`; a late callback updates `faxgate status`",
