@@ -100,12 +100,13 @@ class Options:
     speed: float
     settle: float
     keep: Path | None
+    callbacks: bool = True  # False: polling only, every sent fax vanishes unconfirmed
 
     @property
     def command(self) -> str:
         return (
             f".venv/bin/python -m bench.bench_soak --faxes {self.faxes} --kills {self.kills}"
-            f" --seed {self.seed}"
+            f" --seed {self.seed}" + ("" if self.callbacks else " --no-callbacks")
         )
 
 
@@ -151,9 +152,17 @@ async def soak(options: Options, root: Path) -> Run:
         root / "sandbox",
         speed=options.speed,
         seed=options.seed,
-        callback_url=callback_url(http_port),
+        callback_url=callback_url(http_port) if options.callbacks else None,
     ) as (sandbox, requests):
-        daemon = SoakDaemon(root, sandbox, outbox, timings, http_port=http_port, began=began)
+        daemon = SoakDaemon(
+            root,
+            sandbox,
+            outbox,
+            timings,
+            http_port=http_port,
+            began=began,
+            callbacks=options.callbacks,
+        )
         try:
             await daemon.start()
             start = time.monotonic()
@@ -541,13 +550,25 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument(
         "--write-readme", action="store_true", help="put the figures into bench/README.md"
     )
+    parser.add_argument(
+        "--no-callbacks",
+        action="store_true",
+        help="polling only: no callback URL, so each sent fax vanishes unconfirmed",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.faxes, args.kills, args.rate, args.settle = 60, 2, 12.0, 90.0
     if args.faxes < 1 or args.kills < 0 or args.rate <= 0 or args.speed <= 0:
         parser.error("--faxes, --rate and --speed must be positive, --kills not negative")
     options = Options(
-        args.faxes, args.kills, args.seed, args.rate, args.speed, args.settle, args.keep
+        args.faxes,
+        args.kills,
+        args.seed,
+        args.rate,
+        args.speed,
+        args.settle,
+        args.keep,
+        callbacks=not args.no_callbacks,
     )
     return options, args
 

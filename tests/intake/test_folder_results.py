@@ -15,7 +15,7 @@ import pytest
 
 from faxgate.domain.jobs import Intake, Job, JobState, Notification
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.domain.outcomes import report_payload
+from faxgate.domain.outcomes import PRESUMED_SENT_REASON, report_payload
 from faxgate.intake import folder_results
 from faxgate.intake.folder_claims import ClaimBox, Queued
 from faxgate.intake.folder_drops import Drop
@@ -197,6 +197,30 @@ def test_a_drop_to_two_numbers_waits_for_both(
     assert "number" not in result, "two faxes: their facts are under faxes"
     spooled = box.root / ref_of(second).spooled[0]
     assert os.path.samefile(places.failed / "both.pdf", spooled), "kept for `faxgate retry`"
+
+
+def test_a_fax_presumed_sent_goes_to_sent_and_its_result_says_so(
+    box: ClaimBox, places: Places, store: Store, results: Results
+) -> None:
+    first, second = queued(box, places, "both.pdf", "+14155550100", "+14155550101")
+    first = sent(store, first)
+    results.settle(first, ref_of(first))
+    store.transition(second.id, JobState.SUBMITTING, detail="handing over")
+    store.transition(second.id, JobState.SUBMITTED, detail="pending", provider_guid="b" * 40)
+    second = finish(store, second, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, pages=2)
+    placement = results.settle(second, ref_of(second))
+    assert placement is not None
+    assert placement.directory == places.sent
+    result = read_result(places.sent / "both.pdf.result.json")
+    assert result["outcome"] == "presumed_sent"
+    assert result["reason"].startswith(
+        "sent to +1 415-555-0100 (2 pages); presumably sent to +1 415-555-0101 (2 pages)"
+    )
+    assert "no callback confirmed it" in result["reason"]
+    assert second.id in result["next"]
+    assert first.id not in result["next"]
+    outcomes = [fax["outcome"] for fax in result["faxes"]]
+    assert outcomes == ["sent", "presumed_sent"]
 
 
 def test_a_retried_fax_ends_in_one_place(
