@@ -282,7 +282,8 @@ def retry_command(args: argparse.Namespace) -> int:
         job = _find(store, args.job)
         if not can_retry(job.state):
             raise CommandError(
-                f"job {job.id} is {job.state.value}; only failed or uncertain jobs can be retried"
+                f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
+                " jobs can be retried"
             )
         try:
             store.transition(
@@ -308,7 +309,8 @@ def cancel_command(args: argparse.Namespace) -> int:
     with _opened_store(settings) as store:
         job = _find(store, args.job)
         if not can_cancel(job.state):
-            why = "it is already done" if is_final(job.state) else "the provider has it"
+            done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
+            why = "it is already done" if done else "the provider has it"
             raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
         try:
             store.transition(
