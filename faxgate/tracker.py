@@ -124,9 +124,13 @@ class Tracker:
         )
         if dropped:
             log.warning("unmatched reports dropped for room count=%d", dropped)
-        # Added, never reread: two callbacks kept at once must not hide each other. One
-        # dropped for room stays listed here; catching up on it then finds nothing.
+        # Added, not reread: two callbacks kept at once must not hide each other. One
+        # dropped for room stays listed here (catching up on it then finds nothing) until
+        # the set outgrows the table's bound and is read again.
         self._early.add(tx.guid)
+        if len(self._early) > UNMATCHED_MAX:
+            self._early = await asyncio.to_thread(self._store.unmatched_guids)
+            self._early.add(tx.guid)
         log.info(
             "report kept for a GUID no job holds guid=%s status=%s", tx.guid, tx.status_code.value
         )

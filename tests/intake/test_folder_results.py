@@ -223,6 +223,24 @@ def test_a_fax_presumed_sent_goes_to_sent_and_its_result_says_so(
     assert outcomes == ["sent", "presumed_sent"]
 
 
+def test_a_late_failure_of_a_fax_presumed_sent_moves_it_to_failed(
+    box: ClaimBox, places: Places, store: Store, results: Results
+) -> None:
+    (job,) = queued(box, places, "a.pdf", "+14155550100")
+    store.transition(job.id, JobState.SUBMITTING, detail="handing over")
+    store.transition(job.id, JobState.SUBMITTED, detail="pending", provider_guid="c" * 40)
+    job = finish(store, job, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, pages=2)
+    results.settle(job, ref_of(job))
+    assert read_result(places.sent / "a.pdf.result.json")["outcome"] == "presumed_sent"
+    # Hours later the provider's callback says it failed after all.
+    job = finish(store, job, JobState.FAILED, "the line was busy; it was not sent again")
+    placement = results.settle(job, ref_of(job))
+    assert placement is not None
+    assert placement.directory == places.failed
+    assert sorted(p.name for p in places.sent.iterdir()) == []
+    assert read_result(places.failed / "a.pdf.result.json")["outcome"] == "failed"
+
+
 def test_a_retried_fax_ends_in_one_place(
     box: ClaimBox, places: Places, store: Store, results: Results
 ) -> None:
