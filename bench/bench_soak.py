@@ -4,7 +4,9 @@ killed with SIGKILL again and again; then every promise is checked.
 Run from the repository: `.venv/bin/python -m bench.bench_soak [--faxes 500] [--kills 5]
 [--seed N]`, or `--quick` (60 faxes, 2 kills, under a minute) as a test; `--json FILE`
 also writes the figures and problems, `--keep DIR` keeps the run's files, `--write-readme`
-puts the figures into bench/README.md. Exit status 0 when every promise was kept, 1 when
+puts the figures into bench/README.md (replacing its whole section), `--no-callbacks` runs
+polling only (no callback URL: every sent fax vanishes unconfirmed, as the sandbox removes
+it at once). Exit status 0 when every promise was kept, 1 when
 one was broken (the problems are printed, and the run's files kept), 2 for bad options.
 
 The sandbox runs in this process (bench/soak_sandbox.py), so it outlives the daemon; its

@@ -7,15 +7,16 @@ transmission and callback the sandbox saw. Each is traced back to the copy (see
 soak_intake) whose document it carries.
 
 `audit` checks the promises and counts the figures:
-- every accepted message and file has exactly one job, and it ended (sent, failed or
-  uncertain): nothing lost, nothing taken twice, nothing stuck;
+- every accepted message and file has exactly one job, and it ended (sent, presumed sent,
+  failed or uncertain): nothing lost, nothing taken twice, nothing stuck;
 - every job has exactly one report in the outbox, delivered, and exactly one
   notification: a reply mail (mail jobs) or a result file saying its outcome (folder jobs);
 - the sandbox got each job's document no more often than the job made calls (a busy line
   is called again on purpose), except for jobs faxgate marked uncertain, which are
   counted; no fax at the sandbox without a job;
-- each outcome agrees with the provider (sent: its transmission ended S; failed: E) and
-  with the number's rule (a busy number fails after its tries, and so on).
+- each outcome agrees with the provider (sent: its transmission ended S; presumed sent:
+  it ended S and the provider removed it; failed: E) and with the number's rule (a busy
+  number fails after its tries, and so on; presumed sent counts as sent).
 """
 
 from __future__ import annotations
