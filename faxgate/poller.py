@@ -6,6 +6,9 @@ cycle reads the due jobs one by one when they are few, and the transmission list
 first) when they are many, stopping as soon as every due job was seen: the cost of a
 cycle grows with the due jobs, not with the account's history.
 
+The provider removes a fax once it is sent, so a poll may never see a fax end: it answers
+404 instead. Such a job ends `presumed_sent` (settle_vanished), never failed on a guess.
+
 An APScheduler interval job (`tick`) starts the cycles; the schedule of each job lives in
 our own table (next_poll_at), never in APScheduler's job stores.
 """
