@@ -142,12 +142,12 @@ async def test_a_dropped_answer_is_reconciled_never_resent(daemon: Daemon) -> No
 async def test_a_send_whose_answer_is_lost_after_a_quick_success_is_found_by_its_callback(
     tmp_path: Path,
 ) -> None:
-    # The answer never comes (the client gives up after 0.5 s), while the fax is sent
+    # The answer never comes (the client gives up after 1 s), while the fax is sent
     # within milliseconds, its callback answered for a GUID no job holds yet, and the fax
     # removed: the list no longer shows it; only the kept callback can.
     settings = fast_settings(
         tmp_path / "state",
-        provider={"timeout": 0.5},
+        provider={"timeout": 1.0},
         polling={"callback_grace": 60},  # no poll: the callback is the only witness
     )
     async with started(settings) as daemon:
@@ -171,7 +171,7 @@ async def test_a_send_whose_answer_is_lost_after_a_quick_success_is_found_by_its
 async def test_callbacks_lost_through_the_whole_retry_schedule_still_end_every_job(
     tmp_path: Path,
 ) -> None:
-    # The provider's schedule in ~0.6 s; faxgate first polls after 2 s, when it is over
+    # The provider's schedule in ~0.6 s; faxgate first polls after 3 s, when it is over
     # and every sent fax was removed: no poll ever reads its S, and no callback arrives.
     settings = sandbox_settings(tmp_path / "sandbox", callback_retry_speed=5e-6)
     async with Sandbox(settings) as sandbox:
@@ -179,7 +179,7 @@ async def test_callbacks_lost_through_the_whole_retry_schedule_still_end_every_j
             tmp_path / "state",
             provider={"base_url": sandbox.base_url},
             http={"public_url": "https://fax.example.com"},  # callbacks are expected
-            polling={"callback_grace": 2.0},
+            polling={"callback_grace": 3.0},
         )
         async with started(daemon_settings) as daemon:
             port = daemon.http.port
