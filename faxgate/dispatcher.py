@@ -24,14 +24,19 @@ What an answer does to the job:
   transaction. Refusals of the account itself (401, 403, an unknown account) would
   refuse every fax alike: the job is queued again and sends pause instead;
 - ambiguous (a timeout or dropped connection after the upload, a gateway error, an
-  unreadable success): reconciled (see faxgate.domain.reconcile). Found: submitted with
-  that GUID. Not there: queued again. Cannot tell: uncertain, with a report telling the
-  owner it was not sent again. Try later, or a list that cannot be read now: the job
-  stays in `submitting` and is looked at again after a backoff. Never sent on a guess.
+  unreadable success): reconciled (see faxgate.domain.reconcile) against the list, read
+  at once, and the callbacks the tracker kept for GUIDs no job holds (the provider
+  removes a fax once it is sent, so its callback may be all that is left of it). Found:
+  submitted with that GUID. Not there: queued again, only where absence proves it.
+  Cannot tell: uncertain, with a report telling the owner it was not sent again. Try
+  later, or a list that cannot be read now: the job stays in `submitting` and is looked
+  at again after a backoff, or at once when a callback for an unknown GUID arrives.
+  Never sent on a guess.
 
 Uncertain jobs wait for a person (`faxgate retry` or `faxgate cancel`); the dispatcher
-never looks at them again on its own. They do count as rivals when another job to the
-same number is reconciled, so that job is not handed a transmission they may own.
+looks at them again only when a callback for an unknown GUID arrives, which may be
+theirs. They do count as rivals when another job to the same number is reconciled, so
+that job is not handed a transmission they may own.
 
 One dispatcher per store: it takes any job in `submitting` that it is not sending itself
 for one whose fate is unknown. Cycles never overlap (a lock), so a job in `submitting`
@@ -702,6 +707,7 @@ class Dispatcher:
             report.skipped += 1
             return
         claimed, rivals = await asyncio.to_thread(self._claims, job, sought, listing)
+        proves_from = self._absence_proves_from(sought)
         outcome = reconcile(
             sought,
             listing,
@@ -709,11 +715,14 @@ class Dispatcher:
             rivals=rivals,
             window=self._window,
             provider_removes=self._provider_removes,
-            absence_proves_from=self._absence_proves_from(sought),
+            absence_proves_from=proves_from,
         )
         now = self._clock()
         if isinstance(outcome, TryLater):
-            self._look_later(job.id, now, outcome.reason, until=sought.match_end(self._window))
+            # Look again no later than the next moment that can decide it.
+            moments = [sought.match_end(self._window), proves_from]
+            until = min((m for m in moments if m is not None and m > now), default=None)
+            self._look_later(job.id, now, outcome.reason, until=until)
             report.unresolved += 1
             return
         self._looks.pop(job.id, None)
