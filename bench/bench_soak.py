@@ -4,7 +4,9 @@ killed with SIGKILL again and again; then every promise is checked.
 Run from the repository: `.venv/bin/python -m bench.bench_soak [--faxes 500] [--kills 5]
 [--seed N]`, or `--quick` (60 faxes, 2 kills, under a minute) as a test; `--json FILE`
 also writes the figures and problems, `--keep DIR` keeps the run's files, `--write-readme`
-puts the figures into bench/README.md. Exit status 0 when every promise was kept, 1 when
+puts the figures into bench/README.md (replacing its whole section), `--no-callbacks` runs
+polling only (no callback URL: every sent fax vanishes unconfirmed, as the sandbox removes
+it at once). Exit status 0 when every promise was kept, 1 when
 one was broken (the problems are printed, and the run's files kept), 2 for bad options.
 
 The sandbox runs in this process (bench/soak_sandbox.py), so it outlives the daemon; its
@@ -81,6 +83,7 @@ KIND_HEADERS = [
     "outcome by number",
     "jobs",
     "sent",
+    "presumed",
     "failed",
     "uncertain",
     "other",
@@ -99,12 +102,13 @@ class Options:
     speed: float
     settle: float
     keep: Path | None
+    callbacks: bool = True  # False: polling only, every sent fax vanishes unconfirmed
 
     @property
     def command(self) -> str:
         return (
             f".venv/bin/python -m bench.bench_soak --faxes {self.faxes} --kills {self.kills}"
-            f" --seed {self.seed}"
+            f" --seed {self.seed}" + ("" if self.callbacks else " --no-callbacks")
         )
 
 
@@ -150,9 +154,17 @@ async def soak(options: Options, root: Path) -> Run:
         root / "sandbox",
         speed=options.speed,
         seed=options.seed,
-        callback_url=callback_url(http_port),
+        callback_url=callback_url(http_port) if options.callbacks else None,
     ) as (sandbox, requests):
-        daemon = SoakDaemon(root, sandbox, outbox, timings, http_port=http_port, began=began)
+        daemon = SoakDaemon(
+            root,
+            sandbox,
+            outbox,
+            timings,
+            http_port=http_port,
+            began=began,
+            callbacks=options.callbacks,
+        )
         try:
             await daemon.start()
             start = time.monotonic()
@@ -281,7 +293,7 @@ def figures(run: Run) -> list[list[object]]:
     results_wanted = sum(1 for r in evidence.jobs if r.job.intake is Intake.FOLDER)
     callbacks = found.callbacks
     kills = ", ".join(f"{k.at:.0f}" for k in run.kills)
-    ended = sum(found.outcomes[state] for state in ("sent", "failed", "uncertain"))
+    ended = sum(found.outcomes[state] for state in ("sent", "presumed_sent", "failed", "uncertain"))
     not_ended = len(evidence.jobs) - ended
     count = len(found.problems)
     promises = "kept" if run.kept else f"BROKEN ({count} problem{'' if count == 1 else 's'})"
@@ -309,8 +321,9 @@ def figures(run: Run) -> list[list[object]]:
         ["jobs in the store", len(evidence.jobs)],
         [
             "outcomes",
-            f"sent {found.outcomes['sent']}, failed {found.outcomes['failed']},"
-            f" uncertain {found.outcomes['uncertain']}, not ended {not_ended}",
+            f"sent {found.outcomes['sent']}, presumed sent {found.outcomes['presumed_sent']},"
+            f" failed {found.outcomes['failed']}, uncertain {found.outcomes['uncertain']},"
+            f" not ended {not_ended}",
         ],
         [
             "notifications",
@@ -539,13 +552,25 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument(
         "--write-readme", action="store_true", help="put the figures into bench/README.md"
     )
+    parser.add_argument(
+        "--no-callbacks",
+        action="store_true",
+        help="polling only: no callback URL, so each sent fax vanishes unconfirmed",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.faxes, args.kills, args.rate, args.settle = 60, 2, 12.0, 90.0
     if args.faxes < 1 or args.kills < 0 or args.rate <= 0 or args.speed <= 0:
         parser.error("--faxes, --rate and --speed must be positive, --kills not negative")
     options = Options(
-        args.faxes, args.kills, args.seed, args.rate, args.speed, args.settle, args.keep
+        args.faxes,
+        args.kills,
+        args.seed,
+        args.rate,
+        args.speed,
+        args.settle,
+        args.keep,
+        callbacks=not args.no_callbacks,
     )
     return options, args
 

@@ -7,15 +7,16 @@ transmission and callback the sandbox saw. Each is traced back to the copy (see
 soak_intake) whose document it carries.
 
 `audit` checks the promises and counts the figures:
-- every accepted message and file has exactly one job, and it ended (sent, failed or
-  uncertain): nothing lost, nothing taken twice, nothing stuck;
+- every accepted message and file has exactly one job, and it ended (sent, presumed sent,
+  failed or uncertain): nothing lost, nothing taken twice, nothing stuck;
 - every job has exactly one report in the outbox, delivered, and exactly one
   notification: a reply mail (mail jobs) or a result file saying its outcome (folder jobs);
 - the sandbox got each job's document no more often than the job made calls (a busy line
   is called again on purpose), except for jobs faxgate marked uncertain, which are
   counted; no fax at the sandbox without a job;
-- each outcome agrees with the provider (sent: its transmission ended S; failed: E) and
-  with the number's rule (a busy number fails after its tries, and so on).
+- each outcome agrees with the provider (sent: its transmission ended S; presumed sent:
+  it ended S and the provider removed it; failed: E) and with the number's rule (a busy
+  number fails after its tries, and so on; presumed sent counts as sent).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ __all__ = [
     "records_by_job",
 ]
 
-ENDED = frozenset({JobState.SENT, JobState.FAILED, JobState.UNCERTAIN})
+ENDED = frozenset({JobState.SENT, JobState.PRESUMED_SENT, JobState.FAILED, JobState.UNCERTAIN})
+# Outcomes the provider settled (a presumed one: it removed the fax, which it does once sent).
+SETTLED_BY_PROVIDER = frozenset({JobState.SENT, JobState.PRESUMED_SENT, JobState.FAILED})
 _TAG = re.compile(r"(fax\d{4}-\d+)")
 _RESULT = ".result.json"
 _REASON = ".reason.txt"
@@ -318,14 +321,15 @@ def _check_job(
         guids = ", ".join(tx.guid[:10] for tx in own)
         detail = f"the sandbox got it {len(own)} times for {job.attempt} calls ({guids})"
         found.broken("never sent twice", detail, job)
-    elif state in (JobState.SENT, JobState.FAILED) and len(own) < job.attempt:
+    elif state in SETTLED_BY_PROVIDER and len(own) < job.attempt:
         detail = f"{job.attempt} calls counted, the sandbox got {len(own)}"
         found.broken("outcome matches the provider", detail, job)
 
-    if state in (JobState.SENT, JobState.FAILED):
+    if state in SETTLED_BY_PROVIDER:
         _check_outcome(job, own, evidence, found)
         want = expected_calls(kind, busy_retries, no_answer_retries)
-        if state.value != kind.state or job.attempt != want:
+        as_rule = JobState.SENT.value if state is JobState.PRESUMED_SENT else state.value
+        if as_rule != kind.state or job.attempt != want:
             detail = (
                 f"number rule '{kind.name}' means {kind.state} after {want} calls;"
                 f" the job is {state.value} after {job.attempt}: {job.reason}"
@@ -373,7 +377,7 @@ def _writer_killed(name: str, killed: Mapping[int, float]) -> bool:
 def _check_outcome(
     job: Job, own: Sequence[InspectedTransmission], evidence: Evidence, found: Audit
 ) -> None:
-    final = {JobState.SENT: "S", JobState.FAILED: "E"}[job.state]
+    final = {JobState.SENT: "S", JobState.PRESUMED_SENT: "S", JobState.FAILED: "E"}[job.state]
     mine = [tx for tx in own if tx.guid == job.provider_guid]
     if job.provider_guid is None or not mine:
         other = [tx for tx in evidence.transmissions if tx.guid == job.provider_guid]
@@ -383,23 +387,30 @@ def _check_outcome(
     elif mine[0].status != final:
         detail = f"job {job.state.value}, its transmission {mine[0].status}/{mine[0].error_code}"
         found.broken("outcome matches the provider", detail, job)
+    elif job.state is JobState.PRESUMED_SENT and not mine[0].removed:
+        detail = "presumed sent, but the provider still shows its transmission"
+        found.broken("outcome matches the provider", detail, job)
 
 
 def kind_rows(found: Audit) -> list[list[object]]:
-    """The outcomes by the number's rule: jobs, sent, failed, uncertain, other, calls."""
+    """The outcomes by the number's rule: jobs, sent, presumed, failed, uncertain, other,
+    calls."""
     rows: list[list[object]] = []
     for kind in KINDS:
         states = found.by_kind.get(kind.name, Counter())
         jobs = sum(states.values())
         if not jobs:
             continue
-        other = jobs - states["sent"] - states["failed"] - states["uncertain"]
+        other = (
+            jobs - states["sent"] - states["presumed_sent"] - states["failed"] - states["uncertain"]
+        )
         calls = found.calls_by_kind[kind.name] / jobs
         rows.append(
             [
                 f"{kind.name} ({kind.suffix or 'other'})",
                 jobs,
                 states["sent"],
+                states["presumed_sent"],
                 states["failed"],
                 states["uncertain"],
                 other,

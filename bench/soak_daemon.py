@@ -27,7 +27,7 @@ from tests.daemon import CALLBACK_TOKEN, DaemonProcess
 
 __all__ = ["Kill", "SoakDaemon", "Timings", "callback_url", "free_port", "states_line"]
 
-ENDED = (JobState.SENT, JobState.FAILED, JobState.UNCERTAIN)
+ENDED = (JobState.SENT, JobState.PRESUMED_SENT, JobState.FAILED, JobState.UNCERTAIN)
 # How long a killed daemon's children get to notice and go before they count as orphans.
 ORPHAN_GRACE = 5.0
 
@@ -94,6 +94,7 @@ class SoakDaemon:
     crashes: list[str] = field(default_factory=list)  # exits nobody asked for
     _watching: list[asyncio.Task[None]] = field(default_factory=list)
     began: float = field(default_factory=time.monotonic)
+    callbacks: bool = True  # False: polling only (no public URL)
     process: DaemonProcess = field(init=False)
     _store: Store | None = None
 
@@ -107,12 +108,15 @@ class SoakDaemon:
         ]
         env = {
             "FAXGATE_SMTP__LISTEN": f"127.0.0.1:{self.smtp_port}",
-            # Callbacks are expected (as with a public URL), so the first poll waits for them.
-            "FAXGATE_HTTP__PUBLIC_URL": f"http://127.0.0.1:{self.http_port}",
             "FAXGATE_FOLDERS": json.dumps(folders),
             "FAXGATE_LOG_LEVEL": "info",
+            # The sandbox retries callbacks on its own speed: faxgate waits for them so.
+            "FAXGATE_PROVIDER__CALLBACK_RETRY_SCALE": str(self.sandbox.settings.speed),
             **self.timings.environment(),
         }
+        if self.callbacks:
+            # Callbacks are expected (as with a public URL): the first poll waits for them.
+            env["FAXGATE_HTTP__PUBLIC_URL"] = f"http://127.0.0.1:{self.http_port}"
         self.process = DaemonProcess(self.state_dir, self.sandbox, self.http_port, env)
 
     @property

@@ -63,7 +63,7 @@ def _endpoint(method: str, path: str) -> str:
 
 @contextlib.asynccontextmanager
 async def soak_sandbox(
-    state_dir: Path, *, speed: float, seed: int, callback_url: str
+    state_dir: Path, *, speed: float, seed: int, callback_url: str | None
 ) -> AsyncIterator[tuple[Sandbox, RequestCounter]]:
     """A running sandbox whose outbound callbacks go to `callback_url`, with the steady
     faults on; yields it and its request counter. Its own log goes to sandbox.log beside
@@ -83,10 +83,11 @@ async def soak_sandbox(
         logger.propagate = False
     try:
         async with Sandbox(sandbox_settings(state_dir, speed=speed)) as sandbox:
-            async with HelloFaxClient(
-                sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
-            ) as client:
-                await client.update_account(outbound_url=callback_url)
+            if callback_url is not None:  # None: polling only
+                async with HelloFaxClient(
+                    sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
+                ) as client:
+                    await client.update_account(outbound_url=callback_url)
             counter.endpoints.clear()
             counter.statuses.clear()
             sandbox.faults = FaultSettings(seed=seed, **STEADY_FAULTS)

@@ -41,6 +41,7 @@ from faxgate.preflight import preflight, summary
 from faxgate.provider import open_client
 from faxgate.reload import Reloader, ReloadPlan
 from faxgate.settings import Settings
+from faxgate.setup_warnings import setup_warnings
 from faxgate.spool import Spool
 from faxgate.statuspage import StatusPage
 from faxgate.store import Store, StoreError
@@ -116,6 +117,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         if problems:
             raise StartupError(summary(problems))
         parts.enter_context(_single_instance(settings.state_dir))
+        for warning in setup_warnings(settings):
+            log.warning("%s", warning)
 
         sandbox = None
         if settings.provider.kind == "sandbox" and not settings.provider.base_url:
@@ -163,6 +166,10 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             first_poll=settings.polling.callback_grace if callbacks_expected else None,
             # A callback that beat the send's answer is applied once the GUID is recorded.
             on_progress=lambda job: tracker.catch_up(job),
+            provider_removes=settings.provider_removes_sent,
+            unmatched=lambda: tracker.unmatched(),
+            callbacks_expected=callbacks_expected,
+            callback_retry_scale=settings.callback_retry_scale,
         )
         try:
             folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)
@@ -173,15 +180,26 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             dispatcher.wake()  # capacity may be free
             notifier.wake()  # an outcome may wait in the outbox
 
-        tracker = Tracker(store, settings.retry.policy(), on_progress=progress)
-        poller = Poller(store, client, tracker, settings.polling)
+        tracker = Tracker(
+            store,
+            settings.retry.policy(),
+            on_progress=progress,
+            on_unmatched=dispatcher.evidence_arrived,
+        )
+        poller = Poller(
+            store,
+            client,
+            tracker,
+            settings.polling,
+            provider_removes=settings.provider_removes_sent,
+        )
 
         token = callback_token(settings)
         try:
             inbound = InboundReceiver.from_settings(settings, store, on_stored=notifier.wake)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        health = Health(store_probe, provider_health)
+        health = Health(store_probe, provider_health, callbacks_expected=callbacks_expected)
         app = build_app(
             token=token,
             tracker=tracker,
@@ -284,6 +302,7 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
         password=password,
         state_dir=settings.sandbox_state_dir,
         speed=sandbox_server.resolve_speed(settings.sandbox.speed),
+        removal=settings.sandbox.removal,
     )
 
 

@@ -24,14 +24,19 @@ What an answer does to the job:
   transaction. Refusals of the account itself (401, 403, an unknown account) would
   refuse every fax alike: the job is queued again and sends pause instead;
 - ambiguous (a timeout or dropped connection after the upload, a gateway error, an
-  unreadable success): reconciled (see faxgate.domain.reconcile). Found: submitted with
-  that GUID. Not there: queued again. Cannot tell: uncertain, with a report telling the
-  owner it was not sent again. Try later, or a list that cannot be read now: the job
-  stays in `submitting` and is looked at again after a backoff. Never sent on a guess.
+  unreadable success): reconciled (see faxgate.domain.reconcile) against the list, read
+  at once, and the callbacks the tracker kept for GUIDs no job holds (the provider
+  removes a fax once it is sent, so its callback may be all that is left of it). Found:
+  submitted with that GUID. Not there: queued again, only where absence proves it.
+  Cannot tell: uncertain, with a report telling the owner it was not sent again. Try
+  later, or a list that cannot be read now: the job stays in `submitting` and is looked
+  at again after a backoff, or at once when a callback for an unknown GUID arrives.
+  Never sent on a guess.
 
 Uncertain jobs wait for a person (`faxgate retry` or `faxgate cancel`); the dispatcher
-never looks at them again on its own. They do count as rivals when another job to the
-same number is reconciled, so that job is not handed a transmission they may own.
+looks at them again only when a callback for an unknown GUID arrives, which may be
+theirs. They do count as rivals when another job to the same number is reconciled, so
+that job is not handed a transmission they may own.
 
 One dispatcher per store: it takes any job in `submitting` that it is not sending itself
 for one whose fate is unknown. Cycles never overlap (a lock), so a job in `submitting`
@@ -41,10 +46,11 @@ at the start of a cycle has no request of this process in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +72,7 @@ from faxgate.domain.reconcile import (
     Sought,
     TryLater,
     Window,
+    callback_wait,
     might_be_for,
     reconcile,
 )
@@ -104,6 +111,7 @@ ACCOUNT_REFUSALS: Final = frozenset({401, 403, 404})
 # request that cannot be built.
 _BEFORE_SENDING: Final = (FileNotFoundError, IsADirectoryError, PermissionError, ValueError)
 _SHORTEST_WAIT: Final = 0.01  # seconds
+_AFTER_WINDOW: Final = timedelta(milliseconds=50)
 
 UNCERTAIN_REASON: Final = (
     "we could not tell whether the fax was sent ({why}); it was not sent again; "
@@ -169,6 +177,10 @@ class Dispatcher:
         clock: Callable[[], datetime] = utc_now,
         rand: Callable[[], float] = random.random,
         on_progress: Callable[[Job], None] | None = None,
+        provider_removes: bool = True,
+        unmatched: Callable[[], Awaitable[list[Transmission]]] | None = None,
+        callbacks_expected: bool = False,
+        callback_retry_scale: float = 1.0,
     ) -> None:
         self._store = store
         self._client = client
@@ -189,6 +201,15 @@ class Dispatcher:
         self._rate_streak = 0  # 429 pauses in a row
         self._looks: dict[str, _Look] = {}  # unresolved job id -> its next reconcile
         self._retry_times: list[datetime] = []  # a heap of the not_before times it set
+        # The provider removes sent faxes: absence from its list proves nothing.
+        self._provider_removes = provider_removes
+        # Callbacks kept for GUIDs no job holds (the tracker's): evidence for reconciling.
+        self._unmatched = unmatched
+        self._new_evidence = unmatched is not None  # look at uncertain jobs once at start
+        # Callbacks reach this faxgate (and are kept when no job holds their GUID yet).
+        self._callbacks_expected = callbacks_expected and unmatched is not None
+        self._started_at = clock()  # callbacks were answered from (about) here on
+        self._callback_retry_scale = callback_retry_scale
 
     @property
     def paused_until(self) -> datetime | None:
@@ -237,6 +258,15 @@ class Dispatcher:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""
         self._wakeup.set()
 
+    def evidence_arrived(self) -> None:
+        """A callback came for a GUID no job holds: it may be the lost answer of a job in
+        submitting or uncertain. Reconcile them now instead of at their next look."""
+        self._new_evidence = True
+        self._looks = {
+            job_id: _Look(self._clock(), look.tries) for job_id, look in self._looks.items()
+        }
+        self._wakeup.set()
+
     def stop(self) -> None:
         """Take no new job; `run()` returns once the sends already in flight have their
         answer, so a clean shutdown leaves no job in `submitting`."""
@@ -260,6 +290,7 @@ class Dispatcher:
         async with self._cycle_lock:
             report = DispatchReport()
             await self._reconcile_due(report)
+            await self._reconcile_uncertain(report)
             limit = await self._room(report)
             now = self._clock()
             # Retries due by now are this cycle's to take (or wait for room or the pause).
@@ -283,6 +314,32 @@ class Dispatcher:
         now = self._clock()
         due = [job for job in jobs if job.id not in self._looks or self._looks[job.id].at <= now]
         await self._reconcile(due, report)
+
+    async def _reconcile_uncertain(self, report: DispatchReport) -> None:
+        """Uncertain jobs matched by a callback kept since: the only evidence that can
+        still settle them (a person decides the rest)."""
+        if not self._new_evidence or self._unmatched is None:
+            return
+        self._new_evidence = False
+        reported = await self._unmatched()
+        if not reported:
+            return
+        jobs = await asyncio.to_thread(self._store.jobs_in_states, [JobState.UNCERTAIN])
+        now = self._clock()
+        # Only what was reported counts here: a complete "list" of just those, read late.
+        listing = Listing(transmissions=(), listed_at=now, complete=True, reported=reported)
+        for job in jobs:
+            if job.provider_guid is not None:
+                continue
+            sought = await asyncio.to_thread(self._sought, job)
+            claimed, rivals = await asyncio.to_thread(self._claims, job, sought, listing)
+            outcome = reconcile(
+                sought, listing, claimed=claimed, rivals=rivals, window=self._window
+            )
+            if isinstance(outcome, Found):
+                await self._adopt(
+                    job, outcome, now, report, expect=JobState.UNCERTAIN, by="callback"
+                )
 
     async def _room(self, report: DispatchReport) -> int:
         """How many jobs this cycle may send: the provider's free room, or none while
@@ -605,6 +662,8 @@ class Dispatcher:
         since = min(item.horizon(self._window) for item in sought.values())
         try:
             listing = await self._read_list(since)
+            if self._unmatched is not None:
+                listing = dataclasses.replace(listing, reported=await self._unmatched())
         except HelloFaxError as error:
             now = self._clock()
             for job in jobs:
@@ -648,30 +707,54 @@ class Dispatcher:
             report.skipped += 1
             return
         claimed, rivals = await asyncio.to_thread(self._claims, job, sought, listing)
-        outcome = reconcile(sought, listing, claimed=claimed, rivals=rivals, window=self._window)
+        proves_from = self._absence_proves_from(sought)
+        outcome = reconcile(
+            sought,
+            listing,
+            claimed=claimed,
+            rivals=rivals,
+            window=self._window,
+            provider_removes=self._provider_removes,
+            absence_proves_from=proves_from,
+        )
         now = self._clock()
         if isinstance(outcome, TryLater):
-            self._look_later(job.id, now, outcome.reason)
+            # Look again no later than the next moment that can decide it.
+            moments = [sought.match_end(self._window), proves_from]
+            until = min((m for m in moments if m is not None and m > now), default=None)
+            self._look_later(job.id, now, outcome.reason, until=until)
             report.unresolved += 1
             return
         self._looks.pop(job.id, None)
         if isinstance(outcome, Found):
-            await self._adopt(job, outcome, now, report)
+            listed = any(tx.guid == outcome.transmission.guid for tx in listing.transmissions)
+            await self._adopt(job, outcome, now, report, by="list" if listed else "callback")
         elif isinstance(outcome, NotThere):
             await self._requeue_absent(job, outcome, now, report)
         elif isinstance(outcome, CannotTell):
             await self._uncertain(job, outcome, now, report)
 
-    async def _adopt(self, job: Job, found: Found, now: datetime, report: DispatchReport) -> None:
+    async def _adopt(
+        self,
+        job: Job,
+        found: Found,
+        now: datetime,
+        report: DispatchReport,
+        *,
+        expect: JobState = JobState.SUBMITTING,
+        by: Literal["list", "callback"] = "list",
+    ) -> None:
         tx = found.transmission
         status = tx.status_code
         first = self._polling.first_interval
+        # Its outcome (a kept callback for this GUID) is applied by the tracker's catch-up.
         moved = await self._move(
             job.id,
             JobState.SUBMITTED,
-            expect=JobState.SUBMITTING,
-            detail=f"found at the provider as {tx.guid}: {found.reason}",
-            data={"guid": tx.guid, "status": status.value, "reconciled": "found"},
+            expect=expect,
+            detail=f"found at the provider as {tx.guid}: {found.reason}"
+            + (" (by its callback; the provider no longer lists it)" if by == "callback" else ""),
+            data={"guid": tx.guid, "status": status.value, "reconciled": "found", "by": by},
             now=now,
             provider_guid=tx.guid,
             provider_status=status.value,
@@ -740,10 +823,31 @@ class Dispatcher:
         metrics.outcomes.labels(state=JobState.UNCERTAIN.value, reason="cannot_tell").inc()
         log.warning("reconciled job=%s outcome=uncertain why=%s", job.id, outcome.reason)
 
-    def _look_later(self, job_id: str, now: datetime, why: str) -> None:
+    def _absence_proves_from(self, sought: Sought) -> datetime | None:
+        """From when a fax the provider took and removed would surely have left its
+        callback with us, so that absence everywhere proves it was never taken; None:
+        never. The provider posts a callback when a fax ends, before it removes it.
+
+        Sent while this faxgate ran: its callback would have come to a running faxgate.
+        Left by an earlier run (a crash): a callback posted while faxgate was down is
+        tried again on the provider's schedule; wait for its next try (callback_wait)."""
+        if not self._callbacks_expected:
+            return None
+        if sought.submitted_at >= self._started_at:
+            return sought.submitted_at
+        downtime = self._started_at - sought.submitted_at
+        wait = callback_wait(downtime, self._callback_retry_scale)
+        return None if wait is None else self._started_at + wait + _AFTER_WINDOW
+
+    def _look_later(
+        self, job_id: str, now: datetime, why: str, *, until: datetime | None = None
+    ) -> None:
         previous = self._looks.get(job_id)
         tries = 1 if previous is None else previous.tries + 1
         delay = self._backoff.delay(tries)
+        if until is not None and now < until < now + delay:
+            # The window closes sooner: look just after it, not a whole backoff later.
+            delay = until - now + _AFTER_WINDOW
         self._looks[job_id] = _Look(now + delay, tries)
         log.info("unresolved job=%s why=%s next_look_in=%.1fs", job_id, why, delay.total_seconds())
 
@@ -763,7 +867,7 @@ class Dispatcher:
         """GUIDs in the list that are not this call's, and the rival jobs (a thread)."""
         earlier = set(_texts_in(event.data for event in self._store.events(job.id)))
         claimed: set[str] = set()
-        for tx in listing.transmissions:
+        for tx in [*listing.transmissions, *listing.reported]:
             if tx.guid in claimed or not might_be_for(sought, tx, self._window):
                 continue
             # Any job's call, now or before a retry, or this job's own earlier one.

@@ -8,7 +8,10 @@ Three checks, each in plain words when it fails:
   check: while idle, the check says what the last request found;
 - the queue: the queued job that has been due the longest has not waited too long. Jobs
   waiting for their `not_before` (a retry later, a busy line) are not due, so not stuck;
-  and while the provider is down the queue waits for it, which is that check's problem.
+  and while the provider is down the queue waits for it, which is that check's problem;
+- callbacks (only when they are set up): no fax ended presumed sent (the provider removed
+  it, and no callback came) in the last two days, longer ago than a late callback needs.
+  Each such fax means the provider's callbacks do not reach faxgate.
 
 The thresholds below are the defaults of `HealthThresholds`.
 """
@@ -29,6 +32,7 @@ from faxgate.domain.jobs import JobState
 from faxgate.store import DEFAULT_BUSY_TIMEOUT, utc_now
 
 __all__ = [
+    "CALLBACK_OVERDUE_AFTER",
     "PROVIDER_DOWN_AFTER",
     "PROVIDER_FAILURES_IN_A_ROW",
     "QUEUE_STUCK_AFTER",
@@ -37,10 +41,12 @@ __all__ = [
     "Health",
     "HealthReport",
     "HealthThresholds",
+    "OverdueCallbacks",
     "ProviderHealth",
     "ProviderSeen",
     "StoreNotWritable",
     "StoreProbe",
+    "callbacks_problem",
     "is_provider_failure",
     "provider_problem",
     "queue_problem",
@@ -58,6 +64,12 @@ PROVIDER_DOWN_AFTER: Final = timedelta(minutes=2)
 QUEUE_STUCK_AFTER: Final = timedelta(minutes=15)
 # The daemon's own writers give up after waiting this long for the lock; so does the probe.
 STORE_LOCK_WAIT: Final = timedelta(seconds=DEFAULT_BUSY_TIMEOUT)
+# A fax presumed sent this long ago is a callback overdue: the provider retries a callback
+# first after 15 minutes, so a late one has had its chance by then.
+CALLBACK_OVERDUE_AFTER: Final = timedelta(minutes=20)
+# ... until this long ago: the provider stops retrying a callback after about 34 hours.
+CALLBACK_WATCH: Final = timedelta(hours=48)
+_OVERDUE_SHOWN: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,7 @@ class HealthThresholds:
     provider_down_after: timedelta = PROVIDER_DOWN_AFTER
     queue_stuck_after: timedelta = QUEUE_STUCK_AFTER
     store_lock_wait: timedelta = STORE_LOCK_WAIT
+    callback_overdue_after: timedelta = CALLBACK_OVERDUE_AFTER
 
 
 # ---------------------------------------------------------------------- the provider
@@ -238,6 +251,27 @@ class StoreProbe:
             return None
         return DueJob(id=row[0], due_since=_from_db_time(row[1]), reason=row[2], due=int(row[3]))
 
+    def overdue_callbacks(self, now: datetime, after: timedelta) -> OverdueCallbacks:
+        """Faxes that ended presumed sent (no callback) between `after` and CALLBACK_WATCH
+        ago, oldest first: the callbacks that should have come and did not."""
+        conn = self._connect(STORE_LOCK_WAIT)
+        try:
+            rows = conn.execute(
+                "SELECT id, count(*) OVER () FROM jobs WHERE state = ?"
+                " AND finished_at <= ? AND finished_at >= ? ORDER BY finished_at, id LIMIT ?",
+                (
+                    JobState.PRESUMED_SENT.value,
+                    _db_time(now - after),
+                    _db_time(now - CALLBACK_WATCH),
+                    _OVERDUE_SHOWN,
+                ),
+            ).fetchall()
+        finally:
+            conn.close()
+        return OverdueCallbacks(
+            count=int(rows[0][1]) if rows else 0, job_ids=tuple(row[0] for row in rows)
+        )
+
     def oldest_due_seconds(self) -> float:
         """For /metrics: seconds the oldest due job has waited (0: none is due; NaN: the
         store cannot be read, which /healthz explains; the other metrics still go out)."""
@@ -257,6 +291,29 @@ def _db_time(value: datetime) -> str:
 def _from_db_time(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueCallbacks:
+    count: int
+    job_ids: tuple[str, ...]  # the oldest few
+
+
+def callbacks_problem(overdue: OverdueCallbacks) -> str | None:
+    """Why callbacks count as not arriving, or None."""
+    if not overdue.count:
+        return None
+    more = (
+        f" and {overdue.count - len(overdue.job_ids)} more"
+        if overdue.count > len(overdue.job_ids)
+        else ""
+    )
+    return (
+        f"callbacks are not arriving: {overdue.count} fax(es) ended presumed sent (the"
+        " provider removed them and no callback confirmed them):"
+        f" {', '.join(overdue.job_ids)}{more}; check that the provider reaches the callback"
+        " URL (http.public_url)"
+    )
 
 
 def queue_problem(oldest: DueJob | None, now: datetime, thresholds: HealthThresholds) -> str | None:
@@ -306,9 +363,11 @@ class Health:
         *,
         thresholds: HealthThresholds | None = None,
         clock: Callable[[], datetime] = utc_now,
+        callbacks_expected: bool = False,
     ) -> None:
         self.probe = probe
         self.provider = provider
+        self.callbacks_expected = callbacks_expected
         self.thresholds = thresholds or HealthThresholds()
         self._clock = clock
         self._was_healthy = True
@@ -341,13 +400,37 @@ class Health:
         if isinstance(queue_check.get("problem"), str):
             problems.append(str(queue_check["problem"]))
 
-        report = HealthReport(
-            checked_at=now,
-            problems=tuple(problems),
-            checks={"store": store_check, "provider": provider_check, "queue": queue_check},
-        )
+        checks: dict[str, Mapping[str, object]] = {
+            "store": store_check,
+            "provider": provider_check,
+            "queue": queue_check,
+        }
+        if self.callbacks_expected:
+            callbacks_check = await self._callbacks_check(now)
+            if isinstance(callbacks_check.get("problem"), str):
+                problems.append(str(callbacks_check["problem"]))
+            checks["callbacks"] = callbacks_check
+
+        report = HealthReport(checked_at=now, problems=tuple(problems), checks=checks)
         self._log_change(report)
         return report
+
+    async def _callbacks_check(self, now: datetime) -> dict[str, object]:
+        try:
+            overdue = await asyncio.to_thread(
+                self.probe.overdue_callbacks, now, self.thresholds.callback_overdue_after
+            )
+        except sqlite3.Error as exc:
+            return {"ok": False, "problem": f"overdue callbacks cannot be read: {exc}"}
+        check: dict[str, object] = {
+            "ok": not overdue.count,
+            "overdue": overdue.count,
+            "overdue_jobs": list(overdue.job_ids),
+        }
+        problem = callbacks_problem(overdue)
+        if problem is not None:
+            check["problem"] = problem
+        return check
 
     def _log_change(self, report: HealthReport) -> None:
         """Once when health turns bad, once when it is back: a monitor asks every few seconds."""

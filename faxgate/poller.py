@@ -6,6 +6,9 @@ cycle reads the due jobs one by one when they are few, and the transmission list
 first) when they are many, stopping as soon as every due job was seen: the cost of a
 cycle grows with the due jobs, not with the account's history.
 
+The provider removes a fax once it is sent, so a poll may never see a fax end: it answers
+404 instead. Such a job ends `presumed_sent` (settle_vanished), never failed on a guess.
+
 An APScheduler interval job (`tick`) starts the cycles; the schedule of each job lives in
 our own table (next_poll_at), never in APScheduler's job stores.
 """
@@ -46,6 +49,8 @@ POLLED_STATES: Final = frozenset({JobState.SUBMITTED, JobState.TRANSMITTING})
 CLOCK_SKEW: Final = timedelta(minutes=5)
 # At most this many due jobs per cycle; the provider never holds more than 200 in flight.
 MAX_DUE: Final = 1000
+# Due jobs missing from the list asked for one by one in a cycle, at most.
+MAX_ASKED_ALONE: Final = 100
 _TICK_JOB_ID: Final = "faxgate-poll-tick"
 
 
@@ -73,12 +78,15 @@ class Poller:
         settings: PollingSettings,
         *,
         clock: Callable[[], datetime] = utc_now,
+        provider_removes: bool = True,
     ) -> None:
         self._store = store
         self._client = client
         self._tracker = tracker
         self._settings = settings
         self._clock = clock
+        # A provider that keeps its faxes means something else by a 404: nothing is presumed.
+        self._provider_removes = provider_removes
         self._cycle_lock = asyncio.Lock()
         self._again = False
         self._scheduler: AsyncIOScheduler | None = None
@@ -94,13 +102,16 @@ class Poller:
             return PollReport(due=0, requests=0, mode=None, settled=0)
         mode: PollMode = "one_by_one" if len(due) <= self._settings.list_threshold else "list"
         metrics.polls.labels(mode=mode).inc()
-        cycle = _Cycle(self._store, self._client, self._tracker, self._settings, due)
+        cycle = _Cycle(
+            self._store, self._client, self._tracker, self._settings, due, self._provider_removes
+        )
         try:
             if mode == "one_by_one":
                 await cycle.read_one_by_one(due)
             else:
                 out = await asyncio.to_thread(self._store.count_in_states, ACTIVE_STATES)
                 await cycle.read_list(max_pages=max(1, math.ceil(out / self._settings.page_size)))
+            await cycle.settle_vanished()
         except _CycleEnded:
             pass
         await cycle.back_off(now)
@@ -185,7 +196,9 @@ class _Cycle:
         tracker: Tracker,
         settings: PollingSettings,
         due: Sequence[Job],
+        provider_removes: bool = True,
     ) -> None:
+        self._provider_removes = provider_removes
         self._store = store
         self._client = client
         self._tracker = tracker
@@ -196,6 +209,8 @@ class _Cycle:
         self.requests = 0
         self.settled = 0
         self.ended = False
+        self.vanished: list[Job] = []  # answered 404: removed, most probably sent
+        self.list_answered = False  # the account's list was read this cycle
 
     async def read_one_by_one(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
@@ -204,9 +219,13 @@ class _Cycle:
             try:
                 tx = await self._call(self._client.get_transmission(guid))
             except Refused:
-                # A 404. Never fail a job on a guess: it is looked at again, later and less often.
-                log.warning("provider does not know job=%s guid=%s", job.id, guid)
+                # A 404 for a fax the provider once had: it removes a fax once it is sent.
+                # Never fail a job on a guess; settle_vanished() decides, once the account
+                # itself is seen to answer.
+                log.info("provider no longer shows job=%s guid=%s", job.id, guid)
                 self.polled.add(job.id)
+                if self._provider_removes:
+                    self.vanished.append(job)
                 continue
             if tx.guid != guid:
                 log.warning("provider answered for another guid job=%s guid=%s", job.id, guid)
@@ -226,6 +245,7 @@ class _Cycle:
         page: TransmissionPage | None = await self._call(
             self._client.list_transmissions(page_size=self._settings.page_size)
         )
+        self.list_answered = True
         while page is not None:
             for tx in page.transmissions:
                 if tx.guid in unseen:
@@ -244,13 +264,40 @@ class _Cycle:
             await self._read_missing([self.due[guid] for guid in unseen])
 
     async def _read_missing(self, jobs: list[Job]) -> None:
-        """Due jobs the list did not show: ask for a few on their own, push back the rest."""
+        """Due jobs the list did not show: ask for some on their own, push back the rest.
+        The provider removes a fax once it is sent, so a fax missing from the list is
+        most often gone for good: asking answers 404, and ends the job (settle_vanished).
+        Absence from the list alone is not enough: pages shift under removals."""
         jobs.sort(key=_sent_at)
-        asked, rest = jobs[: self._settings.list_threshold], jobs[self._settings.list_threshold :]
+        limit = max(self._settings.list_threshold, MAX_ASKED_ALONE)
+        asked, rest = jobs[:limit], jobs[limit:]
         for job in rest:
             log.info("not in the transmission list job=%s guid=%s", job.id, job.provider_guid)
             self.polled.add(job.id)
         await self.read_one_by_one(asked)
+
+    async def settle_vanished(self) -> None:
+        """End the jobs whose fax the provider no longer shows, as presumed sent.
+
+        The provider had each of them (it gave us the GUID, and it was seen pending or
+        transmitting), and it removes a fax once it is sent; whether failed ones go too is
+        not documented, so this is a presumption and says so. A 404 could also come from
+        an account that is wrong or gone: the account's list must answer in the same
+        cycle, and must not show the fax, before anything is presumed."""
+        if not self.vanished:
+            return
+        listed: set[str] = set()
+        if not self.list_answered:
+            page = await self._call(self._client.list_transmissions(page_size=1))
+            self.list_answered = True
+            listed = {tx.guid for tx in page.transmissions}
+        for job in self.vanished:
+            if job.provider_guid in listed:
+                continue  # shown after all: asked again at its next poll
+            after = await self._tracker.presume_sent(job, "the provider answered 404 for it")
+            if after is not None:
+                self.now_state[job.id] = after.state
+                self.settled += 1
 
     async def _observe(self, job: Job, tx: Transmission) -> None:
         self.polled.add(job.id)

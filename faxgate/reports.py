@@ -23,14 +23,23 @@ from faxgate.domain.autoreply import AUTO_GENERATED, AUTO_REPLIED
 from faxgate.domain.codes import describe_outcome, parse_error_code, parse_status_code
 from faxgate.domain.jobs import ACTIVE_STATES, Document, Event, Job, JobState
 from faxgate.domain.numbers import FaxNumber
+from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 
 _WIDTH: Final = 72
 # States that close one call: the provider is done with it, or faxgate let go of it.
 _CALL_ENDS: Final = frozenset(
-    {JobState.QUEUED, JobState.SENT, JobState.FAILED, JobState.CANCELLED, JobState.UNCERTAIN}
+    {
+        JobState.QUEUED,
+        JobState.SENT,
+        JobState.PRESUMED_SENT,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.UNCERTAIN,
+    }
 )
 _FALLBACK_REASONS: Final[Mapping[JobState, str]] = {
     JobState.SENT: "the fax was sent",
+    JobState.PRESUMED_SENT: PRESUMED_SENT_REASON,
     JobState.FAILED: "the fax could not be sent",
     JobState.UNCERTAIN: "the provider's answer was lost",
     JobState.CANCELLED: "the fax was cancelled",
@@ -108,6 +117,8 @@ def report_subject(job: Job, outcome: Outcome) -> str:
             return f"Fax to {number} failed: {_short(outcome.reason)}{tries}"
         case JobState.UNCERTAIN:
             return f"Fax to {number}: not sure it was sent"
+        case JobState.PRESUMED_SENT:
+            return f"Fax to {number} presumably sent (not confirmed)"
         case JobState.CANCELLED:
             return f"Fax to {number} cancelled"
         case _:
@@ -214,6 +225,11 @@ def _opening(number: str, o: Outcome) -> str:
                 f" ({o.reason}). The request may have reached the provider, so faxgate"
                 " will not send it again on a guess: the number could receive it twice."
             )
+        case JobState.PRESUMED_SENT:
+            text = (
+                f"Your fax to {number} was most probably sent: the provider removed it,"
+                " which it does once a fax is sent, but no callback confirmed it."
+            )
         case JobState.CANCELLED:
             text = f"Your fax to {number} was cancelled before it was sent."
         case _:
@@ -237,6 +253,13 @@ def _next_steps(job: Job, o: Outcome) -> list[str]:
         ]
     if o.state is JobState.FAILED:
         return [f"To send it again:  faxgate retry {job.id}"]
+    if o.state is JobState.PRESUMED_SENT:
+        return [
+            _fill(
+                "Should a late callback from the provider say otherwise, you will hear"
+                f" again. If the recipient did not get it: faxgate retry {job.id}"
+            )
+        ]
     return []
 
 

@@ -138,6 +138,13 @@ class ProviderSettings(_Section):
     username: str = ""
     password: SecretStr = SecretStr("")
     timeout: float = Field(default=30.0, gt=0, le=600)
+    # HelloFax removes a fax once it is sent, so absence from its list proves nothing.
+    # True only for a provider that keeps them (a sandbox run with removal = "nothing").
+    keeps_sent_faxes: bool = False
+    # The provider's callback retry schedule (15 min, 45 min, ... after a failed one) as a
+    # multiple of HelloFax's; only an outside sandbox run faster needs it. The built-in
+    # sandbox's speed is used for it.
+    callback_retry_scale: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("account_guid")
     @classmethod
@@ -164,6 +171,9 @@ class SandboxSettings(_Section):
 
     listen: Listen = ListenAddress("127.0.0.1", 8090)
     speed: str = "quick"
+    # Which ended faxes it removes, as HelloFax does with sent ones: "sent" (the provider's
+    # stated behaviour), "sent_and_failed", or "nothing" (every fax stays readable).
+    removal: Literal["sent", "sent_and_failed", "nothing"] = "sent"
 
     @field_validator("speed")
     @classmethod
@@ -684,6 +694,25 @@ class Settings(BaseSettings):
         if self.provider.kind == "sandbox":
             return f"http://{self.sandbox.listen}/v1"
         return HELLOFAX_BASE_URL
+
+    @property
+    def builtin_sandbox(self) -> bool:
+        """`faxgate run` starts the sandbox itself."""
+        return self.provider.kind == "sandbox" and not self.provider.base_url
+
+    @property
+    def provider_removes_sent(self) -> bool:
+        """Whether the provider may remove a fax once it is sent (see reconcile.py)."""
+        if self.provider.keeps_sent_faxes:
+            return False
+        return not (self.builtin_sandbox and self.sandbox.removal == "nothing")
+
+    @property
+    def callback_retry_scale(self) -> float:
+        """How fast the provider retries callbacks, as a multiple of HelloFax's schedule."""
+        if self.builtin_sandbox:
+            return sandbox_defaults.resolve_speed(self.sandbox.speed)
+        return self.provider.callback_retry_scale
 
     def provider_credentials(self) -> tuple[str, str, str]:
         """(account GUID, username, password), with the sandbox's identity as fallback."""

@@ -191,7 +191,32 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         SELECT provider_guid, id FROM jobs WHERE provider_guid IS NOT NULL
         """,
     ),
+    (
+        # Callbacks for GUIDs no job holds (yet): the provider removes a fax once it is
+        # sent, so such a callback may be the only record of a fax whose send's answer
+        # was lost. Kept a while (bounded by age and count) as evidence for reconciling.
+        """
+        CREATE TABLE unmatched_reports (
+            guid        TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            PRIMARY KEY (guid, status)
+        )
+        """,
+        "CREATE INDEX unmatched_reports_by_age ON unmatched_reports (received_at)",
+    ),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedReport:
+    """A callback for a GUID no job held when it came (the provider's object in `body`)."""
+
+    guid: str
+    status: str
+    received_at: datetime
+    body: Mapping[str, Any]
 
 
 class StoreError(Exception):
@@ -918,6 +943,68 @@ class Store:
             (_time_to_db(now), *states, limit),
         )
         return [_job_from_row(row) for row in rows]
+
+    # -------------------------------------------------------------- unmatched reports
+
+    def keep_unmatched(
+        self,
+        guid: str,
+        status: str,
+        body: Mapping[str, Any],
+        *,
+        now: datetime,
+        keep_for: timedelta,
+        keep_at_most: int,
+    ) -> int:
+        """Keep a report for a GUID no job holds; drop those older than `keep_for` and the
+        oldest beyond `keep_at_most`. Returns how many were dropped for room."""
+
+        def keep(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR IGNORE INTO unmatched_reports (guid, status, received_at, body)"
+                " VALUES (?, ?, ?, ?)",
+                (guid, status, _time_to_db(now), _json_to_db(body)),
+            )
+            conn.execute(
+                "DELETE FROM unmatched_reports WHERE received_at < ?",
+                (_time_to_db(now - keep_for),),
+            )
+            return conn.execute(
+                "DELETE FROM unmatched_reports WHERE rowid IN (SELECT rowid FROM"
+                " unmatched_reports ORDER BY received_at DESC LIMIT -1 OFFSET ?)",
+                (keep_at_most,),
+            ).rowcount
+
+        return self._grouped(keep)
+
+    def unmatched_reports(self, guid: str | None = None) -> list[UnmatchedReport]:
+        """Reports kept for unknown GUIDs, oldest first (those of one GUID when given)."""
+        if guid is None:
+            rows = self._query("SELECT * FROM unmatched_reports ORDER BY received_at, guid")
+        else:
+            rows = self._query(
+                "SELECT * FROM unmatched_reports WHERE guid = ? ORDER BY received_at", (guid,)
+            )
+        return [
+            UnmatchedReport(
+                guid=row["guid"],
+                status=row["status"],
+                received_at=_time_from_db(row["received_at"]),
+                body=_json_from_db(row["body"]),
+            )
+            for row in rows
+        ]
+
+    def unmatched_guids(self) -> set[str]:
+        return {row["guid"] for row in self._query("SELECT DISTINCT guid FROM unmatched_reports")}
+
+    def drop_unmatched(self, guid: str) -> None:
+        """A job holds this GUID now: its reports were applied."""
+
+        def drop(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM unmatched_reports WHERE guid = ?", (guid,))
+
+        self._grouped(drop)
 
     # -------------------------------------------------------------- outbox
 

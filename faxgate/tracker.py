@@ -5,9 +5,11 @@ rules of moving forward live in one place (faxgate.domain.outcomes) and every ou
 writes its report to the outbox in the same transaction as the move.
 
 A callback can beat the dispatcher: the provider may report on a transmission before the
-answer to the send that created it has been recorded. Such a report is kept (in memory,
-for a while) and applied as soon as the dispatcher records that GUID (`catch_up`); should
-the daemon stop meanwhile, the job's first poll finds the outcome instead.
+answer to the send that created it has been recorded, or that answer may be lost for good
+(a dropped connection). Such a report is kept in the store (bounded: UNMATCHED_KEEP,
+UNMATCHED_MAX) and applied as soon as a job holds that GUID (`catch_up`): the dispatcher
+records the send's answer, or reconciling finds the fax by this very report. The provider
+removes a fax once it is sent, so this report may be the only record of it left.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Final, Literal
 from faxgate import metrics
 from faxgate.domain.jobs import Job, JobState, RetryPolicy
 from faxgate.domain.outcomes import (
+    PRESUMED_SENT_REASON,
     Decision,
     Move,
     Report,
@@ -36,9 +39,13 @@ log = logging.getLogger("faxgate.tracker")
 
 Source = Literal["callback", "poll", "reconcile"]
 
-# How long, and how many, reports for GUIDs no job has yet are kept for their send's answer.
-EARLY_KEEP: Final = timedelta(minutes=5)
-EARLY_MAX: Final = 10_000
+# Jobs the provider had and may since have removed: they can be presumed sent.
+PRESUMABLE: Final = frozenset({JobState.SUBMITTED, JobState.TRANSMITTING})
+
+# How long, and how many, reports for GUIDs no job holds are kept: longer than the
+# provider retries a callback (about 34 hours), so a late one still finds its job.
+UNMATCHED_KEEP: Final = timedelta(hours=48)
+UNMATCHED_MAX: Final = 10_000
 
 
 class Tracker:
@@ -49,12 +56,14 @@ class Tracker:
         *,
         clock: Callable[[], datetime] = utc_now,
         on_progress: Callable[[Job], None] | None = None,
+        on_unmatched: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_unmatched = on_unmatched
         self._policy = retry_policy
         self._clock = clock
         self._on_progress = on_progress
-        self._early: dict[str, list[tuple[Transmission, datetime]]] = {}  # oldest first
+        self._early: set[str] = store.unmatched_guids()  # GUIDs with kept reports
         self._catching_up: set[asyncio.Task[Job | None]] = set()
 
     async def observe(self, tx: Transmission, *, source: Source) -> Job | None:
@@ -70,11 +79,22 @@ class Tracker:
         job = await self._observe(tx, source)
         if job is not None or source != "callback":
             return job
-        self._keep_early(tx)
+        await self._keep_early(tx)
         # The send's answer may have been recorded while we looked.
         if await asyncio.to_thread(self._store.find_by_provider_guid, tx.guid) is not None:
             return await self._apply_early(tx.guid)
         return None
+
+    async def unmatched(self) -> list[Transmission]:
+        """The kept reports for GUIDs no job holds, oldest first: evidence for reconciling."""
+        kept = await asyncio.to_thread(self._store.unmatched_reports)
+        reports = []
+        for row in kept:
+            try:
+                reports.append(Transmission.from_api(row.body))
+            except ValueError:  # kept by a version that read it differently: not evidence
+                continue
+        return reports
 
     def catch_up(self, job: Job) -> None:
         """A job just got its GUID: apply the reports that came for it first."""
@@ -90,21 +110,44 @@ class Tracker:
             # Not lost: the job's polls read the same outcome from the provider.
             log.error("early report not applied error=%r", task.exception())
 
-    def _keep_early(self, tx: Transmission) -> None:
-        now = self._clock()
-        for guid in list(self._early):  # oldest first: stop at the first one still fresh
-            if len(self._early) < EARLY_MAX and now - self._early[guid][0][1] < EARLY_KEEP:
-                break
-            del self._early[guid]
-        self._early.setdefault(tx.guid, []).append((tx, now))
-        log.info(
-            "report kept for its send's answer guid=%s status=%s", tx.guid, tx.status_code.value
+    async def _keep_early(self, tx: Transmission) -> None:
+        """Keep the report durably before the callback is answered: the provider may
+        remove the fax once it has its 200."""
+        dropped = await asyncio.to_thread(
+            self._store.keep_unmatched,
+            tx.guid,
+            tx.status_code.value,
+            _as_body(tx),
+            now=self._clock(),
+            keep_for=UNMATCHED_KEEP,
+            keep_at_most=UNMATCHED_MAX,
         )
+        if dropped:
+            log.warning("unmatched reports dropped for room count=%d", dropped)
+        # Added, not reread: two callbacks kept at once must not hide each other. One
+        # dropped for room stays listed here (catching up on it then finds nothing) until
+        # the set outgrows the table's bound and is read again.
+        self._early.add(tx.guid)
+        if len(self._early) > UNMATCHED_MAX:
+            self._early = await asyncio.to_thread(self._store.unmatched_guids)
+            self._early.add(tx.guid)
+        log.info(
+            "report kept for a GUID no job holds guid=%s status=%s", tx.guid, tx.status_code.value
+        )
+        if self._on_unmatched is not None:
+            self._on_unmatched()  # it may be the lost answer of a job being reconciled
 
     async def _apply_early(self, guid: str) -> Job | None:
         job = None
-        for tx, _kept_at in self._early.pop(guid, []):
+        for row in await asyncio.to_thread(self._store.unmatched_reports, guid):
+            try:
+                tx = Transmission.from_api(row.body)
+            except ValueError:
+                continue
             job = await self._observe(tx, "callback")
+        if job is not None:
+            await asyncio.to_thread(self._store.drop_unmatched, guid)
+            self._early.discard(guid)
         return job
 
     async def _observe(self, tx: Transmission, source: Source) -> Job | None:
@@ -154,7 +197,7 @@ class Tracker:
                 continue
             except JobNotFound:
                 return None
-            self._count(moved, report)
+            self._count(moved, report, decision)
             log.info(
                 "job=%s %s -> %s guid=%s status=%s%s source=%s reason=%r",
                 moved.id,
@@ -211,6 +254,23 @@ class Tracker:
                 next_poll_at=None,
                 poll_interval=None,
             )
+        if decision.move is Move.CONFIRMED:
+            # The owner was told "presumed sent"; this only makes it sure: no second report.
+            return self._store.transition(
+                job.id,
+                target,
+                detail=decision.reason,
+                expect=job.state,
+                data={**data, "late": True},
+                now=now,
+                provider_status=status,
+                provider_error=None,
+                pages=pages,
+                reason=decision.reason,
+                finished_at=job.finished_at or now,
+            )
+        if decision.move is Move.CORRECTED:
+            data["late"] = True
         if decision.ends_story:
             notify = NewNotification(
                 kind="report",
@@ -255,8 +315,73 @@ class Tracker:
             next_poll_at=next_poll_at,
         )
 
+    async def presume_sent(self, job: Job, evidence: str, *, source: Source = "poll") -> Job | None:
+        """End a job the provider no longer shows: it removes a fax once it is sent.
+
+        `job` as the caller saw it (submitted or transmitting, with its GUID); `evidence`
+        says what was seen, for the event. Returns the job afterwards, or None when it
+        moved meanwhile (a callback got there first).
+        """
+        if job.state not in PRESUMABLE or job.provider_guid is None:
+            return None
+        now = self._clock()
+        notify = NewNotification(
+            kind="report",
+            payload=report_payload(
+                job_id=job.id,
+                state=JobState.PRESUMED_SENT,
+                reason=PRESUMED_SENT_REASON,
+                status_code=None,
+                error_code=None,
+                pages=job.pages,
+                attempts=job.attempt,
+                provider_guid=job.provider_guid,
+            ),
+        )
+        try:
+            moved = await asyncio.to_thread(
+                self._store.transition,
+                job.id,
+                JobState.PRESUMED_SENT,
+                detail=f"{PRESUMED_SENT_REASON} ({evidence})",
+                expect=job.state,
+                notify=notify,
+                data={"source": source, "guid": job.provider_guid, "evidence": evidence},
+                now=now,
+                reason=PRESUMED_SENT_REASON,
+                next_poll_at=None,
+            )
+        except (StaleState, JobNotFound):
+            return None
+        metrics.outcomes.labels(state=JobState.PRESUMED_SENT.value, reason="removed").inc()
+        log.warning(
+            "job=%s %s -> presumed_sent guid=%s source=%s evidence=%r",
+            job.id,
+            job.state.value,
+            job.provider_guid,
+            source,
+            evidence,
+        )
+        if self._on_progress is not None:
+            try:
+                self._on_progress(moved)
+            except Exception:
+                log.exception("progress callback failed job=%s", moved.id)
+        return moved
+
     @staticmethod
-    def _count(job: Job, report: Report) -> None:
+    def _count(job: Job, report: Report, decision: Decision) -> None:
         if job.state in (JobState.SENT, JobState.FAILED):
             code = report.error.value if report.error else report.status.value
+            if decision.move in (Move.CONFIRMED, Move.CORRECTED):
+                code = f"late_{code}"  # after presumed_sent, which was counted then
             metrics.outcomes.labels(state=job.state.value, reason=code).inc()
+
+
+def _as_body(tx: Transmission) -> dict[str, Any]:
+    """The transmission as the provider writes it, to be read again by Transmission.from_api."""
+    body: dict[str, Any] = tx.model_dump(by_alias=True, mode="json", exclude_none=True)
+    for key, moment in (("CreatedAt", tx.created_at), ("UpdatedAt", tx.updated_at)):
+        if moment is not None:
+            body[key] = str(int(moment.timestamp()))
+    return body

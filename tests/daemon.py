@@ -31,7 +31,13 @@ from tests.conftest import (
 )
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
-SETTLED = {JobState.SENT, JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED}
+SETTLED = {
+    JobState.SENT,
+    JobState.PRESUMED_SENT,
+    JobState.FAILED,
+    JobState.UNCERTAIN,
+    JobState.CANCELLED,
+}
 
 
 def fast_settings(state_dir: Path, **sections: Any) -> Settings:
@@ -57,6 +63,14 @@ def fast_settings(state_dir: Path, **sections: Any) -> Settings:
         else:
             values[name] = overrides
     return Settings(**values)
+
+
+async def callbacks_here(daemon: Daemon) -> None:
+    """Point an outside sandbox's outbound callbacks at this daemon (the built-in one is
+    pointed at it on start): a sent fax is then confirmed by its callback, not presumed
+    sent once the sandbox removed it."""
+    url = f"http://127.0.0.1:{daemon.http.port}/callbacks/{CALLBACK_TOKEN}/outbound"
+    await daemon.client.update_account(outbound_url=url)
 
 
 async def queue(
@@ -142,6 +156,8 @@ class DaemonProcess:
                 "FAXGATE_DISPATCH__BACKOFF_MAX": "1",
                 # A kill before the request left leaves it for the window to tell.
                 "FAXGATE_DISPATCH__RECONCILE_WINDOW": "2s",
+                # The test sandbox retries callbacks 2000 times faster than HelloFax.
+                "FAXGATE_PROVIDER__CALLBACK_RETRY_SCALE": "0.0005",
             }
         )
         self.env.update(extra_env or {})
@@ -210,6 +226,20 @@ class DaemonProcess:
         return self.process.returncode
 
 
+async def sandbox_posts_to(
+    sandbox: Sandbox, http_port: int, callbacks: Literal["outbound", "inbound"] = "outbound"
+) -> None:
+    """Point the sandbox's `callbacks` at a daemon that will listen on `http_port`."""
+    url = f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/{callbacks}"
+    async with HelloFaxClient(
+        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
+    ) as client:
+        if callbacks == "inbound":
+            await client.update_account(inbound_url=url)
+        else:
+            await client.update_account(outbound_url=url)
+
+
 @contextlib.asynccontextmanager
 async def child_daemon(
     sandbox: Sandbox,
@@ -221,15 +251,10 @@ async def child_daemon(
 ) -> AsyncIterator[DaemonProcess]:
     """A DaemonProcess (not started yet) whose `callbacks` ("outbound" or "inbound") the
     sandbox already posts to its port, as it will to a restarted one; stopped at the end."""
-    process = DaemonProcess(state_dir, sandbox, http_port, extra_env)
-    url = f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/{callbacks}"
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
-    ) as client:
-        if callbacks == "inbound":
-            await client.update_account(inbound_url=url)
-        else:
-            await client.update_account(outbound_url=url)
+    # The daemon knows the provider reaches it: it may count on the callbacks.
+    public = {"FAXGATE_HTTP__PUBLIC_URL": f"http://127.0.0.1:{http_port}"}
+    process = DaemonProcess(state_dir, sandbox, http_port, {**public, **(extra_env or {})})
+    await sandbox_posts_to(sandbox, http_port, callbacks)
     try:
         yield process
     finally:

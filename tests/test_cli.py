@@ -84,6 +84,28 @@ def test_config_check_prints_effective_settings_masked(
     assert data["settings"]["smtp"]["listen"] == "127.0.0.1:2626"
 
 
+def test_config_check_warns_that_hellofax_without_callbacks_cannot_confirm_outcomes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "hellofax")
+    monkeypatch.setenv("FAXGATE_PROVIDER__ACCOUNT_GUID", "a" * 40)
+    monkeypatch.setenv("FAXGATE_PROVIDER__USERNAME", "me@example.com")
+    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", "secret")
+    assert main(["config", "check"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: provider kind = hellofax without http.public_url" in err
+    assert "no fax's outcome can be confirmed" in err
+    assert main(["config", "check", "--json"]) == 0
+    (warning,) = json.loads(capsys.readouterr().out)["warnings"]
+    assert "presumed_sent" in warning
+
+    monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", "https://fax.example.com")
+    assert main(["config", "check"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["config", "check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
 def test_config_check_refuses_bad_settings_by_key(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,20 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
+    sandbox_settings,
     wait_for,
 )
+
+
+@pytest.fixture
+def removal() -> str:
+    return "sent"  # as the provider does
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +91,7 @@ async def test_areacodes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "212" in json.loads(out)
 
 
+@pytest.mark.parametrize("removal", ["nothing"])  # listing sent faxes needs them kept
 async def test_transmissions_list_one_and_all(
     capsys: pytest.CaptureFixture[str], sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -103,6 +117,24 @@ async def test_transmissions_list_one_and_all(
     code, _, err = await faxgate(capsys, "transmissions", "0" * 40)
     assert code == 1
     assert "the provider:" in err
+
+
+async def test_a_sent_fax_the_provider_removed_is_shown_as_its_404(
+    capsys: pytest.CaptureFixture[str], sandbox: Sandbox
+) -> None:
+    async with httpx.AsyncClient(auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD)) as http:
+        response = await http.post(
+            f"{sandbox.base_url}/Accounts/{SANDBOX_GUID}/Transmissions",
+            params={"To": "14155550210"},
+            files={"file": ("a.pdf", pdf_document(1), "application/pdf")},
+        )
+        guid = response.json()["Transmission"]["Guid"]
+    await wait_for(lambda: all(t.removed for t in sandbox.inspect()), what="the fax removed")
+    code, out, _ = await faxgate(capsys, "transmissions", "--all", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, _, err = await faxgate(capsys, "transmissions", guid)
+    assert code == 1
+    assert "Transmission not found or not accessible." in err
 
 
 async def test_register_callbacks_points_the_account_at_this_faxgate(

@@ -114,7 +114,7 @@ def test_retry_only_failed_or_uncertain_jobs(capsys: pytest.CaptureFixture[str])
     job = send(capsys, "4155550100", "contract.pdf")
     job_id = str(job["id"])
     assert main(["retry", job_id]) == 1
-    assert "only failed or uncertain" in capsys.readouterr().err
+    assert "only failed, uncertain or presumed sent" in capsys.readouterr().err
 
     with Store.open(Path("var/faxgate.sqlite3")) as store:
         store.transition(job_id, JobState.SUBMITTING, detail="test")
@@ -126,3 +126,23 @@ def test_retry_only_failed_or_uncertain_jobs(capsys: pytest.CaptureFixture[str])
         assert again.state is JobState.QUEUED
         assert again.attempt == 2
         assert again.reason is None
+
+
+def test_a_job_presumed_sent_is_done_yet_may_be_sent_again_by_a_person(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job = send(capsys, "4155550100", "contract.pdf")
+    job_id = str(job["id"])
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        store.transition(job_id, JobState.SUBMITTING, detail="test")
+        store.transition(job_id, JobState.SUBMITTED, detail="test", provider_guid="a" * 40)
+        store.transition(job_id, JobState.PRESUMED_SENT, detail="gone", reason="removed")
+    assert main(["status", job_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "presumed_sent"
+    assert main(["cancel", job_id]) == 1
+    assert "cannot cancel, it is already done" in capsys.readouterr().err
+    assert main(["retry", job_id]) == 0  # the recipient says it did not arrive
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        again = store.get_job(job_id)
+        assert again is not None
+        assert (again.state, again.attempt, again.provider_guid) == (JobState.QUEUED, 2, None)

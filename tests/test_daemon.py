@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,23 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.cli import main
 from faxgate.domain.jobs import Event, Intake, Job, JobState
-from faxgate.hellofax.sandbox import Sandbox
+from faxgate.health import HealthThresholds
+from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.store import NewJob, Store
-from tests.conftest import pdf_document, wait_for
+from tests.conftest import (
+    SANDBOX_GUID,
+    SANDBOX_PASSWORD,
+    SANDBOX_USERNAME,
+    pdf_document,
+    sandbox_settings,
+    wait_for,
+)
 from tests.daemon import (
+    CALLBACK_TOKEN,
     assert_sent_once_per_call,
     fast_settings,
     queue,
@@ -68,14 +79,30 @@ async def test_an_unconfirmed_account_puts_faxes_on_hold(daemon: Daemon) -> None
     await reports_delivered(daemon, [job])
 
 
-async def test_without_callbacks_the_poller_settles(daemon: Daemon) -> None:
+async def test_without_callbacks_every_sent_fax_vanishes_and_still_ends(daemon: Daemon) -> None:
     await daemon.client.update_account(inbound_url="", outbound_url="")
     jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(120, 126)]
     jobs.append(await queue(daemon, "+14155550003"))
     ended = await settled(daemon, jobs)
-    assert [job.state for job in ended].count(JobState.SENT) == 6
-    assert the_sandbox(daemon).callback_attempts() == []
-    assert_sent_once_per_call(the_sandbox(daemon), daemon, jobs)
+    # Polling only: each sent fax is removed at once, so no poll ever reads its S. Every
+    # job ends all the same; none as failed but the one that did fail; none sent again.
+    states = Counter(job.state for job in ended)
+    assert states == Counter({JobState.PRESUMED_SENT: 6, JobState.FAILED: 1})
+    sandbox = the_sandbox(daemon)
+    assert all(t.removed for t in sandbox.inspect() if t.status == "S")
+    assert sandbox.callback_attempts() == []
+    assert_sent_once_per_call(sandbox, daemon, jobs)
+    await reports_delivered(daemon, jobs)
+    presumed = next(job for job in ended if job.state is JobState.PRESUMED_SENT)
+    (note,) = daemon.store.notifications(presumed.id)
+    assert note.payload["state"] == "presumed_sent"
+    assert "removed the fax" in note.payload["reason"]
+    counted = metrics.REGISTRY.get_sample_value(
+        "faxgate_outcomes_total", {"state": "presumed_sent", "reason": "removed"}
+    )
+    assert counted is not None
+    assert counted >= 6
+    assert metrics.REGISTRY.get_sample_value("faxgate_jobs", {"state": "presumed_sent"}) == 6
 
 
 async def test_duplicate_late_and_shuffled_callbacks_are_harmless(daemon: Daemon) -> None:
@@ -110,6 +137,79 @@ async def test_a_dropped_answer_is_reconciled_never_resent(daemon: Daemon) -> No
     ended = await settled(daemon, jobs)
     assert all(job.state is JobState.SENT for job in ended)
     assert_sent_once_per_call(sandbox, daemon, jobs)
+
+
+async def test_a_send_whose_answer_is_lost_after_a_quick_success_is_found_by_its_callback(
+    tmp_path: Path,
+) -> None:
+    # The answer never comes (the client gives up after 1 s), while the fax is sent
+    # within milliseconds, its callback answered for a GUID no job holds yet, and the fax
+    # removed: the list no longer shows it; only the kept callback can.
+    settings = fast_settings(
+        tmp_path / "state",
+        provider={"timeout": 1.0},
+        polling={"callback_grace": 60},  # no poll: the callback is the only witness
+    )
+    async with started(settings) as daemon:
+        sandbox = the_sandbox(daemon)
+        sandbox.faults.delay = 2.0
+        sandbox.faults.delay_only_for_sends = True
+        jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(176, 179)]
+        ended = await settled(daemon, jobs, deadline=20)
+        assert all(job.state is JobState.SENT for job in ended), [j.reason for j in ended]
+        for job in jobs:
+            events = daemon.store.events(job.id)
+            found = [event for event in events if event.data.get("reconciled") == "found"]
+            assert [event.data["by"] for event in found] == ["callback"]
+        assert all(t.removed for t in sandbox.inspect())  # gone before it was looked for
+        assert sandbox.duplicates() == []
+        assert_sent_once_per_call(sandbox, daemon, jobs)
+        # Each kept report found its job, and is let go once applied.
+        await wait_for(lambda: daemon.store.unmatched_reports() == [], what="kept reports used")
+
+
+async def test_callbacks_lost_through_the_whole_retry_schedule_still_end_every_job(
+    tmp_path: Path,
+) -> None:
+    # The provider's schedule in ~0.6 s; faxgate first polls after 3 s, when it is over
+    # and every sent fax was removed: no poll ever reads its S, and no callback arrives.
+    settings = sandbox_settings(tmp_path / "sandbox", callback_retry_speed=5e-6)
+    async with Sandbox(settings) as sandbox:
+        daemon_settings = fast_settings(
+            tmp_path / "state",
+            provider={"base_url": sandbox.base_url},
+            http={"public_url": "https://fax.example.com"},  # callbacks are expected
+            polling={"callback_grace": 3.0},
+        )
+        async with started(daemon_settings) as daemon:
+            port = daemon.http.port
+            await daemon.client.update_account(
+                outbound_url=f"http://127.0.0.1:{port}/callbacks/{CALLBACK_TOKEN}/outbound"
+            )
+            assert daemon.health is not None
+            daemon.health.thresholds = HealthThresholds(callback_overdue_after=timedelta(0))
+            sandbox.faults = FaultSettings(callbacks_lost=True)
+            jobs = [await queue(daemon, f"+1415555{n:04d}") for n in range(180, 184)]
+            jobs.append(await queue(daemon, "+14155550003"))  # fails, and stays readable
+            ended = await settled(daemon, jobs, deadline=30)
+            states = Counter(job.state for job in ended)
+            assert states == Counter({JobState.PRESUMED_SENT: 4, JobState.FAILED: 1})
+            attempts = Counter(a.transmission_guid for a in sandbox.callback_attempts())
+            assert sorted(attempts.values()) == [8] * 5  # each callback tried 8 times, lost
+            assert_sent_once_per_call(sandbox, daemon, jobs)
+            await reports_delivered(daemon, jobs)
+
+            # Callbacks were expected and never came: /healthz and the status page say so.
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"http://127.0.0.1:{port}/healthz")
+                page = await http.get(f"http://127.0.0.1:{port}/")
+            assert health.status_code == 503
+            check = health.json()["checks"]["callbacks"]
+            assert check["overdue"] == 4
+            presumed = {job.id for job in ended if job.state is JobState.PRESUMED_SENT}
+            assert set(check["overdue_jobs"]) == presumed
+            assert "callbacks are not arriving" in page.text
+            assert "presumed_sent" in page.text
 
 
 async def test_callbacks_that_beat_the_send_answer_settle_the_job_without_a_poll(
@@ -207,3 +307,28 @@ async def test_a_restart_with_work_in_every_state(tmp_path: Path) -> None:
         assert states[doubtful.id] is JobState.UNCERTAIN
         sends = Counter(t.to for t in the_sandbox(second).inspect())
         assert sends == {"14155550123": 1, "14155550003": 1, "14155550124": 1}
+
+
+async def test_a_start_on_hellofax_without_callbacks_warns_outcomes_cannot_be_confirmed(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = {
+        "kind": "hellofax",
+        "base_url": sandbox.base_url,
+        "account_guid": SANDBOX_GUID,
+        "username": SANDBOX_USERNAME,
+        "password": SANDBOX_PASSWORD,
+    }
+    with caplog.at_level(logging.WARNING, logger="faxgate"):
+        async with started(fast_settings(tmp_path / "state", provider=provider)):
+            pass
+        warned = [r.getMessage() for r in caplog.records if "http.public_url" in r.getMessage()]
+        assert len(warned) == 1
+        assert "no fax's outcome can be confirmed" in warned[0]
+        caplog.clear()
+        provider_with_callbacks = fast_settings(
+            tmp_path / "state", provider=provider, http={"public_url": "https://fax.example.com"}
+        )
+        async with started(provider_with_callbacks):
+            pass
+        assert not [r for r in caplog.records if "http.public_url" in r.getMessage()]

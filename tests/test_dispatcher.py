@@ -34,6 +34,7 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
+    sandbox_settings,
     wait_for,
 )
 
@@ -74,6 +75,18 @@ def make_client(
 
 
 @pytest.fixture
+def removal() -> str:
+    """The sandbox's removal switch: by default, as the provider does."""
+    return "sent"
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
+        yield running
+
+
+@pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[HelloFaxClient]:
     async with make_client(sandbox) as opened:
         yield opened
@@ -104,7 +117,17 @@ def dispatcher(
     first: float = 10.0,
     cap: float = 60.0,
     progress: list[Job] | None = None,
+    removes: bool = True,
+    kept: list[Transmission] | None = None,
+    callbacks: bool = False,
+    retry_scale: float = 1.0,
 ) -> Dispatcher:
+    """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
+    no job holds (the tracker's), when the test gives some."""
+
+    async def unmatched() -> list[Transmission]:
+        return list(kept or [])
+
     return Dispatcher(
         store,
         client,
@@ -117,6 +140,10 @@ def dispatcher(
         clock=clock or utc_now,
         rand=lambda: 0.5,
         on_progress=None if progress is None else progress.append,
+        provider_removes=removes,
+        unmatched=None if kept is None else unmatched,
+        callbacks_expected=callbacks,
+        callback_retry_scale=retry_scale,
     )
 
 
@@ -460,7 +487,8 @@ async def test_a_connection_dropped_after_the_upload_is_reconciled_not_resent(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool
 ) -> None:
     jobs = queue(store, spool, [number(i) for i in range(3)])
-    sandbox.faults = FaultSettings(drop_after_upload_next=3)
+    # Still pending when the list is read at once, as a real fax is for many seconds.
+    sandbox.faults = FaultSettings(drop_after_upload_next=3, stall_faxes=True)
     the_dispatcher = dispatcher(store, client)
     report = await the_dispatcher.dispatch_once()
 
@@ -550,13 +578,14 @@ async def test_another_jobs_earlier_call_is_not_taken_for_the_lost_one(
     assert store.call_owner(busy_guid or "") == busy.id
 
 
+@pytest.mark.parametrize("removal", ["nothing"])  # only then does absence prove anything
 async def test_an_ambiguous_request_the_provider_never_took_waits_out_the_window(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
     (job,) = queue(store, spool, [number(1)])
     # A gateway error: the request may have reached the provider (here it did not).
     sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
-    the_dispatcher = dispatcher(store, client, clock)
+    the_dispatcher = dispatcher(store, client, clock, removes=False)
     report = await the_dispatcher.dispatch_once()
     assert (report.ambiguous, report.unresolved) == (1, 1)
     assert state(store, job) is S.SUBMITTING
@@ -575,6 +604,117 @@ async def test_an_ambiguous_request_the_provider_never_took_waits_out_the_window
     late = await the_dispatcher.dispatch_once()
     assert (late.requeued, late.submitted) == (1, 1)
     assert_each_sent_once(sandbox, store, [job])
+
+
+async def test_absence_from_the_list_of_a_provider_that_removes_sent_faxes_is_no_proof(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    (job,) = queue(store, spool, [number(1)])
+    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
+    the_dispatcher = dispatcher(store, client, clock, kept=[])
+    assert (await the_dispatcher.dispatch_once()).unresolved == 1
+    sandbox.faults = FaultSettings()
+
+    # The window closes with nothing listed and no callback kept: it may have been
+    # taken, sent and removed meanwhile. Uncertain, and never sent again on a guess.
+    clock.advance(timedelta(minutes=11))
+    late = await the_dispatcher.dispatch_once()
+    assert (late.uncertain, late.requeued, late.submitted) == (1, 0, 0)
+    assert outbound(sandbox) == []
+    (note,) = store.notifications(job.id)
+    assert "removes faxes once they are sent" in note.payload["reason"]
+
+
+async def test_with_callbacks_reaching_faxgate_all_along_absence_is_proof_again(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    (job,) = queue(store, spool, [number(1)])
+    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
+    # Had the provider taken it, its callback (posted before the fax is removed) would
+    # have come to this running faxgate and been kept: none came.
+    the_dispatcher = dispatcher(store, client, clock, kept=[], callbacks=True)
+    assert (await the_dispatcher.dispatch_once()).unresolved == 1
+    sandbox.faults = FaultSettings()
+    clock.advance(timedelta(minutes=11))
+    late = await the_dispatcher.dispatch_once()
+    assert (late.requeued, late.submitted, late.uncertain) == (1, 1, 0)
+    assert_each_sent_once(sandbox, store, [job])
+
+
+async def test_after_a_short_downtime_absence_proves_it_once_a_callback_retry_had_its_turn(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    long_ago, just_before = queue(store, spool, [number(1), number(2)])
+    # Both left in submitting by a run that stopped; this one starts now.
+    await put_in_submitting(store, long_ago, clock() - timedelta(hours=40))
+    await put_in_submitting(store, just_before, clock() - timedelta(minutes=11))
+    the_dispatcher = dispatcher(store, client, clock, kept=[], callbacks=True)
+
+    await the_dispatcher.recover()
+    # Down longer than the provider retries callbacks: nothing can come; a person decides.
+    assert state(store, long_ago) is S.UNCERTAIN
+    # Down 11 minutes: a callback posted meanwhile is tried again within 15 minutes.
+    assert state(store, just_before) is S.SUBMITTING
+    clock.advance(timedelta(minutes=10))
+    await the_dispatcher.dispatch_once()
+    assert state(store, just_before) is S.SUBMITTING
+    clock.advance(timedelta(minutes=6))
+    report = await the_dispatcher.dispatch_once()
+    assert (report.requeued, report.submitted) == (1, 1)
+    assert_each_sent_once(sandbox, store, [just_before])
+
+
+async def test_a_kept_callback_settles_a_job_whose_fax_was_sent_and_removed(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    (job,) = queue(store, spool, [number(1)], document=REPORT)
+    await put_in_submitting(store, job, clock())
+    tx = await send_directly(client, store, job)
+    await wait_for(
+        lambda: [item for item in outbound(sandbox) if item.removed], what="the fax removed"
+    )
+    # Its callback came for a GUID no job held, and was kept.
+    callback = Transmission.model_validate(
+        {**tx.model_dump(by_alias=True), "StatusCode": "S", "NumPagesBilled": 2}
+    )
+    progress: list[Job] = []
+    the_dispatcher = dispatcher(store, client, clock, kept=[callback], progress=progress)
+
+    await the_dispatcher.recover()
+
+    current = fresh(store, job)
+    assert current.state is S.SUBMITTED  # the tracker's catch-up applies the S next
+    assert current.provider_guid == tx.guid
+    assert [moved.provider_guid for moved in progress] == [tx.guid]
+    assert store.events(job.id)[-1].data["by"] == "callback"
+    assert_each_sent_once(sandbox, store, [job])
+
+
+async def test_a_kept_callback_settles_an_uncertain_job(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
+) -> None:
+    (job,) = queue(store, spool, [number(1)], document=REPORT)
+    await put_in_submitting(store, job, clock() - timedelta(minutes=11))
+    store.transition(job.id, S.UNCERTAIN, detail="could not tell", expect=S.SUBMITTING)
+    tx = await send_directly(client, store, job)  # what the lost request did
+    kept: list[Transmission] = []
+    the_dispatcher = dispatcher(store, client, clock, kept=kept)
+    await the_dispatcher.dispatch_once()
+    assert state(store, job) is S.UNCERTAIN  # no evidence yet
+
+    # Backdated as the provider would have stamped it, within the job's match window.
+    stamp = str(int((clock() - timedelta(minutes=11)).timestamp()))
+    kept.append(
+        Transmission.model_validate(
+            {**tx.model_dump(by_alias=True), "StatusCode": "S", "NumPagesBilled": 2}
+            | {"CreatedAt": stamp}
+        )
+    )
+    the_dispatcher.evidence_arrived()
+    report = await the_dispatcher.dispatch_once()
+    assert report.reconciled == 1
+    current = fresh(store, job)
+    assert (current.state, current.provider_guid) == (S.SUBMITTED, tx.guid)
 
 
 async def test_a_list_that_cannot_be_read_leaves_the_job_submitting_until_it_can(
@@ -600,6 +740,7 @@ async def test_a_list_that_cannot_be_read_leaves_the_job_submitting_until_it_can
     assert_each_sent_once(sandbox, store, [job])
 
 
+@pytest.mark.parametrize("removal", ["nothing"])  # adopting a fax still listed as sent
 async def test_recover_adopts_a_fax_that_reached_the_provider(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
@@ -622,13 +763,14 @@ async def test_recover_adopts_a_fax_that_reached_the_provider(
     assert_each_sent_once(sandbox, store, [job])
 
 
+@pytest.mark.parametrize("removal", ["nothing"])  # only then does absence prove anything
 async def test_recover_requeues_a_fax_that_never_reached_the_provider(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
     long_ago, just_now = queue(store, spool, [number(1), number(2)])
     await put_in_submitting(store, long_ago, clock() - timedelta(minutes=11))
     await put_in_submitting(store, just_now, clock())
-    the_dispatcher = dispatcher(store, client, clock)
+    the_dispatcher = dispatcher(store, client, clock, removes=False)
 
     await the_dispatcher.recover()
     assert state(store, long_ago) is S.QUEUED
@@ -702,7 +844,7 @@ async def test_never_more_in_flight_than_the_limit(
         while any(state(store, job) is not S.SENT for job in jobs):
             pending = [job for job in jobs if state(store, job) is S.SUBMITTED]
             for job in pending[:2]:
-                await settle(client, store, job)
+                await settle(sandbox, store, job)
             report = await the_dispatcher.dispatch_once()
             assert report.submitted <= 2
             assert in_flight(store) <= 5
@@ -715,12 +857,12 @@ async def test_never_more_in_flight_than_the_limit(
     assert_each_sent_once(sandbox, store, jobs)
 
 
-async def settle(client: HelloFaxClient, store: Store, job: Job) -> None:
+async def settle(sandbox: Sandbox, store: Store, job: Job) -> None:
     guid = fresh(store, job).provider_guid
     assert guid is not None
 
-    async def sent() -> bool:
-        return (await client.get_transmission(guid)).status_code is StatusCode.SENT
+    def sent() -> bool:  # by the inspection: the API no longer shows a sent fax
+        return any(item.guid == guid and item.status == "S" for item in outbound(sandbox))
 
     await wait_for(sent, what=f"transmission {guid} sent")
     store.transition(job.id, S.SENT, detail="sent", expect=S.SUBMITTED)

@@ -211,6 +211,39 @@ async def test_a_stuck_queue_is_not_blamed_while_the_provider_is_down(store: Sto
     assert "not judged" in str(report.checks["queue"]["note"])
 
 
+async def test_faxes_presumed_sent_while_callbacks_are_set_up_are_overdue_callbacks(
+    store: Store,
+) -> None:
+    now = datetime.now(UTC)
+    clock = Clock(now)
+    health = Health(StoreProbe(store.path), ProviderHealth(clock), clock=clock)
+    assert "callbacks" not in (await health.check()).checks  # none set up: not judged
+    health.callbacks_expected = True
+
+    def presumed(ago: timedelta) -> str:
+        (job,) = store.create_jobs([new_job()], now=now - ago - timedelta(minutes=5))
+        at = now - ago
+        store.transition(job.id, JobState.SUBMITTING, detail="t", now=at)
+        store.transition(job.id, JobState.SUBMITTED, detail="t", now=at, provider_guid=job.id)
+        store.transition(job.id, JobState.PRESUMED_SENT, detail="gone", now=at)
+        return job.id
+
+    presumed(timedelta(minutes=5))  # a late callback may still come
+    presumed(timedelta(hours=50))  # the provider gave up on it long ago
+    report = await health.check()
+    assert report.healthy
+    assert report.checks["callbacks"] == {"ok": True, "overdue": 0, "overdue_jobs": []}
+
+    overdue = presumed(timedelta(minutes=30))
+    report = await health.check()
+    assert not report.healthy
+    assert report.checks["callbacks"]["overdue_jobs"] == [overdue]
+    (problem,) = report.problems
+    assert problem.startswith("callbacks are not arriving: 1 fax(es) ended presumed sent")
+    assert overdue in problem
+    assert "http.public_url" in problem
+
+
 # ---------------------------------------------------------------------- a whole daemon
 
 
@@ -256,7 +289,9 @@ async def test_a_healthy_daemon_answers_200_with_its_checks(daemon: Daemon) -> N
         "store": True,
         "provider": True,
         "queue": True,
+        "callbacks": True,  # the built-in sandbox posts them
     }
+    assert checks["callbacks"]["overdue"] == 0
     assert checks["provider"]["failures_in_a_row"] == 0
     assert checks["provider"]["last_success_at"] is not None
     assert checks["queue"]["due"] == 0

@@ -19,6 +19,7 @@ import pytest
 
 from faxgate import metrics
 from faxgate.domain.jobs import Document, Event, Intake, Job, JobState, Notification
+from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 from faxgate.mailer import AUTO_GENERATED, AUTO_REPLIED, MaildirMailer, MailError
 from faxgate.notifier import (
     Backoff,
@@ -314,6 +315,36 @@ def test_report_of_an_uncertain_fax_says_what_to_do(store: Store, clock: FakeClo
     assert "only when you are sure it did not arrive" in flat(body)
     assert all(len(line) <= 78 for line in body.splitlines())  # long reasons are wrapped
     assert "1. 2024-05-01 10:00:01 UTC  the provider's answer was lost" in body
+
+
+def test_report_of_a_fax_presumed_sent_says_it_is_not_confirmed(
+    store: Store, clock: FakeClock
+) -> None:
+    job = queue_job(store)
+    clock.advance(seconds=1)
+    store.transition(job.id, S.SUBMITTING, detail="submitting", submitted_at=clock())
+    store.transition(job.id, S.SUBMITTED, detail="pending", provider_guid=GUID)
+    clock.advance(seconds=60)
+    store.transition(
+        job.id,
+        S.PRESUMED_SENT,
+        detail=PRESUMED_SENT_REASON,
+        reason=PRESUMED_SENT_REASON,
+        notify=NewNotification(
+            payload=report_payload(job, S.PRESUMED_SENT, reason=PRESUMED_SENT_REASON)
+        ),
+    )
+
+    message = read_report(store, job)
+
+    assert message["Subject"] == "Fax to +1 415-555-0100 presumably sent (not confirmed)"
+    assert message["X-Faxgate-Outcome"] == "presumed_sent"
+    body = flat(body_of(message))
+    assert "was most probably sent: the provider removed it" in body
+    assert "no callback confirmed it" in body
+    assert "Outcome: presumed_sent" in body
+    assert f"faxgate retry {job.id}" in body
+    assert "1. 2024-05-01 10:00:01 UTC sent, as far as the provider shows" in body
 
 
 def test_report_reads_the_codes_when_the_payload_has_no_reason() -> None:

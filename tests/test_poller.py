@@ -27,6 +27,7 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
+    sandbox_settings,
     wait_for,
 )
 from tests.test_tracker import FakeClock, submitted_job
@@ -47,6 +48,22 @@ def polling(**overrides: object) -> PollingSettings:
     }
     values.update(overrides)
     return PollingSettings.model_validate(values)
+
+
+@pytest.fixture
+def removal() -> str:
+    """The sandbox's removal switch: by default, as the provider does."""
+    return "sent"
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
+        yield running
+
+
+# The tests of which pages the list mode reads need faxes that stay listed once sent.
+KEEPING = pytest.mark.parametrize("removal", ["nothing"])
 
 
 @pytest.fixture
@@ -75,9 +92,17 @@ def tracker(store: Store, clock: FakeClock) -> Tracker:
 
 
 def make_poller(
-    store: Store, client: HelloFaxClient, tracker: Tracker, clock: FakeClock, **settings: object
+    store: Store,
+    client: HelloFaxClient,
+    tracker: Tracker,
+    clock: FakeClock,
+    *,
+    removes: bool = True,
+    **settings: object,
 ) -> Poller:
-    return Poller(store, client, tracker, polling(**settings), clock=clock)
+    return Poller(
+        store, client, tracker, polling(**settings), clock=clock, provider_removes=removes
+    )
 
 
 async def send_faxes(client: HelloFaxClient, count: int, first: int) -> list[str]:
@@ -136,9 +161,11 @@ async def test_one_by_one_reads_each_due_job_once(
     clock.now += FIRST
     counted = polls_counted("one_by_one")
     report, made = await cycle(poller, client)
-    assert report == PollReport(due=3, requests=3, mode="one_by_one", settled=3)
-    assert made == Counter({"get_transmission": 3})
-    assert states(store, jobs) == [S.SENT] * 3
+    # Each is asked for once: gone (404), as the provider removes a fax once it is sent;
+    # one look at the list shows the account answering, so the 404s are believed.
+    assert report == PollReport(due=3, requests=4, mode="one_by_one", settled=3)
+    assert made == Counter({"get_transmission": 3, "list_transmissions": 1})
+    assert states(store, jobs) == [S.PRESUMED_SENT] * 3
     assert polls_counted("one_by_one") == counted + 1
     for job in jobs:
         assert len(store.notifications(job.id)) == 1
@@ -148,6 +175,7 @@ async def test_one_by_one_reads_each_due_job_once(
     assert made == Counter()
 
 
+@KEEPING
 async def test_list_mode_reads_only_the_pages_the_due_jobs_are_on(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
 ) -> None:
@@ -168,6 +196,7 @@ async def test_list_mode_reads_only_the_pages_the_due_jobs_are_on(
     assert polls_counted("list") == counted + 1
 
 
+@KEEPING
 async def test_list_mode_stops_at_pages_older_than_the_due_jobs(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
 ) -> None:
@@ -177,7 +206,9 @@ async def test_list_mode_stops_at_pages_older_than_the_due_jobs(
     # Our jobs were submitted (by our clock) an hour after everything the provider lists,
     # so past the first page there is nothing a due job could be; one GUID it never had.
     clock.now += timedelta(hours=1)
-    poller = make_poller(store, client, tracker, clock, list_threshold=3, page_size=5)
+    poller = make_poller(
+        store, client, tracker, clock, removes=False, list_threshold=3, page_size=5
+    )
     jobs = jobs_for(store, clock, [*guids, "0" * 40])
     clock.now += FIRST
 
@@ -189,6 +220,7 @@ async def test_list_mode_stops_at_pages_older_than_the_due_jobs(
     assert states(store, jobs) == [S.SENT, S.SENT, S.SENT, S.SUBMITTED]
 
 
+@KEEPING
 async def test_list_mode_reads_no_more_pages_than_our_faxes_at_the_provider_fill(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
 ) -> None:
@@ -247,20 +279,57 @@ async def test_pending_jobs_are_polled_less_and_less_often(
     assert report.settled == 2
 
 
-async def test_a_guid_the_provider_does_not_know_is_backed_off_not_failed(
+async def test_a_fax_the_provider_no_longer_shows_ends_presumed_sent_not_failed(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
 ) -> None:
     poller = make_poller(store, client, tracker, clock)
-    (job,) = jobs_for(store, clock, ["f" * 40])
+    (job,) = jobs_for(store, clock, ["f" * 40])  # a GUID it gave us, and shows no more
     clock.now += FIRST
     report, made = await cycle(poller, client)
-    assert (report.due, report.requests, report.settled, report.completed) == (1, 1, 0, True)
-    assert made == Counter({"get_transmission": 1})
+    assert (report.due, report.requests, report.settled, report.completed) == (1, 2, 1, True)
+    assert made == Counter({"get_transmission": 1, "list_transmissions": 1})
+    after = store.get_job(job.id)
+    assert after is not None
+    assert after.state is S.PRESUMED_SENT
+    assert after.reason is not None
+    assert "removed the fax" in after.reason
+    [report_row] = store.notifications(job.id)
+    assert report_row.payload["state"] == "presumed_sent"
+
+
+async def test_a_404_from_an_account_that_does_not_answer_presumes_nothing(
+    sandbox: Sandbox, store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    # The wrong account: every call answers 404, the list too. Nothing is presumed sent.
+    async with HelloFaxClient(
+        sandbox.base_url, "e" * 40, SANDBOX_USERNAME, SANDBOX_PASSWORD, timeout=10.0
+    ) as wrong:
+        poller = make_poller(store, wrong, tracker, clock)
+        (job,) = jobs_for(store, clock, ["f" * 40])
+        clock.now += FIRST
+        report, made = await cycle(poller, wrong)
+    assert (report.settled, report.completed) == (0, False)
+    assert made == Counter({"get_transmission": 1, "list_transmissions": 1})
     after = store.get_job(job.id)
     assert after is not None
     assert after.state is S.SUBMITTED
-    assert after.next_poll_at == clock.now + 2 * FIRST
     assert store.notifications(job.id) == []
+
+
+async def test_list_mode_asks_for_the_faxes_the_list_no_longer_shows(
+    sandbox: Sandbox, client: HelloFaxClient, store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    poller = make_poller(store, client, tracker, clock, list_threshold=3, page_size=5)
+    guids = await send_faxes(client, 7, 4500)
+    jobs = jobs_for(store, clock, guids)
+    await until_final(sandbox, guids)
+    assert all(t.removed for t in sandbox.inspect() if t.guid in guids)
+    clock.now += FIRST
+    report, made = await cycle(poller, client)
+    # More gone than list_threshold: each is still asked for, and ends.
+    assert report == PollReport(due=7, requests=8, mode="list", settled=7)
+    assert made == Counter({"list_transmissions": 1, "get_transmission": 7})
+    assert states(store, jobs) == [S.PRESUMED_SENT] * 7
 
 
 @pytest.mark.parametrize(("count", "mode"), [(2, "one_by_one"), (5, "list")])
@@ -294,7 +363,7 @@ async def test_a_provider_fault_ends_the_cycle_and_the_next_one_settles(
     report, _ = await cycle(poller, client)
     assert report.completed
     assert report.settled == count
-    assert states(store, jobs) == [S.SENT] * count
+    assert states(store, jobs) == [S.PRESUMED_SENT] * count  # sent, and removed
 
 
 async def test_jobs_being_reconciled_are_left_to_the_dispatcher(
@@ -330,13 +399,13 @@ async def test_run_polls_at_once_and_when_woken_until_cancelled(
 
     running = asyncio.create_task(poller.run())
     try:
-        await wait_for(lambda: states(store, jobs) == [S.SENT], what="the first tick")
+        await wait_for(lambda: states(store, jobs) == [S.PRESUMED_SENT], what="the first tick")
         second = await send_faxes(client, 1, 8100)
         more = jobs_for(store, clock, second)
         clock.now += FIRST
         await until_final(sandbox, second)
         poller.wake()
-        await wait_for(lambda: states(store, more) == [S.SENT], what="a woken cycle")
+        await wait_for(lambda: states(store, more) == [S.PRESUMED_SENT], what="a woken cycle")
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):

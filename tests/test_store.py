@@ -376,7 +376,7 @@ def test_finished_at_follows_the_state(store: Store, clock: FakeClock) -> None:
     job = store.transition(job.id, S.QUEUED, detail="retry asked", attempt=1, reason=None)
     assert job.finished_at is None
     assert job.reason is None
-    assert {S.SENT, S.FAILED, S.CANCELLED} == FINISHED_STATES
+    assert {S.SENT, S.PRESUMED_SENT, S.FAILED, S.CANCELLED} == FINISHED_STATES
 
 
 @pytest.mark.parametrize(
@@ -804,7 +804,38 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         store.transition(job.id, S.SUBMITTED, detail="ok", provider_guid="g2")
     with raw(path) as conn:  # back to version 3: as if those calls predated the table
         conn.execute("DROP TABLE provider_calls")
+        conn.execute("DROP TABLE unmatched_reports")  # a later version's table
         conn.execute("PRAGMA user_version = 3")
     with Store.open(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
         assert store.call_owner("never") is None
+
+
+def test_unmatched_reports_are_kept_bounded_by_age_and_count(tmp_path: Path) -> None:
+    start = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        keep = timedelta(hours=1)
+        for n in range(4):
+            dropped = store.keep_unmatched(
+                f"g{n}",
+                "S",
+                {"Guid": f"g{n}", "StatusCode": "S"},
+                now=start + timedelta(minutes=n),
+                keep_for=keep,
+                keep_at_most=3,
+            )
+        assert dropped == 1  # the oldest, for room
+        assert [r.guid for r in store.unmatched_reports()] == ["g1", "g2", "g3"]
+        assert store.unmatched_reports("g2")[0].body == {"Guid": "g2", "StatusCode": "S"}
+        # The same report twice is kept once; another status of the same GUID is kept too.
+        for status in ("S", "E"):
+            store.keep_unmatched(
+                "g3", status, {}, now=start + timedelta(minutes=5), keep_for=keep, keep_at_most=9
+            )
+        assert [r.status for r in store.unmatched_reports("g3")] == ["S", "E"]
+        store.keep_unmatched(
+            "g9", "S", {}, now=start + timedelta(minutes=63), keep_for=keep, keep_at_most=9
+        )
+        assert store.unmatched_guids() == {"g3", "g9"}  # older than an hour: gone
+        store.drop_unmatched("g3")
+        assert store.unmatched_guids() == {"g9"}

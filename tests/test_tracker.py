@@ -15,7 +15,7 @@ from faxgate import metrics
 from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy, RetryRule
 from faxgate.hellofax.models import Transmission
 from faxgate.store import NewJob, Store
-from faxgate.tracker import Tracker
+from faxgate.tracker import UNMATCHED_KEEP, Tracker
 from tests.conftest import wait_for
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -424,7 +424,7 @@ async def test_kept_reports_expire_and_polls_are_never_kept(
 ) -> None:
     assert await tracker.observe(transmission("g-old", "S"), source="callback") is None
     assert await tracker.observe(transmission("g-poll", "S"), source="poll") is None
-    clock.now += timedelta(minutes=6)
+    clock.now += UNMATCHED_KEEP + timedelta(minutes=1)
     assert await tracker.observe(transmission("g-new", "S"), source="callback") is None
     for guid in ("g-old", "g-poll"):  # the send's answer comes, but too late for the report
         job = submitted_job(store, guid, now=clock.now)
@@ -436,3 +436,78 @@ async def test_kept_reports_expire_and_polls_are_never_kept(
     late = submitted_job(store, "g-new", now=clock.now)
     tracker.catch_up(late)
     assert (await until_settled(store, late.id)).state is S.SENT
+
+
+async def test_a_kept_report_outlives_a_restart_and_is_evidence_meanwhile(
+    store: Store, clock: FakeClock
+) -> None:
+    woken: list[bool] = []
+    before = Tracker(store, POLICY, clock=clock, on_unmatched=lambda: woken.append(True))
+    assert await before.observe(transmission("g1", "S"), source="callback") is None
+    assert woken == [True]  # the dispatcher is told: a job being reconciled may be this
+    after = Tracker(store, POLICY, clock=clock)  # faxgate restarted
+    assert [tx.guid for tx in await after.unmatched()] == ["g1"]
+    job = submitted_job(store, "g1", now=clock.now)
+    after.catch_up(job)
+    assert (await until_settled(store, job.id)).state is S.SENT
+    assert await after.unmatched() == []  # applied: no longer kept
+
+
+async def test_a_fax_the_provider_removed_ends_presumed_sent_with_one_report(
+    store: Store, tracker: Tracker, clock: FakeClock, progress: list[Job]
+) -> None:
+    job = submitted_job(store, "g1", now=clock.now)
+    before = outcome_count("presumed_sent", "removed")
+    presumed = await tracker.presume_sent(job, "the provider answered 404 for it")
+    assert presumed is not None
+    assert presumed.state is S.PRESUMED_SENT
+    assert presumed.finished_at == clock.now
+    assert presumed.next_poll_at is None
+    assert presumed.reason is not None
+    assert presumed.reason.startswith("sent, as far as")
+    [report] = store.notifications(job.id)
+    assert report.payload["state"] == "presumed_sent"
+    assert store.events(job.id)[-1].data["evidence"] == "the provider answered 404 for it"
+    assert outcome_count("presumed_sent", "removed") == before + 1
+    assert progress[-1].state is S.PRESUMED_SENT
+    # A job that moved meanwhile (its callback came) is left alone.
+    other = submitted_job(store, "g2", now=clock.now)
+    await tracker.observe(transmission("g2", "S"), source="callback")
+    assert await tracker.presume_sent(other, "404") is None
+    assert store.get_job(other.id).state is S.SENT  # type: ignore[union-attr]
+
+
+async def test_a_late_sent_callback_confirms_a_presumed_fax_without_a_second_report(
+    store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    job = submitted_job(store, "g1", now=clock.now)
+    presumed = await tracker.presume_sent(job, "404")
+    assert presumed is not None
+    clock.now += timedelta(hours=3)
+    confirmed = await tracker.observe(transmission("g1", "S"), source="callback")
+    assert confirmed is not None
+    assert confirmed.state is S.SENT
+    assert confirmed.finished_at == presumed.finished_at
+    assert len(store.notifications(job.id)) == 1
+    last = store.events(job.id)[-1]
+    assert (last.from_state, last.to_state, last.data["late"]) == (S.PRESUMED_SENT, S.SENT, True)
+
+
+async def test_a_late_error_callback_fails_a_presumed_fax_and_tells_its_owner(
+    store: Store, tracker: Tracker, clock: FakeClock
+) -> None:
+    job = submitted_job(store, "g1", now=clock.now)
+    await tracker.presume_sent(job, "404")
+    clock.now += timedelta(hours=3)
+    failed = await tracker.observe(transmission("g1", "E", "B"), source="callback")
+    assert failed is not None
+    assert failed.state is S.FAILED  # busy, tries left: still not called again on its own
+    assert failed.attempt == 1
+    reports = store.notifications(job.id)
+    assert [r.payload["state"] for r in reports] == ["presumed_sent", "failed"]
+    assert "not sent again" in reports[-1].payload["reason"]
+    # The same late news again changes nothing.
+    again = await tracker.observe(transmission("g1", "E", "B"), source="callback")
+    assert again is not None
+    assert again.state is S.FAILED
+    assert len(store.notifications(job.id)) == 2

@@ -17,6 +17,7 @@ from faxgate.cli.common import (
     settings_from,
 )
 from faxgate.settings import masked_dump
+from faxgate.setup_warnings import setup_warnings
 
 
 def register(subparsers: Subparsers) -> None:
@@ -38,9 +39,14 @@ def register(subparsers: Subparsers) -> None:
 def check_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     data = masked_dump(settings)
+    warnings = setup_warnings(settings)
     if args.json:
-        print_json({"source": str(settings.source_file or ""), "settings": data})
+        print_json(
+            {"source": str(settings.source_file or ""), "settings": data, "warnings": warnings}
+        )
         return EXIT_OK
+    for warning in warnings:
+        print(f"faxgate: warning: {warning}", file=sys.stderr)
     origin = settings.source_file or "built-in defaults"
     print(f"# settings are valid; read from {origin} and FAXGATE_* variables")
     print(_as_toml(data))

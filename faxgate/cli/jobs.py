@@ -37,7 +37,15 @@ from faxgate.settings import Settings
 from faxgate.store import NewNotification, StaleState, Store
 
 # States where the story is told: a report went (or goes) out.
-_SETTLED = {JobState.SENT, JobState.FAILED, JobState.CANCELLED, JobState.UNCERTAIN}
+_SETTLED = {
+    JobState.SENT,
+    JobState.PRESUMED_SENT,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.UNCERTAIN,
+}
+# Exit 0: sent, or presumed sent (a failure code would invite sending it twice).
+_SENT_ENOUGH = {JobState.SENT, JobState.PRESUMED_SENT}
 _WAIT_HINT_AFTER = 10.0  # seconds in `queued` before --wait suggests the daemon is down
 
 
@@ -139,7 +147,7 @@ def send_command(args: argparse.Namespace) -> int:
         final = _follow(store, job.id)
     if args.json:
         print_json(_job_summary(final))
-    return EXIT_OK if final.state is JobState.SENT else EXIT_FAILURE
+    return EXIT_OK if final.state in _SENT_ENOUGH else EXIT_FAILURE
 
 
 def _follow(store: Store, job_id: str, interval: float = 0.5) -> Job:
@@ -277,7 +285,8 @@ def retry_command(args: argparse.Namespace) -> int:
         job = _find(store, args.job)
         if not can_retry(job.state):
             raise CommandError(
-                f"job {job.id} is {job.state.value}; only failed or uncertain jobs can be retried"
+                f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
+                " jobs can be retried"
             )
         try:
             store.transition(
@@ -303,7 +312,8 @@ def cancel_command(args: argparse.Namespace) -> int:
     with _opened_store(settings) as store:
         job = _find(store, args.job)
         if not can_cancel(job.state):
-            why = "it is already done" if is_final(job.state) else "the provider has it"
+            done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
+            why = "it is already done" if done else "the provider has it"
             raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
         try:
             store.transition(

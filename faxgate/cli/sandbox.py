@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_SPEED,
         help=f"{', '.join(SPEED_PRESETS)} or a multiplier of real timings (default: quick)",
     )
+    parser.add_argument(
+        "--removal",
+        choices=("sent", "sent_and_failed", "nothing"),
+        default="sent",
+        help="which ended faxes leave the API, as HelloFax removes sent ones (default: sent)",
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--account-guid", default=DEFAULT_ACCOUNT_GUID)
     parser.add_argument("--username", default=DEFAULT_USERNAME)
@@ -78,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             speed=args.speed,
+            removal=args.removal,
             state_dir=args.state_dir,
             account_guid=args.account_guid,
             username=args.username,

@@ -23,6 +23,9 @@ class JobState(StrEnum):
     SUBMITTED = "submitted"  # the provider has it (status P)
     TRANSMITTING = "transmitting"  # the provider is dialling or sending (status T)
     SENT = "sent"
+    # Sent as far as the provider shows: it removed the fax, which it does once a fax is
+    # sent, and no callback confirmed it. A late callback still moves it to sent or failed.
+    PRESUMED_SENT = "presumed_sent"
     FAILED = "failed"
     UNCERTAIN = "uncertain"  # the request may have left; a person must look
     CANCELLED = "cancelled"
@@ -57,8 +60,15 @@ TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
             _S.SENT,  # reconciled against the provider's list
         }
     ),
-    _S.SUBMITTED: frozenset({_S.TRANSMITTING, _S.SENT, _S.FAILED, _S.QUEUED}),
-    _S.TRANSMITTING: frozenset({_S.SENT, _S.FAILED, _S.QUEUED}),
+    _S.SUBMITTED: frozenset({_S.TRANSMITTING, _S.SENT, _S.FAILED, _S.QUEUED, _S.PRESUMED_SENT}),
+    _S.TRANSMITTING: frozenset({_S.SENT, _S.FAILED, _S.QUEUED, _S.PRESUMED_SENT}),
+    _S.PRESUMED_SENT: frozenset(
+        {
+            _S.SENT,  # a late callback confirmed it
+            _S.FAILED,  # a late callback said it failed: never sent again on its own
+            _S.QUEUED,  # a person said: send it again
+        }
+    ),
     _S.UNCERTAIN: frozenset(
         {
             _S.SUBMITTED,  # reconciled later
@@ -79,7 +89,7 @@ ACTIVE_STATES: Final = frozenset({_S.SUBMITTING, _S.SUBMITTED, _S.TRANSMITTING})
 # No way out.
 FINAL_STATES: Final = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 # An outcome was reached (failed can still be retried by a person); finished_at is set.
-FINISHED_STATES: Final = frozenset({_S.SENT, _S.FAILED, _S.CANCELLED})
+FINISHED_STATES: Final = frozenset({_S.SENT, _S.PRESUMED_SENT, _S.FAILED, _S.CANCELLED})
 
 
 def check_transition(src: JobState, dst: JobState) -> None:
@@ -94,7 +104,7 @@ def is_final(state: JobState) -> bool:
 
 def can_retry(state: JobState) -> bool:
     """May a person send this job again?"""
-    return state in (_S.FAILED, _S.UNCERTAIN)
+    return state in (_S.FAILED, _S.UNCERTAIN, _S.PRESUMED_SENT)
 
 
 def can_cancel(state: JobState) -> bool:

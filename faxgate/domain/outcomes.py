@@ -25,6 +25,7 @@ from faxgate.domain.codes import (
 from faxgate.domain.jobs import JobState, RetryPolicy
 
 __all__ = [
+    "PRESUMED_SENT_REASON",
     "Decision",
     "Move",
     "Report",
@@ -42,6 +43,8 @@ class Move(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     RETRY = "retry"  # back to queued for another call, after a delay
+    CONFIRMED = "confirmed"  # a late callback says S for a fax presumed sent
+    CORRECTED = "corrected"  # a late callback says E or H for a fax presumed sent
 
 
 _TARGETS: Final[Mapping[Move, JobState]] = {
@@ -50,7 +53,16 @@ _TARGETS: Final[Mapping[Move, JobState]] = {
     Move.SENT: JobState.SENT,
     Move.FAILED: JobState.FAILED,
     Move.RETRY: JobState.QUEUED,
+    Move.CONFIRMED: JobState.SENT,
+    Move.CORRECTED: JobState.FAILED,
 }
+
+# What a job presumed sent tells its owner: the provider shows no more of it, and only a
+# fax that was sent is removed for certain (see docs/reliability.md).
+PRESUMED_SENT_REASON: Final = (
+    "sent, as far as the provider shows: it removed the fax, which it does once a fax is"
+    " sent; no callback confirmed it"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +87,9 @@ class Decision:
 
     @property
     def ends_story(self) -> bool:
-        """Whether this is the job's outcome, which owes its owner one report."""
-        return self.move in (Move.SENT, Move.FAILED)
+        """Whether this is the job's outcome, which owes its owner one report (a late
+        failure of a fax presumed sent owes a second one: it corrects the first)."""
+        return self.move in (Move.SENT, Move.FAILED, Move.CORRECTED)
 
 
 # Where a job's state puts it in the provider's order P < T < S = E = H: the state, not
@@ -100,6 +113,8 @@ def decide(
     now: datetime,
 ) -> Decision:
     """What `report` does to a job in `state`, on its `attempt`-th call."""
+    if state is JobState.PRESUMED_SENT:
+        return _after_presumed(report)
     seen = _STATE_RANKS.get(state)
     if seen is None:
         return Decision(Move.NOTHING, f"the job is already {state.value}")
@@ -120,6 +135,26 @@ def decide(
             return Decision(Move.FAILED, describe_status(StatusCode.ON_HOLD))
         case StatusCode.ERROR:
             return _after_error(report.error, attempt, policy, now)
+
+
+def _after_presumed(report: Report) -> Decision:
+    """A real outcome, late, for a fax that ended presumed sent. Only a final status
+    counts (a removed fax is no longer pending). A failure is told to the owner and is
+    never called again on its own: hours may have passed, and a person decides."""
+    match report.status:
+        case StatusCode.SENT:
+            return Decision(Move.CONFIRMED, "sent: a late callback confirmed it")
+        case StatusCode.ERROR | StatusCode.ON_HOLD:
+            failure = describe_outcome(report.status, report.error)
+            return Decision(
+                Move.CORRECTED,
+                f"{failure}: the provider reported this late, after the fax was presumed"
+                " sent; it was not sent again",
+            )
+        case _:
+            return Decision(
+                Move.NOTHING, f"out of order: {report.status.value} after presumed sent"
+            )
 
 
 def _after_error(

@@ -14,8 +14,13 @@ comparison says one of four things:
   job's where both are known, and no other unsettled job could own it.
 - `NotThere`: the provider never took it, so sending it is safe. The list was read back
   past the caution horizon (15 minutes before `submitted_at` by default), it was read
-  after the match window closed, and no unclaimed transmission that could be this job's
-  is in it.
+  after the match window closed, no unclaimed transmission that could be this job's is
+  in it or among the kept callbacks, and either the provider keeps the faxes it sent
+  (the sandbox with removal switched off) or a fax it took would surely have left a
+  record we hold (`absence_proves_from`: callbacks reached faxgate all along, so its
+  callback would have been kept). A provider that removes a fax once it is sent
+  (HelloFax does) makes absence alone no proof: the fax may have been taken, sent and
+  removed before the list was read. Then the answer is `CannotTell`.
 - `TryLater`: nothing can be decided yet, but time will tell: the match window is still
   open (the provider may still be recording a request it received), or the candidates
   differ only in pages the provider has not counted yet (it counts them once the
@@ -37,6 +42,13 @@ evidence and every doubt blocks it:
   still working on has been recorded.
 `Found` needs a strict match (the same digits, in the match window) and uniqueness.
 
+Evidence besides the list. Callbacks for GUIDs no job holds are kept for a while
+(`Listing.reported`): the provider posts one when a fax reaches S or E, before it removes
+it, so a kept callback may be the only record left of a fax whose send's answer was lost.
+They count as transmissions in every rule above except coverage (how far back the list
+was read): a callback for a fax to this number from that time is a suspect like a listed
+one, and a strict, unique match is `Found`.
+
 Claims. A transmission whose GUID another job holds (or this job held for an earlier
 call) is not this job's and is ignored; the caller looks these up. A job that has no GUID
 yet but may own one (another job in `submitting` or `uncertain` to the same number, a
@@ -53,6 +65,7 @@ T or S with NumPagesBilled above 0); pending (P) and failed ones bill 0.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,6 +75,7 @@ from faxgate.domain.codes import StatusCode
 from faxgate.hellofax.models import Transmission
 
 __all__ = [
+    "CALLBACK_RETRIES",
     "DEFAULT_WINDOW",
     "CannotTell",
     "Found",
@@ -71,6 +85,7 @@ __all__ = [
     "Sought",
     "TryLater",
     "Window",
+    "callback_wait",
     "covers",
     "might_be_for",
     "reconcile",
@@ -81,6 +96,26 @@ _MIN_SUFFIX_DIGITS: Final = 7
 _INTERNATIONAL_PREFIXES: Final = ("00", "011")
 # Statuses whose NumPagesBilled counts every page of the fax.
 _COUNTED: Final = frozenset({StatusCode.TRANSMITTING, StatusCode.SENT})
+
+
+# When the provider tries a callback again after a failed one, counted from the first
+# attempt (15 min, then 45 min later, ...); after the last it gives up (CONFIRMED, the
+# provider's getting-started page, step 10).
+CALLBACK_RETRIES: Final = tuple(timedelta(minutes=m) for m in (15, 60, 150, 315, 555, 1050, 2040))
+
+
+def callback_wait(downtime: timedelta, scale: float = 1.0) -> timedelta | None:
+    """How long after coming back a callback posted while faxgate was down surely had one
+    more try: the longest gap of the retry schedule that such a callback may be in. None
+    when faxgate was down longer than the provider retries."""
+    offsets = [offset * scale for offset in CALLBACK_RETRIES]
+    if downtime > offsets[-1]:
+        return None
+    wait = offsets[0]
+    for earlier, later in itertools.pairwise(offsets):
+        if earlier < downtime:
+            wait = max(wait, later - earlier)
+    return wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +175,8 @@ class Listing:
     transmissions: Sequence[Transmission]  # newest first, as read; repeats are harmless
     listed_at: datetime  # our clock, when the first page was asked for
     complete: bool  # the last page was read: there is nothing older
+    # Kept callbacks for GUIDs no job holds: faxes the list may no longer show.
+    reported: Sequence[Transmission] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +213,18 @@ def reconcile(
     claimed: Collection[str] = (),
     rivals: Sequence[Sought] = (),
     window: Window = DEFAULT_WINDOW,
+    provider_removes: bool = True,
+    absence_proves_from: datetime | None = None,
 ) -> Outcome:
     """Decide what became of `sought`, from the list and the GUIDs other jobs hold.
 
     `claimed`: GUIDs of transmissions known not to be this call's (held by other jobs,
     or by this job's earlier calls). `rivals`: other jobs without a GUID that may own a
     transmission to the same number (in `submitting` or `uncertain`).
+    `provider_removes`: the provider removes a fax once it is sent (HelloFax does), so
+    absence from its list proves nothing by itself. `absence_proves_from`: with such a
+    provider, from when on a fax it took would surely have left a record we hold (its
+    callback, kept), so that absence from both proves it was not taken; None: never.
     """
     if not covers(listing, sought.horizon(window)):
         return CannotTell(
@@ -191,13 +234,25 @@ def reconcile(
     others = [r for r in rivals if r.job_id != sought.job_id]
     suspects = [
         tx
-        for tx in _unique(listing.transmissions)
+        for tx in _unique([*listing.transmissions, *listing.reported])
         if tx.guid not in claimed and might_be_for(sought, tx, window)
     ]
     window_open = listing.listed_at < sought.match_end(window)
     if not suspects:
         if window_open:
             return TryLater("nothing yet; the provider may still be recording the request")
+        if provider_removes and absence_proves_from is None:
+            return CannotTell(
+                "the provider shows no fax to this number from that time, but it removes "
+                "faxes once they are sent, and no callback reported one"
+            )
+        if provider_removes and absence_proves_from is not None:
+            if listing.listed_at < absence_proves_from:
+                return TryLater("a callback for it may still come; the provider retries them")
+            return NotThere(
+                "the provider has no transmission to this number from that time, and no "
+                "callback reported one while callbacks reached faxgate"
+            )
         return NotThere("the provider has no transmission to this number from that time")
 
     acceptable = sought.acceptable_pages()

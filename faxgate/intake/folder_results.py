@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from faxgate import metrics
 from faxgate.domain.jobs import FINISHED_STATES, Job, JobState, Notification
+from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 from faxgate.intake.folder_claims import CLAIMS_DIR, placement_path
 from faxgate.intake.folder_files import (
     copy_file,
@@ -58,6 +59,8 @@ log = logging.getLogger("faxgate.hotfolder")
 SETTLED: Final = frozenset({*FINISHED_STATES, JobState.UNCERTAIN})
 # Nothing can send these again: their documents may leave the spool.
 _FINAL: Final = frozenset({JobState.SENT, JobState.CANCELLED})
+# Into sent/: sent, or presumed sent (the provider removed it; the result file says which).
+_SENT: Final = frozenset({JobState.SENT, JobState.PRESUMED_SENT})
 
 
 class ResultNotPlaced(Exception):
@@ -333,7 +336,7 @@ class Results:
             if earlier.key == key:
                 return earlier  # a second delivery: the files are there already
             self._take_back(ref, earlier)
-        sent = all(j.state is JobState.SENT for j in jobs)
+        sent = all(j.state in _SENT for j in jobs)
         directory = ref.places.result_dir(sent=sent, when=self._clock())
         directory.mkdir(parents=True, exist_ok=True)
         names = [
@@ -443,20 +446,34 @@ def summary(faxes: Sequence[dict[str, Any]]) -> tuple[str, str, str | None]:
     if states == {JobState.SENT.value}:
         parts = [f"sent to {f['number_display']}{_pages(f['pages'])}" for f in faxes]
         return "sent", "; ".join(parts), None
+    sent_like = {JobState.SENT.value, JobState.PRESUMED_SENT.value}
+    if states <= sent_like:
+        presumed = " ".join(f["job"] for f in faxes if f["outcome"] != JobState.SENT.value)
+        parts = [
+            f"{'sent' if f['outcome'] == JobState.SENT.value else 'presumably sent'} to "
+            f"{f['number_display']}{_pages(f['pages'])}"
+            for f in faxes
+        ]
+        return (
+            JobState.PRESUMED_SENT.value,
+            f"{'; '.join(parts)}: {PRESUMED_SENT_REASON}",
+            "nothing, unless the recipient did not get it: then "
+            f"`faxgate retry {presumed}`; a late callback updates `faxgate status`",
+        )
     if states == {JobState.CANCELLED.value}:
         return "cancelled", "the fax was cancelled before it was sent", None
     if len(faxes) == 1:
         reason = faxes[0]["reason"]
     else:
         reason = "; ".join(f"{f['number_display']}: {f['reason']}" for f in faxes)
-    jobs = " ".join(f["job"] for f in faxes if f["outcome"] != JobState.SENT.value)
+    jobs = " ".join(f["job"] for f in faxes if f["outcome"] not in sent_like)
     if JobState.UNCERTAIN.value in states:
         outcome = "uncertain"
         next_step = (
             "faxgate cannot tell whether it was sent; ask the recipient before sending it "
             f"again (`faxgate retry {jobs}`)"
         )
-    elif JobState.SENT.value in states:
+    elif states & sent_like:
         outcome = "partly sent"
         next_step = (
             "it was not sent to every number; to send it to the others only, drop it again "

@@ -49,6 +49,12 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("uncertain", "queued"),
         ("uncertain", "cancelled"),
         ("failed", "queued"),
+        # The provider removed the fax, which it does once a fax is sent.
+        ("submitted", "presumed_sent"),
+        ("transmitting", "presumed_sent"),
+        ("presumed_sent", "sent"),  # a late callback confirmed it
+        ("presumed_sent", "failed"),  # a late callback said it failed
+        ("presumed_sent", "queued"),  # a person said: send it again
     }
 )
 STATE_NAMES = (
@@ -57,6 +63,7 @@ STATE_NAMES = (
     "submitted",
     "transmitting",
     "sent",
+    "presumed_sent",
     "failed",
     "uncertain",
     "cancelled",
@@ -97,7 +104,7 @@ def test_active_states_are_those_the_provider_may_hold() -> None:
 
 @pytest.mark.parametrize("state", STATE_NAMES)
 def test_retry_and_cancel_rules(state: str) -> None:
-    assert can_retry(JobState(state)) == (state in {"failed", "uncertain"})
+    assert can_retry(JobState(state)) == (state in {"failed", "uncertain", "presumed_sent"})
     assert can_cancel(JobState(state)) == (state in {"queued", "uncertain"})
     # A person's retry or cancel must be a move the state machine allows.
     if can_retry(JobState(state)):

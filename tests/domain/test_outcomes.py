@@ -209,3 +209,22 @@ def test_report_payload_carries_every_field() -> None:
         "attempts": 3,
         "provider_guid": "g",
     }
+
+
+def test_a_late_report_for_a_fax_presumed_sent_confirms_or_corrects_it() -> None:
+    confirmed = decision(S.PRESUMED_SENT, SENT)
+    assert confirmed.move is Move.CONFIRMED
+    assert confirmed.target is JobState.SENT
+    assert not confirmed.ends_story  # the owner already heard "sent"; no second report
+    # A busy line with tries left is not called again: the news may be hours late.
+    corrected = decision(S.PRESUMED_SENT, E, ErrorCode.BUSY, attempt=1)
+    assert corrected.move is Move.CORRECTED
+    assert corrected.target is JobState.FAILED
+    assert corrected.ends_story  # the owner is told it failed after all
+    assert corrected.reason.startswith("the line was busy")
+    assert "not sent again" in corrected.reason
+    assert decision(S.PRESUMED_SENT, H).target is JobState.FAILED
+    for status in (P, T):
+        assert decision(S.PRESUMED_SENT, status).move is Move.NOTHING
+    for move in (confirmed, corrected):
+        assert move.target in TRANSITIONS[JobState.PRESUMED_SENT]

@@ -15,6 +15,7 @@ from faxgate.domain.reconcile import (
     Sought,
     TryLater,
     Window,
+    callback_wait,
     covers,
     might_be_for,
     reconcile,
@@ -206,10 +207,14 @@ CASES = [
 ]
 
 
+# The table above is the rules for a provider that keeps the faxes it sent (the sandbox
+# with removal off): only there can absence from the list mean "never taken".
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_reconcile(case: Case) -> None:
     listing = Listing(case.transmissions, listed_at=case.listed_at, complete=case.complete)
-    outcome = reconcile(case.sought, listing, claimed=case.claimed, rivals=case.rivals)
+    outcome = reconcile(
+        case.sought, listing, claimed=case.claimed, rivals=case.rivals, provider_removes=False
+    )
     assert isinstance(outcome, case.expected), outcome
     assert outcome.reason
     if isinstance(outcome, Found):
@@ -234,7 +239,7 @@ def test_reconcile(case: Case) -> None:
 )
 def test_to_formats(to: str, expected: type[Outcome]) -> None:
     listing = Listing([tx("a", to=to), OLDER], listed_at=CLOSED, complete=False)
-    assert isinstance(reconcile(sought(), listing), expected)
+    assert isinstance(reconcile(sought(), listing, provider_removes=False), expected)
 
 
 def test_other_countries_compare_digits_too() -> None:
@@ -242,7 +247,53 @@ def test_other_countries_compare_digits_too() -> None:
     listing = Listing([tx("a", to="442079460958"), OLDER], listed_at=CLOSED, complete=False)
     assert isinstance(reconcile(job, listing), Found)
     listing = Listing([tx("a", to="14155550123"), OLDER], listed_at=CLOSED, complete=False)
-    assert isinstance(reconcile(job, listing), NotThere)
+    assert isinstance(reconcile(job, listing, provider_removes=False), NotThere)
+
+
+NOT_THERE_CASES = [case for case in CASES if case.expected is NotThere]
+
+
+@pytest.mark.parametrize("case", NOT_THERE_CASES, ids=[case.name for case in NOT_THERE_CASES])
+def test_absence_is_no_proof_when_the_provider_removes_sent_faxes(case: Case) -> None:
+    listing = Listing(case.transmissions, listed_at=case.listed_at, complete=case.complete)
+    outcome = reconcile(case.sought, listing, claimed=case.claimed, rivals=case.rivals)
+    assert isinstance(outcome, CannotTell), outcome
+    assert "removes" in outcome.reason
+
+
+def test_a_kept_callback_is_found_where_the_list_no_longer_shows_the_fax() -> None:
+    reported = tx("gone", pages=2)
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[reported])
+    outcome = reconcile(sought(), listing)
+    assert isinstance(outcome, Found)
+    assert outcome.transmission.guid == "gone"
+    # While the window is open too: the callback proves the provider took it.
+    early = Listing([OLDER], listed_at=SENT_AT, complete=False, reported=[reported])
+    assert isinstance(reconcile(sought(), early), Found)
+
+
+def test_a_kept_callback_is_held_to_the_same_rules_as_a_listed_fax() -> None:
+    other_number = tx("x", to="19995550000", pages=2)
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[other_number])
+    assert isinstance(reconcile(sought(), listing, provider_removes=False), NotThere)
+    wrong_pages = tx("y", pages=9)
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[wrong_pages])
+    assert isinstance(reconcile(sought(), listing), CannotTell)
+    listed_twice = tx("z", pages=2)
+    listing = Listing([tx("a"), OLDER], listed_at=CLOSED, complete=False, reported=[listed_twice])
+    assert isinstance(reconcile(sought(), listing), CannotTell)  # two, untold apart
+    claimed = Listing([OLDER], listed_at=CLOSED, complete=False, reported=[listed_twice])
+    assert isinstance(reconcile(sought(), claimed, claimed={"z"}), CannotTell)
+
+
+def test_kept_callbacks_do_not_stand_for_reading_the_list_back() -> None:
+    old = tx("old", at=-timedelta(hours=1), pages=2)
+    listing = Listing(
+        [tx("new", to="19995550000")], listed_at=CLOSED, complete=False, reported=[old]
+    )
+    outcome = reconcile(sought(), listing)
+    assert isinstance(outcome, CannotTell)
+    assert "could not be read back" in outcome.reason
 
 
 def test_the_window_can_be_widened() -> None:
@@ -275,3 +326,36 @@ def test_acceptable_pages() -> None:
     assert sought(pages=(2, None)).acceptable_pages() is None
     assert sought(pages=None).acceptable_pages() is None
     assert sought(pages=(), cover=True).acceptable_pages() == frozenset({0, 1})
+
+
+def test_absence_proves_nothing_until_a_callback_would_have_come() -> None:
+    listing = Listing([OLDER], listed_at=CLOSED, complete=False)
+    later = reconcile(sought(), listing, absence_proves_from=CLOSED + timedelta(seconds=1))
+    assert isinstance(later, TryLater)
+    assert "callback" in later.reason
+    proven = reconcile(sought(), listing, absence_proves_from=SENT_AT)
+    assert isinstance(proven, NotThere)
+    # The window still rules first: the provider may still be recording the request.
+    early = Listing([OLDER], listed_at=OPEN, complete=False)
+    assert isinstance(reconcile(sought(), early, absence_proves_from=SENT_AT), TryLater)
+
+
+@pytest.mark.parametrize(
+    ("down_minutes", "wait_minutes"),
+    [
+        (0, 15),  # a fax sent just before coming back: its first retry, 15 min later
+        (15, 15),
+        (16, 45),  # its first retry came while down: the second is 45 min after that
+        (60, 45),
+        (61, 90),
+        (2040, 990),
+        (2041, None),  # longer down than the provider retries: nothing will come
+    ],
+)
+def test_the_wait_for_a_callback_posted_while_down(
+    down_minutes: int, wait_minutes: int | None
+) -> None:
+    wait = callback_wait(timedelta(minutes=down_minutes))
+    assert wait == (None if wait_minutes is None else timedelta(minutes=wait_minutes))
+    scaled = callback_wait(timedelta(minutes=down_minutes) * 0.001, 0.001)
+    assert scaled == (None if wait is None else wait * 0.001)

@@ -18,8 +18,25 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
+    sandbox_settings,
     wait_for,
 )
+
+
+@pytest.fixture
+def removal() -> str:
+    """The sandbox's removal switch: by default, as the provider does."""
+    return "sent"
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
+        yield running
+
+
+# Reading a sent fax's every field needs a sandbox that keeps it readable once sent.
+KEEPING = pytest.mark.parametrize("removal", ["nothing"])
 
 
 @pytest.fixture
@@ -72,6 +89,7 @@ async def test_fax_lines_and_area_codes(client: HelloFaxClient) -> None:
         await client.buy_fax_line("999")
 
 
+@KEEPING
 async def test_send_one_fax_and_follow_it_to_sent(client: HelloFaxClient, tmp_path: Path) -> None:
     document = tmp_path / "letter.pdf"
     document.write_bytes(pdf_document(3))
@@ -89,6 +107,7 @@ async def test_send_one_fax_and_follow_it_to_sent(client: HelloFaxClient, tmp_pa
     assert done.num_pages_billed == 4  # three pages and the cover page
 
 
+@KEEPING
 async def test_send_to_several_numbers_with_several_files(client: HelloFaxClient) -> None:
     sent = await client.send(["14155550123", "14155550124"], [pdf(1, "a.pdf"), pdf(2, "b.pdf")])
     assert sorted(tx.to for tx in sent) == ["14155550123", "14155550124"]
@@ -107,6 +126,23 @@ async def test_failures_carry_their_error_code(
     done = await settled(client, tx.guid)
     assert done.status_code is StatusCode.ERROR
     assert done.error_code is error
+
+
+async def test_a_sent_fax_is_removed_and_answers_the_providers_404(
+    client: HelloFaxClient, sandbox: Sandbox
+) -> None:
+    (tx,) = await client.send("14155550123", [pdf(1)])
+    await wait_for(
+        lambda: [t for t in sandbox.inspect() if t.guid == tx.guid and t.removed],
+        what="the sent fax removed",
+    )
+    with pytest.raises(Refused) as caught:
+        await client.get_transmission(tx.guid)
+    assert caught.value.status == 404
+    assert "Transmission not found or not accessible." in str(caught.value)
+    assert [t.guid async for t in client.iter_transmissions()] == []
+    (seen,) = sandbox.inspect()  # the inspection still sees it, as sent
+    assert (seen.status, seen.removed) == ("S", True)
 
 
 async def test_paging_through_every_transmission(client: HelloFaxClient) -> None:

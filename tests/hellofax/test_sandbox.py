@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from faxgate.hellofax.sandbox import Sandbox
+from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.hellofax.sandbox.areacodes import AREA_CODES_BY_STATE
 from tests.conftest import (
     SANDBOX_GUID,
@@ -333,7 +333,10 @@ async def test_get_one_transmission(sandbox_api: httpx.AsyncClient) -> None:
 # Paging ----------------------------------------------------------------------------------
 
 
-async def test_paging_follows_the_four_uris(sandbox_api: httpx.AsyncClient) -> None:
+async def test_paging_follows_the_four_uris(
+    sandbox: Sandbox, sandbox_api: httpx.AsyncClient
+) -> None:
+    sandbox.faults = FaultSettings(stall_faxes=True)  # pending, so listed: none removed
     # 45 transmissions, sent in 5 sends of 9 destinations each.
     sent: list[str] = []
     for batch in range(5):

@@ -55,7 +55,7 @@ async def received(receiver: CallbackReceiver, path: str, count: int) -> list[Re
 
 
 async def test_a_final_status_is_posted_as_multipart_with_a_json_part(
-    sandbox_api: httpx.AsyncClient, callback_receiver: CallbackReceiver
+    sandbox: Sandbox, sandbox_api: httpx.AsyncClient, callback_receiver: CallbackReceiver
 ) -> None:
     await set_callbacks(sandbox_api, callback_receiver)
     sent, busy = await send(sandbox_api, "14155550123", "14155550001")
@@ -70,7 +70,17 @@ async def test_a_final_status_is_posted_as_multipart_with_a_json_part(
     ok = by_guid[sent].transaction
     assert (ok["StatusCode"], ok["ErrorCode"], ok["NumPagesBilled"]) == ("S", None, 2)
     assert ok["IsInbound"] is False
-    assert ok == (await sandbox_api.get(f"{SEND}/{sent}")).json()["Transmission"]
+    # Answered, so the sent fax is removed, as the provider does; the failed one stays.
+    await wait_for(
+        lambda: [t for t in sandbox.inspect() if t.guid == sent and t.removed],
+        what="the sent fax removed once its callback was answered",
+    )
+    gone = await sandbox_api.get(f"{SEND}/{sent}")
+    assert (gone.status_code, gone.json()) == (
+        404,
+        {"status_code": 404, "message": "Transmission not found or not accessible."},
+    )
+    assert (await sandbox_api.get(f"{SEND}/{busy}")).json()["Transmission"]["StatusCode"] == "E"
     failed = by_guid[busy].transaction
     assert (failed["StatusCode"], failed["ErrorCode"], failed["NumPagesBilled"]) == ("E", "B", 0)
 
@@ -208,12 +218,14 @@ async def test_a_fax_to_an_own_line_also_arrives_as_inbound(
     assert content_type == "application/pdf"
     assert len(PdfReader(io.BytesIO(content)).pages) == 3
 
+    # The outbound one, sent and its callback answered, is removed; the inbound one stays.
+    await wait_for(
+        lambda: [t for t in sandbox.inspect() if t.guid == outbound and t.removed],
+        what="the outbound fax removed once its callback was answered",
+    )
     listed = (await sandbox_api.get(SEND)).json()["Transmissions"]
-    assert {(t["Guid"], t["IsInbound"]) for t in listed} == {
-        (outbound, False),
-        (inbound["Guid"], True),
-    }
-    assert [t.is_inbound for t in sandbox.inspect()] == [False, True]
+    assert {(t["Guid"], t["IsInbound"]) for t in listed} == {(inbound["Guid"], True)}
+    assert [(t.is_inbound, t.removed) for t in sandbox.inspect()] == [(False, True), (True, False)]
 
 
 async def test_an_injected_inbound_fax_reaches_the_inbound_url(

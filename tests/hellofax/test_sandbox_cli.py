@@ -48,6 +48,8 @@ def test_defaults_and_speed_presets() -> None:
     assert args.speed == SPEED_PRESETS["quick"]
     assert parser().parse_args(["sandbox", "--speed", "realistic"]).speed == 1.0
     assert parser().parse_args(["sandbox", "--speed", "0.25"]).speed == 0.25
+    assert args.removal == "sent"  # as the provider does
+    assert parser().parse_args(["sandbox", "--removal", "nothing"]).removal == "nothing"
 
 
 @pytest.mark.parametrize("speed", ["warp", "0", "-1"])

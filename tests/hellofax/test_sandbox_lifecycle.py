@@ -1,7 +1,12 @@
-"""A fax's life in the sandbox: P, T, then S, E or H; pages billed; the 200 limit; restarts."""
+"""A fax's life in the sandbox: P, T, then S, E or H; pages billed; the 200 limit; restarts.
+
+The final statuses are read through the API, so this module's sandbox keeps sent faxes
+(removal = nothing); removing them is tested in test_sandbox_removal.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,15 @@ from tests.conftest import (
 )
 
 ACCOUNT = f"/Accounts/{SANDBOX_GUID}"
+KEEP = "nothing"
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=KEEP)) as running:
+        yield running
+
+
 SEND = f"{ACCOUNT}/Transmissions"
 FINAL = ("S", "E", "H")
 
@@ -75,7 +89,7 @@ async def test_outcomes_follow_the_number_rules(sandbox_api: httpx.AsyncClient) 
 
 async def test_a_fax_is_pending_then_transmitting_then_sent(tmp_path: Path) -> None:
     # Slow enough to watch each status: P for about 50 ms, T for about 300 ms.
-    settings = sandbox_settings(tmp_path, speed=0.005)
+    settings = sandbox_settings(tmp_path, speed=0.005, removal=KEEP)
     async with (
         Sandbox(settings) as sandbox,
         http_client(base_url=sandbox.base_url, auth=(SANDBOX_USERNAME, SANDBOX_PASSWORD)) as api,
@@ -196,7 +210,7 @@ async def test_a_send_that_would_pass_200_pending_is_refused_whole(
 async def test_a_restart_keeps_state_and_finishes_what_was_in_flight(
     tmp_path: Path, callback_receiver: CallbackReceiver
 ) -> None:
-    settings = sandbox_settings(tmp_path / "state")
+    settings = sandbox_settings(tmp_path / "state", removal=KEEP)
     callback_receiver.answer_with(500)  # the first callback fails: a retry is pending
     async with (
         Sandbox(settings) as first,

@@ -15,7 +15,7 @@ import pytest
 
 from faxgate.domain.jobs import Intake, Job, JobState, Notification
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.domain.outcomes import report_payload
+from faxgate.domain.outcomes import PRESUMED_SENT_REASON, report_payload
 from faxgate.intake import folder_results
 from faxgate.intake.folder_claims import ClaimBox, Queued
 from faxgate.intake.folder_drops import Drop
@@ -197,6 +197,48 @@ def test_a_drop_to_two_numbers_waits_for_both(
     assert "number" not in result, "two faxes: their facts are under faxes"
     spooled = box.root / ref_of(second).spooled[0]
     assert os.path.samefile(places.failed / "both.pdf", spooled), "kept for `faxgate retry`"
+
+
+def test_a_fax_presumed_sent_goes_to_sent_and_its_result_says_so(
+    box: ClaimBox, places: Places, store: Store, results: Results
+) -> None:
+    first, second = queued(box, places, "both.pdf", "+14155550100", "+14155550101")
+    first = sent(store, first)
+    results.settle(first, ref_of(first))
+    store.transition(second.id, JobState.SUBMITTING, detail="handing over")
+    store.transition(second.id, JobState.SUBMITTED, detail="pending", provider_guid="b" * 40)
+    second = finish(store, second, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, pages=2)
+    placement = results.settle(second, ref_of(second))
+    assert placement is not None
+    assert placement.directory == places.sent
+    result = read_result(places.sent / "both.pdf.result.json")
+    assert result["outcome"] == "presumed_sent"
+    assert result["reason"].startswith(
+        "sent to +1 415-555-0100 (2 pages); presumably sent to +1 415-555-0101 (2 pages)"
+    )
+    assert "no callback confirmed it" in result["reason"]
+    assert second.id in result["next"]
+    assert first.id not in result["next"]
+    outcomes = [fax["outcome"] for fax in result["faxes"]]
+    assert outcomes == ["sent", "presumed_sent"]
+
+
+def test_a_late_failure_of_a_fax_presumed_sent_moves_it_to_failed(
+    box: ClaimBox, places: Places, store: Store, results: Results
+) -> None:
+    (job,) = queued(box, places, "a.pdf", "+14155550100")
+    store.transition(job.id, JobState.SUBMITTING, detail="handing over")
+    store.transition(job.id, JobState.SUBMITTED, detail="pending", provider_guid="c" * 40)
+    job = finish(store, job, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, pages=2)
+    results.settle(job, ref_of(job))
+    assert read_result(places.sent / "a.pdf.result.json")["outcome"] == "presumed_sent"
+    # Hours later the provider's callback says it failed after all.
+    job = finish(store, job, JobState.FAILED, "the line was busy; it was not sent again")
+    placement = results.settle(job, ref_of(job))
+    assert placement is not None
+    assert placement.directory == places.failed
+    assert sorted(p.name for p in places.sent.iterdir()) == []
+    assert read_result(places.failed / "a.pdf.result.json")["outcome"] == "failed"
 
 
 def test_a_retried_fax_ends_in_one_place(

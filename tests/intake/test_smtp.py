@@ -21,7 +21,14 @@ from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.spool import Spool
 from tests.conftest import pdf_document, wait_for
-from tests.daemon import assert_sent_once_per_call, fast_settings, reports_delivered, settled
+from tests.daemon import (
+    CALLBACK_TOKEN,
+    assert_sent_once_per_call,
+    fast_settings,
+    reports_delivered,
+    sandbox_posts_to,
+    settled,
+)
 from tests.intake.smtp_testing import (
     FAX_DOMAIN,
     SENDER,
@@ -420,10 +427,15 @@ async def test_the_reply_goes_to_reply_to(daemon: Daemon) -> None:
 
 
 async def test_a_restart_between_accept_and_submit_sends_the_fax_once(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: Sandbox, unused_tcp_port: int
 ) -> None:
     state = tmp_path / "state"
-    provider = {"provider": {"base_url": sandbox.base_url}}
+    # Callbacks reach the daemon from its first fax on: sent faxes are confirmed.
+    await sandbox_posts_to(sandbox, unused_tcp_port)
+    provider = {
+        "provider": {"base_url": sandbox.base_url},
+        "http": {"listen": f"127.0.0.1:{unused_tcp_port}", "callback_token": CALLBACK_TOKEN},
+    }
     async with smtp_daemon(state, sections=provider) as first:
         first.dispatcher.stop()  # nothing leaves: the faxes wait in the store
         async with smtp_client(smtp_port(first)) as client:

@@ -13,7 +13,7 @@ from faxgate.domain.jobs import JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import Store
 from tests.conftest import wait_for
-from tests.daemon import DaemonProcess
+from tests.daemon import DaemonProcess, child_daemon
 from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client
 
 
@@ -22,17 +22,10 @@ async def daemon(
     sandbox: Sandbox, tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
 ) -> AsyncIterator[tuple[DaemonProcess, int]]:
     http_port, smtp_port = unused_tcp_port_factory(), unused_tcp_port_factory()
-    process = DaemonProcess(
-        tmp_path / "state",
-        sandbox,
-        http_port,
-        extra_env={"FAXGATE_SMTP__LISTEN": f"127.0.0.1:{smtp_port}"},
-    )
-    try:
+    # Its callbacks reach it: a fax taken while it was killed is found by one after all.
+    env = {"FAXGATE_SMTP__LISTEN": f"127.0.0.1:{smtp_port}"}
+    async with child_daemon(sandbox, tmp_path / "state", http_port, env) as process:
         yield process, smtp_port
-    finally:
-        if process.process is not None:
-            await process.stop()
 
 
 def job_states(state_dir: Path) -> list[JobState]:

@@ -25,7 +25,7 @@ from faxgate.domain.jobs import Job, JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.settings import FolderSettings, Settings
 from tests.conftest import pdf_document, wait_for
-from tests.daemon import fast_settings, settled
+from tests.daemon import callbacks_here, fast_settings, settled
 from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client, smtp_port
 from tests.mounts import Mounts, mounts
 
@@ -136,6 +136,7 @@ async def test_a_full_spool_answers_451_and_takes_the_mail_once_there_is_room(
 ) -> None:
     disk = mounts.tmpfs(tmp_path / "disk", "4m")
     async with started(settings_for(disk / "state", sandbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         spool = daemon.settings.spool_dir
         before = listing(spool)
         filler = fill(disk)
@@ -162,6 +163,7 @@ async def test_a_full_disk_leaves_a_dropped_file_in_place_until_there_is_room(
     outbox = disk / "outbox"
     outbox.mkdir()
     async with started(settings_for(disk / "state", sandbox, outbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         claims = daemon.settings.spool_dir / "folder"
         staged = stage(disk / "staging", "14155550301_letter.pdf")
         filler = fill(disk)
@@ -196,6 +198,7 @@ async def test_a_store_that_cannot_grow_answers_451_and_leaves_files_in_place(
     outbox.mkdir()
     (state / "faxgate.sqlite3").symlink_to(database_disk / "faxgate.sqlite3")
     async with started(settings_for(state, sandbox, outbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         spool = daemon.settings.spool_dir
         before = listing(spool)
         filler = fill(database_disk)
@@ -244,6 +247,7 @@ async def test_a_claim_that_cannot_go_back_is_kept_and_finished_once_there_is_ro
     state.mkdir()
     (state / "faxgate.sqlite3").symlink_to(database_disk / "faxgate.sqlite3")
     async with started(settings_for(state, sandbox, outbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         claims = daemon.settings.spool_dir / "folder"
         filler = fill(database_disk)
         dropped = drop(stage(outbox / ".staging", "14155550304_letter.pdf"), outbox)

@@ -19,7 +19,7 @@ from faxgate.domain.jobs import Job, JobState, Notification
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
 from faxgate.store import utc_now
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
-from tests.daemon import fast_settings, settled
+from tests.daemon import callbacks_here, fast_settings, settled
 from tests.reliability.test_disk_full import (
     Mounts,
     drop,
@@ -75,6 +75,7 @@ async def test_results_wait_for_read_only_sent_and_processing_folders(
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     async with started(settings_for(tmp_path / "state", sandbox, outbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         claims = daemon.settings.spool_dir / "folder"
         mounts.readonly(outbox / "sent")
         mounts.readonly(outbox / "processing")
@@ -119,6 +120,7 @@ async def test_a_read_only_hot_folder_keeps_its_files_until_writable(
     failed = mounts.tmpfs(tmp_path / "failed", "4m")
     settings = settings_for(tmp_path / "state", sandbox, outbox, failed_dir=failed)
     async with started(settings) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         mounts.remount(outbox, readonly=True)
         good = drop(stage(tmp_path / "staging", "14155550311_letter.pdf"), shared)
         bad = drop(stage(tmp_path / "staging", "invoice.pdf"), shared)  # no number
@@ -153,6 +155,7 @@ async def test_a_read_only_failed_folder_keeps_a_refused_file_in_place(
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     async with started(settings_for(tmp_path / "state", sandbox, outbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         mounts.readonly(outbox / "failed")
         bad = drop(stage(tmp_path / "staging", "14155550312_letter.exe"), outbox)
 
@@ -175,6 +178,7 @@ async def test_a_read_only_spool_answers_451_until_writable(
     tmp_path: Path, sandbox: Sandbox, mounts: Mounts, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with started(settings_for(tmp_path / "state", sandbox)) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         spool = daemon.settings.spool_dir
         before = listing(spool)
         mounts.readonly(spool)
@@ -201,6 +205,7 @@ async def test_an_inbound_fax_waits_for_a_read_only_output_folder(
     incoming.mkdir()
     settings = fast_settings(tmp_path / "state", inbound={"default_folder": str(incoming)})
     async with started(settings) as daemon:
+        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
         assert daemon.sandbox is not None
         mounts.readonly(incoming)
         document = tmp_path / "in.pdf"

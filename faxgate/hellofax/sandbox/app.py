@@ -10,11 +10,11 @@ import re
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler
 
-from faxgate.hellofax.sandbox import control, shapes
+from faxgate.hellofax.sandbox import control, removal, shapes
 from faxgate.hellofax.sandbox.faults import FaultInjector
 from faxgate.hellofax.sandbox.forms import RequestError, page_parameter, read_fields, read_send
 from faxgate.hellofax.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from faxgate.hellofax.sandbox.service import RateLimited, SandboxService
+from faxgate.hellofax.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
 from faxgate.hellofax.sandbox.settings import SandboxSettings
 
 _SEND_PATH = re.compile(r"^/v1/Accounts/[^/]+/Transmissions/?$")
@@ -54,6 +54,8 @@ def build_app(
             return await handler(request)
         except RateLimited as refused:
             return web.Response(status=429, text=refused.message)
+        except TransmissionNotFound:
+            return web.json_response(removal.not_found(), status=404)
         except RequestError as refused:
             return web.json_response(
                 shapes.error(refused.message, refused.status), status=refused.status

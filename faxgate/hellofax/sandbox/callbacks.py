@@ -18,6 +18,7 @@ import aiohttp
 from faxgate.hellofax.sandbox.faults import FaultInjector
 from faxgate.hellofax.sandbox.lifecycle import callback_retry_after
 from faxgate.hellofax.sandbox.records import CallbackRecord
+from faxgate.hellofax.sandbox.removal import Removal, removes
 from faxgate.hellofax.sandbox.shapes import CALLBACK_JSON_PART, INBOUND_DOCUMENT_PART
 from faxgate.hellofax.sandbox.state import Store
 
@@ -45,10 +46,12 @@ class CallbackDispatcher:
         speed: float,
         timeout: float,
         wake: Callable[[], None],
+        removal: Removal = Removal.SENT,
     ) -> None:
         self._store = store
         self._faults = faults
         self._speed = speed
+        self._removal = removal
         self._timeout = timeout
         self._wake = wake
         self._session: aiohttp.ClientSession | None = None
@@ -118,6 +121,7 @@ class CallbackDispatcher:
                 self._store.settle_callback(
                     record.id, attempts=attempt, state="delivered", next_at=None
                 )
+                self._remove_if_due(record)
             late = self._faults.settings.callback_late_copy_after
             if late is not None:
                 self._spawn(self._late_copy(record, attempt, late))
@@ -128,10 +132,19 @@ class CallbackDispatcher:
                 self._store.settle_callback(
                     record.id, attempts=attempt, state="abandoned", next_at=None
                 )
+                self._remove_if_due(record)
             else:
                 self._store.settle_callback(
                     record.id, attempts=attempt, state="pending", next_at=time.time() + retry_after
                 )
+
+    def _remove_if_due(self, record: CallbackRecord) -> None:
+        """An outbound callback settled (answered, or given up): its fax may go now."""
+        if record.kind != "outbound":
+            return
+        tx = self._store.transmission_by_guid(record.transmission_guid)
+        if tx is not None and not tx.is_inbound and removes(self._removal, tx.status):
+            self._store.remove(tx.guid, time.time())
 
     async def _late_copy(self, record: CallbackRecord, attempt: int, after: float) -> None:
         await asyncio.sleep(after)
@@ -143,6 +156,18 @@ class CallbackDispatcher:
         document = self._store.document(record.document_sha256) if record.document_sha256 else None
         status: int | None = None
         error: str | None = None
+        if self._faults.settings.callbacks_lost:
+            # Lost on the way: the receiver never sees it, the provider hears nothing.
+            with self._store.transaction():
+                self._store.record_attempt(
+                    record.id,
+                    attempt=attempt,
+                    reason=reason,
+                    status=None,
+                    error="lost (fault switch callbacks_lost)",
+                    at=time.time(),
+                )
+            return None
         try:
             async with self._session.post(
                 record.url, data=callback_body(record, document)

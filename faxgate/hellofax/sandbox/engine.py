@@ -16,6 +16,7 @@ from faxgate.hellofax.sandbox import lifecycle
 from faxgate.hellofax.sandbox.callbacks import CallbackDispatcher
 from faxgate.hellofax.sandbox.faults import FaultInjector
 from faxgate.hellofax.sandbox.records import TransmissionRecord
+from faxgate.hellofax.sandbox.removal import removed_at_once
 from faxgate.hellofax.sandbox.service import SandboxService, received_document
 from faxgate.hellofax.sandbox.shapes import callback
 from faxgate.hellofax.sandbox.state import Store
@@ -106,6 +107,8 @@ class Engine:
                     payload=callback(moved),
                     due_at=now,
                 )
+            elif removed_at_once(url):
+                service.remove_if_due(moved, now)
             if document is not None:
                 service.record_received(
                     to=record.to, from_=record.from_, document=document, pages=record.pages, now=now

@@ -38,6 +38,9 @@ class FaultSettings(BaseModel):
     callback_late_copy_after: float | None = Field(
         None, ge=0.0, description="after a delivery, one more copy this many seconds later"
     )
+    callbacks_lost: bool = Field(
+        False, description="every callback POST is lost: retried on schedule, then given up"
+    )
 
     @field_validator("error_statuses")
     @classmethod

@@ -32,6 +32,8 @@ class InspectedTransmission(BaseModel):
     created_at: float
     # How many outbound transmissions carried this same document to this same number.
     same_document_to_same_number: int
+    # Gone from GET and the list, as the provider removes sent faxes (removal.py).
+    removed: bool = False
 
 
 class DuplicateSend(BaseModel):
@@ -71,6 +73,7 @@ def inspect_transmissions(records: list[TransmissionRecord]) -> list[InspectedTr
             document_sha256=r.fingerprint,
             created_at=r.created_at,
             same_document_to_same_number=0 if r.is_inbound else sent[(r.to, r.fingerprint)],
+            removed=r.removed_at is not None,
         )
         for r in records
     ]

@@ -64,6 +64,7 @@ class TransmissionRecord:
     plan: tuple[Step, ...] = ()  # moves still to come
     next_at: float | None = None  # when plan[0] is due (wall clock)
     files: tuple[FileRecord, ...] = field(default_factory=tuple)
+    removed_at: float | None = None  # gone from GET and the list (see removal.py)
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,10 @@ class Sandbox:
             dispatcher = CallbackDispatcher(
                 store,
                 self._injector,
-                speed=settings.speed,
+                speed=settings.callback_retry_speed or settings.speed,
                 timeout=settings.callback_timeout,
                 wake=engine.wake,
+                removal=settings.removal,
             )
             engine.attach(service, dispatcher)
             runner = web.AppRunner(

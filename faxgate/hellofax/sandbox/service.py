@@ -41,6 +41,7 @@ from faxgate.hellofax.sandbox.records import (
     FileRecord,
     TransmissionRecord,
 )
+from faxgate.hellofax.sandbox.removal import NOT_FOUND_MESSAGE, Removal, removes
 from faxgate.hellofax.sandbox.settings import SandboxSettings
 from faxgate.hellofax.sandbox.shapes import RATE_LIMIT_MESSAGE, Paging, callback
 from faxgate.hellofax.sandbox.state import Store
@@ -53,6 +54,13 @@ _ACCOUNT_FLAGS = {
     "ShouldSendOutboundConfEmails": "send_confirmation_emails",
     "ShouldIncludePdfsInReceivedFaxEmails": "include_pdfs_in_received_emails",
 }
+
+
+class TransmissionNotFound(RequestError):
+    """Removed, or never there: the provider answers both alike (removal.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(404, NOT_FOUND_MESSAGE)
 
 
 class RateLimited(RequestError):
@@ -237,8 +245,17 @@ class SandboxService:
     def transmission(self, guid: str) -> TransmissionRecord:
         record = self._store.transmission(self.guid, guid)
         if record is None:
-            raise RequestError(404, f"Transmission {guid} not found")
+            raise TransmissionNotFound
         return record
+
+    @property
+    def removal(self) -> Removal:
+        return self._settings.removal
+
+    def remove_if_due(self, record: TransmissionRecord, now: float) -> None:
+        """Remove an ended outbound fax when the rules say so; inside a transaction."""
+        if not record.is_inbound and removes(self._settings.removal, record.status):
+            self._store.remove(record.guid, now)
 
     def page(self, page: int, page_size: int) -> tuple[list[TransmissionRecord], Paging]:
         paging = Paging(

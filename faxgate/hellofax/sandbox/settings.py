@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from faxgate.hellofax.sandbox.removal import Removal
+
 # The fixed values live apart so that faxgate's settings can read them without this package.
 from faxgate.hellofax.sandbox_defaults import (
     DEFAULT_ACCOUNT_GUID,
@@ -42,6 +44,12 @@ class SandboxSettings(BaseModel):
     speed: float = Field(1.0, description="1.0 is realistic; smaller is faster")
     initial_lines: list[str] = Field(default_factory=lambda: ["14155550100"])
     callback_timeout: float = Field(10.0, gt=0, description="seconds per callback POST")
+    removal: Removal = Field(
+        Removal.SENT, description="which ended faxes leave GET and the list (removal.py)"
+    )
+    callback_retry_speed: float | None = Field(
+        None, gt=0, description="multiplies the callback retry delays; None: the same as speed"
+    )
 
     @field_validator("speed", mode="before")
     @classmethod

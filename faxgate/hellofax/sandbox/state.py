@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS transmissions (
     cover_message TEXT,
     fingerprint TEXT NOT NULL,
     plan TEXT NOT NULL DEFAULT '[]',
-    next_at REAL
+    next_at REAL,
+    removed_at REAL
 );
 CREATE INDEX IF NOT EXISTS transmissions_due ON transmissions(next_at) WHERE next_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS files (
@@ -98,7 +99,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 _TRANSMISSION_COLUMNS = (
     "seq, guid, account_guid, to_number, from_number, is_inbound, status, error_code, "
     "created_at, updated_at, pages, cover_to, cover_from, cover_message, fingerprint, plan, "
-    "next_at"
+    "next_at, removed_at"
 )
 
 
@@ -112,6 +113,9 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")  # a test server: durable enough in WAL
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(transmissions)")}
+        if "removed_at" not in columns:  # a state directory from before removal was modelled
+            self._db.execute("ALTER TABLE transmissions ADD COLUMN removed_at REAL")
         self._depth = 0
 
     def close(self) -> None:
@@ -216,7 +220,7 @@ class Store:
         with self.transaction():
             self._db.execute(
                 f"INSERT INTO transmissions ({_TRANSMISSION_COLUMNS}) "  # noqa: S608 - constant
-                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
                     record.guid,
                     record.account_guid,
@@ -271,13 +275,20 @@ class Store:
             (status, error_code, _plan_to_json(plan), next_at, updated_at, guid),
         )
 
+    def remove(self, guid: str, at: float) -> None:
+        """The provider no longer shows it (GET and the list); inspection still does."""
+        self._db.execute(
+            "UPDATE transmissions SET removed_at = ? WHERE guid = ? AND removed_at IS NULL",
+            (at, guid),
+        )
+
     def postpone(self, guid: str, next_at: float) -> None:
         self._db.execute("UPDATE transmissions SET next_at = ? WHERE guid = ?", (next_at, guid))
 
     def transmission(self, account_guid: str, guid: str) -> TransmissionRecord | None:
         row = self._db.execute(
             f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
-            "WHERE account_guid = ? AND guid = ?",
+            "WHERE account_guid = ? AND guid = ? AND removed_at IS NULL",
             (account_guid, guid),
         ).fetchone()
         return None if row is None else self._with_files(row)
@@ -291,7 +302,8 @@ class Store:
 
     def count_transmissions(self, account_guid: str) -> int:
         row = self._db.execute(
-            "SELECT COUNT(*) FROM transmissions WHERE account_guid = ?", (account_guid,)
+            "SELECT COUNT(*) FROM transmissions WHERE account_guid = ? AND removed_at IS NULL",
+            (account_guid,),
         ).fetchone()
         return int(row[0])
 
@@ -300,7 +312,8 @@ class Store:
     ) -> list[TransmissionRecord]:
         rows = self._db.execute(
             f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
-            "WHERE account_guid = ? ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
+            "WHERE account_guid = ? AND removed_at IS NULL"
+            " ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
             (account_guid, limit, offset),
         )
         return [_transmission(row, ()) for row in rows]
@@ -457,6 +470,7 @@ def _transmission(row: sqlite3.Row, files: tuple[FileRecord, ...]) -> Transmissi
         plan=_plan_from_json(row["plan"]),
         next_at=row["next_at"],
         files=files,
+        removed_at=row["removed_at"],
     )
 
 
