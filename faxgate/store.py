@@ -191,6 +191,22 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         SELECT provider_guid, id FROM jobs WHERE provider_guid IS NOT NULL
         """,
     ),
+    (
+        # Messages the IMAP intake took from a mailbox, recorded with their jobs: one taken
+        # before a crash is moved on the next start, never queued again.
+        """
+        CREATE TABLE IF NOT EXISTS imap_taken (
+            mailbox     TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uid         INTEGER NOT NULL,
+            message_id  TEXT,
+            outcome     TEXT NOT NULL,
+            taken_at    TEXT NOT NULL,
+            PRIMARY KEY (mailbox, uidvalidity, uid)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX IF NOT EXISTS imap_taken_by_message_id ON imap_taken (mailbox, message_id)",
+    ),
 )
 
 
@@ -615,8 +631,15 @@ class Store:
 
     # -------------------------------------------------------------- creating
 
-    def create_jobs(self, new_jobs: Sequence[NewJob], *, now: datetime | None = None) -> list[Job]:
-        """Create all the jobs or none; each starts queued, with a "queued" event."""
+    def create_jobs(
+        self,
+        new_jobs: Sequence[NewJob],
+        *,
+        now: datetime | None = None,
+        also: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> list[Job]:
+        """Create all the jobs or none; each starts queued, with a "queued" event. `also`
+        writes what an intake records with them, in the same transaction."""
         at = self._now(now)
         created_at = _time_from_db(at)
         created: list[Job] = []
@@ -668,6 +691,8 @@ class Store:
                     )
                 self._insert_event(conn, job_id, at, None, JobState.QUEUED, "queued", None)
                 created.append(self._read_job(conn, job_id))
+            if also is not None:
+                also(conn)
         return created
 
     @staticmethod
