@@ -4,10 +4,15 @@ runs in the foreground (-F) as a child of the test and never reads /etc/dovecot.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import imaplib
+import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import ssl
@@ -47,6 +52,7 @@ class Dovecot:
         self.binary = dovecot_binary()
         self.ca = trustme.CA()
         self.ca_file = root / "ca.pem"
+        self.oauth2_key = secrets.token_bytes(32)
         self.imap_port = _free_port()
         self.imaps_port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,6 +78,15 @@ class Dovecot:
         (root / "passwd").write_text(
             f"{USER}:{{PLAIN}}{PASSWORD}:{me.pw_uid}:{me.pw_gid}::{root}/home/{USER}::\n"
         )
+        # OAuth2 tokens are JWTs checked with a key of its own (no identity provider).
+        keys = root / "keys" / "default" / "HS256"
+        keys.mkdir(parents=True, exist_ok=True)
+        (keys / "default").write_text(base64.b64encode(self.oauth2_key).decode())
+        (root / "oauth2.conf").write_text(
+            f"introspection_mode = local\n"
+            f"local_validation_key_dict = fs:posix:prefix={root}/keys/\n"
+            f"username_attribute = sub\n"
+        )
         (root / "dovecot.conf").write_text(
             f"""
 base_dir = {root}/run
@@ -84,8 +99,15 @@ ssl = yes
 ssl_cert = <{root}/server.pem
 ssl_key = <{root}/server.pem
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2
+auth_verbose = yes
+auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {root}/oauth2.conf
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
@@ -115,6 +137,18 @@ service stats {{
 imap_idle_notify_interval = 2 mins
 """
         )
+
+    def oauth2_token(self, lifetime: float = 600.0) -> str:
+        """An access token for USER, as a provider's OAuth flow would hand out."""
+
+        def part(data: bytes) -> bytes:
+            return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+        now = int(time.time())
+        claims = {"sub": USER, "iat": now, "nbf": now - 60, "exp": int(now + lifetime)}
+        signed = part(b'{"alg":"HS256","typ":"JWT"}') + b"." + part(json.dumps(claims).encode())
+        signature = hmac.new(self.oauth2_key, signed, hashlib.sha256).digest()
+        return (signed + b"." + part(signature)).decode()
 
     def start(self, timeout: float = 15.0) -> None:
         self.process = subprocess.Popen(

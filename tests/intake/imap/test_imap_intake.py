@@ -178,3 +178,24 @@ async def test_a_trusted_mailbox_takes_mail_from_anyone(tmp_path: Path, dovecot:
     ) as daemon:
         jobs = await wait_for(lambda: jobs_of(daemon), what="the job")
         assert jobs[0].reply_to == "bob@anywhere.example"
+
+
+async def test_an_oauth2_token_is_read_afresh_at_each_login(
+    tmp_path: Path, dovecot: Dovecot
+) -> None:
+    """The file first holds an expired token: the login is refused, then the outside tool
+    writes a fresh one and the next try logs in with it."""
+    token_file = tmp_path / "token"
+    token_file.write_text(dovecot.oauth2_token(lifetime=-60))
+    dovecot.append(fax_mail("14155550123"))
+    async with imap_daemon(
+        tmp_path / "state", dovecot, password="", oauth2_token_file=str(token_file)
+    ) as daemon:
+        await wait_for(
+            lambda: "method=XOAUTH2" in dovecot.logs() and "auth failed" in dovecot.logs(),
+            what="the refused login",
+        )
+        assert jobs_of(daemon) == []
+        token_file.write_text(dovecot.oauth2_token())
+        await wait_for(lambda: jobs_of(daemon), timeout=15, what="the job after the refresh")
+        await wait_for(lambda: moved(dovecot, PROCESSED, 1), what="the move to processed")
