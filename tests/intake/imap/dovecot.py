@@ -42,7 +42,9 @@ def dovecot_binary() -> str:
 
 
 class Dovecot:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, capability: str = "") -> None:
+        """`capability`: what the server announces, when not all it has (no IDLE, say)."""
+        self.capability = capability
         self._made: Path | None = None
         if os.getuid() == 0:
             # Dovecot reads its users' file and keeps mail as users of its own: as root,
@@ -135,6 +137,7 @@ service stats {{
   chroot =
 }}
 imap_idle_notify_interval = 2 mins
+{f"imap_capability = {self.capability}" if self.capability else ""}
 """
         )
 

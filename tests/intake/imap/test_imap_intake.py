@@ -199,3 +199,20 @@ async def test_an_oauth2_token_is_read_afresh_at_each_login(
         token_file.write_text(dovecot.oauth2_token())
         await wait_for(lambda: jobs_of(daemon), timeout=15, what="the job after the refresh")
         await wait_for(lambda: moved(dovecot, PROCESSED, 1), what="the move to processed")
+
+
+async def test_a_server_without_idle_or_move_is_polled_and_copied_from(tmp_path: Path) -> None:
+    """Dovecot announcing neither IDLE nor MOVE nor UIDPLUS: the intake asks every
+    poll_interval and moves by COPY, \\Deleted and EXPUNGE."""
+    server = Dovecot(tmp_path / "plain-dovecot", capability="IMAP4rev1 LITERAL+")
+    server.start()
+    try:
+        server.append(fax_mail("14155550101", message_id="<one@example.com>"))
+        async with imap_daemon(tmp_path / "state", server, poll_interval="0.2s") as daemon:
+            await wait_for(lambda: moved(server, PROCESSED, 1), what="the first move")
+            server.append(fax_mail("14155550102", message_id="<two@example.com>"))
+            await wait_for(lambda: moved(server, PROCESSED, 2), what="the polled message")
+            assert len(jobs_of(daemon)) == 2
+    finally:
+        server.stop()
+        server.remove()
