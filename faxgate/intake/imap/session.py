@@ -15,7 +15,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -182,6 +182,32 @@ class ImapSession:
                     yield int(found.group(1)), pending
                 pending = None
 
+    def holding(self, folder: str, message_ids: Iterable[str]) -> set[str]:
+        """Which of `message_ids` `folder` holds. It selects `folder`: select the mailbox
+        again after."""
+        imap = self.imap
+        found: set[str] = set()
+        status, data = imap.select(quoted(folder), readonly=True)
+        _ok(status, data, f"cannot open the folder {folder}")
+        for message_id in message_ids:
+            status, data = imap.uid("SEARCH", "HEADER", "Message-ID", quoted(message_id))
+            if status == "OK" and data and data[0] and data[0].split():
+                found.add(message_id)
+        return found
+
+    def delete(self, uids: Sequence[int]) -> None:
+        """Remove messages from the mailbox (their copy is in a folder already)."""
+        if not uids:
+            return
+        imap = self.imap
+        status, data = imap.uid("STORE", _set(uids), "+FLAGS.SILENT", r"(\Deleted)")
+        _ok(status, data, "cannot mark messages deleted")
+        if "UIDPLUS" in imap.capabilities:
+            status, data = imap.uid("EXPUNGE", _set(uids))
+        else:
+            status, data = imap.expunge()
+        _ok(status, data, "cannot expunge messages")
+
     def move(self, uids: Sequence[int], folder: str) -> None:
         if not uids:
             return
@@ -192,13 +218,7 @@ class ImapSession:
             return
         status, data = imap.uid("COPY", _set(uids), quoted(folder))
         _ok(status, data, f"cannot copy messages to {folder}")
-        status, data = imap.uid("STORE", _set(uids), "+FLAGS.SILENT", r"(\Deleted)")
-        _ok(status, data, "cannot mark messages deleted")
-        if "UIDPLUS" in imap.capabilities:
-            status, data = imap.uid("EXPUNGE", _set(uids))
-        else:
-            status, data = imap.expunge()
-        _ok(status, data, "cannot expunge moved messages")
+        self.delete(uids)
 
     # -- waiting
 

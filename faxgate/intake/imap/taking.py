@@ -91,13 +91,20 @@ class Ledger:
     def close(self) -> None:
         self._conn.close()
 
-    def outcomes(self, mailbox: str, uidvalidity: int, uids: Iterable[int]) -> dict[int, Outcome]:
+    def outcomes(
+        self, mailbox: str, uidvalidity: int, uids: Iterable[int]
+    ) -> dict[int, tuple[Outcome, str | None]]:
+        """Of `uids`, those taken already: their outcome and Message-ID."""
         wanted = set(uids)
         rows = self._conn.execute(
-            "SELECT uid, outcome FROM imap_taken WHERE mailbox = ? AND uidvalidity = ?",
+            "SELECT uid, outcome, message_id FROM imap_taken WHERE mailbox = ? AND uidvalidity = ?",
             (mailbox, uidvalidity),
         ).fetchall()
-        return {int(uid): Outcome(outcome) for uid, outcome in rows if int(uid) in wanted}
+        return {
+            int(uid): (Outcome(outcome), message_id)
+            for uid, outcome, message_id in rows
+            if int(uid) in wanted
+        }
 
     def by_message_id(self, mailbox: str, message_id: str) -> Outcome | None:
         """A message taken under an earlier UIDVALIDITY (the server renumbered the mailbox)."""

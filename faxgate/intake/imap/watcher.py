@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from faxgate.domain.jobs import Job
-from faxgate.intake.imap.session import ImapSession, LoginRefused, tls_context
+from faxgate.intake.imap.session import ImapError, ImapSession, LoginRefused, tls_context
 from faxgate.intake.imap.taking import (
     Ledger,
     MessageTaker,
@@ -167,11 +167,8 @@ class ImapIntake:
         if not uids:
             return 0
         earlier = self.ledger.outcomes(mailbox, uidvalidity, uids)
-        for outcome, folder in folders.items():
-            again = [uid for uid, done in earlier.items() if done is outcome]
-            if again:
-                log.info("imap moving messages taken before a stop count=%d", len(again))
-                session.move(again, folder)
+        if earlier:
+            self._finish_moves(session, uidvalidity, folders, earlier)
         left = [uid for uid in uids if uid not in earlier]
         for at in range(0, len(left), BATCH):
             if self._stop.is_set():
@@ -185,6 +182,28 @@ class ImapIntake:
             for outcome, folder in folders.items():
                 session.move([uid for uid, done in taken if done.outcome is outcome], folder)
         return len(uids)
+
+    def _finish_moves(
+        self,
+        session: ImapSession,
+        uidvalidity: int,
+        folders: dict[Outcome, str],
+        earlier: dict[int, tuple[Outcome, str | None]],
+    ) -> None:
+        """Messages taken before a stop: moved now, never taken again. A move cut short may
+        have left its copy in the folder already (MOVE need not be atomic): those are
+        only removed from the mailbox, so that the folder holds each message once."""
+        mailbox = self.settings.mailbox
+        log.info("imap moving messages taken before a stop count=%d", len(earlier))
+        for outcome, folder in folders.items():
+            mine = {uid: found for uid, (done, found) in earlier.items() if done is outcome}
+            if not mine:
+                continue
+            copied = session.holding(folder, {m for m in mine.values() if m})
+            if session.open(mailbox, [])[0] != uidvalidity:
+                raise ImapError(f"the mailbox {mailbox} was renumbered meanwhile")
+            session.delete([uid for uid, found in mine.items() if found in copied])
+            session.move([uid for uid, found in mine.items() if found not in copied], folder)
 
     def _take_batch(
         self, mailbox: str, uidvalidity: int, fetched: Iterable[tuple[int, bytes]]

@@ -125,3 +125,49 @@ async def test_a_failed_commit_keeps_nothing_and_leaves_the_message(
     assert failures == 2
     assert len(store.recent_jobs(10)) == 1
     assert sorted(p.suffix for p in config.spool_dir.iterdir()) == [".eml", ".pdf"]
+
+
+async def test_a_move_cut_short_leaves_each_message_once_in_the_folder(
+    tmp_path: Path, dovecot: Dovecot, store: Store
+) -> None:
+    """MOVE need not be atomic: killed mid-way, the copy may be in the folder while the
+    original is still in the mailbox. The next start removes the original only."""
+    config = settings(tmp_path, dovecot)
+    dovecot.append_many(
+        [fax_mail("14155550101", message_id=f"<half-{n}@example.com>") for n in range(3)]
+    )
+    first = intake(config, store)
+    died = threading.Event()
+
+    def copy_then_die() -> None:
+        with dovecot.client() as imap:
+            imap.select("INBOX")
+            imap.create(PROCESSED)
+            status, _ = imap.copy("1:*", PROCESSED)
+            assert status == "OK"
+        died.set()
+        raise Killed
+
+    first.before_move = copy_then_die
+    original = threading.excepthook
+    threading.excepthook = lambda args: None if args.exc_type is Killed else original(args)
+    try:
+        first.start()
+        await wait_for(died.is_set, what="the half-done move")
+        await first.stop()
+    finally:
+        threading.excepthook = original
+    assert (dovecot.count("INBOX"), dovecot.count(PROCESSED)) == (3, 3)
+
+    second = intake(config, store)
+    second.start()
+    try:
+
+        async def emptied() -> bool:
+            return await asyncio.to_thread(dovecot.count, "INBOX") == 0
+
+        await wait_for(emptied, what="the originals removed")
+    finally:
+        await second.stop()
+    assert sorted(dovecot.message_ids(PROCESSED)) == [f"<half-{n}@example.com>" for n in range(3)]
+    assert len(store.recent_jobs(10)) == 3
