@@ -111,7 +111,7 @@ class ImapIntake:
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, STOP_GRACE)
-        self._writers.shutdown()
+        self._writers.shutdown(wait=False)  # a thread past its grace must not block the loop
         self.ledger.close()
         log.info("imap intake stopped")
 
