@@ -50,6 +50,13 @@ def intake(settings: Settings, store: Store) -> ImapIntake:
     return ImapIntake(settings, taker)
 
 
+def uidvalidity(server: Dovecot, mailbox: str) -> int:
+    with server.client() as imap:
+        status, data = imap.status(mailbox, "(UIDVALIDITY)")
+        assert status == "OK"
+        return int(data[0].split(b"UIDVALIDITY ")[1].rstrip(b")"))
+
+
 def taken_rows(store: Store) -> int:
     with store._write() as conn:
         return int(conn.execute("SELECT count(*) FROM imap_taken").fetchone()[0])
@@ -171,3 +178,49 @@ async def test_a_move_cut_short_leaves_each_message_once_in_the_folder(
         await second.stop()
     assert sorted(dovecot.message_ids(PROCESSED)) == [f"<half-{n}@example.com>" for n in range(3)]
     assert len(store.recent_jobs(10)) == 3
+
+
+async def test_a_renumbered_mailbox_is_recognised_by_message_id(
+    tmp_path: Path, dovecot: Dovecot, store: Store
+) -> None:
+    """Taken, then the mailbox made anew (a new UIDVALIDITY, the same message in it): the
+    message is moved as taken, not queued again."""
+    config = settings(tmp_path, dovecot)
+    config = config.model_copy(update={"imap": config.imap.model_copy(update={"mailbox": "Faxes"})})
+    raw = fax_mail("14155550101", message_id="<renumbered@example.com>")
+    with dovecot.client() as imap:
+        imap.create("Faxes")
+    dovecot.append(raw, "Faxes")
+    first = intake(config, store)
+    died = threading.Event()
+
+    def die() -> None:
+        died.set()
+        raise Killed
+
+    first.before_move = die
+    original = threading.excepthook
+    threading.excepthook = lambda args: None if args.exc_type is Killed else original(args)
+    try:
+        first.start()
+        await wait_for(died.is_set, what="the commit before the move")
+        await first.stop()
+    finally:
+        threading.excepthook = original
+    before = uidvalidity(dovecot, "Faxes")
+    with dovecot.client() as imap:
+        assert imap.delete("Faxes")[0] == "OK"
+        assert imap.create("Faxes")[0] == "OK"
+    dovecot.append(raw, "Faxes")
+    assert uidvalidity(dovecot, "Faxes") != before
+
+    second = intake(config, store)
+    second.start()
+    try:
+        await wait_for(
+            lambda: asyncio.to_thread(dovecot.count, PROCESSED), what="the move as taken"
+        )
+    finally:
+        await second.stop()
+    assert dovecot.count("Faxes") == 0
+    assert len(store.recent_jobs(10)) == 1
