@@ -5,8 +5,10 @@ start without being queued again."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -224,3 +226,22 @@ async def test_a_renumbered_mailbox_is_recognised_by_message_id(
         await second.stop()
     assert dovecot.count("Faxes") == 0
     assert len(store.recent_jobs(10)) == 1
+
+
+async def test_an_idle_is_renewed_and_mail_still_comes_in(
+    tmp_path: Path, dovecot: Dovecot, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = settings(tmp_path, dovecot)
+    config = base.model_copy(
+        update={"imap": base.imap.model_copy(update={"idle_renewal": timedelta(seconds=0.2)})}
+    )
+    running = intake(config, store)
+    running.start()
+    try:
+        await wait_for(lambda: running.passes >= 4, what="IDLE renewed three times")
+        dovecot.append(fax_mail("14155550101"))
+        await wait_for(lambda: store.recent_jobs(10), what="mail after the renewals")
+    finally:
+        await running.stop()
+    # Each renewal ended cleanly (DONE, then the IDLE's own answer): never a reconnect.
+    assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
