@@ -33,6 +33,9 @@ from faxgate.inbound.receiver import InboundReceiver
 from faxgate.inbound.records import NOTIFICATION_KIND as INBOUND
 from faxgate.intake.folder_results import folder_reporter
 from faxgate.intake.hotfolder import FolderError, HotFolders
+from faxgate.intake.imap.replies import refusal_reply_handler
+from faxgate.intake.imap.taking import REFUSAL_KIND
+from faxgate.intake.imap.watcher import ImapSetupError, start_imap
 from faxgate.intake.smtp import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.mailer import mailer_from_settings
 from faxgate.notifier import Notifier, default_handlers
@@ -156,6 +159,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             store, mailer, from_address=settings.mail.from_address
         )
         reporters[Intake.FOLDER.value] = folder_reporter(store, mailer, settings.spool_dir)
+        reporters[REFUSAL_KIND] = refusal_reply_handler(mailer)
         notifier = Notifier(store, reporters)
         callbacks_expected = sandbox is not None or bool(settings.http.public_url)
         dispatcher = Dispatcher(
@@ -221,6 +225,14 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         await dispatcher.recover()
         smtp = await _start_smtp(settings, store, on_accept=lambda _jobs: dispatcher.wake())
         parts.push_async_callback(smtp.stop)
+        try:
+            imap = await start_imap(
+                settings, store, on_accept=lambda _jobs: dispatcher.wake(), on_refused=notifier.wake
+            )
+        except ImapSetupError as exc:
+            raise StartupError(str(exc)) from None
+        if imap is not None:
+            parts.push_async_callback(imap.stop)
         daemon = Daemon(
             settings, store, client, dispatcher, poller, notifier, http, sandbox, smtp, health
         )

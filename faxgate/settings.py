@@ -399,6 +399,41 @@ class PollingSettings(_Section):
     page_size: int = Field(default=100, ge=1, le=100)
 
 
+class ImapSettings(_Section):
+    """A mailbox watched over IMAP, its mail taken as if it came by SMTP (docs/email.md)."""
+
+    enabled: bool = False
+    host: str = ""
+    # 993 with tls = "implicit", 143 with tls = "starttls".
+    port: int = Field(default=993, ge=1, le=65535)
+    tls: Literal["implicit", "starttls"] = "implicit"
+    # A PEM file of the CAs to trust; empty: the system's.
+    ca_file: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    # An OAuth2 access token (SASL XOAUTH2) that an outside tool keeps fresh; read at each
+    # login. When set, the password is not used.
+    oauth2_token_file: str = ""
+    mailbox: str = "INBOX"
+    # Where a message goes once taken (its faxes queued) or refused; made when missing.
+    processed_folder: str = "faxgate/processed"
+    refused_folder: str = "faxgate/refused"
+    # The mailbox's senders are checked against smtp.allowed_senders; without that list
+    # the intake will not start unless only trusted people can put mail in the mailbox.
+    trusted: bool = False
+    # How often to look when the server has no IDLE, and how long one IDLE lasts before
+    # it is renewed (servers drop one after 30 minutes).
+    poll_interval: Duration = timedelta(seconds=60)
+    idle_renewal: Duration = timedelta(minutes=25)
+
+    @field_validator("mailbox", "processed_folder", "refused_folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if not value or not value.isascii() or not value.isprintable() or '"' in value:
+            raise ValueError("expected a folder name in printable ASCII without quotes")
+        return value
+
+
 class AddressingSettings(_Section):
     """Ways to address a fax besides NUMBER@<fax domain> (see docs/email.md)."""
 
@@ -629,6 +664,7 @@ class Settings(BaseSettings):
     folders: Folders = Field(default_factory=list)
     inbound: InboundSettings = InboundSettings()
     addressing: AddressingSettings = AddressingSettings()
+    imap: ImapSettings = ImapSettings()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None
@@ -732,6 +768,7 @@ CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("provider", "password"),
     ("http", "callback_token"),
     ("mail", "password"),
+    ("imap", "password"),
 )
 
 

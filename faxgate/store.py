@@ -206,6 +206,22 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX unmatched_reports_by_age ON unmatched_reports (received_at)",
     ),
+    (
+        # Messages the IMAP intake took from a mailbox, recorded with their jobs: one taken
+        # before a crash is moved on the next start, never queued again.
+        """
+        CREATE TABLE imap_taken (
+            mailbox     TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uid         INTEGER NOT NULL,
+            message_id  TEXT,
+            outcome     TEXT NOT NULL,
+            taken_at    TEXT NOT NULL,
+            PRIMARY KEY (mailbox, uidvalidity, uid)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX imap_taken_by_message_id ON imap_taken (mailbox, message_id)",
+    ),
 )
 
 
@@ -640,8 +656,15 @@ class Store:
 
     # -------------------------------------------------------------- creating
 
-    def create_jobs(self, new_jobs: Sequence[NewJob], *, now: datetime | None = None) -> list[Job]:
-        """Create all the jobs or none; each starts queued, with a "queued" event."""
+    def create_jobs(
+        self,
+        new_jobs: Sequence[NewJob],
+        *,
+        now: datetime | None = None,
+        also: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> list[Job]:
+        """Create all the jobs or none; each starts queued, with a "queued" event. `also`
+        writes what an intake records with them, in the same transaction."""
         at = self._now(now)
         created_at = _time_from_db(at)
         created: list[Job] = []
@@ -693,6 +716,8 @@ class Store:
                     )
                 self._insert_event(conn, job_id, at, None, JobState.QUEUED, "queued", None)
                 created.append(self._read_job(conn, job_id))
+            if also is not None:
+                also(conn)
         return created
 
     @staticmethod

@@ -804,7 +804,8 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         store.transition(job.id, S.SUBMITTED, detail="ok", provider_guid="g2")
     with raw(path) as conn:  # back to version 3: as if those calls predated the table
         conn.execute("DROP TABLE provider_calls")
-        conn.execute("DROP TABLE unmatched_reports")  # a later version's table
+        conn.execute("DROP TABLE unmatched_reports")  # later versions' tables
+        conn.execute("DROP TABLE imap_taken")
         conn.execute("PRAGMA user_version = 3")
     with Store.open(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
