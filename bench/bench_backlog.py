@@ -47,6 +47,7 @@ from _common import (
 )
 
 from faxgate.app import sandbox_settings, started
+from faxgate.clock import utc_now
 from faxgate.dispatcher import Dispatcher
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.client import HelloFaxClient
@@ -55,7 +56,7 @@ from faxgate.poller import Poller
 from faxgate.provider import open_client
 from faxgate.settings import Settings
 from faxgate.spool import Spool
-from faxgate.store import NewDocument, NewJob, Store, utc_now
+from faxgate.store import NewDocument, NewJob, Store
 from faxgate.tracker import Tracker
 
 DAEMON_TARGET = 100  # faxes the daemon child sends before its memory is read

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
+from faxgate.durable import write_bytes
 from faxgate.settings import Settings
 
 TOKEN_BYTES = 24
@@ -36,13 +36,7 @@ def known_callback_token(settings: Settings) -> str | None:
 def _write_private(path: Path, text: str) -> None:
     """Create the file readable by its owner only, durably, never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_bytes(path, (text + "\n").encode("ascii"), mode=0o600)
 
 
 def public_base_url(settings: Settings, bound_port: int | None = None) -> str:

@@ -59,6 +59,7 @@ from typing import Any, Final, Literal
 from pypdf import PdfReader
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.backoff import Backoff
 from faxgate.domain.codes import StatusCode, describe_status
 from faxgate.domain.jobs import ACTIVE_STATES, Document, Job, JobState
@@ -88,7 +89,7 @@ from faxgate.hellofax.errors import (
 )
 from faxgate.hellofax.models import Transmission, TransmissionPage, Upload
 from faxgate.settings import DispatchSettings, PollingSettings
-from faxgate.store import JobNotFound, NewNotification, StaleState, Store, utc_now
+from faxgate.store import JobNotFound, NewNotification, StaleState, Store
 from faxgate.waiting import wait_for_event
 
 __all__ = ["DispatchReport", "Dispatcher"]

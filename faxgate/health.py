@@ -28,8 +28,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import JobState
-from faxgate.store import DEFAULT_BUSY_TIMEOUT, utc_now
+from faxgate.store import DEFAULT_BUSY_TIMEOUT
 
 __all__ = [
     "CALLBACK_OVERDUE_AFTER",

@@ -19,7 +19,6 @@ import email.policy
 import hashlib
 import logging
 import mailbox
-import os
 import secrets
 import socket
 import ssl
@@ -34,10 +33,11 @@ from typing import Final, Protocol
 import aiosmtplib
 from pydantic import SecretStr
 
+from faxgate.clock import utc_now
 from faxgate.domain.autoreply import AUTO_GENERATED as AUTO_GENERATED
 from faxgate.domain.autoreply import AUTO_REPLIED as AUTO_REPLIED
+from faxgate.durable import write_bytes
 from faxgate.settings import MailSettings
-from faxgate.store import utc_now
 
 log = logging.getLogger("faxgate.mailer")
 
@@ -156,20 +156,7 @@ class MaildirMailer:
         if already is not None:
             log.info("mail already in the maildir message_id=%s file=%s", message_id, already)
             return already
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, new)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(new.parent)
+        write_bytes(new, data, mode=0o600, temp=tmp)
         return new
 
     def _ensure_dirs(self) -> None:
@@ -194,14 +181,6 @@ class MaildirMailer:
         if new.exists():
             return new
         return next(iter((self.path / "cur").glob(f"{name}*")), None)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- relay

@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Final
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, Job, Notification
 from faxgate.mailer import Mailer, MailError, keyed
 from faxgate.reports import compose_report
-from faxgate.store import Store, utc_now
+from faxgate.store import Store
 from faxgate.waiting import wait_for_event
 
 log = logging.getLogger("faxgate.notifier")

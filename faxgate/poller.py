@@ -27,12 +27,13 @@ from typing import Final, Literal, NoReturn, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError, Refused
 from faxgate.hellofax.models import Transmission, TransmissionPage
 from faxgate.settings import PollingSettings
-from faxgate.store import StaleState, Store, utc_now
+from faxgate.store import StaleState, Store
 from faxgate.tracker import Tracker
 
 __all__ = ["PollMode", "PollReport", "Poller"]

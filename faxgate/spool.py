@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
 
+from faxgate.durable import fsync_dir
+
 TEMP_PREFIX: Final = ".tmp-"
 CHUNK_SIZE: Final = 64 * 1024
 _SUFFIX_RE: Final = re.compile(r"\.[a-z0-9]{1,8}")
@@ -92,14 +94,6 @@ def clean_suffix(suffix: str) -> str:
     return suffix if _SUFFIX_RE.fullmatch(suffix) else ""
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -136,7 +130,7 @@ class Spool:
                 os.fsync(raw.fileno())
             final = self._new_path(suffix)
             os.rename(temp, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             # Whatever failed (a full disk, the folder's flush), no file is left behind:
             # the caller was told it has none.
@@ -167,9 +161,9 @@ class Spool:
                     size += len(chunk)
                     digest.update(chunk)
                 os.fsync(f.fileno())  # written by someone else: make sure it is on disk
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             if path.parent.resolve() != self.root:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except BaseException:
             # Not adopted after all: the file goes back where the caller had it.
             with contextlib.suppress(OSError):
@@ -184,7 +178,7 @@ class Spool:
             path.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return True
 
     # -- looking around
@@ -209,7 +203,7 @@ class Spool:
                     p.unlink()
                     removed.append(p)
         if removed:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return removed
 
     # -- names

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import Job, JobState
 from faxgate.health import Health, HealthReport
 from faxgate.inbound.records import InboundFax
-from faxgate.store import Store, utc_now
+from faxgate.store import Store
 
 __all__ = [
     "PAGE_HEADERS",

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -278,10 +279,6 @@ class NewNotification:
 
 
 # ------------------------------------------------------------------ conversions
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _time_to_db(value: datetime) -> str:

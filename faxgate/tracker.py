@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import Job, JobState, RetryPolicy
 from faxgate.domain.outcomes import (
     PRESUMED_SENT_REASON,
@@ -31,7 +32,7 @@ from faxgate.domain.outcomes import (
     report_payload,
 )
 from faxgate.hellofax.models import Transmission
-from faxgate.store import JobNotFound, NewNotification, StaleState, Store, utc_now
+from faxgate.store import JobNotFound, NewNotification, StaleState, Store
 
 __all__ = ["Source", "Tracker"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from faxgate.clock import utc_now
 from faxgate.dispatcher import Dispatcher, DispatchReport
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
@@ -28,7 +29,7 @@ from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
 from faxgate.settings import DispatchSettings, PollingSettings
 from faxgate.spool import Spool
-from faxgate.store import NewDocument, NewJob, Store, utc_now
+from faxgate.store import NewDocument, NewJob, Store
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import Job, Notification
 from faxgate.inbound.compose import compose_mail, message_id
 from faxgate.inbound.folder import DocumentMissing, write_to_folder
 from faxgate.inbound.records import InboundFax
 from faxgate.mailer import Mailer, address_domain
 from faxgate.notifier import PermanentFailure
-from faxgate.store import Store, utc_now
+from faxgate.store import Store
 
 log = logging.getLogger("faxgate.inbound")
 

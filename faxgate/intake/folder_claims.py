@@ -46,24 +46,19 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from faxgate.clock import utc_now
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import FaxNumber
+from faxgate.durable import CHUNK, fsync_dir
 from faxgate.intake.folder_drops import CONTENT, MISSING, NOT_A_FILE, UNREADABLE, Drop
-from faxgate.intake.folder_files import (
-    CHUNK,
-    fsync_dir,
-    json_bytes,
-    read_json,
-    remove_quietly,
-    write_json,
-)
+from faxgate.intake.folder_files import json_bytes, read_json, remove_quietly, write_json
 from faxgate.intake.folder_naming import STATUS_SUFFIX, unique_name
 from faxgate.intake.folder_ready import Signature
 from faxgate.intake.folder_status import FolderRef, Places, status_document
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_faxes
 from faxgate.spool import FULL_ERRNOS, Spool, SpooledFile, clean_suffix, disk_trouble
-from faxgate.store import Store, utc_now
+from faxgate.store import Store
 
 log = logging.getLogger("faxgate.hotfolder")
 

@@ -30,6 +30,7 @@ from typing import Any, AnyStr, Final
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.addressing import AddressBook, AddressRefused
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
@@ -56,7 +57,7 @@ from faxgate.intake.smtp_policy import (
 from faxgate.intake.smtp_reader import MessageReader
 from faxgate.settings import Settings, SmtpSettings
 from faxgate.spool import Spool, disk_trouble
-from faxgate.store import Store, utc_now
+from faxgate.store import Store
 
 log = logging.getLogger("faxgate.smtp")
 
