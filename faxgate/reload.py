@@ -31,9 +31,14 @@ from pydantic import BaseModel
 from faxgate import systemd
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
 from faxgate.inbound.routing import RoutingTable
-from faxgate.intake.hotfolder import FolderError, FolderReload, HotFolders
-from faxgate.intake.smtp import HandlerConfig, SmtpListener, SmtpSetupError, load_address_book
-from faxgate.intake.smtp_policy import exposure_problem
+from faxgate.intake.folder.runner import FolderError, FolderReload, HotFolders
+from faxgate.intake.smtp.handler import (
+    HandlerConfig,
+    SmtpListener,
+    SmtpSetupError,
+    load_address_book,
+)
+from faxgate.intake.smtp.policy import exposure_problem
 from faxgate.settings import ConfigError, Settings
 
 log = logging.getLogger("faxgate.reload")

@@ -43,7 +43,7 @@ from faxgate.config_error import ConfigError as ConfigError  # re-exported for c
 from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.hellofax import sandbox_defaults
 from faxgate.inbound.routing import check_address, check_pattern_syntax
-from faxgate.intake.smtp_auth import BadPasswordHash, parse_hash
+from faxgate.intake.smtp.auth import BadPasswordHash, parse_hash
 
 if TYPE_CHECKING:
     from faxgate.domain.numbers import NumberPolicy

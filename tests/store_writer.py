@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from faxgate.domain.jobs import Intake, JobState
-from faxgate.spool import Spool
 from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool
 
 DOCUMENT_COUNT = 2
 

@@ -25,7 +25,7 @@ HEAVY = (
     "aiosmtplib",
     "faxgate.hellofax.sandbox",
     "faxgate.app",
-    "faxgate.mailer",
+    "faxgate.notify.mailer",
 )
 
 # Runs the CLI as the `faxgate` script does, then prints what got imported.

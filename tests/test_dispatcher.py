@@ -20,16 +20,16 @@ import httpx
 import pytest
 
 from faxgate.clock import utc_now
-from faxgate.dispatcher import Dispatcher, DispatchReport
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import RateLimited
 from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
+from faxgate.sending.dispatcher import Dispatcher, DispatchReport
 from faxgate.settings import DispatchSettings, PollingSettings
-from faxgate.spool import Spool
 from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

@@ -16,17 +16,17 @@ import pytest
 
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.outcomes import report_payload
-from faxgate.email_reports import (
+from faxgate.notify.mail_reply import (
     Attachment,
     compose_reply,
     reply_subject_line,
     smtp_report_handler,
 )
-from faxgate.mailer import MaildirMailer
-from faxgate.notifier import NothingToDeliver, PermanentFailure
-from faxgate.reports import read_outcome
-from faxgate.spool import Spool
+from faxgate.notify.mailer import MaildirMailer
+from faxgate.notify.notifier import NothingToDeliver, PermanentFailure
+from faxgate.notify.report_text import read_outcome
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
+from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import Intake, JobState
-from faxgate.health import (
+from faxgate.hellofax.sandbox import Sandbox
+from faxgate.store import NewJob, Store
+from faxgate.web.health import (
     DueJob,
     Health,
     HealthThresholds,
@@ -26,8 +28,6 @@ from faxgate.health import (
     provider_problem,
     queue_problem,
 )
-from faxgate.hellofax.sandbox import Sandbox
-from faxgate.store import NewJob, Store
 from tests.conftest import wait_for
 from tests.daemon import fast_settings, queue, settled
 

@@ -20,16 +20,16 @@ import pytest
 from faxgate.domain.jobs import Notification
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.inbound import compose
-from faxgate.inbound.delivery import InboundDeliverer
 from faxgate.inbound.documents import FilePart, choose_document, document_kind
 from faxgate.inbound.folder import write_to_folder
 from faxgate.inbound.receiver import InboundReceiver, prepare_upload_dir
 from faxgate.inbound.records import NOTIFICATION_KIND, InboundFax, ReceivedDocument
 from faxgate.inbound.routing import RoutingTable
-from faxgate.mailer import MailError
-from faxgate.notifier import Backoff, Notifier, PermanentFailure
-from faxgate.spool import Spool
+from faxgate.notify.inbound_delivery import InboundDeliverer
+from faxgate.notify.mailer import MailError
+from faxgate.notify.notifier import Backoff, Notifier, PermanentFailure
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
 
 GUID = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"

@@ -22,7 +22,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import SecretStr
 
-from faxgate.mailer import (
+from faxgate.notify.mailer import (
     AUTO_GENERATED,
     AUTO_REPLIED,
     MaildirMailer,

@@ -20,8 +20,8 @@ import pytest
 from faxgate import metrics
 from faxgate.domain.jobs import Document, Event, Intake, Job, JobState, Notification
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON
-from faxgate.mailer import AUTO_GENERATED, AUTO_REPLIED, MaildirMailer, MailError
-from faxgate.notifier import (
+from faxgate.notify.mailer import AUTO_GENERATED, AUTO_REPLIED, MaildirMailer, MailError
+from faxgate.notify.notifier import (
     Backoff,
     Handler,
     NothingToDeliver,
@@ -29,9 +29,9 @@ from faxgate.notifier import (
     PermanentFailure,
     default_handlers,
 )
-from faxgate.reports import calls, compose_report
-from faxgate.spool import SpooledFile
+from faxgate.notify.report_text import calls, compose_report
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
+from faxgate.store.spool import SpooledFile
 from tests.conftest import wait_for
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

@@ -18,10 +18,10 @@ from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.models import Upload
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
-from faxgate.poller import Poller, PollReport
+from faxgate.sending.poller import Poller, PollReport
+from faxgate.sending.tracker import Tracker
 from faxgate.settings import PollingSettings
 from faxgate.store import NewJob, Store
-from faxgate.tracker import Tracker
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

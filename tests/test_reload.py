@@ -22,7 +22,7 @@ from faxgate.domain.jobs import Intake
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
 from faxgate.inbound.records import InboundFax
-from faxgate.intake.hotfolder import how_to_apply
+from faxgate.intake.folder.runner import how_to_apply
 from faxgate.reload import (
     Reloader,
     ReloadPlan,

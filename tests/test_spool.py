@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.spool import CHUNK_SIZE, TEMP_PREFIX, Spool, SpooledFile, SpoolTooLarge, clean_suffix
+from faxgate.store.spool import (
+    CHUNK_SIZE,
+    TEMP_PREFIX,
+    Spool,
+    SpooledFile,
+    SpoolTooLarge,
+    clean_suffix,
+)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -152,7 +159,7 @@ def test_failure_before_rename_leaves_no_file_at_all(
 WRITER = """
 import sys
 from pathlib import Path
-from faxgate.spool import Spool
+from faxgate.store.spool import Spool
 Spool(Path(sys.argv[1])).store_stream(sys.stdin.buffer)
 print("stored", flush=True)
 """

@@ -16,10 +16,10 @@ import pytest
 
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import Intake, Job, JobState
-from faxgate.health import HealthReport
 from faxgate.inbound.records import InboundFax, NewInboundFax
-from faxgate.statuspage import StatusSnapshot, render_page
 from faxgate.store import NewJob
+from faxgate.web.health import HealthReport
+from faxgate.web.statuspage import StatusSnapshot, render_page
 from tests import peers
 from tests.daemon import fast_settings, queue, settled
 

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from faxgate.domain.jobs import FINISHED_STATES, IllegalTransition, Intake, JobState
-from faxgate.spool import SpooledFile
 from faxgate.store import (
     MIGRATIONS,
     JobNotFound,
@@ -32,6 +31,7 @@ from faxgate.store import (
     apply_migrations,
     schema_version,
 )
+from faxgate.store.spool import SpooledFile
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 S = JobState

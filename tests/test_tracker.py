@@ -14,8 +14,8 @@ import pytest
 from faxgate import metrics
 from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy, RetryRule
 from faxgate.hellofax.models import Transmission
+from faxgate.sending.tracker import UNMATCHED_KEEP, Tracker
 from faxgate.store import NewJob, Store
-from faxgate.tracker import UNMATCHED_KEEP, Tracker
 from tests.conftest import wait_for
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

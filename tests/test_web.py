@@ -18,9 +18,9 @@ from faxgate.domain.jobs import JobState, RetryPolicy
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.models import Upload
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
+from faxgate.sending.tracker import Tracker
 from faxgate.store import Store
-from faxgate.tracker import Tracker
-from faxgate.web import HttpServer, InboundHandler, build_app, start_http
+from faxgate.web.server import HttpServer, InboundHandler, build_app, start_http
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

@@ -18,7 +18,7 @@ from faxgate.domain.autoreply import AUTO_GENERATED
 from faxgate.domain.numbers import from_provider_digits
 from faxgate.inbound.documents import kind_of
 from faxgate.inbound.records import InboundFax
-from faxgate.reports import display_number
+from faxgate.notify.report_text import display_number
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9]+")
 _MAX_NAME_PART: Final = 20

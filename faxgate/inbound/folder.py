@@ -22,7 +22,7 @@ from typing import BinaryIO, Final
 from faxgate.durable import write_file
 from faxgate.inbound.compose import document_file_name, file_stem, metadata_bytes
 from faxgate.inbound.records import InboundFax
-from faxgate.spool import disk_trouble
+from faxgate.store.spool import disk_trouble
 
 _CHUNK: Final = 64 * 1024
 _PARTIAL: Final = ".partial-"

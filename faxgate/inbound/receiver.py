@@ -37,8 +37,8 @@ from faxgate.inbound.documents import (
 from faxgate.inbound.records import NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.inbound.routing import DeliveryTarget, RoutingTable
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 
 log = logging.getLogger("faxgate.inbound")
 
@@ -78,7 +78,7 @@ def delivery_for(target: DeliveryTarget) -> NewDelivery:
 
 
 class InboundReceiver:
-    """The inbound callback's handler (faxgate.web.InboundHandler)."""
+    """The inbound callback's handler (faxgate.web.server.InboundHandler)."""
 
     def __init__(
         self,

@@ -16,8 +16,8 @@ from typing import Any
 from faxgate.domain.documents import DocumentCheck, check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import FaxNumber
-from faxgate.spool import Spool, SpooledFile
 from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool, SpooledFile
 
 _HEAD_BYTES = 512
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.intake import folder_claims
-from faxgate.intake.folder_claims import ClaimBox, DropClaim, NotTaken, Queued, Spoiled
-from faxgate.intake.folder_drops import Drop
-from faxgate.intake.folder_naming import NumberSource
-from faxgate.intake.folder_ready import Signature
-from faxgate.intake.folder_status import FolderRef, Places
+from faxgate.intake.folder import claims as folder_claims
+from faxgate.intake.folder.claims import ClaimBox, DropClaim, NotTaken, Queued, Spoiled
+from faxgate.intake.folder.drops import Drop
+from faxgate.intake.folder.naming import NumberSource
+from faxgate.intake.folder.ready import Signature
+from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.settings import FolderSettings
 from faxgate.store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.folder_drops import (
+from faxgate.intake.folder.drops import (
     Defaults,
     Drop,
     Entry,
@@ -15,8 +15,8 @@ from faxgate.intake.folder_drops import (
     Wait,
     plan,
 )
-from faxgate.intake.folder_naming import NumberSource
-from faxgate.intake.folder_sidecar import Sidecar, SidecarError, parse_sidecar
+from faxgate.intake.folder.naming import NumberSource
+from faxgate.intake.folder.sidecar import Sidecar, SidecarError, parse_sidecar
 
 PDF = b"%PDF-1.7 ..."
 DEFAULTS = Defaults(

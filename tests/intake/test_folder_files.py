@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from faxgate.durable import copy_file, move_file
-from faxgate.intake.folder_files import reserve, sweep_temporaries
+from faxgate.intake.folder.files import reserve, sweep_temporaries
 from tests.mounts import Mounts, mounts
 
 __all__ = ["mounts"]  # the fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.folder_naming import (
+from faxgate.intake.folder.naming import (
     NAME_MAX,
     Found,
     NotFound,
@@ -148,7 +148,7 @@ def test_names_that_are_not_plain(name: str) -> None:
 
 
 def test_date_folders_are_local_days() -> None:
-    from faxgate.intake.folder_naming import date_folder
+    from faxgate.intake.folder.naming import date_folder
 
     moment = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert date_folder(moment) == moment.astimezone().strftime("%Y-%m-%d")

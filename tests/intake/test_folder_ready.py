@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faxgate.intake.folder_ready import CREATED_GRACE, Readiness, Signal, Signature, Taken
+from faxgate.intake.folder.ready import CREATED_GRACE, Readiness, Signal, Signature, Taken
 
 SIG = Signature(size=100, mtime_ns=1, inode=7)
 GROWN = Signature(size=200, mtime_ns=2, inode=7)

@@ -16,14 +16,14 @@ import pytest
 from faxgate.domain.jobs import Intake, Job, JobState, Notification
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON, report_payload
-from faxgate.intake import folder_results
-from faxgate.intake.folder_claims import ClaimBox, Queued
-from faxgate.intake.folder_drops import Drop
-from faxgate.intake.folder_naming import NumberSource
-from faxgate.intake.folder_ready import Signature
-from faxgate.intake.folder_results import Results, folder_reporter, refuse
-from faxgate.intake.folder_status import FolderRef, Places
-from faxgate.notifier import PermanentFailure
+from faxgate.intake.folder.claims import ClaimBox, Queued
+from faxgate.intake.folder.drops import Drop
+from faxgate.intake.folder.naming import NumberSource
+from faxgate.intake.folder.ready import Signature
+from faxgate.intake.folder.status import FolderRef, Places
+from faxgate.notify import folder_result as folder_results
+from faxgate.notify.folder_result import Results, folder_reporter, refuse
+from faxgate.notify.notifier import PermanentFailure
 from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import pdf_document

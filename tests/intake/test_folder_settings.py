@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.intake.folder_status import Places
+from faxgate.intake.folder.status import Places
 from faxgate.settings import ConfigError, load_settings
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.folder_sidecar import (
+from faxgate.intake.folder.sidecar import (
     MAX_SIDECAR_BYTES,
     SidecarError,
     parse_sidecar,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.intake.folder_watch import overflow_alarm, relative
+from faxgate.intake.folder.watcher import overflow_alarm, relative
 
 FOLDER = Path("/srv/outbox")
 OURS = frozenset({"sent", "failed", "processing"})

@@ -19,7 +19,7 @@ import pytest
 from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.hellofax.sandbox import Sandbox
-from faxgate.intake.hotfolder import FolderWatcher
+from faxgate.intake.folder.runner import FolderWatcher
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import fast_settings

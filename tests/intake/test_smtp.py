@@ -19,7 +19,7 @@ from faxgate import metrics
 from faxgate.app import Daemon, StartupError, started
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.hellofax.sandbox import Sandbox
-from faxgate.spool import Spool
+from faxgate.store.spool import Spool
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import (
     CALLBACK_TOKEN,

@@ -13,7 +13,7 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.intake.smtp_accept import (
+from faxgate.intake.smtp.accept import (
     Abandoned,
     Fax,
     GroupCommitter,
@@ -21,8 +21,8 @@ from faxgate.intake.smtp_accept import (
     MailToFax,
     Ticket,
 )
-from faxgate.spool import Spool
 from faxgate.store import NewJob, Store
+from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
 
 RAW = b"From: alice@example.com\r\nSubject: x\r\n\r\nhello\r\n"

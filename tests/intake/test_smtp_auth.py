@@ -12,7 +12,7 @@ import pytest
 
 from faxgate.app import Daemon, StartupError, started
 from faxgate.cli import main
-from faxgate.intake.smtp_auth import (
+from faxgate.intake.smtp.auth import (
     Authenticator,
     BadPasswordHash,
     hash_password,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from faxgate.intake.smtp_data import MessageTooBig, read_message
+from faxgate.intake.smtp.data import MessageTooBig, read_message
 
 
 async def read(wire: bytes, *, limit: int | None = None, stream_limit: int = 2**20) -> bytes:

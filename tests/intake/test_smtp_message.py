@@ -9,8 +9,8 @@ import pytest
 
 from faxgate.domain.message import CoverMode, FaxContent, MessageRefused, fax_content
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.intake.smtp_accept import Fax
-from faxgate.intake.smtp_message import read_mail
+from faxgate.intake.smtp.accept import Fax
+from faxgate.intake.smtp.message import read_mail
 from tests.intake.smtp_testing import fax_mail
 
 
@@ -51,7 +51,7 @@ def test_the_message_is_read_again_only_when_it_names_its_recipients(
         calls += 1
         return fax_content(raw, **kwargs)
 
-    monkeypatch.setattr("faxgate.intake.smtp_message.fax_content", counted)
+    monkeypatch.setattr("faxgate.intake.smtp.message.fax_content", counted)
     numbers = ("14155550101", "14155550102", "14155550103")
     for to, reads in ((numbers, 1), (("Bob <14155550101@fax.local>", *numbers[1:]), 3)):
         calls = 0

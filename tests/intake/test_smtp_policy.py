@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from faxgate.domain.numbers import FaxNumber, NumberPolicy
-from faxgate.intake.smtp_policy import (
+from faxgate.intake.smtp.policy import (
     RecipientRules,
     Refusal,
     check_sender,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from faxgate.app import Daemon
-from faxgate.intake.smtp_policy import reply_lines
+from faxgate.intake.smtp.policy import reply_lines
 from tests.domain.test_real_corpus import CORPUS, ENTRIES
 from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, smtp_client, smtp_daemon, smtp_port
 

@@ -17,7 +17,7 @@ Already proven elsewhere, not repeated here:
 
 Here: the relaying tricks left (multi-hop source routes, a second @, quoted and multi-bang
 local parts), a sender with control characters, AUTH LOGIN before STARTTLS, the AUTH
-throttle (faxgate.intake.smtp_auth.AuthLimiter) as rules and over the wire, the daily
+throttle (faxgate.intake.smtp.auth.AuthLimiter) as rules and over the wire, the daily
 limit for a logged-in user whatever sender they give, premium-rate and shared-cost numbers
 however written, in mail and in the hot folder, and callback tokens that are almost right.
 """
@@ -39,7 +39,7 @@ from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
 from faxgate.hellofax.sandbox import FaultSettings
-from faxgate.intake.smtp_auth import FREE_FAILURES, MAX_DELAY, AuthLimiter, hash_password
+from faxgate.intake.smtp.auth import FREE_FAILURES, MAX_DELAY, AuthLimiter, hash_password
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled

@@ -22,8 +22,8 @@ from typing import Final, Protocol
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from faxgate.intake.folder_naming import is_ignored
-from faxgate.intake.folder_ready import Signal
+from faxgate.intake.folder.naming import is_ignored
+from faxgate.intake.folder.ready import Signal
 
 _OVERFLOW_LOGGER: Final = "watchdog.observers.inotify_c"
 _EMITTER_LOGGER: Final = "watchdog.observers.inotify"

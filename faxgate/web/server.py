@@ -9,8 +9,8 @@ anything we could not record gets a 503 and comes again. A body that is not a ca
 `max_callback_size` 413: it is read only until it passes the limit, and only the json
 part (a few kilobytes, at most 1 MiB) is ever held in memory; documents go to disk.
 
-/healthz answers 200 or 503 with the checks of faxgate.health as JSON; / is the read-only
-status page of faxgate.statuspage. Both read the store in a thread, and so does /metrics.
+/healthz answers 200 or 503 with the checks of faxgate.web.health as JSON; / is the read-only
+status page of faxgate.web.statuspage. Both read the store in a thread, and so does /metrics.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from faxgate import metrics
-from faxgate.health import Health
 from faxgate.hellofax.models import Transmission
-from faxgate.statuspage import PAGE_HEADERS, StatusPage
-from faxgate.tracker import Tracker
+from faxgate.sending.tracker import Tracker
+from faxgate.web.health import Health
+from faxgate.web.statuspage import PAGE_HEADERS, StatusPage
 
 __all__ = ["HttpServer", "InboundHandler", "build_app", "start_http"]
 

@@ -40,15 +40,15 @@ from faxgate.clock import utc_now
 from faxgate.domain.jobs import FINISHED_STATES, Job, JobState, Notification
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 from faxgate.durable import copy_file, move_file
-from faxgate.intake.folder_claims import CLAIMS_DIR, placement_path
-from faxgate.intake.folder_files import read_json, remove_quietly, write_json
-from faxgate.intake.folder_naming import REASON_SUFFIX, RESULT_SUFFIX, numbered, unique_name
-from faxgate.intake.folder_status import FolderRef, Places, status_document, write_status
-from faxgate.mailer import Mailer
-from faxgate.notifier import Handler, PermanentFailure
-from faxgate.reports import calls, compose_report, display_number, read_outcome
-from faxgate.spool import disk_trouble
+from faxgate.intake.folder.claims import CLAIMS_DIR, placement_path
+from faxgate.intake.folder.files import read_json, remove_quietly, write_json
+from faxgate.intake.folder.naming import REASON_SUFFIX, RESULT_SUFFIX, numbered, unique_name
+from faxgate.intake.folder.status import FolderRef, Places, status_document, write_status
+from faxgate.notify.mailer import Mailer
+from faxgate.notify.notifier import Handler, PermanentFailure
+from faxgate.notify.report_text import calls, compose_report, display_number, read_outcome
 from faxgate.store import Store
+from faxgate.store.spool import disk_trouble
 
 log = logging.getLogger("faxgate.hotfolder")
 

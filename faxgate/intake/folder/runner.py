@@ -28,15 +28,15 @@ from typing import Final, Literal
 
 from faxgate import metrics
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.folder_claims import ClaimBox, DropClaim, NotTaken, Outcome, Queued, Spoiled
-from faxgate.intake.folder_drops import Defaults, Drop, FolderView, Refuse, Wait, plan
-from faxgate.intake.folder_files import same_file_system, sweep_temporaries
-from faxgate.intake.folder_listing import head, list_candidates, list_dir, look_at, read_sidecar
-from faxgate.intake.folder_naming import is_sidecar
-from faxgate.intake.folder_ready import Readiness, Signature, Taken, parent
-from faxgate.intake.folder_results import refuse
-from faxgate.intake.folder_status import Places
-from faxgate.intake.folder_watch import InotifyWatch, Signals, overflow_alarm
+from faxgate.intake.folder.claims import ClaimBox, DropClaim, NotTaken, Outcome, Queued, Spoiled
+from faxgate.intake.folder.drops import Defaults, Drop, FolderView, Refuse, Wait, plan
+from faxgate.intake.folder.files import same_file_system, sweep_temporaries
+from faxgate.intake.folder.listing import head, list_candidates, list_dir, look_at, read_sidecar
+from faxgate.intake.folder.naming import is_sidecar
+from faxgate.intake.folder.ready import Readiness, Signature, Taken, parent
+from faxgate.intake.folder.status import Places
+from faxgate.intake.folder.watcher import InotifyWatch, Signals, overflow_alarm
+from faxgate.notify.folder_result import refuse
 from faxgate.settings import FolderSettings, Settings
 from faxgate.store import Store
 from faxgate.waiting import wait_for_event

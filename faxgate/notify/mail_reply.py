@@ -3,7 +3,7 @@
 When a fax ends, the person who mailed it gets a reply to their message: threaded under
 it (In-Reply-To, References, "Re:"), marked Auto-Submitted: auto-replied, with the
 outcome in the subject ("Fax to +1 415-555-0100 delivered (3 pages) - Re: Contract") and
-the story in the body (faxgate.reports tells it, as for every intake). A message to
+the story in the body (faxgate.notify.report_text tells it, as for every intake). A message to
 several numbers gets one reply per number. The sent documents are attached only when
 smtp.attach_document is on: faxes often carry health data.
 
@@ -22,9 +22,9 @@ from typing import Any, Final
 
 from faxgate.domain.autoreply import reply_headers
 from faxgate.domain.jobs import Document, Event, Job, JobState, Notification
-from faxgate.mailer import Mailer
-from faxgate.notifier import Handler, NothingToDeliver, PermanentFailure
-from faxgate.reports import (
+from faxgate.notify.mailer import Mailer
+from faxgate.notify.notifier import Handler, NothingToDeliver, PermanentFailure
+from faxgate.notify.report_text import (
     Outcome,
     calls,
     compose_report,

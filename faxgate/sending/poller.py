@@ -32,9 +32,9 @@ from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError, Refused
 from faxgate.hellofax.models import Transmission, TransmissionPage
+from faxgate.sending.tracker import Tracker
 from faxgate.settings import PollingSettings
 from faxgate.store import StaleState, Store
-from faxgate.tracker import Tracker
 
 __all__ = ["PollMode", "PollReport", "Poller"]
 

@@ -22,7 +22,7 @@ from faxgate.domain.documents import (
     check_document,
 )
 from faxgate.domain.numbers import FaxNumber, NumberPolicy
-from faxgate.intake.folder_naming import (
+from faxgate.intake.folder.naming import (
     Found,
     NotFound,
     NumberSource,
@@ -32,7 +32,7 @@ from faxgate.intake.folder_naming import (
     naming_help,
     sidecar_names,
 )
-from faxgate.intake.folder_sidecar import (
+from faxgate.intake.folder.sidecar import (
     Sidecar,
     SidecarError,
     sidecar_from_line,

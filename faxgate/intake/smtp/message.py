@@ -19,7 +19,7 @@ from faxgate.domain.addressing import AddressRefused, numbers_in_subject
 from faxgate.domain.autoreply import may_reply
 from faxgate.domain.message import CoverMode, FaxContent, fax_content
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.smtp_accept import Fax, MailToFax
+from faxgate.intake.smtp.accept import Fax, MailToFax
 
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
 

@@ -1,6 +1,6 @@
 """Reading messages in worker processes, beside the event loop.
 
-Reading a message (MIME parsing, base64, the cover page: faxgate.intake.smtp_message) is
+Reading a message (MIME parsing, base64, the cover page: faxgate.intake.smtp.message) is
 pure CPU: some 15 ms for a 100 KB PDF, seconds for 25 MB. In a thread it would hold the
 interpreter lock the event loop needs (other sessions, the dispatcher, callbacks), so it
 runs in a small pool of processes ("forkserver": started clean, not copied from the
@@ -27,8 +27,8 @@ from dataclasses import replace
 from typing import Any, Final
 
 from faxgate.domain.message import CoverMode
-from faxgate.intake.smtp_accept import Fax, MailToFax
-from faxgate.intake.smtp_message import SubjectRule, read_mail
+from faxgate.intake.smtp.accept import Fax, MailToFax
+from faxgate.intake.smtp.message import SubjectRule, read_mail
 
 log = logging.getLogger("faxgate.smtp")
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from faxgate.intake.folder_files import write_json
-from faxgate.intake.folder_naming import date_folder
+from faxgate.intake.folder.files import write_json
+from faxgate.intake.folder.naming import date_folder
 from faxgate.settings import FolderSettings
 
 

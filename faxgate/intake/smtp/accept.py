@@ -34,8 +34,8 @@ from faxgate.domain.documents import check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import FaxNumber
-from faxgate.spool import Spool, SpooledFile, disk_trouble
 from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool, SpooledFile, disk_trouble
 
 log = logging.getLogger("faxgate.smtp")
 

@@ -42,8 +42,8 @@ from typing import Final
 from faxgate import metrics
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, Job, Notification
-from faxgate.mailer import Mailer, MailError, keyed
-from faxgate.reports import compose_report
+from faxgate.notify.mailer import Mailer, MailError, keyed
+from faxgate.notify.report_text import compose_report
 from faxgate.store import Store
 from faxgate.waiting import wait_for_event
 
@@ -275,7 +275,7 @@ class _CycleLock:
 
 
 def report_mail_handler(mailer: Mailer, store: Store) -> Handler:
-    """Mails the default report (faxgate.reports) to the job's reply address."""
+    """Mails the default report (faxgate.notify.report_text) to the job's reply address."""
 
     async def handle(notification: Notification, job: Job | None) -> None:
         if job is None:

@@ -21,9 +21,9 @@ from typing import Final
 
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Job, JobState
-from faxgate.health import Health, HealthReport
 from faxgate.inbound.records import InboundFax
 from faxgate.store import Store
+from faxgate.web.health import Health, HealthReport
 
 __all__ = [
     "PAGE_HEADERS",

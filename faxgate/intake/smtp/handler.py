@@ -1,16 +1,16 @@
 """The SMTP listener: mail to NUMBER@<fax domain> becomes a fax (see docs/email.md).
 
-aiosmtpd speaks the protocol; this module decides. The policy (faxgate.intake.smtp_policy)
+aiosmtpd speaks the protocol; this module decides. The policy (faxgate.intake.smtp.policy)
 is applied as early as it can be: the sender at MAIL FROM, each recipient at RCPT TO, the
 size while the message comes in. At DATA the message is read (faxgate.domain.message) and
 refused there, while the client is still connected, when there is nothing to fax: no
 bounce is ever sent to a forged sender. A message answered 250 is on disk with its jobs
-(faxgate.intake.smtp_accept); a storing failure answers 451 and keeps nothing.
+(faxgate.intake.smtp.accept); a storing failure answers 451 and keeps nothing.
 
 The server runs on faxgate's own loop (aiosmtpd's controllers start their own); `stop()`
 stops listening, lets messages being stored finish, then closes every connection. Two
-departures from aiosmtpd for speed: DATA is read in bulk (faxgate.intake.smtp_data), and
-messages are read (parsed) in worker processes (faxgate.intake.smtp_reader).
+departures from aiosmtpd for speed: DATA is read in bulk (faxgate.intake.smtp.data), and
+messages are read (parsed) in worker processes (faxgate.intake.smtp.reader).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import CoverMode, MessageRefused
 from faxgate.intake.contacts import ContactsUnreadable, read_address_book
-from faxgate.intake.smtp_accept import Abandoned, Fax, MailIntake, MailToFax, Ticket
-from faxgate.intake.smtp_auth import Authenticator, AuthLimiter
-from faxgate.intake.smtp_data import MessageTooBig, read_message
-from faxgate.intake.smtp_message import SubjectRule
-from faxgate.intake.smtp_policy import (
+from faxgate.intake.smtp.accept import Abandoned, Fax, MailIntake, MailToFax, Ticket
+from faxgate.intake.smtp.auth import Authenticator, AuthLimiter
+from faxgate.intake.smtp.data import MessageTooBig, read_message
+from faxgate.intake.smtp.message import SubjectRule
+from faxgate.intake.smtp.policy import (
     FromSubject,
     RecipientRules,
     Refusal,
@@ -54,10 +54,10 @@ from faxgate.intake.smtp_policy import (
     subject_refusal,
     too_many_recipients,
 )
-from faxgate.intake.smtp_reader import MessageReader
+from faxgate.intake.smtp.reader import MessageReader
 from faxgate.settings import Settings, SmtpSettings
-from faxgate.spool import Spool, disk_trouble
 from faxgate.store import Store
+from faxgate.store.spool import Spool, disk_trouble
 
 log = logging.getLogger("faxgate.smtp")
 
@@ -140,7 +140,7 @@ class FaxSMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
-        """aiosmtpd's DATA, reading the message in bulk (faxgate.intake.smtp_data)."""
+        """aiosmtpd's DATA, reading the message in bulk (faxgate.intake.smtp.data)."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from faxgate.domain.documents import MAX_FILES
 from faxgate.domain.numbers import FaxNumber, NumberPolicy, NumberRefused, parse_fax_number
-from faxgate.intake.folder_naming import is_plain_name
+from faxgate.intake.folder.naming import is_plain_name
 
 MAX_SIDECAR_BYTES: Final = 64 * 1024
 MAX_NUMBERS: Final = 50

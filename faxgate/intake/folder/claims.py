@@ -51,14 +51,14 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import FaxNumber
 from faxgate.durable import CHUNK, fsync_dir
-from faxgate.intake.folder_drops import CONTENT, MISSING, NOT_A_FILE, UNREADABLE, Drop
-from faxgate.intake.folder_files import json_bytes, read_json, remove_quietly, write_json
-from faxgate.intake.folder_naming import STATUS_SUFFIX, unique_name
-from faxgate.intake.folder_ready import Signature
-from faxgate.intake.folder_status import FolderRef, Places, status_document
+from faxgate.intake.folder.drops import CONTENT, MISSING, NOT_A_FILE, UNREADABLE, Drop
+from faxgate.intake.folder.files import json_bytes, read_json, remove_quietly, write_json
+from faxgate.intake.folder.naming import STATUS_SUFFIX, unique_name
+from faxgate.intake.folder.ready import Signature
+from faxgate.intake.folder.status import FolderRef, Places, status_document
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_faxes
-from faxgate.spool import FULL_ERRNOS, Spool, SpooledFile, clean_suffix, disk_trouble
 from faxgate.store import Store
+from faxgate.store.spool import FULL_ERRNOS, Spool, SpooledFile, clean_suffix, disk_trouble
 
 log = logging.getLogger("faxgate.hotfolder")
 

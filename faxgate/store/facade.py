@@ -48,7 +48,7 @@ from faxgate.inbound.records import (
     NewInboundFax,
     ReceivedDocument,
 )
-from faxgate.spool import SpooledFile
+from faxgate.store.spool import SpooledFile
 
 DEFAULT_BUSY_TIMEOUT: Final = 5.0  # seconds
 

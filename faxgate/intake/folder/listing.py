@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from faxgate.intake.folder_drops import Entry, Kind
-from faxgate.intake.folder_naming import is_ignored
-from faxgate.intake.folder_ready import Signature
-from faxgate.intake.folder_sidecar import MAX_SIDECAR_BYTES, Sidecar, SidecarError, parse_sidecar
+from faxgate.intake.folder.drops import Entry, Kind
+from faxgate.intake.folder.naming import is_ignored
+from faxgate.intake.folder.ready import Signature
+from faxgate.intake.folder.sidecar import MAX_SIDECAR_BYTES, Sidecar, SidecarError, parse_sidecar
 
 HEAD_BYTES: Final = 512
 

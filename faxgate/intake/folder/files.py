@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from faxgate.durable import TEMPORARY, write_bytes
-from faxgate.intake.folder_naming import unique_name
+from faxgate.intake.folder.naming import unique_name
 
 
 def write_json(path: Path, value: Any, *, durable: bool = False, pretty: bool = True) -> None:
