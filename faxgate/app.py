@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from faxgate import metrics, systemd
+from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.provider import open_client
 from faxgate.inbound.receiver import InboundReceiver
-from faxgate.inbound.records import NOTIFICATION_KIND as INBOUND
 from faxgate.intake.folder.runner import FolderError, HotFolders
 from faxgate.intake.smtp.handler import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.notify.folder_result import folder_reporter

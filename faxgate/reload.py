@@ -29,8 +29,8 @@ from typing import Any, Final, Protocol
 from pydantic import BaseModel
 
 from faxgate import systemd
+from faxgate.domain.inbound_routes import RoutingTable
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
-from faxgate.inbound.routing import RoutingTable
 from faxgate.intake.folder.runner import FolderError, FolderReload, HotFolders
 from faxgate.intake.smtp.handler import (
     HandlerConfig,

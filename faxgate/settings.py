@@ -40,9 +40,9 @@ from pydantic_settings import (
 )
 
 from faxgate.config_error import ConfigError as ConfigError  # re-exported for callers
+from faxgate.domain.inbound_routes import check_address, check_pattern_syntax
 from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.hellofax import sandbox_defaults
-from faxgate.inbound.routing import check_address, check_pattern_syntax
 from faxgate.intake.smtp.auth import BadPasswordHash, parse_hash
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from faxgate.cli import main
-from faxgate.inbound.records import InboundFax, NewDelivery, NewInboundFax, ReceivedDocument
+from faxgate.domain.inbound import InboundFax, NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.store import Store
 
 T0 = datetime(2024, 5, 1, 10, 15, 30, tzinfo=UTC)

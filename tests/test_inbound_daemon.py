@@ -17,9 +17,9 @@ import pytest
 
 from faxgate.app import Daemon, StartupError, started
 from faxgate.cli import main as cli_main
+from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import JobState
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
-from faxgate.inbound.records import InboundDelivery, InboundFax
 from faxgate.settings import Settings
 from tests.conftest import SANDBOX_LINE, http_client, pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled

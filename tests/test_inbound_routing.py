@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from faxgate.domain.numbers import NumberPolicy
-from faxgate.inbound.routing import (
+from faxgate.domain.inbound_routes import (
     DEFAULT_ROUTE,
     DeliveryTarget,
     RoutingTable,
@@ -16,6 +15,7 @@ from faxgate.inbound.routing import (
     check_pattern_syntax,
     parse_pattern,
 )
+from faxgate.domain.numbers import NumberPolicy
 from faxgate.settings import InboundSettings, Settings, masked_dump
 
 US = NumberPolicy(default_region="US")

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
+from faxgate.domain.inbound import NOTIFICATION_KIND, InboundFax, ReceivedDocument
+from faxgate.domain.inbound_routes import RoutingTable
 from faxgate.domain.jobs import Notification
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.inbound import compose
 from faxgate.inbound.documents import FilePart, choose_document, document_kind
 from faxgate.inbound.folder import write_to_folder
 from faxgate.inbound.receiver import InboundReceiver, prepare_upload_dir
-from faxgate.inbound.records import NOTIFICATION_KIND, InboundFax, ReceivedDocument
-from faxgate.inbound.routing import RoutingTable
 from faxgate.notify.inbound_delivery import InboundDeliverer
 from faxgate.notify.mailer import MailError
 from faxgate.notify.notifier import Backoff, Notifier, PermanentFailure

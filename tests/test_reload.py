@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from faxgate.app import Daemon, started
+from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Intake
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
-from faxgate.inbound.records import InboundFax
 from faxgate.intake.folder.runner import how_to_apply
 from faxgate.reload import (
     Reloader,

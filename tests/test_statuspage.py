@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from faxgate.app import Daemon, started
+from faxgate.domain.inbound import InboundFax, NewInboundFax
 from faxgate.domain.jobs import Intake, Job, JobState
-from faxgate.inbound.records import InboundFax, NewInboundFax
 from faxgate.store import NewJob
 from faxgate.web.health import HealthReport
 from faxgate.web.statuspage import StatusSnapshot, render_page

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from faxgate.domain.inbound import InboundFax
 from faxgate.durable import write_file
 from faxgate.inbound.compose import document_file_name, file_stem, metadata_bytes
-from faxgate.inbound.records import InboundFax
 from faxgate.store.spool import disk_trouble
 
 _CHUNK: Final = 64 * 1024

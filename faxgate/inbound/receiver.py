@@ -24,6 +24,8 @@ from typing import Any
 from pypdf import PdfReader
 
 from faxgate import metrics
+from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
+from faxgate.domain.inbound_routes import DeliveryTarget, RoutingTable
 from faxgate.hellofax.models import Transmission
 from faxgate.inbound.compose import e164_or_none, number_from_provider
 from faxgate.inbound.documents import (
@@ -34,8 +36,6 @@ from faxgate.inbound.documents import (
     choose_document,
     document_kind,
 )
-from faxgate.inbound.records import NewDelivery, NewInboundFax, ReceivedDocument
-from faxgate.inbound.routing import DeliveryTarget, RoutingTable
 from faxgate.settings import Settings
 from faxgate.store import Store
 from faxgate.store.spool import Spool

@@ -23,10 +23,10 @@ from typing import Any
 
 from faxgate import metrics
 from faxgate.clock import utc_now
+from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Job, Notification
 from faxgate.inbound.compose import compose_mail, message_id
 from faxgate.inbound.folder import DocumentMissing, write_to_folder
-from faxgate.inbound.records import InboundFax
 from faxgate.notify.mailer import Mailer, address_domain
 from faxgate.notify.notifier import PermanentFailure
 from faxgate.store import Store

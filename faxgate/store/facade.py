@@ -28,6 +28,14 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from faxgate.clock import utc_now
+from faxgate.domain.inbound import (
+    NOTIFICATION_KIND,
+    InboundDelivery,
+    InboundFax,
+    NewDelivery,
+    NewInboundFax,
+    ReceivedDocument,
+)
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -39,14 +47,6 @@ from faxgate.domain.jobs import (
     Notification,
     check_transition,
     new_job_id,
-)
-from faxgate.inbound.records import (
-    NOTIFICATION_KIND,
-    InboundDelivery,
-    InboundFax,
-    NewDelivery,
-    NewInboundFax,
-    ReceivedDocument,
 )
 from faxgate.store.spool import SpooledFile
 

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Final
 
 from faxgate.clock import utc_now
+from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Job, JobState
-from faxgate.inbound.records import InboundFax
 from faxgate.store import Store
 from faxgate.web.health import Health, HealthReport
 
