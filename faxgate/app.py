@@ -42,9 +42,10 @@ from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.setup_warnings import setup_warnings
 from faxgate.store import Store, StoreError
+from faxgate.store.probe import StoreProbe
 from faxgate.store.spool import Spool
 from faxgate.web.callbacks import callback_token, callback_urls
-from faxgate.web.health import Health, ProviderHealth, StoreProbe
+from faxgate.web.health import Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
 from faxgate.web.statuspage import StatusPage
 

@@ -17,13 +17,11 @@ from faxgate.app import Daemon, started
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import NewJob, Store
+from faxgate.store.probe import DueJob, StoreNotWritable, StoreProbe
 from faxgate.web.health import (
-    DueJob,
     Health,
     HealthThresholds,
     ProviderHealth,
-    StoreNotWritable,
-    StoreProbe,
     is_provider_failure,
     provider_problem,
     queue_problem,

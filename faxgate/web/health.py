@@ -20,33 +20,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Final
 
-from faxgate.clock import utc_now
-from faxgate.domain.jobs import JobState
-from faxgate.store import DEFAULT_BUSY_TIMEOUT
+from faxgate.clock import spoken_duration, utc_now
+from faxgate.store.probe import (
+    STORE_LOCK_WAIT,
+    DueJob,
+    OverdueCallbacks,
+    StoreNotWritable,
+    StoreProbe,
+)
 
 __all__ = [
     "CALLBACK_OVERDUE_AFTER",
     "PROVIDER_DOWN_AFTER",
     "PROVIDER_FAILURES_IN_A_ROW",
     "QUEUE_STUCK_AFTER",
-    "STORE_LOCK_WAIT",
-    "DueJob",
     "Health",
     "HealthReport",
     "HealthThresholds",
-    "OverdueCallbacks",
     "ProviderHealth",
     "ProviderSeen",
-    "StoreNotWritable",
-    "StoreProbe",
     "callbacks_problem",
     "is_provider_failure",
     "provider_problem",
@@ -63,14 +61,9 @@ PROVIDER_DOWN_AFTER: Final = timedelta(minutes=2)
 # The dispatcher takes due jobs within seconds; only a pause (rate limits, a refused
 # account) or a full pipeline of 200 faxes in flight makes one wait this long.
 QUEUE_STUCK_AFTER: Final = timedelta(minutes=15)
-# The daemon's own writers give up after waiting this long for the lock; so does the probe.
-STORE_LOCK_WAIT: Final = timedelta(seconds=DEFAULT_BUSY_TIMEOUT)
 # A fax presumed sent this long ago is a callback overdue: the provider retries a callback
 # first after 15 minutes, so a late one has had its chance by then.
 CALLBACK_OVERDUE_AFTER: Final = timedelta(minutes=20)
-# ... until this long ago: the provider stops retrying a callback after about 34 hours.
-CALLBACK_WATCH: Final = timedelta(hours=48)
-_OVERDUE_SHOWN: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,154 +143,8 @@ def provider_problem(seen: ProviderSeen, now: datetime, thresholds: HealthThresh
         return None
     return (
         f"the provider has not answered the last {seen.failures_in_a_row} requests"
-        f" for {_duration(now - since)} (last: {seen.last_endpoint} -> {seen.last_outcome})"
+        f" for {spoken_duration(now - since)} (last: {seen.last_endpoint} -> {seen.last_outcome})"
     )
-
-
-# ---------------------------------------------------------------------- the store
-
-
-class StoreNotWritable(Exception):
-    """The probe could not commit a write; the message says why in plain words."""
-
-
-@dataclass(frozen=True, slots=True)
-class DueJob:
-    """The queued job that has been due the longest, and how many are due."""
-
-    id: str
-    due_since: datetime
-    reason: str | None
-    due: int
-
-    def waited(self, now: datetime) -> timedelta:
-        return max(now - self.due_since, timedelta(0))
-
-
-class StoreProbe:
-    """Looks at the store file through a connection of its own, opened for each look.
-
-    A connection of its own, so that the probe sees the file as any writer would, and
-    never waits behind the daemon's shared connection. Blocking: call it from a thread.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _connect(self, lock_wait: timedelta) -> sqlite3.Connection:
-        # mode=rw: a store that has gone missing is a problem, not a new empty file.
-        uri = f"{self.path.resolve().as_uri()}?mode=rw"
-        seconds = lock_wait.total_seconds()  # sqlite3's timeout is the busy timeout
-        conn = sqlite3.connect(uri, uri=True, timeout=seconds, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous = FULL")  # as the store commits
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def check_writable(self, lock_wait: timedelta = STORE_LOCK_WAIT) -> None:
-        """Commit one real write, or raise StoreNotWritable.
-
-        BEGIN IMMEDIATE alone succeeds even on a read-only file, and a rolled-back write
-        never reaches the disk. So the probe writes the schema version back with its own
-        value, under the write lock: a no-op for every reader, but one page committed to
-        the WAL and synced, as any job's change would be.
-        """
-        try:
-            conn = self._connect(lock_wait)
-        except sqlite3.Error as exc:
-            raise StoreNotWritable(f"the store {self.path} cannot be opened: {exc}") from None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-                conn.execute(f"PRAGMA user_version = {version:d}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreNotWritable(
-                    "the store is locked: another writer has held it for more than"
-                    f" {_duration(lock_wait)}"
-                ) from None
-            raise StoreNotWritable(f"the store cannot be written: {exc}") from None
-        except sqlite3.Error as exc:
-            raise StoreNotWritable(f"the store cannot be written: {exc}") from None
-        finally:
-            conn.close()
-
-    def oldest_due(self, now: datetime) -> DueJob | None:
-        """The queued job that has been due the longest, or None when none is due.
-
-        A job is due since it was last queued (`updated_at`), or since its `not_before`
-        when that came later. Times are the store's fixed-width UTC text, which compares
-        as it sorts.
-        """
-        conn = self._connect(STORE_LOCK_WAIT)  # WAL: readers wait only on a checkpoint
-        try:
-            row = conn.execute(
-                "SELECT id, max(updated_at, coalesce(not_before, updated_at)) AS due_since,"
-                " reason, count(*) OVER () AS due"
-                " FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-                " ORDER BY due_since, id LIMIT 1",
-                (JobState.QUEUED.value, _db_time(now)),
-            ).fetchone()
-        finally:
-            conn.close()
-        if row is None:
-            return None
-        return DueJob(id=row[0], due_since=_from_db_time(row[1]), reason=row[2], due=int(row[3]))
-
-    def overdue_callbacks(self, now: datetime, after: timedelta) -> OverdueCallbacks:
-        """Faxes that ended presumed sent (no callback) between `after` and CALLBACK_WATCH
-        ago, oldest first: the callbacks that should have come and did not."""
-        conn = self._connect(STORE_LOCK_WAIT)
-        try:
-            rows = conn.execute(
-                "SELECT id, count(*) OVER () FROM jobs WHERE state = ?"
-                " AND finished_at <= ? AND finished_at >= ? ORDER BY finished_at, id LIMIT ?",
-                (
-                    JobState.PRESUMED_SENT.value,
-                    _db_time(now - after),
-                    _db_time(now - CALLBACK_WATCH),
-                    _OVERDUE_SHOWN,
-                ),
-            ).fetchall()
-        finally:
-            conn.close()
-        return OverdueCallbacks(
-            count=int(rows[0][1]) if rows else 0, job_ids=tuple(row[0] for row in rows)
-        )
-
-    def oldest_due_seconds(self) -> float:
-        """For /metrics: seconds the oldest due job has waited (0: none is due; NaN: the
-        store cannot be read, which /healthz explains; the other metrics still go out)."""
-        now = utc_now()
-        try:
-            oldest = self.oldest_due(now)
-        except sqlite3.Error as exc:
-            log.debug("queue age not read error=%s", exc)
-            return math.nan
-        return 0.0 if oldest is None else oldest.waited(now).total_seconds()
-
-
-def _db_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _from_db_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class OverdueCallbacks:
-    count: int
-    job_ids: tuple[str, ...]  # the oldest few
 
 
 def callbacks_problem(overdue: OverdueCallbacks) -> str | None:
@@ -323,7 +170,8 @@ def queue_problem(oldest: DueJob | None, now: datetime, thresholds: HealthThresh
         return None
     why = f" ({oldest.reason})" if oldest.reason else ""
     return (
-        f"the queue is stuck: job {oldest.id} has been due for {_duration(oldest.waited(now))}"
+        f"the queue is stuck: job {oldest.id} has been due for"
+        f" {spoken_duration(oldest.waited(now))}"
         f" and is not sent{why}; {oldest.due} due in all"
     )
 
@@ -478,16 +326,3 @@ class Health:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def _duration(value: timedelta) -> str:
-    """A duration as people say it: 45 s, 3 min, 2 h 5 min."""
-    seconds = value.total_seconds()
-    if seconds < 1:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = int(seconds // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
