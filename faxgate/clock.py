@@ -20,3 +20,8 @@ def spoken_duration(value: timedelta) -> str:
     if minutes < 120:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60} min"
+
+
+def iso_utc(value: datetime) -> str:
+    """A moment as files and JSON show it: 2024-05-01T10:15:00Z."""
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

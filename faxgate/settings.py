@@ -42,8 +42,8 @@ from pydantic_settings import (
 from faxgate.config_error import ConfigError as ConfigError  # re-exported for callers
 from faxgate.domain.inbound_routes import check_address, check_pattern_syntax
 from faxgate.domain.jobs import RetryPolicy, RetryRule
+from faxgate.domain.passwords import BadPasswordHash, parse_hash
 from faxgate.hellofax import sandbox_defaults
-from faxgate.intake.smtp.auth import BadPasswordHash, parse_hash
 
 if TYPE_CHECKING:
     from faxgate.domain.numbers import NumberPolicy

@@ -22,13 +22,13 @@ from typing import Any, Final
 
 from faxgate.domain.autoreply import reply_headers
 from faxgate.domain.jobs import Document, Event, Job, JobState, Notification
+from faxgate.domain.numbers import display_number
 from faxgate.notify.mailer import Mailer
 from faxgate.notify.notifier import Handler, NothingToDeliver, PermanentFailure
 from faxgate.notify.report_text import (
     Outcome,
     calls,
     compose_report,
-    display_number,
     read_outcome,
     report_body,
     report_subject,

@@ -17,12 +17,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Final
 
-import phonenumbers
-
 from faxgate.domain.autoreply import AUTO_GENERATED, AUTO_REPLIED
 from faxgate.domain.codes import describe_outcome, parse_error_code, parse_status_code
 from faxgate.domain.jobs import ACTIVE_STATES, Document, Event, Job, JobState
-from faxgate.domain.numbers import FaxNumber
+from faxgate.domain.numbers import display_number
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 
 _WIDTH: Final = 72
@@ -270,14 +268,6 @@ def _table(rows: Sequence[tuple[str, str | None]]) -> str:
         _fill(f"  {label + ':':<{width}}{value}", indent=" " * (width + 2))
         for label, value in shown
     )
-
-
-def display_number(e164: str) -> str:
-    """The number as people write it (+1 415-555-0100); anything unreadable as it is."""
-    try:
-        return FaxNumber(e164, None).display()
-    except (ValueError, phonenumbers.NumberParseException):
-        return e164
 
 
 def _reason(payload: Mapping[str, Any], job: Job, state: JobState) -> str:

@@ -20,9 +20,10 @@ from faxgate.intake.folder.claims import ClaimBox, Queued
 from faxgate.intake.folder.drops import Drop
 from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature
+from faxgate.intake.folder.refusals import refuse
 from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.notify import folder_result as folder_results
-from faxgate.notify.folder_result import Results, folder_reporter, refuse
+from faxgate.notify.folder_result import Results, folder_reporter
 from faxgate.notify.notifier import PermanentFailure
 from faxgate.settings import FolderSettings
 from faxgate.store import Store

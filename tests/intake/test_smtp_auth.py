@@ -12,12 +12,8 @@ import pytest
 
 from faxgate.app import Daemon, StartupError, started
 from faxgate.cli import main
-from faxgate.intake.smtp.auth import (
-    Authenticator,
-    BadPasswordHash,
-    hash_password,
-    parse_hash,
-)
+from faxgate.domain.passwords import BadPasswordHash, hash_password, parse_hash
+from faxgate.intake.smtp.auth import Authenticator
 from faxgate.settings import ConfigError, Settings, load_settings
 from tests.daemon import fast_settings
 from tests.intake.smtp_testing import (

@@ -11,7 +11,7 @@ import trustme
 
 from faxgate.app import Daemon
 from faxgate.domain.jobs import JobState
-from faxgate.intake.smtp.auth import hash_password
+from faxgate.domain.passwords import hash_password
 from tests import peers
 from tests.conftest import pdf_document
 from tests.daemon import reports_delivered, settled

@@ -38,8 +38,9 @@ import pytest
 from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
+from faxgate.domain.passwords import hash_password
 from faxgate.hellofax.sandbox import FaultSettings
-from faxgate.intake.smtp.auth import FREE_FAILURES, MAX_DELAY, AuthLimiter, hash_password
+from faxgate.intake.smtp.auth import FREE_FAILURES, MAX_DELAY, AuthLimiter
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled

@@ -8,7 +8,7 @@ One FolderWatcher per configured folder, each a task on the event loop:
   rescan_interval and after an inotify overflow, so that nothing missed stays;
 - folder_ready decides when a file is complete; in a worker thread, folder_drops decides
   what the complete files make, folder_claims claims them into the spool and queues their
-  jobs in one transaction per batch, and refused files go to failed/ (folder_results);
+  jobs in one transaction per batch, and refused files go to failed/ (refusals);
 - then the dispatcher is woken.
 
 The hot folder and its number sub-folders are watched, one level deep; sent/, failed/ and
@@ -34,9 +34,9 @@ from faxgate.intake.folder.files import same_file_system, sweep_temporaries
 from faxgate.intake.folder.listing import head, list_candidates, list_dir, look_at, read_sidecar
 from faxgate.intake.folder.naming import is_sidecar
 from faxgate.intake.folder.ready import Readiness, Signature, Taken, parent
+from faxgate.intake.folder.refusals import refuse
 from faxgate.intake.folder.status import Places
 from faxgate.intake.folder.watcher import InotifyWatch, Signals, overflow_alarm
-from faxgate.notify.folder_result import refuse
 from faxgate.settings import FolderSettings, Settings
 from faxgate.store import Store
 from faxgate.waiting import wait_for_event
