@@ -16,7 +16,7 @@ import faxgate
 
 ROOT: Final = Path(faxgate.__file__).parent
 
-PLUMBING: Final = frozenset({"clock", "durable", "config_error", "logs", "systemd", "waiting"})
+PLUMBING: Final = frozenset({"clock", "durable", "config_error", "logs", "systemd", "runner"})
 BELOW_THE_PARTS: Final = frozenset({"domain", "metrics", "settings", *PLUMBING})
 
 # part -> the parts it may import. Lower rows never name higher ones.
@@ -27,7 +27,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "config_error": frozenset(),
     "logs": frozenset(),
     "systemd": frozenset(),
-    "waiting": frozenset(),
+    "runner": frozenset(),
     "metrics": frozenset({"domain"}),
     "settings": frozenset({"domain", "config_error", "hellofax.sandbox_defaults"}),
     "setup_warnings": frozenset({"settings"}),

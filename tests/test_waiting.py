@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from faxgate.waiting import wait_for_event
+from faxgate.runner import wait_for_event
 
 
 async def test_set_and_timed_out() -> None:

@@ -44,8 +44,8 @@ from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, Job, Notification
 from faxgate.notify.mailer import Mailer, MailError, keyed
 from faxgate.notify.report_text import compose_report
+from faxgate.runner import run_loop
 from faxgate.store import Store
-from faxgate.waiting import wait_for_event
 
 log = logging.getLogger("faxgate.notifier")
 
@@ -121,16 +121,16 @@ class Notifier:
 
     async def run(self) -> None:
         """Deliver until cancelled; a cancel mid-delivery leaves the row due (sent again)."""
-        while True:
-            self._wakeup.clear()
-            try:
-                taken, _ = await self._cycle()
-            except Exception:
-                log.exception("notifier cycle failed")
-                taken = 0
-            if taken >= self._batch:
-                continue  # a full batch: more may be due at once
-            await wait_for_event(self._wakeup, self._interval)
+        await run_loop(
+            self._full_batch, self._idle, self._wakeup, log=log, failed="notifier cycle failed"
+        )
+
+    async def _full_batch(self) -> bool:
+        taken, _ = await self._cycle()
+        return taken >= self._batch  # a full batch: more may be due at once
+
+    async def _idle(self) -> float:
+        return self._interval
 
     async def deliver_once(self) -> int:
         """One cycle: try each due notification (up to the batch); return how many are now

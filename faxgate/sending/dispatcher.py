@@ -63,13 +63,13 @@ from faxgate.domain.reconcile import (
 )
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.models import Transmission
+from faxgate.runner import run_loop
 from faxgate.sending.moves import DispatchReport, JobMoves
 from faxgate.sending.pause import PauseGate
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
 from faxgate.settings import DispatchSettings, PollingSettings
 from faxgate.store import Store
-from faxgate.waiting import wait_for_event
 
 __all__ = ["CONCURRENCY", "DispatchReport", "Dispatcher"]
 
@@ -159,21 +159,22 @@ class Dispatcher:
     async def run(self) -> None:
         """Dispatch until `stop()` or cancelled. A cancel mid-request leaves the job in
         `submitting`, which the next start reconciles; `stop()` avoids that."""
-        while not self._stopping:
-            self._wakeup.clear()
-            again = False
-            try:
-                again = (await self.dispatch_once()).more_may_be_due
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatch cycle failed")
-            if again:
-                await asyncio.sleep(0)
-                continue
-            # Jobs requeued by others (a busy line called again later) wait in the store.
-            waiting = await asyncio.to_thread(self._store.next_not_before)
-            await wait_for_event(self._wakeup, self._idle_seconds(waiting))
+        await run_loop(
+            self._cycle,
+            self._idle,
+            self._wakeup,
+            log=log,
+            failed="dispatch cycle failed",
+            stopping=lambda: self._stopping,
+        )
+
+    async def _cycle(self) -> bool:
+        return (await self.dispatch_once()).more_may_be_due
+
+    async def _idle(self) -> float:
+        # Jobs requeued by others (a busy line called again later) wait in the store.
+        waiting = await asyncio.to_thread(self._store.next_not_before)
+        return self._idle_seconds(waiting)
 
     def wake(self) -> None:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""

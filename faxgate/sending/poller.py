@@ -9,8 +9,8 @@ cycle grows with the due jobs, not with the account's history.
 The provider removes a fax once it is sent, so a poll may never see a fax end: it answers
 404 instead. Such a job ends `presumed_sent` (settle_vanished), never failed on a guess.
 
-An APScheduler interval job (`tick`) starts the cycles; the schedule of each job lives in
-our own table (next_poll_at), never in APScheduler's job stores.
+The cycles run on faxgate's loop shape (faxgate.runner): one at start, then one every
+`tick` or when woken; the schedule of each job lives in the store (next_poll_at).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal, NoReturn, TypeVar
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxgate import metrics
 from faxgate.clock import utc_now
@@ -32,6 +30,7 @@ from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError, Refused
 from faxgate.hellofax.models import Transmission, TransmissionPage
+from faxgate.runner import run_loop
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import PollingSettings
 from faxgate.store import StaleState, Store
@@ -52,7 +51,6 @@ CLOCK_SKEW: Final = timedelta(minutes=5)
 MAX_DUE: Final = 1000
 # Due jobs missing from the list asked for one by one in a cycle, at most.
 MAX_ASKED_ALONE: Final = 100
-_TICK_JOB_ID: Final = "faxgate-poll-tick"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +87,7 @@ class Poller:
         # A provider that keeps its faxes means something else by a 404: nothing is presumed.
         self._provider_removes = provider_removes
         self._cycle_lock = asyncio.Lock()
-        self._again = False
-        self._scheduler: AsyncIOScheduler | None = None
-        self._ticking: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
 
     # ------------------------------------------------------------------ one cycle
 
@@ -134,57 +130,22 @@ class Poller:
     # ------------------------------------------------------------------ the tick
 
     async def run(self) -> None:
-        """Run a cycle every `tick` until cancelled; the scheduler lives as long as this."""
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=self._settings.tick.total_seconds(),
-            id=_TICK_JOB_ID,
-            name="poll tick",
-            next_run_time=datetime.now(UTC),
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=None,
-        )
-        scheduler.start()
-        self._scheduler = scheduler
-        try:
-            await asyncio.Future()  # until cancelled
-        finally:
-            self._scheduler = None
-            scheduler.shutdown(wait=False)
-            # A cycle in progress is cancelled and awaited, so nothing polls once run()
-            # has returned; each of its writes is atomic, so the store stays consistent.
-            ticking = self._ticking
-            if ticking is not None and not ticking.done():
-                ticking.cancel()
-                await asyncio.gather(ticking, return_exceptions=True)
+        """Run a cycle at once, then every `tick` or when woken, until cancelled. A cancel
+        mid-cycle ends it there; each of its writes is atomic, so the store stays
+        consistent."""
+        await run_loop(self._tick, self._idle, self._wakeup, log=log, failed="poll cycle failed")
 
     def wake(self) -> None:
-        """Run a cycle now instead of at the next tick."""
-        scheduler = self._scheduler
-        if scheduler is None:
-            return
-        if self._cycle_lock.locked():
-            self._again = True  # the running cycle goes round once more
-            return
-        scheduler.modify_job(_TICK_JOB_ID, next_run_time=datetime.now(UTC))
+        """Run a cycle now instead of at the next tick (once more, when one is running)."""
+        self._wakeup.set()
 
-    async def _tick(self) -> None:
-        self._ticking = asyncio.current_task()
-        # A cancel is the poller stopping: end quietly, or the scheduler logs it as a crash.
-        with contextlib.suppress(asyncio.CancelledError):
-            async with self._cycle_lock:
-                self._again = True
-                while self._again:
-                    self._again = False
-                    try:
-                        await self.poll_once()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("poll cycle failed")
+    async def _tick(self) -> bool:
+        async with self._cycle_lock:
+            await self.poll_once()
+        return False
+
+    async def _idle(self) -> float:
+        return self._settings.tick.total_seconds()
 
 
 class _Cycle:

@@ -20,7 +20,7 @@ from faxgate.hellofax.sandbox.removal import removed_at_once
 from faxgate.hellofax.sandbox.service import SandboxService, received_document
 from faxgate.hellofax.sandbox.shapes import callback
 from faxgate.hellofax.sandbox.state import Store
-from faxgate.waiting import wait_for_event
+from faxgate.runner import wait_for_event
 
 STALL_POLL = 0.05  # seconds between looks at the stall switch, which can flip silently
 RETRY_BROKEN = 5.0  # seconds before a fax whose move failed is tried again

@@ -37,9 +37,9 @@ from faxgate.intake.folder.ready import Readiness, Signature, Taken, parent
 from faxgate.intake.folder.refusals import refuse
 from faxgate.intake.folder.status import Places
 from faxgate.intake.folder.watcher import InotifyWatch, Signals, overflow_alarm
+from faxgate.runner import run_loop
 from faxgate.settings import FolderSettings, Settings
 from faxgate.store import Store
-from faxgate.waiting import wait_for_event
 
 log = logging.getLogger("faxgate.hotfolder")
 
@@ -357,17 +357,23 @@ class FolderWatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            self._changed.clear()
-            try:
-                await self._cycle(loop.time())
-            except Exception:
-                log.exception("hot folder cycle failed path=%s", self.folder)
-                await asyncio.sleep(_ERROR_PAUSE)
-                continue
-            wait = self._seconds_to_next(loop.time())
-            if wait > 0:
-                await wait_for_event(self._changed, wait)
+
+        async def cycle() -> bool:
+            await self._cycle(loop.time())
+            return False
+
+        async def idle() -> float:
+            return self._seconds_to_next(loop.time())
+
+        await run_loop(
+            cycle,
+            idle,
+            self._changed,
+            log=log,
+            failed=f"hot folder cycle failed path={self.folder}",
+            stopping=lambda: self._stopping,
+            pause_after_failure=_ERROR_PAUSE,
+        )
 
     async def _cycle(self, now: float) -> None:
         if now >= self._rescan_at:
