@@ -33,7 +33,7 @@ from faxgate.reload import (
 from faxgate.settings import FolderSettings, ListenAddress, Settings, load_settings
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, DaemonProcess, settled
-from tests.intake.smtp_testing import RawSmtp, fax_mail
+from tests.intake.smtp.testing import RawSmtp, fax_mail
 from tests.test_systemd import notify_socket, received
 
 __all__ = ["notify_socket"]  # the fixture

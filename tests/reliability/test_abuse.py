@@ -44,7 +44,7 @@ from faxgate.intake.smtp.auth import FREE_FAILURES, MAX_DELAY, AuthLimiter
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     RawSmtp,

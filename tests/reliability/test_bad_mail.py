@@ -34,7 +34,7 @@ from faxgate.domain.jobs import Document, Job, JobState
 from faxgate.domain.message import MAX_COVER_MESSAGE_CHARS, MessageRefused, fax_content
 from tests.conftest import pdf_document
 from tests.daemon import reports_delivered, settled
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     RawSmtp,

@@ -13,7 +13,7 @@ from faxgate.domain.message import CoverMode, MessageRefused
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.smtp.accept import Fax, MailToFax
 from faxgate.intake.smtp.reader import MessageReader, ReaderFailed
-from tests.intake.smtp_testing import fax_mail
+from tests.intake.smtp.testing import fax_mail
 
 FAXES = [Fax(parse_fax_number("14155550101"), recipient="14155550101@fax.local")]
 ARCHIVE = ("a.zip", b"PK\x03\x04", "application/zip")

@@ -14,7 +14,7 @@ from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import Store
 from tests.conftest import wait_for
 from tests.daemon import DaemonProcess, child_daemon
-from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client
+from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client
 
 
 @pytest.fixture

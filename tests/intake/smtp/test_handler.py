@@ -29,7 +29,7 @@ from tests.daemon import (
     sandbox_posts_to,
     settled,
 )
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     RawSmtp,

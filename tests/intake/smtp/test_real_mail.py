@@ -13,7 +13,7 @@ from faxgate.app import Daemon
 from faxgate.domain.jobs import JobState
 from tests.conftest import pdf_document
 from tests.daemon import settled
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     smtp_client,

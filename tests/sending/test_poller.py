@@ -30,7 +30,7 @@ from tests.conftest import (
     sandbox_settings,
     wait_for,
 )
-from tests.test_tracker import FakeClock, submitted_job
+from tests.sending.test_tracker import FakeClock, submitted_job
 
 S = JobState
 FIRST = timedelta(seconds=30)

@@ -11,7 +11,7 @@ from faxgate.domain.message import CoverMode, FaxContent, MessageRefused, fax_co
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.smtp.accept import Fax
 from faxgate.intake.smtp.message import read_mail
-from tests.intake.smtp_testing import fax_mail
+from tests.intake.smtp.testing import fax_mail
 
 
 def faxes(*numbers: str) -> list[Fax]:

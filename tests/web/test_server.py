@@ -29,7 +29,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.mounts import Mounts, mounts
-from tests.test_tracker import submitted_job
+from tests.sending.test_tracker import submitted_job
 
 __all__ = ["mounts"]  # the fixture
 

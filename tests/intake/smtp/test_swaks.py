@@ -15,7 +15,7 @@ from faxgate.domain.passwords import hash_password
 from tests import peers
 from tests.conftest import pdf_document
 from tests.daemon import reports_delivered, settled
-from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, replies, smtp_daemon, smtp_port
+from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, replies, smtp_daemon, smtp_port
 
 
 async def run_swaks(*args: str) -> tuple[int, str]:

@@ -16,7 +16,7 @@ from faxgate.domain.passwords import BadPasswordHash, hash_password, parse_hash
 from faxgate.intake.smtp.auth import Authenticator
 from faxgate.settings import ConfigError, Settings, load_settings
 from tests.daemon import fast_settings
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     Tls,

@@ -11,7 +11,7 @@ import pytest
 from faxgate.app import Daemon
 from faxgate.intake.smtp.policy import reply_lines
 from tests.domain.test_real_corpus import CORPUS, ENTRIES
-from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, smtp_client, smtp_daemon, smtp_port
+from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, smtp_client, smtp_daemon, smtp_port
 
 THROUGH_THE_LISTENER = [
     "php-mime-mail-parser/m0020.eml",  # an Exchange meeting request

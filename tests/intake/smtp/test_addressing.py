@@ -10,7 +10,7 @@ import pytest
 
 from faxgate.app import Daemon, StartupError
 from faxgate.domain.jobs import Job
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     fax_mail,

@@ -10,7 +10,7 @@ import pytest
 from faxgate.cli import main
 from faxgate.domain.jobs import JobState
 from tests.conftest import pdf_document, wait_for
-from tests.intake.test_hotfolder import outbox_of, result, running
+from tests.intake.folder.test_runner import outbox_of, result, running
 
 
 async def test_a_cancelled_drop_lands_in_failed_and_its_status_goes(
