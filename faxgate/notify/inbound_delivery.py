@@ -3,7 +3,7 @@
 Each delivery a route owes (one mail to its recipients, one folder) has its own outbox
 row, so they are tried, retried and given up independently: a full disk never sends the
 mail twice. The notifier retries a failed delivery with a growing delay and survives
-restarts (see faxgate/notifier.py).
+restarts (see faxgate/notify/notifier.py).
 
 Delivered once: a folder write is idempotent by name (faxgate.inbound.folder). A mail is
 sent at least once; the delivery is marked done in the store right after the mailer took

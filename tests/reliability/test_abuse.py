@@ -2,8 +2,8 @@
 
 Already proven elsewhere, not repeated here:
 - relaying: other domains, an IP literal, a source route to another domain, the percent
-  hack, a bang path, a quoted "a@b" (tests/intake/test_smtp.py test_no_open_relay and
-  tests/intake/test_smtp_policy.py); no listener beyond loopback without users or an
+  hack, a bang path, a quoted "a@b" (tests/intake/smtp/test_handler.py test_no_open_relay and
+  tests/intake/smtp/test_policy.py); no listener beyond loopback without users or an
   allowlist (test_faxgate_will_not_listen_beyond_loopback_as_an_open_relay);
 - senders outside the allowlist, the null sender, a subdomain (test_smtp.py
   test_senders_outside_the_allowlist_are_refused); AUTH PLAIN before STARTTLS (538) and
@@ -13,7 +13,7 @@ Already proven elsewhere, not repeated here:
   (test_smtp.py test_the_daily_limit_per_sender);
 - a premium-rate and a foreign number at RCPT (test_smtp.py), every policy rule
   (tests/domain/test_numbers.py, and the properties in test_numbers_property.py);
-- a wrong callback token: 404, never logged (tests/test_web.py).
+- a wrong callback token: 404, never logged (tests/web/test_server.py).
 
 Here: the relaying tricks left (multi-hop source routes, a second @, quoted and multi-bang
 local parts), a sender with control characters, AUTH LOGIN before STARTTLS, the AUTH

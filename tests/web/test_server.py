@@ -20,7 +20,8 @@ from faxgate.hellofax.models import Upload
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.sending.tracker import Tracker
 from faxgate.store import Store
-from faxgate.web.server import HttpServer, InboundHandler, build_app, start_http
+from faxgate.web.callbacks import InboundHandler
+from faxgate.web.server import HttpServer, build_app, start_http
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,
