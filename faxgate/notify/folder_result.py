@@ -44,8 +44,8 @@ from faxgate.intake.folder.files import read_json, remove_quietly, write_json
 from faxgate.intake.folder.naming import RESULT_SUFFIX, numbered
 from faxgate.intake.folder.status import FolderRef, status_document, write_status
 from faxgate.notify.mailer import Mailer
-from faxgate.notify.notifier import Handler, PermanentFailure
 from faxgate.notify.report_text import calls, compose_report, read_outcome
+from faxgate.notify.reporter import PermanentFailure, Reporter
 from faxgate.store import Store
 from faxgate.store.spool import disk_trouble
 
@@ -69,7 +69,7 @@ class ResultNotPlaced(Exception):
 # ---------------------------------------------------------------------------- reporter
 
 
-def folder_reporter(store: Store, mailer: Mailer, spool_dir: Path) -> Handler:
+def folder_reporter(store: Store, mailer: Mailer, spool_dir: Path) -> Reporter:
     """The notifier's handler for reports on folder jobs."""
     results = Results(store, spool_dir / CLAIMS_DIR)
 

@@ -28,14 +28,14 @@ from faxgate.domain.jobs import Job, Notification
 from faxgate.inbound.compose import compose_mail, message_id
 from faxgate.inbound.folder import DocumentMissing, write_to_folder
 from faxgate.notify.mailer import Mailer, address_domain
-from faxgate.notify.notifier import PermanentFailure
+from faxgate.notify.reporter import PermanentFailure
 from faxgate.store import Store
 
 log = logging.getLogger("faxgate.inbound")
 
 
 class InboundDeliverer:
-    """The notifier's handler for "inbound" rows (faxgate.notify.notifier.Handler)."""
+    """The notifier's handler for "inbound" rows (faxgate.notify.notifier.Reporter)."""
 
     def __init__(
         self,

@@ -24,7 +24,6 @@ from faxgate.domain.autoreply import reply_headers
 from faxgate.domain.jobs import Document, Event, Job, JobState, Notification
 from faxgate.domain.numbers import display_number
 from faxgate.notify.mailer import Mailer
-from faxgate.notify.notifier import Handler, NothingToDeliver, PermanentFailure
 from faxgate.notify.report_text import (
     Outcome,
     calls,
@@ -33,6 +32,7 @@ from faxgate.notify.report_text import (
     report_body,
     report_subject,
 )
+from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
 from faxgate.store import Store
 
 _THREADING: Final = ("In-Reply-To", "References", "Auto-Submitted")
@@ -112,7 +112,7 @@ def read_attachments(documents: Sequence[Document]) -> list[Attachment]:
     return found
 
 
-def smtp_report_handler(mailer: Mailer, store: Store, *, attach_document: bool = False) -> Handler:
+def smtp_report_handler(mailer: Mailer, store: Store, *, attach_document: bool = False) -> Reporter:
     """The reporter for jobs that came by email."""
 
     async def handle(notification: Notification, job: Job | None) -> None:

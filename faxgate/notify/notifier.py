@@ -33,7 +33,7 @@ import fcntl
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,25 +44,16 @@ from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, Job, Notification
 from faxgate.notify.mailer import Mailer, MailError, keyed
 from faxgate.notify.report_text import compose_report
+from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
 from faxgate.runner import run_loop
 from faxgate.store import Store
 
 log = logging.getLogger("faxgate.notifier")
 
-Handler = Callable[[Notification, Job | None], Awaitable[None]]
-
 REPORT: Final = "report"
 DEFAULT_BATCH: Final = 50
 DEFAULT_INTERVAL: Final = 30.0  # seconds between cycles when nothing wakes the notifier
 _MAX_ERROR_TEXT: Final = 1000
-
-
-class PermanentFailure(Exception):
-    """Raised by a handler: this notification can never be delivered; set it aside."""
-
-
-class NothingToDeliver(Exception):
-    """Raised by a handler: there is nobody to tell; the notification is done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +86,7 @@ class Notifier:
     def __init__(
         self,
         store: Store,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Reporter],
         *,
         clock: Callable[[], datetime] = utc_now,
         rand: Callable[[], float] = random.random,
@@ -274,7 +265,7 @@ class _CycleLock:
 # ---------------------------------------------------------------------------- the default
 
 
-def report_mail_handler(mailer: Mailer, store: Store) -> Handler:
+def report_mail_handler(mailer: Mailer, store: Store) -> Reporter:
     """Mails the default report (faxgate.notify.report_text) to the job's reply address."""
 
     async def handle(notification: Notification, job: Job | None) -> None:
@@ -291,7 +282,7 @@ def report_mail_handler(mailer: Mailer, store: Store) -> Handler:
     return handle
 
 
-def default_handlers(mailer: Mailer, store: Store) -> dict[str, Handler]:
+def default_handlers(mailer: Mailer, store: Store) -> dict[str, Reporter]:
     """The default report mail for every intake until an intake brings its own reporter."""
     report = report_mail_handler(mailer, store)
     return {intake.value: report for intake in (Intake.CLI, Intake.SMTP, Intake.FOLDER)}

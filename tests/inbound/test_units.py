@@ -27,7 +27,8 @@ from faxgate.inbound.folder import write_to_folder
 from faxgate.inbound.receiver import InboundReceiver, prepare_upload_dir
 from faxgate.notify.inbound_delivery import InboundDeliverer
 from faxgate.notify.mailer import MailError
-from faxgate.notify.notifier import Backoff, Notifier, PermanentFailure
+from faxgate.notify.notifier import Backoff, Notifier
+from faxgate.notify.reporter import PermanentFailure
 from faxgate.store import Store
 from faxgate.store.spool import Spool
 from tests.conftest import pdf_document

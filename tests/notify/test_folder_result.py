@@ -24,7 +24,7 @@ from faxgate.intake.folder.refusals import refuse
 from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.notify import folder_result as folder_results
 from faxgate.notify.folder_result import Results, folder_reporter
-from faxgate.notify.notifier import PermanentFailure
+from faxgate.notify.reporter import PermanentFailure
 from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import pdf_document

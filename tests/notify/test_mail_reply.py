@@ -23,8 +23,8 @@ from faxgate.notify.mail_reply import (
     smtp_report_handler,
 )
 from faxgate.notify.mailer import MaildirMailer
-from faxgate.notify.notifier import NothingToDeliver, PermanentFailure
 from faxgate.notify.report_text import read_outcome
+from faxgate.notify.reporter import NothingToDeliver, PermanentFailure
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
 from faxgate.store.spool import Spool
 from tests.conftest import pdf_document

@@ -21,15 +21,9 @@ from faxgate import metrics
 from faxgate.domain.jobs import Document, Event, Intake, Job, JobState, Notification
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 from faxgate.notify.mailer import AUTO_GENERATED, AUTO_REPLIED, MaildirMailer, MailError
-from faxgate.notify.notifier import (
-    Backoff,
-    Handler,
-    NothingToDeliver,
-    Notifier,
-    PermanentFailure,
-    default_handlers,
-)
+from faxgate.notify.notifier import Backoff, Notifier, default_handlers
 from faxgate.notify.report_text import calls, compose_report
+from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
 from faxgate.store.spool import SpooledFile
 from tests.conftest import wait_for
@@ -213,7 +207,7 @@ class RecordingMailer:
 
 
 def notifier(
-    store: Store, handlers: Mapping[str, Handler], clock: FakeClock, **kw: Any
+    store: Store, handlers: Mapping[str, Reporter], clock: FakeClock, **kw: Any
 ) -> Notifier:
     return Notifier(store, handlers, clock=clock, rand=lambda: 0.0, **kw)
 
