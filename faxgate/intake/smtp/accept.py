@@ -8,8 +8,9 @@ exists: the client is told 451 and sends again later.
 The documents pass the same rules as every intake's (faxgate.domain.documents, as in
 faxgate.intake.queue); this path differs from queue_fax in two ways the listener needs:
 each number may have its own cover page (the name the message gives that address), and
-the jobs of several messages arriving together are committed in one transaction (group
-commit: one fsync of the database for all of them instead of one each).
+the jobs of several messages arriving together are committed in one transaction by the
+queue's group commit (faxgate.intake.queue.GroupCommitter: one fsync of the database for
+all of them instead of one each).
 
 A client that hangs up before its message reaches the store leaves nothing behind (it
 will send again); one that hangs up later has its faxes sent, as SMTP allows.
@@ -34,12 +35,12 @@ from faxgate.domain.documents import check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import FaxNumber
+from faxgate.intake.queue import MAX_BATCH, Abandoned, GroupCommitter, Ticket
 from faxgate.store import NewDocument, NewJob, Store
 from faxgate.store.spool import Spool, SpooledFile, disk_trouble
 
 log = logging.getLogger("faxgate.smtp")
 
-MAX_BATCH: Final = 64  # messages per transaction
 _HEAD_BYTES: Final = 512
 
 
@@ -65,20 +66,6 @@ class MailToFax:
     from_line: str | None = None
     reply_to: str | None = None
     intake_ref: Mapping[str, Any] = field(default_factory=dict)
-
-
-class Abandoned(Exception):
-    """The client went away before its message reached the store: nothing was kept."""
-
-
-@dataclass(slots=True)
-class Ticket:
-    """Lets a connection that is gone call off a message not yet in the store."""
-
-    abandoned: bool = False
-
-    def abandon(self) -> None:
-        self.abandoned = True
 
 
 @dataclass(slots=True)
@@ -140,95 +127,6 @@ def discard(spool: Spool, files: Sequence[SpooledFile]) -> None:
             spool.remove(file.path)
         except OSError as exc:
             log.warning("could not remove spooled file path=%s error=%s", file.path, exc)
-
-
-@dataclass(slots=True)
-class _Entry:
-    jobs: list[NewJob]
-    ticket: Ticket
-    future: asyncio.Future[list[Job]]
-
-
-class GroupCommitter:
-    """Commits the jobs of the messages waiting together in one transaction.
-
-    While one transaction runs (in a worker thread), the messages that arrive wait; the
-    next transaction takes them all. No timer: a lone message goes at once. If a batch
-    fails, its messages are tried one by one, so one message cannot sink the others.
-    """
-
-    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
-        self._store = store
-        self._max_batch = max_batch
-        self._waiting: list[_Entry] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self.transactions = 0  # for tests and the benchmark
-
-    async def commit(self, jobs: list[NewJob], ticket: Ticket) -> list[Job]:
-        """Raises Abandoned when the ticket was given up before the commit began."""
-        future: asyncio.Future[list[Job]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Entry(jobs, ticket, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="smtp-group-commit")
-        return await future
-
-    async def idle(self) -> None:
-        """Return once nothing waits or is being committed."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
-
-    async def _flush(self) -> None:
-        while self._waiting:
-            taken, self._waiting = (
-                self._waiting[: self._max_batch],
-                self._waiting[self._max_batch :],
-            )
-            batch = []
-            for entry in taken:
-                if entry.ticket.abandoned:
-                    _settle(entry.future, error=Abandoned())
-                else:
-                    batch.append(entry)
-            if batch:
-                await self._commit(batch)
-
-    async def _commit(self, batch: list[_Entry]) -> None:
-        try:
-            created = await asyncio.to_thread(self._create, [entry.jobs for entry in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0].future, error=exc)
-                return
-            log.warning("a batch failed; committing one by one messages=%d", len(batch))
-            for entry in batch:
-                await self._commit([entry])
-            return
-        for entry, jobs in zip(batch, created, strict=True):
-            _settle(entry.future, result=jobs)
-
-    def _create(self, batches: list[list[NewJob]]) -> list[list[Job]]:
-        flat = [job for jobs in batches for job in jobs]
-        created = self._store.create_jobs(flat)
-        self.transactions += 1
-        out, at = [], 0
-        for jobs in batches:
-            out.append(created[at : at + len(jobs)])
-            at += len(jobs)
-        return out
-
-
-def _settle(
-    future: asyncio.Future[list[Job]],
-    *,
-    result: list[Job] | None = None,
-    error: BaseException | None = None,
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result or [])
 
 
 class MailIntake:

@@ -36,7 +36,8 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import CoverMode, MessageRefused
 from faxgate.intake.contacts import ContactsUnreadable, read_address_book
-from faxgate.intake.smtp.accept import Abandoned, Fax, MailIntake, MailToFax, Ticket
+from faxgate.intake.queue import Abandoned, Ticket
+from faxgate.intake.smtp.accept import Fax, MailIntake, MailToFax
 from faxgate.intake.smtp.auth import Authenticator, AuthLimiter
 from faxgate.intake.smtp.data import MessageTooBig, read_message
 from faxgate.intake.smtp.message import SubjectRule

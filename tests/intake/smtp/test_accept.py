@@ -13,14 +13,8 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.intake.smtp.accept import (
-    Abandoned,
-    Fax,
-    GroupCommitter,
-    MailIntake,
-    MailToFax,
-    Ticket,
-)
+from faxgate.intake.queue import Abandoned, GroupCommitter, Ticket
+from faxgate.intake.smtp.accept import Fax, MailIntake, MailToFax
 from faxgate.store import NewJob, Store
 from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
