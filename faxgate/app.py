@@ -28,7 +28,7 @@ from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.provider import open_client
 from faxgate.inbound.receiver import InboundReceiver
 from faxgate.intake.folder.runner import FolderError, HotFolders
-from faxgate.intake.smtp.handler import SmtpListener, SmtpSetupError, start_smtp
+from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.notify.folder_result import folder_reporter
 from faxgate.notify.inbound_delivery import InboundDeliverer
 from faxgate.notify.mail_reply import smtp_report_handler

@@ -39,7 +39,7 @@ from typing import Final
 from faxgate.inbound.receiver import UPLOAD_DIR_NAME, routing_from_settings
 from faxgate.intake.folder.claims import CLAIMS_DIR
 from faxgate.intake.folder.status import Places
-from faxgate.intake.smtp.handler import SmtpSetupError, tls_context
+from faxgate.intake.smtp.listener import SmtpSetupError, tls_context
 from faxgate.intake.smtp.policy import exposure_problem
 from faxgate.settings import FolderSettings, ListenAddress, Settings
 from faxgate.store import MIGRATIONS

@@ -32,12 +32,8 @@ from faxgate import systemd
 from faxgate.domain.inbound_routes import RoutingTable
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
 from faxgate.intake.folder.runner import FolderError, FolderReload, HotFolders
-from faxgate.intake.smtp.handler import (
-    HandlerConfig,
-    SmtpListener,
-    SmtpSetupError,
-    load_address_book,
-)
+from faxgate.intake.smtp.handler import HandlerConfig
+from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, load_address_book
 from faxgate.intake.smtp.policy import exposure_problem
 from faxgate.settings import ConfigError, Settings
 

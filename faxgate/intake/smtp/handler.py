@@ -7,10 +7,9 @@ refused there, while the client is still connected, when there is nothing to fax
 bounce is ever sent to a forged sender. A message answered 250 is on disk with its jobs
 (faxgate.intake.smtp.accept); a storing failure answers 451 and keeps nothing.
 
-The server runs on faxgate's own loop (aiosmtpd's controllers start their own); `stop()`
-stops listening, lets messages being stored finish, then closes every connection. Two
-departures from aiosmtpd for speed: DATA is read in bulk (faxgate.intake.smtp.data), and
-messages are read (parsed) in worker processes (faxgate.intake.smtp.reader).
+The handler has the handle_* steps only; the protocol is faxgate.intake.smtp.protocol and
+the server faxgate.intake.smtp.listener. Messages are read (parsed) in worker processes
+(faxgate.intake.smtp.reader).
 """
 
 from __future__ import annotations
@@ -19,15 +18,12 @@ import asyncio
 import base64
 import binascii
 import logging
-import socket
-import ssl
 import weakref
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AnyStr, Final
+from typing import Final
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from faxgate import metrics
 from faxgate.clock import utc_now
@@ -35,11 +31,9 @@ from faxgate.domain.addressing import AddressBook, AddressRefused
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import CoverMode, MessageRefused
-from faxgate.intake.contacts import ContactsUnreadable, read_address_book
 from faxgate.intake.queue import Abandoned, Ticket
 from faxgate.intake.smtp.accept import Fax, MailIntake, MailToFax
 from faxgate.intake.smtp.auth import Authenticator, AuthLimiter
-from faxgate.intake.smtp.data import MessageTooBig, read_message
 from faxgate.intake.smtp.message import SubjectRule
 from faxgate.intake.smtp.policy import (
     FromSubject,
@@ -48,205 +42,22 @@ from faxgate.intake.smtp.policy import (
     address_recipient,
     check_sender,
     daily_limit_reached,
-    exposure_problem,
     line_for,
     normalise_sender,
     start_of_day,
     subject_refusal,
     too_many_recipients,
 )
+from faxgate.intake.smtp.protocol import FaxEnvelope, FaxSMTP
 from faxgate.intake.smtp.reader import MessageReader
-from faxgate.settings import Settings, SmtpSettings
-from faxgate.store import Store
-from faxgate.store.spool import Spool, disk_trouble
+from faxgate.settings import Settings
+from faxgate.store.spool import disk_trouble
 
 log = logging.getLogger("faxgate.smtp")
 
-STOP_GRACE: Final = 10.0  # seconds a stop waits for messages being stored
-AUTH_TRIES: Final = 5  # AUTH commands per connection before it is closed
-_UNLIMITED: Final = 10**9
 _OK_MAIL: Final = "250 2.1.0 OK"
 _OK_RCPT: Final = "250 2.1.5 OK"
 _LOCKED_OUT: Final = "421 4.7.0 Too many failed authentication attempts"
-
-
-# RFC 5321 allows command lines of 512 bytes; a little more leaves room for AUTH lines.
-COMMAND_LINE_LIMIT: Final = 4096
-
-
-class SmtpSetupError(Exception):
-    """The listener cannot start with these settings; the message says why."""
-
-
-# ---------------------------------------------------------------------------- protocol
-
-
-class FaxEnvelope(Envelope):
-    """aiosmtpd's envelope, plus the fax numbers its recipients named."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.faxes: dict[str, Fax] = {}  # by E.164: one fax per number, however written
-        self.from_subject: list[str] = []  # shared addresses: numbers from the subject
-
-
-class ConnectionGate:
-    """Connections at once, in all and per client address. Each may hold up to a
-    message's size while it arrives, so past either limit a new one is turned away."""
-
-    def __init__(self, total: int, per_client: int) -> None:
-        self.total, self.per_client = total, per_client
-        self._open: Counter[str] = Counter()
-
-    def enter(self, client: str) -> str | None:
-        """None when `client` may come in (it is counted), else the reply to close with."""
-        if self._open.total() >= self.total:
-            return "421 4.7.0 too many connections; try again later"
-        if self._open[client] >= self.per_client:
-            return "421 4.7.0 too many connections from your address; try again later"
-        self._open[client] += 1
-        return None
-
-    def leave(self, client: str) -> None:
-        self._open[client] -= 1
-        if self._open[client] <= 0:
-            del self._open[client]
-
-
-class FaxSMTP(SMTP):
-    """aiosmtpd's protocol with faxgate's limits and wording."""
-
-    def __init__(
-        self,
-        handler: SmtpHandler,
-        *,
-        max_line: int,
-        gate: ConnectionGate,
-        on_lost: Callable[[FaxSMTP], None],
-        **kw: Any,
-    ) -> None:
-        # A command line past this is drained and refused, never kept whole. aiosmtpd
-        # reads the limit in its constructor, so it is set first.
-        self.line_length_limit = COMMAND_LINE_LIMIT
-        self._data_line_limit = max_line
-        self._gate = gate
-        self._admitted: str | None = None  # the client address, once let in
-        self._turned_away = False
-        self._on_lost = on_lost
-        self.storing = False  # between the end of DATA and its answer
-        super().__init__(handler, **kw)
-
-    def _create_envelope(self) -> FaxEnvelope:
-        return FaxEnvelope()
-
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str | None) -> None:
-        """aiosmtpd's DATA, reading the message in bulk (faxgate.intake.smtp.data)."""
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 need RCPT command")
-            return
-        if arg:
-            await self.push("501 5.5.4 syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            content = await self._read_data()
-        except MessageTooBig:
-            self.envelope = self._create_envelope()
-            await self.push(self._too_big())
-            return
-        except asyncio.IncompleteReadError:
-            self._writer.close()  # the client left mid-message
-            return
-        except asyncio.CancelledError:
-            self._writer.close()  # the connection is gone, as aiosmtpd does
-            raise
-        self.envelope.content = self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
-        self.envelope = self._create_envelope()
-        await self.push(status if isinstance(status, str) else "250 OK")
-
-    async def _read_data(self) -> bytes:
-        """The message, the stream taking lines as long as the size limit allows while it
-        is read: scanners send base64 without line breaks."""
-        reader = self._reader
-        reader._limit = self._data_line_limit  # type: ignore[attr-defined]  # asyncio's own
-        try:
-            return await read_message(reader, self.data_size_limit)
-        finally:
-            reader._limit = COMMAND_LINE_LIMIT  # type: ignore[attr-defined]
-
-    async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str):
-            await super().push(self._reworded(status))
-        else:
-            await super().push(status)
-        if self.storing and _is_final_reply(status):
-            self.storing = False
-
-    def _reworded(self, status: str) -> str:
-        """aiosmtpd's own refusals, with enhanced status codes; counted."""
-        if status.startswith("552 Error: message size"):  # SIZE= over the limit at MAIL
-            return self._too_big()
-        if status.startswith("530 Must issue a STARTTLS"):
-            metrics.smtp_refused.labels(reason="tls_required").inc()
-            return "530 5.7.0 must issue a STARTTLS command first"
-        if status.startswith("535 "):
-            metrics.smtp_refused.labels(reason="auth_failed").inc()
-        if status.startswith("553 5.1.3 Error: malformed address"):  # "a@b@c", "a@b."
-            metrics.smtp_refused.labels(reason="malformed").inc()
-        return status
-
-    def _too_big(self) -> str:
-        metrics.smtp_refused.labels(reason="too_big").inc()
-        return f"552 5.3.4 message too big: at most {self.data_size_limit} bytes"
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None:  # not the TLS transport after STARTTLS: a new client
-            peer = transport.get_extra_info("peername")
-            client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-            refusal = self._gate.enter(client)
-            if refusal is not None:
-                self._turned_away = True
-                metrics.smtp_refused.labels(reason="connections").inc()
-                log.warning("smtp connection turned away peer=%s reply=%r", client, refusal)
-                assert isinstance(transport, asyncio.WriteTransport)
-                transport.write(f"{refusal}\r\n".encode())
-                transport.close()
-                return
-            self._admitted = client
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if not self._turned_away:
-            super().data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return None if self._turned_away else super().eof_received()
-
-    def connection_lost(self, error: Exception | None) -> None:
-        if not self._turned_away:
-            super().connection_lost(error)
-        if self._admitted is not None:
-            self._gate.leave(self._admitted)
-            self._admitted = None
-        self._on_lost(self)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-def _is_final_reply(status: str | bytes) -> bool:
-    text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
-    text = text.rsplit("\r\n", 1)[-1]  # a multiline reply ends with its last line
-    return len(text) >= 4 and text[:3].isdigit() and text[3] == " "
-
-
-# ---------------------------------------------------------------------------- handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,148 +418,3 @@ async def _credential(server: SMTP, args: list[str], challenge: str) -> bytes | 
     except (binascii.Error, UnicodeEncodeError):
         await server.push("501 5.5.2 cannot decode base64")
         return None
-
-
-# ---------------------------------------------------------------------------- server
-
-
-class SmtpListener:
-    """A running listener: its port, and how to stop it."""
-
-    def __init__(
-        self, server: asyncio.Server, handler: SmtpHandler, connections: set[FaxSMTP]
-    ) -> None:
-        self._server = server
-        self.handler = handler
-        self._connections = connections
-        self._stopped = False
-
-    @property
-    def port(self) -> int:
-        sockets: Sequence[Any] = self._server.sockets
-        return int(sockets[0].getsockname()[1])
-
-    @property
-    def host(self) -> str:
-        return str(self._server.sockets[0].getsockname()[0])
-
-    async def stop(self, grace: float = STOP_GRACE) -> None:
-        """Stop listening; let messages being stored get their answer; close the rest."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._server.close()
-        for connection in list(self._connections):
-            if not connection.storing:
-                connection.close()
-        deadline = asyncio.get_running_loop().time() + grace
-        if self.handler.accepting:
-            await asyncio.wait(list(self.handler.accepting), timeout=grace)
-        while any(c.storing for c in self._connections):
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(0.01)  # the answer is being written
-        for connection in list(self._connections):
-            connection.close()
-        await self.handler.intake.committer.idle()
-        await self.handler.reader.close()
-        await self._server.wait_closed()
-        log.info("smtp listener stopped")
-
-
-def tls_context(smtp: SmtpSettings) -> ssl.SSLContext | None:
-    if not smtp.tls_cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(smtp.tls_cert, smtp.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise SmtpSetupError(
-            f"cannot load smtp.tls_cert {smtp.tls_cert} and smtp.tls_key: {reason}"
-        ) from None
-    return context
-
-
-async def start_smtp(
-    settings: Settings,
-    store: Store,
-    spool: Spool,
-    *,
-    on_accept: Callable[[list[Job]], None] = lambda _jobs: None,
-) -> SmtpListener:
-    """Listen on settings.smtp.listen. Raises SmtpSetupError for settings that cannot be
-    used (an open relay, unreadable TLS files) and OSError when the address is taken."""
-    smtp = settings.smtp
-    problem = exposure_problem(
-        smtp.listen.host, has_users=bool(smtp.users), has_allowlist=bool(smtp.allowed_senders)
-    )
-    if problem:
-        raise SmtpSetupError(problem)
-    context = tls_context(smtp)
-    users = {name: secret.get_secret_value() for name, secret in smtp.users.items()}
-    handler = SmtpHandler(
-        HandlerConfig.of(settings, await load_address_book(settings)),
-        MailIntake(store, spool),
-        MessageReader(smtp.reader_processes),
-        authenticator=Authenticator(users) if users else None,
-        login_limiter=AuthLimiter(
-            first_delay=smtp.auth_failure_delay.total_seconds(),
-            max_failures=smtp.auth_max_failures,
-            window=smtp.auth_failure_window.total_seconds(),
-        ),
-        on_accept=on_accept,
-    )
-    hostname = smtp.hostname or _local_hostname()
-    connections: set[FaxSMTP] = set()
-    gate = ConnectionGate(smtp.max_connections, smtp.max_connections_per_client)
-    if not log.isEnabledFor(logging.DEBUG):
-        # aiosmtpd logs every command at INFO (and a deprecation warning per login).
-        logging.getLogger("mail.log").setLevel(logging.ERROR)
-
-    def connection() -> FaxSMTP:
-        protocol = FaxSMTP(
-            handler,
-            max_line=smtp.max_message_size,
-            gate=gate,
-            on_lost=connections.discard,
-            hostname=hostname,
-            ident="faxgate",
-            data_size_limit=smtp.max_message_size,
-            tls_context=context,
-            require_starttls=smtp.require_tls,
-            auth_require_tls=True,
-            timeout=smtp.idle_timeout.total_seconds(),
-            command_call_limit={"AUTH": AUTH_TRIES, "*": _UNLIMITED},
-        )
-        connections.add(protocol)
-        return protocol
-
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(connection, smtp.listen.host, smtp.listen.port)
-    listener = SmtpListener(server, handler, connections)
-    log.info("smtp listening host=%s port=%d hostname=%s", listener.host, listener.port, hostname)
-    return listener
-
-
-async def load_address_book(settings: Settings) -> AddressBook:
-    """The contacts file, read away from the loop; SmtpSetupError when it cannot be read.
-    Entries left out for a problem are logged, each once."""
-    addressing = settings.addressing
-    try:
-        book = await asyncio.to_thread(
-            read_address_book,
-            addressing.contacts_file,
-            settings.numbers.policy(),
-            addressing.max_group_size,
-        )
-    except ContactsUnreadable as exc:
-        raise SmtpSetupError(str(exc)) from None
-    for problem in book.problems:
-        log.warning("contacts file %s: %s", addressing.contacts_file, problem)
-    return book
-
-
-def _local_hostname() -> str:
-    # gethostname never asks DNS; getfqdn (aiosmtpd's default) may block for seconds.
-    return socket.gethostname() or "faxgate"
