@@ -57,7 +57,7 @@ _MAX_ERROR_TEXT: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
+class DeliveryBackoff:
     """Waits between delivery attempts: doubling from `first` up to `maximum`."""
 
     first: timedelta = timedelta(minutes=1)
@@ -90,7 +90,7 @@ class Notifier:
         *,
         clock: Callable[[], datetime] = utc_now,
         rand: Callable[[], float] = random.random,
-        backoff: Backoff = Backoff(),
+        backoff: DeliveryBackoff = DeliveryBackoff(),
         batch: int = DEFAULT_BATCH,
         interval: float = DEFAULT_INTERVAL,
         lock_path: Path | None = None,

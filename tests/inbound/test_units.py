@@ -27,7 +27,7 @@ from faxgate.inbound.folder import write_to_folder
 from faxgate.inbound.receiver import InboundReceiver, prepare_upload_dir
 from faxgate.notify.inbound_delivery import InboundDeliverer
 from faxgate.notify.mailer import MailError
-from faxgate.notify.notifier import Backoff, Notifier
+from faxgate.notify.notifier import DeliveryBackoff, Notifier
 from faxgate.notify.reporter import PermanentFailure
 from faxgate.store import Store
 from faxgate.store.spool import Spool
@@ -390,7 +390,7 @@ async def test_a_failing_mail_does_not_hold_up_the_folder(
     )
     mailer = RecordingMailer(failures=[MailError("relay down", permanent=False)])
     deliverer = InboundDeliverer(store, mailer, from_address="fax@example.com")
-    notifier = Notifier(store, {NOTIFICATION_KIND: deliverer}, backoff=Backoff())
+    notifier = Notifier(store, {NOTIFICATION_KIND: deliverer}, backoff=DeliveryBackoff())
     assert await notifier.deliver_once() == 1
     fax = store.find_inbound_by_guid(GUID)
     assert fax is not None

@@ -21,7 +21,7 @@ from faxgate import metrics
 from faxgate.domain.jobs import Document, Event, Intake, Job, JobState, Notification
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON
 from faxgate.notify.mailer import AUTO_GENERATED, AUTO_REPLIED, MaildirMailer, MailError
-from faxgate.notify.notifier import Backoff, Notifier, default_handlers
+from faxgate.notify.notifier import DeliveryBackoff, Notifier, default_handlers
 from faxgate.notify.report_text import calls, compose_report
 from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
@@ -456,7 +456,7 @@ async def test_failing_handler_is_retried_with_growing_delay(
 
 
 def test_backoff_doubles_to_an_hour_with_jitter_that_keeps_it_growing() -> None:
-    backoff = Backoff()
+    backoff = DeliveryBackoff()
     plain = [backoff.delay(n, 0.0) for n in range(1, 10)]
     assert plain[:4] == [timedelta(minutes=m) for m in (1, 2, 4, 8)]
     assert plain[-1] == timedelta(hours=1)
