@@ -27,7 +27,8 @@ from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.provider import open_client
 from faxgate.inbound.receiver import InboundReceiver
-from faxgate.intake.folder.runner import FolderError, HotFolders
+from faxgate.intake.folder.folders import HotFolders
+from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.notify.folder_result import folder_reporter
 from faxgate.notify.inbound_delivery import InboundDeliverer

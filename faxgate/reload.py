@@ -31,7 +31,8 @@ from pydantic import BaseModel
 from faxgate import systemd
 from faxgate.domain.inbound_routes import RoutingTable
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
-from faxgate.intake.folder.runner import FolderError, FolderReload, HotFolders
+from faxgate.intake.folder.folders import FolderReload, HotFolders
+from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.smtp.handler import HandlerConfig
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, load_address_book
 from faxgate.intake.smtp.policy import exposure_problem

@@ -22,7 +22,7 @@ from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Intake
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
-from faxgate.intake.folder.runner import how_to_apply
+from faxgate.intake.folder.folders import how_to_apply
 from faxgate.reload import (
     Reloader,
     ReloadPlan,
