@@ -16,7 +16,8 @@ import pytest
 from faxgate.domain.jobs import Intake, Job, JobState, Notification
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON, report_payload
-from faxgate.intake.folder.claims import ClaimBox, Queued
+from faxgate.intake.folder.claim_records import Queued
+from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.drops import Drop
 from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature

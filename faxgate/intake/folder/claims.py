@@ -39,18 +39,26 @@ import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from faxgate.clock import utc_now
 from faxgate.domain.documents import DocumentRefused
-from faxgate.domain.jobs import Intake, Job
+from faxgate.domain.jobs import Intake
 from faxgate.domain.numbers import FaxNumber
 from faxgate.durable import CHUNK, fsync_dir
+from faxgate.intake.folder.claim_records import (
+    ClaimedFile,
+    ClaimRecord,
+    DropClaim,
+    NotTaken,
+    Outcome,
+    Queued,
+    Spoiled,
+)
 from faxgate.intake.folder.drops import CONTENT, MISSING, NOT_A_FILE, UNREADABLE, Drop
 from faxgate.intake.folder.files import json_bytes, read_json, remove_quietly, write_json
 from faxgate.intake.folder.naming import STATUS_SUFFIX, unique_name
@@ -74,97 +82,9 @@ _COMPLAIN_EVERY: Final = 60.0
 _FLUSH_TROUBLE: Final = FULL_ERRNOS | {errno.EIO}
 
 
-class ClaimedFile(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    source: str  # relative to the hot folder
-    target: str  # name in the claims folder
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @property
-    def signature(self) -> Signature:
-        return Signature(self.size, self.mtime_ns, self.inode)
-
-
-class DropClaim(BaseModel):
-    """One fax from a drop: its files and everything its jobs need."""
-
-    model_config = ConfigDict(frozen=True)
-
-    drop: str
-    documents: list[ClaimedFile]
-    names: list[str]  # the documents' names for people
-    sidecar: ClaimedFile | None = None
-    numbers: list[str]  # E.164
-    from_line: str | None = None
-    cover_to: str | None = None
-    cover_from: str | None = None
-    cover_message: str | None = None
-    notify: str | None = None
-    number_from: str
-    status: Path
-    taken_at: datetime
-
-    def ref(self, places: Places) -> FolderRef:
-        return FolderRef(
-            drop=self.drop,
-            places=places,
-            files=[f.source for f in self.documents],
-            spooled=[f.target for f in self.documents],
-            sidecar=self.sidecar.source if self.sidecar else None,
-            sidecar_spooled=self.sidecar.target if self.sidecar else None,
-            status=self.status,
-            number_from=self.number_from,
-            taken_at=self.taken_at,
-        )
-
-
-class ClaimRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    version: Literal[1] = 1
-    places: Places
-    created_at: datetime
-    drops: list[DropClaim]
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    places: Places
-    claim: DropClaim
-    jobs: list[Job]
-
-
-@dataclass(frozen=True, slots=True)
-class NotTaken:
-    """Left where it was: gone before the claim, changed since it was looked at, or stuck:
-    the disk is full or a folder read-only, so it is tried again later (`detail` says
-    why)."""
-
-    places: Places
-    claim: DropClaim
-    why: Literal["gone", "changed", "stuck"]
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Spoiled:
-    """Claimed, but not to be sent: its files (now in the spool) go to failed/."""
-
-    places: Places
-    claim: DropClaim
-    code: str
-    reason: str
-    files: list[tuple[Path, str]]  # (where it is now, its name for people)
-
-
-Outcome = Queued | NotTaken | Spoiled
-
-
-class ClaimBox:
-    """spool/folder/: the claimed files, the claim records and the result records."""
+class _ClaimBase:
+    """spool/folder/: the claimed files, the claim records and the result records; the
+    status files, queueing the claimed files' jobs, and saying why a file stays."""
 
     def __init__(self, spool_dir: Path, store: Store) -> None:
         self.spool = Spool(spool_dir)
@@ -253,6 +173,123 @@ class ClaimBox:
                 continue
             if placement_path(self.root, claim.drop).exists():
                 remove_quietly([claim.status])
+
+    # ------------------------------------------------------------------ queueing
+
+    def _queue(self, places: Places, claims: Sequence[DropClaim]) -> list[Outcome]:
+        """Hash and flush the claimed files, then create every job in one transaction."""
+        outcomes: list[Outcome] = []
+        ready: list[tuple[DropClaim, FaxRequest]] = []
+        # Flushing many files at once lets the file system commit them together.
+        with ThreadPoolExecutor(FLUSHERS) as flushers:
+            hashed = list(flushers.map(self._spooled_all, claims))
+        for claim, spooled in zip(claims, hashed, strict=True):
+            if isinstance(spooled, OSError) and spooled.errno in _FLUSH_TROUBLE:
+                detail = f"cannot flush {claim.documents[0].source} to disk: {spooled.strerror}"
+                outcomes.append(NotTaken(places, claim, "stuck", detail))
+                continue
+            if isinstance(spooled, PermissionError):
+                reason = "the file cannot be read: faxgate has no permission to read it"
+                outcomes.append(self._spoiled(places, claim, UNREADABLE, reason))
+                continue
+            if isinstance(spooled, OSError):  # a symlink swapped in before the rename, say
+                reason = f"the file changed: {spooled.strerror}"  # no path: it is ours
+                outcomes.append(self._spoiled(places, claim, NOT_A_FILE, reason))
+                continue
+            ready.append((claim, _request(claim, claim.ref(places), spooled)))
+        if not ready:
+            return outcomes
+        try:
+            batches = queue_faxes(self.store, self.spool, [request for _, request in ready])
+        except DocumentRefused:
+            # Checked before the claim, so rare (the content changed): one by one.
+            for claim, request in ready:
+                try:
+                    (jobs,) = queue_faxes(self.store, self.spool, [request])
+                except DocumentRefused as refused:
+                    outcomes.append(self._spoiled(places, claim, CONTENT, str(refused)))
+                    continue
+                except Exception as exc:
+                    outcomes.append(self._not_queued(places, claim, exc))
+                    continue
+                outcomes.append(Queued(places, claim, jobs))
+            return outcomes
+        except Exception as exc:
+            outcomes.extend(self._not_queued(places, claim, exc) for claim, _ in ready)
+            return outcomes
+        outcomes.extend(
+            Queued(places, claim, jobs) for (claim, _), jobs in zip(ready, batches, strict=True)
+        )
+        return outcomes
+
+    def _not_queued(self, places: Places, claim: DropClaim, exc: Exception) -> NotTaken:
+        """A store that cannot take the jobs now (full, read-only): stuck; anything else
+        is raised."""
+        trouble = disk_trouble(exc)
+        if trouble is None:
+            raise exc
+        return NotTaken(places, claim, "stuck", f"cannot record the fax in the store: {trouble}")
+
+    def _spooled_all(self, claim: DropClaim) -> list[SpooledFile] | OSError:
+        try:
+            return [self._spooled(f) for f in claim.documents]
+        except OSError as exc:
+            return exc
+
+    def _spooled(self, file: ClaimedFile) -> SpooledFile:
+        path = self.root / file.target
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            digest, size = hashlib.sha256(), 0
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(handle.fileno())  # written by someone else: make sure it is on disk
+        return SpooledFile(path, size, digest.hexdigest())
+
+    def _spoiled(self, places: Places, claim: DropClaim, code: str, reason: str) -> Spoiled:
+        files = [
+            (self.root / f.target, name)
+            for f, name in zip(claim.documents, claim.names, strict=True)
+        ]
+        if claim.sidecar is not None:
+            files.append((self.root / claim.sidecar.target, Path(claim.sidecar.source).name))
+        present = [(path, name) for path, name in files if path.exists() or path.is_symlink()]
+        return Spoiled(places, claim, code, reason, present)
+
+    # ------------------------------------------------------------------ saying why
+
+    def _left_in_place(
+        self, places: Places, stuck: Sequence[NotTaken], *, kept: bool = False
+    ) -> None:
+        files = ",".join(f.source for o in stuck for f in o.claim.documents)
+        where = (
+            "claimed and kept in the spool, queued once it can be"
+            if kept
+            else "left in the folder, tried again later"
+        )
+        detail = stuck[0].detail
+        self._complain(
+            places.folder, f"files not taken files={files} reason={detail}; {where}", detail
+        )
+
+    def _complain(self, folder: Path, event: str, about: str) -> None:
+        """A warning; the same trouble (`about`) in the same folder again only now and
+        then, so that a disk full for hours does not fill the log."""
+        key = (folder, about)
+        now = time.monotonic()
+        last = self._complaints.get(key)
+        if last is not None and now - last < _COMPLAIN_EVERY:
+            log.debug("hot folder %s folder=%s", event, folder)
+            return
+        self._complaints[key] = now
+        log.warning("hot folder %s folder=%s", event, folder)
+
+
+class _Claimer(_ClaimBase):
+    """Claiming a batch: the record flushed, the files moved in, their jobs queued."""
 
     # ------------------------------------------------------------------ claiming
 
@@ -380,90 +417,10 @@ class ClaimBox:
             with contextlib.suppress(OSError):
                 fsync_dir(folder)
 
-    # ------------------------------------------------------------------ queueing
 
-    def _queue(self, places: Places, claims: Sequence[DropClaim]) -> list[Outcome]:
-        """Hash and flush the claimed files, then create every job in one transaction."""
-        outcomes: list[Outcome] = []
-        ready: list[tuple[DropClaim, FaxRequest]] = []
-        # Flushing many files at once lets the file system commit them together.
-        with ThreadPoolExecutor(FLUSHERS) as flushers:
-            hashed = list(flushers.map(self._spooled_all, claims))
-        for claim, spooled in zip(claims, hashed, strict=True):
-            if isinstance(spooled, OSError) and spooled.errno in _FLUSH_TROUBLE:
-                detail = f"cannot flush {claim.documents[0].source} to disk: {spooled.strerror}"
-                outcomes.append(NotTaken(places, claim, "stuck", detail))
-                continue
-            if isinstance(spooled, PermissionError):
-                reason = "the file cannot be read: faxgate has no permission to read it"
-                outcomes.append(self._spoiled(places, claim, UNREADABLE, reason))
-                continue
-            if isinstance(spooled, OSError):  # a symlink swapped in before the rename, say
-                reason = f"the file changed: {spooled.strerror}"  # no path: it is ours
-                outcomes.append(self._spoiled(places, claim, NOT_A_FILE, reason))
-                continue
-            ready.append((claim, _request(claim, claim.ref(places), spooled)))
-        if not ready:
-            return outcomes
-        try:
-            batches = queue_faxes(self.store, self.spool, [request for _, request in ready])
-        except DocumentRefused:
-            # Checked before the claim, so rare (the content changed): one by one.
-            for claim, request in ready:
-                try:
-                    (jobs,) = queue_faxes(self.store, self.spool, [request])
-                except DocumentRefused as refused:
-                    outcomes.append(self._spoiled(places, claim, CONTENT, str(refused)))
-                    continue
-                except Exception as exc:
-                    outcomes.append(self._not_queued(places, claim, exc))
-                    continue
-                outcomes.append(Queued(places, claim, jobs))
-            return outcomes
-        except Exception as exc:
-            outcomes.extend(self._not_queued(places, claim, exc) for claim, _ in ready)
-            return outcomes
-        outcomes.extend(
-            Queued(places, claim, jobs) for (claim, _), jobs in zip(ready, batches, strict=True)
-        )
-        return outcomes
-
-    def _not_queued(self, places: Places, claim: DropClaim, exc: Exception) -> NotTaken:
-        """A store that cannot take the jobs now (full, read-only): stuck; anything else
-        is raised."""
-        trouble = disk_trouble(exc)
-        if trouble is None:
-            raise exc
-        return NotTaken(places, claim, "stuck", f"cannot record the fax in the store: {trouble}")
-
-    def _spooled_all(self, claim: DropClaim) -> list[SpooledFile] | OSError:
-        try:
-            return [self._spooled(f) for f in claim.documents]
-        except OSError as exc:
-            return exc
-
-    def _spooled(self, file: ClaimedFile) -> SpooledFile:
-        path = self.root / file.target
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file")
-            digest, size = hashlib.sha256(), 0
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-            os.fsync(handle.fileno())  # written by someone else: make sure it is on disk
-        return SpooledFile(path, size, digest.hexdigest())
-
-    def _spoiled(self, places: Places, claim: DropClaim, code: str, reason: str) -> Spoiled:
-        files = [
-            (self.root / f.target, name)
-            for f, name in zip(claim.documents, claim.names, strict=True)
-        ]
-        if claim.sidecar is not None:
-            files.append((self.root / claim.sidecar.target, Path(claim.sidecar.source).name))
-        present = [(path, name) for path, name in files if path.exists() or path.is_symlink()]
-        return Spoiled(places, claim, code, reason, present)
+class ClaimBox(_Claimer):
+    """The claims of the hot folders: taken in batches (take), and finished after a crash
+    from the records left behind (recover)."""
 
     # ------------------------------------------------------------------ recovery
 
@@ -575,34 +532,6 @@ class ClaimBox:
     def cleanup(self) -> None:
         """At start: temporary copies a crash left behind."""
         remove_quietly(p for p in self.root.iterdir() if p.name.startswith(".") and p.is_file())
-
-    # ------------------------------------------------------------------ saying why
-
-    def _left_in_place(
-        self, places: Places, stuck: Sequence[NotTaken], *, kept: bool = False
-    ) -> None:
-        files = ",".join(f.source for o in stuck for f in o.claim.documents)
-        where = (
-            "claimed and kept in the spool, queued once it can be"
-            if kept
-            else "left in the folder, tried again later"
-        )
-        detail = stuck[0].detail
-        self._complain(
-            places.folder, f"files not taken files={files} reason={detail}; {where}", detail
-        )
-
-    def _complain(self, folder: Path, event: str, about: str) -> None:
-        """A warning; the same trouble (`about`) in the same folder again only now and
-        then, so that a disk full for hours does not fill the log."""
-        key = (folder, about)
-        now = time.monotonic()
-        last = self._complaints.get(key)
-        if last is not None and now - last < _COMPLAIN_EVERY:
-            log.debug("hot folder %s folder=%s", event, folder)
-            return
-        self._complaints[key] = now
-        log.warning("hot folder %s folder=%s", event, folder)
 
 
 def placement_path(claims: Path, drop: str) -> Path:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.folder.claims import ClaimBox, Queued
+from faxgate.intake.folder.claim_records import Queued
+from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.runner import FolderWatcher, after_claims
 from faxgate.intake.folder.status import Places
 from faxgate.intake.folder.watcher import overflow_alarm

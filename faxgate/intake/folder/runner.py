@@ -28,7 +28,8 @@ from typing import Final
 
 from faxgate import metrics
 from faxgate.domain.numbers import NumberPolicy
-from faxgate.intake.folder.claims import ClaimBox, DropClaim, NotTaken, Outcome, Queued, Spoiled
+from faxgate.intake.folder.claim_records import DropClaim, NotTaken, Outcome, Queued, Spoiled
+from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.drops import Defaults, Drop, FolderView, Refuse, Wait, plan
 from faxgate.intake.folder.files import same_file_system, sweep_temporaries
 from faxgate.intake.folder.listing import head, list_candidates, list_dir, look_at, read_sidecar

@@ -14,7 +14,8 @@ import pytest
 
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.folder import claims as folder_claims
-from faxgate.intake.folder.claims import ClaimBox, DropClaim, NotTaken, Queued, Spoiled
+from faxgate.intake.folder.claim_records import DropClaim, NotTaken, Queued, Spoiled
+from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.drops import Drop
 from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature
