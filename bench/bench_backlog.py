@@ -47,16 +47,17 @@ from _common import (
 )
 
 from faxgate.app import sandbox_settings, started
-from faxgate.dispatcher import Dispatcher
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.provider import open_client
 from faxgate.hellofax.sandbox import Sandbox
-from faxgate.poller import Poller
-from faxgate.provider import open_client
+from faxgate.sending.dispatcher import Dispatcher
+from faxgate.sending.poller import Poller
+from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
-from faxgate.spool import Spool
-from faxgate.store import NewDocument, NewJob, Store, utc_now
-from faxgate.tracker import Tracker
+from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool
 
 DAEMON_TARGET = 100  # faxes the daemon child sends before its memory is read
 ONE_SLOT_CYCLES = 5  # cycles with room for one fax, as when one fax at the provider ends

@@ -36,10 +36,11 @@ from pathlib import Path
 
 from _common import banner, fax_number, one_page_pdf, ratio, table
 
+from faxgate.clock import utc_now
+from faxgate.domain.inbound import NewInboundFax, ReceivedDocument
 from faxgate.domain.jobs import Intake, JobState
-from faxgate.inbound.records import NewInboundFax, ReceivedDocument
-from faxgate.spool import Spool
-from faxgate.store import NewDocument, NewJob, Store, utc_now
+from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool
 
 JOBS = 200
 INBOUND = 20

@@ -49,16 +49,16 @@ import httpx
 from _common import banner, bench_settings, fax_number, machine, one_page_pdf, table
 
 from faxgate.app import Daemon, started
-from faxgate.dispatcher import CONCURRENCY
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.hellofax.models import Upload
+from faxgate.hellofax.provider import open_client
 from faxgate.hellofax.sandbox.inject import control_url
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
-from faxgate.provider import open_client
+from faxgate.sending.dispatcher import CONCURRENCY
 from faxgate.settings import FolderSettings, Settings
-from faxgate.spool import Spool
+from faxgate.store.spool import Spool
 
 README = Path(__file__).with_name("README.md")
 SECTION = "## Hot folder (`bench_hotfolder.py`)"

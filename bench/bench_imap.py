@@ -38,10 +38,11 @@ from faxgate.domain.jobs import Job
 from faxgate.intake.imap.session import ImapSession, tls_context
 from faxgate.intake.imap.taking import MessageTaker
 from faxgate.intake.imap.watcher import ImapIntake
-from faxgate.intake.smtp import HandlerConfig, start_smtp
+from faxgate.intake.smtp.handler import HandlerConfig
+from faxgate.intake.smtp.listener import start_smtp
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 from tests.intake.imap.dovecot import PASSWORD, USER, Dovecot
 
 SENDER = "bench@example.com"

@@ -47,14 +47,14 @@ from unittest import mock
 from _common import banner, bench_settings, fax_number, one_page_pdf, rss_kib, table
 
 from faxgate.app import Daemon, started
-from faxgate.dispatcher import DispatchReport
 from faxgate.domain.jobs import ACTIVE_STATES, FINISHED_STATES, Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
-from faxgate.poller import PollReport
+from faxgate.sending.dispatcher import DispatchReport
+from faxgate.sending.poller import PollReport
 from faxgate.settings import PollingSettings, Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 
 
 @dataclass(frozen=True, slots=True)

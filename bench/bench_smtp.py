@@ -3,7 +3,7 @@
 Run from the repository: `.venv/bin/python bench/bench_smtp.py [--messages N] [--clients C]`.
 
 Both servers run in this process, on loopback:
-- faxgate: the real listener (faxgate.intake.smtp.start_smtp) with a real store and spool
+- faxgate: the real listener (faxgate.intake.smtp.listener.start_smtp) with a real store and spool
   under a temporary directory. Each message is read, checked, spooled (the .eml and its
   PDF, each fsynced) and its job committed (synchronous=FULL) before the 250. The
   dispatcher does not run: this measures intake alone.
@@ -42,10 +42,10 @@ from pypdf.generic import DictionaryObject, NameObject, NumberObject, StreamObje
 
 from faxgate.domain.documents import check_readable
 from faxgate.domain.message import fax_content
-from faxgate.intake.smtp import SmtpListener, start_smtp
+from faxgate.intake.smtp.listener import SmtpListener, start_smtp
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 
 GOAL = 0.6  # faxgate's rate over the bare server's
 PDF_BYTES = 100 * 1024

@@ -71,7 +71,7 @@ from soak_plan import KillTrigger, kill_triggers, plan_faxes, schedule
 from soak_sandbox import RequestCounter, Weather, fault_weather, soak_sandbox
 
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, JobState
-from faxgate.intake.folder_claims import CLAIMS_DIR
+from faxgate.intake.folder.claims import CLAIMS_DIR
 from tests.conftest import wait_for
 
 README = Path(__file__).with_name("README.md")

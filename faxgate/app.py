@@ -20,36 +20,38 @@ from pathlib import Path
 from typing import TypeVar
 
 from faxgate import metrics, systemd
-from faxgate.callbacks import callback_token, callback_urls
-from faxgate.dispatcher import Dispatcher
+from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
-from faxgate.email_reports import smtp_report_handler
-from faxgate.health import Health, ProviderHealth, StoreProbe
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
-from faxgate.inbound.delivery import InboundDeliverer
+from faxgate.hellofax.provider import open_client
 from faxgate.inbound.receiver import InboundReceiver
-from faxgate.inbound.records import NOTIFICATION_KIND as INBOUND
-from faxgate.intake.folder_results import folder_reporter
-from faxgate.intake.hotfolder import FolderError, HotFolders
-from faxgate.intake.imap.replies import refusal_reply_handler
+from faxgate.intake.folder.folders import HotFolders
+from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.imap.taking import REFUSAL_KIND
 from faxgate.intake.imap.watcher import ImapSetupError, start_imap
-from faxgate.intake.smtp import SmtpListener, SmtpSetupError, start_smtp
-from faxgate.mailer import mailer_from_settings
-from faxgate.notifier import Notifier, default_handlers
-from faxgate.poller import Poller
+from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, start_smtp
+from faxgate.notify.folder_result import folder_reporter
+from faxgate.notify.imap_refusal import refusal_reply_handler
+from faxgate.notify.inbound_delivery import InboundDeliverer
+from faxgate.notify.mail_reply import smtp_report_handler
+from faxgate.notify.mailer import mailer_from_settings
+from faxgate.notify.notifier import Notifier, default_handlers
 from faxgate.preflight import preflight, summary
-from faxgate.provider import open_client
 from faxgate.reload import Reloader, ReloadPlan
+from faxgate.sending.dispatcher import Dispatcher
+from faxgate.sending.poller import Poller
+from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.setup_warnings import setup_warnings
-from faxgate.spool import Spool
-from faxgate.statuspage import StatusPage
 from faxgate.store import Store, StoreError
-from faxgate.tracker import Tracker
-from faxgate.web import HttpServer, build_app, start_http
+from faxgate.store.probe import StoreProbe
+from faxgate.store.spool import Spool
+from faxgate.web.callbacks import callback_token, callback_urls
+from faxgate.web.health import Health, ProviderHealth
+from faxgate.web.server import HttpServer, build_app, start_http
+from faxgate.web.statuspage import StatusPage
 
 log = logging.getLogger("faxgate")
 T = TypeVar("T")

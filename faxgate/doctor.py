@@ -5,7 +5,7 @@ needs failed first. The checks:
 
 - the provider: it answers and accepts the credentials (the account is read);
 - the callback URLs the account posts to, against those faxgate expects (built as
-  `faxgate account --register-callbacks` builds them: faxgate.callbacks);
+  `faxgate account --register-callbacks` builds them: faxgate.web.callbacks);
 - the fax lines: the account has one, and the lines the settings name are its own;
 - http.public_url: a request to its /healthz through the public address reaches faxgate
   (from this machine: it proves DNS, TLS and the reverse proxy; a firewall that lets this
@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from faxgate import preflight
-from faxgate.callbacks import callback_urls, known_callback_token
 from faxgate.domain.numbers import from_provider_digits
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError, NotSent, ProviderFault, RateLimited
 from faxgate.hellofax.models import Account
-from faxgate.provider import open_client
+from faxgate.hellofax.provider import open_client
 from faxgate.settings import Settings
+from faxgate.web.callbacks import callback_urls, known_callback_token
 
 State = Literal["ok", "problem", "skipped"]
 OK: Final = "ok"

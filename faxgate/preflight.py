@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Final
 
 from faxgate.inbound.receiver import UPLOAD_DIR_NAME, routing_from_settings
-from faxgate.intake.folder_claims import CLAIMS_DIR
-from faxgate.intake.folder_status import Places
-from faxgate.intake.smtp import SmtpSetupError, tls_context
-from faxgate.intake.smtp_policy import exposure_problem
+from faxgate.intake.folder.claims import CLAIMS_DIR
+from faxgate.intake.folder.status import Places
+from faxgate.intake.smtp.listener import SmtpSetupError, tls_context
+from faxgate.intake.smtp.policy import exposure_problem
 from faxgate.settings import FolderSettings, ListenAddress, Settings
-from faxgate.spool import FULL_ERRNOS, disk_trouble
 from faxgate.store import MIGRATIONS
+from faxgate.store.spool import FULL_ERRNOS, disk_trouble
 
 log = logging.getLogger("faxgate")
 

@@ -29,11 +29,13 @@ from typing import Any, Final, Protocol
 from pydantic import BaseModel
 
 from faxgate import systemd
+from faxgate.domain.inbound_routes import RoutingTable
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
-from faxgate.inbound.routing import RoutingTable
-from faxgate.intake.hotfolder import FolderError, FolderReload, HotFolders
-from faxgate.intake.smtp import HandlerConfig, SmtpListener, SmtpSetupError, load_address_book
-from faxgate.intake.smtp_policy import exposure_problem
+from faxgate.intake.folder.folders import FolderReload, HotFolders
+from faxgate.intake.folder.runner import FolderError
+from faxgate.intake.smtp.handler import HandlerConfig
+from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, load_address_book
+from faxgate.intake.smtp.policy import exposure_problem
 from faxgate.settings import ConfigError, Settings
 
 log = logging.getLogger("faxgate.reload")

@@ -21,7 +21,7 @@ from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.settings import Settings
-from faxgate.spool import Spool
+from faxgate.store.spool import Spool
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

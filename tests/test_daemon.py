@@ -17,9 +17,9 @@ from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.cli import main
 from faxgate.domain.jobs import Event, Intake, Job, JobState
-from faxgate.health import HealthThresholds
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.store import NewJob, Store
+from faxgate.web.health import HealthThresholds
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

@@ -14,8 +14,8 @@ from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 from tests.conftest import (
     pdf_document,
     wait_for,

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from faxgate.app import Daemon, started
+from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Intake
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
-from faxgate.inbound.records import InboundFax
-from faxgate.intake.hotfolder import how_to_apply
+from faxgate.intake.folder.folders import how_to_apply
 from faxgate.reload import (
     Reloader,
     ReloadPlan,
@@ -33,7 +33,7 @@ from faxgate.reload import (
 from faxgate.settings import FolderSettings, ListenAddress, Settings, load_settings
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, DaemonProcess, settled
-from tests.intake.smtp_testing import RawSmtp, fax_mail
+from tests.intake.smtp.testing import RawSmtp, fax_mail
 from tests.test_systemd import notify_socket, received
 
 __all__ = ["notify_socket"]  # the fixture

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from faxgate.callbacks import callback_token, callback_urls
 from faxgate.cli.common import (
     EXIT_OK,
     CommandError,
@@ -28,8 +27,9 @@ from faxgate.domain.numbers import (
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError, NotSent
 from faxgate.hellofax.models import Account, FaxLine, Transmission
-from faxgate.provider import open_client
+from faxgate.hellofax.provider import open_client
 from faxgate.settings import Settings
+from faxgate.web.callbacks import callback_token, callback_urls
 
 
 def register(subparsers: Subparsers) -> None:

@@ -20,8 +20,8 @@ from faxgate.cli.common import (
     print_table,
     settings_from,
 )
+from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import normalize_job_id
-from faxgate.inbound.records import InboundDelivery, InboundFax
 from faxgate.settings import Settings
 from faxgate.store import Store
 

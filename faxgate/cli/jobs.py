@@ -106,7 +106,7 @@ def send_command(args: argparse.Namespace) -> int:
     from faxgate.domain.documents import DocumentRefused
     from faxgate.domain.numbers import NumberPolicy, NumberRefused, parse_fax_number
     from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
-    from faxgate.spool import Spool
+    from faxgate.store.spool import Spool
 
     settings = settings_from(args)
     policy = settings.numbers.policy()

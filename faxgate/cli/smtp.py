@@ -7,7 +7,7 @@ import getpass
 import sys
 
 from faxgate.cli.common import EXIT_OK, EXIT_USAGE, CommandError, Subparsers
-from faxgate.intake.smtp_auth import hash_password
+from faxgate.domain.passwords import hash_password
 
 
 def register(subparsers: Subparsers) -> None:

@@ -321,3 +321,11 @@ def _country_name(region: str) -> str:
     if name.startswith("*"):  # "*aa": the name is kept under another language
         name = names.get(name[1:], "")
     return name or region
+
+
+def display_number(e164: str) -> str:
+    """The number as people write it (+1 415-555-0100); anything unreadable as it is."""
+    try:
+        return FaxNumber(e164, None).display()
+    except (ValueError, phonenumbers.NumberParseException):
+        return e164

@@ -69,16 +69,16 @@ import itertools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 from faxgate.domain.codes import StatusCode
-from faxgate.hellofax.models import Transmission
 
 __all__ = [
     "CALLBACK_RETRIES",
     "DEFAULT_WINDOW",
     "CannotTell",
     "Found",
+    "ListedFax",
     "Listing",
     "NotThere",
     "Outcome",
@@ -90,6 +90,25 @@ __all__ = [
     "might_be_for",
     "reconcile",
 ]
+
+
+class ListedFax(Protocol):
+    """A fax as the provider's list of transmissions shows it: what reconciling reads.
+    Each provider's model of a transmission has these (hellofax.models.Transmission)."""
+
+    @property
+    def guid(self) -> str: ...
+    @property
+    def to(self) -> str: ...
+    @property
+    def is_inbound(self) -> bool: ...
+    @property
+    def status_code(self) -> StatusCode: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+    @property
+    def num_pages_billed(self) -> int | None: ...
+
 
 # Shorter than this, a string of digits is too easily the tail of an unrelated number.
 _MIN_SUFFIX_DIGITS: Final = 7
@@ -172,16 +191,16 @@ class Sought:
 class Listing:
     """What was read of the provider's transmission list."""
 
-    transmissions: Sequence[Transmission]  # newest first, as read; repeats are harmless
+    transmissions: Sequence[ListedFax]  # newest first, as read; repeats are harmless
     listed_at: datetime  # our clock, when the first page was asked for
     complete: bool  # the last page was read: there is nothing older
     # Kept callbacks for GUIDs no job holds: faxes the list may no longer show.
-    reported: Sequence[Transmission] = ()
+    reported: Sequence[ListedFax] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    transmission: Transmission
+    transmission: ListedFax
     reason: str
 
 
@@ -291,7 +310,7 @@ def covers(listing: Listing, since: datetime) -> bool:
     )
 
 
-def might_be_for(sought: Sought, tx: Transmission, window: Window = DEFAULT_WINDOW) -> bool:
+def might_be_for(sought: Sought, tx: ListedFax, window: Window = DEFAULT_WINDOW) -> bool:
     """Whether `tx` could be this fax's, leniently: the transmissions whose claims matter."""
     if tx.is_inbound or not _may_be_number(sought.digits, tx.to):
         return False
@@ -301,7 +320,7 @@ def might_be_for(sought: Sought, tx: Transmission, window: Window = DEFAULT_WIND
 # ---------------------------------------------------------------------------- the rules
 
 
-def _is_match(sought: Sought, tx: Transmission, window: Window) -> bool:
+def _is_match(sought: Sought, tx: ListedFax, window: Window) -> bool:
     """A strict match: the same number, created within the match window."""
     return (
         _same_number(sought.digits, tx.to)
@@ -310,7 +329,7 @@ def _is_match(sought: Sought, tx: Transmission, window: Window) -> bool:
     )
 
 
-def _could_own(rival: Sought, tx: Transmission, window: Window) -> bool:
+def _could_own(rival: Sought, tx: ListedFax, window: Window) -> bool:
     """Whether a rival job could be the owner of `tx`, leniently in every respect."""
     if not _may_be_number(rival.digits, tx.to) or not _pages_agree(rival.acceptable_pages(), tx):
         return False
@@ -320,7 +339,7 @@ def _could_own(rival: Sought, tx: Transmission, window: Window) -> bool:
     return rival.horizon(window) <= tx.created_at <= latest
 
 
-def _billed(tx: Transmission) -> int | None:
+def _billed(tx: ListedFax) -> int | None:
     """The pages of a transmission, once the provider has counted them."""
     pages = tx.num_pages_billed
     if tx.status_code in _COUNTED and pages is not None and pages > 0:
@@ -328,7 +347,7 @@ def _billed(tx: Transmission) -> int | None:
     return None
 
 
-def _pages_agree(acceptable: frozenset[int] | None, tx: Transmission) -> bool:
+def _pages_agree(acceptable: frozenset[int] | None, tx: ListedFax) -> bool:
     billed = _billed(tx)
     return acceptable is None or billed is None or billed in acceptable
 
@@ -361,7 +380,7 @@ def _may_be_number(e164_digits: str, reported: str) -> bool:
     return e164_digits.endswith(digits) or digits.endswith(e164_digits)
 
 
-def _unique(transmissions: Iterable[Transmission]) -> list[Transmission]:
+def _unique(transmissions: Iterable[ListedFax]) -> list[ListedFax]:
     """Each GUID once: pages read while new faxes arrive repeat an item at their edge."""
     seen: set[str] = set()
     unique = []

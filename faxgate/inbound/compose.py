@@ -15,10 +15,9 @@ from email.message import EmailMessage
 from typing import Any, Final
 
 from faxgate.domain.autoreply import AUTO_GENERATED
-from faxgate.domain.numbers import from_provider_digits
+from faxgate.domain.inbound import InboundFax
+from faxgate.domain.numbers import display_number, from_provider_digits
 from faxgate.inbound.documents import kind_of
-from faxgate.inbound.records import InboundFax
-from faxgate.reports import display_number
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9]+")
 _MAX_NAME_PART: Final = 20

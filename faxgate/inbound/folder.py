@@ -14,15 +14,15 @@ temporary file behind. Blocking IO: the daemon calls this from a worker thread.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
+from faxgate.domain.inbound import InboundFax
+from faxgate.durable import write_file
 from faxgate.inbound.compose import document_file_name, file_stem, metadata_bytes
-from faxgate.inbound.records import InboundFax
-from faxgate.spool import disk_trouble
+from faxgate.store.spool import disk_trouble
 
 _CHUNK: Final = 64 * 1024
 _PARTIAL: Final = ".partial-"
@@ -65,7 +65,7 @@ def _write_to_folder(folder: Path, fax: InboundFax) -> Path:
     source = fax.document.path
     target = folder / name
 
-    def copy(out: _Out) -> None:
+    def copy(out: BinaryIO) -> None:
         try:
             handle = source.open("rb")
         except FileNotFoundError:
@@ -78,33 +78,12 @@ def _write_to_folder(folder: Path, fax: InboundFax) -> Path:
     return target
 
 
-class _Out:
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-
-
-def _write_file(target: Path, fill: Callable[[_Out], None], sha256: str) -> None:
+def _write_file(target: Path, fill: Callable[[BinaryIO], object], sha256: str) -> None:
     if _holds(target, sha256):
         return  # written before a crash: the same bytes under the same name
     temp = target.with_name(f".{target.name}{_PARTIAL}{secrets.token_hex(4)}")
     # 0o666 less the umask, as any program's new file: readers of the folder need it.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        try:
-            fill(_Out(fd))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+    write_file(target, fill, mode=0o666, temp=temp)
 
 
 def _holds(path: Path, sha256: str) -> bool:
@@ -122,11 +101,3 @@ def _remove_leftovers(folder: Path, stem: str) -> None:
     """Temporary files of this fax left by a crash mid-write (no one else uses its stem)."""
     for leftover in folder.glob(f".{stem}.*{_PARTIAL}*"):
         leftover.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -24,6 +24,8 @@ from typing import Any
 from pypdf import PdfReader
 
 from faxgate import metrics
+from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
+from faxgate.domain.inbound_routes import DeliveryTarget, RoutingTable
 from faxgate.hellofax.models import Transmission
 from faxgate.inbound.compose import e164_or_none, number_from_provider
 from faxgate.inbound.documents import (
@@ -34,11 +36,9 @@ from faxgate.inbound.documents import (
     choose_document,
     document_kind,
 )
-from faxgate.inbound.records import NewDelivery, NewInboundFax, ReceivedDocument
-from faxgate.inbound.routing import DeliveryTarget, RoutingTable
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 
 log = logging.getLogger("faxgate.inbound")
 
@@ -78,7 +78,7 @@ def delivery_for(target: DeliveryTarget) -> NewDelivery:
 
 
 class InboundReceiver:
-    """The inbound callback's handler (faxgate.web.InboundHandler)."""
+    """The inbound callback's handler (faxgate.web.server.InboundHandler)."""
 
     def __init__(
         self,

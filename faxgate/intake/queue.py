@@ -3,23 +3,32 @@
 Every intake (SMTP, hot folder, CLI) ends here, so the rules for what may be queued live in
 one place: the numbers are already parsed (faxgate.domain.numbers), the documents are
 checked (faxgate.domain.documents), and either every job is created or none is.
+
+Grouped commits live here too: `queue_faxes` takes a burst of requests (a hot folder's
+batch) in one transaction, and GroupCommitter gathers the requests that arrive while a
+commit runs (the SMTP listener's messages) into the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from faxgate.domain.documents import DocumentCheck, check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import FaxNumber
-from faxgate.spool import Spool, SpooledFile
 from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool, SpooledFile
 
 _HEAD_BYTES = 512
+MAX_BATCH: Final = 64  # requests per grouped transaction
+
+log = logging.getLogger("faxgate.smtp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +143,109 @@ def _readable(name: str) -> str:
     """A file name as text: bytes that are not UTF-8 (a name straight from a file system)
     become "\ufffd"."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------- grouped commits
+
+
+class Abandoned(Exception):
+    """The client went away before its message reached the store: nothing was kept."""
+
+
+@dataclass(slots=True)
+class Ticket:
+    """Lets a connection that is gone call off a message not yet in the store."""
+
+    abandoned: bool = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
+@dataclass(slots=True)
+class _Entry:
+    jobs: list[NewJob]
+    ticket: Ticket
+    future: asyncio.Future[list[Job]]
+
+
+class GroupCommitter:
+    """Commits the jobs of the messages waiting together in one transaction.
+
+    While one transaction runs (in a worker thread), the messages that arrive wait; the
+    next transaction takes them all. No timer: a lone message goes at once. If a batch
+    fails, its messages are tried one by one, so one message cannot sink the others.
+    """
+
+    def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._waiting: list[_Entry] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.transactions = 0  # for tests and the benchmark
+
+    async def commit(self, jobs: list[NewJob], ticket: Ticket) -> list[Job]:
+        """Raises Abandoned when the ticket was given up before the commit began."""
+        future: asyncio.Future[list[Job]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Entry(jobs, ticket, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="smtp-group-commit")
+        return await future
+
+    async def idle(self) -> None:
+        """Return once nothing waits or is being committed."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            taken, self._waiting = (
+                self._waiting[: self._max_batch],
+                self._waiting[self._max_batch :],
+            )
+            batch = []
+            for entry in taken:
+                if entry.ticket.abandoned:
+                    _settle(entry.future, error=Abandoned())
+                else:
+                    batch.append(entry)
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Entry]) -> None:
+        try:
+            created = await asyncio.to_thread(self._create, [entry.jobs for entry in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=exc)
+                return
+            log.warning("a batch failed; committing one by one messages=%d", len(batch))
+            for entry in batch:
+                await self._commit([entry])
+            return
+        for entry, jobs in zip(batch, created, strict=True):
+            _settle(entry.future, result=jobs)
+
+    def _create(self, batches: list[list[NewJob]]) -> list[list[Job]]:
+        flat = [job for jobs in batches for job in jobs]
+        created = self._store.create_jobs(flat)
+        self.transactions += 1
+        out, at = [], 0
+        for jobs in batches:
+            out.append(created[at : at + len(jobs)])
+            at += len(jobs)
+        return out
+
+
+def _settle(
+    future: asyncio.Future[list[Job]],
+    *,
+    result: list[Job] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result or [])

@@ -22,7 +22,7 @@ from faxgate.domain.message import (
     enriched_to_text,
     fax_content,
 )
-from faxgate.intake.smtp_policy import Refusal
+from faxgate.intake.smtp.policy import Refusal
 from tests.conftest import pdf_document
 
 FAX = "14155550100@fax.local"

@@ -11,8 +11,8 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
 
 

@@ -2,8 +2,8 @@
 
 Already proven elsewhere, not repeated here:
 - relaying: other domains, an IP literal, a source route to another domain, the percent
-  hack, a bang path, a quoted "a@b" (tests/intake/test_smtp.py test_no_open_relay and
-  tests/intake/test_smtp_policy.py); no listener beyond loopback without users or an
+  hack, a bang path, a quoted "a@b" (tests/intake/smtp/test_handler.py test_no_open_relay and
+  tests/intake/smtp/test_policy.py); no listener beyond loopback without users or an
   allowlist (test_faxgate_will_not_listen_beyond_loopback_as_an_open_relay);
 - senders outside the allowlist, the null sender, a subdomain (test_smtp.py
   test_senders_outside_the_allowlist_are_refused); AUTH PLAIN before STARTTLS (538) and
@@ -13,11 +13,11 @@ Already proven elsewhere, not repeated here:
   (test_smtp.py test_the_daily_limit_per_sender);
 - a premium-rate and a foreign number at RCPT (test_smtp.py), every policy rule
   (tests/domain/test_numbers.py, and the properties in test_numbers_property.py);
-- a wrong callback token: 404, never logged (tests/test_web.py).
+- a wrong callback token: 404, never logged (tests/web/test_server.py).
 
 Here: the relaying tricks left (multi-hop source routes, a second @, quoted and multi-bang
 local parts), a sender with control characters, AUTH LOGIN before STARTTLS, the AUTH
-throttle (faxgate.intake.smtp_auth.AuthLimiter) as rules and over the wire, the daily
+throttle (faxgate.intake.smtp.auth.AuthLimiter) as rules and over the wire, the daily
 limit for a logged-in user whatever sender they give, premium-rate and shared-cost numbers
 however written, in mail and in the hot folder, and callback tokens that are almost right.
 """
@@ -38,12 +38,13 @@ import pytest
 from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
+from faxgate.domain.passwords import hash_password
 from faxgate.hellofax.sandbox import FaultSettings
-from faxgate.intake.smtp_auth import FREE_FAILURES, MAX_DELAY, AuthLimiter, hash_password
+from faxgate.intake.smtp.auth import FREE_FAILURES, MAX_DELAY, AuthLimiter
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     RawSmtp,

@@ -1,7 +1,7 @@
 """Bad callbacks against a whole daemon: each gets its HTTP status (400, 405, 413), nothing
 is recorded, the daemon answers meanwhile, and the fax in flight is settled as usual.
 
-tests/test_web.py already proves: invalid JSON, a non-object, missing Guid or StatusCode,
+tests/web/test_server.py already proves: invalid JSON, a non-object, missing Guid or StatusCode,
 an unknown status, an unknown GUID (200), a wrong token (404, never logged), bodies over
 the limit with and without a length on a small limit. Here: wrong types, bodies that broke
 the reader (JSON nested 100,000 deep, a malformed multipart: both answered 500 before),

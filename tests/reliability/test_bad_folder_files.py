@@ -2,7 +2,7 @@
 docs/hotfolder.md says; the daemon never blocks on one, and a good file dropped with them
 is faxed.
 
-tests/intake/test_hotfolder.py already proves (inotify mode, top level): a symlink to a
+tests/intake/folder/test_runner.py already proves (inotify mode, top level): a symlink to a
 file outside the folder, a FIFO document, an empty file, a .pdf that is no PDF, a sidecar
 listing ../x. Here: symlinks to a file inside and to a directory named like a number,
 FIFOs as sidecars and in number sub-folders, both watching modes, directories named like

@@ -6,7 +6,7 @@ attachments, 200 levels of nesting, a zip bomb, 26 MB) and the PDFs made with py
 locked by a password) are made here at run time. What the
 existing tests already prove is not repeated: refusals of zip attachments and undecodable
 parts (tests/domain/test_message.py), the size limit on a small limit, long lines
-(tests/intake/test_smtp.py). The end of the file is a property test of the message reader
+(tests/intake/smtp/test_handler.py). The end of the file is a property test of the message reader
 on generated MIME trees, where tests/domain/test_message.py mutates bytes.
 """
 
@@ -34,7 +34,7 @@ from faxgate.domain.jobs import Document, Job, JobState
 from faxgate.domain.message import MAX_COVER_MESSAGE_CHARS, MessageRefused, fax_content
 from tests.conftest import pdf_document
 from tests.daemon import reports_delivered, settled
-from tests.intake.smtp_testing import (
+from tests.intake.smtp.testing import (
     FAX_DOMAIN,
     SENDER,
     RawSmtp,

@@ -26,7 +26,7 @@ from faxgate.hellofax.sandbox import Sandbox
 from faxgate.settings import FolderSettings, Settings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import callbacks_here, fast_settings, settled
-from tests.intake.smtp_testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client, smtp_port
+from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client, smtp_port
 from tests.mounts import Mounts, mounts
 
 __all__ = ["Mounts", "mounts"]  # the fixture and its type, for the other reliability tests

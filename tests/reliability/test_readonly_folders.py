@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from faxgate.app import Daemon, started
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import Job, JobState, Notification
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
-from faxgate.store import utc_now
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import callbacks_here, fast_settings, settled
 from tests.reliability.test_disk_full import (

@@ -20,7 +20,7 @@ from faxgate.hellofax.sandbox.lifecycle import callback_retry_after
 from faxgate.hellofax.sandbox.records import CallbackRecord
 from faxgate.hellofax.sandbox.removal import Removal, removes
 from faxgate.hellofax.sandbox.shapes import CALLBACK_JSON_PART, INBOUND_DOCUMENT_PART
-from faxgate.hellofax.sandbox.state import Store
+from faxgate.hellofax.sandbox.state import SandboxStore
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def callback_body(record: CallbackRecord, document: bytes | None) -> aiohttp.Mul
 class CallbackDispatcher:
     def __init__(
         self,
-        store: Store,
+        store: SandboxStore,
         faults: FaultInjector,
         *,
         speed: float,

@@ -19,8 +19,8 @@ from faxgate.hellofax.sandbox.records import TransmissionRecord
 from faxgate.hellofax.sandbox.removal import removed_at_once
 from faxgate.hellofax.sandbox.service import SandboxService, received_document
 from faxgate.hellofax.sandbox.shapes import callback
-from faxgate.hellofax.sandbox.state import Store
-from faxgate.waiting import wait_for_event
+from faxgate.hellofax.sandbox.state import SandboxStore
+from faxgate.runner import wait_for_event
 
 STALL_POLL = 0.05  # seconds between looks at the stall switch, which can flip silently
 RETRY_BROKEN = 5.0  # seconds before a fax whose move failed is tried again
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, store: Store, faults: FaultInjector) -> None:
+    def __init__(self, store: SandboxStore, faults: FaultInjector) -> None:
         self._store = store
         self._faults = faults
         self._woken = asyncio.Event()

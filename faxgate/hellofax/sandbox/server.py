@@ -22,7 +22,7 @@ from faxgate.hellofax.sandbox.inspection import (
 from faxgate.hellofax.sandbox.service import SandboxService
 from faxgate.hellofax.sandbox.settings import SandboxSettings
 from faxgate.hellofax.sandbox.shapes import API_PREFIX
-from faxgate.hellofax.sandbox.state import Store
+from faxgate.hellofax.sandbox.state import SandboxStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ SHUTDOWN_GRACE = 1.0  # seconds for answers in progress (a slow-answer fault) to
 class _Running:
     def __init__(
         self,
-        store: Store,
+        store: SandboxStore,
         service: SandboxService,
         dispatcher: CallbackDispatcher,
         runner: web.AppRunner,
@@ -60,7 +60,7 @@ class Sandbox:
             raise RuntimeError("the sandbox is already running")
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.state_dir)
+        store = SandboxStore(settings.state_dir)
         try:
             store.ensure_account(settings.account_guid, settings.initial_lines)
             engine = Engine(store, self._injector)

@@ -44,7 +44,7 @@ from faxgate.hellofax.sandbox.records import (
 from faxgate.hellofax.sandbox.removal import NOT_FOUND_MESSAGE, Removal, removes
 from faxgate.hellofax.sandbox.settings import SandboxSettings
 from faxgate.hellofax.sandbox.shapes import RATE_LIMIT_MESSAGE, Paging, callback
-from faxgate.hellofax.sandbox.state import Store
+from faxgate.hellofax.sandbox.state import SandboxStore
 
 _ACCOUNT_FIELDS = {
     "DefaultInboundFaxCallbackUrl": "inbound_callback_url",
@@ -81,7 +81,7 @@ class SandboxService:
     def __init__(
         self,
         settings: SandboxSettings,
-        store: Store,
+        store: SandboxStore,
         faults: FaultInjector,
         wake: Callable[[], None],
     ) -> None:

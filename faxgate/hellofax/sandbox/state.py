@@ -103,7 +103,7 @@ _TRANSMISSION_COLUMNS = (
 )
 
 
-class Store:
+class SandboxStore:
     def __init__(self, state_dir: Path) -> None:
         self._documents = state_dir / "documents"
         self._documents.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,8 @@ from email.utils import getaddresses, parseaddr
 from typing import Final
 
 from faxgate.domain.addressing import Destination
-from faxgate.intake.smtp_accept import Fax
-from faxgate.intake.smtp_policy import (
+from faxgate.intake.smtp.accept import Fax
+from faxgate.intake.smtp.policy import (
     FromSubject,
     RecipientRules,
     Refusal,

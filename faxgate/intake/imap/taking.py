@@ -32,17 +32,18 @@ from pathlib import Path
 from typing import Any, Final
 
 from faxgate import metrics
+from faxgate.clock import utc_now
 from faxgate.domain.addressing import AddressRefused
 from faxgate.domain.autoreply import may_reply
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import MessageRefused
 from faxgate.intake.imap.envelope import Addressed, address_message, read_envelope
-from faxgate.intake.smtp import HandlerConfig
-from faxgate.intake.smtp_accept import MailToFax, discard, spool_message
-from faxgate.intake.smtp_accept import _Spooled as Spooled
-from faxgate.intake.smtp_message import SubjectRule, read_mail, reply_address
-from faxgate.intake.smtp_policy import (
+from faxgate.intake.smtp.accept import MailToFax, discard, spool_message
+from faxgate.intake.smtp.accept import _Spooled as Spooled
+from faxgate.intake.smtp.handler import HandlerConfig
+from faxgate.intake.smtp.message import SubjectRule, read_mail, reply_address
+from faxgate.intake.smtp.policy import (
     Refusal,
     check_sender,
     daily_limit_reached,
@@ -50,8 +51,9 @@ from faxgate.intake.smtp_policy import (
     start_of_day,
     subject_refusal,
 )
-from faxgate.spool import Spool
-from faxgate.store import NewNotification, Store, utc_now
+from faxgate.store import NewNotification, Store
+from faxgate.store.outbox import insert_notification
+from faxgate.store.spool import Spool
 
 log = logging.getLogger("faxgate.imap")
 
@@ -230,7 +232,7 @@ class MessageTaker:
                 _record(conn, prepared.place, prepared.message_id, outcome, at)
                 reply = _refusal_reply(prepared)
                 if reply is not None:
-                    Store._insert_notification(conn, at, reply)
+                    insert_notification(conn, at, reply)
 
         try:
             created = iter(self.store.create_jobs(jobs, also=write))

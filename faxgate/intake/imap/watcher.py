@@ -31,10 +31,11 @@ from faxgate.intake.imap.taking import (
     Taken,
     read_message_id,
 )
-from faxgate.intake.smtp import HandlerConfig, SmtpSetupError, load_address_book
+from faxgate.intake.smtp.handler import HandlerConfig
+from faxgate.intake.smtp.listener import SmtpSetupError, load_address_book
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 
 log = logging.getLogger("faxgate.imap")
 

@@ -12,7 +12,7 @@ import pytest
 from faxgate.app import Daemon, started
 from tests.daemon import fast_settings
 from tests.intake.imap.dovecot import PASSWORD, USER, Dovecot
-from tests.intake.smtp_testing import SENDER
+from tests.intake.smtp.testing import SENDER
 
 SHARED = "fax@company.example"
 

@@ -18,7 +18,7 @@ from faxgate.store import Store
 from tests.conftest import wait_for
 from tests.daemon import DaemonProcess
 from tests.intake.imap.dovecot import PASSWORD, USER, Dovecot
-from tests.intake.smtp_testing import SENDER, fax_mail
+from tests.intake.smtp.testing import SENDER, fax_mail
 
 FAXES = 120
 REFUSALS = 20

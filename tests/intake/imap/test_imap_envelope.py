@@ -11,7 +11,7 @@ from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.imap.envelope import Addressed, address_message, read_envelope
 from faxgate.intake.imap.session import LoginRefused, read_token, xoauth2
 from faxgate.intake.imap.watcher import setup_problem
-from faxgate.intake.smtp_policy import RecipientRules, Refusal
+from faxgate.intake.smtp.policy import RecipientRules, Refusal
 from faxgate.settings import Settings, load_settings, masked_dump
 
 RULES = RecipientRules.of(

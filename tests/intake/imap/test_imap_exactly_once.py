@@ -15,14 +15,14 @@ import pytest
 
 from faxgate.intake.imap.taking import MessageTaker
 from faxgate.intake.imap.watcher import ImapIntake
-from faxgate.intake.smtp import HandlerConfig
+from faxgate.intake.smtp.handler import HandlerConfig
 from faxgate.settings import Settings
-from faxgate.spool import Spool
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 from tests.conftest import wait_for
 from tests.intake.imap.conftest import imap_settings
 from tests.intake.imap.dovecot import Dovecot
-from tests.intake.smtp_testing import SENDER, fax_mail
+from tests.intake.smtp.testing import SENDER, fax_mail
 
 PROCESSED = "faxgate.processed"
 

@@ -13,7 +13,7 @@ from faxgate.domain.jobs import Intake, Job
 from tests.conftest import wait_for
 from tests.intake.imap.conftest import SHARED, imap_daemon
 from tests.intake.imap.dovecot import Dovecot
-from tests.intake.smtp_testing import fax_mail, replies, subject
+from tests.intake.smtp.testing import fax_mail, replies, subject
 
 PROCESSED = "faxgate.processed"  # Dovecot's maildir hierarchy delimiter is "."
 REFUSED = "faxgate.refused"

@@ -1,0 +1,120 @@
+"""Reading messages in worker processes, beside the event loop.
+
+Reading a message (MIME parsing, base64, the cover page: faxgate.intake.smtp.message) is
+pure CPU: some 15 ms for a 100 KB PDF, seconds for 25 MB. In a thread it would hold the
+interpreter lock the event loop needs (other sessions, the dispatcher, callbacks), so it
+runs in a small pool of processes ("forkserver": started clean, not copied from the
+daemon). `workers = 0` reads in a thread instead (tests, tiny machines).
+
+A worker that dies (say, killed for memory on a huge message) fails only that message
+(the client gets 451 and sends again later); the next message gets a fresh pool. A worker
+whose daemon is gone (killed with SIGKILL: nobody stops the pool) ends within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from typing import Any, Final
+
+from faxgate.domain.message import CoverMode
+from faxgate.intake.smtp.accept import Fax, MailToFax
+from faxgate.intake.smtp.message import SubjectRule, read_mail
+
+log = logging.getLogger("faxgate.smtp")
+
+TASKS_PER_WORKER: Final = 1000  # then a fresh process: whatever a parser leaks goes too
+WATCH_EVERY: Final = 1.0  # seconds between a worker's looks at its daemon
+
+
+class ReaderFailed(Exception):
+    """The worker reading the message died; nothing is known of the message."""
+
+
+class MessageReader:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def read(
+        self,
+        raw: bytes,
+        *,
+        sender: str,
+        login: str | None,
+        faxes: Sequence[Fax],
+        cover: CoverMode,
+        from_line: str | None,
+        from_subject: SubjectRule | None = None,
+    ) -> MailToFax:
+        """read_mail, away from the loop; MessageRefused and AddressRefused as read_mail
+        raises them."""
+        call = functools.partial(
+            _read_mail_without_raw,
+            raw,
+            sender=sender,
+            login=login,
+            faxes=list(faxes),
+            cover=cover,
+            from_line=from_line,
+            from_subject=from_subject,
+        )
+        if self.workers == 0:
+            mail = await asyncio.to_thread(call)
+            return replace(mail, raw=raw)
+        pool = self._pool or self._start()
+        try:
+            mail = await asyncio.get_running_loop().run_in_executor(pool, call)
+            return replace(mail, raw=raw)
+        except BrokenProcessPool as exc:
+            if pool is self._pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            log.error("a message reader process died; starting afresh")
+            raise ReaderFailed("the process reading the message died") from exc
+
+    def _start(self) -> concurrent.futures.ProcessPoolExecutor:
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            max_tasks_per_child=TASKS_PER_WORKER,
+            initializer=end_with,
+            initargs=(os.getpid(),),
+        )
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def end_with(daemon_pid: int) -> None:
+    """In a worker: exit once the daemon is gone, or the forkserver between us."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_EVERY)
+            try:
+                os.kill(daemon_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            if os.getppid() != parent:  # the forkserver ended: so did the daemon
+                os._exit(0)
+
+    threading.Thread(target=watch, name="faxgate-daemon-watch", daemon=True).start()
+
+
+def _read_mail_without_raw(raw: bytes, **kwargs: Any) -> MailToFax:
+    """read_mail, sending back all but the raw message, which the daemon still has."""
+    return replace(read_mail(raw, **kwargs), raw=b"")

@@ -1,0 +1,243 @@
+"""The dispatcher: hands queued jobs to the provider, and never one fax twice by accident.
+
+One cycle (`dispatch_once`):
+1. jobs left in `submitting` whose fate is unknown (an ambiguous answer earlier, or a
+   crash) are reconciled against the provider's transmission list, when their next look
+   is due;
+2. unless sends are paused, as many due jobs as the provider has room for are taken,
+   oldest first: `max_in_flight` minus the jobs in submitting, submitted or transmitting;
+3. they are submitted a few at a time (CONCURRENCY), each in its own order of steps:
+   documents checked, `submitting` committed with `submitted_at` BEFORE the request
+   leaves, the request, its answer recorded;
+4. the jobs whose answer was ambiguous are reconciled at once.
+
+What an answer does to the job:
+- success: submitted, with the provider's GUID and status, first poll planned;
+- not sent (connection refused) or a provider fault (500, 503): queued again after a
+  backoff with jitter that grows with the failures of this call in a row (kept in the
+  event data as `submit_failures`; `attempt` counts calls of the fax, and none was made).
+  After PROVIDER_DOWN_AFTER such failures in a row every send pauses for a backoff;
+- 429: queued again (the provider refused it, nothing was sent) and every send pauses
+  until a job leaves the provider's hands (the tracker wakes the dispatcher) or the pause
+  ends; then ONE fax is tried before the gates open again;
+- another 4xx: failed, with the provider's message and its report in the same
+  transaction. Refusals of the account itself (401, 403, an unknown account) would
+  refuse every fax alike: the job is queued again and sends pause instead;
+- ambiguous (a timeout or dropped connection after the upload, a gateway error, an
+  unreadable success): reconciled (see faxgate.domain.reconcile) against the list, read
+  at once, and the callbacks the tracker kept for GUIDs no job holds (the provider
+  removes a fax once it is sent, so its callback may be all that is left of it). Found:
+  submitted with that GUID. Not there: queued again, only where absence proves it.
+  Cannot tell: uncertain, with a report telling the owner it was not sent again. Try
+  later, or a list that cannot be read now: the job stays in `submitting` and is looked
+  at again after a backoff, or at once when a callback for an unknown GUID arrives.
+  Never sent on a guess.
+
+Uncertain jobs wait for a person (`faxgate retry` or `faxgate cancel`); the dispatcher
+looks at them again only when a callback for an unknown GUID arrives, which may be
+theirs. They do count as rivals when another job to the same number is reconciled, so
+that job is not handed a transmission they may own.
+
+One dispatcher per store: it takes any job in `submitting` that it is not sending itself
+for one whose fate is unknown. Cycles never overlap (a lock), so a job in `submitting`
+at the start of a cycle has no request of this process in flight.
+
+The dispatcher runs the cycle; its parts are beside it: the submitter (a job's steps and
+what each answer does), the pause gate, the reconciler, and the moves they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Final
+
+from faxgate.clock import utc_now
+from faxgate.domain.backoff import Backoff
+from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
+from faxgate.domain.reconcile import (
+    Window,
+)
+from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.models import Transmission
+from faxgate.runner import run_loop
+from faxgate.sending.moves import DispatchReport, JobMoves
+from faxgate.sending.pause import PauseGate
+from faxgate.sending.reconciler import Reconciler
+from faxgate.sending.submitter import CONCURRENCY, Submitter
+from faxgate.settings import DispatchSettings, PollingSettings
+from faxgate.store import Store
+
+__all__ = ["CONCURRENCY", "DispatchReport", "Dispatcher"]
+
+log = logging.getLogger("faxgate.dispatcher")
+
+# With nothing else due, look for work this often: the CLI queues jobs from another process.
+IDLE_CHECK: Final = timedelta(seconds=1)  # one indexed query: cheap
+_SHORTEST_WAIT: Final = 0.01  # seconds
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        client: HelloFaxClient,
+        settings: DispatchSettings,
+        *,
+        polling: PollingSettings,
+        first_poll: timedelta | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        rand: Callable[[], float] = random.random,
+        on_progress: Callable[[Job], None] | None = None,
+        provider_removes: bool = True,
+        unmatched: Callable[[], Awaitable[list[Transmission]]] | None = None,
+        callbacks_expected: bool = False,
+        callback_retry_scale: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
+        self._gate = PauseGate(clock, self._backoff)
+        self._moves = JobMoves(store, on_progress)
+        self._submitter = Submitter(
+            store,
+            client,
+            self._moves,
+            self._gate,
+            settings=settings,
+            polling=polling,
+            first_poll=first_poll or polling.first_interval,
+            backoff=self._backoff,
+            clock=clock,
+        )
+        self._reconciler = Reconciler(
+            store,
+            client,
+            self._moves,
+            polling=polling,
+            backoff=self._backoff,
+            window=Window(after=settings.reconcile_window),
+            clock=clock,
+            provider_removes=provider_removes,
+            unmatched=unmatched,
+            callbacks_expected=callbacks_expected,
+            callback_retry_scale=callback_retry_scale,
+        )
+        self._cycle_lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """When paused sends may resume (a fax to try first), or None when not paused."""
+        return self._gate.until
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def recover(self) -> None:
+        """At startup: reconcile every job left in `submitting` by an earlier run."""
+        async with self._cycle_lock:
+            jobs = await asyncio.to_thread(self._store.jobs_in_states, [JobState.SUBMITTING])
+            if not jobs:
+                return
+            log.info("recovering jobs=%d left in submitting", len(jobs))
+            report = DispatchReport()
+            await self._reconciler.reconcile(jobs, report)
+            log.info(
+                "recovered found=%d requeued=%d uncertain=%d unresolved=%d",
+                report.reconciled,
+                report.requeued,
+                report.uncertain,
+                report.unresolved,
+            )
+
+    async def run(self) -> None:
+        """Dispatch until `stop()` or cancelled. A cancel mid-request leaves the job in
+        `submitting`, which the next start reconciles; `stop()` avoids that."""
+        await run_loop(
+            self._cycle,
+            self._idle,
+            self._wakeup,
+            log=log,
+            failed="dispatch cycle failed",
+            stopping=lambda: self._stopping,
+        )
+
+    async def _cycle(self) -> bool:
+        return (await self.dispatch_once()).more_may_be_due
+
+    async def _idle(self) -> float:
+        # Jobs requeued by others (a busy line called again later) wait in the store.
+        waiting = await asyncio.to_thread(self._store.next_not_before)
+        return self._idle_seconds(waiting)
+
+    def wake(self) -> None:
+        """Run a cycle now (new work, or capacity freed); call it from the event loop."""
+        self._wakeup.set()
+
+    def evidence_arrived(self) -> None:
+        """A callback came for a GUID no job holds: it may be the lost answer of a job in
+        submitting or uncertain. Reconcile them now instead of at their next look."""
+        self._reconciler.evidence_arrived()
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Take no new job; `run()` returns once the sends already in flight have their
+        answer, so a clean shutdown leaves no job in `submitting`."""
+        self._stopping = True
+        self._wakeup.set()
+
+    def _idle_seconds(self, waiting: datetime | None = None) -> float:
+        now = self._clock()
+        moments = [now + IDLE_CHECK, *self._reconciler.next_looks()]
+        if waiting is not None:
+            moments.append(waiting)
+        if self._gate.until is not None:
+            moments.append(self._gate.until)
+        retry = self._submitter.next_retry()
+        if retry is not None:
+            moments.append(retry)
+        return max(_SHORTEST_WAIT, (min(moments) - now).total_seconds())
+
+    # ------------------------------------------------------------------ one cycle
+
+    async def dispatch_once(self) -> DispatchReport:
+        async with self._cycle_lock:
+            report = DispatchReport()
+            await self._reconciler.reconcile_due(report)
+            await self._reconciler.reconcile_uncertain(report)
+            limit = await self._room(report)
+            now = self._clock()
+            self._submitter.forget_retries_due(now)
+            if limit <= 0:
+                return report
+            jobs = await asyncio.to_thread(self._store.due_jobs, now, limit)
+            report.limit, report.picked = limit, len(jobs)
+            ambiguous = await self._submitter.submit_all(jobs, report, lambda: self._stopping)
+            await self._mark_in_flight()
+            if ambiguous:
+                await self._reconciler.reconcile(ambiguous, report)
+            return report
+
+    async def _room(self, report: DispatchReport) -> int:
+        """How many jobs this cycle may send: the provider's free room, or none while
+        paused, or one to try after a pause."""
+        in_flight = await asyncio.to_thread(self._store.count_in_states, ACTIVE_STATES)
+        free = max(0, self._settings.max_in_flight - in_flight)
+        report.capacity = free
+        limit = self._gate.room(free, in_flight)
+        if limit is None:
+            report.paused = True
+            return 0
+        return limit
+
+    async def _mark_in_flight(self) -> None:
+        """After a 429, remember how many jobs were at the provider: one fewer reopens."""
+        if self._gate.wants_in_flight_mark:
+            in_flight = await asyncio.to_thread(self._store.count_in_states, ACTIVE_STATES)
+            self._gate.mark_in_flight(in_flight)

@@ -1,0 +1,107 @@
+"""What a dispatch cycle does to jobs: one transition at a time (a job someone else moved
+first is left alone), the report a job that ends owes, and the cycle's tally."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from faxgate.domain.jobs import Job, JobState
+from faxgate.domain.outcomes import report_payload
+from faxgate.store import JobNotFound, NewNotification, StaleState, Store
+
+log = logging.getLogger("faxgate.dispatcher")
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    """What one cycle did."""
+
+    capacity: int = 0  # room at the provider when the cycle looked
+    limit: int = 0  # jobs the cycle was allowed to take
+    picked: int = 0  # due jobs taken
+    submitted: int = 0  # handed to the provider, with a GUID
+    requeued: int = 0  # queued again: not sent (5xx, refused connection, 429, not there)
+    failed: int = 0
+    ambiguous: int = 0  # answers that left the fate unknown
+    reconciled: int = 0  # found at the provider by reconciling
+    uncertain: int = 0
+    unresolved: int = 0  # left in submitting, to be looked at again
+    skipped: int = 0  # moved by someone else meanwhile (a cancel)
+    held: int = 0  # taken, but not sent because sends paused during the cycle
+    rate_limited: bool = False
+    paused: bool = False  # sends were paused when the cycle began
+
+    @property
+    def more_may_be_due(self) -> bool:
+        """The cycle took all it was allowed to: another may find more at once."""
+        return self.limit > 0 and self.picked >= self.limit and not self.held
+
+
+class JobMoves:
+    """Moves jobs in the store and tells whoever follows their progress (the web's
+    waiting requests, the hot folders' status files)."""
+
+    def __init__(self, store: Store, on_progress: Callable[[Job], None] | None = None) -> None:
+        self._store = store
+        self._on_progress = on_progress
+
+    async def move(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        expect: JobState,
+        detail: str,
+        now: datetime,
+        notify: NewNotification | None = None,
+        data: Mapping[str, Any] | None = None,
+        **fields: object,
+    ) -> Job | None:
+        """One transition; None when someone else moved the job first (a cancel, say)."""
+        try:
+            moved = await asyncio.to_thread(
+                self._store.transition,
+                job_id,
+                to,
+                detail=detail,
+                expect=expect,
+                notify=notify,
+                data=data,
+                now=now,
+                **fields,
+            )
+        except (StaleState, JobNotFound) as error:
+            log.info("left alone job=%s: %s", job_id, error)
+            return None
+        if self._on_progress is not None:
+            try:
+                self._on_progress(moved)
+            except Exception:
+                log.exception("progress callback failed job=%s", job_id)
+        return moved
+
+
+def ending_report(job: Job, state: JobState, reason: str) -> NewNotification:
+    """The report a job that ends here owes its owner (written with the move)."""
+    return NewNotification(
+        kind="report",
+        payload=report_payload(
+            job_id=job.id,
+            state=state,
+            reason=reason,
+            status_code=None,
+            error_code=None,
+            pages=job.pages,
+            attempts=job.attempt,
+            provider_guid=None,
+        ),
+    )
+
+
+def has_cover(job: Job) -> bool:
+    return any((job.cover_to, job.cover_from, job.cover_message))

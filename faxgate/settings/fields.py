@@ -1,0 +1,96 @@
+"""The kinds of value the settings are made of: listen addresses, durations, sections."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+)
+from pydantic_settings import (
+    NoDecode,
+)
+
+HELLOFAX_BASE_URL = "https://api.hellofax.com/v1"
+
+
+class ListenAddress(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+_LISTEN_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
+
+
+def _parse_listen(value: object) -> ListenAddress:
+    if isinstance(value, ListenAddress):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('expected "host:port", for example "127.0.0.1:2525"')
+    match = _LISTEN_RE.match(value.strip())
+    if not match:
+        raise ValueError('expected "host:port", for example "127.0.0.1:2525" or "[::1]:2525"')
+    port = int(match["port"])
+    if not 0 <= port <= 65535:
+        raise ValueError("the port must be between 0 and 65535")
+    return ListenAddress(match["v6"] or match["host"], port)
+
+
+Listen = Annotated[
+    ListenAddress,
+    NoDecode,  # "host:port" is plain text, not JSON, also in FAXGATE_* variables
+    BeforeValidator(_parse_listen),
+    PlainSerializer(str, return_type=str),
+]
+
+
+_DURATION_RE = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+def _parse_duration(value: object) -> timedelta:
+    """Seconds as a number, or text like "90s", "5m", "1h30m"."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(?:\.\d+)?", value.strip()):
+        value = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value.strip())) and value.strip():
+        hours, minutes, secs = (float(match[k] or 0) for k in ("h", "m", "s"))
+        seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        raise ValueError('expected a duration such as 30, "90s", "5m" or "1h30m"')
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def _format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    fraction = seconds - int(seconds)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if secs or fraction or not text:
+        text += f"{secs + fraction:g}s"
+    return text
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    PlainSerializer(_format_duration, return_type=str),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)

@@ -1,0 +1,32 @@
+"""The store: SQLite in WAL mode, the one place a job, its events, the outbox and the
+inbound faxes are kept; documents on disk in the spool beside it."""
+
+from faxgate.store.facade import Store
+from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_version
+from faxgate.store.values import (
+    DEFAULT_BUSY_TIMEOUT,
+    JobNotFound,
+    NewDocument,
+    NewJob,
+    NewNotification,
+    SchemaTooNew,
+    StaleState,
+    StoreError,
+    UnmatchedReport,
+)
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "MIGRATIONS",
+    "JobNotFound",
+    "NewDocument",
+    "NewJob",
+    "NewNotification",
+    "SchemaTooNew",
+    "StaleState",
+    "Store",
+    "StoreError",
+    "UnmatchedReport",
+    "apply_migrations",
+    "schema_version",
+]

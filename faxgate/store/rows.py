@@ -1,0 +1,257 @@
+"""Conversions between Python values and SQLite columns, and rows to values."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from faxgate.domain.inbound import InboundDelivery, InboundFax, ReceivedDocument
+from faxgate.domain.jobs import (
+    Document,
+    Event,
+    Intake,
+    Job,
+    JobState,
+    Notification,
+)
+from faxgate.store.values import NewNotification, StoreError
+
+# ------------------------------------------------------------------ conversions
+
+
+def time_to_db(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime given to the store: {value!r}")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def time_from_db(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def opt_time_from_db(text: str | None) -> datetime | None:
+    return None if text is None else time_from_db(text)
+
+
+def json_to_db(value: Mapping[str, Any]) -> str:
+    text = json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # A file name that is not UTF-8 (its bytes kept as surrogates), which SQLite cannot
+        # store as text: escaped, it reads back as the same name.
+        return json.dumps(dict(value), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    return text
+
+
+def json_from_db(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def opt_time(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    return time_to_db(value)
+
+
+def opt_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"expected text, got {type(value).__name__}")
+
+
+def opt_int(value: object) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def count(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise TypeError(f"expected a positive integer, got {value!r}")
+
+
+def opt_interval(value: object) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, timedelta):
+        raise TypeError(f"expected a timedelta, got {type(value).__name__}")
+    return value.total_seconds()
+
+
+# The job columns a caller may set; the others belong to the store or never change.
+_SETTABLE: Final[Mapping[str, Callable[[object], object]]] = {
+    "attempt": count,
+    "not_before": opt_time,
+    "provider_guid": opt_text,
+    "provider_status": opt_text,
+    "provider_error": opt_text,
+    "pages": opt_int,
+    "reason": opt_text,
+    "next_poll_at": opt_time,
+    "poll_interval": opt_interval,
+    "submitted_at": opt_time,
+    "finished_at": opt_time,
+    "reply_to": opt_text,
+}
+
+
+def settable(fields: Mapping[str, object]) -> dict[str, object]:
+    unknown = sorted(set(fields) - set(_SETTABLE))
+    if unknown:
+        raise ValueError(f"not a job field that can be set: {', '.join(unknown)}")
+    return {name: _SETTABLE[name](value) for name, value in fields.items()}
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    interval = row["poll_interval"]
+    return Job(
+        id=row["id"],
+        created_at=time_from_db(row["created_at"]),
+        updated_at=time_from_db(row["updated_at"]),
+        state=JobState(row["state"]),
+        intake=Intake(row["intake"]),
+        intake_ref=json_from_db(row["intake_ref"]),
+        to_number=row["to_number"],
+        from_line=row["from_line"],
+        cover_to=row["cover_to"],
+        cover_from=row["cover_from"],
+        cover_message=row["cover_message"],
+        reply_to=row["reply_to"],
+        attempt=row["attempt"],
+        not_before=opt_time_from_db(row["not_before"]),
+        provider_guid=row["provider_guid"],
+        provider_status=row["provider_status"],
+        provider_error=row["provider_error"],
+        pages=row["pages"],
+        reason=row["reason"],
+        next_poll_at=opt_time_from_db(row["next_poll_at"]),
+        poll_interval=None if interval is None else timedelta(seconds=interval),
+        submitted_at=opt_time_from_db(row["submitted_at"]),
+        finished_at=opt_time_from_db(row["finished_at"]),
+        group_id=row["group_id"],
+    )
+
+
+def document_from_row(row: sqlite3.Row) -> Document:
+    return Document(
+        job_id=row["job_id"],
+        seq=row["seq"],
+        name=row["name"],
+        path=Path(row["path"]),
+        size=row["size"],
+        sha256=row["sha256"],
+        content_type=row["content_type"],
+    )
+
+
+def event_from_row(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"],
+        job_id=row["job_id"],
+        at=time_from_db(row["at"]),
+        from_state=None if row["from_state"] is None else JobState(row["from_state"]),
+        to_state=JobState(row["to_state"]),
+        detail=row["detail"],
+        data=json_from_db(row["data"]),
+    )
+
+
+def notification_from_row(row: sqlite3.Row) -> Notification:
+    return Notification(
+        id=row["id"],
+        job_id=row["job_id"],
+        created_at=time_from_db(row["created_at"]),
+        kind=row["kind"],
+        payload=json_from_db(row["payload"]),
+        attempts=row["attempts"],
+        next_attempt_at=opt_time_from_db(row["next_attempt_at"]),
+        delivered_at=opt_time_from_db(row["delivered_at"]),
+        last_error=row["last_error"],
+    )
+
+
+def placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def require_row(cursor: sqlite3.Cursor, notification_id: int) -> None:
+    if cursor.rowcount != 1:
+        raise StoreError(f"no notification {notification_id}")
+
+
+def expected_states(expect: JobState | Iterable[JobState] | None) -> frozenset[JobState] | None:
+    if expect is None:
+        return None
+    if isinstance(expect, str):  # a JobState is a str: do not iterate its letters
+        return frozenset({JobState(expect)})
+    return frozenset(JobState(s) for s in expect)
+
+
+def as_notification(
+    notify: Mapping[str, Any] | NewNotification | None, job_id: str
+) -> NewNotification | None:
+    if notify is None:
+        return None
+    if isinstance(notify, NewNotification):
+        return NewNotification(
+            kind=notify.kind,
+            payload=notify.payload,
+            job_id=job_id,
+            next_attempt_at=notify.next_attempt_at,
+        )
+    return NewNotification(payload=notify, job_id=job_id)
+
+
+# ------------------------------------------------------------------ inbound rows
+
+
+def inbound_fax_from_row(row: sqlite3.Row) -> InboundFax:
+    document = None
+    if row["document_path"] is not None:
+        document = ReceivedDocument(
+            path=Path(row["document_path"]),
+            size=row["document_size"],
+            sha256=row["document_sha256"],
+            content_type=row["content_type"],
+        )
+    return InboundFax(
+        id=row["id"],
+        received_at=time_from_db(row["received_at"]),
+        provider_guid=row["provider_guid"],
+        to_number=row["to_number"],
+        from_number=row["from_number"],
+        pages=row["pages"],
+        arrived_at=opt_time_from_db(row["arrived_at"]),
+        route=row["route"],
+        document=document,
+        note=row["note"],
+        transaction=json_from_db(row["transaction_json"]),
+    )
+
+
+def inbound_delivery_from_row(row: sqlite3.Row) -> InboundDelivery:
+    pending_in_outbox = row["outbox_id"] is not None and row["outbox_delivered_at"] is None
+    return InboundDelivery(
+        fax_id=row["fax_id"],
+        seq=row["seq"],
+        kind=row["kind"],
+        target=row["target"],
+        outbox_id=row["outbox_id"],
+        delivered_at=opt_time_from_db(row["delivered_at"]),
+        detail=row["detail"],
+        attempts=row["attempts"] or 0,
+        last_error=row["last_error"],
+        given_up=pending_in_outbox and row["next_attempt_at"] is None,
+    )

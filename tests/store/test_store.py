@@ -1,0 +1,842 @@
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faxgate.domain.jobs import FINISHED_STATES, IllegalTransition, Intake, JobState
+from faxgate.store import (
+    MIGRATIONS,
+    JobNotFound,
+    NewDocument,
+    NewJob,
+    NewNotification,
+    SchemaTooNew,
+    StaleState,
+    Store,
+    StoreError,
+    apply_migrations,
+    schema_version,
+)
+from faxgate.store.spool import SpooledFile
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+S = JobState
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.002)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "faxgate.db"
+
+
+@pytest.fixture
+def store(db_path: Path, clock: FakeClock) -> Iterator[Store]:
+    with Store.open(db_path, clock=clock) as opened:
+        yield opened
+
+
+def spooled(name: str, data: bytes = b"%PDF-1.4\n") -> SpooledFile:
+    return SpooledFile(
+        Path("/var/spool/faxgate") / name, len(data), hashlib.sha256(data).hexdigest()
+    )
+
+
+def new_job(number: str = "+14155550100", **kwargs: object) -> NewJob:
+    values: dict[str, object] = {
+        "to_number": number,
+        "intake": Intake.SMTP,
+        "documents": [NewDocument("report.pdf", spooled("a.pdf"), "application/pdf")],
+    }
+    values.update(kwargs)
+    return NewJob(**values)  # type: ignore[arg-type]
+
+
+@contextmanager
+def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection beside the store's, as another program would open one."""
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        yield conn
+
+
+def table_counts(db_path: Path) -> dict[str, int]:
+    with raw(db_path) as conn:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in ("jobs", "documents", "events", "outbox")
+        }
+
+
+# ------------------------------------------------------------------ opening and schema
+
+
+def test_open_creates_parent_directories_and_schema(db_path: Path, store: Store) -> None:
+    assert db_path.is_file()
+    assert store.pragmas()["user_version"] == len(MIGRATIONS) >= 1
+    with raw(db_path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"jobs", "documents", "events", "outbox"} <= tables
+    assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_next_poll"} <= indexes
+
+
+def test_reopen_is_idempotent_and_keeps_data(db_path: Path, clock: FakeClock) -> None:
+    with Store.open(db_path, clock=clock) as first:
+        [job] = first.create_jobs([new_job()])
+    for _ in range(2):
+        with Store.open(db_path, clock=clock) as again:
+            assert again.pragmas()["user_version"] == len(MIGRATIONS)
+            assert again.get_job(job.id) == job
+
+
+def test_connection_settings_are_really_set(store: Store) -> None:
+    pragmas = store.pragmas()
+    assert pragmas["journal_mode"] == "wal"
+    assert pragmas["synchronous"] == 2  # FULL
+    assert pragmas["busy_timeout"] == 5000
+    assert pragmas["foreign_keys"] == 1
+    assert store.integrity_check() == ["ok"]
+
+
+def test_wal_is_recorded_in_the_file(db_path: Path, store: Store) -> None:
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_later_migration_applies_on_top_of_data(db_path: Path, store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    store.close()
+    later = (*MIGRATIONS, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
+    with raw(db_path) as conn:
+        assert apply_migrations(conn, later) == len(MIGRATIONS) + 1
+        assert conn.execute("SELECT priority FROM jobs WHERE id = ?", (job.id,)).fetchone() == (0,)
+        assert apply_migrations(conn, later) == len(MIGRATIONS) + 1  # nothing left to do
+
+
+def test_a_failing_migration_leaves_nothing_behind(db_path: Path, store: Store) -> None:
+    store.close()
+    broken = (*MIGRATIONS, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
+    with raw(db_path) as conn:
+        with pytest.raises(sqlite3.OperationalError):
+            apply_migrations(conn, broken)
+        assert schema_version(conn) == len(MIGRATIONS)
+        assert (
+            conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone()
+            is None
+        )
+
+
+def test_a_newer_schema_is_refused(db_path: Path, store: Store) -> None:
+    store.close()
+    with raw(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(SchemaTooNew):
+        Store.open(db_path)
+
+
+# ------------------------------------------------------------------ creating and reading
+
+
+def test_create_and_read_back(store: Store) -> None:
+    shared = spooled("shared.pdf", b"shared")
+    not_before = T0 + timedelta(hours=1)
+    [job] = store.create_jobs(
+        [
+            NewJob(
+                to_number="+14155550100",
+                intake=Intake.FOLDER,
+                intake_ref={"path": "/srv/fax/in/+14155550100/letter.pdf", "size": 6},
+                from_line="Acme Ltd",
+                cover_to="Ms Smith",
+                cover_from="Mr Jones",
+                cover_message="Two pages follow. Ünïcode too.",
+                reply_to="jones@example.org",
+                group_id="drop-1",
+                not_before=not_before,
+                documents=[
+                    NewDocument("Letter.pdf", shared, "application/pdf"),
+                    ("scan.tiff", spooled("b.tiff", b"II*"), "image/tiff"),
+                ],
+            )
+        ]
+    )
+    assert len(job.id) == 12
+    assert job.state is S.QUEUED
+    assert job.intake is Intake.FOLDER
+    assert job.intake_ref == {"path": "/srv/fax/in/+14155550100/letter.pdf", "size": 6}
+    assert job.cover_message == "Two pages follow. Ünïcode too."
+    assert job.attempt == 1
+    assert job.not_before == not_before
+    assert job.created_at == job.updated_at == T0
+    assert job.created_at.tzinfo is not None
+    assert job.provider_guid is None
+    assert job.finished_at is None
+    assert store.get_job(job.id) == job
+
+    docs = store.documents(job.id)
+    assert [(d.seq, d.name, d.content_type) for d in docs] == [
+        (0, "Letter.pdf", "application/pdf"),
+        (1, "scan.tiff", "image/tiff"),
+    ]
+    assert docs[0].path == shared.path
+    assert (docs[0].size, docs[0].sha256) == (shared.size, shared.sha256)
+
+    [event] = store.events(job.id)
+    assert (event.from_state, event.to_state, event.detail, event.at) == (
+        None,
+        S.QUEUED,
+        "queued",
+        T0,
+    )
+
+
+def test_one_message_to_several_numbers_is_one_transaction(db_path: Path, store: Store) -> None:
+    jobs = store.create_jobs([new_job(f"+1415555010{i}", group_id="msg-1") for i in range(3)])
+    assert len({j.id for j in jobs}) == 3
+    assert [j.to_number for j in store.group_jobs("msg-1")] == [j.to_number for j in jobs]
+
+    before = table_counts(db_path)
+    bad = new_job("+14155550109", not_before=datetime(2024, 5, 1, 12, 0))  # naive: refused
+    with pytest.raises(ValueError, match="naive"):
+        store.create_jobs([new_job("+14155550108"), bad])
+    assert table_counts(db_path) == before
+
+
+def test_unknown_job(store: Store) -> None:
+    assert store.get_job("0000000000zz") is None
+    assert store.documents("0000000000zz") == []
+    assert store.events("0000000000zz") == []
+    with pytest.raises(JobNotFound):
+        store.transition("0000000000zz", S.SUBMITTING, detail="x")
+    with pytest.raises(JobNotFound):
+        store.update_fields("0000000000zz", reason="x")
+
+
+# ------------------------------------------------------------------ transitions
+
+
+def test_transition_updates_fields_and_writes_event_and_outbox(
+    store: Store, clock: FakeClock
+) -> None:
+    [job] = store.create_jobs([new_job()])
+    t1 = clock.advance(seconds=1)
+    job = store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+    assert (job.state, job.updated_at) == (S.SUBMITTING, t1)
+
+    t2 = clock.advance(seconds=2)
+    job = store.transition(
+        job.id,
+        S.SUBMITTED,
+        detail="the provider has it",
+        expect=S.SUBMITTING,
+        data={"status": "P"},
+        provider_guid="a" * 40,
+        provider_status="P",
+        submitted_at=t2,
+        next_poll_at=t2 + timedelta(minutes=1),
+        poll_interval=timedelta(minutes=1),
+    )
+    assert job.provider_guid == "a" * 40
+    assert job.submitted_at == t2
+    assert job.poll_interval == timedelta(minutes=1)
+    assert store.notifications(job.id) == []
+
+    t3 = clock.advance(seconds=30)
+    job = store.transition(
+        job.id,
+        S.SENT,
+        detail="sent, 2 pages",
+        expect=[S.SUBMITTED, S.TRANSMITTING],
+        notify={"outcome": "sent"},
+        pages=2,
+        provider_status="S",
+    )
+    assert (job.state, job.pages, job.finished_at) == (S.SENT, 2, t3)
+
+    events = store.events(job.id)
+    assert [(e.from_state, e.to_state) for e in events] == [
+        (None, S.QUEUED),
+        (S.QUEUED, S.SUBMITTING),
+        (S.SUBMITTING, S.SUBMITTED),
+        (S.SUBMITTED, S.SENT),
+    ]
+    assert events[2].data == {"status": "P"}
+    assert events[3].detail == "sent, 2 pages"
+    assert [e.at for e in events] == [T0, t1, t2, t3]
+
+    [note] = store.notifications(job.id)
+    assert (note.kind, note.payload, note.job_id) == ("report", {"outcome": "sent"}, job.id)
+    assert (note.created_at, note.next_attempt_at, note.attempts) == (t3, t3, 0)
+
+
+def test_transition_with_a_new_notification(store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    later = T0 + timedelta(minutes=5)
+    store.transition(
+        job.id,
+        S.FAILED,
+        detail="number refused",
+        notify=NewNotification(kind="failure", payload={"why": "x"}, next_attempt_at=later),
+    )
+    [note] = store.notifications(job.id)
+    assert (note.kind, note.payload, note.next_attempt_at) == ("failure", {"why": "x"}, later)
+
+
+@pytest.mark.parametrize("failing_table", ["events", "outbox"])
+def test_transition_is_all_or_nothing(db_path: Path, store: Store, failing_table: str) -> None:
+    [job] = store.create_jobs([new_job()])
+    store.transition(job.id, S.SUBMITTING, detail="sending")
+    before_job = store.get_job(job.id)
+    before = table_counts(db_path)
+    with raw(db_path) as conn:
+        conn.execute(
+            f"CREATE TRIGGER fail_{failing_table} BEFORE INSERT ON {failing_table}"
+            " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
+        store.transition(
+            job.id, S.FAILED, detail="refused", notify={"outcome": "failed"}, reason="refused"
+        )
+    assert store.get_job(job.id) == before_job
+    assert table_counts(db_path) == before
+    # And the store is still usable afterwards.
+    with raw(db_path) as conn:
+        conn.execute(f"DROP TRIGGER fail_{failing_table}")
+    assert store.transition(job.id, S.FAILED, detail="refused").state is S.FAILED
+
+
+def test_stale_state(store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+    with pytest.raises(StaleState) as caught:
+        store.transition(job.id, S.CANCELLED, detail="cancel", expect=S.QUEUED)
+    assert caught.value.actual is S.SUBMITTING
+    assert caught.value.expected == {S.QUEUED}
+    assert store.get_job(job.id).state is S.SUBMITTING  # type: ignore[union-attr]
+    assert len(store.events(job.id)) == 2
+
+
+def test_illegal_transition_through_the_store(db_path: Path, store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    store.transition(job.id, S.SUBMITTING, detail="sending")
+    store.transition(job.id, S.SUBMITTED, detail="accepted", provider_guid="g")
+    sent = store.transition(job.id, S.SENT, detail="sent", notify={"outcome": "sent"})
+    before = table_counts(db_path)
+    # A late callback must not move a sent job back, nor report it twice.
+    for target in (S.TRANSMITTING, S.FAILED, S.SENT, S.QUEUED, S.CANCELLED):
+        with pytest.raises(IllegalTransition):
+            store.transition(job.id, target, detail="late callback", notify={"again": True})
+    assert store.get_job(job.id) == sent
+    assert table_counts(db_path) == before
+
+
+def test_finished_at_follows_the_state(store: Store, clock: FakeClock) -> None:
+    [job] = store.create_jobs([new_job()])
+    failed_at = clock.advance(minutes=1)
+    job = store.transition(job.id, S.FAILED, detail="no pages left", reason="no pages left")
+    assert job.finished_at == failed_at
+    clock.advance(minutes=1)
+    job = store.transition(job.id, S.QUEUED, detail="retry asked", attempt=1, reason=None)
+    assert job.finished_at is None
+    assert job.reason is None
+    assert {S.SENT, S.PRESUMED_SENT, S.FAILED, S.CANCELLED} == FINISHED_STATES
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"state": "sent"}, ValueError),
+        ({"id": "x"}, ValueError),
+        ({"created_at": T0}, ValueError),
+        ({"to_number": "+1"}, ValueError),
+        ({"bogus; DROP TABLE jobs": 1}, ValueError),
+        ({"attempt": 0}, TypeError),
+        ({"attempt": "2"}, TypeError),
+        ({"pages": True}, TypeError),
+        ({"next_poll_at": "soon"}, TypeError),
+        ({"next_poll_at": datetime(2024, 5, 1)}, ValueError),  # naive
+        ({"poll_interval": 60}, TypeError),
+        ({"reason": 3}, TypeError),
+    ],
+)
+def test_only_known_fields_of_the_right_type_may_be_set(
+    db_path: Path, store: Store, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    [job] = store.create_jobs([new_job()])
+    before = table_counts(db_path)
+    with pytest.raises(error):
+        store.transition(job.id, S.SUBMITTING, detail="x", **fields)
+    with pytest.raises(error):
+        store.update_fields(job.id, **fields)
+    assert store.get_job(job.id) == job
+    assert table_counts(db_path) == before
+
+
+def test_update_fields(store: Store, clock: FakeClock) -> None:
+    [job] = store.create_jobs([new_job()])
+    at = clock.advance(minutes=3)
+    updated = store.update_fields(job.id, next_poll_at=at, provider_status="P")
+    assert (updated.next_poll_at, updated.provider_status, updated.updated_at) == (at, "P", at)
+    assert updated.state is S.QUEUED
+    assert len(store.events(job.id)) == 1  # no state change, no event
+    with pytest.raises(StaleState):
+        store.update_fields(job.id, expect=S.SUBMITTED, reason="x")
+    assert store.get_job(job.id) == updated
+
+
+def test_times_round_trip_to_the_microsecond_and_in_utc(store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    paris = timezone(timedelta(hours=2))
+    when = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=paris)
+    job = store.update_fields(job.id, not_before=when)
+    assert job.not_before == when
+    assert job.not_before is not None
+    assert job.not_before.utcoffset() == timedelta(0)
+
+
+# ------------------------------------------------------------------ queries
+
+
+def test_due_jobs_oldest_first_and_respecting_not_before(store: Store, clock: FakeClock) -> None:
+    first, second = store.create_jobs([new_job("+14155550101"), new_job("+14155550102")])
+    clock.advance(minutes=1)
+    [later] = store.create_jobs([new_job("+14155550103", not_before=T0 + timedelta(minutes=10))])
+    clock.advance(minutes=1)
+    [third] = store.create_jobs([new_job("+14155550104")])
+    [busy] = store.create_jobs([new_job("+14155550105")])
+    store.transition(busy.id, S.SUBMITTING, detail="sending")
+
+    now = T0 + timedelta(minutes=5)
+    # Created in one second: the order they were created in still holds.
+    assert [j.id for j in store.due_jobs(now, limit=10)] == [first.id, second.id, third.id]
+    assert [j.id for j in store.due_jobs(now, limit=1)] == [first.id]
+
+    at_the_time = store.due_jobs(T0 + timedelta(minutes=10), limit=10)
+    assert [j.id for j in at_the_time] == [first.id, second.id, later.id, third.id]
+    assert store.due_jobs(T0 - timedelta(seconds=1), limit=10) == store.due_jobs(T0, limit=10)
+
+
+def test_jobs_in_states_count_and_recent(store: Store, clock: FakeClock) -> None:
+    jobs = []
+    for i in range(4):
+        jobs += store.create_jobs([new_job(f"+1415555010{i}")])
+        clock.advance(seconds=1)
+    store.transition(jobs[1].id, S.CANCELLED, detail="cancelled")
+    store.transition(jobs[2].id, S.FAILED, detail="refused")
+    store.transition(jobs[3].id, S.FAILED, detail="refused")
+
+    assert [j.id for j in store.jobs_in_states([S.FAILED, S.CANCELLED])] == [j.id for j in jobs[1:]]
+    assert [j.id for j in store.jobs_in_states([S.FAILED], limit=1)] == [jobs[2].id]
+    assert store.jobs_in_states([]) == []
+    counts = store.count_by_state()
+    assert counts == dict.fromkeys(S, 0) | {S.QUEUED: 1, S.CANCELLED: 1, S.FAILED: 2}
+    assert [j.id for j in store.recent_jobs(2)] == [jobs[3].id, jobs[2].id]
+
+
+def test_find_by_provider_guid(store: Store) -> None:
+    [job, _other] = store.create_jobs([new_job(), new_job()])
+    store.transition(job.id, S.SUBMITTING, detail="sending")
+    store.transition(job.id, S.SUBMITTED, detail="accepted", provider_guid="f" * 40)
+    found = store.find_by_provider_guid("f" * 40)
+    assert found is not None
+    assert found.id == job.id
+    assert store.find_by_provider_guid("e" * 40) is None
+
+
+def test_due_polls_skip_settled_jobs(store: Store) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(3)])
+    for i, job in enumerate(jobs):
+        store.transition(job.id, S.SUBMITTING, detail="sending")
+        store.transition(
+            job.id,
+            S.SUBMITTED,
+            detail="accepted",
+            next_poll_at=T0 + timedelta(minutes=3 - i),
+        )
+    store.transition(jobs[0].id, S.SENT, detail="callback said sent")
+    now = T0 + timedelta(minutes=2)
+    assert [j.id for j in store.due_polls(now, limit=10)] == [jobs[2].id, jobs[1].id]
+    assert [j.id for j in store.due_polls(now, limit=1)] == [jobs[2].id]
+    assert store.due_polls(T0, limit=10) == []
+
+
+# ------------------------------------------------------------------ outbox
+
+
+def test_outbox_delivery_and_retry(store: Store, clock: FakeClock) -> None:
+    a, b = store.create_jobs([new_job(), new_job()])
+    store.transition(a.id, S.FAILED, detail="refused", notify={"n": 1})
+    clock.advance(seconds=1)
+    store.transition(b.id, S.CANCELLED, detail="cancelled", notify={"n": 2})
+    inbound = store.add_notification(NewNotification(kind="inbound", payload={"n": 3}))
+    assert inbound.job_id is None
+
+    now = clock.advance(seconds=1)
+    pending = store.pending_notifications(now, limit=10)
+    assert [n.payload["n"] for n in pending] == [1, 2, 3]
+
+    store.mark_delivered(pending[0].id, now)
+    retry_at = now + timedelta(minutes=5)
+    store.mark_delivery_failed(pending[1].id, "relay said 451", retry_at)
+    store.mark_delivery_failed(inbound.id, "mailbox gone", None)  # given up
+
+    assert store.pending_notifications(now, limit=10) == []
+    [again] = store.pending_notifications(retry_at, limit=10)
+    assert (again.id, again.attempts, again.last_error) == (pending[1].id, 1, "relay said 451")
+    delivered = store.get_notification(pending[0].id)
+    assert delivered is not None
+    assert (delivered.delivered_at, delivered.attempts) == (now, 1)
+    given_up = store.get_notification(inbound.id)
+    assert given_up is not None
+    assert (given_up.next_attempt_at, given_up.delivered_at) == (None, None)
+    assert store.pending_notifications(now + timedelta(days=365), limit=10) == [again]
+
+
+def test_marking_an_unknown_notification_fails(store: Store) -> None:
+    with pytest.raises(StoreError, match="no notification"):
+        store.mark_delivered(999, T0)
+    with pytest.raises(StoreError, match="no notification"):
+        store.mark_delivery_failed(999, "x", None)
+
+
+# ------------------------------------------------------------------ two processes, threads
+
+
+def test_two_stores_on_one_file_see_each_other(db_path: Path, store: Store) -> None:
+    with Store.open(db_path) as cli:
+        [job] = cli.create_jobs([new_job()])
+        assert store.get_job(job.id) == job
+        # Both saw it queued; the daemon moves it first, the CLI's cancel must not win.
+        store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+        with pytest.raises(StaleState):
+            cli.transition(job.id, S.CANCELLED, detail="cancelled by a person", expect=S.QUEUED)
+        assert cli.get_job(job.id).state is S.SUBMITTING  # type: ignore[union-attr]
+
+
+def test_a_writer_waits_for_the_other_instead_of_failing(db_path: Path, store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    with (
+        Store.open(db_path, busy_timeout=0.05) as impatient,
+        Store.open(db_path) as patient,
+        raw(db_path) as holder,
+    ):
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            impatient.transition(job.id, S.SUBMITTING, detail="sending")
+        # Readers are not blocked by a writer (WAL).
+        assert patient.get_job(job.id) == job
+
+        outcome: list[object] = []
+        started = threading.Event()
+
+        def write() -> None:
+            started.set()
+            try:
+                outcome.append(patient.transition(job.id, S.SUBMITTING, detail="sending"))
+            except Exception as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=write)
+        worker.start()
+        started.wait()
+        worker.join(timeout=0.3)
+        assert worker.is_alive(), "the write should wait while the lock is held"
+        holder.execute("COMMIT")
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        [moved] = outcome
+        assert getattr(moved, "state", None) is S.SUBMITTING
+
+
+def test_one_store_shared_by_threads(db_path: Path, store: Store) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(8)])
+    errors: list[BaseException] = []
+
+    def drive(job_id: str) -> None:
+        try:
+            store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+            store.transition(job_id, S.SUBMITTED, detail="ok", provider_guid=job_id)
+            store.transition(job_id, S.SENT, detail="sent", notify={"job": job_id})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drive, args=(job.id,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert store.count_by_state()[S.SENT] == 8
+    assert table_counts(db_path)["outbox"] == 8
+
+
+# ------------------------------------------------------------------ crash
+
+
+def committed_lines(log: Path) -> list[tuple[str, JobState]]:
+    text = log.read_text(encoding="utf-8") if log.exists() else ""
+    complete = text[: text.rfind("\n") + 1]  # a line cut by the kill says nothing
+    return [
+        (job_id, JobState(state)) for job_id, state in (ln.split() for ln in complete.splitlines())
+    ]
+
+
+def check_consistent(db_path: Path, log: Path) -> int:
+    """Every job's history and documents agree with its row; returns the number of jobs."""
+    with Store.open(db_path) as store:
+        assert store.integrity_check() == ["ok"]
+        with raw(db_path) as conn:
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        jobs = store.recent_jobs(100_000)
+        for job in jobs:
+            events = store.events(job.id)
+            assert events, job.id
+            assert (events[0].from_state, events[0].to_state) == (None, S.QUEUED)
+            for before, after in itertools.pairwise(events):
+                assert after.from_state == before.to_state, job.id
+            assert events[-1].to_state == job.state, job.id
+
+            docs = store.documents(job.id)
+            assert [d.seq for d in docs] == [0, 1], job.id
+            for doc in docs:
+                data = doc.path.read_bytes()  # spooled before the job was committed
+                assert (len(data), hashlib.sha256(data).hexdigest()) == (doc.size, doc.sha256)
+
+            notes = store.notifications(job.id)
+            expected_notes = 1 if job.state in (S.SENT, S.FAILED, S.UNCERTAIN) else 0
+            assert len(notes) == expected_notes, job.id
+            if job.state in (S.SENT, S.FAILED):
+                assert job.provider_guid is not None
+                assert job.finished_at is not None
+
+        # Whatever the writer reported as committed survived the kill.
+        reached = {(e.job_id, e.to_state) for job in jobs for e in store.events(job.id)}
+        for job_id, state in committed_lines(log):
+            assert (job_id, state) in reached, (job_id, state)
+        return len(jobs)
+
+
+def writer_reached(child: subprocess.Popen[bytes], log: Path, jobs: int) -> bool:
+    if child.poll() is not None:
+        raise AssertionError(child.stderr.read() if child.stderr else "the writer died")
+    return len({job_id for job_id, _ in committed_lines(log)}) >= jobs
+
+
+def test_the_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
+    db_path, spool_dir, log = tmp_path / "faxgate.db", tmp_path / "spool", tmp_path / "log"
+    writer = Path(__file__).with_name("store_writer.py")
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    jobs_so_far = 0
+    for kill in range(4):
+        target = jobs_so_far + rng.randint(2, 24)
+        with subprocess.Popen(
+            [sys.executable, str(writer), str(db_path), str(spool_dir), str(log)],
+            stderr=subprocess.PIPE,
+        ) as child:
+            try:
+                wait_for(lambda: writer_reached(child, log, target))  # noqa: B023
+            finally:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+        assert child.returncode == -signal.SIGKILL, f"seed {seed}, kill {kill}"
+        counted = check_consistent(db_path, log)
+        assert counted >= target, f"seed {seed}"
+        jobs_so_far = counted
+    # The writers kept adding where the killed ones stopped.
+    assert jobs_so_far >= 8
+
+
+def test_next_not_before_is_the_earliest_waiting_queued_job(store: Store) -> None:
+    assert store.next_not_before() is None
+    soon = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    later = soon + timedelta(minutes=5)
+    first, second, _ = store.create_jobs(
+        [new_job(not_before=later), new_job(not_before=soon), new_job()]
+    )
+    assert store.next_not_before() == soon
+    store.transition(second.id, JobState.CANCELLED, detail="no longer wanted")
+    assert store.next_not_before() == later
+    store.transition(first.id, JobState.SUBMITTING, detail="its time came")
+    assert store.next_not_before() is None
+
+
+def test_count_in_states(store: Store) -> None:
+    first, _, _ = store.create_jobs([new_job(), new_job(), new_job()])
+    store.transition(first.id, JobState.SUBMITTING, detail="sending")
+    assert store.count_in_states([JobState.SUBMITTING, JobState.SUBMITTED]) == 1
+    assert store.count_in_states([JobState.QUEUED]) == 2
+    assert store.count_in_states([JobState.SENT]) == 0
+
+
+def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
+    plan = " ".join(
+        row[3]
+        for row in store._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at"
+        )
+    )
+    assert "jobs_by_state_age" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
+    db_path: Path, store: Store
+) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(20)])
+    stale = jobs[0]
+    store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
+    commits: list[str] = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    results: dict[str, BaseException | JobState] = {}
+
+    def move(job_id: str) -> None:
+        try:
+            moved = store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+            results[job_id] = moved.state
+        except BaseException as error:
+            results[job_id] = error
+
+    # While one holder has the write lock, every change queues up behind it.
+    with store._lock:
+        threads = [threading.Thread(target=move, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(store._waiting) == len(jobs))
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert commits == ["COMMIT"]  # one fsync for twenty callers
+    assert isinstance(results.pop(stale.id), StaleState)
+    assert set(results.values()) == {S.SUBMITTING}
+    assert store.count_by_state()[S.SUBMITTING] == len(jobs)
+    assert len(store.events(stale.id)) == 2  # its failed change left no event behind
+    assert table_counts(db_path)["events"] == 2 * len(jobs)
+
+
+def test_a_failed_group_commit_fails_every_change_in_it(db_path: Path, store: Store) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(3)])
+    before = table_counts(db_path)
+    store._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT, for all
+    errors: list[BaseException] = []
+
+    def move(job_id: str) -> None:
+        try:
+            store.update_fields(job_id, expect=S.QUEUED, reason="x")
+        except BaseException as error:
+            errors.append(error)
+
+    with store._lock:
+        threads = [threading.Thread(target=move, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(store._waiting) == len(jobs))
+        # Make the shared commit itself fail: an orphan event whose check waits for COMMIT.
+        store._waiting[1].body = lambda conn: conn.execute(
+            "INSERT INTO events (job_id, at, to_state, detail) VALUES ('nope', 'x', 'queued', 'x')"
+        )
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(errors) == len(jobs)
+    assert all(isinstance(error, sqlite3.IntegrityError) for error in errors)
+    assert table_counts(db_path) == before
+    assert store.get_job(jobs[0].id) == jobs[0]
+
+
+def test_reads_see_every_committed_change_at_once(store: Store) -> None:
+    [job] = store.create_jobs([new_job()])
+    for state in (S.SUBMITTING, S.SUBMITTED, S.SENT):
+        store.transition(job.id, state, detail=state.value)
+        assert store.get_job(job.id).state is state  # type: ignore[union-attr]
+
+
+def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with raw(path) as conn:  # a store as version 3 left it, with history
+        apply_migrations(conn, MIGRATIONS[:3])
+    with Store.open(path) as store:
+        [job] = store.create_jobs([new_job()])
+        store.transition(job.id, S.SUBMITTING, detail="sending")
+        store.transition(job.id, S.SUBMITTED, detail="ok", data={"guid": "g1"}, provider_guid="g1")
+        store.transition(
+            job.id, S.QUEUED, detail="busy", data={"guid": "g1"}, provider_guid=None, attempt=2
+        )
+        store.transition(job.id, S.SUBMITTING, detail="sending again")
+        store.transition(job.id, S.SUBMITTED, detail="ok", provider_guid="g2")
+    with raw(path) as conn:  # back to version 3: as if those calls predated the table
+        conn.execute("DROP TABLE provider_calls")
+        conn.execute("DROP TABLE unmatched_reports")  # later versions' tables
+        conn.execute("DROP TABLE imap_taken")
+        conn.execute("PRAGMA user_version = 3")
+    with Store.open(path) as store:
+        assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
+        assert store.call_owner("never") is None
+
+
+def test_unmatched_reports_are_kept_bounded_by_age_and_count(tmp_path: Path) -> None:
+    start = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        keep = timedelta(hours=1)
+        for n in range(4):
+            dropped = store.keep_unmatched(
+                f"g{n}",
+                "S",
+                {"Guid": f"g{n}", "StatusCode": "S"},
+                now=start + timedelta(minutes=n),
+                keep_for=keep,
+                keep_at_most=3,
+            )
+        assert dropped == 1  # the oldest, for room
+        assert [r.guid for r in store.unmatched_reports()] == ["g1", "g2", "g3"]
+        assert store.unmatched_reports("g2")[0].body == {"Guid": "g2", "StatusCode": "S"}
+        # The same report twice is kept once; another status of the same GUID is kept too.
+        for status in ("S", "E"):
+            store.keep_unmatched(
+                "g3", status, {}, now=start + timedelta(minutes=5), keep_for=keep, keep_at_most=9
+            )
+        assert [r.status for r in store.unmatched_reports("g3")] == ["S", "E"]
+        store.keep_unmatched(
+            "g9", "S", {}, now=start + timedelta(minutes=63), keep_for=keep, keep_at_most=9
+        )
+        assert store.unmatched_guids() == {"g3", "g9"}  # older than an hour: gone
+        store.drop_unmatched("g3")
+        assert store.unmatched_guids() == {"g9"}
