@@ -17,7 +17,7 @@ from typing import Final, TextIO
 __all__ = ["configure", "journal_formatter", "plain_formatter", "writes_to_journal"]
 
 # Libraries that log every request or tick at INFO; faxgate logs what they mean.
-NOISY: Final = ("httpx", "aiohttp.access")
+NOISY: Final = ("apscheduler", "httpx", "aiohttp.access")
 
 _PRIORITY: Final = {  # syslog's numbers, as sd-daemon(3) prefixes them
     logging.CRITICAL: 2,

@@ -9,8 +9,10 @@ cycle grows with the due jobs, not with the account's history.
 The provider removes a fax once it is sent, so a poll may never see a fax end: it answers
 404 instead. Such a job ends `presumed_sent` (settle_vanished), never failed on a guess.
 
-The cycles run on faxgate's loop shape (faxgate.runner): one at start, then one every
-`tick` or when woken; the schedule of each job lives in the store (next_poll_at).
+The cycles run on faxgate's loop shape (faxgate.runner): one at start, then one at every
+`tick` of an APScheduler interval job (fixed rate; ticks missed while a cycle runs are
+one) or when woken. The scheduler only keeps time: each job's own schedule lives in the
+store (next_poll_at).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, NoReturn, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxgate import metrics
 from faxgate.clock import utc_now
@@ -133,7 +137,27 @@ class Poller:
         """Run a cycle at once, then every `tick` or when woken, until cancelled. A cancel
         mid-cycle ends it there; each of its writes is atomic, so the store stays
         consistent."""
-        await run_loop(self._tick, self._idle, self._wakeup, log=log, failed="poll cycle failed")
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._tick_due,
+            "interval",
+            seconds=self._settings.tick.total_seconds(),
+            name="poll tick",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        scheduler.start()  # inside the running loop, as AsyncIOScheduler needs
+        try:
+            await run_loop(
+                self._tick, self._idle, self._wakeup, log=log, failed="poll cycle failed"
+            )
+        finally:
+            scheduler.shutdown(wait=False)
+
+    async def _tick_due(self) -> None:
+        # A coroutine, so the scheduler runs it on the event loop, not in a thread.
+        self._wakeup.set()
 
     def wake(self) -> None:
         """Run a cycle now instead of at the next tick (once more, when one is running)."""
@@ -144,8 +168,8 @@ class Poller:
             await self.poll_once()
         return False
 
-    async def _idle(self) -> float:
-        return self._settings.tick.total_seconds()
+    async def _idle(self) -> None:
+        return None  # until the next tick or wake-up
 
 
 class _Cycle:
