@@ -30,7 +30,7 @@ from faxgate.inbound.receiver import InboundReceiver
 from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.imap.taking import REFUSAL_KIND
-from faxgate.intake.imap.watcher import ImapSetupError, start_imap
+from faxgate.intake.imap.watcher import ImapIntake, ImapSetupError, start_imap
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, start_smtp
 from faxgate.notify.folder_result import folder_reporter
 from faxgate.notify.imap_refusal import refusal_reply_handler
@@ -80,6 +80,7 @@ class Daemon:
     health: Health | None = None
     folders: HotFolders | None = None
     inbound: InboundReceiver | None = None
+    imap: ImapIntake | None = None
     # Reads the settings again on SIGHUP; `faxgate run` tells it how (faxgate/reload.py).
     reloader: Reloader = field(default_factory=Reloader)
 
@@ -240,6 +241,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         )
         daemon.folders = folders
         daemon.inbound = inbound
+        daemon.imap = imap
         # Inside _running: the folders stop taking files before the dispatcher drains.
         async with _running(daemon), folders.running():
             log.info(

@@ -33,6 +33,7 @@ from faxgate.domain.inbound_routes import RoutingTable
 from faxgate.inbound.receiver import InboundReceiver, routing_from_settings
 from faxgate.intake.folder.folders import FolderReload, HotFolders
 from faxgate.intake.folder.runner import FolderError
+from faxgate.intake.imap.watcher import ImapIntake
 from faxgate.intake.smtp.handler import HandlerConfig
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, load_address_book
 from faxgate.intake.smtp.policy import exposure_problem
@@ -152,6 +153,7 @@ class Running(Protocol):
     smtp: SmtpListener | None
     inbound: InboundReceiver | None
     folders: HotFolders | None
+    imap: ImapIntake | None
 
 
 class ReloadRefused(Exception):
@@ -254,6 +256,8 @@ class Reloader:
         daemon.settings = in_use
         if prepared.smtp is not None and daemon.smtp is not None:
             daemon.smtp.handler.config = prepared.smtp  # one object: MAIL sees old or new
+        if prepared.smtp is not None and daemon.imap is not None:
+            daemon.imap.taker.config = prepared.smtp  # the mailbox's mail reads by the same
         if prepared.routing is not None and daemon.inbound is not None:
             daemon.inbound.reroute(prepared.routing)
         if "log_level" in plan.applied:

@@ -124,6 +124,20 @@ async def test_a_message_to_no_fax_address_is_refused_with_the_reason(
     assert "no fax address" in reply.get_content()
 
 
+async def test_a_reload_reads_the_contacts_file_again_for_the_mailbox_too(
+    tmp_path: Path, dovecot: Dovecot
+) -> None:
+    contacts = tmp_path / "contacts.toml"
+    contacts.write_text('[contacts.drsmith]\nnumber = "+1 415 555 0171"\n')
+    sections = {"addressing": {"contacts_file": str(contacts)}}
+    async with imap_daemon(tmp_path / "state", dovecot, sections) as daemon:
+        contacts.write_text('[contacts.northside]\nnumber = "+1 415 555 0174"\n')
+        await daemon.reload_from(daemon.settings)  # the settings unchanged: the file is not
+        dovecot.append(fax_mail("northside@fax.local", subject="Order"))
+        await wait_for(lambda: moved(dovecot, PROCESSED, 1), what="the move to processed")
+        assert [job.to_number for job in jobs_of(daemon)] == ["+14155550174"]
+
+
 async def test_a_burst_of_200_messages_is_taken_exactly_once(
     tmp_path: Path, dovecot: Dovecot
 ) -> None:
