@@ -11,7 +11,7 @@ is read here and nowhere else:
 - keys the description does not list (`transmission_id`, `from`, `test_mode`, a
   transmission's `sender`) ignored;
 - `sent_at` absent while a transmission is under way;
-- times as Unix seconds, numbers or numeric strings (`_unix_time`);
+- times as Unix seconds, numbers or numeric strings (`provider_time`);
 - status codes beyond the enum (`faxgate.dropbox_fax.codes`).
 
 Not tolerated: JSON that is not JSON. Some of the description's hand-written examples end
@@ -26,13 +26,13 @@ ValidationError is one) when the data cannot be read.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from faxgate.clock import provider_time
 from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_status
 
 __all__ = [
@@ -55,9 +55,6 @@ __all__ = [
     "load_json",
 ]
 
-# Unix time in milliseconds passes this around 1973; in seconds, not before year 5000.
-_MILLISECONDS_ABOVE = 100_000_000_000
-
 
 def load_json(data: Any) -> Any:
     """The decoded value: JSON text (str or bytes, strictly parsed) is decoded, anything
@@ -70,28 +67,6 @@ def load_json(data: Any) -> Any:
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
-    return value
-
-
-def _unix_time(value: Any) -> Any:
-    """Unix seconds as a number or a numeric string (or, to be safe, ISO 8601); UTC."""
-    value = _blank_to_none(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"timestamp out of range: {value}")
-        seconds = value / 1000 if value > _MILLISECONDS_ABOVE else value
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise ValueError(f"timestamp out of range: {value}") from exc
     return value
 
 
@@ -146,7 +121,7 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-UtcDatetime = Annotated[datetime | None, BeforeValidator(_unix_time)]
+UtcDatetime = Annotated[datetime | None, BeforeValidator(provider_time)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalInt = Annotated[int | None, BeforeValidator(_blank_to_none)]
 OptionalBool = Annotated[bool | None, BeforeValidator(_blank_to_none)]

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from faxgate.clock import MILLISECONDS_ABOVE
+
 __all__ = [
     "LIVE_PER_MINUTE",
     "TEST_MODE_PER_MINUTE",
@@ -29,8 +31,6 @@ __all__ = [
 LIVE_PER_MINUTE = 100
 TEST_MODE_PER_MINUTE = 10
 _MINUTE = 60.0
-# Unix time in milliseconds passes this around 1973; in seconds, not before year 5000.
-_MILLISECONDS_ABOVE = 100_000_000_000
 # A Reset further off than this is a misreading, not a wait anyone should sit through.
 _LONGEST_WAIT = 3600.0
 
@@ -59,7 +59,7 @@ def read_rate_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
     spells the last with a small L) and Retry-After, whatever their case."""
     lowered = {key.lower(): value for key, value in headers.items()}
     reset = _number(lowered.get("x-ratelimit-reset"))
-    if reset is not None and reset > _MILLISECONDS_ABOVE:
+    if reset is not None and reset > MILLISECONDS_ABOVE:
         reset /= 1000
     limit = _number(lowered.get("x-ratelimit-limit"))
     remaining = _number(lowered.get("x-ratelimit-remaining"))

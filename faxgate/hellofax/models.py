@@ -16,12 +16,13 @@ import json
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from faxgate.clock import provider_time
 from faxgate.domain.codes import ErrorCode, StatusCode, parse_error_code, parse_status_code
 
 __all__ = [
@@ -37,33 +38,10 @@ __all__ = [
     "transmissions_from_api",
 ]
 
-# Unix time in milliseconds passes this around 1973; in seconds, not before year 5000.
-_MILLISECONDS_ABOVE = 100_000_000_000
-
 
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
-    return value
-
-
-def _timestamp(value: Any) -> Any:
-    """Unix seconds as a string or number (the API's form), or ISO 8601; always UTC-aware."""
-    value = _blank_to_none(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > _MILLISECONDS_ABOVE else value
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError) as exc:
-            raise ValueError(f"timestamp out of range: {value}") from exc
     return value
 
 
@@ -83,7 +61,7 @@ def _error(value: Any) -> Any:
         return ErrorCode.UNKNOWN
 
 
-UtcDatetime = Annotated[datetime | None, BeforeValidator(_timestamp)]
+UtcDatetime = Annotated[datetime | None, BeforeValidator(provider_time)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalInt = Annotated[int | None, BeforeValidator(_blank_to_none)]
 OptionalBool = Annotated[bool | None, BeforeValidator(_blank_to_none)]
