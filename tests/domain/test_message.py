@@ -22,6 +22,7 @@ from pypdf import PdfReader
 
 from faxgate.domain.documents import MAX_FILES, accepted_list
 from faxgate.domain.message import (
+    MAIL_POLICY,
     MAX_COVER_MESSAGE_CHARS,
     CoverMode,
     FaxContent,
@@ -839,3 +840,13 @@ def test_mutated_corpus_messages_give_content_or_a_refusal(raw: bytes, cover: Co
 @given(html=st.text(alphabet=st.sampled_from("<>/!-[]&;#x0 apbrdivscript=\"'\n"), max_size=300))
 def test_html_to_text_never_fails(html: str) -> None:
     assert isinstance(html_to_text(html), str)
+
+
+def test_a_header_is_parsed_once_and_a_huge_one_is_not_kept() -> None:
+    headers = MAIL_POLICY.header_factory
+    pdf = headers("Content-Type", 'application/pdf; name="a.pdf"')
+    assert pdf is headers("Content-Type", 'application/pdf; name="a.pdf"')
+    assert pdf.params["name"] == "a.pdf"
+    huge = "word " * 1000  # parsed anew each time: a cache of such values would hold megabytes
+    assert headers("Subject", huge) is not headers("Subject", huge)
+    assert headers("Subject", huge) == huge

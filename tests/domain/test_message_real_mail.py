@@ -482,6 +482,22 @@ def test_an_outlook_express_boundary_left_unquoted_is_read_whole() -> None:
     assert body_text(read(raw)) == "Hello\n"
 
 
+def test_unquoted_boundaries_deep_in_a_message_are_each_read_whole() -> None:
+    # Outlook Express nests them: the outer boundary on the Content-Type line itself, an
+    # inner one on a folded line after an attachment, the body after both.
+    outer, inner = "----=_NextPart_000_0001_01C8.AAAA", "----=_NextPart_001_0002_01C8.BBBB"
+    raw = message(
+        f"multipart/mixed; boundary={outer}",
+        f"--{outer}\n{pdf_part('first.pdf')}\n"
+        f"--{outer}\nContent-Type: multipart/alternative;\n\tboundary={inner}\n\n"
+        f"--{inner}\nContent-Type: text/plain\n\nHello\n--{inner}--\n"
+        f"--{outer}\n{pdf_part('second.pdf')}\n--{outer}--\n",
+    )
+    content = read(raw)
+    assert [d.name for d in content.documents] == ["first.pdf", "second.pdf"]
+    assert content.cover_message == "Test\n\nHello"
+
+
 def test_a_header_line_that_lost_its_fold_does_not_end_the_headers() -> None:
     raw = (
         f"From: ann@example.com\nTo: {FAX}\nX-Diagnostics: 1;AM4PR01\n"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from faxgate.domain.message.cover import _cover_wanted, _recipient_name, _sender_name
 from faxgate.domain.message.headers import _header_text
+from faxgate.domain.message.parsing import POLICY as MAIL_POLICY
 from faxgate.domain.message.parsing import _parse
 from faxgate.domain.message.parts import as_utf8, enriched_to_text, image_size
 from faxgate.domain.message.text import (
@@ -56,6 +57,7 @@ from faxgate.domain.message.values import (
 from faxgate.domain.message.walk import _body_document, _check_limits, _documents, _Walk
 
 __all__ = [
+    "MAIL_POLICY",
     "MAX_COVER_MESSAGE_CHARS",
     "CoverMode",
     "FaxContent",

@@ -5,15 +5,41 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
+from functools import lru_cache
 from typing import Final
 
 from faxgate.domain.message.values import MessageRefused
 
 
+class _RememberingHeaders(HeaderRegistry):
+    """The standard header classes, each (name, value) parsed once.
+
+    The parser asks a part for its Content-Type a dozen times while reading it, and the
+    default policy parses the header anew at every ask: a third of a message's reading
+    time. Parsed headers are immutable, so one parse can serve every ask, and every message
+    that carries the same header (the same boundary, the same "application/pdf").
+    """
+
+    _LONGEST_KEPT: Final = 998  # the longest line RFC 5322 allows: huge values are not kept
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsed = lru_cache(maxsize=512)(super().__call__)
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > self._LONGEST_KEPT:
+            return super().__call__(name, value)
+        return self._parsed(name, value)
+
+
+POLICY: Final = email.policy.default.clone(header_factory=_RememberingHeaders())
+
+
 def _parse(raw: bytes) -> Message:
     try:
-        return email.message_from_bytes(_mended(raw), policy=email.policy.default)
+        return email.message_from_bytes(_mended(raw), policy=POLICY)
     except Exception as error:  # the parser's own bugs on hostile input, deep nesting
         raise MessageRefused("the message could not be read as an email") from error
 
@@ -38,7 +64,7 @@ def _mended(raw: bytes) -> bytes:
     MIME headers after it lost: a line without a colon between header lines is read as a
     continuation.
     """
-    raw = _BARE_BOUNDARY.sub(rb'\1"\2"', raw.removeprefix(b"\xef\xbb\xbf"))
+    raw = _quoted_boundaries(raw.removeprefix(b"\xef\xbb\xbf"))
     end = _header_end(raw)
     lines = raw[:end].split(b"\n")
     mended = False
@@ -51,6 +77,28 @@ def _mended(raw: bytes) -> bytes:
         lines[at] = b" " + line
         mended = True
     return b"\n".join(lines) + raw[end:] if mended else raw
+
+
+def _quoted_boundaries(raw: bytes) -> bytes:
+    """`_BARE_BOUNDARY` applied only around the lines that name a boundary: run over a
+    whole message, the pattern tries every line of every attachment (1.4 ms for 140 KB)."""
+    lowered = raw.lower()
+    at = lowered.find(b"boundary")
+    if at < 0:
+        return raw
+    pieces = []
+    done = 0
+    while at >= 0:
+        # From the line before (a `;` may end it, the parameter on the folded line after)
+        # to the end of the line naming the boundary.
+        start = max(done, raw.rfind(b"\n", 0, max(raw.rfind(b"\n", 0, at), 0)) + 1)
+        end = raw.find(b"\n", at)
+        end = len(raw) if end < 0 else end
+        pieces += [raw[done:start], _BARE_BOUNDARY.sub(rb'\1"\2"', raw[start:end])]
+        done = end
+        at = lowered.find(b"boundary", end)
+    pieces.append(raw[done:])
+    return b"".join(pieces)
 
 
 def _header_end(raw: bytes) -> int:

@@ -8,7 +8,6 @@ may go at all (faxgate.domain.autoreply, RFC 3834), and the facts the reply will
 
 from __future__ import annotations
 
-import email.policy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.message import Message
@@ -17,11 +16,11 @@ from typing import Any
 
 from faxgate.domain.addressing import AddressRefused, numbers_in_subject
 from faxgate.domain.autoreply import may_reply
-from faxgate.domain.message import CoverMode, FaxContent, fax_content
+from faxgate.domain.message import MAIL_POLICY, CoverMode, FaxContent, fax_content
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.smtp.accept import Fax, MailToFax
 
-_HEADER_PARSER = BytesHeaderParser(policy=email.policy.default)
+_HEADER_PARSER = BytesHeaderParser(policy=MAIL_POLICY)
 
 
 @dataclass(frozen=True, slots=True)
