@@ -1,7 +1,7 @@
 """Reading messages in worker processes, beside the event loop.
 
 Reading a message (MIME parsing, base64, the cover page: faxgate.intake.smtp.message) is
-pure CPU: some 15 ms for a 100 KB PDF, seconds for 25 MB. In a thread it would hold the
+pure CPU: some 4 ms for a 100 KB PDF, seconds for 25 MB. In a thread it would hold the
 interpreter lock the event loop needs (other sessions, the dispatcher, callbacks), so it
 runs in a small pool of processes ("forkserver": started clean, not copied from the
 daemon). `workers = 0` reads in a thread instead (tests, tiny machines).
