@@ -128,7 +128,33 @@ def run_client(port: int, messages: int, clients: int) -> dict[str, Any]:
     return {"seconds": seconds, "sent": messages - len(refused), "refused": refused[:3]}
 
 
+def server_cpu() -> dict[int, float]:
+    """CPU seconds used so far by this process and those it started (the message readers
+    and their forkserver), by process id: read before the client starts, so the client
+    is not among them."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used, parents = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            if pid == os.getpid():
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return {pid: seconds for pid, seconds in used.items() if ours(pid)}
+
+
 async def client_round(port: int, messages: int, clients: int) -> dict[str, Any]:
+    before = server_cpu()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -144,6 +170,9 @@ async def client_round(port: int, messages: int, clients: int) -> dict[str, Any]
     if process.returncode != 0:
         raise RuntimeError(f"the client failed with exit code {process.returncode}")
     result: dict[str, Any] = json.loads(out)
+    after = server_cpu()
+    # A reader renewed during the round is left out of both: a slight undercount.
+    result["server_cpu"] = sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
     if result["refused"]:
         raise RuntimeError(f"messages were refused: {result['refused']}")
     return result
@@ -215,6 +244,7 @@ async def bench(messages: int, clients: int, rounds: int) -> None:
                 for name in order:
                     result = await client_round(ports[name], messages, clients)
                     rates[name] = result["sent"] / result["seconds"]
+                    rates[f"{name} cpu"] = 1000 * result["server_cpu"] / result["sent"]
                 results.append(rates)
             jobs = len(store.recent_jobs(messages * rounds + 1))
             transactions = listener.handler.intake.committer.transactions
@@ -237,6 +267,14 @@ async def bench(messages: int, clients: int, rounds: int) -> None:
     median = statistics.median(ratios)
     verdict = "met" if median >= GOAL else "NOT met"
     print(f"median faxgate / bare: {median:.2f}x (goal: at least {GOAL:.1f}x: {verdict})")
+    cpu = {
+        name: statistics.median(r[f"{name} cpu"] for r in results) for name in ("bare", "faxgate")
+    }
+    print(
+        f"server CPU per message (the listener and its readers, median round): bare"
+        f" {cpu['bare']:.1f} ms, faxgate {cpu['faxgate']:.1f} ms: bare / faxgate"
+        f" {ratio(cpu['bare'], cpu['faxgate'])} (CPU time: a busy machine shifts it less)"
+    )
     print(f"store transactions: {transactions} for {jobs} messages")
 
 
