@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import email
+import email.feedparser
 import email.policy
 import hashlib
 import io
 import random
+import re
 import struct
 import zipfile
 import zlib
@@ -850,3 +852,17 @@ def test_a_header_is_parsed_once_and_a_huge_one_is_not_kept() -> None:
     huge = "word " * 1000  # parsed anew each time: a cache of such values would hold megabytes
     assert headers("Subject", huge) is not headers("Subject", huge)
     assert headers("Subject", huge) == huge
+
+
+@pytest.mark.parametrize(
+    "text", ["", "a", "\n", "\r", "\r\n", "a\r\n", "a\n\r", "a\n\n", "a\r\r\n", "\n\r\n"]
+)
+def test_the_parsers_line_end_at_the_end_is_found_as_the_standard_library_finds_it(
+    text: str,
+) -> None:
+    # faxgate looks only at the end of a payload for it (the library scans all of it).
+    line_end = email.feedparser.NLCRE_eol  # type: ignore[attr-defined]
+    standard = re.compile(r"(\r\n|\r|\n)\Z").search(text)
+    found = line_end.search(text)
+    assert (found and found.group(0)) == (standard and standard.group(0))
+    assert type(line_end).__name__ == "_LineEndAtTheEnd"

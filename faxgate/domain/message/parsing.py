@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.feedparser
 import email.policy
 import re
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -35,6 +36,27 @@ class _RememberingHeaders(HeaderRegistry):
 
 
 POLICY: Final = email.policy.default.clone(header_factory=_RememberingHeaders())
+
+
+class _LineEndAtTheEnd:
+    """email.feedparser's NLCRE_eol, a line end at the very end of a text, found by
+    looking at the end only.
+
+    The parser asks it of each part's whole payload, and the regular expression engine
+    tries every position of the payload first: 0.8 ms for a 100 KB attachment, a fifth
+    of reading a message. Looking at the last two characters gives the same answer.
+    """
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.pattern.search(text, max(0, len(text) - 2))
+
+
+_STDLIB_LINE_END = getattr(email.feedparser, "NLCRE_eol", None)  # not in the type stubs
+if isinstance(_STDLIB_LINE_END, re.Pattern) and _STDLIB_LINE_END.pattern == r"(\r\n|\r|\n)\Z":
+    setattr(email.feedparser, "NLCRE_eol", _LineEndAtTheEnd(_STDLIB_LINE_END))  # noqa: B010
 
 
 def _parse(raw: bytes) -> Message:
