@@ -31,6 +31,18 @@ def json_bytes(value: Any, *, pretty: bool = True) -> bytes:
         return (json.dumps(value, ensure_ascii=True, indent=indent) + "\n").encode()
 
 
+def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Create `path` holding `data`; FileExistsError when the name is taken. A failed
+    write (a full disk) leaves no empty file behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException:
+        remove_quietly([path])
+        raise
+
+
 def read_json(path: Path) -> Any:
     with path.open("rb") as handle:
         return json.loads(handle.read())

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.intake.folder import claim_moves, claim_queue
 from faxgate.intake.folder import claims as folder_claims
 from faxgate.intake.folder.claim_records import DropClaim, NotTaken, Queued, Spoiled
 from faxgate.intake.folder.claims import ClaimBox
@@ -122,7 +123,7 @@ def test_killed_before_any_file_moved(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, box, "_move_in")
+    kill_on(monkeypatch, claim_moves, "move_in")
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
@@ -139,7 +140,7 @@ def test_killed_between_two_files_of_one_drop(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf", "b.pdf")
-    kill_on(monkeypatch, box, "_move_in", call=2)
+    kill_on(monkeypatch, claim_moves, "move_in", call=2)
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
@@ -159,7 +160,7 @@ def test_killed_after_the_files_moved_before_the_jobs(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, folder_claims, "queue_faxes")
+    kill_on(monkeypatch, claim_queue, "queue_faxes")
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
@@ -179,7 +180,7 @@ def test_killed_after_the_jobs_before_the_record_went(
         real(*args)
         raise Killed
 
-    monkeypatch.setattr(folder_claims, "queue_faxes", queued_then_killed)
+    monkeypatch.setattr(claim_queue, "queue_faxes", queued_then_killed)
     with pytest.raises(Killed):
         box.take(places, claims)
     monkeypatch.undo()
@@ -193,7 +194,7 @@ def test_a_file_taken_back_before_the_claim_is_let_go(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, box, "_move_in")
+    kill_on(monkeypatch, claim_moves, "move_in")
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
@@ -222,7 +223,7 @@ def test_other_folders_records_are_left_to_them(
     box: ClaimBox, places: Places, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, box, "_move_in")
+    kill_on(monkeypatch, claim_moves, "move_in")
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
