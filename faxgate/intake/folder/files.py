@@ -49,9 +49,10 @@ def read_json(path: Path) -> Any:
 
 
 def reserve(directory: Path, name: str, companion: str, content: bytes = b"") -> str:
-    """A free name for a file and its companion ("a.pdf" and "a.pdf.result.json"): the
+    """A free name for a file and its companion ("a.pdf" and "a.pdf.reason.txt"): the
     first of name, "name (2)", ... where neither exists. The companion is created at once
-    (exclusively, holding `content`), so two callers never get the same name."""
+    (exclusively, holding `content`: written whole as its name is taken, and a failed write
+    leaves none), so two callers never get the same name and a crash leaves no empty one."""
     directory.mkdir(parents=True, exist_ok=True)
     while True:
         chosen = unique_name(
@@ -59,11 +60,9 @@ def reserve(directory: Path, name: str, companion: str, content: bytes = b"") ->
             lambda n: (directory / n).exists() or (directory / (n + companion)).exists(),
         )
         try:
-            fd = os.open(directory / (chosen + companion), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            write_new(directory / (chosen + companion), content, mode=0o666)
         except FileExistsError:
             continue  # taken in between by someone else
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
         return chosen
 
 
