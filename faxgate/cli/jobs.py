@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ from faxgate.domain.jobs import (
     normalize_job_id,
 )
 from faxgate.domain.outcomes import report_payload
-from faxgate.settings import Settings
 from faxgate.store import NewNotification, StaleState, Store
 
 # States where the story is told: a report went (or goes) out.
@@ -75,15 +72,6 @@ def register(subparsers: Subparsers) -> None:
     cancel = subparsers.add_parser("cancel", help="cancel a job not yet handed to the provider")
     cancel.add_argument("job", metavar="JOB")
     cancel.set_defaults(func=cancel_command)
-
-
-@contextmanager
-def _opened_store(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings.database_path)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _job_id(text: str) -> str:
@@ -133,7 +121,7 @@ def send_command(args: argparse.Namespace) -> int:
         cover_message=args.message,
         reply_to=args.notify,
     )
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         try:
             (job,) = queue_fax(store, Spool(settings.spool_dir), request)
         except DocumentRefused as exc:
@@ -194,7 +182,7 @@ def _progress_detail(job: Job) -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         if args.job:
             return _show_job(store, _find(store, args.job), as_json=args.json)
         counts = store.count_by_state()
@@ -281,7 +269,7 @@ def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
 
 def retry_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         job = _find(store, args.job)
         if not can_retry(job.state):
             raise CommandError(
@@ -309,7 +297,7 @@ def retry_command(args: argparse.Namespace) -> int:
 
 def cancel_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         job = _find(store, args.job)
         if not can_cancel(job.state):
             done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
