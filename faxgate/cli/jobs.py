@@ -81,6 +81,24 @@ def _job_id(text: str) -> str:
         raise CommandError(f"{text!r} is not a job id (see `faxgate status`)") from None
 
 
+def _move_by_hand(
+    store: Store,
+    job: Job,
+    to: JobState,
+    *,
+    detail: str,
+    notify: NewNotification | None = None,
+    **fields: Any,
+) -> None:
+    """Move a job a person asked to move, from the state they saw it in."""
+    try:
+        store.transition(job.id, to, expect=job.state, detail=detail, notify=notify, **fields)
+    except StaleState as exc:
+        raise CommandError(
+            f"job {job.id} changed meanwhile (now {exc.actual.value}); not {to.value}"
+        ) from None
+
+
 def _find(store: Store, text: str) -> Job:
     job = store.get_job(_job_id(text))
     if job is None:
@@ -276,21 +294,18 @@ def retry_command(args: argparse.Namespace) -> int:
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
                 " jobs can be retried"
             )
-        try:
-            store.transition(
-                job.id,
-                JobState.QUEUED,
-                expect=job.state,
-                detail="queued again by a person (faxgate retry)",
-                attempt=job.attempt + 1,
-                not_before=None,
-                provider_guid=None,
-                provider_status=None,
-                provider_error=None,
-                reason=None,
-            )
-        except StaleState as exc:
-            raise CommandError(f"job {job.id} changed meanwhile (now {exc.actual.value})") from None
+        _move_by_hand(
+            store,
+            job,
+            JobState.QUEUED,
+            detail="queued again by a person (faxgate retry)",
+            attempt=job.attempt + 1,
+            not_before=None,
+            provider_guid=None,
+            provider_status=None,
+            provider_error=None,
+            reason=None,
+        )
     print(f"job {job.id} queued again")
     return EXIT_OK
 
@@ -303,19 +318,14 @@ def cancel_command(args: argparse.Namespace) -> int:
             done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
             why = "it is already done" if done else "the provider has it"
             raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
-        try:
-            store.transition(
-                job.id,
-                JobState.CANCELLED,
-                expect=job.state,
-                detail="cancelled by a person",
-                notify=_cancel_report(job),
-                reason="cancelled by a person",
-            )
-        except StaleState as exc:
-            raise CommandError(
-                f"job {job.id} changed meanwhile (now {exc.actual.value}); not cancelled"
-            ) from None
+        _move_by_hand(
+            store,
+            job,
+            JobState.CANCELLED,
+            detail="cancelled by a person",
+            notify=_cancel_report(job),
+            reason="cancelled by a person",
+        )
     print(f"job {job.id} cancelled")
     return EXIT_OK
 
