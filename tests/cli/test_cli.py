@@ -59,6 +59,16 @@ def test_no_command_prints_usage_and_fails(capsys: pytest.CaptureFixture[str]) -
     assert "usage: faxgate" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("group", "command"), [("config", "check"), ("smtp", "hash-password")])
+def test_a_command_group_alone_prints_its_usage_and_fails(
+    group: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([group]) == 2
+    err = capsys.readouterr().err
+    assert f"usage: faxgate {group}" in err
+    assert command in err
+
+
 def test_python_dash_m_runs_the_same_command() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "faxgate", "--version"], capture_output=True, text=True, check=False
