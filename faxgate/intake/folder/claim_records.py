@@ -110,10 +110,6 @@ class Spoiled:
 Outcome = Queued | NotTaken | Spoiled
 
 
-def is_stuck(outcome: Outcome) -> bool:
-    """Not taken for now (a full disk, a read-only folder): tried again later."""
-    return isinstance(outcome, NotTaken) and outcome.why == "stuck"
-
-
 def stuck(outcomes: Iterable[Outcome]) -> list[NotTaken]:
+    """Those not taken for now (a full disk, a read-only folder): tried again later."""
     return [o for o in outcomes if isinstance(o, NotTaken) and o.why == "stuck"]

@@ -54,17 +54,10 @@ from faxgate.intake.folder.claim_records import (
     NotTaken,
     Outcome,
     Queued,
-    is_stuck,
     stuck,
 )
 from faxgate.intake.folder.drops import MISSING, Drop
-from faxgate.intake.folder.files import (
-    json_bytes,
-    read_json,
-    remove_quietly,
-    write_json,
-    write_new,
-)
+from faxgate.intake.folder.files import json_bytes, read_json, remove_quietly, write_json, write_new
 from faxgate.intake.folder.ready import Signature
 from faxgate.intake.folder.status import Places, status_document
 from faxgate.store import Store
@@ -175,12 +168,12 @@ class ClaimBox:
             else:
                 outcomes[claim.drop] = not_taken_now
         claim_moves.flush(self.root, places, moved)
-        for outcome in self._queue(places, moved):
-            outcomes[outcome.claim.drop] = outcome
-            if is_stuck(outcome):
-                # Moved in but not queued: back into the folder, as if never taken.
-                back = claim_moves.put_back(self.root, places, outcome.claim.files)
-                settled = back and settled
+        queued = self._queue(places, moved)
+        outcomes.update((outcome.claim.drop, outcome) for outcome in queued)
+        for not_queued in stuck(queued):
+            # Moved in but not queued: back into the folder, as if never taken.
+            back = claim_moves.put_back(self.root, places, not_queued.claim.files)
+            settled = back and settled
         left = stuck(outcomes.values())
         if settled:
             record.unlink()
