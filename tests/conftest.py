@@ -1,4 +1,5 @@
-"""Shared by the whole suite: a running HelloFax sandbox, a callback receiver, waiting helpers."""
+"""Shared by the whole suite: a running HelloFax sandbox, a callback receiver, waiting helpers,
+a clean environment for commands and settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import inspect
 import io
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -217,3 +219,13 @@ async def callback_receiver() -> AsyncIterator[CallbackReceiver]:
         yield receiver
     finally:
         await receiver.stop()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The test starts in an empty folder with no FAXGATE_* variables or credentials."""
+    for name in list(os.environ):
+        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,9 @@ from tests.conftest import pdf_document
 
 
 @pytest.fixture(autouse=True)
-def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "contract.pdf").write_bytes(pdf_document(2))
-    return tmp_path
+def workdir(clean_environment: Path) -> Path:
+    (clean_environment / "contract.pdf").write_bytes(pdf_document(2))
+    return clean_environment
 
 
 def send(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
