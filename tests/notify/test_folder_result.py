@@ -26,9 +26,9 @@ from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.notify import folder_result as folder_results
 from faxgate.notify.folder_result import Results, folder_reporter
 from faxgate.notify.reporter import PermanentFailure
-from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import pdf_document
+from tests.intake.folder.claiming import claim_box, hot_folder
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -45,16 +45,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def places(tmp_path: Path) -> Places:
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    found = Places.of(FolderSettings(path=outbox))
-    found.processing.mkdir()
-    return found
+    return hot_folder(tmp_path)
 
 
 @pytest.fixture
 def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return ClaimBox(tmp_path / "state" / "spool", store)
+    return claim_box(tmp_path, store)
 
 
 @pytest.fixture

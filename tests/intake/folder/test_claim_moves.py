@@ -10,13 +10,12 @@ import pytest
 from faxgate.intake.folder.claim_moves import let_go_of_copy, move_in, put_back, signature_of
 from faxgate.intake.folder.claim_records import ClaimedFile
 from faxgate.intake.folder.status import Places
-from faxgate.settings import FolderSettings
+from tests.intake.folder.claiming import hot_folder
 
 
 @pytest.fixture
 def places(tmp_path: Path) -> Places:
-    (tmp_path / "outbox").mkdir()
-    return Places.of(FolderSettings(path=tmp_path / "outbox"))
+    return hot_folder(tmp_path)
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature
 from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
-from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import pdf_document
+from tests.intake.folder.claiming import claim_box, hot_folder
 
 
 class Killed(BaseException):
@@ -39,16 +39,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def places(tmp_path: Path) -> Places:
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    found = Places.of(FolderSettings(path=outbox))
-    found.processing.mkdir()
-    return found
+    return hot_folder(tmp_path)
 
 
 @pytest.fixture
 def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return ClaimBox(tmp_path / "state" / "spool", store)
+    return claim_box(tmp_path, store)
 
 
 def dropped(places: Places, *names: str) -> dict[str, Signature]:
@@ -244,6 +240,18 @@ def exdev_for(places: Places) -> Callable[..., None]:
     return link
 
 
+def killed_on_unlink_in(folder: Path) -> Callable[..., None]:
+    """os.unlink as a kill makes it: never done for a name in `folder`."""
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).parent == folder:
+            raise Killed
+        real(path, *args, **kwargs)
+
+    return unlink
+
+
 def test_across_file_systems_the_file_is_copied_then_removed(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -261,14 +269,7 @@ def test_killed_between_the_copy_and_the_removal(
 ) -> None:
     monkeypatch.setattr(os, "link", exdev_for(places))
     claim = claim_for(box, places, "a.pdf")
-    real_unlink = os.unlink
-
-    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(path).parent == places.folder:
-            raise Killed
-        real_unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
@@ -320,14 +321,7 @@ def test_killed_between_the_link_and_the_removal(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    real_unlink = os.unlink
-
-    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(path).parent == places.folder:
-            raise Killed
-        real_unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
     with pytest.raises(Killed):
         box.take(places, [claim])
     monkeypatch.undo()
