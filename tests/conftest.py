@@ -10,7 +10,7 @@ import io
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -28,6 +28,7 @@ from faxgate.hellofax.sandbox import (
     Sandbox,
     SandboxSettings,
 )
+from faxgate.store import Store
 
 SANDBOX_GUID = DEFAULT_ACCOUNT_GUID
 SANDBOX_USERNAME = DEFAULT_USERNAME
@@ -229,3 +230,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A new store in tmp_path/state, as faxgate keeps it under its state_dir."""
+    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
+        yield opened

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,12 +34,6 @@ NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 class Killed(BaseException):
     pass
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 @pytest.fixture

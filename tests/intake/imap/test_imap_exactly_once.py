@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,12 +28,6 @@ PROCESSED = "faxgate.processed"
 
 class Killed(BaseException):
     """Stands for the process dying: nothing after it runs, nothing catches it."""
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 def settings(tmp_path: Path, server: Dovecot) -> Settings:
