@@ -78,6 +78,15 @@ def kill_on(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, call: int =
     monkeypatch.setattr(target, name, dying)
 
 
+def killed_taking(
+    box: ClaimBox, places: Places, claims: list[DropClaim], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim dies where the kill was set; the next process starts without it."""
+    with pytest.raises(Killed):
+        box.take(places, claims)
+    monkeypatch.undo()
+
+
 def folder_jobs(store: Store) -> list[Any]:
     return store.recent_jobs(100)
 
@@ -114,9 +123,7 @@ def test_killed_before_any_file_moved(
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
     kill_on(monkeypatch, claim_moves, "move_in")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists()
     assert len(records(box)) == 1
     (outcome,) = box.recover(places.folder)
@@ -131,9 +138,7 @@ def test_killed_between_two_files_of_one_drop(
 ) -> None:
     claim = claim_for(box, places, "a.pdf", "b.pdf")
     kill_on(monkeypatch, claim_moves, "move_in", call=2)
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     assert not (places.folder / "a.pdf").exists()
     assert (places.folder / "b.pdf").exists()
     (outcome,) = box.recover(places.folder)
@@ -151,9 +156,7 @@ def test_killed_after_the_files_moved_before_the_jobs(
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
     kill_on(monkeypatch, claim_queue, "queue_faxes")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     assert folder_jobs(store) == []
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Queued)
@@ -171,9 +174,7 @@ def test_killed_after_the_jobs_before_the_record_went(
         raise Killed
 
     monkeypatch.setattr(claim_queue, "queue_faxes", queued_then_killed)
-    with pytest.raises(Killed):
-        box.take(places, claims)
-    monkeypatch.undo()
+    killed_taking(box, places, claims, monkeypatch)
     assert len(folder_jobs(store)) == 2
     assert box.recover(places.folder) == [], "already queued: nothing to do"
     assert len(folder_jobs(store)) == 2
@@ -185,9 +186,7 @@ def test_a_file_taken_back_before_the_claim_is_let_go(
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
     kill_on(monkeypatch, claim_moves, "move_in")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     (places.folder / "a.pdf").unlink()  # its owner took it back while faxgate was down
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Spoiled)
@@ -214,9 +213,7 @@ def test_other_folders_records_are_left_to_them(
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
     kill_on(monkeypatch, claim_moves, "move_in")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     assert box.recover(tmp_path / "another") == []
     assert len(records(box)) == 1
     assert len(box.recover()) == 1
@@ -264,9 +261,7 @@ def test_killed_between_the_copy_and_the_removal(
     monkeypatch.setattr(os, "link", exdev_for(places))
     claim = claim_for(box, places, "a.pdf")
     monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists(), "the copy is in the spool, the original too"
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Queued)
@@ -316,9 +311,7 @@ def test_killed_between_the_link_and_the_removal(
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
     monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists(), "two names for one file"
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Queued)
