@@ -19,8 +19,8 @@ found by their drop id among the jobs created since the record was written.
 
 The steps have their own modules: the claim planned from a drop (claim_plan, pure), the
 files moved in and back (claim_moves), the jobs queued (claim_queue). The spool's own
-`Spool.adopt` is not used: it picks the file's new name as it moves it, and
-the record must know that name before the move.
+`Spool.adopt` is not used: it picks the file's new name as it moves it, and the record
+must know that name before the move.
 
 A full disk, a read-only folder or a store that cannot grow takes nothing: whatever was
 moved is linked back into the folder and the record goes, so the file stays where it was
