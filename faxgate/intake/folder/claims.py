@@ -346,5 +346,5 @@ class _Complaints:
 
 
 def placement_path(claims: Path, drop: str) -> Path:
-    """The record of where a drop's files were placed (folder_results)."""
+    """The record of where a drop's files were placed (notify/folder_result.py)."""
     return claims / f"{drop}.placed.json"
