@@ -51,6 +51,21 @@ def results(box: ClaimBox, store: Store) -> Results:
     return Results(store, box.root, clock=lambda: NOW)
 
 
+def killed_settling(
+    results: Results, job: Job, monkeypatch: pytest.MonkeyPatch, *, at: str
+) -> None:
+    """Settle the job, the process dying at its first call of folder_result's `at`; the
+    next process starts clean."""
+
+    def killed(*_: Any, **__: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(folder_results, at, killed)
+    with pytest.raises(Killed):
+        results.settle(job, ref_of(job))
+    monkeypatch.undo()
+
+
 def queued(box: ClaimBox, places: Places, name: str, *numbers: str, **drop: Any) -> list[Job]:
     path = places.folder / name
     path.write_bytes(pdf_document(2))
@@ -148,14 +163,7 @@ def test_killed_while_placing_is_finished_with_the_same_names(
     (places.sent / "a.pdf").write_bytes(b"someone else's")
     (job,) = queued(box, places, "a.pdf", "+14155550100")
     job = sent(store, job)
-
-    def killed(*_: Any) -> None:
-        raise Killed
-
-    monkeypatch.setattr(folder_results, "copy_file", killed)
-    with pytest.raises(Killed):
-        results.settle(job, ref_of(job))
-    monkeypatch.undo()
+    killed_settling(results, job, monkeypatch, at="copy_file")
     placement = results.settle(job, ref_of(job))
     assert placement is not None
     assert placement.names == ["a (2).pdf"]
@@ -351,14 +359,7 @@ def test_killed_after_choosing_names_takes_the_same_names_again(
 ) -> None:
     (job,) = queued(box, places, "a.pdf", "+14155550100")
     job = sent(store, job)
-
-    def killed(*_: Any, **__: Any) -> None:
-        raise Killed
-
-    monkeypatch.setattr(folder_results, "write_json", killed)  # the placement record
-    with pytest.raises(Killed):
-        results.settle(job, ref_of(job))
-    monkeypatch.undo()
+    killed_settling(results, job, monkeypatch, at="write_json")  # the placement record
     results.settle(job, ref_of(job))
     assert sorted(p.name for p in places.sent.iterdir()) == ["a.pdf", "a.pdf.result.json"]
 
