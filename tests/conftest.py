@@ -1,4 +1,5 @@
-"""Shared by the whole suite: a running HelloFax sandbox, a callback receiver, waiting helpers."""
+"""Shared by the whole suite: a running HelloFax sandbox, a callback receiver, waiting helpers,
+a clean environment for commands and settings."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import functools
 import inspect
 import io
 import json
+import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -26,6 +28,7 @@ from faxgate.hellofax.sandbox import (
     Sandbox,
     SandboxSettings,
 )
+from faxgate.store import Store
 
 SANDBOX_GUID = DEFAULT_ACCOUNT_GUID
 SANDBOX_USERNAME = DEFAULT_USERNAME
@@ -217,3 +220,20 @@ async def callback_receiver() -> AsyncIterator[CallbackReceiver]:
         yield receiver
     finally:
         await receiver.stop()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The test starts in an empty folder with no FAXGATE_* variables or credentials."""
+    for name in list(os.environ):
+        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A new store in tmp_path/state, as faxgate keeps it under its state_dir."""
+    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
+        yield opened

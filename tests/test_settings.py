@@ -21,16 +21,7 @@ EXAMPLE = ROOT / "config" / "faxgate.example.toml"
 GUID = "15da1c48b10c96a903eb1bac3d592fbed24ebc35"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Each test starts in an empty folder with no FAXGATE_* variables or credentials."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def write(path: Path, text: str) -> Path:

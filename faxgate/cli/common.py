@@ -43,6 +43,20 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def add_command_group(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
+    """A command made of sub-commands (`faxgate NAME COMMAND`), theirs to add; NAME alone
+    prints its help and exits with EXIT_USAGE."""
+    group = subparsers.add_parser(name, help=help_text)
+    commands = group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+
+    def usage(_args: argparse.Namespace) -> int:
+        group.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    group.set_defaults(func=usage)
+    return commands
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 

@@ -10,8 +10,8 @@ import tomli_w
 
 from faxgate.cli.common import (
     EXIT_OK,
-    EXIT_USAGE,
     Subparsers,
+    add_command_group,
     add_json_flag,
     print_json,
     settings_from,
@@ -21,19 +21,12 @@ from faxgate.setup_warnings import setup_warnings
 
 
 def register(subparsers: Subparsers) -> None:
-    config = subparsers.add_parser("config", help="settings")
-    commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    commands = add_command_group(subparsers, "config", "settings")
     check = commands.add_parser(
         "check", help="validate the settings and print the effective values, secrets masked"
     )
     add_json_flag(check)
     check.set_defaults(func=check_command)
-
-    def usage(_args: argparse.Namespace) -> int:
-        config.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    config.set_defaults(func=usage)
 
 
 def check_command(args: argparse.Namespace) -> int:

@@ -6,8 +6,6 @@ It reads the store directly, so it works whether or not the daemon runs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +20,6 @@ from faxgate.cli.common import (
 )
 from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import normalize_job_id
-from faxgate.settings import Settings
 from faxgate.store import Store
 
 
@@ -34,18 +31,9 @@ def register(subparsers: Subparsers) -> None:
     inbox.set_defaults(func=inbox_command)
 
 
-@contextmanager
-def _opened_store(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings.database_path)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def inbox_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         if args.fax:
             fax = _find(store, args.fax)
             faxes = [(fax, store.inbound_deliveries(fax.id))]

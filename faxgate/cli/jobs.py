@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ from faxgate.domain.jobs import (
     normalize_job_id,
 )
 from faxgate.domain.outcomes import report_payload
-from faxgate.settings import Settings
 from faxgate.store import NewNotification, StaleState, Store
 
 # States where the story is told: a report went (or goes) out.
@@ -77,20 +74,29 @@ def register(subparsers: Subparsers) -> None:
     cancel.set_defaults(func=cancel_command)
 
 
-@contextmanager
-def _opened_store(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings.database_path)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def _job_id(text: str) -> str:
     try:
         return normalize_job_id(text)
     except ValueError:
         raise CommandError(f"{text!r} is not a job id (see `faxgate status`)") from None
+
+
+def _move_by_hand(
+    store: Store,
+    job: Job,
+    to: JobState,
+    *,
+    detail: str,
+    notify: NewNotification | None = None,
+    **fields: Any,
+) -> None:
+    """Move a job a person asked to move, from the state they saw it in."""
+    try:
+        store.transition(job.id, to, expect=job.state, detail=detail, notify=notify, **fields)
+    except StaleState as exc:
+        raise CommandError(
+            f"job {job.id} changed meanwhile (now {exc.actual.value}); not {to.value}"
+        ) from None
 
 
 def _find(store: Store, text: str) -> Job:
@@ -133,7 +139,7 @@ def send_command(args: argparse.Namespace) -> int:
         cover_message=args.message,
         reply_to=args.notify,
     )
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         try:
             (job,) = queue_fax(store, Spool(settings.spool_dir), request)
         except DocumentRefused as exc:
@@ -194,7 +200,7 @@ def _progress_detail(job: Job) -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         if args.job:
             return _show_job(store, _find(store, args.job), as_json=args.json)
         counts = store.count_by_state()
@@ -281,53 +287,45 @@ def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
 
 def retry_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         job = _find(store, args.job)
         if not can_retry(job.state):
             raise CommandError(
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
                 " jobs can be retried"
             )
-        try:
-            store.transition(
-                job.id,
-                JobState.QUEUED,
-                expect=job.state,
-                detail="queued again by a person (faxgate retry)",
-                attempt=job.attempt + 1,
-                not_before=None,
-                provider_guid=None,
-                provider_status=None,
-                provider_error=None,
-                reason=None,
-            )
-        except StaleState as exc:
-            raise CommandError(f"job {job.id} changed meanwhile (now {exc.actual.value})") from None
+        _move_by_hand(
+            store,
+            job,
+            JobState.QUEUED,
+            detail="queued again by a person (faxgate retry)",
+            attempt=job.attempt + 1,
+            not_before=None,
+            provider_guid=None,
+            provider_status=None,
+            provider_error=None,
+            reason=None,
+        )
     print(f"job {job.id} queued again")
     return EXIT_OK
 
 
 def cancel_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with _opened_store(settings) as store:
+    with Store.open(settings.database_path) as store:
         job = _find(store, args.job)
         if not can_cancel(job.state):
             done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
             why = "it is already done" if done else "the provider has it"
             raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
-        try:
-            store.transition(
-                job.id,
-                JobState.CANCELLED,
-                expect=job.state,
-                detail="cancelled by a person",
-                notify=_cancel_report(job),
-                reason="cancelled by a person",
-            )
-        except StaleState as exc:
-            raise CommandError(
-                f"job {job.id} changed meanwhile (now {exc.actual.value}); not cancelled"
-            ) from None
+        _move_by_hand(
+            store,
+            job,
+            JobState.CANCELLED,
+            detail="cancelled by a person",
+            notify=_cancel_report(job),
+            reason="cancelled by a person",
+        )
     print(f"job {job.id} cancelled")
     return EXIT_OK
 

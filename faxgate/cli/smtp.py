@@ -6,13 +6,12 @@ import argparse
 import getpass
 import sys
 
-from faxgate.cli.common import EXIT_OK, EXIT_USAGE, CommandError, Subparsers
+from faxgate.cli.common import EXIT_OK, EXIT_USAGE, CommandError, Subparsers, add_command_group
 from faxgate.domain.passwords import hash_password
 
 
 def register(subparsers: Subparsers) -> None:
-    smtp = subparsers.add_parser("smtp", help="the email-to-fax listener")
-    commands = smtp.add_subparsers(title="smtp commands", metavar="COMMAND")
+    commands = add_command_group(subparsers, "smtp", "the email-to-fax listener")
     hashing = commands.add_parser(
         "hash-password",
         help="print a password's scrypt hash for [smtp.users] (the password is never shown)",
@@ -22,12 +21,6 @@ def register(subparsers: Subparsers) -> None:
     )
     hashing.add_argument("user", nargs="?", help='print a whole `user = "..."` line')
     hashing.set_defaults(func=hash_password_command)
-
-    def usage(_args: argparse.Namespace) -> int:
-        smtp.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    smtp.set_defaults(func=usage)
 
 
 def hash_password_command(args: argparse.Namespace) -> int:

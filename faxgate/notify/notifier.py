@@ -169,13 +169,7 @@ class Notifier:
                 await handler(notification, job)
         except NothingToDeliver as exc:
             await self._done(notification, "skipped")
-            log.info(
-                "notification not sent id=%d kind=%s job=%s reason=%s",
-                notification.id,
-                notification.kind,
-                notification.job_id,
-                exc,
-            )
+            log.info("notification not sent %s reason=%s", _about(notification), exc)
             return True
         except Exception as exc:
             if isinstance(exc, PermanentFailure) or (isinstance(exc, MailError) and exc.permanent):
@@ -185,10 +179,8 @@ class Notifier:
             return False
         await self._done(notification, "delivered")
         log.info(
-            "notification delivered id=%d kind=%s job=%s attempt=%d",
-            notification.id,
-            notification.kind,
-            notification.job_id,
+            "notification delivered %s attempt=%d",
+            _about(notification),
             notification.attempts + 1,
         )
         return True
@@ -198,34 +190,40 @@ class Notifier:
         metrics.notifications.labels(kind=notification.kind, result=result).inc()
 
     async def _give_up(self, notification: Notification, exc: Exception) -> None:
-        error = _error_text(exc)
-        await asyncio.to_thread(self._store.mark_delivery_failed, notification.id, error, None)
-        metrics.notifications.labels(kind=notification.kind, result="given_up").inc()
+        error = await self._failed(notification, exc, None, "given_up")
         log.error(
-            "notification given up id=%d kind=%s job=%s attempts=%d error=%s",
-            notification.id,
-            notification.kind,
-            notification.job_id,
+            "notification given up %s attempts=%d error=%s",
+            _about(notification),
             notification.attempts + 1,
             error,
         )
 
     async def _retry_later(self, notification: Notification, exc: Exception) -> None:
-        error = _error_text(exc)
         failures = notification.attempts + 1
         delay = self._backoff.delay(failures, self._rand())
-        next_at = self._clock() + delay
-        await asyncio.to_thread(self._store.mark_delivery_failed, notification.id, error, next_at)
-        metrics.notifications.labels(kind=notification.kind, result="retry").inc()
+        error = await self._failed(notification, exc, self._clock() + delay, "retry")
         log.warning(
-            "notification failed id=%d kind=%s job=%s attempt=%d retry_in=%ds error=%s",
-            notification.id,
-            notification.kind,
-            notification.job_id,
+            "notification failed %s attempt=%d retry_in=%ds error=%s",
+            _about(notification),
             failures,
             delay.total_seconds(),
             error,
         )
+
+    async def _failed(
+        self, notification: Notification, exc: Exception, next_at: datetime | None, result: str
+    ) -> str:
+        """Record a failed delivery, tried again at `next_at` (None: never); the error as
+        recorded."""
+        error = _error_text(exc)
+        await asyncio.to_thread(self._store.mark_delivery_failed, notification.id, error, next_at)
+        metrics.notifications.labels(kind=notification.kind, result=result).inc()
+        return error
+
+
+def _about(notification: Notification) -> str:
+    """A notification as every log line names it."""
+    return f"id={notification.id:d} kind={notification.kind} job={notification.job_id}"
 
 
 def _error_text(exc: BaseException) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +13,7 @@ import pytest
 from faxgate import __version__
 from faxgate.cli import build_parser, main
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def command_paths(
@@ -57,6 +50,16 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_no_command_prints_usage_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: faxgate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("group", "command"), [("config", "check"), ("smtp", "hash-password")])
+def test_a_command_group_alone_prints_its_usage_and_fails(
+    group: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([group]) == 2
+    err = capsys.readouterr().err
+    assert f"usage: faxgate {group}" in err
+    assert command in err
 
 
 def test_python_dash_m_runs_the_same_command() -> None:

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from faxgate.cli import main
+from faxgate.cli.common import CommandError
+from faxgate.cli.jobs import _move_by_hand
 from faxgate.domain.jobs import JobState
 from faxgate.store import Store
 from tests.conftest import pdf_document
 
 
 @pytest.fixture(autouse=True)
-def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "contract.pdf").write_bytes(pdf_document(2))
-    return tmp_path
+def workdir(clean_environment: Path) -> Path:
+    (clean_environment / "contract.pdf").write_bytes(pdf_document(2))
+    return clean_environment
 
 
 def send(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
@@ -146,3 +143,18 @@ def test_a_job_presumed_sent_is_done_yet_may_be_sent_again_by_a_person(
         again = store.get_job(job_id)
         assert again is not None
         assert (again.state, again.attempt, again.provider_guid) == (JobState.QUEUED, 2, None)
+
+
+def test_a_job_that_moved_since_it_was_read_is_left_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job_id = str(send(capsys, "4155550100", "contract.pdf")["id"])
+    with Store.open(Path("var/faxgate.sqlite3")) as store:
+        seen = store.get_job(job_id)
+        assert seen is not None
+        store.transition(job_id, JobState.SUBMITTING, detail="the dispatcher took it")
+        with pytest.raises(CommandError, match="changed meanwhile \\(now submitting\\); not"):
+            _move_by_hand(store, seen, JobState.CANCELLED, detail="cancelled by a person")
+        now = store.get_job(job_id)
+    assert now is not None
+    assert now.state is JobState.SUBMITTING

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,13 +16,7 @@ T0 = datetime(2024, 5, 1, 10, 15, 30, tzinfo=UTC)
 DB = Path("var/faxgate.sqlite3")
 
 
-@pytest.fixture(autouse=True)
-def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def receive(store: Store, guid: str, *, document: bool, route: str = "sales") -> InboundFax:

@@ -8,7 +8,6 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -48,12 +47,6 @@ class RecordingMailer:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(message)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,9 +25,9 @@ from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.notify import folder_result as folder_results
 from faxgate.notify.folder_result import Results, folder_reporter
 from faxgate.notify.reporter import PermanentFailure
-from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import pdf_document
+from tests.intake.folder.claiming import claim_box, hot_folder
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -38,28 +37,33 @@ class Killed(BaseException):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
-
-
-@pytest.fixture
 def places(tmp_path: Path) -> Places:
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    found = Places.of(FolderSettings(path=outbox))
-    found.processing.mkdir()
-    return found
+    return hot_folder(tmp_path)
 
 
 @pytest.fixture
 def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return ClaimBox(tmp_path / "state" / "spool", store)
+    return claim_box(tmp_path, store)
 
 
 @pytest.fixture
 def results(box: ClaimBox, store: Store) -> Results:
     return Results(store, box.root, clock=lambda: NOW)
+
+
+def killed_settling(
+    results: Results, job: Job, monkeypatch: pytest.MonkeyPatch, *, at: str
+) -> None:
+    """Settle the job, the process dying at its first call of folder_result's `at`; the
+    next process starts clean."""
+
+    def killed(*_: Any, **__: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(folder_results, at, killed)
+    with pytest.raises(Killed):
+        results.settle(job, ref_of(job))
+    monkeypatch.undo()
 
 
 def queued(box: ClaimBox, places: Places, name: str, *numbers: str, **drop: Any) -> list[Job]:
@@ -159,14 +163,7 @@ def test_killed_while_placing_is_finished_with_the_same_names(
     (places.sent / "a.pdf").write_bytes(b"someone else's")
     (job,) = queued(box, places, "a.pdf", "+14155550100")
     job = sent(store, job)
-
-    def killed(*_: Any) -> None:
-        raise Killed
-
-    monkeypatch.setattr(folder_results, "copy_file", killed)
-    with pytest.raises(Killed):
-        results.settle(job, ref_of(job))
-    monkeypatch.undo()
+    killed_settling(results, job, monkeypatch, at="copy_file")
     placement = results.settle(job, ref_of(job))
     assert placement is not None
     assert placement.names == ["a (2).pdf"]
@@ -362,14 +359,7 @@ def test_killed_after_choosing_names_takes_the_same_names_again(
 ) -> None:
     (job,) = queued(box, places, "a.pdf", "+14155550100")
     job = sent(store, job)
-
-    def killed(*_: Any, **__: Any) -> None:
-        raise Killed
-
-    monkeypatch.setattr(folder_results, "write_json", killed)  # the placement record
-    with pytest.raises(Killed):
-        results.settle(job, ref_of(job))
-    monkeypatch.undo()
+    killed_settling(results, job, monkeypatch, at="write_json")  # the placement record
     results.settle(job, ref_of(job))
     assert sorted(p.name for p in places.sent.iterdir()) == ["a.pdf", "a.pdf.result.json"]
 

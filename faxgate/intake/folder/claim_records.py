@@ -3,6 +3,7 @@ became of it (queued, not taken, spoiled)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,11 @@ class DropClaim(BaseModel):
     number_from: str
     status: Path
     taken_at: datetime
+
+    @property
+    def files(self) -> list[ClaimedFile]:
+        """The documents, then the sidecar if there is one."""
+        return [*self.documents, *([self.sidecar] if self.sidecar else [])]
 
     def ref(self, places: Places) -> FolderRef:
         return FolderRef(
@@ -102,3 +108,8 @@ class Spoiled:
 
 
 Outcome = Queued | NotTaken | Spoiled
+
+
+def stuck(outcomes: Iterable[Outcome]) -> list[NotTaken]:
+    """Those not taken for now (a full disk, a read-only folder): tried again later."""
+    return [o for o in outcomes if isinstance(o, NotTaken) and o.why == "stuck"]

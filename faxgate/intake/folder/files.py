@@ -31,15 +31,28 @@ def json_bytes(value: Any, *, pretty: bool = True) -> bytes:
         return (json.dumps(value, ensure_ascii=True, indent=indent) + "\n").encode()
 
 
+def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Create `path` holding `data`; FileExistsError when the name is taken. A failed
+    write (a full disk) leaves no empty file behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException:
+        remove_quietly([path])
+        raise
+
+
 def read_json(path: Path) -> Any:
     with path.open("rb") as handle:
         return json.loads(handle.read())
 
 
 def reserve(directory: Path, name: str, companion: str, content: bytes = b"") -> str:
-    """A free name for a file and its companion ("a.pdf" and "a.pdf.result.json"): the
+    """A free name for a file and its companion ("a.pdf" and "a.pdf.reason.txt"): the
     first of name, "name (2)", ... where neither exists. The companion is created at once
-    (exclusively, holding `content`), so two callers never get the same name."""
+    (exclusively, holding `content`: written whole as its name is taken, and a failed write
+    leaves none), so two callers never get the same name and a crash leaves no empty one."""
     directory.mkdir(parents=True, exist_ok=True)
     while True:
         chosen = unique_name(
@@ -47,11 +60,9 @@ def reserve(directory: Path, name: str, companion: str, content: bytes = b"") ->
             lambda n: (directory / n).exists() or (directory / (n + companion)).exists(),
         )
         try:
-            fd = os.open(directory / (chosen + companion), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            write_new(directory / (chosen + companion), content, mode=0o666)
         except FileExistsError:
             continue  # taken in between by someone else
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
         return chosen
 
 

@@ -1,7 +1,7 @@
 """Hot folder names, pure rules: which files are looked at, where a file's number comes
 from, and how result files are named. No IO: the caller lists the folder.
 
-Where the number comes from, in this order (the sidecar is read in folder_sidecar.py):
+Where the number comes from, in this order (the sidecar is read in sidecar.py):
 1. a sidecar beside the file, `NAME.json` (`contract.pdf.json` or `contract.json`);
 2. a sub-folder named by the number: `outbox/+14155550100/contract.pdf`;
 3. the file name: all of it, or the part before the first `_` or ` - `:

@@ -17,7 +17,7 @@ from pathlib import Path
 from faxgate import metrics
 from faxgate.clock import iso_utc, utc_now
 from faxgate.durable import move_file
-from faxgate.intake.folder.files import remove_quietly
+from faxgate.intake.folder.files import remove_quietly, reserve
 from faxgate.intake.folder.naming import REASON_SUFFIX, unique_name
 from faxgate.intake.folder.status import Places
 from faxgate.store.spool import disk_trouble
@@ -75,7 +75,7 @@ def _refuse(
     text: str,
     dropped_as: str,
 ) -> Path:
-    name = _reserve_reason(target, files[0][1], text.encode("utf-8", "surrogateescape"))
+    name = reserve(target, files[0][1], REASON_SUFFIX, text.encode("utf-8", "surrogateescape"))
     reason_file = target / (name + REASON_SUFFIX)
     moved: list[tuple[Path, Path]] = []
     try:
@@ -116,30 +116,6 @@ def reason_text(
         lines += [help_text, ""]
     lines.append("To send it after all, put right what the reason says and drop it again.")
     return "\n".join(lines) + "\n"
-
-
-def _reserve_reason(directory: Path, name: str, text: bytes) -> str:
-    """A free name for a refused file (see folder_files.reserve), its NAME.reason.txt
-    created at once holding `text`: written whole as its name is taken, so a crash leaves
-    no empty reason behind, and a failed write (a full disk) leaves none either."""
-    directory.mkdir(parents=True, exist_ok=True)
-    while True:
-        chosen = unique_name(
-            name,
-            lambda n: (directory / n).exists() or (directory / (n + REASON_SUFFIX)).exists(),
-        )
-        path = directory / (chosen + REASON_SUFFIX)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue  # taken in between by someone else
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(text)
-        except BaseException:
-            remove_quietly([path])
-            raise
-        return chosen
 
 
 def _move_aside(path: Path, directory: Path, wanted: str) -> Path | None:

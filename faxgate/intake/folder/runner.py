@@ -1,14 +1,14 @@
 """The hot folder: files dropped into a folder become faxes (see docs/hotfolder.md).
 
 One FolderWatcher per configured folder, each a task on the event loop:
-- it learns of files from watchdog's inotify observer (mode "inotify", folder_watch.py:
+- it learns of files from watchdog's inotify observer (mode "inotify", watcher.py:
   each file as it is closed or moved in) or from listing the folder every poll_interval
-  (mode "poll", for SMB and NFS mounts, where inotify sees nothing; folder_listing.py);
+  (mode "poll", for SMB and NFS mounts, where inotify sees nothing; listing.py);
 - it lists the folder at start (files already there give no event), at every
   rescan_interval and after an inotify overflow, so that nothing missed stays;
-- folder_ready decides when a file is complete; in a worker thread, folder_drops decides
-  what the complete files make, folder_claims claims them into the spool and queues their
-  jobs in one transaction per batch, and refused files go to failed/ (refusals);
+- ready.py decides when a file is complete; in a worker thread, drops.py decides what
+  the complete files make, claims.py claims them into the spool and queues their jobs in
+  one transaction per batch, and refused files go to failed/ (refusals.py);
 - then the dispatcher is woken.
 
 The hot folder and its number sub-folders are watched, one level deep; sent/, failed/ and

@@ -6,13 +6,14 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.intake.folder import claim_moves, claim_queue
 from faxgate.intake.folder import claims as folder_claims
 from faxgate.intake.folder.claim_records import DropClaim, NotTaken, Queued, Spoiled
 from faxgate.intake.folder.claims import ClaimBox
@@ -21,9 +22,9 @@ from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature
 from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
-from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import pdf_document
+from tests.intake.folder.claiming import claim_box, hot_folder
 
 
 class Killed(BaseException):
@@ -31,23 +32,13 @@ class Killed(BaseException):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
-
-
-@pytest.fixture
 def places(tmp_path: Path) -> Places:
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    found = Places.of(FolderSettings(path=outbox))
-    found.processing.mkdir()
-    return found
+    return hot_folder(tmp_path)
 
 
 @pytest.fixture
 def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return ClaimBox(tmp_path / "state" / "spool", store)
+    return claim_box(tmp_path, store)
 
 
 def dropped(places: Places, *names: str) -> dict[str, Signature]:
@@ -87,6 +78,15 @@ def kill_on(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, call: int =
     monkeypatch.setattr(target, name, dying)
 
 
+def killed_taking(
+    box: ClaimBox, places: Places, claims: list[DropClaim], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim dies where the kill was set; the next process starts without it."""
+    with pytest.raises(Killed):
+        box.take(places, claims)
+    monkeypatch.undo()
+
+
 def folder_jobs(store: Store) -> list[Any]:
     return store.recent_jobs(100)
 
@@ -122,10 +122,8 @@ def test_killed_before_any_file_moved(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, box, "_move_in")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_moves, "move_in")
+    killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists()
     assert len(records(box)) == 1
     (outcome,) = box.recover(places.folder)
@@ -139,10 +137,8 @@ def test_killed_between_two_files_of_one_drop(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf", "b.pdf")
-    kill_on(monkeypatch, box, "_move_in", call=2)
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_moves, "move_in", call=2)
+    killed_taking(box, places, [claim], monkeypatch)
     assert not (places.folder / "a.pdf").exists()
     assert (places.folder / "b.pdf").exists()
     (outcome,) = box.recover(places.folder)
@@ -159,10 +155,8 @@ def test_killed_after_the_files_moved_before_the_jobs(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, folder_claims, "queue_faxes")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_queue, "queue_faxes")
+    killed_taking(box, places, [claim], monkeypatch)
     assert folder_jobs(store) == []
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Queued)
@@ -179,10 +173,8 @@ def test_killed_after_the_jobs_before_the_record_went(
         real(*args)
         raise Killed
 
-    monkeypatch.setattr(folder_claims, "queue_faxes", queued_then_killed)
-    with pytest.raises(Killed):
-        box.take(places, claims)
-    monkeypatch.undo()
+    monkeypatch.setattr(claim_queue, "queue_faxes", queued_then_killed)
+    killed_taking(box, places, claims, monkeypatch)
     assert len(folder_jobs(store)) == 2
     assert box.recover(places.folder) == [], "already queued: nothing to do"
     assert len(folder_jobs(store)) == 2
@@ -193,10 +185,8 @@ def test_a_file_taken_back_before_the_claim_is_let_go(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, box, "_move_in")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_moves, "move_in")
+    killed_taking(box, places, [claim], monkeypatch)
     (places.folder / "a.pdf").unlink()  # its owner took it back while faxgate was down
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Spoiled)
@@ -222,10 +212,8 @@ def test_other_folders_records_are_left_to_them(
     box: ClaimBox, places: Places, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    kill_on(monkeypatch, box, "_move_in")
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_moves, "move_in")
+    killed_taking(box, places, [claim], monkeypatch)
     assert box.recover(tmp_path / "another") == []
     assert len(records(box)) == 1
     assert len(box.recover()) == 1
@@ -241,6 +229,18 @@ def exdev_for(places: Places) -> Callable[..., None]:
         real(source, target, **kwargs)
 
     return link
+
+
+def killed_on_unlink_in(folder: Path) -> Callable[..., None]:
+    """os.unlink as a kill makes it: never done for a name in `folder`."""
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).parent == folder:
+            raise Killed
+        real(path, *args, **kwargs)
+
+    return unlink
 
 
 def test_across_file_systems_the_file_is_copied_then_removed(
@@ -260,17 +260,8 @@ def test_killed_between_the_copy_and_the_removal(
 ) -> None:
     monkeypatch.setattr(os, "link", exdev_for(places))
     claim = claim_for(box, places, "a.pdf")
-    real_unlink = os.unlink
-
-    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(path).parent == places.folder:
-            raise Killed
-        real_unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", unlink)
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
+    killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists(), "the copy is in the spool, the original too"
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Queued)
@@ -319,17 +310,8 @@ def test_killed_between_the_link_and_the_removal(
     box: ClaimBox, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim = claim_for(box, places, "a.pdf")
-    real_unlink = os.unlink
-
-    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(path).parent == places.folder:
-            raise Killed
-        real_unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", unlink)
-    with pytest.raises(Killed):
-        box.take(places, [claim])
-    monkeypatch.undo()
+    monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
+    killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists(), "two names for one file"
     (outcome,) = box.recover(places.folder)
     assert isinstance(outcome, Queued)

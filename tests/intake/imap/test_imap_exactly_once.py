@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,12 +31,6 @@ class Killed(BaseException):
     """Stands for the process dying: nothing after it runs, nothing catches it."""
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
-
-
 def settings(tmp_path: Path, server: Dovecot) -> Settings:
     return Settings(
         state_dir=tmp_path / "state",
@@ -50,6 +44,29 @@ def intake(settings: Settings, store: Store) -> ImapIntake:
         HandlerConfig.of(settings), store, Spool(settings.spool_dir), max_size=10**7
     )
     return ImapIntake(settings, taker)
+
+
+async def killed_before_the_move(
+    taking: ImapIntake, first: Callable[[], None] = lambda: None, *, what: str
+) -> None:
+    """Run the intake until it dies between its commit and its move (after `first`), and
+    stop what is left of it."""
+    died = threading.Event()
+
+    def die() -> None:
+        first()
+        died.set()
+        raise Killed
+
+    taking.before_move = die
+    original = threading.excepthook
+    threading.excepthook = lambda args: None if args.exc_type is Killed else original(args)
+    try:
+        taking.start()
+        await wait_for(died.is_set, what=what)
+        await taking.stop()
+    finally:
+        threading.excepthook = original
 
 
 def uidvalidity(server: Dovecot, mailbox: str) -> int:
@@ -71,22 +88,7 @@ async def test_a_stop_between_commit_and_move_neither_loses_nor_repeats(
     dovecot.append_many(
         [fax_mail("14155550101", message_id=f"<crash-{n}@example.com>") for n in range(3)]
     )
-    first = intake(config, store)
-    died = threading.Event()
-
-    def die() -> None:
-        died.set()
-        raise Killed
-
-    first.before_move = die
-    original = threading.excepthook
-    threading.excepthook = lambda args: None if args.exc_type is Killed else original(args)
-    try:
-        first.start()
-        await wait_for(died.is_set, what="the commit before the move")
-        await first.stop()
-    finally:
-        threading.excepthook = original
+    await killed_before_the_move(intake(config, store), what="the commit before the move")
     # Committed, not moved: the jobs exist and the messages are still in the mailbox.
     assert len(store.recent_jobs(10)) == 3
     assert dovecot.count("INBOX") == 3
@@ -145,27 +147,15 @@ async def test_a_move_cut_short_leaves_each_message_once_in_the_folder(
     dovecot.append_many(
         [fax_mail("14155550101", message_id=f"<half-{n}@example.com>") for n in range(3)]
     )
-    first = intake(config, store)
-    died = threading.Event()
 
-    def copy_then_die() -> None:
+    def copy_only() -> None:
         with dovecot.client() as imap:
             imap.select("INBOX")
             imap.create(PROCESSED)
             status, _ = imap.copy("1:*", PROCESSED)
             assert status == "OK"
-        died.set()
-        raise Killed
 
-    first.before_move = copy_then_die
-    original = threading.excepthook
-    threading.excepthook = lambda args: None if args.exc_type is Killed else original(args)
-    try:
-        first.start()
-        await wait_for(died.is_set, what="the half-done move")
-        await first.stop()
-    finally:
-        threading.excepthook = original
+    await killed_before_the_move(intake(config, store), copy_only, what="the half-done move")
     assert (dovecot.count("INBOX"), dovecot.count(PROCESSED)) == (3, 3)
 
     second = intake(config, store)
@@ -193,22 +183,7 @@ async def test_a_renumbered_mailbox_is_recognised_by_message_id(
     with dovecot.client() as imap:
         imap.create("Faxes")
     dovecot.append(raw, "Faxes")
-    first = intake(config, store)
-    died = threading.Event()
-
-    def die() -> None:
-        died.set()
-        raise Killed
-
-    first.before_move = die
-    original = threading.excepthook
-    threading.excepthook = lambda args: None if args.exc_type is Killed else original(args)
-    try:
-        first.start()
-        await wait_for(died.is_set, what="the commit before the move")
-        await first.stop()
-    finally:
-        threading.excepthook = original
+    await killed_before_the_move(intake(config, store), what="the commit before the move")
     before = uidvalidity(dovecot, "Faxes")
     with dovecot.client() as imap:
         assert imap.delete("Faxes")[0] == "OK"
