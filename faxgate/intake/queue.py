@@ -52,9 +52,19 @@ class IncomingDocument:
             return handle.read(_HEAD_BYTES)
 
 
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A number with what is its own in a request: the cover page's addressee (instead
+    of the request's) and what the intake records of it, such as the address it came as."""
+
+    number: FaxNumber
+    cover_to: str | None = None
+    intake_ref: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FaxRequest:
-    numbers: Sequence[FaxNumber]
+    numbers: Sequence[FaxNumber | Destination]
     documents: Sequence[IncomingDocument]
     intake: Intake
     intake_ref: Mapping[str, Any] = field(default_factory=dict)
@@ -63,6 +73,14 @@ class FaxRequest:
     cover_from: str | None = None
     cover_message: str | None = None
     reply_to: str | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request's jobs, built and not yet committed, and the files written for them."""
+
+    jobs: list[NewJob]
+    files: list[SpooledFile]
 
 
 def queue_fax(store: Store, spool: Spool, request: FaxRequest) -> list[Job]:
@@ -77,49 +95,81 @@ def queue_fax(store: Store, spool: Spool, request: FaxRequest) -> list[Job]:
 def queue_faxes(store: Store, spool: Spool, requests: Sequence[FaxRequest]) -> list[list[Job]]:
     """queue_fax for several requests in one transaction (one commit for a burst of
     files); the jobs of each request, in order. All or nothing, like queue_fax."""
-    checked = [_check(request) for request in requests]
-    spooled: list[SpooledFile] = []  # written here, so removed here if nothing is queued
+    checked = [check_request(request) for request in requests]
+    prepared: list[Prepared] = []
     try:
-        new_jobs: list[list[NewJob]] = []
         for request, checks in zip(requests, checked, strict=True):
-            documents = []
-            for document, check in zip(request.documents, checks, strict=True):
-                file = _spooled(spool, document, Path(check.name).suffix)
-                if file is not document.source:
-                    spooled.append(file)
-                documents.append(
-                    NewDocument(
-                        name=_readable(check.name), file=file, content_type=check.content_type
-                    )
-                )
-            group_id = secrets.token_hex(6) if len(request.numbers) > 1 else None
-            new_jobs.append(
-                [
-                    NewJob(
-                        to_number=number.e164,
-                        intake=request.intake,
-                        documents=documents,
-                        intake_ref=request.intake_ref,
-                        from_line=request.from_line,
-                        cover_to=request.cover_to,
-                        cover_from=request.cover_from,
-                        cover_message=request.cover_message,
-                        reply_to=request.reply_to,
-                        group_id=group_id,
-                    )
-                    for number in request.numbers
-                ]
-            )
-        created = iter(store.create_jobs([job for jobs in new_jobs for job in jobs]))
-        return [[next(created) for _ in jobs] for jobs in new_jobs]
+            prepared.append(_prepare(spool, request, checks))
+        created = iter(store.create_jobs([job for each in prepared for job in each.jobs]))
+        return [[next(created) for _ in each.jobs] for each in prepared]
     except BaseException:
         # Nothing was queued: leave no orphan documents behind.
-        for file in spooled:
-            spool.remove(file.path)
+        for each in prepared:
+            discard(spool, each.files)
         raise
 
 
-def _check(request: FaxRequest) -> list[DocumentCheck]:
+def prepare(spool: Spool, request: FaxRequest) -> Prepared:
+    """The documents spooled and the jobs built, for a caller that commits them itself
+    (the SMTP listener's grouped commits). Blocking.
+
+    Raises DocumentRefused before anything is written; on any other failure removes what
+    it wrote.
+    """
+    return _prepare(spool, request, check_request(request))
+
+
+def _prepare(spool: Spool, request: FaxRequest, checks: Sequence[DocumentCheck]) -> Prepared:
+    files: list[SpooledFile] = []  # written here, so removed here if nothing is queued
+    try:
+        documents = []
+        for document, check in zip(request.documents, checks, strict=True):
+            file = _spooled(spool, document, Path(check.name).suffix)
+            if file is not document.source:
+                files.append(file)
+            documents.append(
+                NewDocument(name=_readable(check.name), file=file, content_type=check.content_type)
+            )
+        group_id = secrets.token_hex(6) if len(request.numbers) > 1 else None
+        jobs = [_new_job(request, to, documents, group_id) for to in request.numbers]
+    except BaseException:
+        discard(spool, files)
+        raise
+    return Prepared(jobs, files)
+
+
+def _new_job(
+    request: FaxRequest,
+    to: FaxNumber | Destination,
+    documents: list[NewDocument],
+    group_id: str | None,
+) -> NewJob:
+    destination = to if isinstance(to, Destination) else Destination(to, request.cover_to)
+    return NewJob(
+        to_number=destination.number.e164,
+        intake=request.intake,
+        documents=documents,
+        intake_ref={**request.intake_ref, **destination.intake_ref},
+        from_line=request.from_line,
+        cover_to=destination.cover_to,
+        cover_from=request.cover_from,
+        cover_message=request.cover_message,
+        reply_to=request.reply_to,
+        group_id=group_id,
+    )
+
+
+def discard(spool: Spool, files: Sequence[SpooledFile]) -> None:
+    """Remove files written for jobs that were never committed."""
+    for file in files:
+        try:
+            spool.remove(file.path)
+        except OSError as exc:
+            log.warning("could not remove spooled file path=%s error=%s", file.path, exc)
+
+
+def check_request(request: FaxRequest) -> list[DocumentCheck]:
+    """The documents checked (DocumentRefused with the reason); nothing written."""
     if not request.numbers:
         raise ValueError("a fax request needs at least one number")
     sizes = [document.size() for document in request.documents]

@@ -38,9 +38,9 @@ from faxgate.domain.autoreply import may_reply
 from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import MessageRefused
+from faxgate.intake import queue
 from faxgate.intake.imap.envelope import Addressed, address_message, read_envelope
-from faxgate.intake.smtp.accept import MailToFax, discard, spool_message
-from faxgate.intake.smtp.accept import _Spooled as Spooled
+from faxgate.intake.smtp.accept import MailToFax, spool_message
 from faxgate.intake.smtp.handler import HandlerConfig
 from faxgate.intake.smtp.message import SubjectRule, read_mail, reply_address
 from faxgate.intake.smtp.policy import (
@@ -128,7 +128,7 @@ class Prepared:
     mail: MailToFax | None = None
     refusal: Refusal | None = None
     reply_to: str | None = None  # None: no reply may go (or none is owed)
-    spooled: Spooled | None = None
+    spooled: queue.Prepared | None = None
 
 
 class MessageTaker:
@@ -272,7 +272,7 @@ class MessageTaker:
         for prepared in batch:
             if prepared.spooled is not None:
                 with contextlib.suppress(Exception):
-                    discard(self.spool, prepared.spooled.files)
+                    queue.discard(self.spool, prepared.spooled.files)
                 prepared.spooled = None
 
     def _read(self, raw: bytes, sender: str, addressed: Addressed) -> MailToFax:

@@ -5,12 +5,11 @@ renamed), then its jobs, one per fax number, are committed to the store. Only th
 the listener answer 250. If anything fails, the files written are removed and no job
 exists: the client is told 451 and sends again later.
 
-The documents pass the same rules as every intake's (faxgate.domain.documents, as in
-faxgate.intake.queue); this path differs from queue_fax in two ways the listener needs:
-each number may have its own cover page (the name the message gives that address), and
-the jobs of several messages arriving together are committed in one transaction by the
-queue's group commit (faxgate.intake.queue.GroupCommitter: one fsync of the database for
-all of them instead of one each).
+The message goes through the queue's door like every intake's (faxgate.intake.queue:
+the same document rules, the same jobs), with what the listener adds: the .eml beside
+the documents, each number's own cover addressee, and the jobs of several messages
+arriving together committed in one transaction by the queue's GroupCommitter (one fsync
+of the database for all of them instead of one each).
 
 A client that hangs up before its message reaches the store leaves nothing behind (it
 will send again); one that hangs up later has its faxes sent, as SMTP allows.
@@ -25,19 +24,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from faxgate.domain.documents import check_batch, check_document
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import FaxNumber
-from faxgate.intake.queue import MAX_BATCH, Abandoned, GroupCommitter, Ticket
-from faxgate.store import NewDocument, NewJob, Store
-from faxgate.store.spool import Spool, SpooledFile, disk_trouble
+from faxgate.intake.queue import (
+    MAX_BATCH,
+    Abandoned,
+    Destination,
+    FaxRequest,
+    GroupCommitter,
+    IncomingDocument,
+    Prepared,
+    Ticket,
+    check_request,
+    discard,
+    prepare,
+)
+from faxgate.store import Store
+from faxgate.store.spool import Spool, disk_trouble
 
 log = logging.getLogger("faxgate.smtp")
 
@@ -68,65 +76,38 @@ class MailToFax:
     intake_ref: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Spooled:
-    jobs: list[NewJob]
-    files: list[SpooledFile]
-
-
-def spool_message(spool: Spool, mail: MailToFax) -> _Spooled:
-    """Check the documents, spool the .eml and the documents, build the jobs. Blocking.
+def spool_message(spool: Spool, mail: MailToFax) -> Prepared:
+    """The .eml and the documents spooled, the jobs built (not committed). Blocking.
 
     Raises DocumentRefused before anything is written; on any other failure removes what
     it wrote.
     """
     if not mail.faxes:
         raise ValueError("a message to fax needs at least one number")
-    check_batch([len(document.content) for document in mail.documents])
-    checks = [
-        check_document(document.name, len(document.content), document.content[:_HEAD_BYTES])
-        for document in mail.documents
-    ]
-    files: list[SpooledFile] = []
-    try:
-        eml = spool.store_bytes(mail.raw, suffix=".eml")
-        files.append(eml)
-        documents = []
-        for document, check in zip(mail.documents, checks, strict=True):
-            spooled = spool.store_bytes(document.content, suffix=Path(check.name).suffix)
-            files.append(spooled)
-            documents.append(
-                NewDocument(name=check.name, file=spooled, content_type=check.content_type)
-            )
-        intake_ref = {**mail.intake_ref, "eml": str(eml.path)}
-        group_id = secrets.token_hex(6) if len(mail.faxes) > 1 else None
-        jobs = [
-            NewJob(
-                to_number=fax.number.e164,
-                intake=Intake.SMTP,
-                documents=documents,
-                intake_ref={**intake_ref, "recipient": fax.recipient},
-                from_line=mail.from_line,
-                cover_to=fax.cover_to,
-                cover_from=mail.cover_from,
-                cover_message=mail.cover_message,
-                reply_to=mail.reply_to,
-                group_id=group_id,
-            )
+    request = FaxRequest(
+        numbers=[
+            Destination(fax.number, fax.cover_to, {"recipient": fax.recipient})
             for fax in mail.faxes
-        ]
+        ],
+        documents=[IncomingDocument(doc.name, doc.content) for doc in mail.documents],
+        intake=Intake.SMTP,
+        intake_ref=mail.intake_ref,
+        from_line=mail.from_line,
+        cover_from=mail.cover_from,
+        cover_message=mail.cover_message,
+        reply_to=mail.reply_to,
+    )
+    check_request(request)  # a refusal before the .eml is written
+    eml = spool.store_bytes(mail.raw, suffix=".eml")
+    try:
+        prepared = prepare(
+            spool, replace(request, intake_ref={**request.intake_ref, "eml": str(eml.path)})
+        )
     except BaseException:
-        discard(spool, files)
+        discard(spool, [eml])
         raise
-    return _Spooled(jobs, files)
-
-
-def discard(spool: Spool, files: Sequence[SpooledFile]) -> None:
-    for file in files:
-        try:
-            spool.remove(file.path)
-        except OSError as exc:
-            log.warning("could not remove spooled file path=%s error=%s", file.path, exc)
+    prepared.files.insert(0, eml)
+    return prepared
 
 
 class MailIntake:
