@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faxgate.cli.common import (
     EXIT_OK,
@@ -22,8 +22,10 @@ from faxgate.cli.common import (
 )
 from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import normalize_job_id
-from faxgate.settings import Settings
 from faxgate.store import Store
+
+if TYPE_CHECKING:
+    from faxgate.settings import Settings
 
 
 def register(subparsers: Subparsers) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faxgate.cli.common import (
     EXIT_FAILURE,
@@ -32,9 +32,10 @@ from faxgate.domain.jobs import (
     is_final,
     normalize_job_id,
 )
-from faxgate.domain.outcomes import report_payload
-from faxgate.settings import Settings
 from faxgate.store import NewNotification, StaleState, Store
+
+if TYPE_CHECKING:
+    from faxgate.settings import Settings
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {
@@ -337,6 +338,8 @@ def _cancel_report(job: Job) -> NewNotification | None:
     result file), unless an uncertain job's report has told them already."""
     if job.state is JobState.UNCERTAIN:
         return None
+    from faxgate.domain.outcomes import report_payload  # the report's rules: only `cancel`
+
     return NewNotification(
         kind="report",
         payload=report_payload(
