@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import sys
+import types
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -61,13 +63,45 @@ def start_up() -> Iterator[None]:
         gc.enable()
 
 
+class _AsyncioOnFirstUse(types.ModuleType):
+    """Stands in for asyncio in what is imported while it is deferred: the first attribute
+    asked of it imports asyncio itself."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get("asyncio") is self:
+            del sys.modules["asyncio"]
+        return getattr(importlib.import_module("asyncio"), name)
+
+
+@contextmanager
+def asyncio_deferred() -> Iterator[None]:
+    """pydantic-settings imports asyncio (and with it ssl, socket, subprocess) for its own
+    command-line runner alone, which faxgate never calls: a tenth of `faxgate status`.
+    Within this block `import asyncio` binds a stand-in that imports it on first use; after
+    it, `import asyncio` is the real one again. A no-op once asyncio is imported."""
+    if "asyncio" in sys.modules:
+        yield
+        return
+    stand_in = _AsyncioOnFirstUse("asyncio")
+    sys.modules["asyncio"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("asyncio") is stand_in:
+            del sys.modules["asyncio"]
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     # Imported here: pydantic and the settings' models are most of a command's start-up,
     # and `--version` or `smtp hash-password` need neither.
-    with start_up():
+    with start_up(), asyncio_deferred():
         from faxgate.settings import load_settings
 
-        return load_settings(args.config)
+        settings = load_settings(args.config)
+    # Start-up ends with the first settings: a daemon's later ones (a reload's) and their
+    # garbage are left to the collector as usual.
+    _StartUp.freeze = False
+    return settings
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

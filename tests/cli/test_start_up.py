@@ -77,3 +77,71 @@ def test_the_command_s_own_process_freezes_what_start_up_built(
     assert code == "0"
     assert enabled == "True"  # the command itself runs with the collector, as a daemon must
     assert int(frozen) > 1_000
+
+
+DEFERRED = """
+import argparse, sys
+from faxgate.cli.common import run_async, settings_from
+
+settings_from(argparse.Namespace(config=None))
+print("LOADED", "asyncio" in sys.modules)
+
+import asyncio
+import asyncio.events
+import pydantic_settings.main
+
+
+async def answer() -> int:
+    await asyncio.sleep(0)
+    return 42
+
+
+print("REAL", type(asyncio).__name__, asyncio.run is pydantic_settings.main.asyncio.run)
+print("RUN", run_async(answer()), asyncio.events.get_event_loop_policy() is not None)
+"""
+
+
+def test_asyncio_left_out_of_the_settings_is_there_when_asked_for(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FAXGATE_")}
+    env["FAXGATE_STATE_DIR"] = str(tmp_path / "var")
+    result = subprocess.run(
+        [sys.executable, "-c", DEFERRED],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["LOADED False", "REAL module True", "RUN 42 True"]
+
+
+RELOAD = """
+import argparse, gc, sys
+from faxgate.cli import common
+
+common.freeze_what_start_up_builds()  # as main() does for the faxgate script
+common.settings_from(argparse.Namespace(config=None))
+first = gc.get_freeze_count()
+reloaded = common.settings_from(argparse.Namespace(config=None))  # a daemon's reload
+print("FROZEN", first, gc.get_freeze_count(), gc.isenabled())
+"""
+
+
+def test_only_the_first_settings_are_frozen_not_a_reload_s(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FAXGATE_")}
+    env["FAXGATE_STATE_DIR"] = str(tmp_path / "var")
+    result = subprocess.run(
+        [sys.executable, "-c", RELOAD],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    _, first, after_reload, enabled = result.stdout.split()
+    assert int(first) > 1_000
+    assert after_reload == first
+    assert enabled == "True"
