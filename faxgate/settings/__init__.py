@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -218,6 +217,8 @@ def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str])
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # compiles its patterns on import: only when there is a file to read
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

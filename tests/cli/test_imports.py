@@ -118,12 +118,14 @@ def test_everyday_commands_load_only_what_they_need(tmp_path: Path, argv: tuple[
 
 
 # Loaded by the settings only for a value that needs them (addresses, patterns, password
-# hashes, a mistyped variable), or by a command only for what it does (cancel's report).
+# hashes, a mistyped variable, a settings file), or by a command only for what it does
+# (cancel's report).
 ONLY_WHEN_NEEDED = {
     "faxgate.domain.inbound_routes",
     "faxgate.domain.passwords",
     "faxgate.domain.outcomes",
     "difflib",
+    "tomllib",
 }
 
 
@@ -141,6 +143,7 @@ def test_settings_that_need_the_checks_still_load_them(tmp_path: Path) -> None:
     config.write_text('[inbound]\ndefault_email = "Fax Desk <desk@example.com>"\n')
     modules = modules_after(tmp_path, "--config", str(config), "config", "check")
     assert "faxgate.domain.inbound_routes" in modules
+    assert "tomllib" in modules
 
 
 def test_each_command_is_found_in_the_group_that_registers_it() -> None:
