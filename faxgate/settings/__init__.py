@@ -79,7 +79,7 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path("./var")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Each section's defaults as written (valid, tests/test_settings.py checks it): made
+    # Each section's defaults as written (valid: tests/test_settings_build.py checks), made
     # without validating, which would build every section's own validator at import.
     provider: ProviderSettings = ProviderSettings.model_construct()
     sandbox: SandboxSettings = SandboxSettings.model_construct()
