@@ -18,7 +18,13 @@ from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 from faxgate import __version__
-from faxgate.cli.common import EXIT_BROKEN_PIPE, EXIT_USAGE, CommandError
+from faxgate.cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_USAGE,
+    CommandError,
+    freeze_what_start_up_builds,
+    start_up,
+)
 from faxgate.config_error import ConfigError
 
 COMMAND_GROUPS = (
@@ -117,6 +123,8 @@ def _groups_needed(argv: Sequence[str]) -> tuple[str, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `faxgate` script: a process of the command's own
+        freeze_what_start_up_builds()
     try:
         try:
             return _run(sys.argv[1:] if argv is None else list(argv))
@@ -129,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    parser = build_parser(_groups_needed(argv))
-    args = parser.parse_args(argv)
+    with start_up():
+        parser = build_parser(_groups_needed(argv))
+        args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

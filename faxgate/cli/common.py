@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import json
 import sys
-from collections.abc import Coroutine, Sequence
+import types
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
@@ -29,12 +33,75 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+class _StartUp:
+    # True in the command's own process (the `faxgate` script), not in a caller's.
+    freeze = False
+
+
+def freeze_what_start_up_builds() -> None:
+    """In a process of the command's own, what start-up builds is frozen (see start_up)."""
+    _StartUp.freeze = True
+
+
+@contextmanager
+def start_up() -> Iterator[None]:
+    """Builds what lives as long as the command: its modules, the parser, the settings and
+    their validators. Hundreds of thousands of objects, none of them garbage, which the
+    cyclic collector would walk again and again while they are made (a fifth of `status`):
+    it waits until they are built. In the command's own process they are then frozen out
+    of its sight (gc.freeze), so no later collection walks them, the one at exit included.
+    """
+    if not gc.isenabled():  # within another start_up, or the caller's choice
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        if _StartUp.freeze:
+            gc.freeze()
+        gc.enable()
+
+
+class _AsyncioOnFirstUse(types.ModuleType):
+    """Stands in for asyncio in what is imported while it is deferred: the first attribute
+    asked of it imports asyncio itself."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get("asyncio") is self:
+            del sys.modules["asyncio"]
+        return getattr(importlib.import_module("asyncio"), name)
+
+
+@contextmanager
+def asyncio_deferred() -> Iterator[None]:
+    """pydantic-settings imports asyncio (and with it ssl, socket, subprocess) for its own
+    command-line runner alone, which faxgate never calls: a tenth of `faxgate status`.
+    Within this block `import asyncio` binds a stand-in that imports it on first use; after
+    it, `import asyncio` is the real one again. A no-op once asyncio is imported."""
+    if "asyncio" in sys.modules:
+        yield
+        return
+    stand_in = _AsyncioOnFirstUse("asyncio")
+    sys.modules["asyncio"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("asyncio") is stand_in:
+            del sys.modules["asyncio"]
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     # Imported here: pydantic and the settings' models are most of a command's start-up,
     # and `--version` or `smtp hash-password` need neither.
-    from faxgate.settings import load_settings
+    with start_up(), asyncio_deferred():
+        from faxgate.settings import load_settings
 
-    return load_settings(args.config)
+        settings = load_settings(args.config)
+    # Start-up ends with the first settings: a daemon's later ones (a reload's) and their
+    # garbage are left to the collector as usual.
+    _StartUp.freeze = False
+    return settings
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -16,8 +16,6 @@ from faxgate.cli.common import (
     print_json,
     settings_from,
 )
-from faxgate.settings import masked_dump
-from faxgate.setup_warnings import setup_warnings
 
 
 def register(subparsers: Subparsers) -> None:
@@ -31,6 +29,9 @@ def register(subparsers: Subparsers) -> None:
 
 def check_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    from faxgate.settings import masked_dump  # loaded by settings_from, as it says why
+    from faxgate.setup_warnings import setup_warnings
+
     data = masked_dump(settings)
     warnings = setup_warnings(settings)
     if args.json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faxgate.cli.common import (
     EXIT_FAILURE,
@@ -30,8 +30,10 @@ from faxgate.domain.jobs import (
     is_final,
     normalize_job_id,
 )
-from faxgate.domain.outcomes import report_payload
 from faxgate.store import NewNotification, StaleState, Store
+
+if TYPE_CHECKING:
+    from faxgate.settings import Settings
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {
@@ -335,6 +337,8 @@ def _cancel_report(job: Job) -> NewNotification | None:
     result file), unless an uncertain job's report has told them already."""
     if job.state is JobState.UNCERTAIN:
         return None
+    from faxgate.domain.outcomes import report_payload  # the report's rules: only `cancel`
+
     return NewNotification(
         kind="report",
         payload=report_payload(

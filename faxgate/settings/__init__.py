@@ -8,10 +8,8 @@ Sources, strongest first: environment (``FAXGATE_PROVIDER__BASE_URL``), credenti
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -81,19 +79,21 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path("./var")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    provider: ProviderSettings = ProviderSettings()
-    sandbox: SandboxSettings = SandboxSettings()
-    numbers: NumberSettings = NumberSettings()
-    smtp: SmtpSettings = SmtpSettings()
-    http: HttpSettings = HttpSettings()
-    dispatch: DispatchSettings = DispatchSettings()
-    retry: RetrySettings = RetrySettings()
-    polling: PollingSettings = PollingSettings()
-    mail: MailSettings = MailSettings()
+    # Each section's defaults as written (valid: tests/test_settings_build.py checks), made
+    # without validating, which would build every section's own validator at import.
+    provider: ProviderSettings = ProviderSettings.model_construct()
+    sandbox: SandboxSettings = SandboxSettings.model_construct()
+    numbers: NumberSettings = NumberSettings.model_construct()
+    smtp: SmtpSettings = SmtpSettings.model_construct()
+    http: HttpSettings = HttpSettings.model_construct()
+    dispatch: DispatchSettings = DispatchSettings.model_construct()
+    retry: RetrySettings = RetrySettings.model_construct()
+    polling: PollingSettings = PollingSettings.model_construct()
+    mail: MailSettings = MailSettings.model_construct()
     folders: Folders = Field(default_factory=list)
-    inbound: InboundSettings = InboundSettings()
-    addressing: AddressingSettings = AddressingSettings()
-    imap: ImapSettings = ImapSettings()
+    inbound: InboundSettings = InboundSettings.model_construct()
+    addressing: AddressingSettings = AddressingSettings.model_construct()
+    imap: ImapSettings = ImapSettings.model_construct()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None
@@ -217,6 +217,8 @@ def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str])
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # compiles its patterns on import: only when there is a file to read
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -295,6 +297,8 @@ def _check_environment(environ: Mapping[str, str]) -> None:
         # Deeper names set one entry of a table setting, e.g. FAXGATE_SMTP__USERS__SCANNER.
         if name.count("__") > 1 and name.rsplit("__", 1)[0] in known:
             continue
+        import difflib  # only for a variable that names no setting
+
         # Matched without the prefix they share, which would make any name look close.
         keys = {known_name.removeprefix(ENV_PREFIX): known_name for known_name in known}
         close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), keys, n=1, cutoff=0.7)

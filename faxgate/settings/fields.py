@@ -28,7 +28,8 @@ class ListenAddress(NamedTuple):
         return f"{host}:{self.port}"
 
 
-_LISTEN_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
+# Patterns, not compiled ones: re compiles (and caches) them on first use, not at import.
+_LISTEN_PATTERN = r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$"
 
 
 def _parse_listen(value: object) -> ListenAddress:
@@ -36,7 +37,7 @@ def _parse_listen(value: object) -> ListenAddress:
         return value
     if not isinstance(value, str):
         raise ValueError('expected "host:port", for example "127.0.0.1:2525"')
-    match = _LISTEN_RE.match(value.strip())
+    match = re.match(_LISTEN_PATTERN, value.strip())
     if not match:
         raise ValueError('expected "host:port", for example "127.0.0.1:2525" or "[::1]:2525"')
     port = int(match["port"])
@@ -53,7 +54,7 @@ Listen = Annotated[
 ]
 
 
-_DURATION_RE = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+_DURATION_PATTERN = r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
 
 
 def _parse_duration(value: object) -> timedelta:
@@ -64,7 +65,11 @@ def _parse_duration(value: object) -> timedelta:
         value = float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION_RE.match(value.strip())) and value.strip():
+    elif (
+        isinstance(value, str)
+        and (match := re.match(_DURATION_PATTERN, value.strip()))
+        and value.strip()
+    ):
         hours, minutes, secs = (float(match[k] or 0) for k in ("h", "m", "s"))
         seconds = hours * 3600 + minutes * 60 + secs
     else:
@@ -93,4 +98,6 @@ Duration = Annotated[
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # A section's validator is built when a section is made on its own; within Settings the
+    # whole settings' validator covers it, so the CLI never builds both.
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)

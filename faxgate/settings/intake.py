@@ -19,9 +19,22 @@ from pydantic import (
     model_validator,
 )
 
-from faxgate.domain.inbound_routes import check_address, check_pattern_syntax
-from faxgate.domain.passwords import BadPasswordHash, parse_hash
 from faxgate.settings.fields import Duration, Listen, ListenAddress, _parse_listen, _Section
+
+# The checks of addresses, patterns and password hashes are imported when a value needs
+# them: most settings have none, and `faxgate status` should not load them.
+
+
+def _check_address(text: str) -> str:
+    from faxgate.domain.inbound_routes import check_address
+
+    return check_address(text)
+
+
+def _check_pattern_syntax(text: str) -> str:
+    from faxgate.domain.inbound_routes import check_pattern_syntax
+
+    return check_pattern_syntax(text)
 
 
 class SmtpSettings(_Section):
@@ -99,6 +112,8 @@ class SmtpSettings(_Section):
         for name, stored in value.items():
             if not name or name != name.strip():
                 raise ValueError("a user name cannot be empty or start or end with a blank")
+            from faxgate.domain.passwords import BadPasswordHash, parse_hash
+
             try:
                 parse_hash(stored.get_secret_value())
             except BadPasswordHash as exc:
@@ -256,12 +271,12 @@ class InboundRouteSettings(_Section):
     @field_validator("to", "from_")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
-        return [check_pattern_syntax(text) for text in value]
+        return [_check_pattern_syntax(text) for text in value]
 
     @field_validator("email")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        return [check_address(text) for text in value]
+        return [_check_address(text) for text in value]
 
     @field_validator("folder")
     @classmethod
@@ -299,7 +314,7 @@ class InboundSettings(_Section):
     @field_validator("default_email")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        return [check_address(text) for text in value]
+        return [_check_address(text) for text in value]
 
     @field_validator("default_folder")
     @classmethod
@@ -340,7 +355,7 @@ class FolderSettings(_Section):
     @field_validator("notify")
     @classmethod
     def _notify(cls, value: str) -> str:
-        return check_address(value) if value else value
+        return _check_address(value) if value else value
 
     @model_validator(mode="after")
     def _result_dirs_apart(self) -> FolderSettings:

@@ -13,10 +13,10 @@ from pydantic import (
     field_validator,
 )
 
-from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.hellofax import sandbox_defaults
 
 if TYPE_CHECKING:
+    from faxgate.domain.jobs import RetryPolicy
     from faxgate.domain.numbers import NumberPolicy
 
 from faxgate.settings.fields import Duration, Listen, ListenAddress, _Section
@@ -160,6 +160,11 @@ class RetrySettings(_Section):
     no_answer_delay: Duration = timedelta(minutes=10)
 
     def policy(self) -> RetryPolicy:
+        from faxgate.domain.jobs import (
+            RetryPolicy,
+            RetryRule,
+        )  # the job rules: not for `config check`
+
         return RetryPolicy(
             busy=RetryRule(extra_tries=self.busy_retries, delay=self.busy_delay),
             no_answer=RetryRule(extra_tries=self.no_answer_retries, delay=self.no_answer_delay),

@@ -111,6 +111,39 @@ def test_everyday_commands_load_only_what_they_need(tmp_path: Path, argv: tuple[
     }
     assert sorted(other_groups & modules) == []
     assert "phonenumbers" not in modules  # numbers are shown as stored, not reformatted
+    # Checks that only some settings need, loaded when a value needs them.
+    assert sorted(modules & ONLY_WHEN_NEEDED) == []
+    # pydantic-settings imports asyncio for its own command-line runner alone.
+    assert sorted(m for m in modules if m.split(".")[0] in {"asyncio", "ssl"}) == []
+
+
+# Loaded by the settings only for a value that needs them (addresses, patterns, password
+# hashes, a mistyped variable, a settings file), or by a command only for what it does
+# (cancel's report).
+ONLY_WHEN_NEEDED = {
+    "faxgate.domain.inbound_routes",
+    "faxgate.domain.passwords",
+    "faxgate.domain.outcomes",
+    "difflib",
+    "tomllib",
+}
+
+
+def test_config_check_loads_neither_the_store_nor_the_job_rules(tmp_path: Path) -> None:
+    modules = modules_after(tmp_path, "config", "check")
+    assert "faxgate.settings" in modules
+    loaded = sorted(
+        m for m in modules if m.split(".")[:2] in (["faxgate", "store"], ["faxgate", "domain"])
+    )
+    assert loaded == []
+
+
+def test_settings_that_need_the_checks_still_load_them(tmp_path: Path) -> None:
+    config = tmp_path / "faxgate.toml"
+    config.write_text('[inbound]\ndefault_email = "Fax Desk <desk@example.com>"\n')
+    modules = modules_after(tmp_path, "--config", str(config), "config", "check")
+    assert "faxgate.domain.inbound_routes" in modules
+    assert "tomllib" in modules
 
 
 def test_each_command_is_found_in_the_group_that_registers_it() -> None:
