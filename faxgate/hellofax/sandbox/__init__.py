@@ -3,16 +3,16 @@
 See docs/sandbox.md for running it, its outcome rules and its fault switches.
 """
 
-from faxgate.hellofax.sandbox.faults import FaultSettings
 from faxgate.hellofax.sandbox.inject import InjectionRefused, inject_inbound
-from faxgate.hellofax.sandbox.inspection import (
+from faxgate.hellofax.sandbox.server import Sandbox
+from faxgate.sandbox.faults import FaultSettings
+from faxgate.sandbox.inspection import (
     CallbackAttempt,
     DuplicateSend,
     InspectedFile,
     InspectedTransmission,
 )
-from faxgate.hellofax.sandbox.server import Sandbox
-from faxgate.hellofax.sandbox.settings import (
+from faxgate.sandbox.settings import (
     DEFAULT_ACCOUNT_GUID,
     DEFAULT_PASSWORD,
     DEFAULT_PORT,

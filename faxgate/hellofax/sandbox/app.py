@@ -10,12 +10,13 @@ import re
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler
 
-from faxgate.hellofax.sandbox import control, removal, shapes
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.forms import RequestError, page_parameter, read_fields, read_send
-from faxgate.hellofax.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from faxgate.hellofax.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
-from faxgate.hellofax.sandbox.settings import SandboxSettings
+from faxgate.hellofax.sandbox import control, shapes
+from faxgate.hellofax.sandbox.forms import account_changes, read_fields, read_send
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.forms import RequestError, page_parameter
+from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from faxgate.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
+from faxgate.sandbox.settings import SandboxSettings
 
 _SEND_PATH = re.compile(r"^/v1/Accounts/[^/]+/Transmissions/?$")
 _REALM = 'Basic realm="HelloFax API"'
@@ -52,10 +53,10 @@ def build_app(
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except RateLimited as refused:
-            return web.Response(status=429, text=refused.message)
+        except RateLimited:
+            return web.Response(status=429, text=shapes.RATE_LIMIT_MESSAGE)
         except TransmissionNotFound:
-            return web.json_response(removal.not_found(), status=404)
+            return web.json_response(shapes.not_found(), status=404)
         except RequestError as refused:
             return web.json_response(
                 shapes.error(refused.message, refused.status), status=refused.status
@@ -108,7 +109,7 @@ class _Api:
         return web.json_response(shapes.account(self._service.account()))
 
     async def update_account(self, request: web.Request) -> web.Response:
-        record = self._service.update_account(await read_fields(request))
+        record = self._service.update_account(account_changes(await read_fields(request)))
         return web.json_response(shapes.account(record))
 
     async def list_lines(self, request: web.Request) -> web.Response:
@@ -141,7 +142,8 @@ class _Api:
     async def list_transmissions(self, request: web.Request) -> web.Response:
         page = page_parameter(request.query.get("Page"), "Page", 0, 0)
         size = page_parameter(request.query.get("PageSize"), "PageSize", DEFAULT_PAGE_SIZE, 1)
-        records, paging = self._service.page(page, min(size, MAX_PAGE_SIZE))
+        paging = shapes.Paging(page, min(size, MAX_PAGE_SIZE), self._service.count())
+        records = self._service.newest(paging.start, paging.page_size)
         return web.json_response(shapes.transmission_list(self._service.guid, records, paging))
 
 

@@ -12,10 +12,10 @@ from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from faxgate.hellofax.sandbox import shapes
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, read_part
-from faxgate.hellofax.sandbox.limits import MAX_BYTES_PER_SEND
-from faxgate.hellofax.sandbox.service import SandboxService
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, read_part
+from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
+from faxgate.sandbox.service import SandboxService
 
 PREFIX = "/_sandbox/"
 

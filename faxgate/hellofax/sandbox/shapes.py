@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from faxgate.hellofax.sandbox.lifecycle import billed_pages
-from faxgate.hellofax.sandbox.records import AccountRecord, TransmissionRecord
+from faxgate.sandbox.lifecycle import billed_pages
+from faxgate.sandbox.records import AccountRecord, TransmissionRecord
 
 JsonObject = dict[str, Any]
 
@@ -25,8 +25,8 @@ RATE_LIMIT_MESSAGE = (
     "transmitting."
 )
 
-# CONFIRMED: callbacks are multipart/form-data with the object in a part named `json`.
-CALLBACK_JSON_PART = "json"
+# REPORTED: the answer for a transmission the provider removed (or never had).
+NOT_FOUND_MESSAGE = "Transmission not found or not accessible."
 # GUESSED: how an inbound fax's document travels; a PDF file part with this name.
 INBOUND_DOCUMENT_PART = "file"
 
@@ -118,6 +118,11 @@ def send_answer(records: list[TransmissionRecord]) -> JsonObject:
 def callback(record: TransmissionRecord) -> str:
     """The `json` part of a callback (CONFIRMED wrapper `Transaction`), as text."""
     return json.dumps({"Transaction": transmission(record)}, separators=(",", ":"))
+
+
+def not_found() -> JsonObject:
+    """The body of the 404: the provider's own shape, not the sandbox's usual error shape."""
+    return {"status_code": 404, "message": NOT_FOUND_MESSAGE}
 
 
 def error(message: str, status: int) -> JsonObject:

@@ -1,4 +1,4 @@
-"""What the provider does for each API call, without HTTP: the app calls these."""
+"""What the provider does for each API call, without HTTP or wire format: the faces call these."""
 
 from __future__ import annotations
 
@@ -8,25 +8,21 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from multidict import MultiDict
-
-from faxgate.hellofax.sandbox import areacodes, lifecycle
-from faxgate.hellofax.sandbox.documents import (
+from faxgate.sandbox import areacodes, lifecycle
+from faxgate.sandbox.documents import (
     DocumentInfo,
     ReceivedPart,
     examine,
     render_received_fax,
 )
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.forms import (
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.forms import (
     RequestError,
     SendRequest,
     Upload,
-    boolean,
-    callback_url,
     normalize_number,
 )
-from faxgate.hellofax.sandbox.inspection import (
+from faxgate.sandbox.inspection import (
     CallbackAttempt,
     DuplicateSend,
     InspectedTransmission,
@@ -34,38 +30,31 @@ from faxgate.hellofax.sandbox.inspection import (
     duplicate_sends,
     inspect_transmissions,
 )
-from faxgate.hellofax.sandbox.limits import MAX_PENDING
-from faxgate.hellofax.sandbox.records import (
+from faxgate.sandbox.limits import MAX_PENDING
+from faxgate.sandbox.records import (
     AccountRecord,
     CoverPage,
     FileRecord,
     TransmissionRecord,
 )
-from faxgate.hellofax.sandbox.removal import NOT_FOUND_MESSAGE, Removal, removes
-from faxgate.hellofax.sandbox.settings import SandboxSettings
-from faxgate.hellofax.sandbox.shapes import RATE_LIMIT_MESSAGE, Paging, callback
-from faxgate.hellofax.sandbox.state import SandboxStore
-
-_ACCOUNT_FIELDS = {
-    "DefaultInboundFaxCallbackUrl": "inbound_callback_url",
-    "DefaultOutboundFaxCallbackUrl": "outbound_callback_url",
-}
-_ACCOUNT_FLAGS = {
-    "ShouldSendOutboundConfEmails": "send_confirmation_emails",
-    "ShouldIncludePdfsInReceivedFaxEmails": "include_pdfs_in_received_emails",
-}
+from faxgate.sandbox.removal import Removal, removes
+from faxgate.sandbox.settings import SandboxSettings
+from faxgate.sandbox.state import SandboxStore
+from faxgate.sandbox.wire import Wire
 
 
 class TransmissionNotFound(RequestError):
     """Removed, or never there: the provider answers both alike (removal.py)."""
 
     def __init__(self) -> None:
-        super().__init__(404, NOT_FOUND_MESSAGE)
+        super().__init__(404, "Not found.")
 
 
 class RateLimited(RequestError):
+    """Too many faxes in flight, or a 429 storm switched on; each face words it."""
+
     def __init__(self) -> None:
-        super().__init__(429, RATE_LIMIT_MESSAGE)
+        super().__init__(429, "Too many requests.")
 
 
 def new_guid() -> str:
@@ -84,7 +73,9 @@ class SandboxService:
         store: SandboxStore,
         faults: FaultInjector,
         wake: Callable[[], None],
+        wire: Wire,
     ) -> None:
+        self.wire = wire
         self._settings = settings
         self._store = store
         self._faults = faults
@@ -106,14 +97,8 @@ class SandboxService:
         assert record is not None, "the account is created on start"
         return record
 
-    def update_account(self, fields: MultiDict[str]) -> AccountRecord:
-        changes: dict[str, object] = {}
-        for field, column in _ACCOUNT_FIELDS.items():
-            if field in fields:
-                changes[column] = callback_url(fields.getall(field)[-1])
-        for field, column in _ACCOUNT_FLAGS.items():
-            if field in fields:
-                changes[column] = int(boolean(fields.getall(field)[-1], field))
+    def update_account(self, changes: dict[str, object]) -> AccountRecord:
+        """Set account columns (a face maps its own field names to them)."""
         with self._store.transaction():
             self._store.update_account(self.guid, **changes)
         return self.account()
@@ -257,14 +242,12 @@ class SandboxService:
         if not record.is_inbound and removes(self._settings.removal, record.status):
             self._store.remove(record.guid, now)
 
-    def page(self, page: int, page_size: int) -> tuple[list[TransmissionRecord], Paging]:
-        paging = Paging(
-            page=page, page_size=page_size, total=self._store.count_transmissions(self.guid)
-        )
-        records = self._store.newest_transmissions(
-            self.guid, offset=paging.start, limit=paging.page_size
-        )
-        return records, paging
+    def count(self) -> int:
+        """How many transmissions GET and the list can see."""
+        return self._store.count_transmissions(self.guid)
+
+    def newest(self, offset: int, limit: int) -> list[TransmissionRecord]:
+        return self._store.newest_transmissions(self.guid, offset=offset, limit=limit)
 
     # Inbound ---------------------------------------------------------------------------
 
@@ -314,15 +297,16 @@ class SandboxService:
                 files=(FileRecord(0, name, sha256, len(document), pages, True, "pdf"),),
             )
         )
-        url = self.account().inbound_callback_url
+        url = self.wire.inbound_url(self.account())
         if url:
+            attach = self.wire.document_part is not None
             self._store.add_callback(
                 transmission_guid=guid,
                 kind="inbound",
                 url=url,
-                payload=callback(record),
-                document_sha256=sha256,
-                document_name=name,
+                payload=self.wire.inbound_payload(record),
+                document_sha256=sha256 if attach else None,
+                document_name=name if attach else None,
                 due_at=now,
             )
         return record

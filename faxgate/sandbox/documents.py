@@ -22,7 +22,7 @@ from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 from pypdf.generic import ContentStream, DictionaryObject, NameObject
 
-from faxgate.hellofax.sandbox.records import CoverPage
+from faxgate.sandbox.records import CoverPage
 
 LINES_PER_TEXT_PAGE = 60
 LETTER = (612.0, 792.0)  # points

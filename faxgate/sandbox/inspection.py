@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from faxgate.hellofax.sandbox.lifecycle import billed_pages
-from faxgate.hellofax.sandbox.records import AttemptRecord, TransmissionRecord
+from faxgate.sandbox.lifecycle import billed_pages
+from faxgate.sandbox.records import AttemptRecord, TransmissionRecord
 
 
 class InspectedFile(BaseModel):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from faxgate.hellofax.sandbox.records import (
+from faxgate.sandbox.records import (
     AccountRecord,
     AttemptRecord,
     CallbackRecord,

@@ -7,8 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from faxgate.hellofax.sandbox.removal import Removal
-
 # The fixed values live apart so that faxgate's settings can read them without this package.
 from faxgate.hellofax.sandbox_defaults import (
     DEFAULT_ACCOUNT_GUID,
@@ -19,6 +17,7 @@ from faxgate.hellofax.sandbox_defaults import (
     SPEED_PRESETS,
     resolve_speed,
 )
+from faxgate.sandbox.removal import Removal
 
 __all__ = [
     "DEFAULT_ACCOUNT_GUID",

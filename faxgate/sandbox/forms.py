@@ -1,0 +1,102 @@
+"""What every face reads alike: numbers, uploads, URLs, flags, page numbers, and the
+refusal a face renders in its own error shape."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp import BodyPartReader
+
+from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
+from faxgate.sandbox.records import CoverPage
+
+_NUMBER_PUNCTUATION = re.compile(r"[\s\-.()/]")
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 1000
+TOO_LARGE = f"Files too large: at most {MAX_BYTES_PER_SEND // (1024 * 1024)} MB per fax"
+
+
+class RequestError(Exception):
+    """A request the provider would refuse: answered with `status` and `message`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def normalize_number(raw: str) -> str | None:
+    """Digits with country code; `+`, spaces, dashes, dots and brackets are dropped.
+
+    Ten digits that look like a North American number get the leading 1 (a guess at the
+    provider's leniency). Anything else that is not 7 to 15 digits is refused (None).
+    """
+    digits = _NUMBER_PUNCTUATION.sub("", raw.strip())
+    digits = digits.removeprefix("+")
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    if len(digits) == 10 and digits[0] in "23456789":
+        digits = "1" + digits
+    return digits if 7 <= len(digits) <= 15 else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    to: list[str]
+    from_: str | None
+    files: list[Upload]
+    cover: CoverPage
+    title: str | None = None  # v3 only
+    test_mode: bool = False  # v3 only: nothing dialled or billed
+
+
+async def read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:
+    """A part's bytes, refused (400 with `too_large`) as soon as they pass `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(400, too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def callback_url(raw: str) -> str | None:
+    """An absolute http(s) URL, or None for an empty value (which clears the setting)."""
+    value = raw.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RequestError(400, f"Invalid callback URL {value!r}: give an http(s) URL")
+    return value
+
+
+def boolean(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise RequestError(400, f"Invalid {name} {raw!r}: give true or false")
+
+
+def page_parameter(raw: str | None, name: str, default: int, minimum: int) -> int:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(400, f"Invalid {name} {raw!r}: give a whole number") from None
+    if value < minimum:
+        raise RequestError(400, f"Invalid {name} {raw!r}: at least {minimum}")
+    return value
