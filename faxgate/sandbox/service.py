@@ -35,6 +35,7 @@ from faxgate.sandbox.records import (
     AccountRecord,
     CoverPage,
     FileRecord,
+    Step,
     TransmissionRecord,
 )
 from faxgate.sandbox.removal import Removal, removes
@@ -163,7 +164,6 @@ class SandboxService:
         files = self._keep_files(send.files, infos)
         pages = sum(info.pages for info in infos) + (1 if send.cover.present else 0)
         readable = all(info.readable for info in infos)
-        digest = fingerprint([file.sha256 for file in files])
         now = time.time()
         records = []
         for to in send.to:
@@ -172,29 +172,60 @@ class SandboxService:
             )
             steps = lifecycle.plan(outcome, pages, self._settings.speed)
             records.append(
-                TransmissionRecord(
-                    guid=new_guid(),
-                    seq=0,
-                    account_guid=self.guid,
-                    to=to,
-                    from_=from_,
-                    is_inbound=False,
+                self._new_record(
+                    to,
+                    from_,
+                    now,
+                    pages,
+                    files,
                     status=lifecycle.PENDING,
-                    error_code=None,
-                    created_at=now,
-                    updated_at=now,
-                    pages=pages,
                     cover=send.cover,
-                    fingerprint=digest,
                     plan=steps,
-                    next_at=now + steps[0].after,
-                    files=files,
+                    title=send.title,
+                    test_mode=send.test_mode,
                 )
             )
         with self._store.transaction():
             stored = [self._store.add_transmission(record) for record in records]
         self._wake()
         return stored
+
+    def _new_record(
+        self,
+        to: str,
+        from_: str,
+        now: float,
+        pages: int,
+        files: tuple[FileRecord, ...],
+        *,
+        status: str,
+        cover: CoverPage,
+        plan: tuple[Step, ...] = (),
+        title: str | None = None,
+        test_mode: bool = False,
+        guid: str | None = None,
+    ) -> TransmissionRecord:
+        """A new fax: outbound with a plan to follow, inbound (already received) without."""
+        return TransmissionRecord(
+            guid=guid or new_guid(),
+            seq=0,
+            account_guid=self.guid,
+            to=to,
+            from_=from_,
+            is_inbound=not plan,
+            status=status,
+            error_code=None,
+            created_at=now,
+            updated_at=now,
+            pages=pages,
+            cover=cover,
+            fingerprint=fingerprint([file.sha256 for file in files]),
+            plan=plan,
+            next_at=now + plan[0].after if plan else None,
+            files=files,
+            title=title,
+            test_mode=test_mode,
+        )
 
     def _sending_line(self, requested: str | None) -> str:
         lines = self.lines()
@@ -279,22 +310,10 @@ class SandboxService:
         self._store.put_document(sha256, document)
         guid = new_guid()
         name = f"fax-{guid}.pdf"
+        files = (FileRecord(0, name, sha256, len(document), pages, True, "pdf"),)
         record = self._store.add_transmission(
-            TransmissionRecord(
-                guid=guid,
-                seq=0,
-                account_guid=self.guid,
-                to=to,
-                from_=from_,
-                is_inbound=True,
-                status=lifecycle.SENT,
-                error_code=None,
-                created_at=now,
-                updated_at=now,
-                pages=pages,
-                cover=CoverPage(),
-                fingerprint=fingerprint([sha256]),
-                files=(FileRecord(0, name, sha256, len(document), pages, True, "pdf"),),
+            self._new_record(
+                to, from_, now, pages, files, status=lifecycle.SENT, cover=CoverPage(), guid=guid
             )
         )
         url = self.wire.inbound_url(self.account())

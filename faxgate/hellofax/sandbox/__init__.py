@@ -5,6 +5,15 @@ See docs/sandbox.md for running it, its outcome rules and its fault switches.
 
 from faxgate.hellofax.sandbox.inject import InjectionRefused, inject_inbound
 from faxgate.hellofax.sandbox.server import Sandbox
+from faxgate.hellofax.sandbox_defaults import (
+    DEFAULT_ACCOUNT_GUID,
+    DEFAULT_PASSWORD,
+    DEFAULT_PORT,
+    DEFAULT_STATE_DIR,
+    DEFAULT_USERNAME,
+    SPEED_PRESETS,
+    resolve_speed,
+)
 from faxgate.sandbox.faults import FaultSettings
 from faxgate.sandbox.inspection import (
     CallbackAttempt,
@@ -12,16 +21,7 @@ from faxgate.sandbox.inspection import (
     InspectedFile,
     InspectedTransmission,
 )
-from faxgate.sandbox.settings import (
-    DEFAULT_ACCOUNT_GUID,
-    DEFAULT_PASSWORD,
-    DEFAULT_PORT,
-    DEFAULT_STATE_DIR,
-    DEFAULT_USERNAME,
-    SPEED_PRESETS,
-    SandboxSettings,
-    resolve_speed,
-)
+from faxgate.sandbox.settings import SandboxSettings
 
 __all__ = [
     "DEFAULT_ACCOUNT_GUID",
