@@ -49,7 +49,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     | {"preflight", "reload", "setup_warnings"},
     "cli": BELOW_THE_PARTS
     | {"store", "hellofax", "intake", "inbound", "web", "app", "doctor", "reload"}
-    | {"setup_warnings", "demo"},
+    | {"setup_warnings", "demo", "sandbox", "dropbox_fax"},
     "__main__": frozenset({"cli"}),
 }
 

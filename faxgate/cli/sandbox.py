@@ -25,7 +25,7 @@ from faxgate.hellofax.sandbox import (
     inject_inbound,
     resolve_speed,
 )
-from faxgate.hellofax.sandbox.inject import control_url
+from faxgate.sandbox.control import control_url
 
 DEFAULT_SPEED = "quick"
 

@@ -3,11 +3,12 @@ refusal a face renders in its own error shape."""
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aiohttp import BodyPartReader
+from aiohttp import BasicAuth, BodyPartReader, hdrs, web
 
 from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
 from faxgate.sandbox.records import CoverPage
@@ -100,3 +101,17 @@ def page_parameter(raw: str | None, name: str, default: int, minimum: int) -> in
     if value < minimum:
         raise RequestError(400, f"Invalid {name} {raw!r}: at least {minimum}")
     return value
+
+
+def basic_auth_matches(request: web.Request, login: str, password: str) -> bool:
+    """Whether the request's Basic credentials are these, compared in constant time."""
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if not header:
+        return False
+    try:
+        credentials = BasicAuth.decode(header, encoding="utf-8")
+    except ValueError:
+        return False
+    login_ok = hmac.compare_digest(credentials.login.encode(), login.encode())
+    password_ok = hmac.compare_digest(credentials.password.encode(), password.encode())
+    return login_ok and password_ok

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import ipaddress
 import re
 
-from aiohttp import BasicAuth, hdrs, web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from faxgate.hellofax.sandbox import control, shapes
+from faxgate.hellofax.sandbox import shapes
 from faxgate.hellofax.sandbox.forms import account_changes, read_fields, read_send
+from faxgate.sandbox import control
 from faxgate.sandbox.faults import FaultInjector
-from faxgate.sandbox.forms import RequestError, page_parameter
+from faxgate.sandbox.forms import RequestError, basic_auth_matches, page_parameter
 from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from faxgate.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
 from faxgate.sandbox.settings import SandboxSettings
@@ -26,28 +24,6 @@ def build_app(
     settings: SandboxSettings, service: SandboxService, faults: FaultInjector
 ) -> web.Application:
     api = _Api(service, faults)
-
-    @web.middleware
-    async def local_control_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(control.PREFIX) and not is_loopback(request.remote):
-            return web.json_response(
-                shapes.error("The sandbox control API is local only", 403), status=403
-            )
-        return await handler(request)
-
-    @web.middleware
-    async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(shapes.API_PREFIX + "/"):
-            return await handler(request)
-        is_send = request.method == hdrs.METH_POST and bool(_SEND_PATH.match(request.path))
-        status = faults.error_status(is_send=is_send)
-        if status is not None:
-            return _fault_response(status)
-        response = await handler(request)
-        delay = faults.answer_delay(is_send=is_send)
-        if delay:
-            await asyncio.sleep(delay)
-        return response
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -84,7 +60,17 @@ def build_app(
             service.check_account(request.match_info["guid"])
         return await handler(request)
 
-    app = web.Application(middlewares=[local_control_only, injected_faults, errors, basic_auth])
+    def refuse(message: str, status: int) -> web.Response:
+        return web.json_response(shapes.error(message, status), status=status)
+
+    app = web.Application(
+        middlewares=[
+            control.local_control_only(refuse),
+            control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
+            errors,
+            basic_auth,
+        ]
+    )
     account = "/v1/Accounts/{guid}"
     app.router.add_get(account, api.get_account)
     app.router.add_post(account, api.update_account)
@@ -96,7 +82,7 @@ def build_app(
     app.router.add_post(account + "/Transmissions", api.send)
     app.router.add_get(account + "/Transmissions", api.list_transmissions)
     app.router.add_get(account + "/Transmissions/{transmission}", api.get_transmission)
-    control.add_routes(app, service, faults)
+    control.add_routes(app, service, faults, shapes.one_transmission)
     return app
 
 
@@ -148,19 +134,14 @@ class _Api:
 
 
 def _authorized(request: web.Request, settings: SandboxSettings) -> bool:
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    if not header:
-        return False
-    try:
-        credentials = BasicAuth.decode(header, encoding="utf-8")
-    except ValueError:
-        return False
-    user_ok = hmac.compare_digest(credentials.login.encode(), settings.username.encode())
-    password_ok = hmac.compare_digest(credentials.password.encode(), settings.password.encode())
-    return user_ok and password_ok
+    return basic_auth_matches(request, settings.username, settings.password)
 
 
-def _fault_response(status: int) -> web.Response:
+def _is_send(request: web.Request) -> bool:
+    return request.method == hdrs.METH_POST and bool(_SEND_PATH.match(request.path))
+
+
+def _fault_response(message: str, status: int) -> web.Response:
     if status == 503:
         # What a load balancer in front of the API would answer: HTML, not JSON.
         return web.Response(
@@ -168,13 +149,4 @@ def _fault_response(status: int) -> web.Response:
             content_type="text/html",
             text="<html><body><h1>503 Service Unavailable</h1></body></html>",
         )
-    return web.json_response(shapes.error("Internal server error", status), status=status)
-
-
-def is_loopback(remote: str | None) -> bool:
-    if remote is None:
-        return False
-    try:
-        return ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
+    return web.json_response(shapes.error(message, status), status=status)

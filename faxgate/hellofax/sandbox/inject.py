@@ -6,21 +6,14 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from faxgate.hellofax.sandbox.control import PREFIX
+from faxgate.sandbox.control import control_url
 
 
 class InjectionRefused(Exception):
     """The sandbox refused the fax; the message says why."""
-
-
-def control_url(base_url: str, endpoint: str) -> str:
-    """The control endpoint beside an API base URL (http://host:port/v1 -> /_sandbox/...)."""
-    parts = urlsplit(base_url)
-    return urlunsplit((parts.scheme, parts.netloc, PREFIX + endpoint, "", ""))
 
 
 async def inject_inbound(base_url: str, to: str, from_: str, document: Path) -> dict[str, Any]:

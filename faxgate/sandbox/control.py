@@ -1,27 +1,88 @@
 """/_sandbox/...: inspection and switches for tests and demos; a path the real API lacks.
 
-Not protected by the account's credentials: the app answers these only on loopback.
+Not protected by the account's credentials: the app answers these only on loopback
+(`local_control_only`). The same for every face, but for how an injected fax is shown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import BodyPartReader, web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from faxgate.hellofax.sandbox import shapes
 from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, read_part
 from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
+from faxgate.sandbox.records import TransmissionRecord
 from faxgate.sandbox.service import SandboxService
 
 PREFIX = "/_sandbox/"
 
+Shown = Callable[[TransmissionRecord], dict[str, Any]]
+Refusal = Callable[[str, int], web.Response]
 
-def add_routes(app: web.Application, service: SandboxService, faults: FaultInjector) -> None:
-    routes = _Control(service, faults)
+
+def local_control_only(refuse: Refusal) -> Any:
+    """A middleware: the control routes answer loopback clients only."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PREFIX) and not is_loopback(request.remote):
+            return refuse("The sandbox control API is local only", 403)
+        return await handler(request)
+
+    return middleware
+
+
+def injected_faults(
+    faults: FaultInjector, api_prefix: str, is_send: Callable[[web.Request], bool], fail: Refusal
+) -> Any:
+    """A middleware: the API's requests meet the fault switches (errors, slow answers)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(api_prefix + "/"):
+            return await handler(request)
+        send = is_send(request)
+        status = faults.error_status(is_send=send)
+        if status is not None:
+            return fail("Internal server error", status)
+        response = await handler(request)
+        delay = faults.answer_delay(is_send=send)
+        if delay:
+            await asyncio.sleep(delay)
+        return response
+
+    return middleware
+
+
+def control_url(base_url: str, endpoint: str) -> str:
+    """The control endpoint beside an API base URL (http://host:port/v1 -> /_sandbox/...)."""
+    parts = urlsplit(base_url)
+    return urlunsplit((parts.scheme, parts.netloc, PREFIX + endpoint, "", ""))
+
+
+def is_loopback(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def add_routes(
+    app: web.Application, service: SandboxService, faults: FaultInjector, show: Shown
+) -> None:
+    """The control routes; `show` renders an injected fax as the face's API would."""
+    routes = _Control(service, faults, show)
     app.router.add_get(PREFIX + "transmissions", routes.transmissions)
     app.router.add_get(PREFIX + "duplicates", routes.duplicates)
     app.router.add_get(PREFIX + "callbacks", routes.callbacks)
@@ -34,9 +95,10 @@ def add_routes(app: web.Application, service: SandboxService, faults: FaultInjec
 
 
 class _Control:
-    def __init__(self, service: SandboxService, faults: FaultInjector) -> None:
+    def __init__(self, service: SandboxService, faults: FaultInjector, show: Shown) -> None:
         self._service = service
         self._faults = faults
+        self._show = show
 
     async def transmissions(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -105,7 +167,7 @@ class _Control:
         if upload is None or not fields.get("to") or not fields.get("from"):
             raise RequestError(400, "Give to, from and a file")
         record = await self._service.inject_inbound(fields["to"], fields["from"], upload)
-        return web.json_response(shapes.one_transmission(record))
+        return web.json_response(self._show(record))
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
