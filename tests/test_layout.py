@@ -34,7 +34,8 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "store": frozenset({"domain", "clock", "durable"}),
     "sandbox": BELOW_THE_PARTS | {"hellofax.sandbox_defaults"},
     "hellofax": BELOW_THE_PARTS | {"sandbox"},
-    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors"}),
+    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "sandbox"})
+    | {"hellofax.sandbox_defaults"},
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},
     "sending": BELOW_THE_PARTS | {"store", "hellofax"},

@@ -63,6 +63,15 @@ def injected_faults(
     return middleware
 
 
+def unavailable_page() -> web.Response:
+    """What a load balancer in front of an API answers when it is down: HTML, not JSON."""
+    return web.Response(
+        status=503,
+        content_type="text/html",
+        text="<html><body><h1>503 Service Unavailable</h1></body></html>",
+    )
+
+
 def control_url(base_url: str, endpoint: str) -> str:
     """The control endpoint beside an API base URL (http://host:port/v1 -> /_sandbox/...)."""
     parts = urlsplit(base_url)

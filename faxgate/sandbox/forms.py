@@ -22,10 +22,11 @@ TOO_LARGE = f"Files too large: at most {MAX_BYTES_PER_SEND // (1024 * 1024)} MB 
 class RequestError(Exception):
     """A request the provider would refuse: answered with `status` and `message`."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def normalize_number(raw: str) -> str | None:

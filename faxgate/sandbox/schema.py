@@ -21,6 +21,11 @@ CREATE TABLE IF NOT EXISTS lines (
     bought_at REAL NOT NULL,
     PRIMARY KEY (account_guid, number)
 );
+CREATE TABLE IF NOT EXISTS line_users (
+    number TEXT NOT NULL,
+    user TEXT NOT NULL,
+    PRIMARY KEY (number, user)
+);
 CREATE TABLE IF NOT EXISTS transmissions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     guid TEXT NOT NULL UNIQUE,

@@ -143,6 +143,21 @@ class SandboxService:
             self._store.add_line(self.guid, number)
         return number
 
+    def line_bought_at(self, number: str) -> float:
+        bought_at = self._store.line_bought_at(self.guid, number)
+        if bought_at is None:
+            raise RequestError(404, f"Fax line {number} not found on this account")
+        return bought_at
+
+    def line_users(self, number: str) -> list[str]:
+        return self._store.line_users(number)
+
+    def set_line_user(self, number: str, user: str, *, present: bool) -> None:
+        """Give a user the use of one of the account's lines, or take it away."""
+        with self._store.transaction():
+            self.line_bought_at(number)
+            self._store.set_line_user(number, user, present=present)
+
     def delete_line(self, number: str) -> None:
         with self._store.transaction():
             if not self._store.remove_line(self.guid, number):
@@ -263,6 +278,24 @@ class SandboxService:
         if record is None:
             raise TransmissionNotFound
         return record
+
+    def any_transmission(self, guid: str) -> TransmissionRecord | None:
+        """The account's transmission, removed or not (a face may tell removed from deleted)."""
+        record = self._store.transmission_by_guid(guid)
+        return record if record is not None and record.account_guid == self.guid else None
+
+    def delete(self, record: TransmissionRecord) -> None:
+        """The client removes a fax: gone from GET, the list and its files."""
+        if record.status in lifecycle.IN_FLIGHT:
+            raise RequestError(400, "The fax is still being sent; delete it once it has ended")
+        with self._store.transaction():
+            self._store.delete(record.guid, time.time())
+
+    async def document(self, record: TransmissionRecord) -> bytes:
+        """The fax as one PDF: what arrived, or what the receiving end gets."""
+        if record.is_inbound:
+            return self._store.document(record.files[0].sha256)
+        return await received_document(self.sent_parts(record), record.cover)
 
     @property
     def removal(self) -> Removal:

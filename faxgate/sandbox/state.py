@@ -122,12 +122,32 @@ class SandboxStore(CallbackRows):
         )
 
     def remove_line(self, account_guid: str, number: str) -> bool:
-        return (
-            self._db.execute(
-                "DELETE FROM lines WHERE account_guid = ? AND number = ?", (account_guid, number)
-            ).rowcount
-            > 0
+        removed = self._db.execute(
+            "DELETE FROM lines WHERE account_guid = ? AND number = ?", (account_guid, number)
+        ).rowcount
+        if removed:
+            self._db.execute("DELETE FROM line_users WHERE number = ?", (number,))
+        return removed > 0
+
+    def line_bought_at(self, account_guid: str, number: str) -> float | None:
+        row = self._db.execute(
+            "SELECT bought_at FROM lines WHERE account_guid = ? AND number = ?",
+            (account_guid, number),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def line_users(self, number: str) -> list[str]:
+        """Who else may use a line (v3): account ids or email addresses, in order given."""
+        rows = self._db.execute(
+            "SELECT user FROM line_users WHERE number = ? ORDER BY rowid", (number,)
         )
+        return [row["user"] for row in rows]
+
+    def set_line_user(self, number: str, user: str, *, present: bool) -> None:
+        if present:
+            self._db.execute("INSERT OR IGNORE INTO line_users VALUES (?, ?)", (number, user))
+        else:
+            self._db.execute("DELETE FROM line_users WHERE number = ? AND user = ?", (number, user))
 
     # Transmissions ---------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 See docs/sandbox.md for running it, its outcome rules and its fault switches.
 """
 
-from faxgate.hellofax.sandbox.inject import InjectionRefused, inject_inbound
+from faxgate.hellofax.sandbox.inject import inject_inbound
 from faxgate.hellofax.sandbox.server import Sandbox
 from faxgate.hellofax.sandbox_defaults import (
     DEFAULT_ACCOUNT_GUID,
@@ -15,6 +15,7 @@ from faxgate.hellofax.sandbox_defaults import (
     resolve_speed,
 )
 from faxgate.sandbox.faults import FaultSettings
+from faxgate.sandbox.inject import InjectionRefused
 from faxgate.sandbox.inspection import (
     CallbackAttempt,
     DuplicateSend,

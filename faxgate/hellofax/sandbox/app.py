@@ -143,10 +143,5 @@ def _is_send(request: web.Request) -> bool:
 
 def _fault_response(message: str, status: int) -> web.Response:
     if status == 503:
-        # What a load balancer in front of the API would answer: HTML, not JSON.
-        return web.Response(
-            status=503,
-            content_type="text/html",
-            text="<html><body><h1>503 Service Unavailable</h1></body></html>",
-        )
+        return control.unavailable_page()
     return web.json_response(shapes.error(message, status), status=status)
