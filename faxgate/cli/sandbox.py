@@ -32,6 +32,18 @@ from faxgate.hellofax.sandbox import (
 from faxgate.sandbox.control import control_url
 
 DEFAULT_SPEED = "quick"
+# The options that are settings of the same name.
+_SETTINGS = [
+    "host",
+    "port",
+    "speed",
+    "removal",
+    "state_dir",
+    "account_guid",
+    "username",
+    "password",
+    "api_key",
+]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,17 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     try:
-        settings = SandboxSettings(
-            host=args.host,
-            port=args.port,
-            speed=args.speed,
-            removal=args.removal,
-            state_dir=args.state_dir,
-            account_guid=args.account_guid,
-            username=args.username,
-            password=args.password,
-            api_key=args.api_key,
-        )
+        settings = SandboxSettings(**{name: getattr(args, name) for name in _SETTINGS})
     except ValidationError as problem:
         for error in problem.errors(include_input=False):
             where = ".".join(str(part) for part in error["loc"])

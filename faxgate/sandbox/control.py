@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from faxgate.sandbox.faults import FaultInjector
-from faxgate.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, read_part
+from faxgate.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, json_object, read_part
 from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
 from faxgate.sandbox.records import TransmissionRecord
 from faxgate.sandbox.service import SandboxService
@@ -70,6 +69,24 @@ def unavailable_page() -> web.Response:
         content_type="text/html",
         text="<html><body><h1>503 Service Unavailable</h1></body></html>",
     )
+
+
+def refusals(render: Callable[[RequestError], web.Response]) -> Any:
+    """A middleware: refusals (and aiohttp's own, such as 405) rendered in the face's shape."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestError as refused:
+            return render(refused)
+        except web.HTTPException as problem:
+            if problem.status < 400:
+                raise
+            allow = {k: v for k, v in problem.headers.items() if k == hdrs.ALLOW}
+            return render(RequestError(problem.status, problem.reason, allow))
+
+    return middleware
 
 
 def control_url(base_url: str, endpoint: str) -> str:
@@ -128,7 +145,7 @@ class _Control:
         return web.json_response(self._faults.settings.model_dump(mode="json"))
 
     async def merge_faults(self, request: web.Request) -> web.Response:
-        changes = await _json_object(request)
+        changes = json_object(await request.text())
         try:
             merged = self._faults.merge(changes)
         except ValidationError as problem:
@@ -148,7 +165,7 @@ class _Control:
         )
 
     async def set_account(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body = json_object(await request.text())
         confirmed = body.get("confirmed")
         if set(body) != {"confirmed"} or not isinstance(confirmed, bool):
             raise RequestError(400, 'Give {"confirmed": true} or {"confirmed": false}')
@@ -177,16 +194,6 @@ class _Control:
             raise RequestError(400, "Give to, from and a file")
         record = await self._service.inject_inbound(fields["to"], fields["from"], upload)
         return web.json_response(self._show(record))
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise RequestError(400, "Send a JSON object") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "Send a JSON object")
-    return body
 
 
 def _validation_message(problem: ValidationError) -> str:

@@ -4,8 +4,10 @@ refusal a face renders in its own error shape."""
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import BasicAuth, BodyPartReader, hdrs, web
@@ -58,6 +60,16 @@ class SendRequest:
     cover: CoverPage
     title: str | None = None  # v3 only
     test_mode: bool = False  # v3 only: nothing dialled or billed
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise RequestError(400, "Send a JSON object") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "Send a JSON object")
+    return body
 
 
 async def read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:

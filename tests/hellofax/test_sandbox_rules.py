@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from pypdf import PdfReader
 
 from faxgate.hellofax.sandbox import SPEED_PRESETS, resolve_speed
-from faxgate.hellofax.sandbox.shapes import Paging
 from faxgate.sandbox.areacodes import first_free, is_sold, offered, pool
 from faxgate.sandbox.documents import ReceivedPart, examine, render_received_fax
 from faxgate.sandbox.faults import FaultInjector, FaultSettings
@@ -23,6 +22,7 @@ from faxgate.sandbox.lifecycle import (
     decide,
     plan,
 )
+from faxgate.sandbox.paging import Paging
 from faxgate.sandbox.records import CoverPage, Step
 from tests.conftest import pdf_document
 

@@ -26,6 +26,7 @@ from faxgate.sandbox.forms import (
     page_parameter,
 )
 from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from faxgate.sandbox.paging import Paging
 from faxgate.sandbox.records import TransmissionRecord
 from faxgate.sandbox.service import SandboxService
 from faxgate.sandbox.settings import SandboxSettings
@@ -59,24 +60,14 @@ def build_app(
             response.headers.setdefault(name, value)  # a test-mode send shows its own
         return response
 
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except RequestError as refused:
-            return _refusal(refused.message, refused.status, refused.headers)
-        except web.HTTPException as problem:
-            if problem.status < 400:
-                raise
-            allow = {k: v for k, v in problem.headers.items() if k == hdrs.ALLOW}
-            return _refusal(problem.reason, problem.status, allow)
-
     app = web.Application(
         middlewares=[
             control.local_control_only(_refusal),
             control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
             gate,
-            errors,
+            control.refusals(
+                lambda refused: _refusal(refused.message, refused.status, refused.headers)
+            ),
         ]
     )
     v3 = shapes.API_PREFIX
@@ -138,7 +129,7 @@ class _Api:
 
     async def list_faxes(self, request: web.Request) -> web.Response:
         paging = _paging(request, self._service.count())
-        records = self._service.newest(paging.offset, paging.page_size)
+        records = self._service.newest(paging.start, paging.page_size)
         return web.json_response(shapes.fax_list(records, paging, _origin(request)))
 
     async def files(self, request: web.Request) -> web.Response:
@@ -192,11 +183,11 @@ class _Api:
     async def list_lines(self, request: web.Request) -> web.Response:
         lines = self._service.lines()
         paging = _paging(request, len(lines))
-        page = lines[paging.offset : paging.offset + paging.page_size]
+        page = lines[paging.start : paging.start + paging.page_size]
         return web.json_response(
             {
                 "fax_lines": [self._line_shape(number) for number in page],
-                "list_info": paging.list_info(),
+                "list_info": shapes.list_info(paging),
                 "warnings": [],
             }
         )
@@ -242,12 +233,12 @@ class _Api:
         )
 
 
-def _paging(request: web.Request, total: int) -> shapes.Paging:
+def _paging(request: web.Request, total: int) -> Paging:
     page = page_parameter(request.query.get("page"), "page", 1, 1)
     size = page_parameter(request.query.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, 1)
     if size > MAX_PAGE_SIZE:
         raise RequestError(400, f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-    return shapes.Paging(page, size, total)
+    return Paging(page, size, total, first=1)
 
 
 def _origin(request: web.Request) -> str:
@@ -260,6 +251,10 @@ def _is_send(request: web.Request) -> bool:
 
 def _refusal(message: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(shapes.error(message, status), status=status, headers=headers)
+
+
+def _render(refused: RequestError) -> web.Response:
+    return _refusal(refused.message, refused.status, refused.headers)
 
 
 def _fault_response(message: str, status: int) -> web.Response:

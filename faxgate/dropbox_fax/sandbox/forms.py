@@ -3,7 +3,6 @@ line calls. Field names follow the description's request schemas."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -18,6 +17,7 @@ from faxgate.sandbox.forms import (
     SendRequest,
     Upload,
     boolean,
+    json_object,
     normalize_number,
     read_part,
 )
@@ -38,13 +38,7 @@ async def read_fields(request: web.Request) -> dict[str, list[Any]]:
     if not request.can_read_body:
         return fields
     if request.content_type == "application/json":
-        try:
-            body = json.loads(await request.text())
-        except ValueError:
-            raise RequestError(400, "The body is not JSON") from None
-        if not isinstance(body, dict):
-            raise RequestError(400, "The body must be a JSON object")
-        for key, value in body.items():
+        for key, value in json_object(await request.text()).items():
             fields.setdefault(key, []).extend(value if isinstance(value, list) else [value])
     else:
         for key, item in (await request.post()).items():

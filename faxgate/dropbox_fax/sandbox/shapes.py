@@ -9,14 +9,13 @@ event types and how an inbound fax arrives.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from typing import Any, Final
 
 from faxgate.dropbox_fax.codes import FaxStatus
 from faxgate.dropbox_fax.events import event_hash
 from faxgate.sandbox import lifecycle
 from faxgate.sandbox.limits import MAX_PAGES
+from faxgate.sandbox.paging import Paging
 from faxgate.sandbox.records import AccountRecord, TransmissionRecord
 
 JsonObject = dict[str, Any]
@@ -116,29 +115,18 @@ def fax_answer(record: TransmissionRecord, origin: str) -> JsonObject:
     return {"fax": fax(record, origin), "warnings": []}
 
 
-@dataclass(frozen=True)
-class Paging:
-    """Pages count from 1 (ListInfoResponse)."""
-
-    page: int
-    page_size: int
-    total: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.page_size
-
-    def list_info(self) -> JsonObject:
-        return {
-            "num_pages": max(1, math.ceil(self.total / self.page_size)),
-            "num_results": self.total,
-            "page": self.page,
-            "page_size": self.page_size,
-        }
+def list_info(paging: Paging) -> JsonObject:
+    """ListInfoResponse: pages count from 1."""
+    return {
+        "num_pages": paging.num_pages,
+        "num_results": paging.total,
+        "page": paging.page,
+        "page_size": paging.page_size,
+    }
 
 
 def fax_list(records: list[TransmissionRecord], paging: Paging, origin: str) -> JsonObject:
-    return {"faxes": [fax(record, origin) for record in records], "list_info": paging.list_info()}
+    return {"faxes": [fax(record, origin) for record in records], "list_info": list_info(paging)}
 
 
 def fax_line(

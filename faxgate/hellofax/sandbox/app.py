@@ -13,6 +13,7 @@ from faxgate.sandbox import control
 from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.forms import RequestError, basic_auth_matches, page_parameter
 from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from faxgate.sandbox.paging import Paging
 from faxgate.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
 from faxgate.sandbox.settings import SandboxSettings
 
@@ -24,27 +25,6 @@ def build_app(
     settings: SandboxSettings, service: SandboxService, faults: FaultInjector
 ) -> web.Application:
     api = _Api(service, faults)
-
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except RateLimited:
-            return web.Response(status=429, text=shapes.RATE_LIMIT_MESSAGE)
-        except TransmissionNotFound:
-            return web.json_response(shapes.not_found(), status=404)
-        except RequestError as refused:
-            return web.json_response(
-                shapes.error(refused.message, refused.status), status=refused.status
-            )
-        except web.HTTPException as problem:
-            if problem.status < 400:
-                raise
-            return web.json_response(
-                shapes.error(problem.reason, problem.status),
-                status=problem.status,
-                headers={k: v for k, v in problem.headers.items() if k == hdrs.ALLOW},
-            )
 
     @web.middleware
     async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -67,7 +47,7 @@ def build_app(
         middlewares=[
             control.local_control_only(refuse),
             control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
-            errors,
+            control.refusals(_refusal),
             basic_auth,
         ]
     )
@@ -128,13 +108,22 @@ class _Api:
     async def list_transmissions(self, request: web.Request) -> web.Response:
         page = page_parameter(request.query.get("Page"), "Page", 0, 0)
         size = page_parameter(request.query.get("PageSize"), "PageSize", DEFAULT_PAGE_SIZE, 1)
-        paging = shapes.Paging(page, min(size, MAX_PAGE_SIZE), self._service.count())
+        paging = Paging(page, min(size, MAX_PAGE_SIZE), self._service.count())
         records = self._service.newest(paging.start, paging.page_size)
         return web.json_response(shapes.transmission_list(self._service.guid, records, paging))
 
 
 def _authorized(request: web.Request, settings: SandboxSettings) -> bool:
     return basic_auth_matches(request, settings.username, settings.password)
+
+
+def _refusal(refused: RequestError) -> web.Response:
+    if isinstance(refused, RateLimited):
+        return web.Response(status=429, text=shapes.RATE_LIMIT_MESSAGE)
+    if isinstance(refused, TransmissionNotFound):
+        return web.json_response(shapes.not_found(), status=404)
+    body = shapes.error(refused.message, refused.status)
+    return web.json_response(body, status=refused.status, headers=refused.headers)
 
 
 def _is_send(request: web.Request) -> bool:

@@ -7,12 +7,11 @@ docs/hellofax notes, and are the ones to change if the real API turns out otherw
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from faxgate.sandbox.lifecycle import billed_pages
+from faxgate.sandbox.paging import Paging
 from faxgate.sandbox.records import AccountRecord, TransmissionRecord
 
 JsonObject = dict[str, Any]
@@ -130,37 +129,11 @@ def error(message: str, status: int) -> JsonObject:
     return {"error": {"message": message, "code": status}}
 
 
-@dataclass(frozen=True)
-class Paging:
-    """GUESSED paging: Page counts from 0; End is exclusive, like a slice."""
-
-    page: int
-    page_size: int
-    total: int
-
-    @property
-    def num_pages(self) -> int:
-        return max(1, math.ceil(self.total / self.page_size))
-
-    @property
-    def start(self) -> int:
-        return self.page * self.page_size
-
-    @property
-    def end(self) -> int:
-        return (
-            min(self.total, self.start + self.page_size) if self.start < self.total else self.start
-        )
-
-    @property
-    def last_page(self) -> int:
-        return self.num_pages - 1
-
-
 def transmission_list(
     account_guid: str, records: list[TransmissionRecord], paging: Paging
 ) -> JsonObject:
-    """GUESSED list envelope; items bare; links relative; absent pages are null."""
+    """GUESSED list envelope; items bare; links relative; absent pages are null. GUESSED
+    paging: Page counts from 0; End is exclusive, like a slice."""
     base = transmissions_uri(account_guid)
 
     def page_uri(page: int) -> str:
