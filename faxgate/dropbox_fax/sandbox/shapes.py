@@ -97,8 +97,8 @@ def fax(record: TransmissionRecord, origin: str) -> JsonObject:
         "fax_id": record.guid,
         "title": title,
         "original_title": title,
-        "subject": record.cover.to,
-        "message": record.cover.message,
+        "subject": None,  # GUESSED: a fax sent by the API has no subject
+        "message": record.cover.message,  # GUESSED: the cover page message
         "metadata": {},
         "created_at": int(record.created_at),
         "sender": record.from_,
