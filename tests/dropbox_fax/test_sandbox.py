@@ -159,6 +159,22 @@ async def test_an_unconfirmed_account_puts_faxes_on_hold(
     assert held.fax.transmissions[0].outcome is not None
 
 
+async def test_a_fax_to_an_email_address_is_sent(api: httpx.AsyncClient) -> None:
+    body = await send(api, "Front.Desk@Example.com")
+    assert body["fax"]["transmissions"][0]["recipient"] == "front.desk@example.com"
+    done = await ended(api, body["fax"]["fax_id"])
+    assert done.fax.transmissions[0].status is FaxStatus.SUCCESS
+    refusal(
+        await api.post(
+            "/fax/send",
+            data={"recipient": "not@an-address"},
+            files=[("files[]", ("a.pdf", pdf_document(1)))],
+        ),
+        400,
+        "bad_request",
+    )
+
+
 async def test_test_mode_is_kept_and_bills_nothing(
     v3: DropboxFaxSandbox, api: httpx.AsyncClient
 ) -> None:

@@ -18,6 +18,7 @@ from faxgate.domain.codes import ErrorCode, StatusCode
 from faxgate.dropbox_fax.codes import FaxStatus
 from faxgate.dropbox_fax.events import EVENT_ANSWER, PAYLOAD_FIELD, Callback, Verdict, verify_event
 from faxgate.dropbox_fax.sandbox import DEFAULT_API_KEY, DropboxFaxSandbox, inject_inbound
+from faxgate.sandbox.faults import FaultSettings
 from faxgate.sandbox.inject import InjectionRefused
 from tests.conftest import (
     SANDBOX_LINE,
@@ -152,3 +153,33 @@ async def test_an_inbound_fax_to_a_number_not_ours_is_refused(
     document.write_bytes(pdf_document(1))
     with pytest.raises(InjectionRefused, match="not one of this account's fax lines"):
         await inject_inbound(v3.base_url, "14155559999", "12125550199", document)
+
+
+async def test_a_copied_event_is_the_same_signed_event(
+    v3: DropboxFaxSandbox, api: httpx.AsyncClient, events: CallbackReceiver
+) -> None:
+    v3.faults = FaultSettings(callback_copies=2)
+    await send(api, "14155550123")
+    first, copy = (read(callback) for callback in await arrived(events, 2))
+    assert first.event == copy.event  # a replay: the same time, type and hash
+    assert verify_event(DEFAULT_API_KEY, copy.event) is Verdict.VERIFIED
+
+
+async def test_a_restart_keeps_faxes_titles_and_the_callback_url(tmp_path: Path) -> None:
+    settings = sandbox_settings(tmp_path / "v3", removal="nothing")
+    async with DropboxFaxSandbox(settings) as first:
+        first.set_callback_url("http://127.0.0.1:9/events")
+        async with http_client(base_url=first.base_url, auth=(DEFAULT_API_KEY, "")) as client:
+            files = [("files[]", ("a.pdf", pdf_document(1), "application/pdf"))]
+            data = {"recipient": "14155550123", "title": "Kept", "test_mode": "true"}
+            fax_id = (await client.post("/fax/send", data=data, files=files)).json()["fax"][
+                "fax_id"
+            ]
+    async with (
+        DropboxFaxSandbox(settings.model_copy(update={"port": 0})) as second,
+        http_client(base_url=second.base_url, auth=(DEFAULT_API_KEY, "")) as client,
+    ):
+        fax = (await client.get(f"/fax/{fax_id}")).json()["fax"]
+        assert (fax["title"], fax["test_mode"]) == ("Kept", True)
+        account = (await client.get("/account")).json()["account"]
+        assert account["callback_url"] == "http://127.0.0.1:9/events"
