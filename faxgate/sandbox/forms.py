@@ -11,8 +11,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import BasicAuth, BodyPartReader, hdrs, web
+from multidict import MultiDict
 
-from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
+from faxgate.sandbox.limits import MAX_BYTES_PER_SEND, MAX_FILES_PER_SEND
 from faxgate.sandbox.records import CoverPage
 
 _NUMBER_PUNCTUATION = re.compile(r"[\s\-.()/]")
@@ -70,6 +71,40 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(400, "Send a JSON object")
     return body
+
+
+async def read_multipart(
+    request: web.Request, file_field: re.Pattern[str], file_names: str
+) -> tuple[MultiDict[str], list[Upload]]:
+    """Query and form fields, and the files of parts named as `file_field` matches (its
+    group: an index, files with one first in index order); too many files or bytes are
+    refused as soon as they show."""
+    fields: MultiDict[str] = MultiDict(request.query)
+    ordered_files: list[tuple[tuple[int, int], Upload]] = []
+    total_bytes = 0
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise RequestError(400, "Nested multipart bodies are not supported")
+        name = part.name or ""
+        if part.filename is None:
+            if len(fields) >= MAX_FIELDS:
+                raise RequestError(400, "Too many form fields")
+            value = await read_part(part, MAX_FIELD_BYTES, f"Form field {name!r} is too long")
+            fields.add(name, value.decode())
+            continue
+        match = file_field.match(name)
+        if match is None:
+            raise RequestError(400, f"Unexpected file part {name!r}: use {file_names}")
+        if len(ordered_files) >= MAX_FILES_PER_SEND:
+            raise RequestError(400, f"Too many files: at most {MAX_FILES_PER_SEND} files per fax")
+        content = await read_part(part, MAX_BYTES_PER_SEND - total_bytes, TOO_LARGE)
+        total_bytes += len(content)
+        index = match.group(1)
+        order = (0, int(index)) if index else (1, len(ordered_files))
+        ordered_files.append((order, Upload(part.filename or "document", content)))
+    files = [upload for _, upload in sorted(ordered_files, key=lambda item: item[0])]
+    return fields, files
 
 
 async def read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:

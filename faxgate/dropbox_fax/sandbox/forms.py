@@ -7,11 +7,9 @@ import re
 from typing import Any
 
 import aiohttp
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from faxgate.sandbox.forms import (
-    MAX_FIELD_BYTES,
-    MAX_FIELDS,
     TOO_LARGE,
     RequestError,
     SendRequest,
@@ -19,7 +17,7 @@ from faxgate.sandbox.forms import (
     boolean,
     json_object,
     normalize_number,
-    read_part,
+    read_multipart,
 )
 from faxgate.sandbox.limits import MAX_BYTES_PER_SEND, MAX_FILES_PER_SEND
 from faxgate.sandbox.records import CoverPage
@@ -57,7 +55,10 @@ def text(fields: dict[str, list[Any]], *names: str) -> str | None:
 async def read_send(request: web.Request) -> tuple[SendRequest, list[str]]:
     """A send's parameters and its `file_urls[]` (fetched by the caller)."""
     if request.content_type == "multipart/form-data":
-        fields, files = await _read_multipart(request)
+        form, files = await read_multipart(request, _FILES, "files[]")
+        fields: dict[str, list[Any]] = {}
+        for key, value in form.items():
+            fields.setdefault(key, []).append(value)
     else:
         fields, files = await read_fields(request), []
     urls = [str(v) for key, values in fields.items() if _FILE_URLS.match(key) for v in values]
@@ -100,31 +101,6 @@ async def fetch_files(urls: list[str]) -> list[Upload]:
                 raise RequestError(400, TOO_LARGE)
             uploads.append(Upload(url.rsplit("/", 1)[-1] or "document", content))
     return uploads
-
-
-async def _read_multipart(request: web.Request) -> tuple[dict[str, list[Any]], list[Upload]]:
-    fields: dict[str, list[Any]] = {}
-    files: list[Upload] = []
-    total = 0
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise RequestError(400, "Nested multipart bodies are not supported")
-        name = part.name or ""
-        if part.filename is None:
-            if sum(len(values) for values in fields.values()) >= MAX_FIELDS:
-                raise RequestError(400, "Too many form fields")
-            value = await read_part(part, MAX_FIELD_BYTES, f"Form field {name!r} is too long")
-            fields.setdefault(name, []).append(value.decode())
-            continue
-        if _FILES.match(name) is None:
-            raise RequestError(400, f"Unexpected file part {name!r}: use files[]")
-        if len(files) >= MAX_FILES_PER_SEND:
-            raise RequestError(400, f"Too many files: at most {MAX_FILES_PER_SEND} files per fax")
-        content = await read_part(part, MAX_BYTES_PER_SEND - total, TOO_LARGE)
-        total += len(content)
-        files.append(Upload(part.filename or "document", content))
-    return fields, files
 
 
 def _recipient(raw: str | None) -> str:

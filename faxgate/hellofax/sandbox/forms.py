@@ -7,22 +7,11 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from multidict import MultiDict
 
-from faxgate.sandbox.forms import (
-    MAX_FIELD_BYTES,
-    MAX_FIELDS,
-    TOO_LARGE,
-    RequestError,
-    SendRequest,
-    Upload,
-    boolean,
-    callback_url,
-    normalize_number,
-    read_part,
-)
-from faxgate.sandbox.limits import MAX_BYTES_PER_SEND, MAX_FILES_PER_SEND
+from faxgate.sandbox import forms
+from faxgate.sandbox.forms import RequestError, read_multipart
 from faxgate.sandbox.records import CoverPage
 
 _ACCOUNT_FIELDS = {
@@ -48,13 +37,13 @@ async def read_fields(request: web.Request) -> MultiDict[str]:
     return fields
 
 
-async def read_send(request: web.Request) -> SendRequest:
+async def read_send(request: web.Request) -> forms.SendRequest:
     """A send's parameters; refuses too many files or bytes as soon as they show."""
     if request.content_type == "multipart/form-data":
-        fields, files = await _read_multipart_send(request)
+        fields, files = await read_multipart(request, _FILE_FIELD, "file, file[] or file[N]")
     else:
         fields, files = await read_fields(request), []
-    return SendRequest(
+    return forms.SendRequest(
         to=_destinations(fields),
         from_=_last(fields, "From"),
         files=files,
@@ -64,35 +53,6 @@ async def read_send(request: web.Request) -> SendRequest:
             message=_last(fields, "CoverPageMessage"),
         ),
     )
-
-
-async def _read_multipart_send(request: web.Request) -> tuple[MultiDict[str], list[Upload]]:
-    fields: MultiDict[str] = MultiDict(request.query)
-    ordered_files: list[tuple[tuple[int, int], Upload]] = []
-    total_bytes = 0
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise RequestError(400, "Nested multipart bodies are not supported")
-        name = part.name or ""
-        if part.filename is None:
-            if len(fields) >= MAX_FIELDS:
-                raise RequestError(400, "Too many form fields")
-            value = await read_part(part, MAX_FIELD_BYTES, f"Form field {name!r} is too long")
-            fields.add(name, value.decode())
-            continue
-        match = _FILE_FIELD.match(name)
-        if match is None:
-            raise RequestError(400, f"Unexpected file part {name!r}: use file, file[] or file[N]")
-        if len(ordered_files) >= MAX_FILES_PER_SEND:
-            raise RequestError(400, f"Too many files: at most {MAX_FILES_PER_SEND} files per fax")
-        content = await read_part(part, MAX_BYTES_PER_SEND - total_bytes, TOO_LARGE)
-        total_bytes += len(content)
-        index = match.group(1)
-        order = (0, int(index)) if index else (1, len(ordered_files))
-        ordered_files.append((order, Upload(part.filename or "document", content)))
-    files = [upload for _, upload in sorted(ordered_files, key=lambda item: item[0])]
-    return fields, files
 
 
 def _destinations(fields: MultiDict[str]) -> list[str]:
@@ -108,7 +68,7 @@ def _destinations(fields: MultiDict[str]) -> list[str]:
         raise RequestError(400, "Missing To: the destination fax number")
     numbers = []
     for raw in raw_numbers:
-        number = normalize_number(raw)
+        number = forms.normalize_number(raw)
         if number is None:
             raise RequestError(400, f"Invalid To {raw!r}: give the fax number in digits")
         numbers.append(number)
@@ -125,8 +85,8 @@ def account_changes(fields: MultiDict[str]) -> dict[str, object]:
     changes: dict[str, object] = {}
     for field, column in _ACCOUNT_FIELDS.items():
         if field in fields:
-            changes[column] = callback_url(fields.getall(field)[-1])
+            changes[column] = forms.callback_url(fields.getall(field)[-1])
     for field, column in _ACCOUNT_FLAGS.items():
         if field in fields:
-            changes[column] = int(boolean(fields.getall(field)[-1], field))
+            changes[column] = int(forms.boolean(fields.getall(field)[-1], field))
     return changes
