@@ -386,3 +386,24 @@ async def _serve_file(content: bytes) -> _Served:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     return _Served(runner, f"http://127.0.0.1:{runner.addresses[0][1]}/doc.pdf")
+
+
+async def test_the_control_routes_serve_the_v3_sandbox_too(
+    v3: DropboxFaxSandbox, api: httpx.AsyncClient
+) -> None:
+    control = v3.base_url.replace("/v3", "/_sandbox/")
+    async with http_client() as client:  # no credentials: loopback only
+        merged = await client.post(control + "faults", json={"rate_limit_next": 1})
+        assert merged.json()["rate_limit_next"] == 1
+        refusal(
+            await api.post(
+                "/fax/send",
+                data={"recipient": "14155550123"},
+                files=[("files[]", ("a.pdf", pdf_document(1)))],
+            ),
+            429,
+            "exceeded_rate",
+        )
+        await send(api, "14155550123")
+        listed = (await client.get(control + "transmissions")).json()
+    assert [(item["to"], item["test_mode"]) for item in listed] == [("14155550123", False)]
