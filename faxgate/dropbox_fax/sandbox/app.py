@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -23,6 +24,7 @@ from faxgate.sandbox.forms import (
     RequestError,
     basic_auth_matches,
     callback_url,
+    normalize_number,
     page_parameter,
 )
 from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -37,8 +39,13 @@ _SEND_PATH = shapes.API_PREFIX + "/fax/send"
 
 
 def build_app(
-    settings: SandboxSettings, service: SandboxService, faults: FaultInjector
+    settings: SandboxSettings,
+    service: SandboxService,
+    faults: FaultInjector,
+    origin: Callable[[], str],
 ) -> web.Application:
+    """The v3 routes; `origin` (scheme://host:port) makes the `files_url` of a fax shown
+    outside a request (an injected inbound fax)."""
     now = time.time
     window = Window(settings.rate_limit, settings.rate_window, now)
     api = _Api(service, faults, Window(settings.test_mode_rate_limit, settings.rate_window, now))
@@ -65,9 +72,7 @@ def build_app(
             control.local_control_only(_refusal),
             control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
             gate,
-            control.refusals(
-                lambda refused: _refusal(refused.message, refused.status, refused.headers)
-            ),
+            control.refusals(_render),
         ]
     )
     v3 = shapes.API_PREFIX
@@ -86,7 +91,7 @@ def build_app(
     app.router.add_delete(v3 + "/fax_line", api.delete_line)
     app.router.add_put(v3 + "/fax_line/add_user", api.add_user)
     app.router.add_put(v3 + "/fax_line/remove_user", api.remove_user)
-    control.add_routes(app, service, faults, lambda record: shapes.fax_answer(record, ""))
+    control.add_routes(app, service, faults, lambda record: shapes.fax_answer(record, origin()))
     return app
 
 
@@ -213,11 +218,9 @@ class _Api:
         return self._line(number)
 
     def _number(self, raw: str | None) -> str:
-        number = "".join(c for c in raw or "" if c.isdigit())
-        if not number:
-            raise RequestError(400, "number is required: the fax line's number")
-        if len(number) == 10:
-            number = "1" + number
+        number = normalize_number(raw or "")
+        if number is None:
+            raise RequestError(400, "number is required: the fax line's number, in digits")
         return number
 
     def _line(self, number: str) -> web.Response:

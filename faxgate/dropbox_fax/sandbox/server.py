@@ -39,7 +39,7 @@ class DropboxFaxSandbox(SandboxServer):
     def build_app(
         self, settings: SandboxSettings, service: SandboxService, faults: FaultInjector
     ) -> web.Application:
-        return build_app(settings, service, faults)
+        return build_app(settings, service, faults, lambda: self._wire.origin)
 
     def set_callback_url(self, url: str | None) -> None:
         """Where events go, as the provider's API settings page sets it."""
