@@ -127,6 +127,7 @@ async def test_an_inbound_fax_is_announced_and_downloaded_by_its_id(
     document.write_bytes(pdf_document(2))
     fax = await inject_inbound(v3.base_url, SANDBOX_LINE, "+1 212 555 0199", document)
     assert (fax["sender"], fax["transmissions"][0]["recipient"]) == ("12125550199", SANDBOX_LINE)
+    assert fax["files_url"] == f"{v3.base_url}/fax/files/{fax['fax_id']}"
 
     (callback,) = await arrived(events, 1)
     assert callback.files == {}  # no file part: the document is fetched by fax_id
