@@ -32,8 +32,10 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "settings": frozenset({"domain", "config_error", "hellofax.sandbox_defaults"}),
     "setup_warnings": frozenset({"settings"}),
     "store": frozenset({"domain", "clock", "durable"}),
-    "hellofax": BELOW_THE_PARTS,
-    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors"}),
+    "sandbox": BELOW_THE_PARTS | {"hellofax.sandbox_defaults"},
+    "hellofax": BELOW_THE_PARTS | {"sandbox"},
+    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "sandbox"})
+    | {"hellofax.sandbox_defaults"},
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},
     "sending": BELOW_THE_PARTS | {"store", "hellofax"},
@@ -48,7 +50,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     | {"preflight", "reload", "setup_warnings"},
     "cli": BELOW_THE_PARTS
     | {"store", "hellofax", "intake", "inbound", "web", "app", "doctor", "reload"}
-    | {"setup_warnings", "demo"},
+    | {"setup_warnings", "demo", "sandbox", "dropbox_fax"},
     "__main__": frozenset({"cli"}),
 }
 
