@@ -169,7 +169,8 @@ def layout_report(facts: ReportFacts, picture: Picture | None) -> bytes:
             continue
         pdf.set_font("Helvetica", "B", 10)
         pdf.cell(label_width, 6, _latin(label), new_x="RIGHT", new_y="TOP")
-        pdf.set_font("Helvetica", "", 10)
+        # A 40-character provider ID fits on one line at 8 points.
+        pdf.set_font("Helvetica", "", 8 if label == "Provider ID" else 10)
         pdf.multi_cell(text_width - label_width, 6, _latin(value), align="L", new_x="LMARGIN")
 
     if picture is not None:
@@ -181,12 +182,16 @@ def layout_report(facts: ReportFacts, picture: Picture | None) -> bytes:
 
 
 _TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S UTC"
+# Letters and marks outside Latin-1 that have a plain form NFKD does not give.
+_PLAIN: Final = str.maketrans(
+    {"–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "Ł": "L", "ł": "l"}
+)
 
 
 def _picture(pdf: Any, picture: Picture) -> None:
     pdf.set_font("Helvetica", "B", 9)
     pdf.set_xy(PICTURE_X, PICTURE_Y - 6)
-    pdf.cell(PICTURE_WIDTH, 5, _latin(picture.label), align="C")
+    pdf.cell(PICTURE_WIDTH, 5, _latin(_clip(picture.label, 60)), align="C")
     pdf.set_line_width(0.3)
     pdf.rect(PICTURE_X, PICTURE_Y, PICTURE_WIDTH, PICTURE_HEIGHT)
     if picture.png is not None:
@@ -244,7 +249,7 @@ def _png_size(png: bytes) -> tuple[int, int]:
 def _latin(text: str) -> str:
     """What Helvetica can print: Latin-1, without control characters."""
     out = []
-    for char in " ".join(text.split()):
+    for char in " ".join(text.split()).translate(_PLAIN):
         if ord(char) < 256:
             out.append(char)
             continue

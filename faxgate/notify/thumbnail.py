@@ -118,4 +118,4 @@ def _pdfium_reason(exc: Exception) -> str:
     text = str(exc)
     if "password" in text.lower():
         return "it is protected by a password"
-    return text.rsplit(":", 1)[-1].strip().rstrip(".").lower() or "unknown error"
+    return text.rsplit(":", 1)[-1].strip().rstrip(".)").lower() or "unknown error"

@@ -14,4 +14,4 @@ class ReportSettings(_Section):
     # "with_image": with a reduced image of the first page as sent; "without_image": the
     # facts only (for health data: the report then shows nothing of the contents); "off":
     # no report. The whole document as well: [smtp] attach_document.
-    confirmation: Literal["with_image", "without_image", "off"] = "without_image"
+    confirmation: Literal["with_image", "without_image", "off"] = "off"
