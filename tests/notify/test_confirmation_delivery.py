@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
@@ -215,7 +216,7 @@ async def test_a_drop_to_two_numbers_gets_a_report_for_each(tmp_path: Path) -> N
             failed / "both.pdf.report-14155550004.pdf",
         ]
         texts = [
-            report_text(await wait_for(lambda p=path: written(p), timeout=20, what=path.name))
+            report_text(await wait_for(functools.partial(written, path), 20, what=path.name))
             for path in reports
         ]
         await wait_for(lambda: written(failed / "both.pdf.result.json"), what="the result")
