@@ -35,7 +35,7 @@ ReportMode = Literal["with_image", "without_image", "off"]
 DRAW_SECONDS: Final = 20.0
 DRAW_MEMORY: Final = 1024 * 1024 * 1024
 # Imported once in the forkserver, not in each drawing process.
-_PRELOAD: Final = (first_page_png.__module__, "PIL.Image", "PIL.PngImagePlugin", "pypdfium2")
+DRAW_PRELOAD: Final = (first_page_png.__module__, "PIL.Image", "PIL.PngImagePlugin", "pypdfium2")
 # Drawings at once: each is a process of its own, and the machine has other work.
 _AT_ONCE: Final = 2
 
@@ -111,7 +111,7 @@ class Confirmations:
                     *PICTURE_PIXELS,
                     seconds=self.draw_seconds,
                     memory=self.draw_memory,
-                    preload=_PRELOAD,
+                    preload=DRAW_PRELOAD,
                 )
         except WorkerFailed as exc:
             log.warning("no image of the first page job=%s document=%s: %s", job.id, path, exc)
