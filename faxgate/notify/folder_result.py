@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import glob
 import hashlib
 import logging
 import os
@@ -275,7 +276,7 @@ class Results:
 
     def _take_back(self, ref: FolderRef, earlier: Placement) -> None:
         """Remove an earlier round's copies that are still the spool's own (untouched)."""
-        for spooled, name in zip(ref.spooled, earlier.names, strict=True):
+        for i, (spooled, name) in enumerate(zip(ref.spooled, earlier.names, strict=True)):
             copy, source = earlier.directory / name, self._claims / spooled
             try:
                 ours = source.exists() and os.path.samefile(copy, source)
@@ -284,6 +285,8 @@ class Results:
             if ours:
                 copy.unlink()
                 remove_quietly([earlier.directory / (name + RESULT_SUFFIX)])
+                if i == 0:  # the confirmation reports stand beside the first file
+                    remove_quietly(list(earlier.directory.glob(glob.escape(name) + ".report*.pdf")))
 
     def _facts(self, job: Job) -> dict[str, Any]:
         reports = [n for n in self._store.notifications(job.id) if n.kind == "report"]

@@ -298,6 +298,22 @@ async def test_a_worker_that_never_ends_is_stopped_by_its_cpu_cap() -> None:
     assert time.monotonic() - started < PROMPTLY
 
 
+async def test_the_loop_runs_on_while_a_worker_draws() -> None:
+    """A page that never finishes drawing costs the event loop nothing: it keeps turning,
+    with no gap longer than a blink, until the worker's cap ends it."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(run_isolated(spin, seconds=1, memory=1024**3))
+    longest, last, turns = 0.0, loop.time(), 0
+    while not task.done():
+        await asyncio.sleep(0)
+        now = loop.time()
+        longest, last, turns = max(longest, now - last), now, turns + 1
+    with pytest.raises(WorkerFailed):
+        await task
+    assert turns > 100
+    assert longest < 0.5
+
+
 async def test_a_worker_is_held_to_its_memory() -> None:
     with pytest.raises(WorkerFailed, match="more memory"):
         await run_isolated(hoard, seconds=20, memory=512 * 1024**2)
