@@ -140,7 +140,7 @@ def _death(process: multiprocessing.process.BaseProcess) -> str:
             return "it took too long (its time ran out)"
         if number == signal.SIGKILL:
             return "it was killed (out of memory?)"
-        return f"its process ended by signal {signal.Signals(number).name}"
+        return f"it crashed ({signal.Signals(number).name})"
     return f"its process ended unexpectedly (exit code {code})"
 
 

@@ -71,14 +71,21 @@ class Confirmations:
         fallback: Callable[[Document], Path | None] | None = None,
     ) -> bytes | None:
         """The report's PDF, or None when reports are off. `fallback` names another copy
-        of a document whose spool copy is gone (a hot folder's placed file)."""
+        of a document whose spool copy is gone (a hot folder's placed file).
+
+        A report that cannot be made (a fault in faxgate, not in the document) is logged
+        and left out, also None: the reply and the result it rides with still go."""
         if self.mode == "off":
             return None
-        facts = report_facts(job, documents, events, payload, self.clock())
-        picture = None
-        if self.mode == "with_image":
-            picture = await self.first_page(job, documents, fallback)
-        return await asyncio.to_thread(layout_report, facts, picture)
+        try:
+            facts = report_facts(job, documents, events, payload, self.clock())
+            picture = None
+            if self.mode == "with_image":
+                picture = await self.first_page(job, documents, fallback)
+            return await asyncio.to_thread(layout_report, facts, picture)
+        except Exception:
+            log.exception("no confirmation report for job %s: it could not be made", job.id)
+            return None
 
     async def first_page(
         self,
@@ -113,7 +120,7 @@ class Confirmations:
                     memory=self.draw_memory,
                     preload=DRAW_PRELOAD,
                 )
-        except WorkerFailed as exc:
+        except (WorkerFailed, OSError) as exc:  # OSError: no process could be started
             log.warning("no image of the first page job=%s document=%s: %s", job.id, path, exc)
             return Picture(None, label, f"No image: {first.name} could not be drawn: {exc}.")
         note = "The provider's cover page went first." if cover else None

@@ -17,6 +17,7 @@ import pytest
 
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import Job, JobState
+from faxgate.notify import confirmation
 from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.mail_reply import smtp_report_handler
 from faxgate.notify.mailer import MaildirMailer
@@ -84,6 +85,25 @@ async def test_the_reply_carries_the_report_before_the_document(
     report = attachments(mail)[f"fax-report-{job.id}.pdf"]
     assert "Your fax to +1 415-555-0123 was sent (3 pages), on try 2." in report_text(report)
     assert picture_variance(report) > 1000
+
+
+async def test_a_report_that_cannot_be_made_leaves_the_reply_to_go_without_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: object) -> bytes:
+        raise RuntimeError("a fault in the layout")
+
+    monkeypatch.setattr(confirmation, "layout_report", broken)
+    job = busy_then(store, make_job(store, tmp_path, inked_pdf()), JobState.SENT, "sent")
+    maildir = tmp_path / "maildir"
+    handle = smtp_report_handler(
+        MaildirMailer(maildir), store, confirmations=Confirmations("without_image")
+    )
+    (notification,) = store.notifications(job.id)
+    await handle(notification, store.get_job(job.id))
+    (mail,) = await asyncio.to_thread(_maildir, maildir)
+    assert list(mail.iter_attachments()) == []
+    assert f"no confirmation report for job {job.id}" in caplog.text
 
 
 async def test_reports_off_leave_the_reply_as_it_was(store: Store, tmp_path: Path) -> None:
