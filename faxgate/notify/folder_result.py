@@ -45,7 +45,7 @@ from faxgate.intake.folder.claims import CLAIMS_DIR, placement_path
 from faxgate.intake.folder.files import read_json, remove_quietly, write_json
 from faxgate.intake.folder.naming import RESULT_SUFFIX, numbered
 from faxgate.intake.folder.status import FolderRef, status_document, write_status
-from faxgate.notify.confirmation import Confirmations
+from faxgate.notify.confirmation import Confirmations, report_name
 from faxgate.notify.mailer import Mailer
 from faxgate.notify.report_text import calls, compose_report, read_outcome
 from faxgate.notify.reporter import PermanentFailure, Reporter
@@ -87,23 +87,35 @@ def folder_reporter(
         if ref is None:
             raise PermanentFailure(f"job {job.id} does not say which folder drop it came from")
         placement = await asyncio.to_thread(results.settle, job, ref)
+        written: dict[str, bytes] = {}
         if placement is not None and confirmations is not None and confirmations.enabled:
-            await write_reports(store, confirmations, job, placement)
+            written = await write_reports(store, confirmations, job, placement)
         if job.reply_to:
             documents = await asyncio.to_thread(store.documents, job.id)
             events = await asyncio.to_thread(store.events, job.id)
             told = [event for event in events if event.at <= notification.created_at]
-            await mailer.send(compose_report(job, documents, told, notification.payload))
+            message = compose_report(job, documents, told, notification.payload)
+            if confirmations is not None and confirmations.enabled:
+                report = written.get(job.id) or await confirmations.report(
+                    job, documents, told, notification.payload
+                )
+                if report is not None:
+                    message.add_attachment(
+                        report, maintype="application", subtype="pdf", filename=report_name(job)
+                    )
+            await mailer.send(message)
 
     return handle
 
 
 async def write_reports(
     store: Store, confirmations: Confirmations, job: Job, placement: Placement
-) -> None:
+) -> dict[str, bytes]:
     """Each of the drop's faxes' confirmation report beside its first file's result:
     NAME.report.pdf, or NAME.report-NUMBER.pdf when the drop went to several numbers.
-    Written again on a second delivery (the same place, the same names)."""
+    Written again on a second delivery (the same place, the same names). The reports
+    written, by job."""
+    written: dict[str, bytes] = {}
     jobs = await asyncio.to_thread(store.group_jobs, job.group_id) if job.group_id else [job]
     for each in jobs:
         documents = await asyncio.to_thread(store.documents, each.id)
@@ -119,6 +131,7 @@ async def write_reports(
         report = await confirmations.report(each, documents, events, payload, fallback=placed)
         if report is None:
             continue
+        written[each.id] = report
         suffix = REPORT_SUFFIX if len(jobs) == 1 else f".report-{each.to_number.lstrip('+')}.pdf"
         target = placement.directory / (placement.names[0] + suffix)
         try:
@@ -131,6 +144,7 @@ async def write_reports(
                 f"the report {target.name} waits: cannot write in {target.parent}: {trouble}; "
                 "tried again later"
             ) from exc
+    return written
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,3 +269,22 @@ async def test_a_dropped_bomb_is_sent_and_reported_with_a_note(tmp_path: Path) -
     assert "No image: 14155550141_scan.png could not be drawn: the image is too large" in text
     assert images_in(report) == 0
     assert picture_variance(after) > 1000
+
+
+async def test_a_drop_with_an_owner_mails_the_report_too(tmp_path: Path) -> None:
+    async with folder_daemon(tmp_path, "with_image") as daemon:
+        outbox = daemon.settings.folders[0].path
+        sidecar = {"to": "+14155550125", "notify": "owner@example.com"}
+        (outbox / "deed.pdf.json").write_text(json.dumps(sidecar))
+        (outbox / "deed.pdf").write_bytes(inked_pdf())
+        beside = await wait_for(
+            lambda: written(outbox / "sent" / "deed.pdf.report.pdf"), 20, what="the report"
+        )
+        mails = daemon.settings.maildir / "new"
+        await wait_for(lambda: mails.exists() and any(mails.iterdir()), what="the report mail")
+        (job,) = jobs_of(daemon)
+    (mail,) = replies(daemon)
+    assert mail["To"] == "owner@example.com"
+    mailed = attachments(mail)[f"fax-report-{job.id}.pdf"]
+    assert mailed == beside
+    assert picture_variance(mailed) > 1000
