@@ -99,6 +99,7 @@ async def run_isolated(
         try:
             ok, value = receiving.recv()
         except (EOFError, OSError):
+            await asyncio.to_thread(process.join, 1.0)  # its exit code says how it ended
             raise WorkerFailed(_death(process)) from None
         if not ok:
             raise WorkerFailed(str(value))
@@ -111,7 +112,8 @@ async def run_isolated(
             if process.is_alive():
                 process.kill()
             await asyncio.to_thread(process.join, 5.0)
-            process.close()
+            if process.exitcode is not None:
+                process.close()
 
 
 async def _readable(connection: Connection) -> None:
@@ -132,7 +134,6 @@ async def _readable(connection: Connection) -> None:
 
 
 def _death(process: multiprocessing.process.BaseProcess) -> str:
-    process.join(1.0)
     code = process.exitcode
     if code is not None and code < 0:
         number = -code
