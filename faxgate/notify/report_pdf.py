@@ -147,7 +147,7 @@ def layout_report(facts: ReportFacts, picture: Picture | None) -> bytes:
     pdf.set_font("Helvetica", "B", 22)
     pdf.cell(text_width, 11, _latin(facts.outcome), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
-    pdf.multi_cell(text_width, 5, _latin(facts.sentence), align="L", new_x="LMARGIN")
+    pdf.multi_cell(text_width, 5, _latin(_clip(facts.sentence, 400)), align="L", new_x="LMARGIN")
     pdf.set_y(pdf.get_y() + 3)
 
     rows = [
@@ -171,6 +171,8 @@ def layout_report(facts: ReportFacts, picture: Picture | None) -> bytes:
         pdf.cell(label_width, 6, _latin(label), new_x="RIGHT", new_y="TOP")
         # A 40-character provider ID fits on one line at 8 points.
         pdf.set_font("Helvetica", "", 8 if label == "Provider ID" else 10)
+        # Clipped: provider text and file names have no length limit, the page has.
+        value = _clip(value, 240)
         pdf.multi_cell(text_width - label_width, 6, _latin(value), align="L", new_x="LMARGIN")
 
     if picture is not None:

@@ -102,3 +102,16 @@ def picture_variance(report: bytes) -> float:
 def images_in(report: bytes) -> int:
     reader = PdfReader(io.BytesIO(report))
     return len(reader.pages[0].images)
+
+
+def text_off_the_page(report: bytes) -> int:
+    """How many characters are drawn below the page's bottom edge or above its top."""
+    document = pdfium.PdfDocument(report)
+    try:
+        page = document[0]
+        height = page.get_height()
+        text = page.get_textpage()
+        boxes = [text.get_charbox(i) for i in range(text.count_chars())]
+        return sum(1 for _, bottom, _, top in boxes if bottom < 0 or top > height)
+    finally:
+        document.close()

@@ -33,6 +33,7 @@ from tests.notify.reports import (
     inked_png,
     picture_variance,
     report_text,
+    text_off_the_page,
 )
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -223,6 +224,21 @@ def test_layout_is_one_page_however_many_tries(store: Store, tmp_path: Path) -> 
     text = report_text(layout_report(facts, Picture(None, "First page", "No image: a test.")))
     assert "18 earlier tries left out" in text
     assert "No image: a test." in text
+
+
+def test_endless_provider_text_stays_on_the_one_page(store: Store, tmp_path: Path) -> None:
+    job = make_job(store, tmp_path, inked_pdf(), "x" * 200 + ".pdf")
+    job = busy_then(store, job, JobState.FAILED, "the line was busy " * 500)
+    (notification,) = store.notifications(job.id)
+    facts = report_facts(
+        job, store.documents(job.id), store.events(job.id), notification.payload, NOW
+    )
+    report = layout_report(facts, Picture(None, "First page", "No image."))
+    assert text_off_the_page(report) == 0
+    text = report_text(report)
+    assert "FAILED" in text
+    assert job.id in text
+    assert "No image." in text
 
 
 # ---------------------------------------------------------------------------- hostile
