@@ -307,9 +307,11 @@ def refuse() -> None:
     raise NoImage("the PDF has no pages")
 
 
-async def test_a_worker_that_never_ends_is_stopped_by_its_cpu_cap() -> None:
+async def test_a_worker_that_never_ends_is_stopped_by_its_caps() -> None:
     started = time.monotonic()
-    with pytest.raises(WorkerFailed, match="too long"):
+    # The CPU cap ("too long") or, on a machine too busy to give it that CPU time within
+    # a second more, the wall clock's ("longer than").
+    with pytest.raises(WorkerFailed, match=r"too long|longer than"):
         await run_isolated(spin, seconds=1, memory=1024**3)
     assert time.monotonic() - started < PROMPTLY
 
