@@ -32,6 +32,7 @@ from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.imap.taking import REFUSAL_KIND
 from faxgate.intake.imap.watcher import ImapIntake, ImapSetupError, start_imap
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, start_smtp
+from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.folder_result import folder_reporter
 from faxgate.notify.imap_refusal import refusal_reply_handler
 from faxgate.notify.inbound_delivery import InboundDeliverer
@@ -154,14 +155,20 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         mailer = mailer_from_settings(settings.mail, settings.maildir)
         # Reports go to the reporter of the intake a job came from (see notifier.py).
         reporters = default_handlers(mailer, store)
+        confirmations = Confirmations(settings.reports.confirmation)
         reporters[Intake.SMTP.value] = smtp_report_handler(
-            mailer, store, attach_document=settings.smtp.attach_document
+            mailer,
+            store,
+            attach_document=settings.smtp.attach_document,
+            confirmations=confirmations,
         )
         # An inbound fax's deliveries (mail, folder) go through the outbox too.
         reporters[INBOUND] = InboundDeliverer(
             store, mailer, from_address=settings.mail.from_address
         )
-        reporters[Intake.FOLDER.value] = folder_reporter(store, mailer, settings.spool_dir)
+        reporters[Intake.FOLDER.value] = folder_reporter(
+            store, mailer, settings.spool_dir, confirmations
+        )
         reporters[REFUSAL_KIND] = refusal_reply_handler(mailer)
         notifier = Notifier(store, reporters)
         callbacks_expected = sandbox is not None or bool(settings.http.public_url)

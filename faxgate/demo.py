@@ -1,7 +1,7 @@
 """`faxgate run --demo` (what `make run` starts): the whole product on the built-in sandbox
 with nothing to write first. It fills in only what the settings leave empty (a hot folder,
-where inbound faxes go) and never applies to a real provider, so an installation's
-settings mean exactly what they say.
+where inbound faxes go, confirmation reports with the first page's image) and never
+applies to a real provider, so an installation's settings mean exactly what they say.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def demo_settings(settings: Settings) -> Settings:
                 "default_email": [] if settings.mail.relay else [INBOX_ADDRESS],
             }
         )
+    if "confirmation" not in settings.reports.model_fields_set:
+        # Show the confirmation report whole: its image of the first page too.
+        update["reports"] = settings.reports.model_copy(update={"confirmation": "with_image"})
     return settings.model_copy(update=update)
 
 

@@ -43,6 +43,12 @@ def test_the_demo_keeps_what_the_settings_say(tmp_path: Path) -> None:
     assert settings.inbound.default_email == []
 
 
+def test_the_demo_shows_confirmation_reports_unless_told_otherwise(tmp_path: Path) -> None:
+    assert demo_settings(Settings(state_dir=tmp_path)).reports.confirmation == "with_image"
+    told = Settings(state_dir=tmp_path, reports={"confirmation": "off"})
+    assert demo_settings(told).reports.confirmation == "off"
+
+
 def test_the_demo_never_runs_on_a_real_account() -> None:
     real = Settings(
         provider={"kind": "hellofax", "account_guid": GUID, "username": "a@b.c", "password": "p"}

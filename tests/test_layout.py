@@ -16,7 +16,9 @@ import faxgate
 
 ROOT: Final = Path(faxgate.__file__).parent
 
-PLUMBING: Final = frozenset({"clock", "durable", "config_error", "logs", "systemd", "runner"})
+PLUMBING: Final = frozenset(
+    {"clock", "durable", "config_error", "logs", "systemd", "runner", "workers"}
+)
 BELOW_THE_PARTS: Final = frozenset({"domain", "metrics", "settings", *PLUMBING})
 
 # part -> the parts it may import. Lower rows never name higher ones.
@@ -28,6 +30,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "logs": frozenset(),
     "systemd": frozenset(),
     "runner": frozenset(),
+    "workers": frozenset(),
     "metrics": frozenset({"domain"}),
     "settings": frozenset({"domain", "config_error", "hellofax.sandbox_defaults"}),
     "setup_warnings": frozenset({"settings"}),

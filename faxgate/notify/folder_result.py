@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import glob
 import hashlib
 import logging
 import os
@@ -35,14 +37,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from faxgate.clock import iso_utc, utc_now
-from faxgate.domain.jobs import FINISHED_STATES, Job, JobState, Notification
+from faxgate.domain.jobs import FINISHED_STATES, Document, Job, JobState, Notification
 from faxgate.domain.numbers import display_number
 from faxgate.domain.outcomes import PRESUMED_SENT_REASON
-from faxgate.durable import copy_file
+from faxgate.durable import copy_file, write_bytes
 from faxgate.intake.folder.claims import CLAIMS_DIR, placement_path
 from faxgate.intake.folder.files import read_json, remove_quietly, write_json
 from faxgate.intake.folder.naming import RESULT_SUFFIX, numbered
 from faxgate.intake.folder.status import FolderRef, status_document, write_status
+from faxgate.notify.confirmation import Confirmations, report_name
 from faxgate.notify.mailer import Mailer
 from faxgate.notify.report_text import calls, compose_report, read_outcome
 from faxgate.notify.reporter import PermanentFailure, Reporter
@@ -56,6 +59,7 @@ SETTLED: Final = frozenset({*FINISHED_STATES, JobState.UNCERTAIN})
 _FINAL: Final = frozenset({JobState.SENT, JobState.CANCELLED})
 # Into sent/: sent, or presumed sent (the provider removed it; the result file says which).
 _SENT: Final = frozenset({JobState.SENT, JobState.PRESUMED_SENT})
+REPORT_SUFFIX: Final = ".report.pdf"
 
 
 class ResultNotPlaced(Exception):
@@ -69,8 +73,11 @@ class ResultNotPlaced(Exception):
 # ---------------------------------------------------------------------------- reporter
 
 
-def folder_reporter(store: Store, mailer: Mailer, spool_dir: Path) -> Reporter:
-    """The notifier's handler for reports on folder jobs."""
+def folder_reporter(
+    store: Store, mailer: Mailer, spool_dir: Path, confirmations: Confirmations | None = None
+) -> Reporter:
+    """The notifier's handler for reports on folder jobs; with `confirmations`, each fax's
+    confirmation report is written beside the drop's result file."""
     results = Results(store, spool_dir / CLAIMS_DIR)
 
     async def handle(notification: Notification, job: Job | None) -> None:
@@ -79,14 +86,65 @@ def folder_reporter(store: Store, mailer: Mailer, spool_dir: Path) -> Reporter:
         ref = FolderRef.read(job.intake_ref)
         if ref is None:
             raise PermanentFailure(f"job {job.id} does not say which folder drop it came from")
-        await asyncio.to_thread(results.settle, job, ref)
+        placement = await asyncio.to_thread(results.settle, job, ref)
+        written: dict[str, bytes] = {}
+        if placement is not None and confirmations is not None and confirmations.enabled:
+            written = await write_reports(store, confirmations, job, placement)
         if job.reply_to:
             documents = await asyncio.to_thread(store.documents, job.id)
             events = await asyncio.to_thread(store.events, job.id)
             told = [event for event in events if event.at <= notification.created_at]
-            await mailer.send(compose_report(job, documents, told, notification.payload))
+            message = compose_report(job, documents, told, notification.payload)
+            if confirmations is not None and confirmations.enabled:
+                report = written.get(job.id) or await confirmations.report(
+                    job, documents, told, notification.payload
+                )
+                if report is not None:
+                    message.add_attachment(
+                        report, maintype="application", subtype="pdf", filename=report_name(job)
+                    )
+            await mailer.send(message)
 
     return handle
+
+
+async def write_reports(
+    store: Store, confirmations: Confirmations, job: Job, placement: Placement
+) -> dict[str, bytes]:
+    """Each of the drop's faxes' confirmation report beside its first file's result:
+    NAME.report.pdf, or NAME.report-NUMBER.pdf when the drop went to several numbers.
+    Written again on a second delivery (the same place, the same names). The reports
+    written, by job."""
+    written: dict[str, bytes] = {}
+    jobs = await asyncio.to_thread(store.group_jobs, job.group_id) if job.group_id else [job]
+    for each in jobs:
+        documents = await asyncio.to_thread(store.documents, each.id)
+        events = await asyncio.to_thread(store.events, each.id)
+        notifications = await asyncio.to_thread(store.notifications, each.id)
+        payload = next((n.payload for n in reversed(notifications) if n.kind == "report"), {})
+
+        def placed(document: Document) -> Path | None:
+            # The spool lets go of a sent drop's files: the copy in sent/ is the same file.
+            names = placement.names
+            return placement.directory / names[document.seq] if document.seq < len(names) else None
+
+        report = await confirmations.report(each, documents, events, payload, fallback=placed)
+        if report is None:
+            continue
+        written[each.id] = report
+        suffix = REPORT_SUFFIX if len(jobs) == 1 else f".report-{each.to_number.lstrip('+')}.pdf"
+        target = placement.directory / (placement.names[0] + suffix)
+        try:
+            await asyncio.to_thread(functools.partial(write_bytes, target, report, sync=True))
+        except OSError as exc:
+            trouble = disk_trouble(exc)
+            if trouble is None:
+                raise
+            raise ResultNotPlaced(
+                f"the report {target.name} waits: cannot write in {target.parent}: {trouble}; "
+                "tried again later"
+            ) from exc
+    return written
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +290,7 @@ class Results:
 
     def _take_back(self, ref: FolderRef, earlier: Placement) -> None:
         """Remove an earlier round's copies that are still the spool's own (untouched)."""
-        for spooled, name in zip(ref.spooled, earlier.names, strict=True):
+        for i, (spooled, name) in enumerate(zip(ref.spooled, earlier.names, strict=True)):
             copy, source = earlier.directory / name, self._claims / spooled
             try:
                 ours = source.exists() and os.path.samefile(copy, source)
@@ -241,6 +299,8 @@ class Results:
             if ours:
                 copy.unlink()
                 remove_quietly([earlier.directory / (name + RESULT_SUFFIX)])
+                if i == 0:  # the confirmation reports stand beside the first file
+                    remove_quietly(list(earlier.directory.glob(glob.escape(name) + ".report*.pdf")))
 
     def _facts(self, job: Job) -> dict[str, Any]:
         reports = [n for n in self._store.notifications(job.id) if n.kind == "report"]

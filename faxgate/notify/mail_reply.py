@@ -5,7 +5,8 @@ it (In-Reply-To, References, "Re:"), marked Auto-Submitted: auto-replied, with t
 outcome in the subject ("Fax to +1 415-555-0100 delivered (3 pages) - Re: Contract") and
 the story in the body (faxgate.notify.report_text tells it, as for every intake). A message to
 several numbers gets one reply per number. The sent documents are attached only when
-smtp.attach_document is on: faxes often carry health data.
+smtp.attach_document is on: faxes often carry health data. A confirmation report (a
+one-page PDF, as a fax machine prints) is attached as [reports] confirmation asks.
 
 No reply goes to a message that may not be answered (a null sender, a mailing list,
 automatic mail: faxgate.domain.autoreply decided at accept time and left the job without
@@ -23,6 +24,7 @@ from typing import Any, Final
 from faxgate.domain.autoreply import reply_headers
 from faxgate.domain.jobs import Document, Event, Job, JobState, Notification
 from faxgate.domain.numbers import display_number
+from faxgate.notify.confirmation import Confirmations, report_name
 from faxgate.notify.mailer import Mailer
 from faxgate.notify.report_text import (
     Outcome,
@@ -112,8 +114,15 @@ def read_attachments(documents: Sequence[Document]) -> list[Attachment]:
     return found
 
 
-def smtp_report_handler(mailer: Mailer, store: Store, *, attach_document: bool = False) -> Reporter:
-    """The reporter for jobs that came by email."""
+def smtp_report_handler(
+    mailer: Mailer,
+    store: Store,
+    *,
+    attach_document: bool = False,
+    confirmations: Confirmations | None = None,
+) -> Reporter:
+    """The reporter for jobs that came by email; with `confirmations`, the confirmation
+    report (faxgate.notify.confirmation) is attached first."""
 
     async def handle(notification: Notification, job: Job | None) -> None:
         if job is None:
@@ -126,8 +135,12 @@ def smtp_report_handler(mailer: Mailer, store: Store, *, attach_document: bool =
         # Tell the story up to this outcome, not what a later retry added.
         told = [event for event in events if event.at <= notification.created_at]
         attachments: list[Attachment] = []
+        if confirmations is not None and confirmations.enabled:
+            report = await confirmations.report(job, documents, told, notification.payload)
+            if report is not None:
+                attachments.append(Attachment(report_name(job), report, "application/pdf"))
         if attach_document and _sent(notification.payload, job):
-            attachments = await asyncio.to_thread(read_attachments, documents)
+            attachments += await asyncio.to_thread(read_attachments, documents)
         await mailer.send(compose_reply(job, documents, told, notification.payload, attachments))
 
     return handle

@@ -38,6 +38,7 @@ from faxgate.settings.intake import (
     MailSettings,
     SmtpSettings,
 )
+from faxgate.settings.reports import ReportSettings
 from faxgate.settings.sending import (
     DispatchSettings,
     HttpSettings,
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
     inbound: InboundSettings = InboundSettings.model_construct()
     addressing: AddressingSettings = AddressingSettings.model_construct()
     imap: ImapSettings = ImapSettings.model_construct()
+    reports: ReportSettings = ReportSettings.model_construct()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None

@@ -17,10 +17,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -29,11 +26,11 @@ from typing import Any, Final
 from faxgate.domain.message import CoverMode
 from faxgate.intake.smtp.accept import Fax, MailToFax
 from faxgate.intake.smtp.message import SubjectRule, read_mail
+from faxgate.workers import end_with, forkserver
 
 log = logging.getLogger("faxgate.smtp")
 
 TASKS_PER_WORKER: Final = 1000  # then a fresh process: whatever a parser leaks goes too
-WATCH_EVERY: Final = 1.0  # seconds between a worker's looks at its daemon
 
 
 class ReaderFailed(Exception):
@@ -83,10 +80,9 @@ class MessageReader:
             raise ReaderFailed("the process reading the message died") from exc
 
     def _start(self) -> concurrent.futures.ProcessPoolExecutor:
-        context = multiprocessing.get_context("forkserver")
         # Imported once in the forkserver, not again in each worker it forks (some 0.2 s
         # of CPU a worker, and a worker is renewed every TASKS_PER_WORKER messages).
-        context.set_forkserver_preload([read_mail.__module__])
+        context = forkserver(preload=[read_mail.__module__])
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
@@ -100,23 +96,6 @@ class MessageReader:
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-
-
-def end_with(daemon_pid: int) -> None:
-    """In a worker: exit once the daemon is gone, or the forkserver between us."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(WATCH_EVERY)
-            try:
-                os.kill(daemon_pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            if os.getppid() != parent:  # the forkserver ended: so did the daemon
-                os._exit(0)
-
-    threading.Thread(target=watch, name="faxgate-daemon-watch", daemon=True).start()
 
 
 def _read_mail_without_raw(raw: bytes, **kwargs: Any) -> MailToFax:

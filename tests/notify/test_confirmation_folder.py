@@ -1,0 +1,77 @@
+"""A hot folder's confirmation reports follow its results: written beside them, and taken
+back with them when a person's retry ends elsewhere. A real store and spool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faxgate.domain.jobs import JobState
+from faxgate.intake.folder.claims import ClaimBox
+from faxgate.intake.folder.status import Places
+from faxgate.notify.confirmation import Confirmations
+from faxgate.notify.folder_result import ResultNotPlaced, Results, write_reports
+from faxgate.settings import FolderSettings
+from faxgate.store import Store
+from tests.mounts import Mounts, mounts
+from tests.notify.reports import report_text
+from tests.notify.test_folder_result import NOW, finish, queued, ref_of, sent
+
+__all__ = ["mounts"]  # the fixture
+
+
+async def test_a_retried_drop_takes_its_earlier_report_back(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    places = Places.of(FolderSettings(path=outbox))
+    places.processing.mkdir()
+    confirmations = Confirmations("without_image", clock=lambda: NOW)
+    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as store:
+        box = ClaimBox(tmp_path / "state" / "spool", store)
+        results = Results(store, box.root, clock=lambda: NOW)
+        (job,) = queued(box, places, "a.pdf", "+14155550100")
+        job = finish(store, job, JobState.FAILED, "the number is not allocated")
+        placement = results.settle(job, ref_of(job))
+        assert placement is not None
+        await write_reports(store, confirmations, job, placement)
+        assert "FAILED" in report_text((places.failed / "a.pdf.report.pdf").read_bytes())
+
+        store.transition(job.id, JobState.QUEUED, detail="retried by a person", attempt=2)
+        job = sent(store, job)
+        placement = results.settle(job, ref_of(job))
+        assert placement is not None
+        await write_reports(store, confirmations, job, placement)
+    assert sorted(p.name for p in places.failed.iterdir()) == []
+    assert sorted(p.name for p in places.sent.iterdir()) == [
+        "a.pdf",
+        "a.pdf.report.pdf",
+        "a.pdf.result.json",
+    ]
+    assert "SENT" in report_text((places.sent / "a.pdf.report.pdf").read_bytes())
+
+
+async def test_a_report_that_cannot_be_written_waits_and_is_written_later(
+    tmp_path: Path, mounts: Mounts
+) -> None:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    places = Places.of(FolderSettings(path=outbox))
+    places.processing.mkdir()
+    confirmations = Confirmations("without_image", clock=lambda: NOW)
+    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as store:
+        box = ClaimBox(tmp_path / "state" / "spool", store)
+        results = Results(store, box.root, clock=lambda: NOW)
+        (job,) = queued(box, places, "a.pdf", "+14155550100")
+        job = sent(store, job)
+        placement = results.settle(job, ref_of(job))
+        assert placement is not None
+        mounts.readonly(places.sent)
+        with pytest.raises(ResultNotPlaced, match=r"the report a\.pdf\.report\.pdf waits"):
+            await write_reports(store, confirmations, job, placement)
+        mounts.unmount(places.sent)
+        # The notifier tries the report again: the same placement, then the report.
+        again = results.settle(job, ref_of(job))
+        assert again == placement
+        await write_reports(store, confirmations, job, placement)
+    assert "SENT" in report_text((places.sent / "a.pdf.report.pdf").read_bytes())
