@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faxgate.cli.common import (
     EXIT_OK,
@@ -21,9 +21,6 @@ from faxgate.cli.common import (
 from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import normalize_job_id
 from faxgate.store import Store
-
-if TYPE_CHECKING:
-    from faxgate.settings import Settings
 
 
 def register(subparsers: Subparsers) -> None:

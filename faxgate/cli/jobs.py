@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faxgate.cli.common import (
     EXIT_FAILURE,
@@ -31,9 +31,6 @@ from faxgate.domain.jobs import (
     normalize_job_id,
 )
 from faxgate.store import NewNotification, StaleState, Store
-
-if TYPE_CHECKING:
-    from faxgate.settings import Settings
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from faxgate.domain.jobs import Intake
-from faxgate.domain.numbers import parse_fax_number
+from faxgate.domain.numbers import FaxNumber, parse_fax_number
 from faxgate.intake.folder.claim_plan import fax_request, plan_claim
 from faxgate.intake.folder.drops import Drop
 from faxgate.intake.folder.naming import NumberSource
@@ -71,7 +71,7 @@ def test_the_request_carries_the_spooled_documents_under_their_dropped_names() -
         ("Contract.PDF", spooled[0]),
         ("annex.weird-suffix", spooled[1]),
     ]
-    assert [n.e164 for n in request.numbers] == claim.numbers
+    assert request.numbers == [FaxNumber(e164, None) for e164 in claim.numbers]
     assert request.intake is Intake.FOLDER
     assert request.intake_ref["drop"] == "D3"
     assert request.intake_ref["folder"] == "/srv/fax"
