@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import sys
-import types
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -63,38 +61,10 @@ def start_up() -> Iterator[None]:
         gc.enable()
 
 
-class _AsyncioOnFirstUse(types.ModuleType):
-    """Stands in for asyncio in what is imported while it is deferred: the first attribute
-    asked of it imports asyncio itself."""
-
-    def __getattr__(self, name: str) -> Any:
-        if sys.modules.get("asyncio") is self:
-            del sys.modules["asyncio"]
-        return getattr(importlib.import_module("asyncio"), name)
-
-
-@contextmanager
-def asyncio_deferred() -> Iterator[None]:
-    """pydantic-settings imports asyncio (and with it ssl, socket, subprocess) for its own
-    command-line runner alone, which faxgate never calls: a tenth of `faxgate status`.
-    Within this block `import asyncio` binds a stand-in that imports it on first use; after
-    it, `import asyncio` is the real one again. A no-op once asyncio is imported."""
-    if "asyncio" in sys.modules:
-        yield
-        return
-    stand_in = _AsyncioOnFirstUse("asyncio")
-    sys.modules["asyncio"] = stand_in
-    try:
-        yield
-    finally:
-        if sys.modules.get("asyncio") is stand_in:
-            del sys.modules["asyncio"]
-
-
 def settings_from(args: argparse.Namespace) -> Settings:
     # Imported here: pydantic and the settings' models are most of a command's start-up,
     # and `--version` or `smtp hash-password` need neither.
-    with start_up(), asyncio_deferred():
+    with start_up():
         from faxgate.settings import load_settings
 
         settings = load_settings(args.config)

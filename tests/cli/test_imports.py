@@ -113,8 +113,6 @@ def test_everyday_commands_load_only_what_they_need(tmp_path: Path, argv: tuple[
     assert "phonenumbers" not in modules  # numbers are shown as stored, not reformatted
     # Checks that only some settings need, loaded when a value needs them.
     assert sorted(modules & ONLY_WHEN_NEEDED) == []
-    # pydantic-settings imports asyncio for its own command-line runner alone.
-    assert sorted(m for m in modules if m.split(".")[0] in {"asyncio", "ssl"}) == []
 
 
 # Loaded by the settings only for a value that needs them (addresses, patterns, password

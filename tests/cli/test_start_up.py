@@ -79,44 +79,6 @@ def test_the_command_s_own_process_freezes_what_start_up_built(
     assert int(frozen) > 1_000
 
 
-DEFERRED = """
-import argparse, sys
-from faxgate.cli.common import run_async, settings_from
-
-settings_from(argparse.Namespace(config=None))
-print("LOADED", "asyncio" in sys.modules)
-
-import asyncio
-import asyncio.events
-import pydantic_settings.main
-
-
-async def answer() -> int:
-    await asyncio.sleep(0)
-    return 42
-
-
-print("REAL", type(asyncio).__name__, asyncio.run is pydantic_settings.main.asyncio.run)
-print("RUN", run_async(answer()), asyncio.events.get_event_loop_policy() is not None)
-"""
-
-
-def test_asyncio_left_out_of_the_settings_is_there_when_asked_for(tmp_path: Path) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("FAXGATE_")}
-    env["FAXGATE_STATE_DIR"] = str(tmp_path / "var")
-    result = subprocess.run(
-        [sys.executable, "-c", DEFERRED],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["LOADED False", "REAL module True", "RUN 42 True"]
-
-
 RELOAD = """
 import argparse, gc, sys
 from faxgate.cli import common
