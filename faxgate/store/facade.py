@@ -1,4 +1,4 @@
-"""The store's one face: every table family over one SQLite file.
+"""The store's one face: every table family over one SQLite file or PostgreSQL database.
 
 Callers see one `Store`; its SQL is split by table family (jobs.py, outbox.py,
 unmatched.py, inbound.py) over the connection and group commits of db.py.
@@ -13,4 +13,4 @@ from faxgate.store.unmatched import UnmatchedReports
 
 
 class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes):
-    """Jobs and events, the outbox, unmatched reports and inbound faxes in one file."""
+    """Jobs and events, the outbox, unmatched reports and inbound faxes in one database."""

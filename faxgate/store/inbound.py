@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,6 +14,7 @@ from faxgate.domain.inbound import (
 )
 from faxgate.domain.jobs import new_job_id
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     inbound_delivery_from_row,
@@ -93,7 +93,7 @@ class InboundFaxes(Database):
         return inbound_fax_from_row(row), True
 
     @staticmethod
-    def _unused_inbound_id(conn: sqlite3.Connection, now: datetime) -> str:
+    def _unused_inbound_id(conn: Connection, now: datetime) -> str:
         while True:
             fax_id = new_job_id(now)
             found = conn.execute("SELECT 1 FROM inbound_faxes WHERE id = ?", (fax_id,))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +18,7 @@ from faxgate.domain.jobs import (
     new_job_id,
 )
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     as_notification,
@@ -53,10 +53,11 @@ class JobTables(Database):
         new_jobs: Sequence[NewJob],
         *,
         now: datetime | None = None,
-        also: Callable[[sqlite3.Connection], object] | None = None,
+        also: Callable[[Any], object] | None = None,
     ) -> list[Job]:
         """Create all the jobs or none; each starts queued, with a "queued" event. `also`
-        writes what an intake records with them, in the same transaction."""
+        writes what an intake records with them, in the same transaction (its connection
+        takes sqlite3's calls and `?` placeholders on either backend)."""
         at = self._now(now)
         created_at = time_from_db(at)
         created: list[Job] = []
@@ -113,8 +114,9 @@ class JobTables(Database):
         return created
 
     @staticmethod
-    def _unused_job_id(conn: sqlite3.Connection, now: datetime) -> str:
-        # Under the write lock, so no one can take the id between the check and the insert.
+    def _unused_job_id(conn: Connection, now: datetime) -> str:
+        # Under SQLite's write lock no one can take the id between the check and the
+        # insert; on PostgreSQL another instance could, and the insert fails on the key.
         while True:
             job_id = new_job_id(now)
             if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
@@ -122,7 +124,7 @@ class JobTables(Database):
 
     @staticmethod
     def _insert_event(
-        conn: sqlite3.Connection,
+        conn: Connection,
         job_id: str,
         at: str,
         src: JobState | None,
@@ -172,7 +174,7 @@ class JobTables(Database):
         expected = expected_states(expect)
         outbox = as_notification(notify, job_id)
 
-        def move(conn: sqlite3.Connection) -> Job:
+        def move(conn: Connection) -> Job:
             src = self._locked_state(conn, job_id)
             if expected is not None and src not in expected:
                 raise StaleState(job_id, expected, src)
@@ -199,7 +201,7 @@ class JobTables(Database):
         at = self._now(now)
         expected = expected_states(expect)
 
-        def update(conn: sqlite3.Connection) -> Job:
+        def update(conn: Connection) -> Job:
             state = self._locked_state(conn, job_id)
             if expected is not None and state not in expected:
                 raise StaleState(job_id, expected, state)
@@ -209,23 +211,23 @@ class JobTables(Database):
 
         return self._grouped(update)
 
-    @staticmethod
-    def _record_call(conn: sqlite3.Connection, job_id: str, values: Mapping[str, object]) -> None:
+    def _record_call(self, conn: Connection, job_id: str, values: Mapping[str, object]) -> None:
         guid = values.get("provider_guid")
         if isinstance(guid, str):
-            conn.execute(
-                "INSERT OR IGNORE INTO provider_calls (guid, job_id) VALUES (?, ?)", (guid, job_id)
-            )
+            sql = self._dialect.insert_ignoring("provider_calls", ("guid", "job_id"))
+            conn.execute(sql, (guid, job_id))
 
-    @staticmethod
-    def _locked_state(conn: sqlite3.Connection, job_id: str) -> JobState:
-        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    def _locked_state(self, conn: Connection, job_id: str) -> JobState:
+        row = conn.execute(
+            f"SELECT state FROM jobs WHERE id = ?{self._dialect.lock_row}",  # noqa: S608
+            (job_id,),
+        ).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         return JobState(row["state"])
 
     @staticmethod
-    def _update(conn: sqlite3.Connection, job_id: str, at: str, values: dict[str, object]) -> None:
+    def _update(conn: Connection, job_id: str, at: str, values: dict[str, object]) -> None:
         # Column names come from _SETTABLE (or "state"), never from the caller's text.
         assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
         conn.execute(
@@ -240,7 +242,7 @@ class JobTables(Database):
         return job_from_row(rows[0]) if rows else None
 
     @staticmethod
-    def _read_job(conn: sqlite3.Connection, job_id: str) -> Job:
+    def _read_job(conn: Connection, job_id: str) -> Job:
         row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id}")
@@ -286,10 +288,13 @@ class JobTables(Database):
 
     def jobs_in_states(self, states: Iterable[JobState], limit: int | None = None) -> list[Job]:
         wanted = [JobState(s).value for s in states]
+        if not wanted:  # PostgreSQL refuses an empty IN ()
+            return []
+        limited = self._dialect.no_limit if limit is None else "LIMIT ?"
         rows = self._query(
             f"SELECT * FROM jobs WHERE state IN ({placeholders(len(wanted))})"  # noqa: S608
-            " ORDER BY created_at, rowid LIMIT ?",
-            (*wanted, -1 if limit is None else limit),
+            f" ORDER BY created_at, rowid {limited}",
+            (*wanted,) if limit is None else (*wanted, limit),
         )
         return [job_from_row(row) for row in rows]
 
@@ -303,8 +308,8 @@ class JobTables(Database):
         """Jobs of one intake created since a moment whose intake_ref[ref] is `value` (say,
         the faxes one sender sent today)."""
         rows = self._query(
-            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"
-            " AND json_extract(intake_ref, '$.' || ?) = ?",
+            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"  # noqa: S608
+            f" AND {self._dialect.json_field('intake_ref')} = ?",
             (Intake(intake).value, time_to_db(since), ref, value),
         )
         return int(rows[0]["n"])
@@ -313,6 +318,8 @@ class JobTables(Database):
         """Jobs in these states, counted on the state index: the cost follows them, not
         every job ever kept."""
         wanted = [JobState(state).value for state in states]
+        if not wanted:
+            return 0
         rows = self._query(
             f"SELECT count(*) AS n FROM jobs WHERE state IN ({placeholders(len(wanted))})",  # noqa: S608
             wanted,

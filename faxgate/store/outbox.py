@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from faxgate.domain.jobs import Notification
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.rows import (
     json_to_db,
     notification_from_row,
@@ -17,10 +17,10 @@ from faxgate.store.rows import (
 from faxgate.store.values import NewNotification
 
 
-def insert_notification(conn: sqlite3.Connection, at: str, notification: NewNotification) -> int:
-    cursor = conn.execute(
+def insert_notification(conn: Connection, at: str, notification: NewNotification) -> int:
+    row = conn.execute(
         "INSERT INTO outbox (job_id, created_at, kind, payload, attempts, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, 0, ?)",
+        " VALUES (?, ?, ?, ?, 0, ?) RETURNING id",
         (
             notification.job_id,
             at,
@@ -28,9 +28,8 @@ def insert_notification(conn: sqlite3.Connection, at: str, notification: NewNoti
             json_to_db(notification.payload),
             opt_time(notification.next_attempt_at) or at,
         ),
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    ).fetchone()
+    return int(row["id"])
 
 
 class Outbox(Database):

@@ -10,11 +10,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from faxgate.domain.jobs import FINISHED_STATES, IllegalTransition, Intake, JobState
@@ -28,10 +28,22 @@ from faxgate.store import (
     StaleState,
     Store,
     StoreError,
-    apply_migrations,
-    schema_version,
 )
+from faxgate.store.postgres import PG_MIGRATIONS
 from faxgate.store.spool import SpooledFile
+from tests.store.backends import (
+    Location,
+    add_failing_trigger,
+    drop_failing_trigger,
+    migrate,
+    migrations_of,
+    open_store,
+    raw,
+    set_version,
+    sqlite_conn,
+    table_exists,
+    version,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 S = JobState
@@ -62,14 +74,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "faxgate.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test runs on both backends, unless it names one (sqlite_only)."""
+    return str(request.param)
+
+
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+postgres_only = pytest.mark.parametrize("backend", ["postgresql"])
 
 
 @pytest.fixture
-def store(db_path: Path, clock: FakeClock) -> Iterator[Store]:
-    with Store.open(db_path, clock=clock) as opened:
+def location(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Location:
+    if backend == "sqlite":
+        return tmp_path / "state" / "faxgate.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def db_path(location: Location) -> Path:
+    assert isinstance(location, Path), "an SQLite test: mark it sqlite_only"
+    return location
+
+
+@pytest.fixture
+def store(location: Location, clock: FakeClock) -> Iterator[Store]:
+    with open_store(location, clock=clock) as opened:
         yield opened
 
 
@@ -89,24 +119,22 @@ def new_job(number: str = "+14155550100", **kwargs: object) -> NewJob:
     return NewJob(**values)  # type: ignore[arg-type]
 
 
-@contextmanager
-def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain connection beside the store's, as another program would open one."""
-    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
-        yield conn
-
-
-def table_counts(db_path: Path) -> dict[str, int]:
-    with raw(db_path) as conn:
+def table_counts(location: Location) -> dict[str, int]:
+    with raw(location) as conn:
         return {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            table: conn.one(f"SELECT count(*) FROM {table}")  # noqa: S608
             for table in ("jobs", "documents", "events", "outbox")
         }
+
+
+# The errors each backend's driver raises, for the tests that provoke them.
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 # ------------------------------------------------------------------ opening and schema
 
 
+@sqlite_only
 def test_open_creates_parent_directories_and_schema(db_path: Path, store: Store) -> None:
     assert db_path.is_file()
     assert store.pragmas()["user_version"] == len(MIGRATIONS) >= 1
@@ -117,15 +145,35 @@ def test_open_creates_parent_directories_and_schema(db_path: Path, store: Store)
     assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_next_poll"} <= indexes
 
 
-def test_reopen_is_idempotent_and_keeps_data(db_path: Path, clock: FakeClock) -> None:
-    with Store.open(db_path, clock=clock) as first:
+@postgres_only
+def test_open_creates_the_schema_in_an_empty_database(location: str, store: Store) -> None:
+    assert store.schema_version() == len(PG_MIGRATIONS) == len(MIGRATIONS)
+    with raw(location) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+        time_type = conn.one(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'jobs' AND column_name = 'next_poll_at'"
+        )
+    assert {"jobs", "documents", "events", "outbox", "inbound_faxes", "imap_taken"} <= tables
+    assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_state_age"} <= indexes
+    assert time_type == "timestamp with time zone"
+
+
+def test_every_migration_means_the_same_step_on_both_backends() -> None:
+    assert len(PG_MIGRATIONS) == len(MIGRATIONS)
+
+
+def test_reopen_is_idempotent_and_keeps_data(location: Location, clock: FakeClock) -> None:
+    with open_store(location, clock=clock) as first:
         [job] = first.create_jobs([new_job()])
     for _ in range(2):
-        with Store.open(db_path, clock=clock) as again:
-            assert again.pragmas()["user_version"] == len(MIGRATIONS)
+        with open_store(location, clock=clock) as again:
+            assert again.schema_version() == len(MIGRATIONS)
             assert again.get_job(job.id) == job
 
 
+@sqlite_only
 def test_connection_settings_are_really_set(store: Store) -> None:
     pragmas = store.pragmas()
     assert pragmas["journal_mode"] == "wal"
@@ -135,40 +183,73 @@ def test_connection_settings_are_really_set(store: Store) -> None:
     assert store.integrity_check() == ["ok"]
 
 
+@postgres_only
+def test_postgresql_connections_keep_utc_and_wait_for_locks_as_sqlite_does(
+    store: Store,
+) -> None:
+    with store._write() as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == {"TimeZone": "UTC"}
+        assert conn.execute("SHOW lock_timeout").fetchone() == {"lock_timeout": "5s"}
+
+
+@sqlite_only
 def test_wal_is_recorded_in_the_file(db_path: Path, store: Store) -> None:
     with raw(db_path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.one("PRAGMA journal_mode") == "wal"
 
 
-def test_a_later_migration_applies_on_top_of_data(db_path: Path, store: Store) -> None:
+def test_a_later_migration_applies_on_top_of_data(location: Location, store: Store) -> None:
     [job] = store.create_jobs([new_job()])
     store.close()
-    later = (*MIGRATIONS, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
-    with raw(db_path) as conn:
-        assert apply_migrations(conn, later) == len(MIGRATIONS) + 1
-        assert conn.execute("SELECT priority FROM jobs WHERE id = ?", (job.id,)).fetchone() == (0,)
-        assert apply_migrations(conn, later) == len(MIGRATIONS) + 1  # nothing left to do
+    known = migrations_of(location)
+    later = (*known, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
+    with raw(location) as conn:
+        assert migrate(conn, later) == len(known) + 1
+        assert conn.one("SELECT priority FROM jobs WHERE id = ?", (job.id,)) == 0
+        assert migrate(conn, later) == len(known) + 1  # nothing left to do
 
 
-def test_a_failing_migration_leaves_nothing_behind(db_path: Path, store: Store) -> None:
+def test_a_failing_migration_leaves_nothing_behind(location: Location, store: Store) -> None:
     store.close()
-    broken = (*MIGRATIONS, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
-    with raw(db_path) as conn:
-        with pytest.raises(sqlite3.OperationalError):
-            apply_migrations(conn, broken)
-        assert schema_version(conn) == len(MIGRATIONS)
-        assert (
-            conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone()
-            is None
-        )
+    known = migrations_of(location)
+    broken = (*known, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
+    with raw(location) as conn:
+        with pytest.raises(DATABASE_ERRORS):
+            migrate(conn, broken)
+        assert version(conn) == len(known)
+        assert not table_exists(conn, "half_done")
 
 
-def test_a_newer_schema_is_refused(db_path: Path, store: Store) -> None:
+def test_a_newer_schema_is_refused(location: Location, store: Store) -> None:
     store.close()
-    with raw(db_path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with raw(location) as conn:
+        set_version(conn, len(MIGRATIONS) + 1)
     with pytest.raises(SchemaTooNew):
-        Store.open(db_path)
+        open_store(location)
+
+
+@postgres_only
+def test_instances_starting_at_once_migrate_one_at_a_time(location: str) -> None:
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(open_store(location))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        assert [store.schema_version() for store in opened] == [len(MIGRATIONS)] * 4
+    finally:
+        for store in opened:
+            store.close()
 
 
 # ------------------------------------------------------------------ creating and reading
@@ -227,16 +308,18 @@ def test_create_and_read_back(store: Store) -> None:
     )
 
 
-def test_one_message_to_several_numbers_is_one_transaction(db_path: Path, store: Store) -> None:
+def test_one_message_to_several_numbers_is_one_transaction(
+    location: Location, store: Store
+) -> None:
     jobs = store.create_jobs([new_job(f"+1415555010{i}", group_id="msg-1") for i in range(3)])
     assert len({j.id for j in jobs}) == 3
     assert [j.to_number for j in store.group_jobs("msg-1")] == [j.to_number for j in jobs]
 
-    before = table_counts(db_path)
+    before = table_counts(location)
     bad = new_job("+14155550109", not_before=datetime(2024, 5, 1, 12, 0))  # naive: refused
     with pytest.raises(ValueError, match="naive"):
         store.create_jobs([new_job("+14155550108"), bad])
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
 
 
 def test_unknown_job(store: Store) -> None:
@@ -320,25 +403,22 @@ def test_transition_with_a_new_notification(store: Store) -> None:
 
 
 @pytest.mark.parametrize("failing_table", ["events", "outbox"])
-def test_transition_is_all_or_nothing(db_path: Path, store: Store, failing_table: str) -> None:
+def test_transition_is_all_or_nothing(location: Location, store: Store, failing_table: str) -> None:
     [job] = store.create_jobs([new_job()])
     store.transition(job.id, S.SUBMITTING, detail="sending")
     before_job = store.get_job(job.id)
-    before = table_counts(db_path)
-    with raw(db_path) as conn:
-        conn.execute(
-            f"CREATE TRIGGER fail_{failing_table} BEFORE INSERT ON {failing_table}"
-            " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
-        )
-    with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
+    before = table_counts(location)
+    with raw(location) as conn:
+        add_failing_trigger(conn, failing_table, "disk on fire")
+    with pytest.raises(DATABASE_ERRORS, match="disk on fire"):
         store.transition(
             job.id, S.FAILED, detail="refused", notify={"outcome": "failed"}, reason="refused"
         )
     assert store.get_job(job.id) == before_job
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
     # And the store is still usable afterwards.
-    with raw(db_path) as conn:
-        conn.execute(f"DROP TRIGGER fail_{failing_table}")
+    with raw(location) as conn:
+        drop_failing_trigger(conn, failing_table)
     assert store.transition(job.id, S.FAILED, detail="refused").state is S.FAILED
 
 
@@ -353,18 +433,18 @@ def test_stale_state(store: Store) -> None:
     assert len(store.events(job.id)) == 2
 
 
-def test_illegal_transition_through_the_store(db_path: Path, store: Store) -> None:
+def test_illegal_transition_through_the_store(location: Location, store: Store) -> None:
     [job] = store.create_jobs([new_job()])
     store.transition(job.id, S.SUBMITTING, detail="sending")
     store.transition(job.id, S.SUBMITTED, detail="accepted", provider_guid="g")
     sent = store.transition(job.id, S.SENT, detail="sent", notify={"outcome": "sent"})
-    before = table_counts(db_path)
+    before = table_counts(location)
     # A late callback must not move a sent job back, nor report it twice.
     for target in (S.TRANSMITTING, S.FAILED, S.SENT, S.QUEUED, S.CANCELLED):
         with pytest.raises(IllegalTransition):
             store.transition(job.id, target, detail="late callback", notify={"again": True})
     assert store.get_job(job.id) == sent
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
 
 
 def test_finished_at_follows_the_state(store: Store, clock: FakeClock) -> None:
@@ -397,16 +477,16 @@ def test_finished_at_follows_the_state(store: Store, clock: FakeClock) -> None:
     ],
 )
 def test_only_known_fields_of_the_right_type_may_be_set(
-    db_path: Path, store: Store, fields: dict[str, Any], error: type[Exception]
+    location: Location, store: Store, fields: dict[str, Any], error: type[Exception]
 ) -> None:
     [job] = store.create_jobs([new_job()])
-    before = table_counts(db_path)
+    before = table_counts(location)
     with pytest.raises(error):
         store.transition(job.id, S.SUBMITTING, detail="x", **fields)
     with pytest.raises(error):
         store.update_fields(job.id, **fields)
     assert store.get_job(job.id) == job
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
 
 
 def test_update_fields(store: Store, clock: FakeClock) -> None:
@@ -539,8 +619,8 @@ def test_marking_an_unknown_notification_fails(store: Store) -> None:
 # ------------------------------------------------------------------ two processes, threads
 
 
-def test_two_stores_on_one_file_see_each_other(db_path: Path, store: Store) -> None:
-    with Store.open(db_path) as cli:
+def test_two_stores_on_one_file_see_each_other(location: Location, store: Store) -> None:
+    with open_store(location) as cli:
         [job] = cli.create_jobs([new_job()])
         assert store.get_job(job.id) == job
         # Both saw it queued; the daemon moves it first, the CLI's cancel must not win.
@@ -550,15 +630,22 @@ def test_two_stores_on_one_file_see_each_other(db_path: Path, store: Store) -> N
         assert cli.get_job(job.id).state is S.SUBMITTING  # type: ignore[union-attr]
 
 
-def test_a_writer_waits_for_the_other_instead_of_failing(db_path: Path, store: Store) -> None:
+def test_a_writer_waits_for_the_other_instead_of_failing(location: Location, store: Store) -> None:
     [job] = store.create_jobs([new_job()])
     with (
-        Store.open(db_path, busy_timeout=0.05) as impatient,
-        Store.open(db_path) as patient,
-        raw(db_path) as holder,
+        open_store(location, busy_timeout=0.05) as impatient,
+        open_store(location) as patient,
+        raw(location) as holder,
     ):
-        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        # Another process holds the write lock (SQLite) or the job's row (PostgreSQL).
+        if holder.postgres:
+            holder.execute("BEGIN")
+            holder.execute("SELECT * FROM jobs WHERE id = ? FOR UPDATE", (job.id,))
+        else:
+            holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(
+            (sqlite3.OperationalError, psycopg.errors.LockNotAvailable), match="lock"
+        ):
             impatient.transition(job.id, S.SUBMITTING, detail="sending")
         # Readers are not blocked by a writer (WAL).
         assert patient.get_job(job.id) == job
@@ -585,7 +672,7 @@ def test_a_writer_waits_for_the_other_instead_of_failing(db_path: Path, store: S
         assert getattr(moved, "state", None) is S.SUBMITTING
 
 
-def test_one_store_shared_by_threads(db_path: Path, store: Store) -> None:
+def test_one_store_shared_by_threads(location: Location, store: Store) -> None:
     jobs = store.create_jobs([new_job() for _ in range(8)])
     errors: list[BaseException] = []
 
@@ -604,7 +691,7 @@ def test_one_store_shared_by_threads(db_path: Path, store: Store) -> None:
         t.join(timeout=30)
     assert errors == []
     assert store.count_by_state()[S.SENT] == 8
-    assert table_counts(db_path)["outbox"] == 8
+    assert table_counts(location)["outbox"] == 8
 
 
 # ------------------------------------------------------------------ crash
@@ -706,10 +793,11 @@ def test_count_in_states(store: Store) -> None:
     assert store.count_in_states([JobState.SENT]) == 0
 
 
+@sqlite_only
 def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
     plan = " ".join(
         row[3]
-        for row in store._conn.execute(
+        for row in sqlite_conn(store).execute(
             "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at"
         )
     )
@@ -718,13 +806,19 @@ def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
 
 
 def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
-    db_path: Path, store: Store
+    location: Location, store: Store
 ) -> None:
     jobs = store.create_jobs([new_job() for _ in range(20)])
     stale = jobs[0]
     store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
     commits: list[str] = []
-    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    transaction = store._backend.transaction
+
+    def counted() -> Any:
+        commits.append("COMMIT")
+        return transaction()
+
+    store._backend.transaction = counted  # type: ignore[method-assign]
     results: dict[str, BaseException | JobState] = {}
 
     def move(job_id: str) -> None:
@@ -748,13 +842,35 @@ def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself
     assert set(results.values()) == {S.SUBMITTING}
     assert store.count_by_state()[S.SUBMITTING] == len(jobs)
     assert len(store.events(stale.id)) == 2  # its failed change left no event behind
-    assert table_counts(db_path)["events"] == 2 * len(jobs)
+    assert table_counts(location)["events"] == 2 * len(jobs)
 
 
-def test_a_failed_group_commit_fails_every_change_in_it(db_path: Path, store: Store) -> None:
+def test_a_failed_group_commit_fails_every_change_in_it(location: Location, store: Store) -> None:
     jobs = store.create_jobs([new_job() for _ in range(3)])
-    before = table_counts(db_path)
-    store._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT, for all
+    before = table_counts(location)
+    # Make the shared commit itself fail: a check that waits for COMMIT.
+    if isinstance(location, Path):
+        sqlite_conn(store).execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
+        doomed: tuple[str, tuple[str, ...]] = (
+            "INSERT INTO events (job_id, at, to_state, detail) VALUES ('nope', 'x', 'queued', 'x')",
+            (),
+        )
+    else:
+        with raw(location) as conn:
+            conn.execute(
+                "CREATE FUNCTION doomed() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'doomed at commit'; END $$"
+            )
+            conn.execute(
+                "CREATE CONSTRAINT TRIGGER doomed AFTER INSERT ON events"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                " WHEN (NEW.detail = 'doomed') EXECUTE FUNCTION doomed()"
+            )
+        doomed = (
+            "INSERT INTO events (job_id, at, to_state, detail)"
+            " VALUES (?, now(), 'queued', 'doomed')",
+            (jobs[0].id,),
+        )
     errors: list[BaseException] = []
 
     def move(job_id: str) -> None:
@@ -768,15 +884,12 @@ def test_a_failed_group_commit_fails_every_change_in_it(db_path: Path, store: St
         for thread in threads:
             thread.start()
         wait_for(lambda: len(store._waiting) == len(jobs))
-        # Make the shared commit itself fail: an orphan event whose check waits for COMMIT.
-        store._waiting[1].body = lambda conn: conn.execute(
-            "INSERT INTO events (job_id, at, to_state, detail) VALUES ('nope', 'x', 'queued', 'x')"
-        )
+        store._waiting[1].body = lambda conn: conn.execute(*doomed)
     for thread in threads:
         thread.join(timeout=30)
     assert len(errors) == len(jobs)
-    assert all(isinstance(error, sqlite3.IntegrityError) for error in errors)
-    assert table_counts(db_path) == before
+    assert all(isinstance(error, DATABASE_ERRORS) for error in errors)
+    assert table_counts(location) == before
     assert store.get_job(jobs[0].id) == jobs[0]
 
 
@@ -788,12 +901,12 @@ def test_reads_see_every_committed_change_at_once(store: Store) -> None:
 
 
 def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
-    tmp_path: Path,
+    location: Location,
 ) -> None:
-    path = tmp_path / "old.sqlite3"
+    path = location
     with raw(path) as conn:  # a store as version 3 left it, with history
-        apply_migrations(conn, MIGRATIONS[:3])
-    with Store.open(path) as store:
+        migrate(conn, migrations_of(location)[:3])
+    with open_store(path) as store:
         [job] = store.create_jobs([new_job()])
         store.transition(job.id, S.SUBMITTING, detail="sending")
         store.transition(job.id, S.SUBMITTED, detail="ok", data={"guid": "g1"}, provider_guid="g1")
@@ -806,15 +919,15 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP TABLE provider_calls")
         conn.execute("DROP TABLE unmatched_reports")  # later versions' tables
         conn.execute("DROP TABLE imap_taken")
-        conn.execute("PRAGMA user_version = 3")
-    with Store.open(path) as store:
+        set_version(conn, 3)
+    with open_store(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
         assert store.call_owner("never") is None
 
 
-def test_unmatched_reports_are_kept_bounded_by_age_and_count(tmp_path: Path) -> None:
+def test_unmatched_reports_are_kept_bounded_by_age_and_count(location: Location) -> None:
     start = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-    with Store.open(tmp_path / "s.sqlite3") as store:
+    with open_store(location) as store:
         keep = timedelta(hours=1)
         for n in range(4):
             dropped = store.keep_unmatched(
