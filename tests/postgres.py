@@ -24,6 +24,8 @@ import pytest
 from tests import peers
 
 SUPERUSER = "postgres"
+# Over TCP the cluster asks for it (scram-sha-256); over its socket it trusts.
+PASSWORD = "throwaway-secret"
 # Durability is no concern of a cluster that lives for one test session.
 _SERVER_OPTIONS = (
     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -41,10 +43,11 @@ class PostgresServer:
     port: int
 
     def url(self, database: str = "postgres") -> str:
-        """A postgresql:// URL over loopback TCP (the settings' form)."""
+        """A postgresql:// URL over loopback TCP, which needs PASSWORD."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def socket_url(self, database: str = "postgres") -> str:
+        """A postgresql:// URL over the unix socket, trusted without a password."""
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
 
     def sql(self, statement: str, database: str = "postgres") -> str:
@@ -113,9 +116,11 @@ def running_postgres() -> Iterator[PostgresServer]:
     top = Path(tempfile.mkdtemp(prefix="faxgate-pg-"))
     datadir, socket_dir = top / "data", top / "run"
     socket_dir.mkdir()
+    password_file = top / "password"
+    password_file.write_text(PASSWORD + "\n")
     if owner is not None:
         entry = pwd.getpwnam(owner)
-        for path in (top, socket_dir):
+        for path in (top, socket_dir, password_file):
             os.chown(path, entry.pw_uid, entry.pw_gid)
     as_owner = _as_owner(owner)
     try:
@@ -127,8 +132,9 @@ def running_postgres() -> Iterator[PostgresServer]:
                 str(datadir),
                 "-U",
                 SUPERUSER,
-                "-A",
-                "trust",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={password_file}",
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -185,10 +191,11 @@ _database_numbers = itertools.count()
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh, empty database of the test's own; dropped afterwards."""
+    """A fresh, empty database of the test's own (its URL over the socket, trusted);
+    dropped afterwards."""
     name = f"test_{os.getpid()}_{next(_database_numbers)}"
     postgres_server.sql(f"CREATE DATABASE {name} TEMPLATE template0")
     try:
-        yield postgres_server.url(name)
+        yield postgres_server.socket_url(name)
     finally:
         postgres_server.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -49,6 +49,7 @@ from faxgate.settings.sending import (
     RetrySettings,
     SandboxSettings,
 )
+from faxgate.settings.store import StoreSettings
 
 __all__ = [
     "ConfigError",
@@ -64,6 +65,7 @@ __all__ = [
     "SandboxSettings",
     "Settings",
     "SmtpSettings",
+    "StoreSettings",
     "load_settings",
     "masked_dump",
 ]
@@ -94,6 +96,7 @@ class Settings(BaseSettings):
     inbound: InboundSettings = InboundSettings()
     addressing: AddressingSettings = AddressingSettings()
     imap: ImapSettings = ImapSettings()
+    store: StoreSettings = StoreSettings()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None
@@ -198,6 +201,7 @@ CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("http", "callback_token"),
     ("mail", "password"),
     ("imap", "password"),
+    ("store", "password"),
 )
 
 
