@@ -7,6 +7,7 @@ from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_versio
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
     JobNotFound,
+    Lease,
     NewDocument,
     NewJob,
     NewNotification,
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "MIGRATIONS",
     "JobNotFound",
+    "Lease",
     "NewDocument",
     "NewJob",
     "NewNotification",

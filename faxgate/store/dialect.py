@@ -48,6 +48,8 @@ class Dialect:
     name: str
     # Appended to the SELECT of a row the transaction goes on to change.
     lock_row: str
+    # Appended to a SELECT ... FOR UPDATE that passes over rows another transaction holds.
+    skip_locked: str
     # A LIMIT that takes every row (SQLite needs one before an OFFSET).
     no_limit: str
     # A JSON text column's field as text; the field's name is the one `?` parameter.
@@ -69,6 +71,7 @@ class Dialect:
 SQLITE: Final = Dialect(
     name="sqlite",
     lock_row="",  # BEGIN IMMEDIATE already holds the whole file's write lock
+    skip_locked="",  # and no other writer holds any row meanwhile
     no_limit="LIMIT -1",
     json_field_template="json_extract({column}, '$.' || ?)",
     ignore_prefix="INSERT OR IGNORE",
@@ -78,6 +81,7 @@ SQLITE: Final = Dialect(
 POSTGRES: Final = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
     no_limit="LIMIT ALL",
     json_field_template="(({column})::jsonb ->> ?)",
     ignore_prefix="INSERT",

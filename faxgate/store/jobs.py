@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from faxgate.domain.jobs import (
@@ -36,6 +36,7 @@ from faxgate.store.rows import (
 )
 from faxgate.store.values import (
     JobNotFound,
+    Lease,
     NewDocument,
     NewJob,
     NewNotification,
@@ -349,3 +350,63 @@ class JobTables(Database):
             (time_to_db(now), *states, limit),
         )
         return [job_from_row(row) for row in rows]
+
+    # -------------------------------------------------------------- claiming
+
+    def claim_due_jobs(
+        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+    ) -> list[Job]:
+        """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
+
+        Committed before it returns, so before any slow IO: another instance claiming at
+        the same moment passes over these rows (SKIP LOCKED) instead of waiting, and takes
+        none of them until the lease runs out. A lease its owner holds is taken again (a
+        job queued again after a busy line). A job leaves `queued` only by a transition
+        that expects `queued`, so even an expired lease never sends a job twice.
+        """
+        at, until = time_to_db(now), time_to_db(now + lease)
+        due = (
+            "SELECT id FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"  # noqa: S608
+            " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)"
+            f" ORDER BY created_at, rowid LIMIT ?{self._dialect.skip_locked}"
+        )
+        with self._write() as conn:
+            claimed = [
+                row["id"]
+                for row in conn.execute(
+                    due, (JobState.QUEUED.value, at, at, owner, limit)
+                ).fetchall()
+            ]
+            if not claimed:
+                return []
+            marks = placeholders(len(claimed))
+            conn.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
+                (owner, until, *claimed),
+            )
+            rows = conn.execute(
+                f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY created_at, rowid",  # noqa: S608
+                claimed,
+            ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def release_claims(self, owner: str, job_ids: Iterable[str] | None = None) -> int:
+        """Give up `owner`'s leases (those of `job_ids`, or all): on a clean stop, so that
+        other instances need not wait for them to run out. Returns how many."""
+        wanted = None if job_ids is None else list(job_ids)
+        if wanted == []:
+            return 0
+        sql = "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+        params: list[object] = [owner]
+        if wanted is not None:
+            sql += f" AND id IN ({placeholders(len(wanted))})"
+            params += wanted
+        with self._write() as conn:
+            return int(conn.execute(sql, params).rowcount)
+
+    def lease(self, job_id: str) -> Lease | None:
+        """Who holds the job's lease, and until when (None: nobody ever claimed it)."""
+        rows = self._query("SELECT lease_owner, lease_until FROM jobs WHERE id = ?", (job_id,))
+        if not rows or rows[0]["lease_owner"] is None:
+            return None
+        return Lease(owner=rows[0]["lease_owner"], until=time_from_db(rows[0]["lease_until"]))

@@ -179,6 +179,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX imap_taken_by_message_id ON imap_taken (mailbox, message_id)",
     ),
+    (
+        # A queued job's lease: the instance that claimed it, until when. Several
+        # instances on one PostgreSQL database each take their own due jobs this way.
+        "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+    ),
 )
 
 

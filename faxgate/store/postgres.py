@@ -192,6 +192,10 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX imap_taken_by_message_id ON imap_taken (mailbox, message_id)",
     ),
+    (
+        "ALTER TABLE jobs ADD COLUMN lease_owner text",
+        f"ALTER TABLE jobs ADD COLUMN lease_until {_T}",
+    ),
 )
 
 # The schema's version: one row, written in the same transaction as the step it records.

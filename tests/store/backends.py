@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from faxgate.store import MIGRATIONS, Store, apply_migrations, schema_version
 from faxgate.store.db import SqliteBackend
@@ -18,6 +19,12 @@ from faxgate.store.postgres import PG_MIGRATIONS, apply_pg_migrations
 
 # A store's place: an SQLite file, or a postgresql:// URL.
 Location = Path | str
+
+
+# Every test of the store runs on both backends (the `backend` fixture in conftest.py),
+# unless it names one.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+postgres_only = pytest.mark.parametrize("backend", ["postgresql"])
 
 
 def open_store(location: Location, **options: Any) -> Store:

@@ -38,9 +38,11 @@ from tests.store.backends import (
     migrate,
     migrations_of,
     open_store,
+    postgres_only,
     raw,
     set_version,
     sqlite_conn,
+    sqlite_only,
     table_exists,
     version,
 )
@@ -72,23 +74,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Every test runs on both backends, unless it names one (sqlite_only)."""
-    return str(request.param)
-
-
-sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
-postgres_only = pytest.mark.parametrize("backend", ["postgresql"])
-
-
-@pytest.fixture
-def location(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Location:
-    if backend == "sqlite":
-        return tmp_path / "state" / "faxgate.db"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -919,6 +904,8 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP TABLE provider_calls")
         conn.execute("DROP TABLE unmatched_reports")  # later versions' tables
         conn.execute("DROP TABLE imap_taken")
+        conn.execute("ALTER TABLE jobs DROP COLUMN lease_owner")
+        conn.execute("ALTER TABLE jobs DROP COLUMN lease_until")
         set_version(conn, 3)
     with open_store(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)

@@ -1,0 +1,135 @@
+"""Due jobs claimed with a lease: instances sharing a store each take their own, commit
+the claim before any slow IO, and a dead instance's leases run out for another to take."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from faxgate.domain.jobs import Intake, JobState
+from faxgate.store import Lease, NewJob, StaleState, Store
+from tests.store.backends import Location, open_store, postgres_only, raw
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=2)
+S = JobState
+
+
+def new_job(n: int = 0, **values: object) -> NewJob:
+    return NewJob(to_number=f"+1415555{n:04d}", intake=Intake.CLI, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(location: Location) -> Iterator[Store]:
+    with open_store(location) as opened:
+        yield opened
+
+
+def test_a_claim_takes_due_jobs_oldest_first_and_records_its_lease(store: Store) -> None:
+    first, second = store.create_jobs([new_job(1), new_job(2)], now=T0)
+    [later] = store.create_jobs([new_job(3, not_before=T0 + timedelta(hours=1))], now=T0)
+    [busy] = store.create_jobs([new_job(4)], now=T0)
+    store.transition(busy.id, S.SUBMITTING, detail="sending")
+
+    now = T0 + timedelta(minutes=1)
+    claimed = store.claim_due_jobs(now, 10, owner="a", lease=LEASE)
+    assert [job.id for job in claimed] == [first.id, second.id]
+    assert store.lease(first.id) == Lease(owner="a", until=now + LEASE)
+    assert store.lease(later.id) is None
+    assert store.claim_due_jobs(now, 10, owner="b", lease=LEASE) == []
+
+
+def test_a_lease_keeps_others_off_until_it_runs_out_and_its_owner_may_renew_it(
+    store: Store,
+) -> None:
+    [job] = store.create_jobs([new_job()], now=T0)
+    assert [j.id for j in store.claim_due_jobs(T0, 1, owner="a", lease=LEASE)] == [job.id]
+    assert store.claim_due_jobs(T0 + LEASE - timedelta(seconds=1), 1, owner="b", lease=LEASE) == []
+    # Its owner takes it again (a job queued again after a busy line), with a new lease.
+    renewed = T0 + timedelta(minutes=1)
+    assert [j.id for j in store.claim_due_jobs(renewed, 1, owner="a", lease=LEASE)] == [job.id]
+    assert store.lease(job.id) == Lease(owner="a", until=renewed + LEASE)
+    # Owner "a" died: once the lease has run out, another instance takes the job.
+    expired = renewed + LEASE
+    assert [j.id for j in store.claim_due_jobs(expired, 1, owner="b", lease=LEASE)] == [job.id]
+    assert store.lease(job.id) == Lease(owner="b", until=expired + LEASE)
+
+
+def test_claims_are_released_on_a_clean_stop(store: Store) -> None:
+    jobs = store.create_jobs([new_job(n) for n in range(3)], now=T0)
+    store.claim_due_jobs(T0, 3, owner="a", lease=LEASE)
+    assert store.release_claims("a", [jobs[0].id]) == 1
+    assert store.release_claims("b") == 0
+    assert [j.id for j in store.claim_due_jobs(T0, 3, owner="b", lease=LEASE)] == [jobs[0].id]
+    assert store.release_claims("a") == 2
+    assert store.lease(jobs[1].id) is None
+
+
+def test_an_expired_lease_never_sends_a_job_twice(store: Store) -> None:
+    [job] = store.create_jobs([new_job()], now=T0)
+    store.claim_due_jobs(T0, 1, owner="a", lease=LEASE)
+    store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+    # "a" stalls past its lease; "b" finds nothing: the job left queued with the claim.
+    assert store.claim_due_jobs(T0 + 2 * LEASE, 1, owner="b", lease=LEASE) == []
+    with pytest.raises(StaleState):
+        store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+
+
+@postgres_only
+def test_a_claim_passes_over_rows_another_instance_is_claiming(location: str, store: Store) -> None:
+    jobs = store.create_jobs([new_job(n) for n in range(5)], now=T0)
+    with open_store(location, busy_timeout=0.5) as other, raw(location) as holder:
+        # Another instance's claim in flight: its transaction holds the two oldest rows.
+        holder.execute("BEGIN")
+        holder.execute(
+            "SELECT id FROM jobs ORDER BY created_at, rowid LIMIT 2 FOR UPDATE"
+        ).fetchall()
+        # Neither waits for those rows nor fails on them: it takes the next ones.
+        taken = other.claim_due_jobs(T0, 2, owner="b", lease=LEASE)
+        assert [job.id for job in taken] == [job.id for job in jobs[2:4]]
+        holder.execute("ROLLBACK")
+
+
+def test_two_instances_claiming_at_once_send_each_job_exactly_once(location: Location) -> None:
+    """Two instances, each its own connections, claim and "send" as the dispatcher does:
+    claim (committed), move to submitting expecting queued, then the slow request."""
+    count = 60
+    with open_store(location) as setup:
+        setup.create_jobs([new_job(n) for n in range(count)], now=T0)
+    sent: Counter[str] = Counter()
+    by_instance: dict[str, int] = {"a": 0, "b": 0}
+    errors: list[BaseException] = []
+    sent_lock = threading.Lock()
+    start = threading.Barrier(2)
+
+    def instance(owner: str) -> None:
+        try:
+            with open_store(location) as store:
+                start.wait()
+                while claimed := store.claim_due_jobs(T0, 4, owner=owner, lease=LEASE):
+                    for job in claimed:
+                        store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+                        with sent_lock:  # the request to the provider
+                            sent[job.id] += 1
+                            by_instance[owner] += 1
+                        store.transition(
+                            job.id, S.SUBMITTED, detail="accepted", provider_guid=job.id
+                        )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=instance, args=(owner,)) for owner in by_instance]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(sent) == count
+    assert set(sent.values()) == {1}
+    assert all(n > 0 for n in by_instance.values()), by_instance  # both did work
+    with open_store(location) as check:
+        assert check.count_by_state()[S.SUBMITTED] == count
