@@ -3,10 +3,15 @@ the claim before any slow IO, and a dead instance's leases run out for another t
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +138,80 @@ def test_two_instances_claiming_at_once_send_each_job_exactly_once(location: Loc
     assert all(n > 0 for n in by_instance.values()), by_instance  # both did work
     with open_store(location) as check:
         assert check.count_by_state()[S.SUBMITTED] == count
+
+
+def log_times(path: Path) -> list[tuple[str, str, float]]:
+    """The claimer's lines: (what, job id, when), those it finished writing."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    complete = text[: text.rfind("\n") + 1]
+    return [
+        (what, job_id, float(at))
+        for what, job_id, at in (line.split() for line in complete.splitlines())
+    ]
+
+
+def log_lines(path: Path) -> list[tuple[str, str]]:
+    return [(what, job_id) for what, job_id, _ in log_times(path)]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+def test_an_instance_killed_holding_claims_loses_them_to_another(
+    location: Location, tmp_path: Path
+) -> None:
+    """Instance a claims a batch and is SIGKILLed in the middle of sending it; instance b
+    takes a's jobs once a's leases run out, and every job is sent exactly once."""
+    lease = 1.0
+    count = 12
+    with open_store(location) as setup:
+        setup.create_jobs([new_job(n) for n in range(count)])
+    claimer = Path(__file__).with_name("claimer.py")
+    logs = {owner: tmp_path / f"{owner}.log" for owner in ("a", "b")}
+
+    def start(owner: str, *mode: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(claimer),
+                str(location),
+                owner,
+                str(lease),
+                str(logs[owner]),
+                *mode,
+            ],
+            stderr=subprocess.PIPE,
+        )
+
+    with start("a", "hang") as dying:
+        try:
+            wait_for(lambda: len(log_lines(logs["a"])) >= 5 or dying.poll() is not None)
+        finally:
+            dying.send_signal(signal.SIGKILL)
+            dying.wait()
+    killed_at = time.monotonic()
+    held = {job_id for what, job_id in log_lines(logs["a"]) if what == "claimed"}
+    assert len(held) == 5, dying.stderr.read() if dying.stderr else ""
+
+    with start("b") as survivor:
+        wait_for(lambda: any(job_id in held for _, job_id in log_lines(logs["b"])))
+        taken_over = time.monotonic() - killed_at
+        assert survivor.wait(timeout=60) == 0, survivor.stderr.read() if survivor.stderr else ""
+
+    sent = Counter(job_id for what, job_id in log_lines(logs["b"]) if what == "sent")
+    assert not any(what == "sent" for what, _ in log_lines(logs["a"]))
+    assert len(sent) == count
+    assert set(sent.values()) == {1}
+    # b took a's jobs only once their leases had run out, and soon after a's death.
+    lease_end = max(at for what, _, at in log_times(logs["a"]) if what == "claimed")
+    first_taken = min(at for what, job_id, at in log_times(logs["b"]) if job_id in held)
+    assert first_taken >= lease_end
+    assert taken_over < lease + 10
+    with open_store(location) as check:
+        assert check.count_by_state()[S.SUBMITTED] == count
+        assert {check.lease(job_id).owner for job_id in held} == {"b"}  # type: ignore[union-attr]
