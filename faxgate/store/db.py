@@ -48,6 +48,10 @@ class Backend(Protocol):
 
     def schema_version(self) -> int: ...
 
+    def must_retry(self, error: BaseException) -> bool:
+        """Whether `error` aborted the whole transaction for a reason that passes (another
+        instance's transaction chose the same rows): run it again from the start."""
+
     def close(self) -> None: ...
 
 
@@ -109,10 +113,21 @@ class SqliteBackend:
         with self._read_lock:
             return schema_version(self.reader)
 
+    def must_retry(self, error: BaseException) -> bool:
+        return False  # one writer at a time: no deadlock between writers
+
     def close(self) -> None:
         with self._read_lock:
             self.conn.close()
             self.reader.close()
+
+
+# How often a group whose transaction was chosen to break a deadlock is run again.
+GROUP_TRIES = 5
+
+
+class _TryAgain(Exception):
+    """The group's transaction must be run again from the start."""
 
 
 @dataclass(slots=True)
@@ -242,21 +257,35 @@ class Database:
 
     def _commit_group(self, batch: list[_Change]) -> None:
         try:
-            with self._backend.transaction() as conn:
-                for change in batch:
-                    conn.execute("SAVEPOINT change")
-                    try:
-                        change.value = change.body(conn)
-                    except Exception as error:
-                        conn.execute("ROLLBACK TO SAVEPOINT change")
-                        change.error = error
-                    conn.execute("RELEASE SAVEPOINT change")
+            for tries_left in reversed(range(GROUP_TRIES)):
+                try:
+                    self._try_group(batch, last=tries_left == 0)
+                    return
+                except _TryAgain:
+                    continue
         except BaseException as error:
             for change in batch:  # nothing of the group was committed
                 change.value, change.error = None, error
         finally:
             for change in batch:
                 change.done = True
+
+    def _try_group(self, batch: list[_Change], *, last: bool) -> None:
+        """One try at the group's transaction. On PostgreSQL, a change that breaks a
+        deadlock with another instance undoes the whole group, not only itself: the
+        locks its earlier changes hold are what the other transaction waits for."""
+        with self._backend.transaction() as conn:
+            for change in batch:
+                change.value, change.error = None, None
+                conn.execute("SAVEPOINT change")
+                try:
+                    change.value = change.body(conn)
+                except Exception as error:
+                    if not last and self._backend.must_retry(error):
+                        raise _TryAgain from error
+                    conn.execute("ROLLBACK TO SAVEPOINT change")
+                    change.error = error
+                conn.execute("RELEASE SAVEPOINT change")
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self._backend.query(sql, params)

@@ -352,5 +352,10 @@ class PostgresBackend:
         with self._pool.connection() as conn:
             return pg_schema_version(conn)
 
+    def must_retry(self, error: BaseException) -> bool:
+        return isinstance(
+            error, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+        )
+
     def close(self) -> None:
         self._pool.close()

@@ -940,3 +940,52 @@ def test_unmatched_reports_are_kept_bounded_by_age_and_count(location: Location)
         assert store.unmatched_guids() == {"g3", "g9"}  # older than an hour: gone
         store.drop_unmatched("g3")
         assert store.unmatched_guids() == {"g9"}
+
+
+@postgres_only
+def test_a_group_undone_to_break_a_deadlock_with_another_instance_runs_again(
+    location: str, store: Store
+) -> None:
+    x, y = store.create_jobs([new_job(), new_job()])
+    tries: list[str] = []
+    transaction = store._backend.transaction
+
+    def counted() -> Any:
+        tries.append("BEGIN")
+        return transaction()
+
+    store._backend.transaction = counted  # type: ignore[method-assign]
+    results: dict[str, BaseException | JobState] = {}
+
+    def move(job_id: str) -> None:
+        try:
+            moved = store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+            results[job_id] = moved.state
+        except BaseException as error:
+            results[job_id] = error
+
+    with raw(location) as other, raw(location) as watcher:
+        # Another instance holds y and, later, asks for x: a deadlock with the group below
+        # (x, then y). Its own deadlock check waits long, so the store's side breaks it.
+        other.execute("SET deadlock_timeout = '60s'")
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (y.id,))
+        with store._lock:  # x's change, then y's, wait for one group
+            threads = []
+            for job in (x, y):
+                threads.append(threading.Thread(target=move, args=(job.id,)))
+                threads[-1].start()
+                wait_for(lambda: len(store._waiting) == len(threads))
+        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+        taking_x = threading.Thread(
+            target=other.execute, args=("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (x.id,))
+        )
+        taking_x.start()
+        taking_x.join(timeout=30)  # granted once the store's group was undone
+        assert not taking_x.is_alive()
+        other.execute("COMMIT")
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {x.id: S.SUBMITTING, y.id: S.SUBMITTING}
+    assert len(tries) == 2  # the group ran again, whole
+    assert [e.to_state for e in store.events(y.id)] == [S.QUEUED, S.SUBMITTING]
