@@ -364,18 +364,78 @@ class JobTables(Database):
         job queued again after a busy line). A job leaves `queued` only by a transition
         that expects `queued`, so even an expired lease never sends a job twice.
         """
+        return self._claim(
+            "state = ? AND (not_before IS NULL OR not_before <= ?)",
+            (JobState.QUEUED.value, time_to_db(now)),
+            "created_at, rowid",
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease=lease,
+            own_again=True,
+        )
+
+    def claim_due_polls(
+        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+    ) -> list[Job]:
+        """Take up to `limit` jobs whose next poll is due, most overdue first, as
+        `claim_due_jobs` takes due jobs: two instances never ask for one job at once."""
+        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
+        return self._claim(
+            f"next_poll_at <= ? AND state IN ({placeholders(len(states))})",
+            (time_to_db(now), *states),
+            "next_poll_at, id",
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease=lease,
+            own_again=True,
+        )
+
+    def claim_orphans(
+        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+    ) -> list[Job]:
+        """Take up to `limit` jobs left in `submitting` by an instance whose lease ran out
+        (it died, or stalled, with its request perhaps gone): to be reconciled against the
+        provider's records, never sent again blindly. Its owner's own leases are left to
+        it: its request may still be on its way."""
+        return self._claim(
+            "state = ?",
+            (JobState.SUBMITTING.value,),
+            "updated_at, id",
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease=lease,
+            own_again=False,
+        )
+
+    def _claim(
+        self,
+        where: str,
+        params: Sequence[object],
+        order: str,
+        *,
+        now: datetime,
+        limit: int,
+        owner: str,
+        lease: timedelta,
+        own_again: bool,
+    ) -> list[Job]:
+        """Lease the first `limit` jobs that match `where` (SQL of this module's own) and
+        no other owner holds, in one committed transaction; return them in `order`."""
         at, until = time_to_db(now), time_to_db(now + lease)
+        free = "lease_until IS NULL OR lease_until <= ?" + (
+            " OR lease_owner = ?" if own_again else ""
+        )
+        free_params = (at, owner) if own_again else (at,)
         due = (
-            "SELECT id FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"  # noqa: S608
-            " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)"
-            f" ORDER BY created_at, rowid LIMIT ?{self._dialect.skip_locked}"
+            f"SELECT id FROM jobs WHERE {where} AND ({free})"  # noqa: S608
+            f" ORDER BY {order} LIMIT ?{self._dialect.skip_locked}"
         )
         with self._write() as conn:
             claimed = [
-                row["id"]
-                for row in conn.execute(
-                    due, (JobState.QUEUED.value, at, at, owner, limit)
-                ).fetchall()
+                row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()
             ]
             if not claimed:
                 return []
@@ -385,7 +445,7 @@ class JobTables(Database):
                 (owner, until, *claimed),
             )
             rows = conn.execute(
-                f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY created_at, rowid",  # noqa: S608
+                f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
                 claimed,
             ).fetchall()
         return [job_from_row(row) for row in rows]

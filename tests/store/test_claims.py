@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.domain.jobs import Intake, JobState
+from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.store import Lease, NewJob, StaleState, Store
 from tests.store.backends import Location, open_store, postgres_only, raw
 
@@ -84,6 +84,57 @@ def test_an_expired_lease_never_sends_a_job_twice(store: Store) -> None:
         store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
 
 
+def submitted(store: Store, jobs: list[Job], polls: list[datetime]) -> None:
+    for job, poll in zip(jobs, polls, strict=True):
+        store.transition(job.id, S.SUBMITTING, detail="sending")
+        store.transition(job.id, S.SUBMITTED, detail="accepted", next_poll_at=poll)
+
+
+def test_polls_are_claimed_so_two_instances_never_ask_for_one_job_at_once(
+    store: Store,
+) -> None:
+    jobs = store.create_jobs([new_job(n) for n in range(4)], now=T0)
+    submitted(store, jobs, [T0 + timedelta(minutes=3 - n) for n in range(4)])
+    store.transition(jobs[0].id, S.SENT, detail="callback said sent")  # settled: never polled
+    now = T0 + timedelta(minutes=2)
+    assert [j.id for j in store.claim_due_polls(now, 1, owner="a", lease=LEASE)] == [jobs[3].id]
+    assert [j.id for j in store.claim_due_polls(now, 5, owner="b", lease=LEASE)] == [
+        jobs[2].id,
+        jobs[1].id,
+    ]
+    assert store.claim_due_polls(now, 5, owner="c", lease=LEASE) == []
+    # The next poll is due again later: its owner takes it again, the others once it ran out.
+    store.update_fields(jobs[3].id, next_poll_at=now + timedelta(seconds=30))
+    later = now + timedelta(seconds=30)
+    assert [j.id for j in store.claim_due_polls(later, 1, owner="a", lease=LEASE)] == [jobs[3].id]
+    assert store.claim_due_polls(later, 5, owner="c", lease=LEASE) == []
+    expired = later + LEASE
+    assert [j.id for j in store.claim_due_polls(expired, 5, owner="c", lease=LEASE)] == [
+        jobs[2].id,
+        jobs[1].id,
+        jobs[3].id,  # most overdue first: its next poll was put later
+    ]
+
+
+def test_a_job_left_submitting_by_a_dead_instance_is_claimed_for_reconciling(
+    store: Store,
+) -> None:
+    jobs = store.create_jobs([new_job(n) for n in range(3)], now=T0)
+    store.claim_due_jobs(T0, 3, owner="a", lease=LEASE)
+    for job in jobs[:2]:
+        store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+    # While a's leases hold, its requests may still be on their way: nobody touches them,
+    # not even a itself through this door.
+    assert store.claim_orphans(T0 + LEASE / 2, 5, owner="b", lease=LEASE) == []
+    assert store.claim_orphans(T0 + LEASE / 2, 5, owner="a", lease=LEASE) == []
+    # a died: once its leases ran out, b takes the jobs it left submitting (only those).
+    orphans = store.claim_orphans(T0 + LEASE, 5, owner="b", lease=LEASE)
+    assert {job.id for job in orphans} == {jobs[0].id, jobs[1].id}
+    assert all(job.state is S.SUBMITTING for job in orphans)
+    assert store.claim_orphans(T0 + LEASE, 5, owner="c", lease=LEASE) == []
+    assert store.lease(jobs[0].id) == Lease(owner="b", until=T0 + 2 * LEASE)
+
+
 @postgres_only
 def test_a_claim_passes_over_rows_another_instance_is_claiming(location: str, store: Store) -> None:
     jobs = store.create_jobs([new_job(n) for n in range(5)], now=T0)
@@ -110,12 +161,19 @@ def test_two_instances_claiming_at_once_send_each_job_exactly_once(location: Loc
     errors: list[BaseException] = []
     sent_lock = threading.Lock()
     start = threading.Barrier(2)
+    # Each waits, after its first claim, for the other's: claims made at once are
+    # disjoint (without it one instance may take every batch before the other looks).
+    first_claims = threading.Barrier(2)
 
     def instance(owner: str) -> None:
         try:
             with open_store(location) as store:
                 start.wait()
+                first = True
                 while claimed := store.claim_due_jobs(T0, 4, owner=owner, lease=LEASE):
+                    if first:
+                        first_claims.wait(timeout=60)
+                        first = False
                     for job in claimed:
                         store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
                         with sent_lock:  # the request to the provider
