@@ -195,6 +195,8 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         "ALTER TABLE jobs ADD COLUMN lease_owner text",
         f"ALTER TABLE jobs ADD COLUMN lease_until {_T}",
+        "ALTER TABLE outbox ADD COLUMN lease_owner text",
+        f"ALTER TABLE outbox ADD COLUMN lease_until {_T}",
     ),
 )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from faxgate.domain.jobs import Intake, Job, JobState
-from faxgate.store import Lease, NewJob, StaleState, Store
+from faxgate.store import Lease, NewJob, NewNotification, StaleState, Store
 from tests.store.backends import Location, open_store, postgres_only, raw
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -133,6 +133,32 @@ def test_a_job_left_submitting_by_a_dead_instance_is_claimed_for_reconciling(
     assert all(job.state is S.SUBMITTING for job in orphans)
     assert store.claim_orphans(T0 + LEASE, 5, owner="c", lease=LEASE) == []
     assert store.lease(jobs[0].id) == Lease(owner="b", until=T0 + 2 * LEASE)
+
+
+def test_notifications_are_claimed_so_each_is_delivered_by_one_instance(
+    store: Store,
+) -> None:
+    later = T0 + timedelta(hours=1)
+    first, second, third = (
+        store.add_notification(NewNotification(payload={"n": n}, next_attempt_at=at), now=T0)
+        for n, at in ((1, None), (2, None), (3, later))
+    )
+    assert [n.id for n in store.claim_notifications(T0, 1, owner="a", lease=LEASE)] == [first.id]
+    assert [n.id for n in store.claim_notifications(T0, 5, owner="b", lease=LEASE)] == [second.id]
+    assert store.claim_notifications(T0, 5, owner="c", lease=LEASE) == []
+    # a delivers its own; b died: its claim runs out and c takes it, with the one now due.
+    store.mark_delivered(first.id, T0)
+    assert [n.id for n in store.claim_notifications(later, 5, owner="c", lease=LEASE)] == [
+        second.id,
+        third.id,
+    ]
+    # A delivery that failed waits for its next try, which its owner takes again.
+    retry = later + timedelta(minutes=1)
+    store.mark_delivery_failed(second.id, "relay said 451", retry)
+    assert [n.id for n in store.claim_notifications(retry, 5, owner="c", lease=LEASE)] == [
+        third.id,  # due since `later`
+        second.id,
+    ]
 
 
 @postgres_only

@@ -907,6 +907,8 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP TABLE imap_taken")
         conn.execute("ALTER TABLE jobs DROP COLUMN lease_owner")
         conn.execute("ALTER TABLE jobs DROP COLUMN lease_until")
+        conn.execute("ALTER TABLE outbox DROP COLUMN lease_owner")
+        conn.execute("ALTER TABLE outbox DROP COLUMN lease_until")
         set_version(conn, 3)
     with open_store(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
@@ -988,5 +990,7 @@ def test_a_group_undone_to_break_a_deadlock_with_another_instance_runs_again(
     for thread in threads:
         thread.join(timeout=30)
     assert results == {x.id: S.SUBMITTING, y.id: S.SUBMITTING}
-    assert len(tries) == 2  # the group ran again, whole
+    # The group ran again, whole (more than once when it took x back before the other
+    # instance did, and the deadlock came again).
+    assert len(tries) >= 2
     assert [e.to_state for e in store.events(y.id)] == [S.QUEUED, S.SUBMITTING]
