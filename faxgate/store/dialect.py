@@ -50,6 +50,8 @@ class Dialect:
     lock_row: str
     # Appended to a SELECT ... FOR UPDATE that passes over rows another transaction holds.
     skip_locked: str
+    # The larger of two values (SQLite's two-argument max).
+    greatest: str
     # A LIMIT that takes every row (SQLite needs one before an OFFSET).
     no_limit: str
     # A JSON text column's field as text; the field's name is the one `?` parameter.
@@ -72,6 +74,7 @@ SQLITE: Final = Dialect(
     name="sqlite",
     lock_row="",  # BEGIN IMMEDIATE already holds the whole file's write lock
     skip_locked="",  # and no other writer holds any row meanwhile
+    greatest="max",
     no_limit="LIMIT -1",
     json_field_template="json_extract({column}, '$.' || ?)",
     ignore_prefix="INSERT OR IGNORE",
@@ -82,6 +85,7 @@ POSTGRES: Final = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    greatest="GREATEST",
     no_limit="LIMIT ALL",
     json_field_template="(({column})::jsonb ->> ?)",
     ignore_prefix="INSERT",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, Final, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,7 +22,9 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
+from faxgate.clock import spoken_duration
 from faxgate.store.dialect import POSTGRES, Connection, to_pyformat
+from faxgate.store.probe import STORE_LOCK_WAIT, StoreNotWritable, StoreProbe
 from faxgate.store.values import SchemaTooNew, StoreError
 
 # pg_advisory_xact_lock's key for migrations: "faxgate" in ASCII, so it reads in pg_locks.
@@ -361,3 +364,59 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._pool.close()
+
+
+class PostgresProbe(StoreProbe):
+    """The health probe's look at a PostgreSQL store: a connection of its own for each
+    look, as the SQLite probe opens the file anew, so it sees the database as another
+    instance would. A database that takes no writes (a standby after a failover, say)
+    is reported as such."""
+
+    dialect = POSTGRES
+    errors = (psycopg.Error,)
+
+    def __init__(self, url: str, password: str | None = None) -> None:
+        self.url = url
+        self.location = without_password(url)
+        self._password = password
+
+    def _open(self, lock_wait: timedelta) -> psycopg.Connection[Any]:
+        options: dict[str, Any] = {"autocommit": True, "row_factory": tuple_row}
+        if self._password:
+            options["password"] = self._password
+        conn: psycopg.Connection[Any] = psycopg.connect(
+            self.url, connect_timeout=CONNECT_TIMEOUT, **options
+        )
+        lock_ms = max(int(lock_wait.total_seconds() * 1000), 1)
+        conn.execute(f"SET lock_timeout = '{lock_ms:d}ms'".encode())
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn
+
+    def check_writable(self, lock_wait: timedelta = STORE_LOCK_WAIT) -> None:
+        """Commit one real write (the schema's version written back as it is), or raise
+        StoreNotWritable in plain words."""
+        try:
+            conn = self._open(lock_wait)
+        except psycopg.Error as exc:
+            raise StoreNotWritable(f"the store {self.location} cannot be reached: {exc}") from None
+        try:
+            with conn.transaction():
+                conn.execute("UPDATE faxgate_schema SET version = version")
+        except psycopg.errors.LockNotAvailable:
+            raise StoreNotWritable(
+                "the store is locked: another writer has held it for more than"
+                f" {spoken_duration(lock_wait)}"
+            ) from None
+        except psycopg.errors.ReadOnlySqlTransaction:
+            raise StoreNotWritable(
+                f"the store {self.location} takes no writes: it is a read-only database"
+                " (a standby?)"
+            ) from None
+        except psycopg.Error as exc:
+            raise StoreNotWritable(f"the store cannot be written: {exc}") from None
+        finally:
+            conn.close()
+
+    def _rows(self, sql: str, params: Sequence[object]) -> list[Any]:
+        with self._open(STORE_LOCK_WAIT) as conn:
+            return conn.execute(to_pyformat(sql).encode(), tuple(params)).fetchall()
