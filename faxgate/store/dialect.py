@@ -87,7 +87,8 @@ POSTGRES: Final = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     greatest="GREATEST",
     no_limit="LIMIT ALL",
-    json_field_template="(({column})::jsonb ->> ?)",
+    # json, not jsonb: jsonb refuses a \u0000 anywhere in the text, json only where read.
+    json_field_template="(({column})::json ->> ?)",
     ignore_prefix="INSERT",
     ignore_suffix=" ON CONFLICT DO NOTHING",
 )

@@ -11,6 +11,7 @@ released with the transaction, so nothing hangs on a session a pooler (PgBouncer
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -158,8 +159,8 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         """
         INSERT INTO provider_calls (guid, job_id)
-        SELECT data::jsonb ->> 'guid', job_id FROM events
-        WHERE jsonb_typeof(data::jsonb -> 'guid') = 'string'
+        SELECT data::json ->> 'guid', job_id FROM events
+        WHERE json_typeof(data::json -> 'guid') = 'string'
         ON CONFLICT DO NOTHING
         """,
         """
@@ -278,6 +279,25 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# A JSON escape of NUL (after an even number of backslashes, so not an escaped "\u0000").
+_JSON_NUL: Final = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable(parameters: Sequence[Any]) -> tuple[Any, ...]:
+    """Parameters as PostgreSQL can keep them. Its text cannot hold NUL, which SQLite's
+    can, and its JSON functions refuse the escape `\u0000` anywhere in a document: either
+    becomes U+FFFD, as bytes that cannot be read are elsewhere."""
+    return tuple(_storable(value) if isinstance(value, str) else value for value in parameters)
+
+
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if "\\u0000" in text:
+        text = _JSON_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
 class _Translated:
     """A psycopg connection that takes the store's SQL: `?` placeholders, sqlite3's call."""
 
@@ -285,7 +305,7 @@ class _Translated:
         self._conn = conn
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
-        return self._conn.execute(to_pyformat(sql).encode(), tuple(parameters))
+        return self._conn.execute(to_pyformat(sql).encode(), storable(parameters))
 
 
 class PostgresBackend:
@@ -351,7 +371,7 @@ class PostgresBackend:
 
     def query(self, sql: str, params: Sequence[object]) -> list[Any]:
         with self._pool.connection() as conn:
-            return conn.execute(to_pyformat(sql).encode(), tuple(params)).fetchall()
+            return conn.execute(to_pyformat(sql).encode(), storable(params)).fetchall()
 
     def schema_version(self) -> int:
         with self._pool.connection() as conn:
@@ -419,4 +439,4 @@ class PostgresProbe(StoreProbe):
 
     def _rows(self, sql: str, params: Sequence[object]) -> list[Any]:
         with self._open(STORE_LOCK_WAIT) as conn:
-            return conn.execute(to_pyformat(sql).encode(), tuple(params)).fetchall()
+            return conn.execute(to_pyformat(sql).encode(), storable(params)).fetchall()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import random
 import signal
 import sqlite3
@@ -29,7 +30,8 @@ from faxgate.store import (
     Store,
     StoreError,
 )
-from faxgate.store.postgres import PG_MIGRATIONS
+from faxgate.store.postgres import PG_MIGRATIONS, storable
+from faxgate.store.rows import json_to_db
 from faxgate.store.spool import SpooledFile
 from tests.store.backends import (
     Location,
@@ -994,3 +996,62 @@ def test_a_group_undone_to_break_a_deadlock_with_another_instance_runs_again(
     # instance did, and the deadlock came again).
     assert len(tries) >= 2
     assert [e.to_state for e in store.events(y.id)] == [S.QUEUED, S.SUBMITTING]
+
+
+def test_text_with_nul_is_kept_where_each_backend_can(location: Location, store: Store) -> None:
+    [job] = store.create_jobs(
+        [
+            new_job(
+                cover_message="before\x00after",
+                intake_ref={"sender": "a@example.org", "subject": "odd\x00subject"},
+            )
+        ],
+        now=T0,
+    )
+    kept = store.get_job(job.id)
+    assert kept is not None
+    # PostgreSQL's text cannot hold NUL: it becomes U+FFFD there; SQLite keeps it.
+    nul = "\x00" if isinstance(location, Path) else "\ufffd"
+    assert kept.cover_message == f"before{nul}after"
+    assert kept.intake_ref["subject"] == f"odd{nul}subject"  # in JSON too
+    # A JSON field is still read with such a row among those counted.
+    assert store.count_intake_jobs(Intake.SMTP, T0, ref="sender", value="a@example.org") == 1
+
+
+def test_what_an_intake_records_with_its_jobs_goes_in_the_same_transaction(
+    location: Location, store: Store
+) -> None:
+    def record(conn: Any) -> None:  # as the IMAP intake writes: sqlite3's call, `?`
+        conn.execute(
+            "INSERT INTO imap_taken (mailbox, uidvalidity, uid, message_id, outcome, taken_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ("INBOX", 7, 42, "<m@x>", "processed", "2024-05-01T10:00:00.000000Z"),
+        )
+
+    [job] = store.create_jobs([new_job()], also=record)
+    with raw(location) as conn:
+        assert conn.one("SELECT uid FROM imap_taken WHERE mailbox = 'INBOX'") == 42
+
+    def fail(conn: Any) -> None:
+        record(conn)  # the same message again: its key is taken
+        raise AssertionError("not reached")
+
+    before = table_counts(location)
+    with pytest.raises(DATABASE_ERRORS):
+        store.create_jobs([new_job()], also=fail)
+    assert table_counts(location) == before  # the jobs went with it
+    assert store.get_job(job.id) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ({"s": "a\x00b"}, {"s": "a\ufffdb"}),
+        ({"s": "a\\u0000b"}, {"s": "a\\u0000b"}),  # a backslash and "u0000", as written
+        ({"s": "\\\x00"}, {"s": "\\\ufffd"}),
+        ({"s": "plain"}, {"s": "plain"}),
+    ],
+)
+def test_json_with_nul_as_postgresql_keeps_it(value: dict[str, str], kept: dict[str, str]) -> None:
+    (text, number) = storable((json_to_db(value), 3))
+    assert (json.loads(text), number) == (kept, 3)
