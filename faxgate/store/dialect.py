@@ -50,6 +50,9 @@ class Dialect:
     lock_row: str
     # Appended to a SELECT ... FOR UPDATE that passes over rows another transaction holds.
     skip_locked: str
+    # Appended to an INSERT of a new id: when another writer took it meanwhile, insert
+    # nothing (and return no row), so that another id is drawn.
+    skip_taken_id: str
     # The larger of two values (SQLite's two-argument max).
     greatest: str
     # A LIMIT that takes every row (SQLite needs one before an OFFSET).
@@ -74,6 +77,7 @@ SQLITE: Final = Dialect(
     name="sqlite",
     lock_row="",  # BEGIN IMMEDIATE already holds the whole file's write lock
     skip_locked="",  # and no other writer holds any row meanwhile
+    skip_taken_id="",  # under the write lock, the id checked free stays free
     greatest="max",
     no_limit="LIMIT -1",
     json_field_template="json_extract({column}, '$.' || ?)",
@@ -85,6 +89,7 @@ POSTGRES: Final = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    skip_taken_id=" ON CONFLICT (id) DO NOTHING",
     greatest="GREATEST",
     no_limit="LIMIT ALL",
     # json, not jsonb: jsonb refuses a \u0000 anywhere in the text, json only where read.

@@ -64,31 +64,7 @@ class JobTables(Database):
         created: list[Job] = []
         with self._write() as conn:
             for new in new_jobs:
-                job_id = self._unused_job_id(conn, created_at)
-                conn.execute(
-                    """
-                    INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
-                        to_number, from_line, cover_to, cover_from, cover_message, reply_to,
-                        attempt, not_before, group_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-                    """,
-                    (
-                        job_id,
-                        at,
-                        at,
-                        JobState.QUEUED.value,
-                        Intake(new.intake).value,
-                        json_to_db(new.intake_ref),
-                        new.to_number,
-                        new.from_line,
-                        new.cover_to,
-                        new.cover_from,
-                        new.cover_message,
-                        new.reply_to,
-                        opt_time(new.not_before),
-                        new.group_id,
-                    ),
-                )
+                job_id = self._insert_job(conn, new, at, created_at)
                 for seq, doc in enumerate(new.documents):
                     name, spooled, content_type = (
                         (doc.name, doc.file, doc.content_type)
@@ -114,13 +90,45 @@ class JobTables(Database):
                 also(conn)
         return created
 
-    @staticmethod
-    def _unused_job_id(conn: Connection, now: datetime) -> str:
-        # Under SQLite's write lock no one can take the id between the check and the
-        # insert; on PostgreSQL another instance could, and the insert fails on the key.
+    def _insert_job(self, conn: Connection, new: NewJob, at: str, now: datetime) -> str:
+        """Insert the job under an id no other job has; return the id.
+
+        On SQLite no one can take the id between the check and the insert (the write
+        lock). On PostgreSQL another instance can, in a transaction not yet committed: the
+        insert then waits for it, and does nothing if it committed, and another id is
+        drawn.
+        """
         while True:
             job_id = new_job_id(now)
-            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None:
+                continue
+            inserted = conn.execute(
+                """
+                INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
+                    to_number, from_line, cover_to, cover_from, cover_message, reply_to,
+                    attempt, not_before, group_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                """  # noqa: S608
+                + self._dialect.skip_taken_id
+                + " RETURNING id",
+                (
+                    job_id,
+                    at,
+                    at,
+                    JobState.QUEUED.value,
+                    Intake(new.intake).value,
+                    json_to_db(new.intake_ref),
+                    new.to_number,
+                    new.from_line,
+                    new.cover_to,
+                    new.cover_from,
+                    new.cover_message,
+                    new.reply_to,
+                    opt_time(new.not_before),
+                    new.group_id,
+                ),
+            ).fetchone()
+            if inserted is not None:
                 return job_id
 
     @staticmethod

@@ -1055,3 +1055,47 @@ def test_what_an_intake_records_with_its_jobs_goes_in_the_same_transaction(
 def test_json_with_nul_as_postgresql_keeps_it(value: dict[str, str], kept: dict[str, str]) -> None:
     (text, number) = storable((json_to_db(value), 3))
     assert (json.loads(text), number) == (kept, 3)
+
+
+def ids_drawn(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    drawn = iter(ids)
+    monkeypatch.setattr("faxgate.store.jobs.new_job_id", lambda now: next(drawn))
+
+
+def test_a_job_id_already_taken_is_drawn_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids_drawn(monkeypatch, "aaaaaaaaaaaa", "aaaaaaaaaaaa", "bbbbbbbbbbbb")
+    first, second = store.create_jobs([new_job(), new_job()])
+    assert (first.id, second.id) == ("aaaaaaaaaaaa", "bbbbbbbbbbbb")
+
+
+@postgres_only
+def test_a_job_id_another_instance_is_taking_at_that_moment_is_drawn_again(
+    location: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids_drawn(monkeypatch, "aaaaaaaaaaaa", "bbbbbbbbbbbb")
+    outcome: list[object] = []
+    with raw(location) as other, raw(location) as watcher:
+        # Another instance has inserted a job under the same id, not committed yet: the
+        # check cannot see it.
+        other.execute("BEGIN")
+        other.execute(
+            "INSERT INTO jobs (id, created_at, updated_at, state, intake, to_number)"
+            " VALUES ('aaaaaaaaaaaa', now(), now(), 'queued', 'cli', '+14155550100')"
+        )
+
+        def create() -> None:
+            try:
+                outcome.extend(store.create_jobs([new_job()]))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        creating = threading.Thread(target=create)
+        creating.start()
+        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+        other.execute("COMMIT")
+        creating.join(timeout=30)
+    [job] = outcome
+    assert getattr(job, "id", job) == "bbbbbbbbbbbb"
+    assert store.count_by_state()[S.QUEUED] == 2
