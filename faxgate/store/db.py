@@ -34,6 +34,33 @@ from faxgate.store.values import DEFAULT_BUSY_TIMEOUT, StoreError
 
 _T = TypeVar("_T")
 
+# Where the store tells other instances there is work: payload "jobs" (jobs to send) or
+# "outbox" (notifications to deliver).
+WAKEUP_CHANNEL = "faxgate_work"
+
+
+class Wakeups(Protocol):
+    """Word from other instances that there is work, on a connection of its own."""
+
+    def wait(self, timeout: float) -> set[str]:
+        """Block until word comes or `timeout` seconds pass; what came ("jobs", "outbox")."""
+
+    def close(self) -> None: ...
+
+
+class _NoWakeups:
+    """SQLite: no other instance to hear from; the waiter polls, as it always has."""
+
+    def __init__(self) -> None:
+        self._closed = threading.Event()
+
+    def wait(self, timeout: float) -> set[str]:
+        self._closed.wait(timeout)
+        return set()
+
+    def close(self) -> None:
+        self._closed.set()
+
 
 class Backend(Protocol):
     """One kind of database under the store: its transactions, its reads, its dialect."""
@@ -51,6 +78,8 @@ class Backend(Protocol):
     def must_retry(self, error: BaseException) -> bool:
         """Whether `error` aborted the whole transaction for a reason that passes (another
         instance's transaction chose the same rows): run it again from the start."""
+
+    def listen(self) -> Wakeups: ...
 
     def close(self) -> None: ...
 
@@ -115,6 +144,9 @@ class SqliteBackend:
 
     def must_retry(self, error: BaseException) -> bool:
         return False  # one writer at a time: no deadlock between writers
+
+    def listen(self) -> Wakeups:
+        return _NoWakeups()
 
     def close(self) -> None:
         with self._read_lock:
@@ -286,6 +318,16 @@ class Database:
                     conn.execute("ROLLBACK TO SAVEPOINT change")
                     change.error = error
                 conn.execute("RELEASE SAVEPOINT change")
+
+    def wakeups(self) -> Wakeups:
+        """Word from other instances sharing the store when they leave work (on
+        PostgreSQL, LISTEN on a connection of its own); polling stays the fallback."""
+        return self._backend.listen()
+
+    def _announce(self, conn: Connection, what: str) -> None:
+        """Tell the other instances, once this transaction commits, there is `what`."""
+        if self._dialect.announce:
+            conn.execute(self._dialect.announce, (WAKEUP_CHANNEL, what))
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self._backend.query(sql, params)

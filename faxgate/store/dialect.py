@@ -53,6 +53,9 @@ class Dialect:
     # Appended to an INSERT of a new id: when another writer took it meanwhile, insert
     # nothing (and return no row), so that another id is drawn.
     skip_taken_id: str
+    # Tells other instances, when the transaction commits, that there is work (channel,
+    # payload); nothing on SQLite, where one instance does all the work.
+    announce: str
     # The larger of two values (SQLite's two-argument max).
     greatest: str
     # A LIMIT that takes every row (SQLite needs one before an OFFSET).
@@ -78,6 +81,7 @@ SQLITE: Final = Dialect(
     lock_row="",  # BEGIN IMMEDIATE already holds the whole file's write lock
     skip_locked="",  # and no other writer holds any row meanwhile
     skip_taken_id="",  # under the write lock, the id checked free stays free
+    announce="",
     greatest="max",
     no_limit="LIMIT -1",
     json_field_template="json_extract({column}, '$.' || ?)",
@@ -90,6 +94,7 @@ POSTGRES: Final = Dialect(
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     skip_taken_id=" ON CONFLICT (id) DO NOTHING",
+    announce="SELECT pg_notify(?, ?)",
     greatest="GREATEST",
     no_limit="LIMIT ALL",
     # json, not jsonb: jsonb refuses a \u0000 anywhere in the text, json only where read.

@@ -84,6 +84,7 @@ class InboundFaxes(Database):
                         payload={**delivery.payload, "fax_id": fax_id, "seq": seq},
                     ),
                 )
+                self._announce(conn, "outbox")
                 conn.execute(
                     "INSERT INTO inbound_deliveries (fax_id, seq, kind, target, outbox_id)"
                     " VALUES (?, ?, ?, ?, ?)",

@@ -86,6 +86,8 @@ class JobTables(Database):
                     )
                 self._insert_event(conn, job_id, at, None, JobState.QUEUED, "queued", None)
                 created.append(self._read_job(conn, job_id))
+            if created:
+                self._announce(conn, "jobs")
             if also is not None:
                 also(conn)
         return created
@@ -191,8 +193,11 @@ class JobTables(Database):
             self._update(conn, job_id, at, {"state": to.value, **values})
             self._record_call(conn, job_id, values)
             self._insert_event(conn, job_id, at, src, to, detail, data)
+            if to is JobState.QUEUED:
+                self._announce(conn, "jobs")
             if outbox is not None:
                 insert_notification(conn, at, outbox)
+                self._announce(conn, "outbox")
             return self._read_job(conn, job_id)
 
         return self._grouped(move)
@@ -470,7 +475,10 @@ class JobTables(Database):
             sql += f" AND id IN ({placeholders(len(wanted))})"
             params += wanted
         with self._write() as conn:
-            return int(conn.execute(sql, params).rowcount)
+            released = int(conn.execute(sql, params).rowcount)
+            if released:
+                self._announce(conn, "jobs")  # others need not wait for the leases to run out
+            return released
 
     def lease(self, job_id: str) -> Lease | None:
         """Who holds the job's lease, and until when (None: nobody ever claimed it)."""

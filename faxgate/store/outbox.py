@@ -45,6 +45,7 @@ class Outbox(Database):
         at = self._now(now)
         with self._write() as conn:
             row_id = insert_notification(conn, at, notification)
+            self._announce(conn, "outbox")
             row = conn.execute("SELECT * FROM outbox WHERE id = ?", (row_id,)).fetchone()
         return notification_from_row(row)
 

@@ -11,7 +11,9 @@ released with the transaction, so nothing hangs on a session a pooler (PgBouncer
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -24,6 +26,7 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from faxgate.clock import spoken_duration
+from faxgate.store.db import WAKEUP_CHANNEL
 from faxgate.store.dialect import POSTGRES, Connection, to_pyformat
 from faxgate.store.probe import STORE_LOCK_WAIT, StoreNotWritable, StoreProbe
 from faxgate.store.values import SchemaTooNew, StoreError
@@ -308,14 +311,70 @@ class _Translated:
         return self._conn.execute(to_pyformat(sql).encode(), storable(parameters))
 
 
+class _Listener:
+    """LISTEN on a dedicated connection (never a pooled one: a pooler would hand the
+    session to someone else); made again when the server drops it."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._url = url
+        self._options = options
+        self._conn: PgConnection | None = None
+        self._connect()
+
+    def _connect(self) -> PgConnection:
+        conn: PgConnection = psycopg.connect(
+            self._url, connect_timeout=CONNECT_TIMEOUT, **self._options
+        )
+        conn.execute(f"LISTEN {WAKEUP_CHANNEL}".encode())
+        self._conn = conn
+        return conn
+
+    def wait(self, timeout: float) -> set[str]:
+        if self._conn is None:
+            try:
+                self._connect()
+            except psycopg.OperationalError:
+                # Still no server: wait as a poll would, then let the caller look.
+                threading.Event().wait(timeout)
+                return {"jobs", "outbox"}
+        assert self._conn is not None
+        conn = self._conn
+        try:
+            came = {n.payload for n in conn.notifies(timeout=timeout, stop_after=1)}
+            # And whatever else is already there, without waiting again.
+            came |= {n.payload for n in conn.notifies(timeout=0.0)}
+        except psycopg.OperationalError:
+            # The connection went away: what was announced meanwhile is lost, so say
+            # there may be work of every kind. Listening again first, so that nothing
+            # announced after the caller's look is missed.
+            self.close()
+            with contextlib.suppress(psycopg.OperationalError):
+                self._connect()
+            return {"jobs", "outbox"}
+        return came
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class PostgresBackend:
     """A pool of connections to one PostgreSQL database."""
 
     dialect = POSTGRES
 
-    def __init__(self, pool: ConnectionPool[PgConnection], location: str) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool[PgConnection],
+        location: str,
+        url: str = "",
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self._pool = pool
         self.location = location
+        self._url = url
+        self._options = options or {}
 
     @classmethod
     def open(cls, url: str, *, password: str | None, busy_timeout: float, pool_size: int) -> Self:
@@ -349,7 +408,7 @@ class PostgresBackend:
             name="faxgate-store",
         )
         pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        return cls(pool, location)
+        return cls(pool, location, url, options)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -381,6 +440,9 @@ class PostgresBackend:
         return isinstance(
             error, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
         )
+
+    def listen(self) -> _Listener:
+        return _Listener(self._url, self._options)
 
     def close(self) -> None:
         self._pool.close()
