@@ -56,6 +56,9 @@ class Dialect:
     # Tells other instances, when the transaction commits, that there is work (channel,
     # payload); nothing on SQLite, where one instance does all the work.
     announce: str
+    # Taken first in a transaction that every instance must run in turn (one parameter:
+    # the lock's key); nothing on SQLite, whose write lock already does it.
+    one_at_a_time: str
     # The larger of two values (SQLite's two-argument max).
     greatest: str
     # A LIMIT that takes every row (SQLite needs one before an OFFSET).
@@ -82,6 +85,7 @@ SQLITE: Final = Dialect(
     skip_locked="",  # and no other writer holds any row meanwhile
     skip_taken_id="",  # under the write lock, the id checked free stays free
     announce="",
+    one_at_a_time="",
     greatest="max",
     no_limit="LIMIT -1",
     json_field_template="json_extract({column}, '$.' || ?)",
@@ -95,6 +99,7 @@ POSTGRES: Final = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     skip_taken_id=" ON CONFLICT (id) DO NOTHING",
     announce="SELECT pg_notify(?, ?)",
+    one_at_a_time="SELECT pg_advisory_xact_lock(?)",
     greatest="GREATEST",
     no_limit="LIMIT ALL",
     # json, not jsonb: jsonb refuses a \u0000 anywhere in the text, json only where read.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
@@ -42,6 +42,9 @@ from faxgate.store.values import (
     NewNotification,
     StaleState,
 )
+
+# pg_advisory_xact_lock's key for claims under the provider's limit: "fxclaim" in ASCII.
+CLAIMS_LOCK: Final = 0x6678636C61696D
 
 
 class JobTables(Database):
@@ -367,7 +370,13 @@ class JobTables(Database):
     # -------------------------------------------------------------- claiming
 
     def claim_due_jobs(
-        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        owner: str,
+        lease: timedelta,
+        max_in_flight: int | None = None,
     ) -> list[Job]:
         """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
 
@@ -376,7 +385,13 @@ class JobTables(Database):
         none of them until the lease runs out. A lease its owner holds is taken again (a
         job queued again after a busy line). A job leaves `queued` only by a transition
         that expects `queued`, so even an expired lease never sends a job twice.
+
+        `max_in_flight`: the provider's limit, counted across every instance: the jobs at
+        the provider (submitting, submitted, transmitting) and those other owners hold
+        claimed, plus this claim, never exceed it. Such claims are made one at a time.
         """
+        if max_in_flight is not None:
+            return self._claim_within(now, limit, owner, lease, max_in_flight)
         return self._claim(
             "state = ? AND (not_before IS NULL OR not_before <= ?)",
             (JobState.QUEUED.value, time_to_db(now)),
@@ -423,6 +438,35 @@ class JobTables(Database):
             own_again=False,
         )
 
+    def _claim_within(
+        self, now: datetime, limit: int, owner: str, lease: timedelta, max_in_flight: int
+    ) -> list[Job]:
+        at = time_to_db(now)
+        active = [state.value for state in ACTIVE_STATES]
+        with self._write() as conn:
+            if self._dialect.one_at_a_time:  # every instance's capped claims, in turn
+                conn.execute(self._dialect.one_at_a_time, (CLAIMS_LOCK,))
+            row = conn.execute(
+                "SELECT count(*) AS n FROM jobs"  # noqa: S608
+                f" WHERE state IN ({placeholders(len(active))})"
+                " OR (state = ? AND lease_until > ? AND lease_owner <> ?)",
+                (*active, JobState.QUEUED.value, at, owner),
+            ).fetchone()
+            room = max(0, max_in_flight - int(row["n"]))
+            if room == 0:
+                return []
+            return self._claim(
+                "state = ? AND (not_before IS NULL OR not_before <= ?)",
+                (JobState.QUEUED.value, at),
+                "created_at, rowid",
+                now=now,
+                limit=min(limit, room),
+                owner=owner,
+                lease=lease,
+                own_again=True,
+                conn=conn,
+            )
+
     def _claim(
         self,
         where: str,
@@ -434,9 +478,11 @@ class JobTables(Database):
         owner: str,
         lease: timedelta,
         own_again: bool,
+        conn: Connection | None = None,
     ) -> list[Job]:
         """Lease the first `limit` jobs that match `where` (SQL of this module's own) and
-        no other owner holds, in one committed transaction; return them in `order`."""
+        no other owner holds, in one committed transaction (or in `conn`'s); return them
+        in `order`."""
         at, until = time_to_db(now), time_to_db(now + lease)
         free = "lease_until IS NULL OR lease_until <= ?" + (
             " OR lease_owner = ?" if own_again else ""
@@ -446,21 +492,33 @@ class JobTables(Database):
             f"SELECT id FROM jobs WHERE {where} AND ({free})"  # noqa: S608
             f" ORDER BY {order} LIMIT ?{self._dialect.skip_locked}"
         )
-        with self._write() as conn:
-            claimed = [
-                row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()
-            ]
-            if not claimed:
-                return []
-            marks = placeholders(len(claimed))
-            conn.execute(
-                f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
-                (owner, until, *claimed),
-            )
-            rows = conn.execute(
-                f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
-                claimed,
-            ).fetchall()
+        if conn is None:
+            with self._write() as own:
+                return self._claim(
+                    where,
+                    params,
+                    order,
+                    now=now,
+                    limit=limit,
+                    owner=owner,
+                    lease=lease,
+                    own_again=own_again,
+                    conn=own,
+                )
+        claimed = [
+            row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()
+        ]
+        if not claimed:
+            return []
+        marks = placeholders(len(claimed))
+        conn.execute(
+            f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
+            (owner, until, *claimed),
+        )
+        rows = conn.execute(
+            f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
+            claimed,
+        ).fetchall()
         return [job_from_row(row) for row in rows]
 
     def release_claims(self, owner: str, job_ids: Iterable[str] | None = None) -> int:

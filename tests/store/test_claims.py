@@ -84,6 +84,66 @@ def test_an_expired_lease_never_sends_a_job_twice(store: Store) -> None:
         store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
 
 
+def test_the_providers_limit_counts_every_instances_jobs_and_claims(store: Store) -> None:
+    jobs = store.create_jobs([new_job(n) for n in range(10)], now=T0)
+    cap = 6
+
+    def claim(owner: str, limit: int, at: datetime = T0) -> list[str]:
+        taken = store.claim_due_jobs(at, limit, owner=owner, lease=LEASE, max_in_flight=cap)
+        return [job.id for job in taken]
+
+    assert claim("a", 4) == [job.id for job in jobs[:4]]
+    assert claim("b", 4) == [job.id for job in jobs[4:6]]  # 4 claimed by a: room for 2
+    assert claim("c", 4) == []
+    # a sends two: still six in flight or claimed.
+    for job in jobs[:2]:
+        store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+    assert claim("c", 4) == []
+    # a takes its own claims again (they count once), and nothing more.
+    assert claim("a", 4) == [job.id for job in jobs[2:4]]
+    # One ends: room for one more.
+    store.transition(jobs[0].id, S.FAILED, detail="refused")
+    assert claim("c", 4) == [jobs[6].id]
+    # a and b died: once their claims ran out, they count no more and go to another.
+    assert claim("c", 4, T0 + LEASE) == [job.id for job in jobs[2:6]]
+
+
+@postgres_only
+def test_instances_claiming_at_once_never_exceed_the_providers_limit_together(
+    location: str,
+) -> None:
+    cap, owners = 7, ("a", "b", "c")
+    with open_store(location) as setup:
+        setup.create_jobs([new_job(n) for n in range(30)], now=T0)
+    taken: dict[str, list[str]] = {owner: [] for owner in owners}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(owners))
+
+    def instance(owner: str) -> None:
+        try:
+            with open_store(location) as store:
+                start.wait()
+                for _ in range(5):  # each claim asks for more than the limit leaves
+                    claimed = store.claim_due_jobs(
+                        T0, 5, owner=owner, lease=LEASE, max_in_flight=cap
+                    )
+                    taken[owner] += [job.id for job in claimed]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=instance, args=(owner,)) for owner in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    everyone = [job_id for ids in taken.values() for job_id in ids]
+    assert len(set(everyone)) == cap  # the limit reached, never passed
+    with open_store(location) as check:
+        held = {o: {j for j in ids if check.lease(j).owner == o} for o, ids in taken.items()}  # type: ignore[union-attr]
+    assert sum(len(ids) for ids in held.values()) == cap
+
+
 def submitted(store: Store, jobs: list[Job], polls: list[datetime]) -> None:
     for job, poll in zip(jobs, polls, strict=True):
         store.transition(job.id, S.SUBMITTING, detail="sending")
