@@ -50,8 +50,8 @@ class Dialect:
     lock_row: str
     # Appended to a SELECT ... FOR UPDATE that passes over rows another transaction holds.
     skip_locked: str
-    # Appended to an INSERT of a new id: when another writer took it meanwhile, insert
-    # nothing (and return no row), so that another id is drawn.
+    # Appended to an INSERT of a new row: when another writer took its key meanwhile (an
+    # id, an inbound fax's GUID), insert nothing and return no row.
     skip_taken_id: str
     # Tells other instances, when the transaction commits, that there is work (channel,
     # payload); nothing on SQLite, where one instance does all the work.
@@ -97,7 +97,7 @@ POSTGRES: Final = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
-    skip_taken_id=" ON CONFLICT (id) DO NOTHING",
+    skip_taken_id=" ON CONFLICT DO NOTHING",
     announce="SELECT pg_notify(?, ?)",
     one_at_a_time="SELECT pg_advisory_xact_lock(?)",
     greatest="GREATEST",

@@ -44,37 +44,18 @@ class InboundFaxes(Database):
         (that fax, False)."""
         at = self._now(now)
         with self._write() as conn:
-            known = conn.execute(
-                "SELECT * FROM inbound_faxes WHERE provider_guid = ?", (fax.provider_guid,)
-            ).fetchone()
-            if known is not None:
-                return inbound_fax_from_row(known), False
-            fax_id = self._unused_inbound_id(conn, time_from_db(at))
-            document = fax.document
-            conn.execute(
-                """
-                INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number,
-                    from_number, pages, arrived_at, route, document_path, document_size,
-                    document_sha256, content_type, note, transaction_json)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (
-                    fax_id,
-                    at,
-                    fax.provider_guid,
-                    fax.to_number,
-                    fax.from_number,
-                    fax.pages,
-                    opt_time(fax.arrived_at),
-                    fax.route,
-                    None if document is None else str(document.path),
-                    None if document is None else document.size,
-                    None if document is None else document.sha256,
-                    None if document is None else document.content_type,
-                    fax.note,
-                    json_to_db(fax.transaction),
-                ),
-            )
+            while True:
+                known = conn.execute(
+                    "SELECT * FROM inbound_faxes WHERE provider_guid = ?", (fax.provider_guid,)
+                ).fetchone()
+                if known is not None:
+                    return inbound_fax_from_row(known), False
+                fax_id = self._unused_inbound_id(conn, time_from_db(at))
+                # On PostgreSQL another instance may be recording the same fax (the
+                # provider's callback reached both) or drawing the same id right now:
+                # the insert waits for it and, if it did, inserts nothing; look again.
+                if self._insert_inbound(conn, fax_id, fax, at):
+                    break
             for seq, delivery in enumerate(deliveries):
                 outbox_id = insert_notification(
                     conn,
@@ -92,6 +73,36 @@ class InboundFaxes(Database):
                 )
             row = conn.execute("SELECT * FROM inbound_faxes WHERE id = ?", (fax_id,)).fetchone()
         return inbound_fax_from_row(row), True
+
+    def _insert_inbound(self, conn: Connection, fax_id: str, fax: NewInboundFax, at: str) -> bool:
+        document = fax.document
+        inserted = conn.execute(
+            """
+            INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number,
+                from_number, pages, arrived_at, route, document_path, document_size,
+                document_sha256, content_type, note, transaction_json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """  # noqa: S608
+            + self._dialect.skip_taken_id
+            + " RETURNING id",
+            (
+                fax_id,
+                at,
+                fax.provider_guid,
+                fax.to_number,
+                fax.from_number,
+                fax.pages,
+                opt_time(fax.arrived_at),
+                fax.route,
+                None if document is None else str(document.path),
+                None if document is None else document.size,
+                None if document is None else document.sha256,
+                None if document is None else document.content_type,
+                fax.note,
+                json_to_db(fax.transaction),
+            ),
+        ).fetchone()
+        return inserted is not None
 
     @staticmethod
     def _unused_inbound_id(conn: Connection, now: datetime) -> str:

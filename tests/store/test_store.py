@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from faxgate.domain.inbound import NewDelivery, NewInboundFax
 from faxgate.domain.jobs import FINISHED_STATES, IllegalTransition, Intake, JobState
 from faxgate.store import (
     MIGRATIONS,
@@ -1099,3 +1100,62 @@ def test_a_job_id_another_instance_is_taking_at_that_moment_is_drawn_again(
     [job] = outcome
     assert getattr(job, "id", job) == "bbbbbbbbbbbb"
     assert store.count_by_state()[S.QUEUED] == 2
+
+
+def inbound_fax(guid: str = "f" * 40) -> NewInboundFax:
+    return NewInboundFax(
+        provider_guid=guid,
+        to_number="+14155550100",
+        from_number="+14155550199",
+        pages=2,
+        arrived_at=T0,
+        route="default",
+        document=None,
+        note="no document",
+    )
+
+
+def test_an_inbound_fax_is_recorded_once_with_its_deliveries(store: Store) -> None:
+    deliveries = [NewDelivery(kind="email", target="desk@example.org")]
+    fax, new = store.record_inbound(inbound_fax(), deliveries)
+    again, new_again = store.record_inbound(inbound_fax(), deliveries)
+    assert (new, new_again, again) == (True, False, fax)
+    [delivery] = store.inbound_deliveries(fax.id)
+    assert (delivery.kind, delivery.target, delivery.attempts) == ("email", "desk@example.org", 0)
+    assert [n.payload["fax_id"] for n in store.pending_notifications(T0, 10)] == [fax.id]
+
+
+@postgres_only
+def test_an_inbound_fax_another_instance_is_recording_at_that_moment_is_recorded_once(
+    location: str, store: Store
+) -> None:
+    outcome: list[object] = []
+    with raw(location) as other, raw(location) as watcher:
+        # The provider's callback reached another instance too, which is recording it.
+        other.execute("BEGIN")
+        other.execute(
+            "INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number, route)"
+            " VALUES ('theirs000000', now(), ?, '+14155550100', 'default')",
+            ("f" * 40,),
+        )
+
+        def record() -> None:
+            try:
+                outcome.append(
+                    store.record_inbound(
+                        inbound_fax(), [NewDelivery(kind="email", target="desk@example.org")]
+                    )
+                )
+            except BaseException as exc:
+                outcome.append(exc)
+
+        recording = threading.Thread(target=record)
+        recording.start()
+        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+        other.execute("COMMIT")
+        recording.join(timeout=30)
+    [result] = outcome
+    assert isinstance(result, tuple), result
+    fax, new = result
+    assert (fax.id, new) == ("theirs000000", False)
+    assert store.pending_notifications(T0 + timedelta(days=9999), 10) == []  # no delivery twice
