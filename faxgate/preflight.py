@@ -66,7 +66,10 @@ def preflight(settings: Settings) -> list[str]:
         return [running]  # its listeners and files are in use, by faxgate itself
     for path, what in _state_folders(settings):
         _usable_dir(found, path, what)
-    found += filter(None, [store_problem(settings.database_path)])
+    if settings.store.url:
+        found.append(POSTGRES_NOT_YET)
+    else:
+        found += filter(None, [store_problem(settings.database_path)])
     _check_folders(found, settings)
     found += _listen_problems(settings)
     found += settings_problems(settings)
@@ -210,6 +213,14 @@ def another_faxgate(state_dir: Path) -> str | None:
     finally:
         os.close(fd)  # the lock, if taken, goes with it
     return None
+
+
+# The store runs on PostgreSQL; the daemon's parts that share work between instances
+# (claims, leases, the notifier's lock, the health probe) do not yet.
+POSTGRES_NOT_YET = (
+    "store.url is set, but `faxgate run` does not run on a PostgreSQL store yet"
+    " (docs/postgresql.md): leave store.url empty for SQLite in the state directory"
+)
 
 
 def store_problem(path: Path) -> str | None:

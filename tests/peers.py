@@ -22,7 +22,8 @@ def _packages() -> dict[str, str]:
     return found
 
 
-def _missing(check: str) -> None:
+def missing(check: str) -> None:
+    """Fail the test: the peer checked by `check` (as in peers.txt) is not here."""
     package = _packages().get(check)
     if package is None:
         raise AssertionError(f"{check} is not listed in {PEERS_FILE.name}: add it there")
@@ -36,7 +37,7 @@ def command(name: str) -> str:
     """The path of a peer program."""
     path = shutil.which(name)
     if path is None:
-        _missing(f"command:{name}")
+        missing(f"command:{name}")
     assert path is not None
     return path
 
@@ -46,4 +47,4 @@ def perl_module(name: str) -> None:
     perl = shutil.which("perl")
     loaded = perl is not None and subprocess.run([perl, f"-M{name}", "-e", "1"]).returncode == 0
     if not loaded:
-        _missing(f"perl:{name}")
+        missing(f"perl:{name}")

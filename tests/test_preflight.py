@@ -131,6 +131,13 @@ async def test_a_second_faxgate_on_the_same_state_directory(tmp_path: Path) -> N
                 pass
 
 
+def test_a_postgresql_store_is_refused_by_the_daemon_for_now(tmp_path: Path) -> None:
+    url = "postgresql://faxgate@db.example.org/faxgate"
+    settings = fast_settings(tmp_path / "state", store={"url": url})
+    assert "store.url is set" in " ".join(preflight(settings))
+    assert not settings.database_path.exists()
+
+
 def test_a_store_that_is_no_database_or_too_new(tmp_path: Path) -> None:
     settings = fast_settings(tmp_path / "state")
     settings.state_dir.mkdir()

@@ -48,6 +48,7 @@ from faxgate.settings.sending import (
     RetrySettings,
     SandboxSettings,
 )
+from faxgate.settings.store import StoreSettings
 
 __all__ = [
     "ConfigError",
@@ -63,6 +64,7 @@ __all__ = [
     "SandboxSettings",
     "Settings",
     "SmtpSettings",
+    "StoreSettings",
     "load_settings",
     "masked_dump",
 ]
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     addressing: AddressingSettings = AddressingSettings.model_construct()
     imap: ImapSettings = ImapSettings.model_construct()
     reports: ReportSettings = ReportSettings.model_construct()
+    store: StoreSettings = StoreSettings.model_construct()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None
@@ -200,6 +203,7 @@ CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("http", "callback_token"),
     ("mail", "password"),
     ("imap", "password"),
+    ("store", "password"),
 )
 
 

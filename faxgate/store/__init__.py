@@ -1,11 +1,13 @@
-"""The store: SQLite in WAL mode, the one place a job, its events, the outbox and the
-inbound faxes are kept; documents on disk in the spool beside it."""
+"""The store: SQLite in WAL mode (or PostgreSQL, shared by several instances), the one
+place a job, its events, the outbox and the inbound faxes are kept; documents on disk in
+the spool beside it."""
 
 from faxgate.store.facade import Store
 from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_version
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
     JobNotFound,
+    Lease,
     NewDocument,
     NewJob,
     NewNotification,
@@ -19,6 +21,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "MIGRATIONS",
     "JobNotFound",
+    "Lease",
     "NewDocument",
     "NewJob",
     "NewNotification",

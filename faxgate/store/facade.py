@@ -1,11 +1,17 @@
-"""The store's one face: every table family over one SQLite file.
+"""The store's one face: every table family over one SQLite file or PostgreSQL database.
 
 Callers see one `Store`; its SQL is split by table family (jobs.py, outbox.py,
-unmatched.py, inbound.py) over the connection and group commits of db.py.
+unmatched.py, inbound.py) over the connections and group commits of db.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Self
+
+from faxgate.clock import utc_now
 from faxgate.store.inbound import InboundFaxes
 from faxgate.store.jobs import JobTables
 from faxgate.store.outbox import Outbox
@@ -13,4 +19,19 @@ from faxgate.store.unmatched import UnmatchedReports
 
 
 class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes):
-    """Jobs and events, the outbox, unmatched reports and inbound faxes in one file."""
+    """Jobs and events, the outbox, unmatched reports and inbound faxes in one database."""
+
+    @classmethod
+    def open_configured(
+        cls,
+        url: str,
+        password: str,
+        path: Path,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> Self:
+        """The store the settings name: [store] url's PostgreSQL database, or (url empty)
+        the SQLite file `path` in the state directory."""
+        if url:
+            return cls.open_url(url, password=password or None, clock=clock)
+        return cls.open(path, clock=clock)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,6 +14,7 @@ from faxgate.domain.inbound import (
 )
 from faxgate.domain.jobs import new_job_id
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     inbound_delivery_from_row,
@@ -44,37 +44,18 @@ class InboundFaxes(Database):
         (that fax, False)."""
         at = self._now(now)
         with self._write() as conn:
-            known = conn.execute(
-                "SELECT * FROM inbound_faxes WHERE provider_guid = ?", (fax.provider_guid,)
-            ).fetchone()
-            if known is not None:
-                return inbound_fax_from_row(known), False
-            fax_id = self._unused_inbound_id(conn, time_from_db(at))
-            document = fax.document
-            conn.execute(
-                """
-                INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number,
-                    from_number, pages, arrived_at, route, document_path, document_size,
-                    document_sha256, content_type, note, transaction_json)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (
-                    fax_id,
-                    at,
-                    fax.provider_guid,
-                    fax.to_number,
-                    fax.from_number,
-                    fax.pages,
-                    opt_time(fax.arrived_at),
-                    fax.route,
-                    None if document is None else str(document.path),
-                    None if document is None else document.size,
-                    None if document is None else document.sha256,
-                    None if document is None else document.content_type,
-                    fax.note,
-                    json_to_db(fax.transaction),
-                ),
-            )
+            while True:
+                known = conn.execute(
+                    "SELECT * FROM inbound_faxes WHERE provider_guid = ?", (fax.provider_guid,)
+                ).fetchone()
+                if known is not None:
+                    return inbound_fax_from_row(known), False
+                fax_id = self._unused_inbound_id(conn, time_from_db(at))
+                # On PostgreSQL another instance may be recording the same fax (the
+                # provider's callback reached both) or drawing the same id right now:
+                # the insert waits for it and, if it did, inserts nothing; look again.
+                if self._insert_inbound(conn, fax_id, fax, at):
+                    break
             for seq, delivery in enumerate(deliveries):
                 outbox_id = insert_notification(
                     conn,
@@ -84,6 +65,7 @@ class InboundFaxes(Database):
                         payload={**delivery.payload, "fax_id": fax_id, "seq": seq},
                     ),
                 )
+                self._announce(conn, "outbox")
                 conn.execute(
                     "INSERT INTO inbound_deliveries (fax_id, seq, kind, target, outbox_id)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -92,8 +74,38 @@ class InboundFaxes(Database):
             row = conn.execute("SELECT * FROM inbound_faxes WHERE id = ?", (fax_id,)).fetchone()
         return inbound_fax_from_row(row), True
 
+    def _insert_inbound(self, conn: Connection, fax_id: str, fax: NewInboundFax, at: str) -> bool:
+        document = fax.document
+        inserted = conn.execute(
+            """
+            INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number,
+                from_number, pages, arrived_at, route, document_path, document_size,
+                document_sha256, content_type, note, transaction_json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """  # noqa: S608
+            + self._dialect.skip_taken_id
+            + " RETURNING id",
+            (
+                fax_id,
+                at,
+                fax.provider_guid,
+                fax.to_number,
+                fax.from_number,
+                fax.pages,
+                opt_time(fax.arrived_at),
+                fax.route,
+                None if document is None else str(document.path),
+                None if document is None else document.size,
+                None if document is None else document.sha256,
+                None if document is None else document.content_type,
+                fax.note,
+                json_to_db(fax.transaction),
+            ),
+        ).fetchone()
+        return inserted is not None
+
     @staticmethod
-    def _unused_inbound_id(conn: sqlite3.Connection, now: datetime) -> str:
+    def _unused_inbound_id(conn: Connection, now: datetime) -> str:
         while True:
             fax_id = new_job_id(now)
             found = conn.execute("SELECT 1 FROM inbound_faxes WHERE id = ?", (fax_id,))

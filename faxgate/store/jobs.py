@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
@@ -19,6 +18,7 @@ from faxgate.domain.jobs import (
     new_job_id,
 )
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     as_notification,
@@ -36,11 +36,15 @@ from faxgate.store.rows import (
 )
 from faxgate.store.values import (
     JobNotFound,
+    Lease,
     NewDocument,
     NewJob,
     NewNotification,
     StaleState,
 )
+
+# pg_advisory_xact_lock's key for claims under the provider's limit: "fxclaim" in ASCII.
+CLAIMS_LOCK: Final = 0x6678636C61696D
 
 
 class JobTables(Database):
@@ -53,40 +57,17 @@ class JobTables(Database):
         new_jobs: Sequence[NewJob],
         *,
         now: datetime | None = None,
-        also: Callable[[sqlite3.Connection], object] | None = None,
+        also: Callable[[Any], object] | None = None,
     ) -> list[Job]:
         """Create all the jobs or none; each starts queued, with a "queued" event. `also`
-        writes what an intake records with them, in the same transaction."""
+        writes what an intake records with them, in the same transaction (its connection
+        takes sqlite3's calls and `?` placeholders on either backend)."""
         at = self._now(now)
         created_at = time_from_db(at)
         created: list[Job] = []
         with self._write() as conn:
             for new in new_jobs:
-                job_id = self._unused_job_id(conn, created_at)
-                conn.execute(
-                    """
-                    INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
-                        to_number, from_line, cover_to, cover_from, cover_message, reply_to,
-                        attempt, not_before, group_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-                    """,
-                    (
-                        job_id,
-                        at,
-                        at,
-                        JobState.QUEUED.value,
-                        Intake(new.intake).value,
-                        json_to_db(new.intake_ref),
-                        new.to_number,
-                        new.from_line,
-                        new.cover_to,
-                        new.cover_from,
-                        new.cover_message,
-                        new.reply_to,
-                        opt_time(new.not_before),
-                        new.group_id,
-                    ),
-                )
+                job_id = self._insert_job(conn, new, at, created_at)
                 for seq, doc in enumerate(new.documents):
                     name, spooled, content_type = (
                         (doc.name, doc.file, doc.content_type)
@@ -108,21 +89,56 @@ class JobTables(Database):
                     )
                 self._insert_event(conn, job_id, at, None, JobState.QUEUED, "queued", None)
                 created.append(self._read_job(conn, job_id))
+            if created:
+                self._announce(conn, "jobs")
             if also is not None:
                 also(conn)
         return created
 
-    @staticmethod
-    def _unused_job_id(conn: sqlite3.Connection, now: datetime) -> str:
-        # Under the write lock, so no one can take the id between the check and the insert.
+    def _insert_job(self, conn: Connection, new: NewJob, at: str, now: datetime) -> str:
+        """Insert the job under an id no other job has; return the id.
+
+        On SQLite no one can take the id between the check and the insert (the write
+        lock). On PostgreSQL another instance can, in a transaction not yet committed: the
+        insert then waits for it, and does nothing if it committed, and another id is
+        drawn.
+        """
         while True:
             job_id = new_job_id(now)
-            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None:
+                continue
+            inserted = conn.execute(
+                """
+                INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
+                    to_number, from_line, cover_to, cover_from, cover_message, reply_to,
+                    attempt, not_before, group_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                """  # noqa: S608
+                + self._dialect.skip_taken_id
+                + " RETURNING id",
+                (
+                    job_id,
+                    at,
+                    at,
+                    JobState.QUEUED.value,
+                    Intake(new.intake).value,
+                    json_to_db(new.intake_ref),
+                    new.to_number,
+                    new.from_line,
+                    new.cover_to,
+                    new.cover_from,
+                    new.cover_message,
+                    new.reply_to,
+                    opt_time(new.not_before),
+                    new.group_id,
+                ),
+            ).fetchone()
+            if inserted is not None:
                 return job_id
 
     @staticmethod
     def _insert_event(
-        conn: sqlite3.Connection,
+        conn: Connection,
         job_id: str,
         at: str,
         src: JobState | None,
@@ -172,7 +188,7 @@ class JobTables(Database):
         expected = expected_states(expect)
         outbox = as_notification(notify, job_id)
 
-        def move(conn: sqlite3.Connection) -> Job:
+        def move(conn: Connection) -> Job:
             src = self._locked_state(conn, job_id)
             if expected is not None and src not in expected:
                 raise StaleState(job_id, expected, src)
@@ -180,8 +196,11 @@ class JobTables(Database):
             self._update(conn, job_id, at, {"state": to.value, **values})
             self._record_call(conn, job_id, values)
             self._insert_event(conn, job_id, at, src, to, detail, data)
+            if to is JobState.QUEUED:
+                self._announce(conn, "jobs")
             if outbox is not None:
                 insert_notification(conn, at, outbox)
+                self._announce(conn, "outbox")
             return self._read_job(conn, job_id)
 
         return self._grouped(move)
@@ -199,7 +218,7 @@ class JobTables(Database):
         at = self._now(now)
         expected = expected_states(expect)
 
-        def update(conn: sqlite3.Connection) -> Job:
+        def update(conn: Connection) -> Job:
             state = self._locked_state(conn, job_id)
             if expected is not None and state not in expected:
                 raise StaleState(job_id, expected, state)
@@ -209,23 +228,23 @@ class JobTables(Database):
 
         return self._grouped(update)
 
-    @staticmethod
-    def _record_call(conn: sqlite3.Connection, job_id: str, values: Mapping[str, object]) -> None:
+    def _record_call(self, conn: Connection, job_id: str, values: Mapping[str, object]) -> None:
         guid = values.get("provider_guid")
         if isinstance(guid, str):
-            conn.execute(
-                "INSERT OR IGNORE INTO provider_calls (guid, job_id) VALUES (?, ?)", (guid, job_id)
-            )
+            sql = self._dialect.insert_ignoring("provider_calls", ("guid", "job_id"))
+            conn.execute(sql, (guid, job_id))
 
-    @staticmethod
-    def _locked_state(conn: sqlite3.Connection, job_id: str) -> JobState:
-        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    def _locked_state(self, conn: Connection, job_id: str) -> JobState:
+        row = conn.execute(
+            f"SELECT state FROM jobs WHERE id = ?{self._dialect.lock_row}",  # noqa: S608
+            (job_id,),
+        ).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         return JobState(row["state"])
 
     @staticmethod
-    def _update(conn: sqlite3.Connection, job_id: str, at: str, values: dict[str, object]) -> None:
+    def _update(conn: Connection, job_id: str, at: str, values: dict[str, object]) -> None:
         # Column names come from _SETTABLE (or "state"), never from the caller's text.
         assignments = ", ".join(f"{name} = ?" for name in ("updated_at", *values))
         conn.execute(
@@ -240,7 +259,7 @@ class JobTables(Database):
         return job_from_row(rows[0]) if rows else None
 
     @staticmethod
-    def _read_job(conn: sqlite3.Connection, job_id: str) -> Job:
+    def _read_job(conn: Connection, job_id: str) -> Job:
         row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id}")
@@ -286,10 +305,13 @@ class JobTables(Database):
 
     def jobs_in_states(self, states: Iterable[JobState], limit: int | None = None) -> list[Job]:
         wanted = [JobState(s).value for s in states]
+        if not wanted:  # PostgreSQL refuses an empty IN ()
+            return []
+        limited = self._dialect.no_limit if limit is None else "LIMIT ?"
         rows = self._query(
             f"SELECT * FROM jobs WHERE state IN ({placeholders(len(wanted))})"  # noqa: S608
-            " ORDER BY created_at, rowid LIMIT ?",
-            (*wanted, -1 if limit is None else limit),
+            f" ORDER BY created_at, rowid {limited}",
+            (*wanted,) if limit is None else (*wanted, limit),
         )
         return [job_from_row(row) for row in rows]
 
@@ -303,8 +325,8 @@ class JobTables(Database):
         """Jobs of one intake created since a moment whose intake_ref[ref] is `value` (say,
         the faxes one sender sent today)."""
         rows = self._query(
-            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"
-            " AND json_extract(intake_ref, '$.' || ?) = ?",
+            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"  # noqa: S608
+            f" AND {self._dialect.json_field('intake_ref')} = ?",
             (Intake(intake).value, time_to_db(since), ref, value),
         )
         return int(rows[0]["n"])
@@ -313,6 +335,8 @@ class JobTables(Database):
         """Jobs in these states, counted on the state index: the cost follows them, not
         every job ever kept."""
         wanted = [JobState(state).value for state in states]
+        if not wanted:
+            return 0
         rows = self._query(
             f"SELECT count(*) AS n FROM jobs WHERE state IN ({placeholders(len(wanted))})",  # noqa: S608
             wanted,
@@ -342,3 +366,181 @@ class JobTables(Database):
             (time_to_db(now), *states, limit),
         )
         return [job_from_row(row) for row in rows]
+
+    # -------------------------------------------------------------- claiming
+
+    def claim_due_jobs(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        owner: str,
+        lease: timedelta,
+        max_in_flight: int | None = None,
+    ) -> list[Job]:
+        """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
+
+        Committed before it returns, so before any slow IO: another instance claiming at
+        the same moment passes over these rows (SKIP LOCKED) instead of waiting, and takes
+        none of them until the lease runs out. A lease its owner holds is taken again (a
+        job queued again after a busy line). A job leaves `queued` only by a transition
+        that expects `queued`, so even an expired lease never sends a job twice.
+
+        `max_in_flight`: the provider's limit, counted across every instance: the jobs at
+        the provider (submitting, submitted, transmitting) and those other owners hold
+        claimed, plus this claim, never exceed it. Such claims are made one at a time.
+        """
+        if max_in_flight is not None:
+            return self._claim_within(now, limit, owner, lease, max_in_flight)
+        return self._claim(
+            "state = ? AND (not_before IS NULL OR not_before <= ?)",
+            (JobState.QUEUED.value, time_to_db(now)),
+            "created_at, rowid",
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease=lease,
+            own_again=True,
+        )
+
+    def claim_due_polls(
+        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+    ) -> list[Job]:
+        """Take up to `limit` jobs whose next poll is due, most overdue first, as
+        `claim_due_jobs` takes due jobs: two instances never ask for one job at once."""
+        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
+        return self._claim(
+            f"next_poll_at <= ? AND state IN ({placeholders(len(states))})",
+            (time_to_db(now), *states),
+            "next_poll_at, id",
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease=lease,
+            own_again=True,
+        )
+
+    def claim_orphans(
+        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+    ) -> list[Job]:
+        """Take up to `limit` jobs left in `submitting` by an instance whose lease ran out
+        (it died, or stalled, with its request perhaps gone): to be reconciled against the
+        provider's records, never sent again blindly. Its owner's own leases are left to
+        it: its request may still be on its way."""
+        return self._claim(
+            "state = ?",
+            (JobState.SUBMITTING.value,),
+            "updated_at, id",
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease=lease,
+            own_again=False,
+        )
+
+    def _claim_within(
+        self, now: datetime, limit: int, owner: str, lease: timedelta, max_in_flight: int
+    ) -> list[Job]:
+        at = time_to_db(now)
+        active = [state.value for state in ACTIVE_STATES]
+        with self._write() as conn:
+            if self._dialect.one_at_a_time:  # every instance's capped claims, in turn
+                conn.execute(self._dialect.one_at_a_time, (CLAIMS_LOCK,))
+            row = conn.execute(
+                "SELECT count(*) AS n FROM jobs"  # noqa: S608
+                f" WHERE state IN ({placeholders(len(active))})"
+                " OR (state = ? AND lease_until > ? AND lease_owner <> ?)",
+                (*active, JobState.QUEUED.value, at, owner),
+            ).fetchone()
+            room = max(0, max_in_flight - int(row["n"]))
+            if room == 0:
+                return []
+            return self._claim(
+                "state = ? AND (not_before IS NULL OR not_before <= ?)",
+                (JobState.QUEUED.value, at),
+                "created_at, rowid",
+                now=now,
+                limit=min(limit, room),
+                owner=owner,
+                lease=lease,
+                own_again=True,
+                conn=conn,
+            )
+
+    def _claim(
+        self,
+        where: str,
+        params: Sequence[object],
+        order: str,
+        *,
+        now: datetime,
+        limit: int,
+        owner: str,
+        lease: timedelta,
+        own_again: bool,
+        conn: Connection | None = None,
+    ) -> list[Job]:
+        """Lease the first `limit` jobs that match `where` (SQL of this module's own) and
+        no other owner holds, in one committed transaction (or in `conn`'s); return them
+        in `order`."""
+        at, until = time_to_db(now), time_to_db(now + lease)
+        free = "lease_until IS NULL OR lease_until <= ?" + (
+            " OR lease_owner = ?" if own_again else ""
+        )
+        free_params = (at, owner) if own_again else (at,)
+        due = (
+            f"SELECT id FROM jobs WHERE {where} AND ({free})"  # noqa: S608
+            f" ORDER BY {order} LIMIT ?{self._dialect.skip_locked}"
+        )
+        if conn is None:
+            with self._write() as own:
+                return self._claim(
+                    where,
+                    params,
+                    order,
+                    now=now,
+                    limit=limit,
+                    owner=owner,
+                    lease=lease,
+                    own_again=own_again,
+                    conn=own,
+                )
+        claimed = [
+            row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()
+        ]
+        if not claimed:
+            return []
+        marks = placeholders(len(claimed))
+        conn.execute(
+            f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
+            (owner, until, *claimed),
+        )
+        rows = conn.execute(
+            f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
+            claimed,
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def release_claims(self, owner: str, job_ids: Iterable[str] | None = None) -> int:
+        """Give up `owner`'s leases (those of `job_ids`, or all): on a clean stop, so that
+        other instances need not wait for them to run out. Returns how many."""
+        wanted = None if job_ids is None else list(job_ids)
+        if wanted == []:
+            return 0
+        sql = "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+        params: list[object] = [owner]
+        if wanted is not None:
+            sql += f" AND id IN ({placeholders(len(wanted))})"
+            params += wanted
+        with self._write() as conn:
+            released = int(conn.execute(sql, params).rowcount)
+            if released:
+                self._announce(conn, "jobs")  # others need not wait for the leases to run out
+            return released
+
+    def lease(self, job_id: str) -> Lease | None:
+        """Who holds the job's lease, and until when (None: nobody ever claimed it)."""
+        rows = self._query("SELECT lease_owner, lease_until FROM jobs WHERE id = ?", (job_id,))
+        if not rows or rows[0]["lease_owner"] is None:
+            return None
+        return Lease(owner=rows[0]["lease_owner"], until=time_from_db(rows[0]["lease_until"]))

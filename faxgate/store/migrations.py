@@ -179,6 +179,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX imap_taken_by_message_id ON imap_taken (mailbox, message_id)",
     ),
+    (
+        # Leases: the instance that claimed a job (to send it, poll it or reconcile it) or
+        # a notification (to deliver it), until when. Several instances on one PostgreSQL
+        # database each take their own work this way.
+        "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+        "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE outbox ADD COLUMN lease_until TEXT",
+    ),
 )
 
 

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from faxgate.domain.jobs import Notification
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.rows import (
     json_to_db,
     notification_from_row,
     opt_time,
+    placeholders,
     require_row,
     time_to_db,
 )
 from faxgate.store.values import NewNotification
 
 
-def insert_notification(conn: sqlite3.Connection, at: str, notification: NewNotification) -> int:
-    cursor = conn.execute(
+def insert_notification(conn: Connection, at: str, notification: NewNotification) -> int:
+    row = conn.execute(
         "INSERT INTO outbox (job_id, created_at, kind, payload, attempts, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, 0, ?)",
+        " VALUES (?, ?, ?, ?, 0, ?) RETURNING id",
         (
             notification.job_id,
             at,
@@ -28,9 +29,8 @@ def insert_notification(conn: sqlite3.Connection, at: str, notification: NewNoti
             json_to_db(notification.payload),
             opt_time(notification.next_attempt_at) or at,
         ),
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    ).fetchone()
+    return int(row["id"])
 
 
 class Outbox(Database):
@@ -45,6 +45,7 @@ class Outbox(Database):
         at = self._now(now)
         with self._write() as conn:
             row_id = insert_notification(conn, at, notification)
+            self._announce(conn, "outbox")
             row = conn.execute("SELECT * FROM outbox WHERE id = ?", (row_id,)).fetchone()
         return notification_from_row(row)
 
@@ -54,6 +55,35 @@ class Outbox(Database):
             " ORDER BY next_attempt_at, id LIMIT ?",
             (time_to_db(now), limit),
         )
+        return [notification_from_row(row) for row in rows]
+
+    def claim_notifications(
+        self, now: datetime, limit: int, *, owner: str, lease: timedelta
+    ) -> list[Notification]:
+        """Take up to `limit` notifications due for delivery for `owner` until `now +
+        lease`, as the jobs' claims do: committed before any delivery, passed over by
+        another instance claiming at once, left to others until the lease runs out. A
+        lease should outlast a delivery's timeout: a reply mailed by an owner that
+        outlived its lease could be mailed again by the next one."""
+        at, until = time_to_db(now), time_to_db(now + lease)
+        due = (
+            "SELECT id FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?"  # noqa: S608
+            " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)"
+            f" ORDER BY next_attempt_at, id LIMIT ?{self._dialect.skip_locked}"
+        )
+        with self._write() as conn:
+            claimed = [row["id"] for row in conn.execute(due, (at, at, owner, limit)).fetchall()]
+            if not claimed:
+                return []
+            marks = placeholders(len(claimed))
+            conn.execute(
+                f"UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
+                (owner, until, *claimed),
+            )
+            rows = conn.execute(
+                f"SELECT * FROM outbox WHERE id IN ({marks}) ORDER BY next_attempt_at, id",  # noqa: S608
+                claimed,
+            ).fetchall()
         return [notification_from_row(row) for row in rows]
 
     def notifications(self, job_id: str) -> list[Notification]:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, ClassVar, Final
 
 from faxgate.clock import spoken_duration, utc_now
 from faxgate.domain.jobs import JobState
+from faxgate.store.dialect import SQLITE, Dialect
 from faxgate.store.rows import time_from_db, time_to_db
 from faxgate.store.values import DEFAULT_BUSY_TIMEOUT
 
@@ -50,6 +52,10 @@ class StoreProbe:
     A connection of its own, so that the probe sees the file as any writer would, and
     never waits behind the daemon's shared connection. Blocking: call it from a thread.
     """
+
+    dialect: ClassVar[Dialect] = SQLITE
+    # What a look that cannot read the store raises (health reports it, never crashes).
+    errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -107,38 +113,39 @@ class StoreProbe:
         when that came later. Times are the store's fixed-width UTC text, which compares
         as it sorts.
         """
+        rows = self._rows(
+            f"SELECT id, {self.dialect.greatest}(updated_at, coalesce(not_before, updated_at))"  # noqa: S608
+            " AS due_since, reason, count(*) OVER () AS due"
+            " FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
+            " ORDER BY due_since, id LIMIT 1",
+            (JobState.QUEUED.value, time_to_db(now)),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return DueJob(id=row[0], due_since=time_from_db(row[1]), reason=row[2], due=int(row[3]))
+
+    def _rows(self, sql: str, params: Sequence[object]) -> list[Any]:
+        """One read, on a connection of its own; rows by position."""
         conn = self._connect(STORE_LOCK_WAIT)  # WAL: readers wait only on a checkpoint
         try:
-            row = conn.execute(
-                "SELECT id, max(updated_at, coalesce(not_before, updated_at)) AS due_since,"
-                " reason, count(*) OVER () AS due"
-                " FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-                " ORDER BY due_since, id LIMIT 1",
-                (JobState.QUEUED.value, time_to_db(now)),
-            ).fetchone()
+            return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
-        if row is None:
-            return None
-        return DueJob(id=row[0], due_since=time_from_db(row[1]), reason=row[2], due=int(row[3]))
 
     def overdue_callbacks(self, now: datetime, after: timedelta) -> OverdueCallbacks:
         """Faxes that ended presumed sent (no callback) between `after` and CALLBACK_WATCH
         ago, oldest first: the callbacks that should have come and did not."""
-        conn = self._connect(STORE_LOCK_WAIT)
-        try:
-            rows = conn.execute(
-                "SELECT id, count(*) OVER () FROM jobs WHERE state = ?"
-                " AND finished_at <= ? AND finished_at >= ? ORDER BY finished_at, id LIMIT ?",
-                (
-                    JobState.PRESUMED_SENT.value,
-                    time_to_db(now - after),
-                    time_to_db(now - CALLBACK_WATCH),
-                    _OVERDUE_SHOWN,
-                ),
-            ).fetchall()
-        finally:
-            conn.close()
+        rows = self._rows(
+            "SELECT id, count(*) OVER () FROM jobs WHERE state = ?"
+            " AND finished_at <= ? AND finished_at >= ? ORDER BY finished_at, id LIMIT ?",
+            (
+                JobState.PRESUMED_SENT.value,
+                time_to_db(now - after),
+                time_to_db(now - CALLBACK_WATCH),
+                _OVERDUE_SHOWN,
+            ),
+        )
         return OverdueCallbacks(
             count=int(rows[0][1]) if rows else 0, job_ids=tuple(row[0] for row in rows)
         )
@@ -149,7 +156,7 @@ class StoreProbe:
         now = utc_now()
         try:
             oldest = self.oldest_due(now)
-        except sqlite3.Error as exc:
+        except self.errors as exc:
             log.debug("queue age not read error=%s", exc)
             return math.nan
         return 0.0 if oldest is None else oldest.waited(now).total_seconds()

@@ -1,9 +1,8 @@
-"""Conversions between Python values and SQLite columns, and rows to values."""
+"""Conversions between Python values and the store's columns, and rows to values."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from faxgate.domain.jobs import (
     JobState,
     Notification,
 )
+from faxgate.store.dialect import Cursor, Row
 from faxgate.store.values import NewNotification, StoreError
 
 # ------------------------------------------------------------------ conversions
@@ -29,12 +29,13 @@ def time_to_db(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def time_from_db(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
+def time_from_db(text: str | datetime) -> datetime:
+    """SQLite's text, or the datetime PostgreSQL's timestamptz reads as."""
+    value = text if isinstance(text, datetime) else datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def opt_time_from_db(text: str | None) -> datetime | None:
+def opt_time_from_db(text: str | datetime | None) -> datetime | None:
     return None if text is None else time_from_db(text)
 
 
@@ -43,7 +44,7 @@ def json_to_db(value: Mapping[str, Any]) -> str:
     try:
         text.encode()
     except UnicodeEncodeError:
-        # A file name that is not UTF-8 (its bytes kept as surrogates), which SQLite cannot
+        # A file name that is not UTF-8 (its bytes kept as surrogates), which neither database can
         # store as text: escaped, it reads back as the same name.
         return json.dumps(dict(value), ensure_ascii=True, separators=(",", ":"), sort_keys=True)
     return text
@@ -114,7 +115,7 @@ def settable(fields: Mapping[str, object]) -> dict[str, object]:
     return {name: _SETTABLE[name](value) for name, value in fields.items()}
 
 
-def job_from_row(row: sqlite3.Row) -> Job:
+def job_from_row(row: Row) -> Job:
     interval = row["poll_interval"]
     return Job(
         id=row["id"],
@@ -144,7 +145,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
     )
 
 
-def document_from_row(row: sqlite3.Row) -> Document:
+def document_from_row(row: Row) -> Document:
     return Document(
         job_id=row["job_id"],
         seq=row["seq"],
@@ -156,7 +157,7 @@ def document_from_row(row: sqlite3.Row) -> Document:
     )
 
 
-def event_from_row(row: sqlite3.Row) -> Event:
+def event_from_row(row: Row) -> Event:
     return Event(
         id=row["id"],
         job_id=row["job_id"],
@@ -168,7 +169,7 @@ def event_from_row(row: sqlite3.Row) -> Event:
     )
 
 
-def notification_from_row(row: sqlite3.Row) -> Notification:
+def notification_from_row(row: Row) -> Notification:
     return Notification(
         id=row["id"],
         job_id=row["job_id"],
@@ -186,7 +187,7 @@ def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def require_row(cursor: sqlite3.Cursor, notification_id: int) -> None:
+def require_row(cursor: Cursor, notification_id: int) -> None:
     if cursor.rowcount != 1:
         raise StoreError(f"no notification {notification_id}")
 
@@ -217,7 +218,7 @@ def as_notification(
 # ------------------------------------------------------------------ inbound rows
 
 
-def inbound_fax_from_row(row: sqlite3.Row) -> InboundFax:
+def inbound_fax_from_row(row: Row) -> InboundFax:
     document = None
     if row["document_path"] is not None:
         document = ReceivedDocument(
@@ -241,7 +242,7 @@ def inbound_fax_from_row(row: sqlite3.Row) -> InboundFax:
     )
 
 
-def inbound_delivery_from_row(row: sqlite3.Row) -> InboundDelivery:
+def inbound_delivery_from_row(row: Row) -> InboundDelivery:
     pending_in_outbox = row["outbox_id"] is not None and row["outbox_delivered_at"] is None
     return InboundDelivery(
         fax_id=row["fax_id"],

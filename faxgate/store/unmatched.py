@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from faxgate.store.db import Database
+from faxgate.store.dialect import Connection
 from faxgate.store.rows import (
     json_from_db,
     json_to_db,
@@ -35,21 +35,24 @@ class UnmatchedReports(Database):
         """Keep a report for a GUID no job holds; drop those older than `keep_for` and the
         oldest beyond `keep_at_most`. Returns how many were dropped for room."""
 
-        def keep(conn: sqlite3.Connection) -> int:
-            conn.execute(
-                "INSERT OR IGNORE INTO unmatched_reports (guid, status, received_at, body)"
-                " VALUES (?, ?, ?, ?)",
-                (guid, status, time_to_db(now), json_to_db(body)),
-            )
+        insert = self._dialect.insert_ignoring(
+            "unmatched_reports", ("guid", "status", "received_at", "body")
+        )
+        beyond = f"{self._dialect.no_limit} OFFSET ?"
+
+        def keep(conn: Connection) -> int:
+            conn.execute(insert, (guid, status, time_to_db(now), json_to_db(body)))
             conn.execute(
                 "DELETE FROM unmatched_reports WHERE received_at < ?",
                 (time_to_db(now - keep_for),),
             )
-            return conn.execute(
-                "DELETE FROM unmatched_reports WHERE rowid IN (SELECT rowid FROM"
-                " unmatched_reports ORDER BY received_at DESC LIMIT -1 OFFSET ?)",
-                (keep_at_most,),
-            ).rowcount
+            return int(
+                conn.execute(
+                    "DELETE FROM unmatched_reports WHERE rowid IN (SELECT rowid FROM"  # noqa: S608
+                    f" unmatched_reports ORDER BY received_at DESC {beyond})",
+                    (keep_at_most,),
+                ).rowcount
+            )
 
         return self._grouped(keep)
 
@@ -77,7 +80,7 @@ class UnmatchedReports(Database):
     def drop_unmatched(self, guid: str) -> None:
         """A job holds this GUID now: its reports were applied."""
 
-        def drop(conn: sqlite3.Connection) -> None:
+        def drop(conn: Connection) -> None:
             conn.execute("DELETE FROM unmatched_reports WHERE guid = ?", (guid,))
 
         self._grouped(drop)

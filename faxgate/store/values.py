@@ -23,6 +23,14 @@ class UnmatchedReport:
     body: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who has claimed a job, and until when."""
+
+    owner: str
+    until: datetime
+
+
 class StoreError(Exception):
     pass
 

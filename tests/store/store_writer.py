@@ -2,6 +2,8 @@
 
 Usage: python store_writer.py DB SPOOL LOG
 
+DB is an SQLite file or a postgresql:// URL.
+
 Each group is two jobs created at once, each with two spooled documents (one shared by the
 group); each job then goes queued -> submitting -> submitted -> sent, or fails, or ends
 uncertain. After every commit a line goes to LOG: "<job id> <state>", so the test knows
@@ -89,8 +91,9 @@ def run(store: Store, spool: Spool, log: TextIO) -> None:
 
 
 def main() -> None:
-    db, spool_dir, log_path = (Path(arg) for arg in sys.argv[1:4])
-    with Store.open(db) as store, log_path.open("a", encoding="utf-8") as log:
+    db, spool_dir, log_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    opened = Store.open_url(db) if db.startswith("postgresql://") else Store.open(Path(db))
+    with opened as store, log_path.open("a", encoding="utf-8") as log:
         run(store, Spool(spool_dir), log)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import random
 import signal
 import sqlite3
@@ -10,13 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from faxgate.domain.inbound import NewDelivery, NewInboundFax
 from faxgate.domain.jobs import FINISHED_STATES, IllegalTransition, Intake, JobState
 from faxgate.store import (
     MIGRATIONS,
@@ -28,10 +30,25 @@ from faxgate.store import (
     StaleState,
     Store,
     StoreError,
-    apply_migrations,
-    schema_version,
 )
+from faxgate.store.postgres import PG_MIGRATIONS, storable
+from faxgate.store.rows import json_to_db
 from faxgate.store.spool import SpooledFile
+from tests.store.backends import (
+    Location,
+    add_failing_trigger,
+    drop_failing_trigger,
+    migrate,
+    migrations_of,
+    open_store,
+    postgres_only,
+    raw,
+    set_version,
+    sqlite_conn,
+    sqlite_only,
+    table_exists,
+    version,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 S = JobState
@@ -63,13 +80,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "faxgate.db"
+def db_path(location: Location) -> Path:
+    assert isinstance(location, Path), "an SQLite test: mark it sqlite_only"
+    return location
 
 
 @pytest.fixture
-def store(db_path: Path, clock: FakeClock) -> Iterator[Store]:
-    with Store.open(db_path, clock=clock) as opened:
+def store(location: Location, clock: FakeClock) -> Iterator[Store]:
+    with open_store(location, clock=clock) as opened:
         yield opened
 
 
@@ -89,24 +107,22 @@ def new_job(number: str = "+14155550100", **kwargs: object) -> NewJob:
     return NewJob(**values)  # type: ignore[arg-type]
 
 
-@contextmanager
-def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain connection beside the store's, as another program would open one."""
-    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
-        yield conn
-
-
-def table_counts(db_path: Path) -> dict[str, int]:
-    with raw(db_path) as conn:
+def table_counts(location: Location) -> dict[str, int]:
+    with raw(location) as conn:
         return {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            table: conn.one(f"SELECT count(*) FROM {table}")  # noqa: S608
             for table in ("jobs", "documents", "events", "outbox")
         }
+
+
+# The errors each backend's driver raises, for the tests that provoke them.
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 # ------------------------------------------------------------------ opening and schema
 
 
+@sqlite_only
 def test_open_creates_parent_directories_and_schema(db_path: Path, store: Store) -> None:
     assert db_path.is_file()
     assert store.pragmas()["user_version"] == len(MIGRATIONS) >= 1
@@ -117,15 +133,35 @@ def test_open_creates_parent_directories_and_schema(db_path: Path, store: Store)
     assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_next_poll"} <= indexes
 
 
-def test_reopen_is_idempotent_and_keeps_data(db_path: Path, clock: FakeClock) -> None:
-    with Store.open(db_path, clock=clock) as first:
+@postgres_only
+def test_open_creates_the_schema_in_an_empty_database(location: str, store: Store) -> None:
+    assert store.schema_version() == len(PG_MIGRATIONS) == len(MIGRATIONS)
+    with raw(location) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+        time_type = conn.one(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'jobs' AND column_name = 'next_poll_at'"
+        )
+    assert {"jobs", "documents", "events", "outbox", "inbound_faxes", "imap_taken"} <= tables
+    assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_state_age"} <= indexes
+    assert time_type == "timestamp with time zone"
+
+
+def test_every_migration_means_the_same_step_on_both_backends() -> None:
+    assert len(PG_MIGRATIONS) == len(MIGRATIONS)
+
+
+def test_reopen_is_idempotent_and_keeps_data(location: Location, clock: FakeClock) -> None:
+    with open_store(location, clock=clock) as first:
         [job] = first.create_jobs([new_job()])
     for _ in range(2):
-        with Store.open(db_path, clock=clock) as again:
-            assert again.pragmas()["user_version"] == len(MIGRATIONS)
+        with open_store(location, clock=clock) as again:
+            assert again.schema_version() == len(MIGRATIONS)
             assert again.get_job(job.id) == job
 
 
+@sqlite_only
 def test_connection_settings_are_really_set(store: Store) -> None:
     pragmas = store.pragmas()
     assert pragmas["journal_mode"] == "wal"
@@ -135,40 +171,73 @@ def test_connection_settings_are_really_set(store: Store) -> None:
     assert store.integrity_check() == ["ok"]
 
 
+@postgres_only
+def test_postgresql_connections_keep_utc_and_wait_for_locks_as_sqlite_does(
+    store: Store,
+) -> None:
+    with store._write() as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == {"TimeZone": "UTC"}
+        assert conn.execute("SHOW lock_timeout").fetchone() == {"lock_timeout": "5s"}
+
+
+@sqlite_only
 def test_wal_is_recorded_in_the_file(db_path: Path, store: Store) -> None:
     with raw(db_path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.one("PRAGMA journal_mode") == "wal"
 
 
-def test_a_later_migration_applies_on_top_of_data(db_path: Path, store: Store) -> None:
+def test_a_later_migration_applies_on_top_of_data(location: Location, store: Store) -> None:
     [job] = store.create_jobs([new_job()])
     store.close()
-    later = (*MIGRATIONS, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
-    with raw(db_path) as conn:
-        assert apply_migrations(conn, later) == len(MIGRATIONS) + 1
-        assert conn.execute("SELECT priority FROM jobs WHERE id = ?", (job.id,)).fetchone() == (0,)
-        assert apply_migrations(conn, later) == len(MIGRATIONS) + 1  # nothing left to do
+    known = migrations_of(location)
+    later = (*known, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
+    with raw(location) as conn:
+        assert migrate(conn, later) == len(known) + 1
+        assert conn.one("SELECT priority FROM jobs WHERE id = ?", (job.id,)) == 0
+        assert migrate(conn, later) == len(known) + 1  # nothing left to do
 
 
-def test_a_failing_migration_leaves_nothing_behind(db_path: Path, store: Store) -> None:
+def test_a_failing_migration_leaves_nothing_behind(location: Location, store: Store) -> None:
     store.close()
-    broken = (*MIGRATIONS, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
-    with raw(db_path) as conn:
-        with pytest.raises(sqlite3.OperationalError):
-            apply_migrations(conn, broken)
-        assert schema_version(conn) == len(MIGRATIONS)
-        assert (
-            conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone()
-            is None
-        )
+    known = migrations_of(location)
+    broken = (*known, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
+    with raw(location) as conn:
+        with pytest.raises(DATABASE_ERRORS):
+            migrate(conn, broken)
+        assert version(conn) == len(known)
+        assert not table_exists(conn, "half_done")
 
 
-def test_a_newer_schema_is_refused(db_path: Path, store: Store) -> None:
+def test_a_newer_schema_is_refused(location: Location, store: Store) -> None:
     store.close()
-    with raw(db_path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with raw(location) as conn:
+        set_version(conn, len(MIGRATIONS) + 1)
     with pytest.raises(SchemaTooNew):
-        Store.open(db_path)
+        open_store(location)
+
+
+@postgres_only
+def test_instances_starting_at_once_migrate_one_at_a_time(location: str) -> None:
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(open_store(location))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        assert [store.schema_version() for store in opened] == [len(MIGRATIONS)] * 4
+    finally:
+        for store in opened:
+            store.close()
 
 
 # ------------------------------------------------------------------ creating and reading
@@ -227,16 +296,18 @@ def test_create_and_read_back(store: Store) -> None:
     )
 
 
-def test_one_message_to_several_numbers_is_one_transaction(db_path: Path, store: Store) -> None:
+def test_one_message_to_several_numbers_is_one_transaction(
+    location: Location, store: Store
+) -> None:
     jobs = store.create_jobs([new_job(f"+1415555010{i}", group_id="msg-1") for i in range(3)])
     assert len({j.id for j in jobs}) == 3
     assert [j.to_number for j in store.group_jobs("msg-1")] == [j.to_number for j in jobs]
 
-    before = table_counts(db_path)
+    before = table_counts(location)
     bad = new_job("+14155550109", not_before=datetime(2024, 5, 1, 12, 0))  # naive: refused
     with pytest.raises(ValueError, match="naive"):
         store.create_jobs([new_job("+14155550108"), bad])
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
 
 
 def test_unknown_job(store: Store) -> None:
@@ -320,25 +391,22 @@ def test_transition_with_a_new_notification(store: Store) -> None:
 
 
 @pytest.mark.parametrize("failing_table", ["events", "outbox"])
-def test_transition_is_all_or_nothing(db_path: Path, store: Store, failing_table: str) -> None:
+def test_transition_is_all_or_nothing(location: Location, store: Store, failing_table: str) -> None:
     [job] = store.create_jobs([new_job()])
     store.transition(job.id, S.SUBMITTING, detail="sending")
     before_job = store.get_job(job.id)
-    before = table_counts(db_path)
-    with raw(db_path) as conn:
-        conn.execute(
-            f"CREATE TRIGGER fail_{failing_table} BEFORE INSERT ON {failing_table}"
-            " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
-        )
-    with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
+    before = table_counts(location)
+    with raw(location) as conn:
+        add_failing_trigger(conn, failing_table, "disk on fire")
+    with pytest.raises(DATABASE_ERRORS, match="disk on fire"):
         store.transition(
             job.id, S.FAILED, detail="refused", notify={"outcome": "failed"}, reason="refused"
         )
     assert store.get_job(job.id) == before_job
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
     # And the store is still usable afterwards.
-    with raw(db_path) as conn:
-        conn.execute(f"DROP TRIGGER fail_{failing_table}")
+    with raw(location) as conn:
+        drop_failing_trigger(conn, failing_table)
     assert store.transition(job.id, S.FAILED, detail="refused").state is S.FAILED
 
 
@@ -353,18 +421,18 @@ def test_stale_state(store: Store) -> None:
     assert len(store.events(job.id)) == 2
 
 
-def test_illegal_transition_through_the_store(db_path: Path, store: Store) -> None:
+def test_illegal_transition_through_the_store(location: Location, store: Store) -> None:
     [job] = store.create_jobs([new_job()])
     store.transition(job.id, S.SUBMITTING, detail="sending")
     store.transition(job.id, S.SUBMITTED, detail="accepted", provider_guid="g")
     sent = store.transition(job.id, S.SENT, detail="sent", notify={"outcome": "sent"})
-    before = table_counts(db_path)
+    before = table_counts(location)
     # A late callback must not move a sent job back, nor report it twice.
     for target in (S.TRANSMITTING, S.FAILED, S.SENT, S.QUEUED, S.CANCELLED):
         with pytest.raises(IllegalTransition):
             store.transition(job.id, target, detail="late callback", notify={"again": True})
     assert store.get_job(job.id) == sent
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
 
 
 def test_finished_at_follows_the_state(store: Store, clock: FakeClock) -> None:
@@ -397,16 +465,16 @@ def test_finished_at_follows_the_state(store: Store, clock: FakeClock) -> None:
     ],
 )
 def test_only_known_fields_of_the_right_type_may_be_set(
-    db_path: Path, store: Store, fields: dict[str, Any], error: type[Exception]
+    location: Location, store: Store, fields: dict[str, Any], error: type[Exception]
 ) -> None:
     [job] = store.create_jobs([new_job()])
-    before = table_counts(db_path)
+    before = table_counts(location)
     with pytest.raises(error):
         store.transition(job.id, S.SUBMITTING, detail="x", **fields)
     with pytest.raises(error):
         store.update_fields(job.id, **fields)
     assert store.get_job(job.id) == job
-    assert table_counts(db_path) == before
+    assert table_counts(location) == before
 
 
 def test_update_fields(store: Store, clock: FakeClock) -> None:
@@ -539,8 +607,8 @@ def test_marking_an_unknown_notification_fails(store: Store) -> None:
 # ------------------------------------------------------------------ two processes, threads
 
 
-def test_two_stores_on_one_file_see_each_other(db_path: Path, store: Store) -> None:
-    with Store.open(db_path) as cli:
+def test_two_stores_on_one_file_see_each_other(location: Location, store: Store) -> None:
+    with open_store(location) as cli:
         [job] = cli.create_jobs([new_job()])
         assert store.get_job(job.id) == job
         # Both saw it queued; the daemon moves it first, the CLI's cancel must not win.
@@ -550,15 +618,22 @@ def test_two_stores_on_one_file_see_each_other(db_path: Path, store: Store) -> N
         assert cli.get_job(job.id).state is S.SUBMITTING  # type: ignore[union-attr]
 
 
-def test_a_writer_waits_for_the_other_instead_of_failing(db_path: Path, store: Store) -> None:
+def test_a_writer_waits_for_the_other_instead_of_failing(location: Location, store: Store) -> None:
     [job] = store.create_jobs([new_job()])
     with (
-        Store.open(db_path, busy_timeout=0.05) as impatient,
-        Store.open(db_path) as patient,
-        raw(db_path) as holder,
+        open_store(location, busy_timeout=0.05) as impatient,
+        open_store(location) as patient,
+        raw(location) as holder,
     ):
-        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        # Another process holds the write lock (SQLite) or the job's row (PostgreSQL).
+        if holder.postgres:
+            holder.execute("BEGIN")
+            holder.execute("SELECT * FROM jobs WHERE id = ? FOR UPDATE", (job.id,))
+        else:
+            holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(
+            (sqlite3.OperationalError, psycopg.errors.LockNotAvailable), match="lock"
+        ):
             impatient.transition(job.id, S.SUBMITTING, detail="sending")
         # Readers are not blocked by a writer (WAL).
         assert patient.get_job(job.id) == job
@@ -585,7 +660,7 @@ def test_a_writer_waits_for_the_other_instead_of_failing(db_path: Path, store: S
         assert getattr(moved, "state", None) is S.SUBMITTING
 
 
-def test_one_store_shared_by_threads(db_path: Path, store: Store) -> None:
+def test_one_store_shared_by_threads(location: Location, store: Store) -> None:
     jobs = store.create_jobs([new_job() for _ in range(8)])
     errors: list[BaseException] = []
 
@@ -604,7 +679,7 @@ def test_one_store_shared_by_threads(db_path: Path, store: Store) -> None:
         t.join(timeout=30)
     assert errors == []
     assert store.count_by_state()[S.SENT] == 8
-    assert table_counts(db_path)["outbox"] == 8
+    assert table_counts(location)["outbox"] == 8
 
 
 # ------------------------------------------------------------------ crash
@@ -618,12 +693,13 @@ def committed_lines(log: Path) -> list[tuple[str, JobState]]:
     ]
 
 
-def check_consistent(db_path: Path, log: Path) -> int:
+def check_consistent(location: Location, log: Path) -> int:
     """Every job's history and documents agree with its row; returns the number of jobs."""
-    with Store.open(db_path) as store:
-        assert store.integrity_check() == ["ok"]
-        with raw(db_path) as conn:
-            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    with open_store(location) as store:
+        if isinstance(location, Path):  # PostgreSQL checks its pages and keys itself
+            assert store.integrity_check() == ["ok"]
+            with raw(location) as conn:
+                assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         jobs = store.recent_jobs(100_000)
         for job in jobs:
             events = store.events(job.id)
@@ -659,8 +735,8 @@ def writer_reached(child: subprocess.Popen[bytes], log: Path, jobs: int) -> bool
     return len({job_id for job_id, _ in committed_lines(log)}) >= jobs
 
 
-def test_the_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
-    db_path, spool_dir, log = tmp_path / "faxgate.db", tmp_path / "spool", tmp_path / "log"
+def test_the_store_survives_a_writer_killed_mid_write(location: Location, tmp_path: Path) -> None:
+    spool_dir, log = tmp_path / "spool", tmp_path / "log"
     writer = Path(__file__).with_name("store_writer.py")
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
@@ -668,7 +744,7 @@ def test_the_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
     for kill in range(4):
         target = jobs_so_far + rng.randint(2, 24)
         with subprocess.Popen(
-            [sys.executable, str(writer), str(db_path), str(spool_dir), str(log)],
+            [sys.executable, str(writer), str(location), str(spool_dir), str(log)],
             stderr=subprocess.PIPE,
         ) as child:
             try:
@@ -677,7 +753,7 @@ def test_the_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
                 child.send_signal(signal.SIGKILL)
                 child.wait()
         assert child.returncode == -signal.SIGKILL, f"seed {seed}, kill {kill}"
-        counted = check_consistent(db_path, log)
+        counted = check_consistent(location, log)
         assert counted >= target, f"seed {seed}"
         jobs_so_far = counted
     # The writers kept adding where the killed ones stopped.
@@ -706,10 +782,11 @@ def test_count_in_states(store: Store) -> None:
     assert store.count_in_states([JobState.SENT]) == 0
 
 
+@sqlite_only
 def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
     plan = " ".join(
         row[3]
-        for row in store._conn.execute(
+        for row in sqlite_conn(store).execute(
             "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at"
         )
     )
@@ -718,13 +795,19 @@ def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
 
 
 def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
-    db_path: Path, store: Store
+    location: Location, store: Store
 ) -> None:
     jobs = store.create_jobs([new_job() for _ in range(20)])
     stale = jobs[0]
     store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
     commits: list[str] = []
-    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    transaction = store._backend.transaction
+
+    def counted() -> Any:
+        commits.append("COMMIT")
+        return transaction()
+
+    store._backend.transaction = counted  # type: ignore[method-assign]
     results: dict[str, BaseException | JobState] = {}
 
     def move(job_id: str) -> None:
@@ -748,13 +831,35 @@ def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself
     assert set(results.values()) == {S.SUBMITTING}
     assert store.count_by_state()[S.SUBMITTING] == len(jobs)
     assert len(store.events(stale.id)) == 2  # its failed change left no event behind
-    assert table_counts(db_path)["events"] == 2 * len(jobs)
+    assert table_counts(location)["events"] == 2 * len(jobs)
 
 
-def test_a_failed_group_commit_fails_every_change_in_it(db_path: Path, store: Store) -> None:
+def test_a_failed_group_commit_fails_every_change_in_it(location: Location, store: Store) -> None:
     jobs = store.create_jobs([new_job() for _ in range(3)])
-    before = table_counts(db_path)
-    store._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT, for all
+    before = table_counts(location)
+    # Make the shared commit itself fail: a check that waits for COMMIT.
+    if isinstance(location, Path):
+        sqlite_conn(store).execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
+        doomed: tuple[str, tuple[str, ...]] = (
+            "INSERT INTO events (job_id, at, to_state, detail) VALUES ('nope', 'x', 'queued', 'x')",
+            (),
+        )
+    else:
+        with raw(location) as conn:
+            conn.execute(
+                "CREATE FUNCTION doomed() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'doomed at commit'; END $$"
+            )
+            conn.execute(
+                "CREATE CONSTRAINT TRIGGER doomed AFTER INSERT ON events"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+                " WHEN (NEW.detail = 'doomed') EXECUTE FUNCTION doomed()"
+            )
+        doomed = (
+            "INSERT INTO events (job_id, at, to_state, detail)"
+            " VALUES (?, now(), 'queued', 'doomed')",
+            (jobs[0].id,),
+        )
     errors: list[BaseException] = []
 
     def move(job_id: str) -> None:
@@ -768,15 +873,12 @@ def test_a_failed_group_commit_fails_every_change_in_it(db_path: Path, store: St
         for thread in threads:
             thread.start()
         wait_for(lambda: len(store._waiting) == len(jobs))
-        # Make the shared commit itself fail: an orphan event whose check waits for COMMIT.
-        store._waiting[1].body = lambda conn: conn.execute(
-            "INSERT INTO events (job_id, at, to_state, detail) VALUES ('nope', 'x', 'queued', 'x')"
-        )
+        store._waiting[1].body = lambda conn: conn.execute(*doomed)
     for thread in threads:
         thread.join(timeout=30)
     assert len(errors) == len(jobs)
-    assert all(isinstance(error, sqlite3.IntegrityError) for error in errors)
-    assert table_counts(db_path) == before
+    assert all(isinstance(error, DATABASE_ERRORS) for error in errors)
+    assert table_counts(location) == before
     assert store.get_job(jobs[0].id) == jobs[0]
 
 
@@ -788,12 +890,12 @@ def test_reads_see_every_committed_change_at_once(store: Store) -> None:
 
 
 def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
-    tmp_path: Path,
+    location: Location,
 ) -> None:
-    path = tmp_path / "old.sqlite3"
+    path = location
     with raw(path) as conn:  # a store as version 3 left it, with history
-        apply_migrations(conn, MIGRATIONS[:3])
-    with Store.open(path) as store:
+        migrate(conn, migrations_of(location)[:3])
+    with open_store(path) as store:
         [job] = store.create_jobs([new_job()])
         store.transition(job.id, S.SUBMITTING, detail="sending")
         store.transition(job.id, S.SUBMITTED, detail="ok", data={"guid": "g1"}, provider_guid="g1")
@@ -806,15 +908,19 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP TABLE provider_calls")
         conn.execute("DROP TABLE unmatched_reports")  # later versions' tables
         conn.execute("DROP TABLE imap_taken")
-        conn.execute("PRAGMA user_version = 3")
-    with Store.open(path) as store:
+        conn.execute("ALTER TABLE jobs DROP COLUMN lease_owner")
+        conn.execute("ALTER TABLE jobs DROP COLUMN lease_until")
+        conn.execute("ALTER TABLE outbox DROP COLUMN lease_owner")
+        conn.execute("ALTER TABLE outbox DROP COLUMN lease_until")
+        set_version(conn, 3)
+    with open_store(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
         assert store.call_owner("never") is None
 
 
-def test_unmatched_reports_are_kept_bounded_by_age_and_count(tmp_path: Path) -> None:
+def test_unmatched_reports_are_kept_bounded_by_age_and_count(location: Location) -> None:
     start = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-    with Store.open(tmp_path / "s.sqlite3") as store:
+    with open_store(location) as store:
         keep = timedelta(hours=1)
         for n in range(4):
             dropped = store.keep_unmatched(
@@ -840,3 +946,216 @@ def test_unmatched_reports_are_kept_bounded_by_age_and_count(tmp_path: Path) -> 
         assert store.unmatched_guids() == {"g3", "g9"}  # older than an hour: gone
         store.drop_unmatched("g3")
         assert store.unmatched_guids() == {"g9"}
+
+
+@postgres_only
+def test_a_group_undone_to_break_a_deadlock_with_another_instance_runs_again(
+    location: str, store: Store
+) -> None:
+    x, y = store.create_jobs([new_job(), new_job()])
+    tries: list[str] = []
+    transaction = store._backend.transaction
+
+    def counted() -> Any:
+        tries.append("BEGIN")
+        return transaction()
+
+    store._backend.transaction = counted  # type: ignore[method-assign]
+    results: dict[str, BaseException | JobState] = {}
+
+    def move(job_id: str) -> None:
+        try:
+            moved = store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+            results[job_id] = moved.state
+        except BaseException as error:
+            results[job_id] = error
+
+    with raw(location) as other, raw(location) as watcher:
+        # Another instance holds y and, later, asks for x: a deadlock with the group below
+        # (x, then y). Its own deadlock check waits long, so the store's side breaks it.
+        other.execute("SET deadlock_timeout = '60s'")
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (y.id,))
+        with store._lock:  # x's change, then y's, wait for one group
+            threads = []
+            for job in (x, y):
+                threads.append(threading.Thread(target=move, args=(job.id,)))
+                threads[-1].start()
+                wait_for(lambda: len(store._waiting) == len(threads))
+        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+        taking_x = threading.Thread(
+            target=other.execute, args=("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (x.id,))
+        )
+        taking_x.start()
+        taking_x.join(timeout=30)  # granted once the store's group was undone
+        assert not taking_x.is_alive()
+        other.execute("COMMIT")
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {x.id: S.SUBMITTING, y.id: S.SUBMITTING}
+    # The group ran again, whole (more than once when it took x back before the other
+    # instance did, and the deadlock came again).
+    assert len(tries) >= 2
+    assert [e.to_state for e in store.events(y.id)] == [S.QUEUED, S.SUBMITTING]
+
+
+def test_text_with_nul_is_kept_where_each_backend_can(location: Location, store: Store) -> None:
+    [job] = store.create_jobs(
+        [
+            new_job(
+                cover_message="before\x00after",
+                intake_ref={"sender": "a@example.org", "subject": "odd\x00subject"},
+            )
+        ],
+        now=T0,
+    )
+    kept = store.get_job(job.id)
+    assert kept is not None
+    # PostgreSQL's text cannot hold NUL: it becomes U+FFFD there; SQLite keeps it.
+    nul = "\x00" if isinstance(location, Path) else "\ufffd"
+    assert kept.cover_message == f"before{nul}after"
+    assert kept.intake_ref["subject"] == f"odd{nul}subject"  # in JSON too
+    # A JSON field is still read with such a row among those counted.
+    assert store.count_intake_jobs(Intake.SMTP, T0, ref="sender", value="a@example.org") == 1
+
+
+def test_what_an_intake_records_with_its_jobs_goes_in_the_same_transaction(
+    location: Location, store: Store
+) -> None:
+    def record(conn: Any) -> None:  # as the IMAP intake writes: sqlite3's call, `?`
+        conn.execute(
+            "INSERT INTO imap_taken (mailbox, uidvalidity, uid, message_id, outcome, taken_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ("INBOX", 7, 42, "<m@x>", "processed", "2024-05-01T10:00:00.000000Z"),
+        )
+
+    [job] = store.create_jobs([new_job()], also=record)
+    with raw(location) as conn:
+        assert conn.one("SELECT uid FROM imap_taken WHERE mailbox = 'INBOX'") == 42
+
+    def fail(conn: Any) -> None:
+        record(conn)  # the same message again: its key is taken
+        raise AssertionError("not reached")
+
+    before = table_counts(location)
+    with pytest.raises(DATABASE_ERRORS):
+        store.create_jobs([new_job()], also=fail)
+    assert table_counts(location) == before  # the jobs went with it
+    assert store.get_job(job.id) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ({"s": "a\x00b"}, {"s": "a\ufffdb"}),
+        ({"s": "a\\u0000b"}, {"s": "a\\u0000b"}),  # a backslash and "u0000", as written
+        ({"s": "\\\x00"}, {"s": "\\\ufffd"}),
+        ({"s": "plain"}, {"s": "plain"}),
+    ],
+)
+def test_json_with_nul_as_postgresql_keeps_it(value: dict[str, str], kept: dict[str, str]) -> None:
+    (text, number) = storable((json_to_db(value), 3))
+    assert (json.loads(text), number) == (kept, 3)
+
+
+def ids_drawn(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    drawn = iter(ids)
+    monkeypatch.setattr("faxgate.store.jobs.new_job_id", lambda now: next(drawn))
+
+
+def test_a_job_id_already_taken_is_drawn_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids_drawn(monkeypatch, "aaaaaaaaaaaa", "aaaaaaaaaaaa", "bbbbbbbbbbbb")
+    first, second = store.create_jobs([new_job(), new_job()])
+    assert (first.id, second.id) == ("aaaaaaaaaaaa", "bbbbbbbbbbbb")
+
+
+@postgres_only
+def test_a_job_id_another_instance_is_taking_at_that_moment_is_drawn_again(
+    location: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids_drawn(monkeypatch, "aaaaaaaaaaaa", "bbbbbbbbbbbb")
+    outcome: list[object] = []
+    with raw(location) as other, raw(location) as watcher:
+        # Another instance has inserted a job under the same id, not committed yet: the
+        # check cannot see it.
+        other.execute("BEGIN")
+        other.execute(
+            "INSERT INTO jobs (id, created_at, updated_at, state, intake, to_number)"
+            " VALUES ('aaaaaaaaaaaa', now(), now(), 'queued', 'cli', '+14155550100')"
+        )
+
+        def create() -> None:
+            try:
+                outcome.extend(store.create_jobs([new_job()]))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        creating = threading.Thread(target=create)
+        creating.start()
+        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+        other.execute("COMMIT")
+        creating.join(timeout=30)
+    [job] = outcome
+    assert getattr(job, "id", job) == "bbbbbbbbbbbb"
+    assert store.count_by_state()[S.QUEUED] == 2
+
+
+def inbound_fax(guid: str = "f" * 40) -> NewInboundFax:
+    return NewInboundFax(
+        provider_guid=guid,
+        to_number="+14155550100",
+        from_number="+14155550199",
+        pages=2,
+        arrived_at=T0,
+        route="default",
+        document=None,
+        note="no document",
+    )
+
+
+def test_an_inbound_fax_is_recorded_once_with_its_deliveries(store: Store) -> None:
+    deliveries = [NewDelivery(kind="email", target="desk@example.org")]
+    fax, new = store.record_inbound(inbound_fax(), deliveries)
+    again, new_again = store.record_inbound(inbound_fax(), deliveries)
+    assert (new, new_again, again) == (True, False, fax)
+    [delivery] = store.inbound_deliveries(fax.id)
+    assert (delivery.kind, delivery.target, delivery.attempts) == ("email", "desk@example.org", 0)
+    assert [n.payload["fax_id"] for n in store.pending_notifications(T0, 10)] == [fax.id]
+
+
+@postgres_only
+def test_an_inbound_fax_another_instance_is_recording_at_that_moment_is_recorded_once(
+    location: str, store: Store
+) -> None:
+    outcome: list[object] = []
+    with raw(location) as other, raw(location) as watcher:
+        # The provider's callback reached another instance too, which is recording it.
+        other.execute("BEGIN")
+        other.execute(
+            "INSERT INTO inbound_faxes (id, received_at, provider_guid, to_number, route)"
+            " VALUES ('theirs000000', now(), ?, '+14155550100', 'default')",
+            ("f" * 40,),
+        )
+
+        def record() -> None:
+            try:
+                outcome.append(
+                    store.record_inbound(
+                        inbound_fax(), [NewDelivery(kind="email", target="desk@example.org")]
+                    )
+                )
+            except BaseException as exc:
+                outcome.append(exc)
+
+        recording = threading.Thread(target=record)
+        recording.start()
+        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+        other.execute("COMMIT")
+        recording.join(timeout=30)
+    [result] = outcome
+    assert isinstance(result, tuple), result
+    fax, new = result
+    assert (fax.id, new) == ("theirs000000", False)
+    assert store.pending_notifications(T0 + timedelta(days=9999), 10) == []  # no delivery twice
