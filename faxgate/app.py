@@ -35,7 +35,7 @@ from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, start_smt
 from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.folder_result import folder_reporter
 from faxgate.notify.imap_refusal import refusal_reply_handler
-from faxgate.notify.inbound_delivery import InboundDeliverer
+from faxgate.notify.inbound_delivery import inbound_deliverer
 from faxgate.notify.mail_reply import smtp_report_handler
 from faxgate.notify.mailer import mailer_from_settings
 from faxgate.notify.notifier import Notifier, default_handlers
@@ -154,8 +154,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
 
         mailer = mailer_from_settings(settings.mail, settings.maildir)
         # Reports go to the reporter of the intake a job came from (see notifier.py).
-        reporters = default_handlers(mailer, store)
         confirmations = Confirmations(settings.reports.confirmation)
+        reporters = default_handlers(mailer, store, confirmations)
         reporters[Intake.SMTP.value] = smtp_report_handler(
             mailer,
             store,
@@ -163,9 +163,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             confirmations=confirmations,
         )
         # An inbound fax's deliveries (mail, folder) go through the outbox too.
-        reporters[INBOUND] = InboundDeliverer(
-            store, mailer, from_address=settings.mail.from_address
-        )
+        reporters[INBOUND] = await inbound_deliverer(settings, store, mailer, confirmations.drawer)
         reporters[Intake.FOLDER.value] = folder_reporter(
             store, mailer, settings.spool_dir, confirmations
         )

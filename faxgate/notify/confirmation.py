@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Document, Event, Job
 from faxgate.notify.report_pdf import PICTURE_PIXELS, Picture, layout_report, report_facts
-from faxgate.notify.thumbnail import drawable, first_page_png
+from faxgate.notify.thumbnail import TEXT, drawable, first_page_png
 from faxgate.workers import WorkerFailed, run_isolated
 
 log = logging.getLogger("faxgate.notify")
@@ -46,6 +46,33 @@ def report_name(job: Job) -> str:
 
 
 @dataclass
+class PageDrawer:
+    """Draws first pages in processes of their own, capped (faxgate.workers.run_isolated),
+    at most two at once; shared by the reports and the inbound mail."""
+
+    seconds: float = DRAW_SECONDS
+    memory: int = DRAW_MEMORY
+
+    def __post_init__(self) -> None:
+        self._drawing = asyncio.Semaphore(_AT_ONCE)
+
+    async def first_page(self, path: Path, content_type: str, width: int, height: int) -> bytes:
+        """The first page as a grayscale PNG within width x height pixels. WorkerFailed
+        (the reason in plain words) or OSError (no process could be started) otherwise."""
+        async with self._drawing:
+            return await run_isolated(
+                first_page_png,
+                str(path),
+                content_type,
+                width,
+                height,
+                seconds=self.seconds,
+                memory=self.memory,
+                preload=DRAW_PRELOAD,
+            )
+
+
+@dataclass
 class Confirmations:
     """Makes a job's confirmation report as the settings ask ([reports] confirmation)."""
 
@@ -55,7 +82,7 @@ class Confirmations:
     clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
-        self._drawing = asyncio.Semaphore(_AT_ONCE)
+        self.drawer = PageDrawer(self.draw_seconds, self.draw_memory)
 
     @property
     def enabled(self) -> bool:
@@ -110,21 +137,14 @@ class Confirmations:
                 "faxgate has no picture of how it did.",
             )
         try:
-            async with self._drawing:
-                png = await run_isolated(
-                    first_page_png,
-                    str(path),
-                    first.content_type,
-                    *PICTURE_PIXELS,
-                    seconds=self.draw_seconds,
-                    memory=self.draw_memory,
-                    preload=DRAW_PRELOAD,
-                )
+            png = await self.drawer.first_page(path, first.content_type, *PICTURE_PIXELS)
         except (WorkerFailed, OSError) as exc:  # OSError: no process could be started
             log.warning("no image of the first page job=%s document=%s: %s", job.id, path, exc)
             return Picture(None, label, f"No image: {first.name} could not be drawn: {exc}.")
-        note = "The provider's cover page went first." if cover else None
-        return Picture(png, label, note)
+        notes = ["The provider's cover page went first."] if cover else []
+        if first.content_type == TEXT:
+            notes.append("Drawn from the text as sent; the provider's layout may differ.")
+        return Picture(png, label, " ".join(notes) or None)
 
 
 def _kind(document: Document) -> str:

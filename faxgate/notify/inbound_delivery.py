@@ -10,6 +10,11 @@ sent at least once; the delivery is marked done in the store right after the mai
 it, and a row found marked is not sent again, so only a crash in the instant between
 sending and marking sends it twice, and then with the same Message-ID, which mail
 programs fold into one.
+
+The mail shows page 1 reduced ([inbound] page_image), drawn in a capped process of its
+own (faxgate.notify.confirmation.PageDrawer): a page that cannot be drawn (a truncated
+PDF, a bomb, one that takes too long) gets the mail without the image and a note saying
+why, never a lost delivery.
 """
 
 from __future__ import annotations
@@ -25,11 +30,22 @@ from faxgate import metrics
 from faxgate.clock import utc_now
 from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Job, Notification
-from faxgate.inbound.compose import compose_mail, message_id
+from faxgate.inbound.compose import (
+    PAGE_IMAGE_PIXELS,
+    PageImage,
+    compose_mail,
+    message_id,
+    names_by_number,
+)
 from faxgate.inbound.folder import DocumentMissing, write_to_folder
+from faxgate.intake.contacts import ContactsUnreadable, read_address_book
+from faxgate.notify.confirmation import PageDrawer
 from faxgate.notify.mailer import Mailer, address_domain
 from faxgate.notify.reporter import PermanentFailure
+from faxgate.notify.thumbnail import drawable
+from faxgate.settings import Settings
 from faxgate.store import Store
+from faxgate.workers import WorkerFailed
 
 log = logging.getLogger("faxgate.inbound")
 
@@ -44,11 +60,17 @@ class InboundDeliverer:
         *,
         from_address: str,
         clock: Callable[[], datetime] = utc_now,
+        drawer: PageDrawer | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        """`drawer` draws page 1 into the mail (None: no image); `names` are the senders'
+        names by E.164 number (the contacts)."""
         self._store = store
         self._mailer = mailer
         self._domain = address_domain(from_address)
         self._clock = clock
+        self._drawer = drawer
+        self._names = dict(names or {})
 
     async def __call__(self, notification: Notification, job: Job | None) -> None:
         fax_id, seq = _address(notification.payload)
@@ -100,9 +122,27 @@ class InboundDeliverer:
             [str(r) for r in recipients],
             document,
             message_id=message_id(fax, seq, self._domain),
+            name=self._names.get(fax.from_number or ""),
+            page=await self._page(fax) if document is not None else None,
         )
         await self._mailer.send(message)
         return str(message["Message-ID"])
+
+    async def _page(self, fax: InboundFax) -> PageImage | None:
+        """Page 1 reduced, or the note standing in for it; None when the image is off."""
+        if self._drawer is None or fax.document is None:
+            return None
+        content_type = fax.document.content_type
+        if not drawable(content_type):
+            return PageImage(None, f"No image of page 1: faxgate does not draw {content_type}.")
+        try:
+            png = await self._drawer.first_page(fax.document.path, content_type, *PAGE_IMAGE_PIXELS)
+        except (WorkerFailed, OSError) as exc:  # OSError: no process could be started
+            log.warning("no image of page 1 of inbound fax %s: %s", fax.id, exc)
+            return PageImage(
+                None, f"No image of page 1: it could not be drawn ({exc}). The fax is attached."
+            )
+        return PageImage(png)
 
     async def _write(self, fax: InboundFax, payload: Mapping[str, Any]) -> str:
         folder = payload.get("folder")
@@ -114,6 +154,33 @@ class InboundDeliverer:
             raise PermanentFailure(str(exc)) from None
         # Anything else (a full disk, a permission) is temporary: a person can fix it.
         return str(written)
+
+
+async def inbound_deliverer(
+    settings: Settings, store: Store, mailer: Mailer, drawer: PageDrawer
+) -> InboundDeliverer:
+    """The handler as the settings ask: page 1 drawn by `drawer` unless [inbound]
+    page_image is off, senders named from the contacts file when it can be read (the SMTP
+    listener says when it cannot)."""
+    names: dict[str, str] = {}
+    addressing = settings.addressing
+    try:
+        book = await asyncio.to_thread(
+            read_address_book,
+            addressing.contacts_file,
+            settings.numbers.policy(),
+            addressing.max_group_size,
+        )
+        names = names_by_number(book)
+    except ContactsUnreadable as exc:
+        log.warning("inbound mail names no senders: %s", exc)
+    return InboundDeliverer(
+        store,
+        mailer,
+        from_address=settings.mail.from_address,
+        drawer=drawer if settings.inbound.page_image else None,
+        names=names,
+    )
 
 
 def _address(payload: Mapping[str, Any]) -> tuple[str, int]:

@@ -42,6 +42,7 @@ from typing import Final
 from faxgate import metrics
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, Job, Notification
+from faxgate.notify.confirmation import Confirmations, report_name
 from faxgate.notify.mailer import Mailer, MailError, keyed
 from faxgate.notify.report_text import compose_report
 from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
@@ -263,8 +264,11 @@ class _CycleLock:
 # ---------------------------------------------------------------------------- the default
 
 
-def report_mail_handler(mailer: Mailer, store: Store) -> Reporter:
-    """Mails the default report (faxgate.notify.report_text) to the job's reply address."""
+def report_mail_handler(
+    mailer: Mailer, store: Store, confirmations: Confirmations | None = None
+) -> Reporter:
+    """Mails the default report (faxgate.notify.report_text) to the job's reply address,
+    with the confirmation report attached when `confirmations` makes one."""
 
     async def handle(notification: Notification, job: Job | None) -> None:
         if job is None:
@@ -275,12 +279,21 @@ def report_mail_handler(mailer: Mailer, store: Store) -> Reporter:
         events = await asyncio.to_thread(store.events, job.id)
         # Tell the story up to this outcome, not what a later retry added.
         told = [event for event in events if event.at <= notification.created_at]
-        await mailer.send(compose_report(job, documents, told, notification.payload))
+        message = compose_report(job, documents, told, notification.payload)
+        if confirmations is not None and confirmations.enabled:
+            report = await confirmations.report(job, documents, told, notification.payload)
+            if report is not None:
+                message.add_attachment(
+                    report, maintype="application", subtype="pdf", filename=report_name(job)
+                )
+        await mailer.send(message)
 
     return handle
 
 
-def default_handlers(mailer: Mailer, store: Store) -> dict[str, Reporter]:
+def default_handlers(
+    mailer: Mailer, store: Store, confirmations: Confirmations | None = None
+) -> dict[str, Reporter]:
     """The default report mail for every intake until an intake brings its own reporter."""
-    report = report_mail_handler(mailer, store)
+    report = report_mail_handler(mailer, store, confirmations)
     return {intake.value: report for intake in (Intake.CLI, Intake.SMTP, Intake.FOLDER)}

@@ -7,9 +7,11 @@ when used: the worker's forkserver has them already, the daemon never needs them
 
 This code runs on documents people sent, so it runs in a process of its own with a cap
 on memory and time (faxgate.workers.run_isolated; faxgate.notify.confirmation calls it):
-what it raises comes back as the note a report prints instead of the image. Text and
-office documents are laid out by the provider, not by faxgate, so there is nothing here
-that would draw them as they were sent: `drawable` says no, and the report says so.
+what it raises comes back as the note a report prints instead of the image. Office
+documents are laid out by the provider, not by faxgate, so there is nothing here that
+would draw them as they were sent: `drawable` says no, and the report says so. Plain text
+is drawn here as a simple typewritten page (80 columns, 60 lines) from the text as
+faxgate hands it over; the provider's own layout may differ.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ if TYPE_CHECKING:
 
 PDF: Final = "application/pdf"
 IMAGES: Final = frozenset({"image/png", "image/jpeg", "image/gif", "image/tiff"})
+TEXT: Final = "text/plain"
+# A typewritten page: letter at 150 dpi, an inch of margin, 80 columns by 60 lines.
+_TEXT_PAGE: Final = (1275, 1650)
+_TEXT_MARGIN: Final = 150
+_TEXT_COLUMNS: Final = 80
+_TEXT_LINES: Final = 60
+# Enough for any first page of text, however long the lines (they wrap).
+_TEXT_READ: Final = _TEXT_COLUMNS * _TEXT_LINES * 4
 # Pillow refuses larger images (the decompression-bomb guard): 60 million pixels is a
 # 600 dpi scan of a tabloid page, or a large phone photo, with room to spare.
 MAX_PIXELS: Final = 60_000_000
@@ -34,7 +44,7 @@ class NoImage(Exception):
 
 def drawable(content_type: str) -> bool:
     """Whether faxgate can draw this kind of document's first page."""
-    return content_type == PDF or content_type in IMAGES
+    return content_type in (PDF, TEXT) or content_type in IMAGES
 
 
 def first_page_png(path: str, content_type: str, width: int, height: int) -> bytes:
@@ -44,6 +54,8 @@ def first_page_png(path: str, content_type: str, width: int, height: int) -> byt
         image = _pdf_page(path, width, height)
     elif content_type in IMAGES:
         image = _image(path, width, height)
+    elif content_type == TEXT:
+        image = _text_page(path, width, height)
     else:
         raise NoImage(f"faxgate does not draw {content_type} documents")
     out = io.BytesIO()
@@ -101,6 +113,45 @@ def _image(path: str, width: int, height: int) -> PilImage:
         # SyntaxError (a bad header), ValueError, EOFError.
         raise NoImage(f"the image cannot be read ({exc})") from None
     return image
+
+
+def text_lines(text: str) -> list[str]:
+    """The first page's lines of `text`: tabs to 8 columns, long lines wrapped at 80
+    columns, up to 60 lines or a form feed."""
+    lines: list[str] = []
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        page_ends = "\f" in raw
+        raw = raw.split("\f", 1)[0].expandtabs(8)
+        raw = "".join(c if c.isprintable() else " " for c in raw)
+        lines += [raw[i : i + _TEXT_COLUMNS] for i in range(0, len(raw), _TEXT_COLUMNS)] or [""]
+        if page_ends or len(lines) >= _TEXT_LINES:
+            break
+    return lines[:_TEXT_LINES]
+
+
+def _text_page(path: str, width: int, height: int) -> PilImage:
+    from PIL import Image, ImageDraw, ImageFont
+
+    with open(path, "rb") as handle:
+        text = handle.read(_TEXT_READ).decode("utf-8", errors="replace")
+    page_width, page_height = _TEXT_PAGE
+    cell_width = (page_width - 2 * _TEXT_MARGIN) / _TEXT_COLUMNS
+    cell_height = (page_height - 2 * _TEXT_MARGIN) / _TEXT_LINES
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+    try:
+        font = ImageFont.truetype("DejaVuSansMono.ttf", 20)
+    except OSError:  # not installed: Pillow's own font, set in the same cells
+        font = ImageFont.load_default(20)
+    page = Image.new("L", _TEXT_PAGE, 255)
+    draw = ImageDraw.Draw(page)
+    # Each character in its own cell: monospaced whatever the font.
+    for row, line in enumerate(text_lines(text)):
+        y = _TEXT_MARGIN + row * cell_height
+        for column, char in enumerate(line):
+            if not char.isspace():
+                draw.text((_TEXT_MARGIN + column * cell_width, y), char, fill=0, font=font)
+    page.thumbnail((width, height))
+    return page
 
 
 def _on_white(image: PilImage) -> PilImage:

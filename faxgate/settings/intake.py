@@ -305,6 +305,9 @@ class InboundSettings(_Section):
     # `faxgate inbox`.
     default_email: list[str] = Field(default_factory=list)
     default_folder: str = ""
+    # A reduced image of page 1 in the mail's body (the PDF is attached either way);
+    # false leaves it out, for health data that should not show in a mail preview.
+    page_image: bool = True
 
     @field_validator("default_email", mode="before")
     @classmethod

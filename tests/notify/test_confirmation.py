@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.outcomes import report_payload
 from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.report_pdf import Picture, layout_report, report_facts
-from faxgate.notify.thumbnail import NoImage, first_page_png
+from faxgate.notify.thumbnail import NoImage, first_page_png, text_lines
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
 from faxgate.store.spool import Spool
 from faxgate.workers import WorkerFailed, run_isolated
@@ -196,12 +196,38 @@ def test_transparent_parts_are_paper_white(tmp_path: Path) -> None:
     assert image.getpixel((image.width // 2, image.height // 2)) == 0
 
 
-async def test_a_text_document_gets_a_note_instead(store: Store, tmp_path: Path) -> None:
-    job = make_job(store, tmp_path, b"Dear Bob,\n", "message.txt", "text/plain", cover_to=None)
+async def test_a_text_document_is_drawn_from_its_text(store: Store, tmp_path: Path) -> None:
+    text = "Dear Bob,\n\nPlease find the signed contract.\n" + "Überweisung 100 €\n" * 30
+    job = make_job(store, tmp_path, text.encode(), "message.txt", "text/plain", cover_to=None)
     job = busy_then(store, job, JobState.SENT, "sent")
     report = await report_of(store, job)
-    assert "the provider lays out text documents itself" in report_text(report)
+    assert images_in(report) == 1
+    assert picture_variance(report) > 50  # typed lines, not a blank box
+    assert "the provider's layout may differ" in report_text(report)
+
+
+async def test_an_office_document_gets_a_note_instead(store: Store, tmp_path: Path) -> None:
+    word = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    job = make_job(store, tmp_path, b"PK\x03\x04", "letter.docx", word, cover_to=None)
+    job = busy_then(store, job, JobState.SENT, "sent")
+    report = await report_of(store, job)
+    assert "faxgate has no picture of how it did" in report_text(report)
     assert images_in(report) == 0
+
+
+def test_text_pages_wrap_expand_tabs_and_end_at_a_form_feed() -> None:
+    lines = text_lines("a\tb\r\n" + "x" * 170 + "\nlast\fnext page\nnot here")
+    assert lines == ["a       b", "x" * 80, "x" * 80, "x" * 10, "last"]
+    assert len(text_lines("line\n" * 500)) == 60
+
+
+def test_a_text_page_that_is_not_utf8_still_draws(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Grüße aus Köln\n".encode("latin-1") * 40)
+    with Image.open(io.BytesIO(first_page_png(str(path), "text/plain", 510, 660))) as image:
+        assert image.size[0] <= 510
+        assert image.size[1] <= 660
+        assert ImageStat.Stat(image).var[0] > 50
 
 
 async def test_names_beyond_latin_1_do_not_stop_the_report(store: Store, tmp_path: Path) -> None:
