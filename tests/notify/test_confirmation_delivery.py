@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from faxgate.app import Daemon, started
+from faxgate.cli import main as cli_main
 from faxgate.domain.jobs import Job, JobState
 from faxgate.notify import confirmation
 from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.mail_reply import smtp_report_handler
 from faxgate.notify.mailer import MaildirMailer
+from faxgate.notify.notifier import report_mail_handler
 from faxgate.settings import FolderSettings
 from faxgate.store import Store
 from tests.conftest import wait_for
@@ -288,3 +290,49 @@ async def test_a_drop_with_an_owner_mails_the_report_too(tmp_path: Path) -> None
     mailed = attachments(mail)[f"fax-report-{job.id}.pdf"]
     assert mailed == beside
     assert picture_variance(mailed) > 1000
+
+
+# ---------------------------------------------------------------------------- send --notify
+
+
+async def test_the_default_report_mail_carries_the_report_when_reports_are_on(
+    store: Store, tmp_path: Path
+) -> None:
+    job = busy_then(store, make_job(store, tmp_path, inked_pdf()), JobState.SENT, "sent")
+    (notification,) = store.notifications(job.id)
+    for mode, expected in (("with_image", 1), ("without_image", 0)):
+        maildir = tmp_path / mode
+        handle = report_mail_handler(MaildirMailer(maildir), store, Confirmations(mode))  # type: ignore[arg-type]
+        await handle(notification, store.get_job(job.id))
+        (mail,) = await asyncio.to_thread(_maildir, maildir)
+        report = attachments(mail)[f"fax-report-{job.id}.pdf"]
+        assert "Your fax to +1 415-555-0123 was sent" in report_text(report)
+        assert images_in(report) == expected
+    maildir = tmp_path / "off"
+    await report_mail_handler(MaildirMailer(maildir), store, Confirmations("off"))(
+        notification, store.get_job(job.id)
+    )
+    (mail,) = await asyncio.to_thread(_maildir, maildir)
+    assert list(mail.iter_attachments()) == []
+
+
+async def test_send_notify_mails_the_report_with_the_text_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = tmp_path / "message.txt"
+    message.write_text("Dear pharmacy,\n\nPlease refill:\n" + "  Amoxicillin 500 mg\n" * 20)
+    settings = fast_settings(tmp_path / "state", reports={"confirmation": "with_image"})
+    monkeypatch.setenv("FAXGATE_STATE_DIR", str(settings.state_dir))
+    async with started(settings) as daemon:
+        command = ["send", "+1 415 555 0150", str(message), "--notify", "me@example.com"]
+        assert await asyncio.to_thread(cli_main, command) == 0
+        jobs = jobs_of(daemon)
+        (job,) = await settled(daemon, jobs)
+        await reports_delivered(daemon, jobs)
+    (mail,) = await asyncio.to_thread(_maildir, settings.maildir)
+    assert mail["To"] == "me@example.com"
+    report = attachments(mail)[f"fax-report-{job.id}.pdf"]
+    text = " ".join(report_text(report).split())
+    assert "First page of message.txt" in text
+    assert "the provider's layout may differ" in text
+    assert picture_variance(report) > 50  # typed lines, not a blank box
