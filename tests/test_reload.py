@@ -72,6 +72,8 @@ def settings(**sections: Any) -> Settings:
         ({}, {"inbound": {"default_email": ["desk@example.com"],
                           "routes": [{"to": "+1415555*", "email": "sales@example.com"}]}},
          ("inbound.routes", "inbound.default_email"), ()),
+        ({}, {"inbound": {"default_folder": "/srv/fax/in", "page_image": False}},
+         ("inbound.default_folder",), ("inbound.page_image",)),
         ({}, {"folders": [{"path": "/srv/fax/out"}]}, ("folders",), ()),
         ({"folders": [{"path": "/srv/fax/out"}]},
          {"folders": [{"path": "/srv/fax/out", "cover_to": "Reception"}]},

@@ -61,16 +61,16 @@ class InboundDeliverer:
         from_address: str,
         clock: Callable[[], datetime] = utc_now,
         drawer: PageDrawer | None = None,
-        names: Mapping[str, str] | None = None,
+        contacts: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
-        """`drawer` draws page 1 into the mail (None: no image); `names` are the senders'
-        names by E.164 number (the contacts)."""
+        """`drawer` draws page 1 into the mail (None: no image); `contacts` gives the
+        senders' names by E.164 number (blocking: it is called in a thread)."""
         self._store = store
         self._mailer = mailer
         self._domain = address_domain(from_address)
         self._clock = clock
         self._drawer = drawer
-        self._names = dict(names or {})
+        self._contacts = contacts
 
     async def __call__(self, notification: Notification, job: Job | None) -> None:
         fax_id, seq = _address(notification.payload)
@@ -122,11 +122,17 @@ class InboundDeliverer:
             [str(r) for r in recipients],
             document,
             message_id=message_id(fax, seq, self._domain),
-            name=self._names.get(fax.from_number or ""),
+            name=await self._name(fax),
             page=await self._page(fax) if document is not None else None,
         )
         await self._mailer.send(message)
         return str(message["Message-ID"])
+
+    async def _name(self, fax: InboundFax) -> str | None:
+        if self._contacts is None or fax.from_number is None:
+            return None
+        names = await asyncio.to_thread(self._contacts)
+        return names.get(fax.from_number)
 
     async def _page(self, fax: InboundFax) -> PageImage | None:
         """Page 1 reduced, or the note standing in for it; None when the image is off."""
@@ -160,26 +166,28 @@ async def inbound_deliverer(
     settings: Settings, store: Store, mailer: Mailer, drawer: PageDrawer
 ) -> InboundDeliverer:
     """The handler as the settings ask: page 1 drawn by `drawer` unless [inbound]
-    page_image is off, senders named from the contacts file when it can be read (the SMTP
-    listener says when it cannot)."""
-    names: dict[str, str] = {}
+    page_image is off, senders named from the contacts file."""
     addressing = settings.addressing
-    try:
-        book = await asyncio.to_thread(
-            read_address_book,
-            addressing.contacts_file,
-            settings.numbers.policy(),
-            addressing.max_group_size,
-        )
-        names = names_by_number(book)
-    except ContactsUnreadable as exc:
-        log.warning("inbound mail names no senders: %s", exc)
+    policy = settings.numbers.policy()
+
+    def contacts() -> Mapping[str, str]:
+        # Read for each mail (a small file, a few faxes an hour): an edited file counts
+        # at once, as it does for the SMTP listener after a reload.
+        if not addressing.contacts_file:
+            return {}
+        try:
+            book = read_address_book(addressing.contacts_file, policy, addressing.max_group_size)
+        except ContactsUnreadable as exc:  # the SMTP listener's log says so too
+            log.warning("inbound mail names no sender: %s", exc)
+            return {}
+        return names_by_number(book)
+
     return InboundDeliverer(
         store,
         mailer,
         from_address=settings.mail.from_address,
         drawer=drawer if settings.inbound.page_image else None,
-        names=names,
+        contacts=contacts,
     )
 
 

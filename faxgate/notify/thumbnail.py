@@ -133,7 +133,7 @@ def _text_page(path: str, width: int, height: int) -> PilImage:
     from PIL import Image, ImageDraw, ImageFont
 
     with open(path, "rb") as handle:
-        text = handle.read(_TEXT_READ).decode("utf-8", errors="replace")
+        text = handle.read(_TEXT_READ).decode("utf-8", errors="replace").replace("\ufffd", "?")
     page_width, page_height = _TEXT_PAGE
     cell_width = (page_width - 2 * _TEXT_MARGIN) / _TEXT_COLUMNS
     cell_height = (page_height - 2 * _TEXT_MARGIN) / _TEXT_LINES

@@ -321,3 +321,18 @@ async def test_page_image_off_leaves_the_image_out(tmp_path: Path) -> None:
     assert fax.document is not None
     assert attached_pdf(mail) == fax.document.path.read_bytes()
     assert "Outside Clinic (+1 310-555-0111)" in " ".join(plain_text(mail).split())
+
+
+async def test_an_edited_contacts_file_names_the_next_sender(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    first = await fax_in(daemon, tmp_path, MAIN_LINE, STRANGER)
+    await all_delivered(daemon, 1)
+    (tmp_path / "contacts.toml").write_text(
+        '[contacts.clinic]\nnumber = "+1 310 555 0111"\ncover = "Renamed Clinic"\n'
+    )
+    second = await fax_in(daemon, tmp_path, MAIN_LINE, STRANGER, pages=2)
+    faxes = await all_delivered(daemon, 2)
+    subjects = {mail["X-Faxgate-Inbound"]: mail["Subject"] for mail in mails(daemon.settings)}
+    assert subjects[faxes[first][0].id] == "Fax from Outside Clinic, +1 310-555-0111 (1 page)"
+    assert subjects[faxes[second][0].id] == "Fax from Renamed Clinic, +1 310-555-0111 (2 pages)"
