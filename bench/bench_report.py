@@ -5,10 +5,11 @@ Run from the repository: `.venv/bin/python bench/bench_report.py [--rounds 7]`.
 
 Documents as offices fax them: a scanned page (a gray image of random samples, as a
 scanner's PDF), a 10-page typed PDF, a 300-page PDF, a fax TIFF (1-bit, Group 4, fine
-mode), a 12-megapixel phone photo (JPEG) and a screenshot (PNG). For each:
+mode), a 12-megapixel phone photo (JPEG), a screenshot (PNG) and a typed message as text
+(message.txt, drawn as a typewritten page). For each:
 
 - baseline: pypdf opens the PDF and counts its pages (faxgate does this with every PDF it
-  takes); for an image, Pillow decodes it whole;
+  takes); for an image, Pillow decodes it whole; a text is read;
 - drawing: faxgate.notify.thumbnail.first_page_png, the first page reduced to the
   report's box, in this process: CPU time (process_time), the median of the rounds;
 - isolated: the same through faxgate.workers.run_isolated, as the daemon does it (a
@@ -16,7 +17,9 @@ mode), a 12-megapixel phone photo (JPEG) and a screenshot (PNG). For each:
 - memory: what the work adds to the highest resident memory (VmHWM) of a fresh worker
   process that has imported pypdf, Pillow and PDFium already, for the drawing and for
   the baseline alike;
-- layout: report_pdf.layout_report with the image, CPU time.
+- layout: report_pdf.layout_report with the image, CPU time;
+- mail image: the PNG of page 1 an inbound fax's mail carries (inbound.compose's
+  PAGE_IMAGE_PIXELS), its size in KiB.
 
 The figures go to bench/README.md (section "Confirmation reports").
 """
@@ -129,6 +132,14 @@ def screenshot_png() -> bytes:
     return out.getvalue()
 
 
+def text_message() -> bytes:
+    paragraph = (
+        "Dear colleague,\n\nPlease find below the prescription for the patient we spoke\n"
+        "about this morning. Call me at the practice if anything is unclear.\n\n"
+    )
+    return (paragraph * 20).encode()
+
+
 DOCUMENTS: list[tuple[str, Callable[[], bytes], str, int]] = [
     ("scanned page PDF", scanned_pdf, "application/pdf", 1),
     ("typed PDF, 10 pages", lambda: typed_pdf(10), "application/pdf", 10),
@@ -136,6 +147,7 @@ DOCUMENTS: list[tuple[str, Callable[[], bytes], str, int]] = [
     ("fax TIFF, G4 fine", fax_tiff, "image/tiff", 1),
     ("photo JPEG 12 MP", photo_jpeg, "image/jpeg", 1),
     ("screenshot PNG", screenshot_png, "image/png", 1),
+    ("text message", text_message, "text/plain", 2),
 ]
 
 
@@ -150,6 +162,8 @@ def baseline(path: str, content_type: str) -> int:
 
     if content_type == "application/pdf":
         return len(PdfReader(path).pages)
+    if content_type == "text/plain":
+        return len(Path(path).read_bytes())
     with Image.open(path) as image:
         image.load()
         return image.width
@@ -246,6 +260,7 @@ async def main() -> None:
     rounds = parser.parse_args().rounds
     from _common import banner, ratio, table
 
+    from faxgate.inbound.compose import PAGE_IMAGE_PIXELS
     from faxgate.notify import confirmation, report_pdf
     from faxgate.notify.report_pdf import Picture, layout_report
     from faxgate.notify.thumbnail import first_page_png
@@ -272,6 +287,7 @@ async def main() -> None:
             png = first_page_png(name, content_type, WIDTH, HEIGHT)
             page = Picture(png, "First page")
             layout = cpu_ms(functools.partial(layout_report, facts(), page), rounds)
+            mail_png = first_page_png(name, content_type, *PAGE_IMAGE_PIXELS)
             rows.append(
                 [
                     label,
@@ -284,6 +300,7 @@ async def main() -> None:
                     f"{base_peak / 1024:.1f}",
                     f"{draw_peak / 1024:.1f}",
                     f"{layout:.1f}",
+                    f"{len(mail_png) / 1024:.0f}",
                 ]
             )
     print(
@@ -299,6 +316,7 @@ async def main() -> None:
                 "baseline MiB",
                 "drawing MiB",
                 "layout ms",
+                "mail image KiB",
             ],
             rows,
         )

@@ -144,9 +144,14 @@ def _text_page(path: str, width: int, height: int) -> PilImage:
         font = ImageFont.load_default(20)
     page = Image.new("L", _TEXT_PAGE, 255)
     draw = ImageDraw.Draw(page)
-    # Each character in its own cell: monospaced whatever the font.
+    # A monospaced font draws a line at once; any other gets each character in its own
+    # cell, so the columns still line up.
+    whole_lines = font.getlength("i") == font.getlength("W")
     for row, line in enumerate(text_lines(text)):
         y = _TEXT_MARGIN + row * cell_height
+        if whole_lines:
+            draw.text((_TEXT_MARGIN, y), line, fill=0, font=font)
+            continue
         for column, char in enumerate(line):
             if not char.isspace():
                 draw.text((_TEXT_MARGIN + column * cell_width, y), char, fill=0, font=font)

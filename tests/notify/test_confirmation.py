@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
@@ -219,6 +220,25 @@ def test_text_pages_wrap_expand_tabs_and_end_at_a_form_feed() -> None:
     lines = text_lines("a\tb\r\n" + "x" * 170 + "\nlast\fnext page\nnot here")
     assert lines == ["a       b", "x" * 80, "x" * 80, "x" * 10, "last"]
     assert len(text_lines("line\n" * 500)) == 60
+
+
+def test_a_text_page_draws_without_a_monospaced_font_on_the_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import ImageFont
+
+    truetype = ImageFont.truetype
+
+    def only_pillows_own(font: object, *args: Any, **kwargs: Any) -> ImageFont.FreeTypeFont:
+        if isinstance(font, str):  # a font file on the machine: none here
+            raise OSError("cannot open resource")
+        return truetype(font, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ImageFont, "truetype", only_pillows_own)
+    path = tmp_path / "message.txt"
+    path.write_text("Dear Bob,\n" + "Please call me back.\n" * 40)
+    with Image.open(io.BytesIO(first_page_png(str(path), "text/plain", 510, 660))) as image:
+        assert ImageStat.Stat(image).var[0] > 50
 
 
 def test_a_text_page_that_is_not_utf8_still_draws(tmp_path: Path) -> None:
