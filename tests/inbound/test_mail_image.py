@@ -6,6 +6,7 @@ callback: a page that cannot be drawn still gets its mail, with a note."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -22,13 +23,17 @@ from PIL import Image, ImageStat
 
 from faxgate.app import Daemon, started
 from faxgate.domain.addressing import address_book_from_toml
-from faxgate.domain.inbound import InboundFax, ReceivedDocument
+from faxgate.domain.inbound import InboundFax, NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.hellofax.sandbox import inject_inbound
 from faxgate.inbound import compose
 from faxgate.inbound.compose import PAGE_IMAGE_PIXELS, PageImage
+from faxgate.notify.confirmation import PageDrawer
+from faxgate.notify.inbound_delivery import InboundDeliverer
+from faxgate.notify.mailer import MaildirMailer
 from faxgate.notify.thumbnail import first_page_png
 from faxgate.settings import Settings
+from faxgate.store import Store
 from tests.daemon import fast_settings
 from tests.inbound.test_daemon import (
     MAIN_LINE,
@@ -336,3 +341,56 @@ async def test_an_edited_contacts_file_names_the_next_sender(
     subjects = {mail["X-Faxgate-Inbound"]: mail["Subject"] for mail in mails(daemon.settings)}
     assert subjects[faxes[first][0].id] == "Fax from Outside Clinic, +1 310-555-0111 (1 page)"
     assert subjects[faxes[second][0].id] == "Fax from Renamed Clinic, +1 310-555-0111 (2 pages)"
+
+
+# ---------------------------------------------------------------------------- the handler
+
+
+async def test_a_drawing_process_that_fails_leaves_a_note_and_the_mail_goes(
+    tmp_path: Path,
+) -> None:
+    """A worker held to too little memory to even start drawing: the real capped path,
+    failing as a hostile page would make it fail."""
+    content = inked_pdf()
+    spooled = tmp_path / "spooled.pdf"
+    spooled.write_bytes(content)
+    document = ReceivedDocument(
+        spooled, len(content), hashlib.sha256(content).hexdigest(), "application/pdf"
+    )
+    maildir = tmp_path / "maildir"
+    with Store.open(tmp_path / "faxgate.sqlite3") as store:
+        fax, _ = store.record_inbound(
+            NewInboundFax(
+                provider_guid=GUID,
+                to_number="+14155550100",
+                from_number="+13105550111",
+                pages=1,
+                arrived_at=T0,
+                route="sales",
+                document=document,
+            ),
+            [
+                NewDelivery(
+                    "email",
+                    "desk@example.com",
+                    {"kind": "email", "recipients": ["desk@example.com"]},
+                )
+            ],
+        )
+        (notification,) = store.pending_notifications(datetime.now(UTC), 10)
+        deliver = InboundDeliverer(
+            store,
+            MaildirMailer(maildir),
+            from_address="faxgate@example.com",
+            drawer=PageDrawer(seconds=5, memory=16 * 1024 * 1024),
+        )
+        async with asyncio.timeout(30):
+            await deliver(notification, None)
+        (delivery,) = store.inbound_deliveries(fax.id)
+        assert delivery.delivered_at is not None
+    (path,) = (maildir / "new").iterdir()
+    mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(mail, EmailMessage)
+    assert "image/png" not in shape(mail)
+    assert "No image of page 1: it could not be drawn (" in " ".join(plain_text(mail).split())
+    assert attached_pdf(mail) == content
