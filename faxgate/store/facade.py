@@ -10,7 +10,8 @@ from faxgate.store.inbound import InboundFaxes
 from faxgate.store.jobs import JobTables
 from faxgate.store.outbox import Outbox
 from faxgate.store.unmatched import UnmatchedReports
+from faxgate.store.views import StatusViews
 
 
-class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes):
+class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes, StatusViews):
     """Jobs and events, the outbox, unmatched reports and inbound faxes in one file."""
