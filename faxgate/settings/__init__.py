@@ -196,6 +196,7 @@ class Settings(BaseSettings):
 CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("provider", "password"),
     ("http", "callback_token"),
+    ("http", "status_password"),
     ("mail", "password"),
     ("imap", "password"),
 )
