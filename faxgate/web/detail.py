@@ -177,10 +177,7 @@ def _intake_value(value: object) -> str:
 
 
 def _image(src: str, alt: str) -> str:
-    return (
-        f'<img class="page" src="{href(src)}" alt="{text(alt)}" width="{THUMBNAIL_WIDTH}"'
-        ' loading="lazy">'
-    )
+    return f'<img class="page" src="{href(src)}" alt="{text(alt)}" width="{THUMBNAIL_WIDTH}">'
 
 
 def render_job(view: JobView, now: datetime, *, thumbnails: bool = False) -> str:
