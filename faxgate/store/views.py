@@ -7,19 +7,18 @@ fixed-width ISO-8601 UTC text, so an hour is the first 13 characters of one.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from faxgate.domain.jobs import Job, JobState
 from faxgate.store.db import Database
-from faxgate.store.rows import job_from_row, placeholders, time_to_db
+from faxgate.store.rows import job_from_row, json_from_db, placeholders, time_to_db
 
 # What the chart counts as sent: what the owner was told was sent.
 SENT_STATES: Final = (JobState.SENT, JobState.PRESUMED_SENT)
-_BATCH: Final = 200  # rows read at a time when the sender is checked row by row
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +43,22 @@ class HourCounts:
     received: Mapping[str, int] = field(default_factory=dict)
 
 
-def job_senders(job: Job) -> list[str]:
-    """Who or what handed the job in, as the sender filter matches it: the mail sender
+def senders(intake_ref: Mapping[str, Any]) -> list[str]:
+    """Who or what handed a job in, as the sender filter matches it: the mail sender
     (and the login it gave), or the hot folder and the file dropped in it."""
     found = []
     for key in ("sender", "login", "folder", "drop"):
-        value = job.intake_ref.get(key)
+        value = intake_ref.get(key)
         if isinstance(value, str) and value:
             found.append(value)
     return found
+
+
+def _sql_fragment(term: str) -> str:
+    """The longest part of the term that reads the same in the JSON text and folds the
+    same in every database's lower(): ASCII letters, digits and plain punctuation."""
+    runs = re.findall(r"[A-Za-z0-9@._+ -]+", term)
+    return max(runs, key=len) if runs else ""
 
 
 def _like_pattern(term: str) -> str:
@@ -75,30 +81,42 @@ class StatusViews(Database):
             where.append("to_number LIKE ? ESCAPE '\\'")
             params.append(_like_pattern(wanted.digits))
         sender = wanted.sender.strip().lower()
-        if sender and sender.isascii() and json.dumps(sender)[1:-1] == sender:
-            # Narrowed in SQL on the JSON text (where the term reads as itself), then
-            # checked exactly on each row below.
+        fragment = _sql_fragment(sender)
+        if fragment:
+            # Narrowed in SQL on the JSON text, then checked exactly on each row below.
             where.append("lower(intake_ref) LIKE ? ESCAPE '\\'")
-            params.append(_like_pattern(sender))
+            params.append(_like_pattern(fragment))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT * FROM jobs{clause} ORDER BY created_at DESC, id DESC"  # noqa: S608
+        order = " ORDER BY created_at DESC, id DESC"
         if not sender:
-            rows = self._query(f"{sql} LIMIT ? OFFSET ?", (*params, limit + 1, offset))
+            rows = self._query(
+                f"SELECT * FROM jobs{clause}{order} LIMIT ? OFFSET ?",  # noqa: S608
+                (*params, limit + 1, offset),
+            )
             jobs = [job_from_row(row) for row in rows]
             return jobs[:limit], len(jobs) > limit
-        found: list[Job] = []
-        scanned = 0
-        while len(found) <= offset + limit:
-            rows = self._query(f"{sql} LIMIT ? OFFSET ?", (*params, _BATCH, scanned))
-            scanned += len(rows)
-            found.extend(
-                job
-                for job in (job_from_row(row) for row in rows)
-                if any(sender in who.lower() for who in job_senders(job))
-            )
-            if len(rows) < _BATCH:
-                break
-        return found[offset : offset + limit], len(found) > offset + limit
+        # The sender is checked here on the candidates' intake_ref alone (one read, one
+        # sort), then the page's jobs are read whole.
+        candidates = self._query(
+            f"SELECT id, intake_ref FROM jobs{clause}{order}",  # noqa: S608
+            params,
+        )
+        matching = [
+            row["id"]
+            for row in candidates
+            if any(sender in who.lower() for who in senders(json_from_db(row["intake_ref"])))
+        ]
+        page = matching[offset : offset + limit]
+        if not page:
+            return [], False
+        rows = self._query(
+            f"SELECT * FROM jobs WHERE id IN ({placeholders(len(page))})",  # noqa: S608
+            page,
+        )
+        by_id = {row["id"]: job_from_row(row) for row in rows}
+        return [by_id[job_id] for job_id in page if job_id in by_id], len(matching) > (
+            offset + limit
+        )
 
     def hour_counts(self, since: datetime) -> HourCounts:
         """Faxes sent, failed and received per hour from `since` on."""

@@ -477,6 +477,24 @@ def test_the_sender_is_checked_exactly_past_the_first_rows(filled: tuple[Store, 
     jobs, more = store.find_jobs(JobFilter(sender="alice"), offset=0, limit=10)
     assert [j.intake_ref["sender"] for j in jobs] == ["alice@example.com"]
     assert not more
+    # Letters SQL's lower() may not fold: narrowed by the plain part typed, or not at all.
+    zoe, hedgehog = store.create_jobs(
+        [
+            NewJob(to_number="+14155550123", intake=Intake.SMTP, intake_ref={"sender": s})
+            for s in ("Zoë@example.com", "Ёжик@example.com")
+        ]
+    )
+    assert [j.id for j in store.find_jobs(JobFilter(sender="ZOË"), offset=0, limit=9)[0]] == [
+        zoe.id
+    ]
+    assert [j.id for j in store.find_jobs(JobFilter(sender="ЁЖИК"), offset=0, limit=9)[0]] == [
+        hedgehog.id
+    ]
+    # Paging over checked rows: each match once.
+    pages = [store.find_jobs(JobFilter(sender="carol"), offset=n, limit=100) for n in (0, 100, 400)]
+    assert [len(jobs) for jobs, _more in pages] == [100, 100, 50]
+    assert [more for _jobs, more in pages] == [True, True, False]
+    assert not {j.id for j in pages[0][0]} & {j.id for j in pages[1][0]}
 
 
 # ---------------------------------------------------------------------- the chart
