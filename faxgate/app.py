@@ -48,8 +48,8 @@ from faxgate.setup_warnings import setup_warnings
 from faxgate.store import Store, StoreError
 from faxgate.store.probe import StoreProbe
 from faxgate.store.spool import Spool
-from faxgate.web.access import StatusAccess
 from faxgate.web.callbacks import callback_token, callback_urls
+from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
 from faxgate.web.statuspage import StatusPage

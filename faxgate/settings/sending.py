@@ -16,7 +16,7 @@ from pydantic import (
 
 from faxgate.domain.jobs import RetryPolicy, RetryRule
 from faxgate.hellofax import sandbox_defaults
-from faxgate.web.access import check_hash, is_hash, is_loopback
+from faxgate.web.passwords import check_hash, is_hash, is_loopback
 
 if TYPE_CHECKING:
     from faxgate.domain.numbers import NumberPolicy
@@ -123,7 +123,7 @@ class HttpSettings(_Section):
     callback_token: SecretStr = SecretStr("")
     # Bodies larger than this are refused (413); an inbound fax carries its document.
     max_callback_size: int = Field(default=50 * 1024 * 1024, ge=64 * 1024)
-    # Who may see the status pages (see faxgate/web/access.py); one is needed when
+    # Who may see the status pages (see faxgate/web/guard.py); one is needed when
     # `listen` is not loopback. A password for HTTP Basic (itself, best from the
     # environment or a credential, or its hash), or a header a reverse proxy sets.
     status_user: str = Field(default="faxgate", min_length=1, pattern=r"^[^:]+$")

@@ -24,9 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faxgate import metrics
 from faxgate.sending.tracker import Tracker
-from faxgate.web.access import StatusAccess
 from faxgate.web.callbacks import CallbackEndpoints, InboundHandler
 from faxgate.web.detail import PageImage
+from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health
 from faxgate.web.statuspage import StatusPage
 from faxgate.web.statusroutes import add_status_routes

@@ -3,7 +3,7 @@ state, number and sender, a page at a time), the last faxes in, the last 24 hour
 chart and the health checks, at a glance in a browser. Read-only, and it refreshes itself.
 
 It shows fax numbers, names and reasons to whoever reaches it: the HTTP server binds
-loopback by default, and asks for a password (faxgate.web.access) when told to, which it
+loopback by default, and asks for a password (faxgate.web.guard) when told to, which it
 must be when bound elsewhere (see docs/monitoring.md).
 
 The filters are an HTML form sent as query parameters; everything is done on the server.

@@ -1,7 +1,7 @@
 """The status pages' routes: the list at /, a page per job and per inbound fax, their
 documents to download and, when a renderer is given, a picture of each first page.
 
-Every one of them goes through the access check first (faxgate.web.access). An id in
+Every one of them goes through the access check first (faxgate.web.guard). An id in
 the URL is only looked up; an unknown or malformed one is a 404 page, never a traceback.
 """
 
@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from faxgate.web.access import StatusAccess
 from faxgate.web.detail import (
     PageImage,
     read_fax_async,
@@ -24,6 +23,7 @@ from faxgate.web.detail import (
     render_job,
     valid_id,
 )
+from faxgate.web.guard import StatusAccess
 from faxgate.web.markup import PAGE_HEADERS
 from faxgate.web.statuspage import BadQuery, StatusPage, error_page, parse_query
 

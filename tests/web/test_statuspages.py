@@ -19,8 +19,8 @@ from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.store import NewDocument, NewJob, Store
 from faxgate.store.spool import Spool
 from faxgate.store.views import JobFilter
-from faxgate.web.access import StatusAccess
 from faxgate.web.detail import PageImage
+from faxgate.web.guard import StatusAccess
 from faxgate.web.server import HttpServer, start_http
 from faxgate.web.statuspage import RECENT_JOBS, StatusPage
 from faxgate.web.statusroutes import add_status_routes

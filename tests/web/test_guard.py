@@ -15,7 +15,8 @@ import pytest
 from faxgate.app import started
 from faxgate.settings import ConfigError, load_settings, masked_dump
 from faxgate.store import Store
-from faxgate.web.access import StatusAccess, hash_password, is_loopback, verify_password
+from faxgate.web.guard import StatusAccess
+from faxgate.web.passwords import hash_password, is_loopback, verify_password
 from faxgate.web.server import HttpServer
 from tests.daemon import CALLBACK_TOKEN, fast_settings
 from tests.web.test_statuspages import serve
