@@ -159,6 +159,7 @@ _INTAKE_FIELDS: Final = (
     ("subject", "subject"),
     ("message_id", "Message-ID"),
     ("folder", "hot folder"),
+    ("drop", "dropped"),
     ("files", "files"),
     ("sidecar", "sidecar"),
     ("number_from", "number from"),
@@ -193,8 +194,12 @@ def render_job(view: JobView, now: datetime, *, thumbnails: bool = False) -> str
             ("tries", text(job.attempt)),
             ("pages", text(job.pages)),
             ("provider id", text(job.provider_guid)),
-            ("provider status", _provider_status({"status": job.provider_status or ""})),
-            ("provider error", text(job.provider_error)),
+            (
+                "provider status",
+                _provider_status(
+                    {"status": job.provider_status or "", "error": job.provider_error or ""}
+                ),
+            ),
             ("report to", text(job.reply_to)),
             ("created", time(job.created_at)),
             ("not before", time(job.not_before)),

@@ -141,7 +141,14 @@ def fill(store: Store, spool: Spool) -> tuple[Job, Job, InboundFax, InboundFax, 
             )
         ]
     )
-    failed = store.transition(failed.id, S.FAILED, detail="not allocated", reason="not allocated")
+    failed = store.transition(
+        failed.id,
+        S.FAILED,
+        detail="not allocated",
+        reason="not allocated",
+        provider_status="E",
+        provider_error="A",
+    )
     store.create_jobs(
         [
             NewJob(to_number=f"+1303444{n:04d}", intake=Intake.CLI)
@@ -255,6 +262,19 @@ async def test_the_job_page_tells_the_whole_story(site: Site) -> None:
     assert intake["came from"] == "smtp"
     assert intake["sender"] == "alice@example.com"
     assert intake["subject"] == "Contract for bob"
+
+
+async def test_a_failed_job_says_why_in_the_providers_words(site: Site) -> None:
+    dom = await dom_of(site.url(f"/jobs/{site.failed.id}"))
+    summary = fields(dom.by_id("job"))
+    assert summary["state"] == "failed"
+    assert summary["provider status"].startswith("E/A: ")
+    assert len(summary["provider status"]) > len("E/A: ")
+    intake = fields(dom.by_id("intake"))
+    assert intake["came from"] == "folder"
+    assert intake["hot folder"] == "/srv/fax/outbox"
+    assert intake["dropped"] == "report.pdf"
+    assert intake["files"] == "report.pdf"
 
 
 async def test_each_document_downloads_as_the_store_keeps_it(site: Site) -> None:
