@@ -15,11 +15,12 @@ import pytest
 from aiohttp import web
 
 from faxgate.domain.inbound import InboundFax, NewInboundFax, ReceivedDocument
-from faxgate.domain.jobs import Intake, Job, JobState
+from faxgate.domain.jobs import Document, Event, Intake, Job, JobState
 from faxgate.store import NewDocument, NewJob, Store
 from faxgate.store.spool import Spool
-from faxgate.store.views import JobFilter
-from faxgate.web.detail import PageImage
+from faxgate.store.views import HourCounts, JobFilter
+from faxgate.web.chart import hour_bars, render_chart
+from faxgate.web.detail import JobView, KeptDocument, PageImage, render_job
 from faxgate.web.guard import StatusAccess
 from faxgate.web.server import HttpServer, start_http
 from faxgate.web.statuspage import RECENT_JOBS, StatusPage
@@ -576,3 +577,58 @@ async def test_the_chart_shows_the_last_24_hours(site: Site) -> None:
         "failed (1)",
         "received (2)",
     ]
+
+
+# ---------------------------------------------------------------------- escaping, alone
+
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+def test_every_value_on_a_job_page_is_escaped() -> None:
+    now = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    job = Job(
+        id="1nh0xzad4hm1",
+        created_at=now,
+        updated_at=now,
+        state=S.FAILED,
+        intake=Intake.SMTP,
+        to_number=HOSTILE,
+        intake_ref={"sender": HOSTILE, "subject": HOSTILE, "files": [HOSTILE]},
+        cover_to=HOSTILE,
+        cover_from=HOSTILE,
+        cover_message=HOSTILE,
+        reason=HOSTILE,
+        provider_guid=HOSTILE,
+        provider_status=HOSTILE,
+    )
+    document = Document(job.id, 0, HOSTILE, Path("/nowhere"), 10, "0" * 64, HOSTILE)
+    event = Event(1, job.id, now, None, S.QUEUED, HOSTILE, {"status": HOSTILE})
+    for thumbnails in (False, True):
+        page = render_job(
+            JobView(job, [KeptDocument(document, kept=True)], [event], []),
+            now,
+            thumbnails=thumbnails,
+        )
+        dom = parse(page)
+        assert not dom.iter("script")
+        assert [img.attrs["src"] for img in dom.iter("img")] == (
+            [f"/jobs/{job.id}/documents/0/page1.png"] if thumbnails else []
+        )
+        assert page.count("&lt;script&gt;") >= 10
+        assert fields(dom.by_id("cover"))["to"] == HOSTILE
+        assert cells(dom.by_id("history").iter("tr")[1])[4] == HOSTILE
+
+
+def test_the_chart_of_a_quiet_day_and_of_a_busy_one() -> None:
+    now = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
+    quiet = parse(render_chart(hour_bars(HourCounts(), now)))
+    assert quiet.by_id("chart-desc").text == "In the last 24 hours: 0 sent, 0 failed, 0 received."
+    assert {r.attrs["data-count"] for r in quiet.iter("rect") if "data-count" in r.attrs} == {"0"}
+    busy = parse(render_chart(hour_bars(HourCounts(sent={"2024-05-01T09": 1234}), now)))
+    scale = [t.text for t in busy.iter("text")][:3]
+    assert scale == ["0", "2000", "4000"]
+    (tallest,) = [r for r in busy.iter("rect") if r.attrs.get("data-count") == "1234"]
+    assert 0 < float(tallest.attrs["height"]) <= 200
+    # The hour before the current one, the 23rd of 24 groups.
+    groups = [g.attrs["data-hour"] for g in busy.iter("g")]
+    assert groups.index("2024-05-01T09") == 22
