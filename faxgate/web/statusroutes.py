@@ -8,6 +8,7 @@ the URL is only looked up; an unknown or malformed one is a 404 page, never a tr
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -28,6 +29,10 @@ from faxgate.web.markup import PAGE_HEADERS
 from faxgate.web.statuspage import BadQuery, StatusPage, error_page, parse_query
 
 __all__ = ["add_status_routes"]
+
+log = logging.getLogger("faxgate.web")
+
+IMAGE_DEADLINE: Final = 30.0  # seconds a renderer may take for one picture
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -171,7 +176,11 @@ class _StatusRoutes:
         if self._page_image is None or found is None:
             return self._not_found("There is no picture of this page.")
         path, content_type, _name = found
-        png = await self._page_image(path, content_type)
+        try:
+            png = await asyncio.wait_for(self._page_image(path, content_type), IMAGE_DEADLINE)
+        except Exception as error:  # a renderer's trouble costs the picture, not the page
+            log.warning("page picture not drawn error=%s", type(error).__name__)
+            png = None
         if png is None:
             return self._not_found("This page could not be drawn.")
         return web.Response(body=png, content_type="image/png", headers=dict(_DOWNLOAD_HEADERS))

@@ -328,6 +328,19 @@ async def test_a_page_picture_shows_only_when_a_renderer_is_given(
         await plain.stop()
 
 
+async def test_a_renderer_that_fails_costs_the_picture_only(site: Site) -> None:
+    async def broken(path: Path, content_type: str) -> bytes | None:
+        raise RuntimeError("the renderer fell over")
+
+    http = await serve(site.store, page_image=broken)
+    try:
+        url = f"http://127.0.0.1:{http.port}/jobs/{site.sent.id}"
+        assert (await get(f"{url}/documents/0/page1.png")).status_code == 404
+        assert (await get(url)).status_code == 200
+    finally:
+        await http.stop()
+
+
 async def test_the_other_jobs_of_one_message_are_linked(filled: tuple[Store, Spool]) -> None:
     store, _spool = filled
     first, second = store.create_jobs(
