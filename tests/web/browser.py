@@ -28,24 +28,26 @@ class Tab:
         self._ws = ws
         self._session = session
         self._ids = itertools.count(1000)
-        self._loaded = asyncio.Event()
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        return await _call(self._ws, self._ids, method, params, self._session, self._on_event)
-
-    def _on_event(self, message: dict[str, Any]) -> None:
-        if message.get("method") == "Page.loadEventFired":
-            self._loaded.set()
-
-    async def _drain_until_loaded(self) -> None:
-        while not self._loaded.is_set():
-            message = await self._ws.receive_json(timeout=DEADLINE)
-            self._on_event(message)
+        return await _call(self._ws, self._ids, method, params, self._session)
 
     async def open(self, url: str) -> None:
-        self._loaded.clear()
         await self.call("Page.navigate", url=url)
-        await asyncio.wait_for(self._drain_until_loaded(), DEADLINE)
+        await self._settled(f"location.href === {json.dumps(url)}")
+
+    async def _settled(self, condition: str) -> None:
+        """Wait until the page is the one wanted and fully loaded (a load event alone may
+        be the page before's, arriving late)."""
+
+        async def ready() -> bool | None:
+            try:
+                done = await self.value(f"document.readyState === 'complete' && ({condition})")
+            except AssertionError:  # the page went away while asked: still navigating
+                return None
+            return True if done else None
+
+        await wait_for(ready, timeout=DEADLINE, what=condition)
 
     async def value(self, expression: str) -> Any:
         answer = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
@@ -55,9 +57,9 @@ class Tab:
 
     async def type_and_enter(self, selector: str, typed: str) -> None:
         """Type into a field as a person would, then press Enter; wait for the next page."""
+        before = await self.value("location.href")
         await self.value(f"document.querySelector({json.dumps(selector)}).focus()")
         await self.call("Input.insertText", text=typed)
-        self._loaded.clear()
         for kind in ("keyDown", "keyUp"):
             await self.call(
                 "Input.dispatchKeyEvent",
@@ -67,7 +69,7 @@ class Tab:
                 windowsVirtualKeyCode=13,
                 text="\r" if kind == "keyDown" else "",
             )
-        await asyncio.wait_for(self._drain_until_loaded(), DEADLINE)
+        await self._settled(f"location.href !== {json.dumps(before)}")
 
     async def screenshot(self, path: Path) -> bytes:
         answer = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
@@ -82,7 +84,6 @@ async def _call(
     method: str,
     params: dict[str, Any],
     session: str | None,
-    on_event: Any = None,
 ) -> dict[str, Any]:
     call_id = next(ids)
     message: dict[str, Any] = {"id": call_id, "method": method, "params": params}
@@ -96,8 +97,7 @@ async def _call(
                 raise AssertionError(f"{method}: {answer['error']}")
             result: dict[str, Any] = answer.get("result", {})
             return result
-        if on_event is not None:
-            on_event(answer)
+        # Anything else is an event this driver does not need.
 
 
 @contextlib.asynccontextmanager
@@ -148,7 +148,6 @@ async def chromium(profile: Path) -> AsyncIterator[Tab]:
                 None,
             )
             tab = Tab(ws, attached["sessionId"])
-            await tab.call("Page.enable")
             await tab.call(
                 "Emulation.setDeviceMetricsOverride",
                 width=1100,
