@@ -36,16 +36,22 @@ PAGE_HEADERS: Final[Mapping[str, str]] = {
 }
 
 
+def printable(value: str) -> str:
+    """A name that was not UTF-8 (its bytes kept as surrogates) with those bytes shown as
+    U+FFFD, so the page can be encoded at all."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def text(value: object) -> str:
     """A value as escaped text; nothing shows as a dash."""
     if value is None or value == "":
         return "–"
-    return html.escape(str(value), quote=True)
+    return html.escape(printable(str(value)), quote=True)
 
 
 def attr(value: object) -> str:
     """A value for inside a quoted attribute (empty stays empty)."""
-    return html.escape("" if value is None else str(value), quote=True)
+    return html.escape(printable("" if value is None else str(value)), quote=True)
 
 
 def href(path: str, query: Mapping[str, object] | None = None) -> str:

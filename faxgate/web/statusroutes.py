@@ -25,7 +25,7 @@ from faxgate.web.detail import (
     valid_id,
 )
 from faxgate.web.guard import StatusAccess
-from faxgate.web.markup import PAGE_HEADERS
+from faxgate.web.markup import PAGE_HEADERS, printable
 from faxgate.web.statuspage import BadQuery, StatusPage, error_page, parse_query
 
 __all__ = ["add_status_routes"]
@@ -77,6 +77,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 def _attachment(name: str) -> str:
     # The name as the sender gave it, for the browser's "save as"; an ASCII stand-in too.
+    name = printable(name)
     plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
     return f"attachment; filename=\"{plain or 'document'}\"; filename*=UTF-8''{quote(name)}"
 

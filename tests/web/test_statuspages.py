@@ -299,6 +299,40 @@ async def test_each_document_downloads_as_the_store_keeps_it(site: Site) -> None
     assert '"' not in note.headers["content-disposition"].split('filename="')[1][:-1].split('";')[0]
 
 
+async def test_names_beyond_ascii_show_and_download(
+    filled: tuple[Store, Spool],
+) -> None:
+    store, spool = filled
+    dropped = "caf\udce9 ?.pdf"  # a Latin-1 name, as a hot folder keeps it
+    (job,) = store.create_jobs(
+        [
+            NewJob(
+                to_number="+14155550123",
+                intake=Intake.FOLDER,
+                intake_ref={"folder": "/srv/fax", "files": [dropped]},
+                documents=[
+                    NewDocument("café ?.pdf", spool.store_bytes(b"%PDF-"), "application/pdf")
+                ],
+            )
+        ]
+    )
+    http = await serve(store)
+    try:
+        url = f"http://127.0.0.1:{http.port}/jobs/{job.id}"
+        dom = await dom_of(url)
+        (row,) = [r for r in dom.by_id("documents").iter("tr") if "data-seq" in r.attrs]
+        assert cells(row)[1] == "café ?.pdf"
+        assert fields(dom.by_id("intake"))["files"] == "caf\ufffd ?.pdf"
+        download = await get(f"{url}/documents/0")
+        assert download.status_code == 200
+        assert download.content == b"%PDF-"
+        disposition = download.headers["content-disposition"]
+        assert 'filename="caf_ ?.pdf"' in disposition
+        assert "filename*=UTF-8''caf%C3%A9%20%3F.pdf" in disposition
+    finally:
+        await http.stop()
+
+
 async def test_a_page_picture_shows_only_when_a_renderer_is_given(
     site: Site, filled: tuple[Store, Spool]
 ) -> None:
