@@ -52,7 +52,9 @@ def add_status_routes(
     access: StatusAccess | None = None,
     page_image: PageImage | None = None,
 ) -> None:
-    routes = _StatusRoutes(page, access or StatusAccess(), page_image)
+    guard = access or StatusAccess()
+    log.info("status pages guarded_by=%s page_pictures=%s", guard.mode, page_image is not None)
+    routes = _StatusRoutes(page, guard, page_image)
     guarded = routes.guarded
     app.router.add_get("/", guarded(routes.index))
     app.router.add_get("/jobs/{job_id}", guarded(routes.job))

@@ -167,6 +167,7 @@ async def test_the_daemon_guards_its_pages_only_and_logs_no_secret(
             # The callbacks answer for themselves (a bad body), never with a password prompt.
             callback = await http.post(f"/callbacks/{CALLBACK_TOKEN}/outbound", content=b"{}")
             assert callback.status_code not in (401, 403)
+    assert "status pages guarded_by=password" in caplog.text
     encoded = basic("ops", PASSWORD)["Authorization"].split()[1]
     assert PASSWORD not in caplog.text
     assert encoded not in caplog.text
