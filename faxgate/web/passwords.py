@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import getpass
 import hashlib
 import hmac
 import ipaddress
@@ -95,6 +94,8 @@ def verify_password(setting: str, given: str) -> bool:
 
 def main() -> int:
     """Print the hash of a password typed twice, for the `status_password` setting."""
+    import getpass  # only this command asks for a password
+
     first = getpass.getpass("status page password: ")
     if not first:
         print("an empty password protects nothing", file=sys.stderr)
