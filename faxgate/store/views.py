@@ -74,9 +74,6 @@ class StatusViews(Database):
         whether more follow."""
         where: list[str] = []
         params: list[object] = []
-        if wanted.state is not None:
-            where.append("state = ?")
-            params.append(wanted.state.value)
         if wanted.digits:
             where.append("to_number LIKE ? ESCAPE '\\'")
             params.append(_like_pattern(wanted.digits))
@@ -86,15 +83,13 @@ class StatusViews(Database):
             # Narrowed in SQL on the JSON text, then checked exactly on each row below.
             where.append("lower(intake_ref) LIKE ? ESCAPE '\\'")
             params.append(_like_pattern(fragment))
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
         order = " ORDER BY created_at DESC, id DESC"
         if not sender:
-            rows = self._query(
-                f"SELECT * FROM jobs{clause}{order} LIMIT ? OFFSET ?",  # noqa: S608
-                (*params, limit + 1, offset),
-            )
-            jobs = [job_from_row(row) for row in rows]
-            return jobs[:limit], len(jobs) > limit
+            return self._newest(wanted.state, where, params, offset, limit)
+        if wanted.state is not None:
+            where.append("state = ?")
+            params.append(wanted.state.value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
         # The sender is checked here on the candidates' intake_ref alone (one read, one
         # sort), then the page's jobs are read whole.
         candidates = self._query(
@@ -117,6 +112,33 @@ class StatusViews(Database):
         return [by_id[job_id] for job_id in page if job_id in by_id], len(matching) > (
             offset + limit
         )
+
+    def _newest(
+        self,
+        state: JobState | None,
+        where: list[str],
+        params: list[object],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Job], bool]:
+        """Newest first, read state by state along the (state, created_at) index and
+        merged: the whole table is never sorted for a page."""
+        wanted = offset + limit + 1
+        clause = "".join(f" AND {condition}" for condition in where)
+        rows = []
+        for each in [state] if state is not None else list(JobState):
+            rows.extend(
+                self._query(
+                    f"SELECT * FROM jobs WHERE state = ?{clause}"  # noqa: S608
+                    " ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (each.value, *params, wanted),
+                )
+            )
+        # A job that changed state between two reads shows once, as last read.
+        unique = list({row["id"]: row for row in rows}.values())
+        unique.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
+        jobs = [job_from_row(row) for row in unique[offset:wanted]]
+        return jobs[:limit], len(jobs) > limit
 
     def hour_counts(self, since: datetime) -> HourCounts:
         """Faxes sent, failed and received per hour from `since` on."""

@@ -503,6 +503,13 @@ async def test_the_list_pages_through_every_job(site: Site) -> None:
     second = await dom_of(site.url(older.attrs["href"]))
     assert len(listed(second)) == total - RECENT_JOBS
     assert not set(listed(first)) & set(listed(second))
+    # Newest first across every state, as the store has them.
+    everyone = sorted(
+        (j for state in JobState for j in site.store.jobs_in_states([state])),
+        key=lambda j: (j.created_at, j.id),
+        reverse=True,
+    )
+    assert listed(first) + listed(second) == [j.id for j in everyone]
     assert not [a for a in second.iter("a") if a.attrs.get("rel") == "next"]
     assert {a.attrs["href"] for a in second.iter("a") if a.attrs.get("rel") == "prev"} == {"/"}
     # Paging keeps the filters.
