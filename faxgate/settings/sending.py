@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
@@ -15,8 +16,8 @@ from pydantic import (
 )
 
 from faxgate.domain.jobs import RetryPolicy, RetryRule
+from faxgate.domain.passwords import SCHEME, parse_hash
 from faxgate.hellofax import sandbox_defaults
-from faxgate.web.passwords import check_hash, is_hash, is_loopback
 
 if TYPE_CHECKING:
     from faxgate.domain.numbers import NumberPolicy
@@ -148,8 +149,8 @@ class HttpSettings(_Section):
     @field_validator("status_password")
     @classmethod
     def _status_password(cls, value: SecretStr) -> SecretStr:
-        if is_hash(value.get_secret_value()):
-            check_hash(value.get_secret_value())
+        if value.get_secret_value().startswith(f"{SCHEME}$"):
+            parse_hash(value.get_secret_value())  # its message never quotes the value
         return value
 
     @model_validator(mode="after")
@@ -163,6 +164,17 @@ class HttpSettings(_Section):
                 " http.status_password) or status_trust_header, set by a reverse proxy"
             )
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host reaches only this machine; a name other than localhost is
+    taken as reaching further."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class DispatchSettings(_Section):

@@ -5,7 +5,6 @@ beyond loopback, HTTP Basic against a password or its hash, a reverse proxy's he
 from __future__ import annotations
 
 import base64
-import getpass
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,11 +13,11 @@ import httpx
 import pytest
 
 from faxgate.app import started
+from faxgate.domain.passwords import hash_password
 from faxgate.settings import ConfigError, load_settings, masked_dump
+from faxgate.settings.sending import is_loopback
 from faxgate.store import Store
-from faxgate.web import passwords
 from faxgate.web.guard import StatusAccess
-from faxgate.web.passwords import hash_password, is_loopback, verify_password
 from faxgate.web.server import HttpServer
 from tests.daemon import CALLBACK_TOKEN, fast_settings
 from tests.web.test_statuspages import serve
@@ -93,15 +92,6 @@ def test_a_hash_that_is_not_one_is_refused_without_showing_it(
     assert load_settings().http.status_password.get_secret_value().startswith("scrypt$")
 
 
-def test_a_hash_checks_the_password_it_was_made_from() -> None:
-    hashed = hash_password(PASSWORD)
-    assert verify_password(hashed, PASSWORD)
-    assert not verify_password(hashed, PASSWORD + " ")
-    assert hashed != hash_password(PASSWORD)  # salted
-    assert verify_password(PASSWORD, PASSWORD)
-    assert not verify_password(PASSWORD, "guess")
-
-
 # ---------------------------------------------------------------------- over HTTP
 
 
@@ -173,17 +163,3 @@ async def test_the_daemon_guards_its_pages_only_and_logs_no_secret(
     encoded = basic("ops", PASSWORD)["Authorization"].split()[1]
     assert PASSWORD not in caplog.text
     assert encoded not in caplog.text
-
-
-def test_the_hash_command_prints_a_hash_of_the_password_typed_twice(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    typed = iter([PASSWORD, PASSWORD, PASSWORD, "another"])
-    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(typed))
-    assert passwords.main() == 0
-    printed = capsys.readouterr().out.strip()
-    assert printed.startswith("scrypt$")
-    assert verify_password(printed, PASSWORD)
-    assert PASSWORD not in printed
-    assert passwords.main() == 1  # the two did not match
-    assert "did not match" in capsys.readouterr().err
