@@ -1,5 +1,5 @@
 """Read-only queries for the status page: jobs found by state, number and sender, a page
-at a time, and the faxes out and in per hour.
+at a time, inbound faxes by number, and the faxes out and in per hour.
 
 Plain SQL on purpose (substr, lower, LIKE with an ESCAPE, no JSON functions): times are
 fixed-width ISO-8601 UTC text, so an hour is the first 13 characters of one.
@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Job, JobState
 from faxgate.store.db import Database
-from faxgate.store.rows import job_from_row, json_from_db, placeholders, time_to_db
+from faxgate.store.rows import (
+    inbound_fax_from_row,
+    job_from_row,
+    json_from_db,
+    placeholders,
+    time_to_db,
+)
 
 # What the chart counts as sent: what the owner was told was sent.
 SENT_STATES: Final = (JobState.SENT, JobState.PRESUMED_SENT)
@@ -139,6 +146,16 @@ class StatusViews(Database):
         unique.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
         jobs = [job_from_row(row) for row in unique[offset:wanted]]
         return jobs[:limit], len(jobs) > limit
+
+    def find_inbound(self, digits: str, limit: int) -> list[InboundFax]:
+        """The newest inbound faxes from or to a number with these digits in it."""
+        pattern = _like_pattern(digits)
+        rows = self._query(
+            "SELECT * FROM inbound_faxes WHERE from_number LIKE ? ESCAPE '\\'"
+            " OR to_number LIKE ? ESCAPE '\\' ORDER BY received_at DESC, id DESC LIMIT ?",
+            (pattern, pattern, limit),
+        )
+        return [inbound_fax_from_row(row) for row in rows]
 
     def hour_counts(self, since: datetime) -> HourCounts:
         """Faxes sent, failed and received per hour from `since` on."""

@@ -151,7 +151,14 @@ class StatusPage:
             query.filter, offset=(query.page - 1) * RECENT_JOBS, limit=RECENT_JOBS
         )
         recent_inbound = self._recent_inbound
-        inbound = None if recent_inbound is None else recent_inbound(RECENT_INBOUND)
+        digits = query.filter.digits
+        inbound: Sequence[InboundFax] | None
+        if recent_inbound is None:
+            inbound = None
+        elif digits:
+            inbound = self._store.find_inbound(digits, RECENT_INBOUND)
+        else:
+            inbound = recent_inbound(RECENT_INBOUND)
         hours = self._store.hour_counts(chart_start(now))
         return StatusSnapshot(now, counts, jobs, inbound, report, query, more, hours)
 
@@ -266,7 +273,7 @@ def _jobs_section(snapshot: StatusSnapshot) -> str:
     )
 
 
-def _inbound_section(inbound: Sequence[InboundFax] | None) -> str:
+def _inbound_section(inbound: Sequence[InboundFax] | None, query: ListQuery) -> str:
     if inbound is None:
         return (
             '<section><h2>Faxes in</h2><p id="inbound" class="none">'
@@ -288,8 +295,14 @@ def _inbound_section(inbound: Sequence[InboundFax] | None) -> str:
         for fax in inbound
     ]
     headings = ("fax", "received", "from", "to", "pages", "route", "note")
-    tab = table("inbound", headings, rows, "no faxes received yet")
-    return f"<section><h2>Last {RECENT_INBOUND} faxes in</h2>\n{tab}</section>"
+    digits = query.filter.digits
+    if digits:
+        title = f"Last {RECENT_INBOUND} faxes in from or to a number with {_text(digits)}"
+        tab = table("inbound", headings, rows, "no faxes in match")
+    else:
+        title = f"Last {RECENT_INBOUND} faxes in"
+        tab = table("inbound", headings, rows, "no faxes received yet")
+    return f"<section><h2>{title}</h2>\n{tab}</section>"
 
 
 def page_header(taken_at: datetime, refresh: int | None = None) -> str:
@@ -310,7 +323,7 @@ def render_page(snapshot: StatusSnapshot) -> str:
             _queue_section(snapshot.counts),
             _chart_section(snapshot),
             _jobs_section(snapshot),
-            _inbound_section(snapshot.inbound),
+            _inbound_section(snapshot.inbound, snapshot.query),
         )
     )
     return document_page("faxgate status", body, refresh=REFRESH_SECONDS)

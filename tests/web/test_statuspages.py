@@ -485,6 +485,23 @@ async def test_the_list_is_filtered_by_state_number_and_sender(site: Site) -> No
     none = await dom_of(site.url("/?sender=bob"))
     assert listed(none) == []
     assert "no faxes match" in none.by_id("jobs").text
+
+    # The number narrows the faxes in too, by either of their numbers.
+    def faxes_in(dom: Element) -> list[str]:
+        return [
+            r.attrs["data-fax"] for r in dom.by_id("inbound").iter("tr") if "data-fax" in r.attrs
+        ]
+
+    assert faxes_in(await dom_of(site.url("/?number=212+555+0199"))) == [site.fax.id]
+    assert set(faxes_in(await dom_of(site.url("/?number=4155550100")))) == {
+        site.fax.id,
+        site.bare_fax.id,
+    }
+    assert faxes_in(await dom_of(site.url("/?number=999"))) == []
+    assert set(faxes_in(await dom_of(site.url("/?state=failed")))) == {
+        site.fax.id,
+        site.bare_fax.id,
+    }
     both = await dom_of(site.url("/?state=sent&number=0123&sender=alice"))
     assert listed(both) == [site.sent.id]
     # The form shows what was asked for.
