@@ -223,6 +223,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             upload_dir=inbound.upload_dir,
             health=health,
             status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+            page_image=confirmations.thumbnail,
             status_access=StatusAccess(
                 user=settings.http.status_user,
                 password=settings.http.status_password.get_secret_value(),
