@@ -50,6 +50,7 @@ from faxgate.store import Store, StoreError
 from faxgate.store.probe import StoreProbe
 from faxgate.store.spool import Spool
 from faxgate.web.callbacks import callback_token, callback_urls
+from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
 from faxgate.web.statuspage import StatusPage
@@ -220,6 +221,12 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             upload_dir=inbound.upload_dir,
             health=health,
             status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+            page_image=confirmations.thumbnail,
+            status_access=StatusAccess(
+                user=settings.http.status_user,
+                password=settings.http.status_password.get_secret_value(),
+                trust_header=settings.http.status_trust_header,
+            ),
         )
         http = await _bind(
             start_http(app, settings.http.listen.host, settings.http.listen.port),

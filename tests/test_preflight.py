@@ -168,7 +168,8 @@ def test_a_full_disk_is_no_reason_not_to_start(
 def test_listening_and_settings_that_cannot_work_here(tmp_path: Path, listening: int) -> None:
     settings = fast_settings(
         tmp_path / "state",
-        http={"listen": "192.0.2.1:8025"},  # TEST-NET: not this machine's
+        # TEST-NET: not this machine's; beyond loopback, the status pages need a password.
+        http={"listen": "192.0.2.1:8025", "status_password": "a-long-status-password"},
         smtp={
             "listen": f"0.0.0.0:{listening}",
             "tls_cert": str(tmp_path / "missing.pem"),

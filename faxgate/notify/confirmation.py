@@ -38,6 +38,7 @@ DRAW_MEMORY: Final = 1024 * 1024 * 1024
 DRAW_PRELOAD: Final = (first_page_png.__module__, "PIL.Image", "PIL.PngImagePlugin", "pypdfium2")
 # Drawings at once: each is a process of its own, and the machine has other work.
 _AT_ONCE: Final = 2
+THUMBNAIL_PIXELS: Final = (240, 310)  # the status pages' picture of a first page
 
 
 def report_name(job: Job) -> str:
@@ -145,6 +146,17 @@ class Confirmations:
         if first.content_type == TEXT:
             notes.append("Drawn from the text as sent; the provider's layout may differ.")
         return Picture(png, label, " ".join(notes) or None)
+
+    async def thumbnail(self, path: Path, content_type: str) -> bytes | None:
+        """A document's first page, small, for the status pages (whatever the report
+        setting: they show the documents themselves); None when it cannot be drawn."""
+        if not drawable(content_type):
+            return None
+        try:
+            return await self.drawer.first_page(path, content_type, *THUMBNAIL_PIXELS)
+        except (WorkerFailed, OSError) as exc:
+            log.warning("no picture of the first page path=%s: %s", path, exc)
+            return None
 
 
 def _kind(document: Document) -> str:

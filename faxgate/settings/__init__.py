@@ -201,6 +201,7 @@ class Settings(BaseSettings):
 CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("provider", "password"),
     ("http", "callback_token"),
+    ("http", "status_password"),
     ("mail", "password"),
     ("imap", "password"),
     ("store", "password"),

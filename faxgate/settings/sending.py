@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
@@ -11,6 +12,7 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 
 from faxgate.hellofax import sandbox_defaults
@@ -121,6 +123,12 @@ class HttpSettings(_Section):
     callback_token: SecretStr = SecretStr("")
     # Bodies larger than this are refused (413); an inbound fax carries its document.
     max_callback_size: int = Field(default=50 * 1024 * 1024, ge=64 * 1024)
+    # Who may see the status pages (see faxgate/web/guard.py); one is needed when
+    # `listen` is not loopback. A password for HTTP Basic (itself, best from the
+    # environment or a credential, or its hash), or a header a reverse proxy sets.
+    status_user: str = Field(default="faxgate", min_length=1, pattern=r"^[^:]+$")
+    status_password: SecretStr = SecretStr("")
+    status_trust_header: str = Field(default="", pattern=r"^[A-Za-z0-9-]*$")
 
     @field_validator("public_url")
     @classmethod
@@ -136,6 +144,40 @@ class HttpSettings(_Section):
         if token and (len(token) < 16 or not re.fullmatch(r"[A-Za-z0-9_-]+", token)):
             raise ValueError("use at least 16 letters, digits, '-' or '_'")
         return value
+
+    @field_validator("status_password")
+    @classmethod
+    def _status_password(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            return value
+        from faxgate.domain.passwords import SCHEME, parse_hash  # only when one is set
+
+        if value.get_secret_value().startswith(f"{SCHEME}$"):
+            parse_hash(value.get_secret_value())  # its message never quotes the value
+        return value
+
+    @model_validator(mode="after")
+    def _status_guarded(self) -> HttpSettings:
+        if is_loopback(self.listen.host):
+            return self
+        if not self.status_password.get_secret_value() and not self.status_trust_header:
+            raise ValueError(
+                f"listen = {str(self.listen)!r} is not loopback, so the status pages need"
+                " status_password (FAXGATE_HTTP__STATUS_PASSWORD or the credential"
+                " http.status_password) or status_trust_header, set by a reverse proxy"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host reaches only this machine; a name other than localhost is
+    taken as reaching further."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class DispatchSettings(_Section):

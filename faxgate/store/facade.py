@@ -16,10 +16,12 @@ from faxgate.store.inbound import InboundFaxes
 from faxgate.store.jobs import JobTables
 from faxgate.store.outbox import Outbox
 from faxgate.store.unmatched import UnmatchedReports
+from faxgate.store.views import StatusViews
 
 
-class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes):
-    """Jobs and events, the outbox, unmatched reports and inbound faxes in one database."""
+class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes, StatusViews):
+    """Jobs and events, the outbox, unmatched reports and inbound faxes in one database,
+    and the status pages' views of them."""
 
     @classmethod
     def open_configured(

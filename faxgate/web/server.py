@@ -2,8 +2,9 @@
 /metrics and the status page. The callback token is never logged: the access log shows
 it as ***.
 
-/healthz answers 200 or 503 with the checks of faxgate.web.health as JSON; / is the read-only
-status page of faxgate.web.statuspage. Both read the store in a thread, and so does /metrics.
+/healthz answers 200 or 503 with the checks of faxgate.web.health as JSON; / and the pages
+under it are the read-only status pages (faxgate.web.statusroutes). Both read the store in
+a thread, and so does /metrics.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from faxgate import metrics
 from faxgate.sending.tracker import Tracker
 from faxgate.web.callbacks import CallbackEndpoints, InboundHandler
+from faxgate.web.detail import PageImage
+from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health
-from faxgate.web.statuspage import PAGE_HEADERS, StatusPage
+from faxgate.web.statuspage import StatusPage
+from faxgate.web.statusroutes import add_status_routes
 
 __all__ = ["HttpServer", "build_app", "start_http"]
 
@@ -44,11 +48,14 @@ def build_app(
     upload_dir: Path | None = None,
     health: Health | None = None,
     status_page: StatusPage | None = None,
+    status_access: StatusAccess | None = None,
+    page_image: PageImage | None = None,
 ) -> web.Application:
     """The application; `upload_dir` is where inbound documents wait while handled.
 
     Without `health`, /healthz has nothing to check and answers ok; without `status_page`,
-    / is not served.
+    the status pages are not served. `status_access` guards them (open without it);
+    `page_image` draws a document's first page for them (no pictures without it).
     """
     if not token:
         raise ValueError("the callback token is empty")
@@ -62,7 +69,7 @@ def build_app(
     app.router.add_get("/healthz", _HealthEndpoint(health).get)
     app.router.add_get("/metrics", _metrics)
     if status_page is not None:
-        app.router.add_get("/", _StatusEndpoint(status_page).get)
+        add_status_routes(app, status_page, access=status_access, page_image=page_image)
     return app
 
 
@@ -77,17 +84,6 @@ class _HealthEndpoint:
         report = await self._health.check()
         status = 200 if report.healthy else 503
         return web.json_response(report.as_json(), status=status, headers=headers)
-
-
-class _StatusEndpoint:
-    def __init__(self, page: StatusPage) -> None:
-        self._page = page
-
-    async def get(self, request: web.Request) -> web.Response:
-        text = await self._page.render()
-        return web.Response(
-            text=text, content_type="text/html", charset="utf-8", headers=dict(PAGE_HEADERS)
-        )
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -1,58 +1,105 @@
-"""The status page at / on faxgate's HTTP server: the queue, the last faxes out and in,
-and the health checks, at a glance in a browser. Read-only, and it refreshes itself.
+"""The status page at / on faxgate's HTTP server: the queue, the faxes out (filtered by
+state, number and sender, a page at a time), the last faxes in, the last 24 hours as a
+chart and the health checks, at a glance in a browser. Read-only, and it refreshes itself.
 
-It shows fax numbers, names and reasons to whoever reaches it. The HTTP server binds
-loopback by default; when the provider's callbacks come through a reverse proxy, let the
-proxy forward /callbacks/ only (see docs/monitoring.md).
+It shows fax numbers, names and reasons to whoever reaches it: the HTTP server binds
+loopback by default, and asks for a password (faxgate.web.guard) when told to, which it
+must be when bound elsewhere (see docs/monitoring.md).
 
-Every value on the page came from outside at some point (numbers, names, the provider's
-words), so every one is escaped; the page carries no script, and its Content-Security-Policy
-forbids any.
+The filters are an HTML form sent as query parameters; everything is done on the server.
+Every value on the page is escaped (faxgate.web.markup); the page carries no script, and
+its Content-Security-Policy forbids any.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from faxgate.clock import utc_now
 from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Job, JobState
 from faxgate.store import Store
+from faxgate.store.views import HourCounts, JobFilter
+from faxgate.web.chart import chart_start, hour_bars, render_chart
 from faxgate.web.health import Health, HealthReport
+from faxgate.web.markup import PAGE_HEADERS, attr, document_page, href, row, segment, table
+from faxgate.web.markup import text as _text
+from faxgate.web.markup import time as _time
 
 __all__ = [
+    "MAX_FILTER_LENGTH",
     "PAGE_HEADERS",
     "RECENT_INBOUND",
     "RECENT_JOBS",
     "REFRESH_SECONDS",
+    "BadQuery",
+    "ListQuery",
     "StatusPage",
     "StatusSnapshot",
+    "parse_query",
     "render_page",
 ]
 
-RECENT_JOBS: Final = 50
+RECENT_JOBS: Final = 50  # jobs per page of the list
 RECENT_INBOUND: Final = 20
 REFRESH_SECONDS: Final = 15
-
-PAGE_HEADERS: Final[Mapping[str, str]] = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none';"
-        " frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+MAX_FILTER_LENGTH: Final = 200
+MAX_PAGE: Final = 100_000
 
 # States that want a person's eye are marked on the page.
 _ALERT_STATES: Final = frozenset({JobState.FAILED, JobState.UNCERTAIN})
 
 RecentInbound = Callable[[int], Sequence[InboundFax]]
+
+
+class BadQuery(ValueError):
+    """A query string the list cannot be filtered by; the message is for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The list's filters and which page of it, as the query string gave them."""
+
+    filter: JobFilter = field(default_factory=JobFilter)
+    page: int = 1  # from 1
+
+    @property
+    def filtered(self) -> bool:
+        f = self.filter
+        return f.state is not None or bool(f.number) or bool(f.sender)
+
+    def parameters(self, page: int | None = None) -> dict[str, object]:
+        f = self.filter
+        wanted = page if page is not None else self.page
+        return {
+            "state": f.state.value if f.state is not None else "",
+            "number": f.number,
+            "sender": f.sender,
+            "page": wanted if wanted > 1 else "",
+        }
+
+
+def parse_query(query: Mapping[str, str]) -> ListQuery:
+    """The list's query from the request's parameters; BadQuery says what is wrong."""
+    state_text = query.get("state", "").strip()
+    try:
+        state = JobState(state_text) if state_text else None
+    except ValueError:
+        raise BadQuery(f"there is no state {state_text!r}") from None
+    number = query.get("number", "").strip()
+    sender = query.get("sender", "").strip()
+    if len(number) > MAX_FILTER_LENGTH or len(sender) > MAX_FILTER_LENGTH:
+        raise BadQuery(f"a filter is at most {MAX_FILTER_LENGTH} characters")
+    if number and not any(c.isdigit() for c in number):
+        raise BadQuery("a number to look for needs at least one digit")
+    page_text = query.get("page", "").strip() or "1"
+    if not page_text.isascii() or not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:
+        raise BadQuery(f"there is no page {page_text!r}")
+    return ListQuery(JobFilter(state, number, sender), int(page_text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +111,9 @@ class StatusSnapshot:
     jobs: Sequence[Job]
     inbound: Sequence[InboundFax] | None  # None: this faxgate keeps no inbound faxes
     health: HealthReport | None = None
+    query: ListQuery = field(default_factory=ListQuery)
+    more: bool = False  # older jobs match beyond this page
+    hours: HourCounts | None = None  # None: no chart
 
 
 class StatusPage:
@@ -82,57 +132,41 @@ class StatusPage:
         self._recent_inbound = recent_inbound
         self._clock = clock
 
-    async def snapshot(self) -> StatusSnapshot:
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def snapshot(self, query: ListQuery | None = None) -> StatusSnapshot:
+        wanted = query or ListQuery()
         report = await self._health.check() if self._health is not None else None
-        counts, jobs, inbound = await asyncio.to_thread(self._read)
-        return StatusSnapshot(self._clock(), counts, jobs, inbound, report)
+        now = self._clock()
+        return await asyncio.to_thread(self._read, wanted, now, report)
 
-    def _read(
-        self,
-    ) -> tuple[Mapping[JobState, int], list[Job], Sequence[InboundFax] | None]:
+    def _read(self, query: ListQuery, now: datetime, report: HealthReport | None) -> StatusSnapshot:
         counts = self._store.count_by_state()
-        jobs = self._store.recent_jobs(RECENT_JOBS)
+        jobs, more = self._store.find_jobs(
+            query.filter, offset=(query.page - 1) * RECENT_JOBS, limit=RECENT_JOBS
+        )
         recent_inbound = self._recent_inbound
-        inbound = None if recent_inbound is None else recent_inbound(RECENT_INBOUND)
-        return counts, jobs, inbound
+        digits = query.filter.digits
+        inbound: Sequence[InboundFax] | None
+        if recent_inbound is None:
+            inbound = None
+        elif digits:
+            inbound = self._store.find_inbound(digits, RECENT_INBOUND)
+        else:
+            inbound = recent_inbound(RECENT_INBOUND)
+        hours = self._store.hour_counts(chart_start(now))
+        return StatusSnapshot(now, counts, jobs, inbound, report, query, more, hours)
 
-    async def render(self) -> str:
-        return render_page(await self.snapshot())
+    async def render(self, query: ListQuery | None = None) -> str:
+        return render_page(await self.snapshot(query))
 
 
 # ---------------------------------------------------------------------- rendering (pure)
-
-
-def _text(value: object) -> str:
-    """A value as escaped text; nothing shows as a dash."""
-    if value is None or value == "":
-        return "–"
-    return html.escape(str(value), quote=True)
-
-
-def _time(value: datetime | None) -> str:
-    """Server time for people, the exact UTC moment in the attribute."""
-    if value is None:
-        return "–"
-    exact = html.escape(value.astimezone(UTC).isoformat(timespec="seconds"))
-    shown = html.escape(value.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
-    return f'<time datetime="{exact}">{shown}</time>'
-
-
-def _row(cells: Iterable[str], attributes: str = "") -> str:
-    return f"<tr{attributes}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
-
-
-def _table(table_id: str, headings: Sequence[str], rows: Sequence[str], empty: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headings)
-    if not rows:
-        body = f'<tr><td colspan="{len(headings)}" class="none">{html.escape(empty)}</td></tr>'
-    else:
-        body = "\n".join(rows)
-    return (
-        f'<table id="{table_id}">\n<thead><tr>{head}</tr></thead>\n'
-        f"<tbody>\n{body}\n</tbody>\n</table>"
-    )
 
 
 def _health_section(report: HealthReport | None) -> str:
@@ -148,7 +182,10 @@ def _health_section(report: HealthReport | None) -> str:
 
 
 def _queue_section(counts: Mapping[JobState, int]) -> str:
-    head = "".join(f"<th>{_text(state.value)}</th>" for state in JobState)
+    head = "".join(
+        f'<th><a href="{href("/", {"state": state.value})}">{_text(state.value)}</a></th>'
+        for state in JobState
+    )
     cells = []
     for state in JobState:
         count = counts.get(state, 0)
@@ -161,11 +198,58 @@ def _queue_section(counts: Mapping[JobState, int]) -> str:
     )
 
 
-def _jobs_section(jobs: Sequence[Job]) -> str:
+def _chart_section(snapshot: StatusSnapshot) -> str:
+    if snapshot.hours is None:
+        return ""
+    chart = render_chart(hour_bars(snapshot.hours, snapshot.taken_at))
+    return f"<section><h2>The last 24 hours</h2>\n{chart}</section>"
+
+
+def _filter_form(query: ListQuery) -> str:
+    f = query.filter
+    options = ['<option value="">any</option>'] + [
+        f'<option value="{attr(state.value)}"'
+        f"{' selected' if f.state is state else ''}>{_text(state.value)}</option>"
+        for state in JobState
+    ]
+    return (
+        '<form id="filters" method="get" action="/">'
+        f'<label>state <select name="state">{"".join(options)}</select></label>'
+        '<label>number <input type="search" name="number" inputmode="tel"'
+        f' maxlength="{MAX_FILTER_LENGTH}" value="{attr(f.number)}"></label>'
+        '<label>sender <input type="search" name="sender"'
+        f' maxlength="{MAX_FILTER_LENGTH}" value="{attr(f.sender)}"></label>'
+        '<button type="submit">Filter</button>'
+        + ('<a href="/">clear</a>' if query.filtered else "")
+        + "</form>"
+    )
+
+
+def _pager(snapshot: StatusSnapshot) -> str:
+    query = snapshot.query
+    links = []
+    if query.page > 1:
+        links.append(
+            f'<a rel="prev" href="{href("/", query.parameters(query.page - 1))}">newer</a>'
+        )
+    if snapshot.more:
+        links.append(
+            f'<a rel="next" href="{href("/", query.parameters(query.page + 1))}">older</a>'
+        )
+    if not links:
+        return ""
+    return f'<nav class="pages">page {query.page:d} {" ".join(links)}</nav>'
+
+
+def _job_link(job_id: str) -> str:
+    return f'<a href="{href("/jobs/" + segment(job_id))}">{_text(job_id)}</a>'
+
+
+def _jobs_section(snapshot: StatusSnapshot) -> str:
     rows = [
-        _row(
+        row(
             (
-                _text(job.id),
+                _job_link(job.id),
                 f'<span class="state {_text(job.state.value)}">{_text(job.state.value)}</span>',
                 _text(job.to_number),
                 _text(job.attempt),
@@ -175,23 +259,30 @@ def _jobs_section(jobs: Sequence[Job]) -> str:
             ),
             f' data-job="{_text(job.id)}"',
         )
-        for job in jobs
+        for job in snapshot.jobs
     ]
     headings = ("job", "state", "number", "tries", "pages", "updated", "reason")
-    table = _table("jobs", headings, rows, "no faxes yet")
-    return f"<section><h2>Last {RECENT_JOBS} faxes out</h2>\n{table}</section>"
+    query = snapshot.query
+    empty = "no faxes match" if query.filtered else "no faxes yet"
+    tab = table("jobs", headings, rows, empty)
+    first_page = not query.filtered and query.page == 1
+    title = f"Last {RECENT_JOBS} faxes out" if first_page else "Faxes out"
+    return (
+        f"<section><h2>{title}</h2>\n{_filter_form(query)}\n{_pager(snapshot)}\n"
+        f"{tab}\n{_pager(snapshot)}</section>"
+    )
 
 
-def _inbound_section(inbound: Sequence[InboundFax] | None) -> str:
+def _inbound_section(inbound: Sequence[InboundFax] | None, query: ListQuery) -> str:
     if inbound is None:
         return (
             '<section><h2>Faxes in</h2><p id="inbound" class="none">'
             "This faxgate keeps no inbound faxes.</p></section>"
         )
     rows = [
-        _row(
+        row(
             (
-                _text(fax.id),
+                f'<a href="{href("/inbound/" + segment(fax.id))}">{_text(fax.id)}</a>',
                 _time(fax.when),
                 _text(fax.from_number),
                 _text(fax.to_number),
@@ -204,52 +295,40 @@ def _inbound_section(inbound: Sequence[InboundFax] | None) -> str:
         for fax in inbound
     ]
     headings = ("fax", "received", "from", "to", "pages", "route", "note")
-    table = _table("inbound", headings, rows, "no faxes received yet")
-    return f"<section><h2>Last {RECENT_INBOUND} faxes in</h2>\n{table}</section>"
+    digits = query.filter.digits
+    if digits:
+        title = f"Last {RECENT_INBOUND} faxes in from or to a number with {_text(digits)}"
+        tab = table("inbound", headings, rows, "no faxes in match")
+    else:
+        title = f"Last {RECENT_INBOUND} faxes in"
+        tab = table("inbound", headings, rows, "no faxes received yet")
+    return f"<section><h2>{title}</h2>\n{tab}</section>"
 
 
-_STYLE: Final = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; margin: 0; }
-h2 { font-size: 1.1em; margin: 1.2em 0 .4em; }
-header p { color: #666; margin: .2em 0; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td:last-child { max-width: 40em; overflow-wrap: anywhere; }
-td.none, p.none { color: #777; font-style: italic; }
-td.alert { background: #fde2e1; font-weight: bold; }
-#health { padding: .2em .8em; border-radius: 4px; }
-#health h2 { margin: .4em 0; }
-#health.ok { background: #e3f6e5; }
-#health.unhealthy { background: #fde2e1; }
-.state.sent { color: #17692b; }
-.state.failed, .state.uncertain { color: #a8231d; font-weight: bold; }
-.state.cancelled { color: #777; }
-"""
+def page_header(taken_at: datetime, refresh: int | None = None) -> str:
+    zone = _text(taken_at.astimezone().tzname() or "server time")
+    again = f"; this page refreshes every {refresh:d} s" if refresh else ""
+    return (
+        '<header><h1><a href="/">faxgate</a></h1>\n'
+        f"<p>As of {_time(taken_at)} ({zone}){again}.</p>\n</header>"
+    )
 
 
 def render_page(snapshot: StatusSnapshot) -> str:
     """The whole page; every value is escaped."""
-    zone = html.escape(snapshot.taken_at.astimezone().tzname() or "server time")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="{REFRESH_SECONDS:d}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>faxgate status</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<header><h1>faxgate</h1>
-<p>As of {_time(snapshot.taken_at)} ({zone}); this page refreshes every {REFRESH_SECONDS:d} s.</p>
-</header>
-{_health_section(snapshot.health)}
-{_queue_section(snapshot.counts)}
-{_jobs_section(snapshot.jobs)}
-{_inbound_section(snapshot.inbound)}
-</body>
-</html>
-"""
+    body = "\n".join(
+        (
+            page_header(snapshot.taken_at, REFRESH_SECONDS),
+            _health_section(snapshot.health),
+            _queue_section(snapshot.counts),
+            _chart_section(snapshot),
+            _jobs_section(snapshot),
+            _inbound_section(snapshot.inbound, snapshot.query),
+        )
+    )
+    return document_page("faxgate status", body, refresh=REFRESH_SECONDS)
+
+
+def error_page(taken_at: datetime, title: str, message: str) -> str:
+    body = f'{page_header(taken_at)}\n<h2>{_text(title)}</h2>\n<p id="error">{_text(message)}</p>'
+    return document_page(f"faxgate: {title}", body)

@@ -1,0 +1,40 @@
+"""The status pages' pictures of first pages, drawn by the daemon in a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from pathlib import Path
+
+import httpx
+from PIL import Image, ImageStat
+
+from faxgate.app import started
+from faxgate.domain.jobs import Intake
+from faxgate.domain.numbers import parse_fax_number
+from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.store.spool import Spool
+from tests.daemon import fast_settings
+from tests.notify.reports import inked_pdf
+
+
+async def test_the_daemon_draws_a_documents_first_page_for_its_job_page(tmp_path: Path) -> None:
+    async with started(fast_settings(tmp_path / "state")) as daemon:
+        request = FaxRequest(
+            numbers=[parse_fax_number("+14155550100")],
+            documents=[IncomingDocument("contract.pdf", inked_pdf())],
+            intake=Intake.CLI,
+        )
+        spool = Spool(daemon.settings.spool_dir)
+        (job,) = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            page = (await http.get(f"/jobs/{job.id}")).text
+            (picture,) = re.findall(r'<img[^>]* src="([^"]+page1\.png)"', page)
+            answer = await http.get(picture)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(answer.content)).convert("L")
+    assert image.width > 100
+    assert ImageStat.Stat(image).stddev[0] > 10  # the title and the block, not a blank page
