@@ -26,6 +26,7 @@ from faxgate.inbound.documents import kind_of
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9]+")
 _MAX_NAME_PART: Final = 20
+_MAX_SENDER_NAME: Final = 60
 # HelloFax keeps the faxes it delivered to a callback (its getting-started page, note D).
 _WHERE_ELSE: Final = (
     "HelloFax keeps received faxes: look for it in the documents screen of the account at"
@@ -114,10 +115,12 @@ class PageImage:
 
 def names_by_number(book: AddressBook) -> dict[str, str]:
     """The senders' names the contacts give, by E.164 number: a contact's cover name, else
-    its name in the book; the first contact of a number wins."""
+    its name in the book; the first contact of a number wins. On one line (it goes into the
+    Subject header) and at most 60 characters."""
     names: dict[str, str] = {}
     for key, contact in book.contacts.items():
-        names.setdefault(contact.number.e164, contact.cover_to or key)
+        name = " ".join((contact.cover_to or key).split())[:_MAX_SENDER_NAME]
+        names.setdefault(contact.number.e164, name)
     return names
 
 

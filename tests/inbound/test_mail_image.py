@@ -218,6 +218,7 @@ def test_senders_are_named_from_the_contacts() -> None:
                 "mayer": {"number": "+1 212 555 0199", "cover": "Dr Ruth Mayer"},
                 "pharmacy": {"number": "+1 310 555 0111"},
                 "mayer-again": {"number": "+1 212 555 0199", "cover": "Someone Else"},
+                "odd": {"number": "+1 212 555 0100", "cover": "Two\nLines " + "x" * 80},
             }
         },
         NumberPolicy(default_region="US"),
@@ -226,6 +227,7 @@ def test_senders_are_named_from_the_contacts() -> None:
     assert compose.names_by_number(book) == {
         "+12125550199": "Dr Ruth Mayer",
         "+13105550111": "pharmacy",
+        "+12125550100": "Two Lines " + "x" * 50,
     }
 
 
