@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
@@ -36,15 +36,11 @@ from faxgate.store.rows import (
 )
 from faxgate.store.values import (
     JobNotFound,
-    Lease,
     NewDocument,
     NewJob,
     NewNotification,
     StaleState,
 )
-
-# pg_advisory_xact_lock's key for claims under the provider's limit: "fxclaim" in ASCII.
-CLAIMS_LOCK: Final = 0x6678636C61696D
 
 
 class JobTables(Database):
@@ -366,181 +362,3 @@ class JobTables(Database):
             (time_to_db(now), *states, limit),
         )
         return [job_from_row(row) for row in rows]
-
-    # -------------------------------------------------------------- claiming
-
-    def claim_due_jobs(
-        self,
-        now: datetime,
-        limit: int,
-        *,
-        owner: str,
-        lease: timedelta,
-        max_in_flight: int | None = None,
-    ) -> list[Job]:
-        """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
-
-        Committed before it returns, so before any slow IO: another instance claiming at
-        the same moment passes over these rows (SKIP LOCKED) instead of waiting, and takes
-        none of them until the lease runs out. A lease its owner holds is taken again (a
-        job queued again after a busy line). A job leaves `queued` only by a transition
-        that expects `queued`, so even an expired lease never sends a job twice.
-
-        `max_in_flight`: the provider's limit, counted across every instance: the jobs at
-        the provider (submitting, submitted, transmitting) and those other owners hold
-        claimed, plus this claim, never exceed it. Such claims are made one at a time.
-        """
-        if max_in_flight is not None:
-            return self._claim_within(now, limit, owner, lease, max_in_flight)
-        return self._claim(
-            "state = ? AND (not_before IS NULL OR not_before <= ?)",
-            (JobState.QUEUED.value, time_to_db(now)),
-            "created_at, rowid",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=True,
-        )
-
-    def claim_due_polls(
-        self, now: datetime, limit: int, *, owner: str, lease: timedelta
-    ) -> list[Job]:
-        """Take up to `limit` jobs whose next poll is due, most overdue first, as
-        `claim_due_jobs` takes due jobs: two instances never ask for one job at once."""
-        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
-        return self._claim(
-            f"next_poll_at <= ? AND state IN ({placeholders(len(states))})",
-            (time_to_db(now), *states),
-            "next_poll_at, id",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=True,
-        )
-
-    def claim_orphans(
-        self, now: datetime, limit: int, *, owner: str, lease: timedelta
-    ) -> list[Job]:
-        """Take up to `limit` jobs left in `submitting` by an instance whose lease ran out
-        (it died, or stalled, with its request perhaps gone): to be reconciled against the
-        provider's records, never sent again blindly. Its owner's own leases are left to
-        it: its request may still be on its way."""
-        return self._claim(
-            "state = ?",
-            (JobState.SUBMITTING.value,),
-            "updated_at, id",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=False,
-        )
-
-    def _claim_within(
-        self, now: datetime, limit: int, owner: str, lease: timedelta, max_in_flight: int
-    ) -> list[Job]:
-        at = time_to_db(now)
-        active = [state.value for state in ACTIVE_STATES]
-        with self._write() as conn:
-            if self._dialect.one_at_a_time:  # every instance's capped claims, in turn
-                conn.execute(self._dialect.one_at_a_time, (CLAIMS_LOCK,))
-            row = conn.execute(
-                "SELECT count(*) AS n FROM jobs"  # noqa: S608
-                f" WHERE state IN ({placeholders(len(active))})"
-                " OR (state = ? AND lease_until > ? AND lease_owner <> ?)",
-                (*active, JobState.QUEUED.value, at, owner),
-            ).fetchone()
-            room = max(0, max_in_flight - int(row["n"]))
-            if room == 0:
-                return []
-            return self._claim(
-                "state = ? AND (not_before IS NULL OR not_before <= ?)",
-                (JobState.QUEUED.value, at),
-                "created_at, rowid",
-                now=now,
-                limit=min(limit, room),
-                owner=owner,
-                lease=lease,
-                own_again=True,
-                conn=conn,
-            )
-
-    def _claim(
-        self,
-        where: str,
-        params: Sequence[object],
-        order: str,
-        *,
-        now: datetime,
-        limit: int,
-        owner: str,
-        lease: timedelta,
-        own_again: bool,
-        conn: Connection | None = None,
-    ) -> list[Job]:
-        """Lease the first `limit` jobs that match `where` (SQL of this module's own) and
-        no other owner holds, in one committed transaction (or in `conn`'s); return them
-        in `order`."""
-        at, until = time_to_db(now), time_to_db(now + lease)
-        free = "lease_until IS NULL OR lease_until <= ?" + (
-            " OR lease_owner = ?" if own_again else ""
-        )
-        free_params = (at, owner) if own_again else (at,)
-        due = (
-            f"SELECT id FROM jobs WHERE {where} AND ({free})"  # noqa: S608
-            f" ORDER BY {order} LIMIT ?{self._dialect.skip_locked}"
-        )
-        if conn is None:
-            with self._write() as own:
-                return self._claim(
-                    where,
-                    params,
-                    order,
-                    now=now,
-                    limit=limit,
-                    owner=owner,
-                    lease=lease,
-                    own_again=own_again,
-                    conn=own,
-                )
-        claimed = [
-            row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()
-        ]
-        if not claimed:
-            return []
-        marks = placeholders(len(claimed))
-        conn.execute(
-            f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
-            (owner, until, *claimed),
-        )
-        rows = conn.execute(
-            f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
-            claimed,
-        ).fetchall()
-        return [job_from_row(row) for row in rows]
-
-    def release_claims(self, owner: str, job_ids: Iterable[str] | None = None) -> int:
-        """Give up `owner`'s leases (those of `job_ids`, or all): on a clean stop, so that
-        other instances need not wait for them to run out. Returns how many."""
-        wanted = None if job_ids is None else list(job_ids)
-        if wanted == []:
-            return 0
-        sql = "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
-        params: list[object] = [owner]
-        if wanted is not None:
-            sql += f" AND id IN ({placeholders(len(wanted))})"
-            params += wanted
-        with self._write() as conn:
-            released = int(conn.execute(sql, params).rowcount)
-            if released:
-                self._announce(conn, "jobs")  # others need not wait for the leases to run out
-            return released
-
-    def lease(self, job_id: str) -> Lease | None:
-        """Who holds the job's lease, and until when (None: nobody ever claimed it)."""
-        rows = self._query("SELECT lease_owner, lease_until FROM jobs WHERE id = ?", (job_id,))
-        if not rows or rows[0]["lease_owner"] is None:
-            return None
-        return Lease(owner=rows[0]["lease_owner"], until=time_from_db(rows[0]["lease_until"]))

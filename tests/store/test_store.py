@@ -31,7 +31,8 @@ from faxgate.store import (
     Store,
     StoreError,
 )
-from faxgate.store.postgres import PG_MIGRATIONS, storable
+from faxgate.store.pg_migrations import PG_MIGRATIONS
+from faxgate.store.postgres import storable
 from faxgate.store.rows import json_to_db
 from faxgate.store.spool import SpooledFile
 from tests.store.backends import (
