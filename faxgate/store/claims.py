@@ -9,8 +9,9 @@ the lease runs out. The outbox's claims (outbox.py) are made the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.store.db import Database
@@ -21,48 +22,69 @@ from faxgate.store.values import Lease
 # pg_advisory_xact_lock's key for claims under the provider's limit: "fxclaim" in ASCII.
 CLAIMS_LOCK: Final = 0x6678636C61696D
 
-# The due queued jobs, oldest first: what a dispatcher claims.
-_DUE_JOBS: Final = "state = ? AND (not_before IS NULL OR not_before <= ?)"
-_OLDEST_FIRST: Final = "created_at, rowid"
+
+class Due(NamedTuple):
+    """Which rows are due, in the store's own SQL (never a caller's text), and in what
+    order they are taken."""
+
+    where: str
+    params: Sequence[object]
+    order: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who claims, from when, for how long, and how many rows at the most."""
+
+    owner: str
+    now: datetime
+    lease: timedelta
+    limit: int
 
 
 def lease_rows(
     conn: Connection,
     dialect: Dialect,
     table: str,
-    where: str,
-    params: Sequence[object],
-    order: str,
+    due: Due,
+    claim: Claim,
     *,
-    now: datetime,
-    limit: int,
-    owner: str,
-    lease: timedelta,
-    own_again: bool,
+    own_again: bool = True,
 ) -> list[Any]:
-    """Lease to `owner` until `now + lease` the first `limit` rows of `table` that match
-    `where` (the store's own SQL, never a caller's text) and no other owner holds; return
-    them in `order`. `own_again`: a lease `owner` already holds is taken again."""
-    at, until = time_to_db(now), time_to_db(now + lease)
+    """Lease to the claim's owner the first rows of `table` that are `due` and no other
+    owner holds; return them in due order. `own_again`: a lease the owner already holds
+    is taken again."""
+    where, params, order = due
+    at, until = time_to_db(claim.now), time_to_db(claim.now + claim.lease)
     free = "lease_until IS NULL OR lease_until <= ?" + (" OR lease_owner = ?" if own_again else "")
-    free_params = (at, owner) if own_again else (at,)
-    due = (
+    free_params = (at, claim.owner) if own_again else (at,)
+    select = (
         f"SELECT id FROM {table} WHERE {where} AND ({free})"  # noqa: S608
         f" ORDER BY {order} LIMIT ?{dialect.skip_locked}"
     )
-    claimed = [row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()]
+    found = conn.execute(select, (*params, *free_params, claim.limit)).fetchall()
+    claimed = [row["id"] for row in found]
     if not claimed:
         return []
     marks = placeholders(len(claimed))
     conn.execute(
         f"UPDATE {table} SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
-        (owner, until, *claimed),
+        (claim.owner, until, *claimed),
     )
     rows: list[Any] = conn.execute(
         f"SELECT * FROM {table} WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
         claimed,
     ).fetchall()
     return rows
+
+
+def _due_jobs(at: str) -> Due:
+    """The due queued jobs, oldest first: what a dispatcher claims."""
+    return Due(
+        "state = ? AND (not_before IS NULL OR not_before <= ?)",
+        (JobState.QUEUED.value, at),
+        "created_at, rowid",
+    )
 
 
 class JobClaims(Database):
@@ -89,18 +111,10 @@ class JobClaims(Database):
         the provider (submitting, submitted, transmitting) and those other owners hold
         claimed, plus this claim, never exceed it. Such claims are made one at a time.
         """
+        claim = Claim(owner, now, lease, limit)
         if max_in_flight is not None:
-            return self._claim_within(now, limit, owner, lease, max_in_flight)
-        return self._claim(
-            _DUE_JOBS,
-            (JobState.QUEUED.value, time_to_db(now)),
-            _OLDEST_FIRST,
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=True,
-        )
+            return self._claim_within(claim, max_in_flight)
+        return self._claim(_due_jobs(time_to_db(now)), claim)
 
     def claim_due_polls(
         self, now: datetime, limit: int, *, owner: str, lease: timedelta
@@ -108,16 +122,12 @@ class JobClaims(Database):
         """Take up to `limit` jobs whose next poll is due, most overdue first, as
         `claim_due_jobs` takes due jobs: two instances never ask for one job at once."""
         states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
-        return self._claim(
+        due = Due(
             f"next_poll_at <= ? AND state IN ({placeholders(len(states))})",
             (time_to_db(now), *states),
             "next_poll_at, id",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=True,
         )
+        return self._claim(due, Claim(owner, now, lease, limit))
 
     def claim_orphans(
         self, now: datetime, limit: int, *, owner: str, lease: timedelta
@@ -126,21 +136,11 @@ class JobClaims(Database):
         (it died, or stalled, with its request perhaps gone): to be reconciled against the
         provider's records, never sent again blindly. Its owner's own leases are left to
         it: its request may still be on its way."""
-        return self._claim(
-            "state = ?",
-            (JobState.SUBMITTING.value,),
-            "updated_at, id",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=False,
-        )
+        due = Due("state = ?", (JobState.SUBMITTING.value,), "updated_at, id")
+        return self._claim(due, Claim(owner, now, lease, limit), own_again=False)
 
-    def _claim_within(
-        self, now: datetime, limit: int, owner: str, lease: timedelta, max_in_flight: int
-    ) -> list[Job]:
-        at = time_to_db(now)
+    def _claim_within(self, claim: Claim, max_in_flight: int) -> list[Job]:
+        at = time_to_db(claim.now)
         active = [state.value for state in ACTIVE_STATES]
         with self._write() as conn:
             if self._dialect.one_at_a_time:  # every instance's capped claims, in turn
@@ -149,53 +149,19 @@ class JobClaims(Database):
                 "SELECT count(*) AS n FROM jobs"  # noqa: S608
                 f" WHERE state IN ({placeholders(len(active))})"
                 " OR (state = ? AND lease_until > ? AND lease_owner <> ?)",
-                (*active, JobState.QUEUED.value, at, owner),
+                (*active, JobState.QUEUED.value, at, claim.owner),
             ).fetchone()
             room = max(0, max_in_flight - int(row["n"]))
             if room == 0:
                 return []
-            rows = lease_rows(
-                conn,
-                self._dialect,
-                "jobs",
-                _DUE_JOBS,
-                (JobState.QUEUED.value, at),
-                _OLDEST_FIRST,
-                now=now,
-                limit=min(limit, room),
-                owner=owner,
-                lease=lease,
-                own_again=True,
-            )
+            within = replace(claim, limit=min(claim.limit, room))
+            rows = lease_rows(conn, self._dialect, "jobs", _due_jobs(at), within)
         return [job_from_row(row) for row in rows]
 
-    def _claim(
-        self,
-        where: str,
-        params: Sequence[object],
-        order: str,
-        *,
-        now: datetime,
-        limit: int,
-        owner: str,
-        lease: timedelta,
-        own_again: bool,
-    ) -> list[Job]:
+    def _claim(self, due: Due, claim: Claim, *, own_again: bool = True) -> list[Job]:
         """Lease jobs as `lease_rows` does, in a transaction of their own."""
         with self._write() as conn:
-            rows = lease_rows(
-                conn,
-                self._dialect,
-                "jobs",
-                where,
-                params,
-                order,
-                now=now,
-                limit=limit,
-                owner=owner,
-                lease=lease,
-                own_again=own_again,
-            )
+            rows = lease_rows(conn, self._dialect, "jobs", due, claim, own_again=own_again)
         return [job_from_row(row) for row in rows]
 
     def release_claims(self, owner: str, job_ids: Iterable[str] | None = None) -> int:

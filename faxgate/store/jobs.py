@@ -1,4 +1,5 @@
-"""Jobs, their documents and events: created, moved forward, read."""
+"""Jobs, their documents and events: created and moved forward (read in job_reads.py,
+claimed in claims.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from faxgate.domain.jobs import (
-    ACTIVE_STATES,
     FINISHED_STATES,
-    Document,
-    Event,
     Intake,
     Job,
     JobState,
@@ -22,17 +20,12 @@ from faxgate.store.dialect import Connection
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     as_notification,
-    document_from_row,
-    event_from_row,
     expected_states,
     job_from_row,
     json_to_db,
     opt_time,
-    opt_time_from_db,
-    placeholders,
     settable,
     time_from_db,
-    time_to_db,
 )
 from faxgate.store.values import (
     JobNotFound,
@@ -248,117 +241,9 @@ class JobTables(Database):
             (at, *values.values(), job_id),
         )
 
-    # -------------------------------------------------------------- reading jobs
-
-    def get_job(self, job_id: str) -> Job | None:
-        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return job_from_row(rows[0]) if rows else None
-
     @staticmethod
     def _read_job(conn: Connection, job_id: str) -> Job:
         row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         return job_from_row(row)
-
-    def documents(self, job_id: str) -> list[Document]:
-        rows = self._query("SELECT * FROM documents WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [document_from_row(row) for row in rows]
-
-    def events(self, job_id: str) -> list[Event]:
-        rows = self._query("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
-        return [event_from_row(row) for row in rows]
-
-    def find_by_provider_guid(self, guid: str) -> Job | None:
-        rows = self._query(
-            "SELECT * FROM jobs WHERE provider_guid = ?"
-            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            (guid,),
-        )
-        return job_from_row(rows[0]) if rows else None
-
-    def call_owner(self, guid: str) -> str | None:
-        """The job that a provider call (a GUID) was ever made for, now or before a retry."""
-        rows = self._query("SELECT job_id FROM provider_calls WHERE guid = ?", (guid,))
-        return str(rows[0]["job_id"]) if rows else None
-
-    def due_jobs(self, now: datetime, limit: int) -> list[Job]:
-        """Queued jobs whose time has come, oldest first."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-            " ORDER BY created_at, rowid LIMIT ?",
-            (JobState.QUEUED.value, time_to_db(now), limit),
-        )
-        return [job_from_row(row) for row in rows]
-
-    def next_not_before(self) -> datetime | None:
-        """When the earliest queued job that waits for its time may go (None: none waits)."""
-        rows = self._query(
-            "SELECT MIN(not_before) AS at FROM jobs WHERE state = ? AND not_before IS NOT NULL",
-            (JobState.QUEUED.value,),
-        )
-        return opt_time_from_db(rows[0]["at"])
-
-    def jobs_in_states(self, states: Iterable[JobState], limit: int | None = None) -> list[Job]:
-        wanted = [JobState(s).value for s in states]
-        if not wanted:  # PostgreSQL refuses an empty IN ()
-            return []
-        limited = self._dialect.no_limit if limit is None else "LIMIT ?"
-        rows = self._query(
-            f"SELECT * FROM jobs WHERE state IN ({placeholders(len(wanted))})"  # noqa: S608
-            f" ORDER BY created_at, rowid {limited}",
-            (*wanted,) if limit is None else (*wanted, limit),
-        )
-        return [job_from_row(row) for row in rows]
-
-    def group_jobs(self, group_id: str) -> list[Job]:
-        rows = self._query(
-            "SELECT * FROM jobs WHERE group_id = ? ORDER BY created_at, rowid", (group_id,)
-        )
-        return [job_from_row(row) for row in rows]
-
-    def count_intake_jobs(self, intake: Intake, since: datetime, *, ref: str, value: str) -> int:
-        """Jobs of one intake created since a moment whose intake_ref[ref] is `value` (say,
-        the faxes one sender sent today)."""
-        rows = self._query(
-            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"  # noqa: S608
-            f" AND {self._dialect.json_field('intake_ref')} = ?",
-            (Intake(intake).value, time_to_db(since), ref, value),
-        )
-        return int(rows[0]["n"])
-
-    def count_in_states(self, states: Iterable[JobState]) -> int:
-        """Jobs in these states, counted on the state index: the cost follows them, not
-        every job ever kept."""
-        wanted = [JobState(state).value for state in states]
-        if not wanted:
-            return 0
-        rows = self._query(
-            f"SELECT count(*) AS n FROM jobs WHERE state IN ({placeholders(len(wanted))})",  # noqa: S608
-            wanted,
-        )
-        return int(rows[0]["n"])
-
-    def count_by_state(self) -> dict[JobState, int]:
-        counts = dict.fromkeys(JobState, 0)
-        for row in self._query("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
-            counts[JobState(row["state"])] = row["n"]
-        return counts
-
-    def recent_jobs(self, limit: int) -> list[Job]:
-        rows = self._query(
-            "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
-        )
-        return [job_from_row(row) for row in rows]
-
-    def due_polls(self, now: datetime, limit: int) -> list[Job]:
-        """Jobs the provider may still be working on whose next poll is due, most overdue
-        first. A settled job is never returned, whatever its next_poll_at says."""
-        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
-        rows = self._query(
-            "SELECT * FROM jobs WHERE next_poll_at <= ?"  # noqa: S608
-            f" AND state IN ({placeholders(len(states))})"
-            " ORDER BY next_poll_at, id LIMIT ?",
-            (time_to_db(now), *states, limit),
-        )
-        return [job_from_row(row) for row in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from faxgate.domain.jobs import Notification
-from faxgate.store.claims import lease_rows
+from faxgate.store.claims import Claim, Due, lease_rows
 from faxgate.store.db import Database
 from faxgate.store.dialect import Connection
 from faxgate.store.rows import (
@@ -65,20 +65,13 @@ class Outbox(Database):
         another instance claiming at once, left to others until the lease runs out. A
         lease should outlast a delivery's timeout: a reply mailed by an owner that
         outlived its lease could be mailed again by the next one."""
+        due = Due(
+            "delivered_at IS NULL AND next_attempt_at <= ?",
+            (time_to_db(now),),
+            "next_attempt_at, id",
+        )
         with self._write() as conn:
-            rows = lease_rows(
-                conn,
-                self._dialect,
-                "outbox",
-                "delivered_at IS NULL AND next_attempt_at <= ?",
-                (time_to_db(now),),
-                "next_attempt_at, id",
-                now=now,
-                limit=limit,
-                owner=owner,
-                lease=lease,
-                own_again=True,
-            )
+            rows = lease_rows(conn, self._dialect, "outbox", due, Claim(owner, now, lease, limit))
         return [notification_from_row(row) for row in rows]
 
     def notifications(self, job_id: str) -> list[Notification]:
