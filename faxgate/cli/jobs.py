@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,13 @@ def _find(store: Store, text: str) -> Job:
     if job is None:
         raise common.CommandError(f"no job {text!r} (see `faxgate status`)")
     return job
+
+
+@contextmanager
+def _named_job(args: argparse.Namespace) -> Iterator[tuple[Store, Job]]:
+    """The store, and the job the command line names in it."""
+    with Store.open(common.settings_from(args).database_path) as store:
+        yield store, _find(store, args.job)
 
 
 def send_command(args: argparse.Namespace) -> int:
@@ -276,9 +285,7 @@ def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
 
 
 def retry_command(args: argparse.Namespace) -> int:
-    settings = common.settings_from(args)
-    with Store.open(settings.database_path) as store:
-        job = _find(store, args.job)
+    with _named_job(args) as (store, job):
         if not can_retry(job.state):
             raise common.CommandError(
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
@@ -301,9 +308,7 @@ def retry_command(args: argparse.Namespace) -> int:
 
 
 def cancel_command(args: argparse.Namespace) -> int:
-    settings = common.settings_from(args)
-    with Store.open(settings.database_path) as store:
-        job = _find(store, args.job)
+    with _named_job(args) as (store, job):
         if not can_cancel(job.state):
             done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
             why = "it is already done" if done else "the provider has it"
