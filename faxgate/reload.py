@@ -35,7 +35,7 @@ from faxgate.intake.folder.folders import FolderReload, HotFolders
 from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.imap.watcher import ImapIntake
 from faxgate.intake.smtp.handler import HandlerConfig
-from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, load_address_book
+from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, handler_config
 from faxgate.intake.smtp.policy import exposure_problem
 from faxgate.settings import ConfigError, Settings
 
@@ -276,14 +276,10 @@ async def _prepare(daemon: Running, in_use: Settings, plan: ReloadPlan) -> _Prep
     # The contacts file is read again on every reload: it changes without the settings.
     contacts = bool(in_use.addressing.contacts_file)
     if daemon.smtp is not None and (plan.touches("smtp", "numbers", "addressing") or contacts):
-        problem = reload_problem(in_use)
-        if problem:
-            raise ReloadRefused(problem)
         try:
-            book = await load_address_book(in_use)
+            prepared.smtp = await handler_config(in_use, reload_problem(in_use))
         except SmtpSetupError as exc:
             raise ReloadRefused(str(exc)) from None
-        prepared.smtp = HandlerConfig.of(in_use, book)
     if daemon.inbound is not None and plan.touches("inbound", "numbers"):
         try:
             prepared.routing = routing_from_settings(in_use)

@@ -4,43 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from faxgate.cli.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    CommandError,
-    Subparsers,
-    add_json_flag,
-    print_json,
-    print_table,
-    settings_from,
-)
+from faxgate.cli import common
 from faxgate.intake.contacts import ContactsUnreadable, read_address_book
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: common.Subparsers) -> None:
     parser = subparsers.add_parser(
         "contacts",
         help="list and check the contacts and groups faxes can be addressed to",
         description="Read [addressing] contacts_file as the daemon does; exit 1 on a problem.",
     )
-    add_json_flag(parser)
+    common.add_json_flag(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = common.settings_from(args)
     addressing = settings.addressing
     if not addressing.contacts_file:
-        raise CommandError("no contacts file: set [addressing] contacts_file")
+        raise common.CommandError("no contacts file: set [addressing] contacts_file")
     try:
         book = read_address_book(
             addressing.contacts_file, settings.numbers.policy(), addressing.max_group_size
         )
     except ContactsUnreadable as exc:
-        raise CommandError(str(exc)) from None
+        raise common.CommandError(str(exc)) from None
     domain = settings.smtp.domains[0]
     if args.json:
-        print_json(
+        common.print_json(
             {
                 "file": addressing.contacts_file,
                 "contacts": {
@@ -66,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             )
             for name, members in sorted(book.groups.items())
         ]
-        print_table(("address", "fax number", "cover"), rows)
+        common.print_table(("address", "fax number", "cover"), rows)
         for problem in book.problems:
             print(f"problem: {problem}")
-    return EXIT_FAILURE if book.problems else EXIT_OK
+    return common.EXIT_FAILURE if book.problems else common.EXIT_OK

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from faxgate.cli.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    Subparsers,
-    add_json_flag,
-    print_json,
-    run_async,
-    settings_from,
-)
+from faxgate.cli import common
 from faxgate.doctor import PROBLEM, Finding, examine, problems
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: common.Subparsers) -> None:
     doctor = subparsers.add_parser(
         "doctor",
         help="check the account, its callbacks, the public address, lines, ports and folders",
@@ -27,32 +19,32 @@ def register(subparsers: Subparsers) -> None:
         "held by the running faxgate), the folders are writable. Each problem comes with "
         "its fix; the exit status is 1 when there is one.",
     )
-    add_json_flag(doctor)
+    common.add_json_flag(doctor)
     doctor.set_defaults(func=doctor_command)
 
 
 def doctor_command(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    findings = run_async(examine(settings))
+    settings = common.settings_from(args)
+    findings = common.run_async(examine(settings))
     trouble = problems(findings)
     if args.json:
-        print_json(
+        common.print_json(
             {
                 "ok": not trouble,
                 "problems": len(trouble),
                 "checks": [finding.as_json() for finding in findings],
             }
         )
-        return EXIT_FAILURE if trouble else EXIT_OK
+        return common.EXIT_FAILURE if trouble else common.EXIT_OK
     origin = settings.source_file or "built-in defaults"
     print(f"faxgate doctor: the settings from {origin} and FAXGATE_* variables\n")
     _print_findings(findings)
     print()
     if not trouble:
         print("no problem found")
-        return EXIT_OK
+        return common.EXIT_OK
     print(f"{len(trouble)} problem{'s' if len(trouble) > 1 else ''}: see each fix above")
-    return EXIT_FAILURE
+    return common.EXIT_FAILURE
 
 
 def _print_findings(findings: list[Finding]) -> None:

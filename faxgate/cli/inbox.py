@@ -9,30 +9,22 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from faxgate.cli.common import (
-    EXIT_OK,
-    CommandError,
-    Subparsers,
-    add_json_flag,
-    print_json,
-    print_table,
-    settings_from,
-)
+from faxgate.cli import common
 from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import normalize_job_id
 from faxgate.store import Store
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: common.Subparsers) -> None:
     inbox = subparsers.add_parser("inbox", help="faxes received, and where each was delivered")
     inbox.add_argument("fax", metavar="ID", nargs="?", help="show this fax in full")
     inbox.add_argument("--limit", type=int, default=20, help="how many recent faxes to list")
-    add_json_flag(inbox)
+    common.add_json_flag(inbox)
     inbox.set_defaults(func=inbox_command)
 
 
 def inbox_command(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = common.settings_from(args)
     with Store.open(settings.database_path) as store:
         if args.fax:
             fax = _find(store, args.fax)
@@ -43,15 +35,15 @@ def inbox_command(args: argparse.Namespace) -> int:
             ]
     if args.json:
         summaries = [fax_summary(fax, deliveries) for fax, deliveries in faxes]
-        print_json(summaries[0] if args.fax else {"faxes": summaries})
-        return EXIT_OK
+        common.print_json(summaries[0] if args.fax else {"faxes": summaries})
+        return common.EXIT_OK
     if args.fax:
         _show(*faxes[0])
-        return EXIT_OK
+        return common.EXIT_OK
     if not faxes:
         print("no fax received yet")
-        return EXIT_OK
-    print_table(
+        return common.EXIT_OK
+    common.print_table(
         ["id", "received (UTC)", "from", "to", "pages", "route", "delivered"],
         [
             [
@@ -66,17 +58,17 @@ def inbox_command(args: argparse.Namespace) -> int:
             for fax, deliveries in faxes
         ],
     )
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _find(store: Store, text: str) -> InboundFax:
     try:
         fax_id = normalize_job_id(text)
     except ValueError:
-        raise CommandError(f"{text!r} is not a fax id (see `faxgate inbox`)") from None
+        raise common.CommandError(f"{text!r} is not a fax id (see `faxgate inbox`)") from None
     fax = store.get_inbound(fax_id)
     if fax is None:
-        raise CommandError(f"no inbound fax {text!r} (see `faxgate inbox`)")
+        raise common.CommandError(f"no inbound fax {text!r} (see `faxgate inbox`)")
     return fax
 
 
@@ -111,7 +103,7 @@ def _show(fax: InboundFax, deliveries: list[InboundDelivery]) -> None:
     if not deliveries:
         print("no route delivers it: see [inbound] in the settings")
         return
-    print_table(
+    common.print_table(
         ["delivery", "to", "state", "tries", "done", "detail"],
         [
             [

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from faxgate.cli.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    CommandError,
-    Subparsers,
-    add_json_flag,
-    print_json,
-    print_table,
-    settings_from,
-)
+from faxgate.cli import common
 from faxgate.domain.jobs import (
     Intake,
     Job,
@@ -45,7 +38,7 @@ _SENT_ENOUGH = {JobState.SENT, JobState.PRESUMED_SENT}
 _WAIT_HINT_AFTER = 10.0  # seconds in `queued` before --wait suggests the daemon is down
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: common.Subparsers) -> None:
     send = subparsers.add_parser("send", help="queue a fax of one or more files")
     send.add_argument("number", metavar="NUMBER", help="fax number, e.g. +1 415 555 0100")
     send.add_argument("files", metavar="FILE", nargs="+", type=Path, help="documents to fax")
@@ -55,13 +48,13 @@ def register(subparsers: Subparsers) -> None:
     send.add_argument("--message", metavar="TEXT", help="cover page: the message")
     send.add_argument("--notify", metavar="EMAIL", help="email the outcome to this address")
     send.add_argument("--wait", action="store_true", help="show progress until the fax is done")
-    add_json_flag(send)
+    common.add_json_flag(send)
     send.set_defaults(func=send_command)
 
     status = subparsers.add_parser("status", help="the queue and recent jobs, or one job")
     status.add_argument("job", metavar="JOB", nargs="?", help="show this job's full history")
     status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
-    add_json_flag(status)
+    common.add_json_flag(status)
     status.set_defaults(func=status_command)
 
     retry = subparsers.add_parser("retry", help="queue a failed or uncertain job again")
@@ -77,7 +70,7 @@ def _job_id(text: str) -> str:
     try:
         return normalize_job_id(text)
     except ValueError:
-        raise CommandError(f"{text!r} is not a job id (see `faxgate status`)") from None
+        raise common.CommandError(f"{text!r} is not a job id (see `faxgate status`)") from None
 
 
 def _move_by_hand(
@@ -93,7 +86,7 @@ def _move_by_hand(
     try:
         store.transition(job.id, to, expect=job.state, detail=detail, notify=notify, **fields)
     except StaleState as exc:
-        raise CommandError(
+        raise common.CommandError(
             f"job {job.id} changed meanwhile (now {exc.actual.value}); not {to.value}"
         ) from None
 
@@ -101,8 +94,15 @@ def _move_by_hand(
 def _find(store: Store, text: str) -> Job:
     job = store.get_job(_job_id(text))
     if job is None:
-        raise CommandError(f"no job {text!r} (see `faxgate status`)")
+        raise common.CommandError(f"no job {text!r} (see `faxgate status`)")
     return job
+
+
+@contextmanager
+def _named_job(args: argparse.Namespace) -> Iterator[tuple[Store, Job]]:
+    """The store, and the job the command line names in it."""
+    with Store.open(common.settings_from(args).database_path) as store:
+        yield store, _find(store, args.job)
 
 
 def send_command(args: argparse.Namespace) -> int:
@@ -113,7 +113,7 @@ def send_command(args: argparse.Namespace) -> int:
     from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
     from faxgate.store.spool import Spool
 
-    settings = settings_from(args)
+    settings = common.settings_from(args)
     policy = settings.numbers.policy()
     try:
         number = parse_fax_number(args.number, policy)
@@ -123,10 +123,10 @@ def send_command(args: argparse.Namespace) -> int:
             else None
         )
     except NumberRefused as exc:
-        raise CommandError(f"{exc.text!r}: {exc.reason}") from None
+        raise common.CommandError(f"{exc.text!r}: {exc.reason}") from None
     for path in args.files:
         if not path.is_file():
-            raise CommandError(f"{path}: no such file")
+            raise common.CommandError(f"{path}: no such file")
     request = FaxRequest(
         numbers=[number],
         documents=[IncomingDocument(name=path.name, source=path) for path in args.files],
@@ -142,17 +142,17 @@ def send_command(args: argparse.Namespace) -> int:
         try:
             (job,) = queue_fax(store, Spool(settings.spool_dir), request)
         except DocumentRefused as exc:
-            raise CommandError(str(exc)) from None
+            raise common.CommandError(str(exc)) from None
         if args.json and not args.wait:
-            print_json(_job_summary(job))
-            return EXIT_OK
+            common.print_json(_job_summary(job))
+            return common.EXIT_OK
         print(f"queued job {job.id}: fax to {number.display()}")
         if not args.wait:
-            return EXIT_OK
+            return common.EXIT_OK
         final = _follow(store, job.id)
     if args.json:
-        print_json(_job_summary(final))
-    return EXIT_OK if final.state in _SENT_ENOUGH else EXIT_FAILURE
+        common.print_json(_job_summary(final))
+    return common.EXIT_OK if final.state in _SENT_ENOUGH else common.EXIT_FAILURE
 
 
 def _follow(store: Store, job_id: str, interval: float = 0.5) -> Job:
@@ -198,25 +198,25 @@ def _progress_detail(job: Job) -> str:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = common.settings_from(args)
     with Store.open(settings.database_path) as store:
         if args.job:
             return _show_job(store, _find(store, args.job), as_json=args.json)
         counts = store.count_by_state()
         recent = store.recent_jobs(args.limit)
     if args.json:
-        print_json(
+        common.print_json(
             {
                 "counts": {state.value: counts.get(state, 0) for state in JobState},
                 "recent": [_job_summary(job) for job in recent],
             }
         )
-        return EXIT_OK
+        return common.EXIT_OK
     summary = ", ".join(f"{counts[state]} {state.value}" for state in JobState if counts.get(state))
     print(f"queue: {summary or 'empty'}")
     if recent:
         print()
-        print_table(
+        common.print_table(
             ["job", "state", "to", "tries", "pages", "updated", "reason"],
             [
                 [
@@ -231,14 +231,14 @@ def status_command(args: argparse.Namespace) -> int:
                 for job in recent
             ],
         )
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
     documents = store.documents(job.id)
     events = store.events(job.id)
     if as_json:
-        print_json(
+        common.print_json(
             {
                 **_job_summary(job),
                 "documents": [
@@ -257,8 +257,8 @@ def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
                 ],
             }
         )
-        return EXIT_OK
-    print_table(
+        return common.EXIT_OK
+    common.print_table(
         ["job", job.id],
         [
             ["state", job.state.value],
@@ -281,15 +281,13 @@ def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
     for event in events:
         origin = f"{event.from_state.value} -> " if event.from_state else ""
         print(f"  {_local(event.at)}  {origin}{event.to_state.value}: {event.detail}")
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def retry_command(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with Store.open(settings.database_path) as store:
-        job = _find(store, args.job)
+    with _named_job(args) as (store, job):
         if not can_retry(job.state):
-            raise CommandError(
+            raise common.CommandError(
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
                 " jobs can be retried"
             )
@@ -306,17 +304,15 @@ def retry_command(args: argparse.Namespace) -> int:
             reason=None,
         )
     print(f"job {job.id} queued again")
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def cancel_command(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    with Store.open(settings.database_path) as store:
-        job = _find(store, args.job)
+    with _named_job(args) as (store, job):
         if not can_cancel(job.state):
             done = is_final(job.state) or job.state is JobState.PRESUMED_SENT
             why = "it is already done" if done else "the provider has it"
-            raise CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
+            raise common.CommandError(f"job {job.id} is {job.state.value}: cannot cancel, {why}")
         _move_by_hand(
             store,
             job,
@@ -326,7 +322,7 @@ def cancel_command(args: argparse.Namespace) -> int:
             reason="cancelled by a person",
         )
     print(f"job {job.id} cancelled")
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _cancel_report(job: Job) -> NewNotification | None:

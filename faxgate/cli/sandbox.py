@@ -16,19 +16,8 @@ from pydantic import ValidationError
 
 from faxgate.dropbox_fax.sandbox import DEFAULT_API_KEY, DropboxFaxSandbox
 from faxgate.dropbox_fax.sandbox import inject_inbound as inject_inbound_v3
-from faxgate.hellofax.sandbox import (
-    DEFAULT_ACCOUNT_GUID,
-    DEFAULT_PASSWORD,
-    DEFAULT_PORT,
-    DEFAULT_STATE_DIR,
-    DEFAULT_USERNAME,
-    SPEED_PRESETS,
-    InjectionRefused,
-    Sandbox,
-    SandboxSettings,
-    inject_inbound,
-    resolve_speed,
-)
+from faxgate.hellofax import sandbox_defaults as defaults
+from faxgate.hellofax.sandbox import InjectionRefused, Sandbox, SandboxSettings, inject_inbound
 from faxgate.sandbox.control import control_url
 
 DEFAULT_SPEED = "quick"
@@ -53,12 +42,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Serve the HelloFax v1 API locally, with a sandbox account (docs/sandbox.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument(
+        "--port", type=int, default=defaults.DEFAULT_PORT, help="0 picks a free port"
+    )
     parser.add_argument(
         "--speed",
         type=_speed,
         default=DEFAULT_SPEED,
-        help=f"{', '.join(SPEED_PRESETS)} or a multiplier of real timings (default: quick)",
+        help=f"{', '.join(defaults.SPEED_PRESETS)} or a multiplier of real timings"
+        " (default: quick)",
     )
     parser.add_argument(
         "--removal",
@@ -66,10 +58,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="sent",
         help="which ended faxes leave the API, as HelloFax removes sent ones (default: sent)",
     )
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    parser.add_argument("--account-guid", default=DEFAULT_ACCOUNT_GUID)
-    parser.add_argument("--username", default=DEFAULT_USERNAME)
-    parser.add_argument("--password", default=DEFAULT_PASSWORD)
+    parser.add_argument("--state-dir", type=Path, default=defaults.DEFAULT_STATE_DIR)
+    parser.add_argument("--account-guid", default=defaults.DEFAULT_ACCOUNT_GUID)
+    parser.add_argument("--username", default=defaults.DEFAULT_USERNAME)
+    parser.add_argument("--password", default=defaults.DEFAULT_PASSWORD)
     parser.add_argument(
         "--api", choices=("v1", "v3"), default="v1", help="v1 (HelloFax) or v3 (Dropbox Fax)"
     )
@@ -86,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inbound.add_argument("file", type=Path, metavar="FILE", help="the document received")
     inbound.add_argument(
         "--url",
-        default=f"http://127.0.0.1:{DEFAULT_PORT}/v1",
+        default=f"http://127.0.0.1:{defaults.DEFAULT_PORT}/v1",
         help="the running sandbox's base URL (ending /v3 for the v3 sandbox)",
     )
     inbound.set_defaults(func=run)
@@ -173,6 +165,6 @@ async def _inject(args: argparse.Namespace) -> str:
 
 def _speed(value: str) -> float:
     try:
-        return resolve_speed(value)
+        return defaults.resolve_speed(value)
     except ValueError as problem:
         raise argparse.ArgumentTypeError(str(problem)) from None

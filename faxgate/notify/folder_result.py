@@ -50,7 +50,7 @@ from faxgate.notify.mailer import Mailer
 from faxgate.notify.report_text import calls, compose_report, read_outcome
 from faxgate.notify.reporter import PermanentFailure, Reporter
 from faxgate.store import Store
-from faxgate.store.spool import disk_trouble
+from faxgate.store.spool import passing_trouble
 
 log = logging.getLogger("faxgate.hotfolder")
 
@@ -137,9 +137,7 @@ async def write_reports(
         try:
             await asyncio.to_thread(functools.partial(write_bytes, target, report, sync=True))
         except OSError as exc:
-            trouble = disk_trouble(exc)
-            if trouble is None:
-                raise
+            trouble = passing_trouble(exc)
             raise ResultNotPlaced(
                 f"the report {target.name} waits: cannot write in {target.parent}: {trouble}; "
                 "tried again later"
@@ -189,9 +187,7 @@ class Results:
         try:
             return self._settle(job, ref)
         except OSError as exc:
-            trouble = disk_trouble(exc)
-            if trouble is None:
-                raise
+            trouble = passing_trouble(exc)
             written = exc.filename2 or exc.filename
             where = Path(written).parent if written else ref.places.folder
             raise ResultNotPlaced(
@@ -233,9 +229,7 @@ class Results:
             write_status(ref.status, document)
         except OSError as exc:
             # Only a status for people: the next change or the result writes it again.
-            trouble = disk_trouble(exc)
-            if trouble is None:
-                raise
+            trouble = passing_trouble(exc)
             log.warning("status file not updated path=%s reason=%s", ref.status, trouble)
 
     def _placement(self, ref: FolderRef, jobs: Sequence[Job]) -> Placement:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     SecretStr,
@@ -253,6 +254,16 @@ def _inbound_folder(value: str) -> str:
     return value
 
 
+def _check_addresses(value: list[str]) -> list[str]:
+    return [_check_address(text) for text in value]
+
+
+# Mail addresses, each checked; one alone reads as a list of one.
+Addresses = Annotated[list[str], BeforeValidator(_one_or_many), AfterValidator(_check_addresses)]
+# Where inbound faxes are put: an absolute path, or empty for nowhere.
+InboundFolder = Annotated[str, AfterValidator(_inbound_folder)]
+
+
 class InboundRouteSettings(_Section):
     """One rule for inbound faxes: the lines and senders it applies to, where they go."""
 
@@ -260,10 +271,10 @@ class InboundRouteSettings(_Section):
     # Numbers or patterns ("+1415555*"); a rule that leaves one out applies to any.
     to: list[str] = Field(default_factory=list)
     from_: list[str] = Field(default_factory=list, alias="from")
-    email: list[str] = Field(default_factory=list)
-    folder: str = ""
+    email: Addresses = Field(default_factory=list)
+    folder: InboundFolder = ""
 
-    @field_validator("to", "from_", "email", mode="before")
+    @field_validator("to", "from_", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _one_or_many(value)
@@ -272,16 +283,6 @@ class InboundRouteSettings(_Section):
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         return [_check_pattern_syntax(text) for text in value]
-
-    @field_validator("email")
-    @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
-        return [_check_address(text) for text in value]
-
-    @field_validator("folder")
-    @classmethod
-    def _folder(cls, value: str) -> str:
-        return _inbound_folder(value)
 
     @model_validator(mode="after")
     def _goes_somewhere(self) -> InboundRouteSettings:
@@ -303,26 +304,11 @@ class InboundSettings(_Section):
     routes: list[InboundRouteSettings] = Field(default_factory=list)
     # Where a fax no rule matches goes. Both empty: nowhere; it is kept and listed by
     # `faxgate inbox`.
-    default_email: list[str] = Field(default_factory=list)
-    default_folder: str = ""
+    default_email: Addresses = Field(default_factory=list)
+    default_folder: InboundFolder = ""
     # A reduced image of page 1 in the mail's body (the PDF is attached either way);
     # false leaves it out, for health data that should not show in a mail preview.
     page_image: bool = True
-
-    @field_validator("default_email", mode="before")
-    @classmethod
-    def _list(cls, value: object) -> object:
-        return _one_or_many(value)
-
-    @field_validator("default_email")
-    @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
-        return [_check_address(text) for text in value]
-
-    @field_validator("default_folder")
-    @classmethod
-    def _folder(cls, value: str) -> str:
-        return _inbound_folder(value)
 
 
 class FolderSettings(_Section):

@@ -28,7 +28,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from faxgate.clock import utc_now
 from faxgate.store.dialect import SQLITE, Connection, Dialect
-from faxgate.store.migrations import apply_migrations, schema_version
+from faxgate.store.migrations import apply_migrations, schema_version, write_transaction
 from faxgate.store.rows import time_to_db
 from faxgate.store.values import DEFAULT_BUSY_TIMEOUT, StoreError
 
@@ -122,17 +122,8 @@ class SqliteBackend:
         reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
         return cls(conn, reader, path)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    def transaction(self) -> AbstractContextManager[Connection]:
+        return write_transaction(self.conn)
 
     def query(self, sql: str, params: Sequence[object]) -> list[Any]:
         with self._read_lock:

@@ -1,7 +1,8 @@
 """The store's one face: every table family over one SQLite file or PostgreSQL database.
 
-Callers see one `Store`; its SQL is split by table family (jobs.py, outbox.py,
-unmatched.py, inbound.py) over the connections and group commits of db.py.
+Callers see one `Store`; its SQL is split by table family (jobs.py and job_reads.py, the
+jobs' leases in claims.py, outbox.py, unmatched.py, inbound.py) over the connections and
+group commits of db.py.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from pathlib import Path
 from typing import Self
 
 from faxgate.clock import utc_now
+from faxgate.store.claims import JobClaims
 from faxgate.store.inbound import InboundFaxes
+from faxgate.store.job_reads import JobReads
 from faxgate.store.jobs import JobTables
 from faxgate.store.outbox import Outbox
 from faxgate.store.unmatched import UnmatchedReports
 from faxgate.store.views import StatusViews
 
 
-class Store(JobTables, Outbox, UnmatchedReports, InboundFaxes, StatusViews):
+class Store(JobTables, JobReads, JobClaims, Outbox, UnmatchedReports, InboundFaxes, StatusViews):
     """Jobs and events, the outbox, unmatched reports and inbound faxes in one database,
     and the status pages' views of them."""
 

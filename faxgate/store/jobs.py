@@ -1,16 +1,14 @@
-"""Jobs, their documents and events: created, moved forward, read."""
+"""Jobs, their documents and events: created and moved forward (read in job_reads.py,
+claimed in claims.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 
 from faxgate.domain.jobs import (
-    ACTIVE_STATES,
     FINISHED_STATES,
-    Document,
-    Event,
     Intake,
     Job,
     JobState,
@@ -22,29 +20,20 @@ from faxgate.store.dialect import Connection
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     as_notification,
-    document_from_row,
-    event_from_row,
     expected_states,
     job_from_row,
     json_to_db,
     opt_time,
-    opt_time_from_db,
-    placeholders,
     settable,
     time_from_db,
-    time_to_db,
 )
 from faxgate.store.values import (
     JobNotFound,
-    Lease,
     NewDocument,
     NewJob,
     NewNotification,
     StaleState,
 )
-
-# pg_advisory_xact_lock's key for claims under the provider's limit: "fxclaim" in ASCII.
-CLAIMS_LOCK: Final = 0x6678636C61696D
 
 
 class JobTables(Database):
@@ -252,295 +241,9 @@ class JobTables(Database):
             (at, *values.values(), job_id),
         )
 
-    # -------------------------------------------------------------- reading jobs
-
-    def get_job(self, job_id: str) -> Job | None:
-        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return job_from_row(rows[0]) if rows else None
-
     @staticmethod
     def _read_job(conn: Connection, job_id: str) -> Job:
         row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         return job_from_row(row)
-
-    def documents(self, job_id: str) -> list[Document]:
-        rows = self._query("SELECT * FROM documents WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [document_from_row(row) for row in rows]
-
-    def events(self, job_id: str) -> list[Event]:
-        rows = self._query("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
-        return [event_from_row(row) for row in rows]
-
-    def find_by_provider_guid(self, guid: str) -> Job | None:
-        rows = self._query(
-            "SELECT * FROM jobs WHERE provider_guid = ?"
-            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            (guid,),
-        )
-        return job_from_row(rows[0]) if rows else None
-
-    def call_owner(self, guid: str) -> str | None:
-        """The job that a provider call (a GUID) was ever made for, now or before a retry."""
-        rows = self._query("SELECT job_id FROM provider_calls WHERE guid = ?", (guid,))
-        return str(rows[0]["job_id"]) if rows else None
-
-    def due_jobs(self, now: datetime, limit: int) -> list[Job]:
-        """Queued jobs whose time has come, oldest first."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-            " ORDER BY created_at, rowid LIMIT ?",
-            (JobState.QUEUED.value, time_to_db(now), limit),
-        )
-        return [job_from_row(row) for row in rows]
-
-    def next_not_before(self) -> datetime | None:
-        """When the earliest queued job that waits for its time may go (None: none waits)."""
-        rows = self._query(
-            "SELECT MIN(not_before) AS at FROM jobs WHERE state = ? AND not_before IS NOT NULL",
-            (JobState.QUEUED.value,),
-        )
-        return opt_time_from_db(rows[0]["at"])
-
-    def jobs_in_states(self, states: Iterable[JobState], limit: int | None = None) -> list[Job]:
-        wanted = [JobState(s).value for s in states]
-        if not wanted:  # PostgreSQL refuses an empty IN ()
-            return []
-        limited = self._dialect.no_limit if limit is None else "LIMIT ?"
-        rows = self._query(
-            f"SELECT * FROM jobs WHERE state IN ({placeholders(len(wanted))})"  # noqa: S608
-            f" ORDER BY created_at, rowid {limited}",
-            (*wanted,) if limit is None else (*wanted, limit),
-        )
-        return [job_from_row(row) for row in rows]
-
-    def group_jobs(self, group_id: str) -> list[Job]:
-        rows = self._query(
-            "SELECT * FROM jobs WHERE group_id = ? ORDER BY created_at, rowid", (group_id,)
-        )
-        return [job_from_row(row) for row in rows]
-
-    def count_intake_jobs(self, intake: Intake, since: datetime, *, ref: str, value: str) -> int:
-        """Jobs of one intake created since a moment whose intake_ref[ref] is `value` (say,
-        the faxes one sender sent today)."""
-        rows = self._query(
-            "SELECT count(*) AS n FROM jobs WHERE intake = ? AND created_at >= ?"  # noqa: S608
-            f" AND {self._dialect.json_field('intake_ref')} = ?",
-            (Intake(intake).value, time_to_db(since), ref, value),
-        )
-        return int(rows[0]["n"])
-
-    def count_in_states(self, states: Iterable[JobState]) -> int:
-        """Jobs in these states, counted on the state index: the cost follows them, not
-        every job ever kept."""
-        wanted = [JobState(state).value for state in states]
-        if not wanted:
-            return 0
-        rows = self._query(
-            f"SELECT count(*) AS n FROM jobs WHERE state IN ({placeholders(len(wanted))})",  # noqa: S608
-            wanted,
-        )
-        return int(rows[0]["n"])
-
-    def count_by_state(self) -> dict[JobState, int]:
-        counts = dict.fromkeys(JobState, 0)
-        for row in self._query("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
-            counts[JobState(row["state"])] = row["n"]
-        return counts
-
-    def recent_jobs(self, limit: int) -> list[Job]:
-        rows = self._query(
-            "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
-        )
-        return [job_from_row(row) for row in rows]
-
-    def due_polls(self, now: datetime, limit: int) -> list[Job]:
-        """Jobs the provider may still be working on whose next poll is due, most overdue
-        first. A settled job is never returned, whatever its next_poll_at says."""
-        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
-        rows = self._query(
-            "SELECT * FROM jobs WHERE next_poll_at <= ?"  # noqa: S608
-            f" AND state IN ({placeholders(len(states))})"
-            " ORDER BY next_poll_at, id LIMIT ?",
-            (time_to_db(now), *states, limit),
-        )
-        return [job_from_row(row) for row in rows]
-
-    # -------------------------------------------------------------- claiming
-
-    def claim_due_jobs(
-        self,
-        now: datetime,
-        limit: int,
-        *,
-        owner: str,
-        lease: timedelta,
-        max_in_flight: int | None = None,
-    ) -> list[Job]:
-        """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
-
-        Committed before it returns, so before any slow IO: another instance claiming at
-        the same moment passes over these rows (SKIP LOCKED) instead of waiting, and takes
-        none of them until the lease runs out. A lease its owner holds is taken again (a
-        job queued again after a busy line). A job leaves `queued` only by a transition
-        that expects `queued`, so even an expired lease never sends a job twice.
-
-        `max_in_flight`: the provider's limit, counted across every instance: the jobs at
-        the provider (submitting, submitted, transmitting) and those other owners hold
-        claimed, plus this claim, never exceed it. Such claims are made one at a time.
-        """
-        if max_in_flight is not None:
-            return self._claim_within(now, limit, owner, lease, max_in_flight)
-        return self._claim(
-            "state = ? AND (not_before IS NULL OR not_before <= ?)",
-            (JobState.QUEUED.value, time_to_db(now)),
-            "created_at, rowid",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=True,
-        )
-
-    def claim_due_polls(
-        self, now: datetime, limit: int, *, owner: str, lease: timedelta
-    ) -> list[Job]:
-        """Take up to `limit` jobs whose next poll is due, most overdue first, as
-        `claim_due_jobs` takes due jobs: two instances never ask for one job at once."""
-        states = [s.value for s in (*ACTIVE_STATES, JobState.UNCERTAIN)]
-        return self._claim(
-            f"next_poll_at <= ? AND state IN ({placeholders(len(states))})",
-            (time_to_db(now), *states),
-            "next_poll_at, id",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=True,
-        )
-
-    def claim_orphans(
-        self, now: datetime, limit: int, *, owner: str, lease: timedelta
-    ) -> list[Job]:
-        """Take up to `limit` jobs left in `submitting` by an instance whose lease ran out
-        (it died, or stalled, with its request perhaps gone): to be reconciled against the
-        provider's records, never sent again blindly. Its owner's own leases are left to
-        it: its request may still be on its way."""
-        return self._claim(
-            "state = ?",
-            (JobState.SUBMITTING.value,),
-            "updated_at, id",
-            now=now,
-            limit=limit,
-            owner=owner,
-            lease=lease,
-            own_again=False,
-        )
-
-    def _claim_within(
-        self, now: datetime, limit: int, owner: str, lease: timedelta, max_in_flight: int
-    ) -> list[Job]:
-        at = time_to_db(now)
-        active = [state.value for state in ACTIVE_STATES]
-        with self._write() as conn:
-            if self._dialect.one_at_a_time:  # every instance's capped claims, in turn
-                conn.execute(self._dialect.one_at_a_time, (CLAIMS_LOCK,))
-            row = conn.execute(
-                "SELECT count(*) AS n FROM jobs"  # noqa: S608
-                f" WHERE state IN ({placeholders(len(active))})"
-                " OR (state = ? AND lease_until > ? AND lease_owner <> ?)",
-                (*active, JobState.QUEUED.value, at, owner),
-            ).fetchone()
-            room = max(0, max_in_flight - int(row["n"]))
-            if room == 0:
-                return []
-            return self._claim(
-                "state = ? AND (not_before IS NULL OR not_before <= ?)",
-                (JobState.QUEUED.value, at),
-                "created_at, rowid",
-                now=now,
-                limit=min(limit, room),
-                owner=owner,
-                lease=lease,
-                own_again=True,
-                conn=conn,
-            )
-
-    def _claim(
-        self,
-        where: str,
-        params: Sequence[object],
-        order: str,
-        *,
-        now: datetime,
-        limit: int,
-        owner: str,
-        lease: timedelta,
-        own_again: bool,
-        conn: Connection | None = None,
-    ) -> list[Job]:
-        """Lease the first `limit` jobs that match `where` (SQL of this module's own) and
-        no other owner holds, in one committed transaction (or in `conn`'s); return them
-        in `order`."""
-        at, until = time_to_db(now), time_to_db(now + lease)
-        free = "lease_until IS NULL OR lease_until <= ?" + (
-            " OR lease_owner = ?" if own_again else ""
-        )
-        free_params = (at, owner) if own_again else (at,)
-        due = (
-            f"SELECT id FROM jobs WHERE {where} AND ({free})"  # noqa: S608
-            f" ORDER BY {order} LIMIT ?{self._dialect.skip_locked}"
-        )
-        if conn is None:
-            with self._write() as own:
-                return self._claim(
-                    where,
-                    params,
-                    order,
-                    now=now,
-                    limit=limit,
-                    owner=owner,
-                    lease=lease,
-                    own_again=own_again,
-                    conn=own,
-                )
-        claimed = [
-            row["id"] for row in conn.execute(due, (*params, *free_params, limit)).fetchall()
-        ]
-        if not claimed:
-            return []
-        marks = placeholders(len(claimed))
-        conn.execute(
-            f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
-            (owner, until, *claimed),
-        )
-        rows = conn.execute(
-            f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY {order}",  # noqa: S608
-            claimed,
-        ).fetchall()
-        return [job_from_row(row) for row in rows]
-
-    def release_claims(self, owner: str, job_ids: Iterable[str] | None = None) -> int:
-        """Give up `owner`'s leases (those of `job_ids`, or all): on a clean stop, so that
-        other instances need not wait for them to run out. Returns how many."""
-        wanted = None if job_ids is None else list(job_ids)
-        if wanted == []:
-            return 0
-        sql = "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
-        params: list[object] = [owner]
-        if wanted is not None:
-            sql += f" AND id IN ({placeholders(len(wanted))})"
-            params += wanted
-        with self._write() as conn:
-            released = int(conn.execute(sql, params).rowcount)
-            if released:
-                self._announce(conn, "jobs")  # others need not wait for the leases to run out
-            return released
-
-    def lease(self, job_id: str) -> Lease | None:
-        """Who holds the job's lease, and until when (None: nobody ever claimed it)."""
-        rows = self._query("SELECT lease_owner, lease_until FROM jobs WHERE id = ?", (job_id,))
-        if not rows or rows[0]["lease_owner"] is None:
-            return None
-        return Lease(owner=rows[0]["lease_owner"], until=time_from_db(rows[0]["lease_until"]))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Final
 
 from faxgate.store.values import SchemaTooNew
@@ -194,6 +195,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 # ------------------------------------------------------------------ migrations
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One SQLite write transaction on an autocommit connection: the file's write lock
+    taken at its start (BEGIN IMMEDIATE), committed at the end, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     return version
@@ -215,15 +230,9 @@ def apply_migrations(
     for version, statements in enumerate(migrations, start=1):
         if schema_version(conn) >= version:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             if schema_version(conn) < version:
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     return schema_version(conn)

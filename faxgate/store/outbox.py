@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from faxgate.domain.jobs import Notification
+from faxgate.store.claims import Claim, Due, lease_rows
 from faxgate.store.db import Database
 from faxgate.store.dialect import Connection
 from faxgate.store.rows import (
     json_to_db,
     notification_from_row,
     opt_time,
-    placeholders,
     require_row,
     time_to_db,
 )
@@ -65,25 +65,13 @@ class Outbox(Database):
         another instance claiming at once, left to others until the lease runs out. A
         lease should outlast a delivery's timeout: a reply mailed by an owner that
         outlived its lease could be mailed again by the next one."""
-        at, until = time_to_db(now), time_to_db(now + lease)
-        due = (
-            "SELECT id FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?"  # noqa: S608
-            " AND (lease_until IS NULL OR lease_until <= ? OR lease_owner = ?)"
-            f" ORDER BY next_attempt_at, id LIMIT ?{self._dialect.skip_locked}"
+        due = Due(
+            "delivered_at IS NULL AND next_attempt_at <= ?",
+            (time_to_db(now),),
+            "next_attempt_at, id",
         )
         with self._write() as conn:
-            claimed = [row["id"] for row in conn.execute(due, (at, at, owner, limit)).fetchall()]
-            if not claimed:
-                return []
-            marks = placeholders(len(claimed))
-            conn.execute(
-                f"UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",  # noqa: S608
-                (owner, until, *claimed),
-            )
-            rows = conn.execute(
-                f"SELECT * FROM outbox WHERE id IN ({marks}) ORDER BY next_attempt_at, id",  # noqa: S608
-                claimed,
-            ).fetchall()
+            rows = lease_rows(conn, self._dialect, "outbox", due, Claim(owner, now, lease, limit))
         return [notification_from_row(row) for row in rows]
 
     def notifications(self, job_id: str) -> list[Notification]:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final
 from faxgate.clock import spoken_duration, utc_now
 from faxgate.domain.jobs import JobState
 from faxgate.store.dialect import SQLITE, Dialect
+from faxgate.store.migrations import write_transaction
 from faxgate.store.rows import time_from_db, time_to_db
 from faxgate.store.values import DEFAULT_BUSY_TIMEOUT
 
@@ -85,15 +86,9 @@ class StoreProbe:
         except sqlite3.Error as exc:
             raise StoreNotWritable(f"the store {self.path} cannot be opened: {exc}") from None
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 version = int(conn.execute("PRAGMA user_version").fetchone()[0])
                 conn.execute(f"PRAGMA user_version = {version:d}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreNotWritable(

@@ -73,6 +73,14 @@ def disk_trouble(exc: BaseException) -> str | None:
     return None
 
 
+def passing_trouble(exc: BaseException) -> str:
+    """disk_trouble's words for a failure that passes; any other failure is raised again."""
+    trouble = disk_trouble(exc)
+    if trouble is None:
+        raise exc
+    return trouble
+
+
 class ByteSource(Protocol):
     def read(self, size: int, /) -> bytes: ...
 

@@ -15,7 +15,7 @@ import pytest
 from faxgate.store import MIGRATIONS, Store, apply_migrations, schema_version
 from faxgate.store.db import SqliteBackend
 from faxgate.store.dialect import to_pyformat
-from faxgate.store.postgres import PG_MIGRATIONS, apply_pg_migrations
+from faxgate.store.pg_migrations import PG_MIGRATIONS, apply_pg_migrations
 
 # A store's place: an SQLite file, or a postgresql:// URL.
 Location = Path | str

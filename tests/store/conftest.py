@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from faxgate.store import Store
 from tests.postgres import postgres_server, postgres_url
-from tests.store.backends import Location
+from tests.store.backends import Location, open_store
+from tests.store.making import FakeClock
 
 __all__ = ["postgres_server", "postgres_url"]
 
@@ -25,3 +28,20 @@ def location(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Lo
     if backend == "sqlite":
         return tmp_path / "state" / "faxgate.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(location: Location) -> Path:
+    assert isinstance(location, Path), "an SQLite test: mark it sqlite_only"
+    return location
+
+
+@pytest.fixture
+def store(location: Location, clock: FakeClock) -> Iterator[Store]:
+    with open_store(location, clock=clock) as opened:
+        yield opened

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pytest
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.store import Lease, NewJob, NewNotification, StaleState, Store
 from tests.store.backends import Location, open_store, postgres_only, raw
+from tests.store.making import wait_for
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=2)
@@ -298,14 +299,6 @@ def log_lines(path: Path) -> list[tuple[str, str]]:
     return [(what, job_id) for what, job_id, _ in log_times(path)]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
-
-
 def test_an_instance_killed_holding_claims_loses_them_to_another(
     location: Location, tmp_path: Path
 ) -> None:
@@ -334,7 +327,7 @@ def test_an_instance_killed_holding_claims_loses_them_to_another(
 
     with start("a", "hang") as dying:
         try:
-            wait_for(lambda: len(log_lines(logs["a"])) >= 5 or dying.poll() is not None)
+            wait_for(lambda: len(log_lines(logs["a"])) >= 5 or dying.poll() is not None, 60.0)
         finally:
             dying.send_signal(signal.SIGKILL)
             dying.wait()
@@ -343,7 +336,7 @@ def test_an_instance_killed_holding_claims_loses_them_to_another(
     assert len(held) == 5, dying.stderr.read() if dying.stderr else ""
 
     with start("b") as survivor:
-        wait_for(lambda: any(job_id in held for _, job_id in log_lines(logs["b"])))
+        wait_for(lambda: any(job_id in held for _, job_id in log_lines(logs["b"])), 60.0)
         taken_over = time.monotonic() - killed_at
         assert survivor.wait(timeout=60) == 0, survivor.stderr.read() if survivor.stderr else ""
 

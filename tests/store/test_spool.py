@@ -7,8 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,14 +20,7 @@ from faxgate.store.spool import (
     SpoolTooLarge,
     clean_suffix,
 )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+from tests.store.making import wait_for
 
 
 def temp_files(spool: Spool) -> list[Path]:
@@ -176,7 +167,7 @@ def test_crash_mid_write_leaves_no_visible_half_file(spool: Spool) -> None:
             # More than one chunk, less than two: the writer stores a chunk, then waits.
             child.stdin.write(b"y" * (CHUNK_SIZE + CHUNK_SIZE // 2))
             child.stdin.flush()
-            wait_for(lambda: any(p.stat().st_size > 0 for p in temp_files(spool)))
+            wait_for(lambda: any(p.stat().st_size > 0 for p in temp_files(spool)), 10.0)
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()

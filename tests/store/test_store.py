@@ -1,3 +1,6 @@
+"""The store's writes: jobs created and moved with their events, the outbox, several
+writers at once, group commits, and a writer killed mid-write."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,16 @@ import pytest
 from faxgate.domain.inbound import NewDelivery, NewInboundFax
 from faxgate.domain.jobs import FINISHED_STATES, IllegalTransition, Intake, JobState
 from faxgate.store import (
-    MIGRATIONS,
     JobNotFound,
     NewDocument,
     NewJob,
     NewNotification,
-    SchemaTooNew,
     StaleState,
     Store,
     StoreError,
 )
-from faxgate.store.postgres import PG_MIGRATIONS, storable
+from faxgate.store.postgres import storable
 from faxgate.store.rows import json_to_db
-from faxgate.store.spool import SpooledFile
 from tests.store.backends import (
     Location,
     add_failing_trigger,
@@ -45,200 +43,17 @@ from tests.store.backends import (
     raw,
     set_version,
     sqlite_conn,
-    sqlite_only,
-    table_exists,
-    version,
 )
-
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-S = JobState
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> datetime:
-        self.now += timedelta(**kwargs)
-        return self.now
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.002)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db_path(location: Location) -> Path:
-    assert isinstance(location, Path), "an SQLite test: mark it sqlite_only"
-    return location
-
-
-@pytest.fixture
-def store(location: Location, clock: FakeClock) -> Iterator[Store]:
-    with open_store(location, clock=clock) as opened:
-        yield opened
-
-
-def spooled(name: str, data: bytes = b"%PDF-1.4\n") -> SpooledFile:
-    return SpooledFile(
-        Path("/var/spool/faxgate") / name, len(data), hashlib.sha256(data).hexdigest()
-    )
-
-
-def new_job(number: str = "+14155550100", **kwargs: object) -> NewJob:
-    values: dict[str, object] = {
-        "to_number": number,
-        "intake": Intake.SMTP,
-        "documents": [NewDocument("report.pdf", spooled("a.pdf"), "application/pdf")],
-    }
-    values.update(kwargs)
-    return NewJob(**values)  # type: ignore[arg-type]
-
-
-def table_counts(location: Location) -> dict[str, int]:
-    with raw(location) as conn:
-        return {
-            table: conn.one(f"SELECT count(*) FROM {table}")  # noqa: S608
-            for table in ("jobs", "documents", "events", "outbox")
-        }
-
-
-# The errors each backend's driver raises, for the tests that provoke them.
-DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
-
-
-# ------------------------------------------------------------------ opening and schema
-
-
-@sqlite_only
-def test_open_creates_parent_directories_and_schema(db_path: Path, store: Store) -> None:
-    assert db_path.is_file()
-    assert store.pragmas()["user_version"] == len(MIGRATIONS) >= 1
-    with raw(db_path) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"jobs", "documents", "events", "outbox"} <= tables
-    assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_next_poll"} <= indexes
-
-
-@postgres_only
-def test_open_creates_the_schema_in_an_empty_database(location: str, store: Store) -> None:
-    assert store.schema_version() == len(PG_MIGRATIONS) == len(MIGRATIONS)
-    with raw(location) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
-        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
-        time_type = conn.one(
-            "SELECT data_type FROM information_schema.columns"
-            " WHERE table_name = 'jobs' AND column_name = 'next_poll_at'"
-        )
-    assert {"jobs", "documents", "events", "outbox", "inbound_faxes", "imap_taken"} <= tables
-    assert {"jobs_by_state", "jobs_by_provider_guid", "jobs_by_state_age"} <= indexes
-    assert time_type == "timestamp with time zone"
-
-
-def test_every_migration_means_the_same_step_on_both_backends() -> None:
-    assert len(PG_MIGRATIONS) == len(MIGRATIONS)
-
-
-def test_reopen_is_idempotent_and_keeps_data(location: Location, clock: FakeClock) -> None:
-    with open_store(location, clock=clock) as first:
-        [job] = first.create_jobs([new_job()])
-    for _ in range(2):
-        with open_store(location, clock=clock) as again:
-            assert again.schema_version() == len(MIGRATIONS)
-            assert again.get_job(job.id) == job
-
-
-@sqlite_only
-def test_connection_settings_are_really_set(store: Store) -> None:
-    pragmas = store.pragmas()
-    assert pragmas["journal_mode"] == "wal"
-    assert pragmas["synchronous"] == 2  # FULL
-    assert pragmas["busy_timeout"] == 5000
-    assert pragmas["foreign_keys"] == 1
-    assert store.integrity_check() == ["ok"]
-
-
-@postgres_only
-def test_postgresql_connections_keep_utc_and_wait_for_locks_as_sqlite_does(
-    store: Store,
-) -> None:
-    with store._write() as conn:
-        assert conn.execute("SHOW TimeZone").fetchone() == {"TimeZone": "UTC"}
-        assert conn.execute("SHOW lock_timeout").fetchone() == {"lock_timeout": "5s"}
-
-
-@sqlite_only
-def test_wal_is_recorded_in_the_file(db_path: Path, store: Store) -> None:
-    with raw(db_path) as conn:
-        assert conn.one("PRAGMA journal_mode") == "wal"
-
-
-def test_a_later_migration_applies_on_top_of_data(location: Location, store: Store) -> None:
-    [job] = store.create_jobs([new_job()])
-    store.close()
-    known = migrations_of(location)
-    later = (*known, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
-    with raw(location) as conn:
-        assert migrate(conn, later) == len(known) + 1
-        assert conn.one("SELECT priority FROM jobs WHERE id = ?", (job.id,)) == 0
-        assert migrate(conn, later) == len(known) + 1  # nothing left to do
-
-
-def test_a_failing_migration_leaves_nothing_behind(location: Location, store: Store) -> None:
-    store.close()
-    known = migrations_of(location)
-    broken = (*known, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
-    with raw(location) as conn:
-        with pytest.raises(DATABASE_ERRORS):
-            migrate(conn, broken)
-        assert version(conn) == len(known)
-        assert not table_exists(conn, "half_done")
-
-
-def test_a_newer_schema_is_refused(location: Location, store: Store) -> None:
-    store.close()
-    with raw(location) as conn:
-        set_version(conn, len(MIGRATIONS) + 1)
-    with pytest.raises(SchemaTooNew):
-        open_store(location)
-
-
-@postgres_only
-def test_instances_starting_at_once_migrate_one_at_a_time(location: str) -> None:
-    opened: list[Store] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            opened.append(open_store(location))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    try:
-        assert errors == []
-        assert [store.schema_version() for store in opened] == [len(MIGRATIONS)] * 4
-    finally:
-        for store in opened:
-            store.close()
-
+from tests.store.making import (
+    DATABASE_ERRORS,
+    T0,
+    FakeClock,
+    S,
+    new_job,
+    spooled,
+    table_counts,
+    wait_for,
+)
 
 # ------------------------------------------------------------------ creating and reading
 
@@ -499,72 +314,6 @@ def test_times_round_trip_to_the_microsecond_and_in_utc(store: Store) -> None:
     assert job.not_before.utcoffset() == timedelta(0)
 
 
-# ------------------------------------------------------------------ queries
-
-
-def test_due_jobs_oldest_first_and_respecting_not_before(store: Store, clock: FakeClock) -> None:
-    first, second = store.create_jobs([new_job("+14155550101"), new_job("+14155550102")])
-    clock.advance(minutes=1)
-    [later] = store.create_jobs([new_job("+14155550103", not_before=T0 + timedelta(minutes=10))])
-    clock.advance(minutes=1)
-    [third] = store.create_jobs([new_job("+14155550104")])
-    [busy] = store.create_jobs([new_job("+14155550105")])
-    store.transition(busy.id, S.SUBMITTING, detail="sending")
-
-    now = T0 + timedelta(minutes=5)
-    # Created in one second: the order they were created in still holds.
-    assert [j.id for j in store.due_jobs(now, limit=10)] == [first.id, second.id, third.id]
-    assert [j.id for j in store.due_jobs(now, limit=1)] == [first.id]
-
-    at_the_time = store.due_jobs(T0 + timedelta(minutes=10), limit=10)
-    assert [j.id for j in at_the_time] == [first.id, second.id, later.id, third.id]
-    assert store.due_jobs(T0 - timedelta(seconds=1), limit=10) == store.due_jobs(T0, limit=10)
-
-
-def test_jobs_in_states_count_and_recent(store: Store, clock: FakeClock) -> None:
-    jobs = []
-    for i in range(4):
-        jobs += store.create_jobs([new_job(f"+1415555010{i}")])
-        clock.advance(seconds=1)
-    store.transition(jobs[1].id, S.CANCELLED, detail="cancelled")
-    store.transition(jobs[2].id, S.FAILED, detail="refused")
-    store.transition(jobs[3].id, S.FAILED, detail="refused")
-
-    assert [j.id for j in store.jobs_in_states([S.FAILED, S.CANCELLED])] == [j.id for j in jobs[1:]]
-    assert [j.id for j in store.jobs_in_states([S.FAILED], limit=1)] == [jobs[2].id]
-    assert store.jobs_in_states([]) == []
-    counts = store.count_by_state()
-    assert counts == dict.fromkeys(S, 0) | {S.QUEUED: 1, S.CANCELLED: 1, S.FAILED: 2}
-    assert [j.id for j in store.recent_jobs(2)] == [jobs[3].id, jobs[2].id]
-
-
-def test_find_by_provider_guid(store: Store) -> None:
-    [job, _other] = store.create_jobs([new_job(), new_job()])
-    store.transition(job.id, S.SUBMITTING, detail="sending")
-    store.transition(job.id, S.SUBMITTED, detail="accepted", provider_guid="f" * 40)
-    found = store.find_by_provider_guid("f" * 40)
-    assert found is not None
-    assert found.id == job.id
-    assert store.find_by_provider_guid("e" * 40) is None
-
-
-def test_due_polls_skip_settled_jobs(store: Store) -> None:
-    jobs = store.create_jobs([new_job() for _ in range(3)])
-    for i, job in enumerate(jobs):
-        store.transition(job.id, S.SUBMITTING, detail="sending")
-        store.transition(
-            job.id,
-            S.SUBMITTED,
-            detail="accepted",
-            next_poll_at=T0 + timedelta(minutes=3 - i),
-        )
-    store.transition(jobs[0].id, S.SENT, detail="callback said sent")
-    now = T0 + timedelta(minutes=2)
-    assert [j.id for j in store.due_polls(now, limit=10)] == [jobs[2].id, jobs[1].id]
-    assert [j.id for j in store.due_polls(now, limit=1)] == [jobs[2].id]
-    assert store.due_polls(T0, limit=10) == []
-
-
 # ------------------------------------------------------------------ outbox
 
 
@@ -758,40 +507,6 @@ def test_the_store_survives_a_writer_killed_mid_write(location: Location, tmp_pa
         jobs_so_far = counted
     # The writers kept adding where the killed ones stopped.
     assert jobs_so_far >= 8
-
-
-def test_next_not_before_is_the_earliest_waiting_queued_job(store: Store) -> None:
-    assert store.next_not_before() is None
-    soon = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-    later = soon + timedelta(minutes=5)
-    first, second, _ = store.create_jobs(
-        [new_job(not_before=later), new_job(not_before=soon), new_job()]
-    )
-    assert store.next_not_before() == soon
-    store.transition(second.id, JobState.CANCELLED, detail="no longer wanted")
-    assert store.next_not_before() == later
-    store.transition(first.id, JobState.SUBMITTING, detail="its time came")
-    assert store.next_not_before() is None
-
-
-def test_count_in_states(store: Store) -> None:
-    first, _, _ = store.create_jobs([new_job(), new_job(), new_job()])
-    store.transition(first.id, JobState.SUBMITTING, detail="sending")
-    assert store.count_in_states([JobState.SUBMITTING, JobState.SUBMITTED]) == 1
-    assert store.count_in_states([JobState.QUEUED]) == 2
-    assert store.count_in_states([JobState.SENT]) == 0
-
-
-@sqlite_only
-def test_due_jobs_walk_the_state_and_age_index(store: Store) -> None:
-    plan = " ".join(
-        row[3]
-        for row in sqlite_conn(store).execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at"
-        )
-    )
-    assert "jobs_by_state_age" in plan
-    assert "TEMP B-TREE" not in plan
 
 
 def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(

@@ -26,7 +26,7 @@ from faxgate.intake.folder.drops import CONTENT, NOT_A_FILE, UNREADABLE
 from faxgate.intake.folder.status import Places
 from faxgate.intake.queue import FaxRequest, queue_faxes
 from faxgate.store import Store
-from faxgate.store.spool import FULL_ERRNOS, Spool, SpooledFile, disk_trouble
+from faxgate.store.spool import FULL_ERRNOS, Spool, SpooledFile, passing_trouble
 
 FLUSHERS: Final = 8  # threads hashing and flushing the files of a batch
 # Hashing and flushing a claimed file: these mean the disk, not the file, is the trouble.
@@ -97,9 +97,7 @@ def spoiled(claims_dir: Path, places: Places, claim: DropClaim, code: str, reaso
 def _not_queued(places: Places, claim: DropClaim, exc: Exception) -> NotTaken:
     """A store that cannot take the jobs now (full, read-only): stuck; anything else is
     raised."""
-    trouble = disk_trouble(exc)
-    if trouble is None:
-        raise exc
+    trouble = passing_trouble(exc)
     return NotTaken(places, claim, "stuck", f"cannot record the fax in the store: {trouble}")
 
 

@@ -61,7 +61,7 @@ from faxgate.intake.folder.files import json_bytes, read_json, remove_quietly, w
 from faxgate.intake.folder.ready import Signature
 from faxgate.intake.folder.status import Places, status_document
 from faxgate.store import Store
-from faxgate.store.spool import Spool, disk_trouble
+from faxgate.store.spool import Spool, disk_trouble, passing_trouble
 
 log = logging.getLogger("faxgate.hotfolder")
 
@@ -126,9 +126,7 @@ class ClaimBox:
                 continue  # the name was taken meanwhile, or processing/ is gone
             except OSError as exc:
                 # Only a status for people: the fax goes on without it.
-                trouble = disk_trouble(exc)
-                if trouble is None:
-                    raise
+                trouble = passing_trouble(exc)
                 self._complaints.warn(
                     outcome.places.folder,
                     f"status file not written path={claim.status} reason={trouble}; the "
@@ -150,9 +148,7 @@ class ClaimBox:
         try:
             write_json(record, body.model_dump(mode="json"), durable=True, pretty=False)
         except OSError as exc:
-            trouble = disk_trouble(exc)
-            if trouble is None:
-                raise
+            trouble = passing_trouble(exc)
             detail = f"cannot write in the spool {self.root}: {trouble}"
             not_taken = [NotTaken(places, claim, "stuck", detail) for claim in claims]
             self._left_in_place(places, not_taken)
@@ -230,9 +226,7 @@ class ClaimBox:
             try:
                 recovered = self._recover_record(body)
             except OSError as exc:
-                trouble = disk_trouble(exc)
-                if trouble is None:
-                    raise
+                trouble = passing_trouble(exc)
                 self._complaints.warn(
                     body.places.folder,
                     f"claim not finished record={record.name} reason={trouble}; finished "

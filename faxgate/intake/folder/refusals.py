@@ -20,7 +20,7 @@ from faxgate.durable import move_file
 from faxgate.intake.folder.files import remove_quietly, reserve
 from faxgate.intake.folder.naming import REASON_SUFFIX, unique_name
 from faxgate.intake.folder.status import Places
-from faxgate.store.spool import disk_trouble
+from faxgate.store.spool import passing_trouble
 
 log = logging.getLogger("faxgate.hotfolder")
 
@@ -45,9 +45,7 @@ def refuse(
     try:
         return _refuse(places, files, code, reason, target, text, dropped_as)
     except OSError as exc:
-        trouble = disk_trouble(exc)
-        if trouble is None:
-            raise
+        trouble = passing_trouble(exc)
         log.warning(
             "file not refused yet folder=%s file=%s code=%s reason=cannot write in %s: %s; "
             "it stays where it is and is refused again at the next look",

@@ -31,8 +31,7 @@ from faxgate.intake.imap.taking import (
     Taken,
     read_message_id,
 )
-from faxgate.intake.smtp.handler import HandlerConfig
-from faxgate.intake.smtp.listener import SmtpSetupError, load_address_book
+from faxgate.intake.smtp.listener import SmtpSetupError, handler_config
 from faxgate.settings import Settings
 from faxgate.store import Store
 from faxgate.store.spool import Spool
@@ -252,15 +251,12 @@ async def start_imap(
     cannot start with these settings."""
     if not settings.imap.enabled:
         return None
-    problem = setup_problem(settings)
-    if problem:
-        raise ImapSetupError(problem)
     try:
-        book = await load_address_book(settings)
+        config = await handler_config(settings, setup_problem(settings))
     except SmtpSetupError as exc:
         raise ImapSetupError(str(exc)) from None
     taker = MessageTaker(
-        HandlerConfig.of(settings, book),
+        config,
         store,
         Spool(settings.spool_dir),
         max_size=settings.smtp.max_message_size,

@@ -32,22 +32,10 @@ from faxgate.domain.documents import DocumentRefused
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.message import CoverMode, MessageRefused
 from faxgate.intake.queue import Abandoned, Ticket
+from faxgate.intake.smtp import policy
 from faxgate.intake.smtp.accept import Fax, MailIntake, MailToFax
 from faxgate.intake.smtp.auth import Authenticator, AuthLimiter
 from faxgate.intake.smtp.message import SubjectRule
-from faxgate.intake.smtp.policy import (
-    FromSubject,
-    RecipientRules,
-    Refusal,
-    address_recipient,
-    check_sender,
-    daily_limit_reached,
-    line_for,
-    normalise_sender,
-    start_of_day,
-    subject_refusal,
-    too_many_recipients,
-)
 from faxgate.intake.smtp.protocol import FaxEnvelope, FaxSMTP
 from faxgate.intake.smtp.reader import MessageReader
 from faxgate.settings import Settings
@@ -62,7 +50,7 @@ _LOCKED_OUT: Final = "421 4.7.0 Too many failed authentication attempts"
 
 @dataclass(frozen=True, slots=True)
 class HandlerConfig:
-    recipients: RecipientRules
+    recipients: policy.RecipientRules
     allowed_senders: tuple[str, ...]
     max_recipients: int
     daily_limit: int
@@ -76,7 +64,7 @@ class HandlerConfig:
         smtp = settings.smtp
         addressing = settings.addressing
         return cls(
-            recipients=RecipientRules.of(
+            recipients=policy.RecipientRules.of(
                 smtp.domains,
                 settings.numbers.policy(),
                 subject_addresses=addressing.subject_addresses,
@@ -206,12 +194,12 @@ class SmtpHandler:
     ) -> str:
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
             # A NUL or a line break would follow the address into logs and reply headers.
-            malformed = Refusal(
+            malformed = policy.Refusal(
                 553, "5.1.7", "the sender address holds control characters", "malformed"
             )
             return _refuse(malformed, session, "sender")
-        sender = normalise_sender(address)
-        refusal = check_sender(
+        sender = policy.normalise_sender(address)
+        refusal = policy.check_sender(
             sender,
             authenticated=bool(session.authenticated),
             allowed=self.config.allowed_senders,
@@ -231,17 +219,17 @@ class SmtpHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        found = address_recipient(address, self.config.recipients)
-        if isinstance(found, Refusal):
+        found = policy.address_recipient(address, self.config.recipients)
+        if isinstance(found, policy.Refusal):
             return _refuse(found, session, f"recipient <{address}>")
-        if isinstance(found, FromSubject):
+        if isinstance(found, policy.FromSubject):
             # Its numbers, and the limits they count against, are known at DATA.
             if found.address not in envelope.from_subject:
                 envelope.from_subject.append(found.address)
         else:
             new = {d.number.e164: d for d in found if d.number.e164 not in envelope.faxes}
             if len(new) > self.config.max_recipients:  # a group: it cannot come in parts
-                too_big = Refusal(
+                too_big = policy.Refusal(
                     550,
                     "5.5.3",
                     f"<{address}> has {len(new)} numbers; at most"
@@ -251,7 +239,7 @@ class SmtpHandler:
                 return _refuse(too_big, session, f"recipient <{address}>")
             if new:
                 adding = len(envelope.faxes) + len(new)
-                refusal = too_many_recipients(adding - 1, self.config.max_recipients)
+                refusal = policy.too_many_recipients(adding - 1, self.config.max_recipients)
                 refusal = refusal or await self._over_limit(session, envelope, adding)
                 if refusal is not None:
                     return _refuse(refusal, session, f"recipient <{address}>")
@@ -264,7 +252,7 @@ class SmtpHandler:
         return _OK_RCPT
 
     async def handle_DATA(self, server: FaxSMTP, session: Session, envelope: FaxEnvelope) -> str:
-        sender = normalise_sender(envelope.mail_from or "")
+        sender = policy.normalise_sender(envelope.mail_from or "")
         login = _login(session)
         faxes = list(envelope.faxes.values())
         raw = envelope.original_content or b""
@@ -276,7 +264,7 @@ class SmtpHandler:
                 login=login,
                 faxes=faxes,
                 cover=self.config.cover,
-                from_line=line_for(
+                from_line=policy.line_for(
                     sender, login, self.config.sender_lines, self.config.default_line
                 ),
                 from_subject=SubjectRule(
@@ -288,13 +276,15 @@ class SmtpHandler:
                 else None,
             )
         except MessageRefused as refused:
-            return _refuse(Refusal(554, "5.6.0", refused.reason, "unfaxable"), session, "message")
+            return _refuse(
+                policy.Refusal(554, "5.6.0", refused.reason, "unfaxable"), session, "message"
+            )
         except AddressRefused as refused:
-            return _refuse(subject_refusal(refused), session, "message")
+            return _refuse(policy.subject_refusal(refused), session, "message")
         except Exception:
             log.exception("smtp message could not be read from=<%s>", sender)
             return _refuse(
-                Refusal(451, "4.3.0", "the message could not be read; try later", "error"),
+                policy.Refusal(451, "4.3.0", "the message could not be read; try later", "error"),
                 session,
                 "message",
             )
@@ -308,14 +298,16 @@ class SmtpHandler:
             else:
                 jobs = await self._store(mail, server)
         except DocumentRefused as refused:
-            return _refuse(Refusal(554, "5.6.0", str(refused), "unfaxable"), session, "message")
+            return _refuse(
+                policy.Refusal(554, "5.6.0", str(refused), "unfaxable"), session, "message"
+            )
         except Abandoned:  # the client is gone: nobody reads this
             return "421 4.3.0 closing"
         except Exception as exc:
             if disk_trouble(exc) is None:  # a full or read-only disk is logged in a line
                 log.exception("smtp message could not be stored from=<%s>", sender)
             return _refuse(
-                Refusal(
+                policy.Refusal(
                     451, "4.3.0", "the message could not be stored; try again later", "storage"
                 ),
                 session,
@@ -351,18 +343,18 @@ class SmtpHandler:
 
     async def _over_limit(
         self, session: Session, envelope: FaxEnvelope, adding: int
-    ) -> Refusal | None:
+    ) -> policy.Refusal | None:
         limit = self.config.daily_limit
         if not limit:
             return None
-        sender = normalise_sender(envelope.mail_from or "")
+        sender = policy.normalise_sender(envelope.mail_from or "")
         login = _login(session)
         ref, value = ("login", login) if login else ("sender", sender)
-        since = start_of_day(utc_now())
+        since = policy.start_of_day(utc_now())
         sent = await asyncio.to_thread(
             self.intake.store.count_intake_jobs, Intake.SMTP, since, ref=ref, value=value
         )
-        return daily_limit_reached(sent, adding, limit)
+        return policy.daily_limit_reached(sent, adding, limit)
 
     def _limit_lock(self, key: str) -> asyncio.Lock:
         lock = self._limit_locks.get(key)
@@ -371,7 +363,7 @@ class SmtpHandler:
         return lock
 
 
-def _refuse(refusal: Refusal, session: Session, what: str) -> str:
+def _refuse(refusal: policy.Refusal, session: Session, what: str) -> str:
     metrics.smtp_refused.labels(reason=refusal.reason).inc()
     log.info("smtp refused what=%s peer=%s reply=%r", what, _peer(session), str(refusal))
     return str(refusal)

@@ -113,7 +113,7 @@ async def start_smtp(
     context = tls_context(smtp)
     users = {name: secret.get_secret_value() for name, secret in smtp.users.items()}
     handler = SmtpHandler(
-        HandlerConfig.of(settings, await load_address_book(settings)),
+        await handler_config(settings),
         MailIntake(store, spool),
         MessageReader(smtp.reader_processes),
         authenticator=Authenticator(users) if users else None,
@@ -172,6 +172,15 @@ async def load_address_book(settings: Settings) -> AddressBook:
     for problem in book.problems:
         log.warning("contacts file %s: %s", addressing.contacts_file, problem)
     return book
+
+
+async def handler_config(settings: Settings, problem: str | None = None) -> HandlerConfig:
+    """How mail is read and addressed under these settings, the contacts file read
+    afresh; SmtpSetupError for `problem` (what the caller found in the way) or for a
+    contacts file that cannot be read."""
+    if problem:
+        raise SmtpSetupError(problem)
+    return HandlerConfig.of(settings, await load_address_book(settings))
 
 
 def _local_hostname() -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.message import Message
 from email.parser import BytesHeaderParser
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from faxgate.domain.addressing import AddressRefused, numbers_in_subject
 from faxgate.domain.autoreply import may_reply
@@ -30,6 +30,17 @@ class SubjectRule:
     addresses: Sequence[str]
     numbers: NumberPolicy
     max_faxes: int  # faxes one message may have, those of the other recipients included
+
+
+class MailOptions(TypedDict):
+    """read_mail's keyword arguments, for those that pass them on."""
+
+    sender: str
+    login: str | None
+    faxes: Sequence[Fax]
+    cover: CoverMode
+    from_line: str | None
+    from_subject: NotRequired[SubjectRule | None]
 
 
 def read_mail(

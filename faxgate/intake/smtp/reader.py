@@ -18,14 +18,12 @@ import concurrent.futures
 import functools
 import logging
 import os
-from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final, Unpack
 
-from faxgate.domain.message import CoverMode
-from faxgate.intake.smtp.accept import Fax, MailToFax
-from faxgate.intake.smtp.message import SubjectRule, read_mail
+from faxgate.intake.smtp.accept import MailToFax
+from faxgate.intake.smtp.message import MailOptions, read_mail
 from faxgate.workers import end_with, forkserver
 
 log = logging.getLogger("faxgate.smtp")
@@ -42,29 +40,11 @@ class MessageReader:
         self.workers = workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
-    async def read(
-        self,
-        raw: bytes,
-        *,
-        sender: str,
-        login: str | None,
-        faxes: Sequence[Fax],
-        cover: CoverMode,
-        from_line: str | None,
-        from_subject: SubjectRule | None = None,
-    ) -> MailToFax:
+    async def read(self, raw: bytes, **options: Unpack[MailOptions]) -> MailToFax:
         """read_mail, away from the loop; MessageRefused and AddressRefused as read_mail
         raises them."""
-        call = functools.partial(
-            _read_mail_without_raw,
-            raw,
-            sender=sender,
-            login=login,
-            faxes=list(faxes),
-            cover=cover,
-            from_line=from_line,
-            from_subject=from_subject,
-        )
+        options["faxes"] = list(options["faxes"])  # sent to the worker whole
+        call = functools.partial(_read_mail_without_raw, raw, **options)
         if self.workers == 0:
             mail = await asyncio.to_thread(call)
             return replace(mail, raw=raw)
@@ -98,6 +78,6 @@ class MessageReader:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
-def _read_mail_without_raw(raw: bytes, **kwargs: Any) -> MailToFax:
+def _read_mail_without_raw(raw: bytes, **options: Unpack[MailOptions]) -> MailToFax:
     """read_mail, sending back all but the raw message, which the daemon still has."""
-    return replace(read_mail(raw, **kwargs), raw=b"")
+    return replace(read_mail(raw, **options), raw=b"")

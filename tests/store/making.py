@@ -1,0 +1,68 @@
+"""What the store's tests make: jobs, spooled files, a clock they move by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from faxgate.domain.jobs import Intake, JobState
+from faxgate.store import NewDocument, NewJob
+from faxgate.store.spool import SpooledFile
+from tests.store.backends import Location, raw
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+S = JobState
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.002)
+
+
+def spooled(name: str, data: bytes = b"%PDF-1.4\n") -> SpooledFile:
+    return SpooledFile(
+        Path("/var/spool/faxgate") / name, len(data), hashlib.sha256(data).hexdigest()
+    )
+
+
+def new_job(number: str = "+14155550100", **kwargs: object) -> NewJob:
+    values: dict[str, object] = {
+        "to_number": number,
+        "intake": Intake.SMTP,
+        "documents": [NewDocument("report.pdf", spooled("a.pdf"), "application/pdf")],
+    }
+    values.update(kwargs)
+    return NewJob(**values)  # type: ignore[arg-type]
+
+
+def table_counts(location: Location) -> dict[str, int]:
+    with raw(location) as conn:
+        return {
+            table: conn.one(f"SELECT count(*) FROM {table}")  # noqa: S608
+            for table in ("jobs", "documents", "events", "outbox")
+        }
+
+
+# The errors each backend's driver raises, for the tests that provoke them.
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
