@@ -25,7 +25,7 @@ from faxgate.domain.jobs import Intake, Job
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
-from faxgate.hellofax.provider import open_client
+from faxgate.hellofax.provider import HelloFaxProvider, open_client
 from faxgate.inbound.receiver import InboundReceiver
 from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.runner import FolderError
@@ -150,6 +150,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
 
         client = open_client(settings, sandbox.base_url if sandbox else None, api_request)
         parts.push_async_callback(client.aclose)
+        provider = HelloFaxProvider(client, removes_sent=settings.provider_removes_sent)
 
         mailer = mailer_from_settings(settings.mail, settings.maildir)
         # Reports go to the reporter of the intake a job came from (see notifier.py).
@@ -167,7 +168,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         callbacks_expected = sandbox is not None or bool(settings.http.public_url)
         dispatcher = Dispatcher(
             store,
-            client,
+            provider,
             settings.dispatch,
             polling=settings.polling,
             first_poll=settings.polling.callback_grace if callbacks_expected else None,
@@ -193,13 +194,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
         )
-        poller = Poller(
-            store,
-            client,
-            tracker,
-            settings.polling,
-            provider_removes=settings.provider_removes_sent,
-        )
+        poller = Poller(store, provider, tracker, settings.polling)
 
         token = callback_token(settings)
         try:

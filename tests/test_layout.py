@@ -36,7 +36,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors"}),
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},
-    "sending": BELOW_THE_PARTS | {"store", "hellofax"},
+    "sending": BELOW_THE_PARTS | {"store"},
     "notify": BELOW_THE_PARTS | {"store", "intake", "inbound"},
     "web": BELOW_THE_PARTS | {"store", "hellofax", "sending", "inbound"},
     "preflight": BELOW_THE_PARTS | {"store", "intake", "inbound"},

@@ -1,4 +1,8 @@
-"""Commands for every HelloFax API call: account, fax lines, area codes, transmissions."""
+"""Commands for every provider API call: account, fax lines, area codes, transmissions.
+
+They talk to the provider seam (faxgate.domain.provider); the account's callback URLs
+are HelloFax v1's own call.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +28,16 @@ from faxgate.domain.numbers import (
     from_provider_digits,
     parse_fax_number,
 )
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import HelloFaxError, NotSent
-from faxgate.hellofax.models import Account, FaxLine, Transmission
-from faxgate.hellofax.provider import open_client
+from faxgate.domain.provider import (
+    FaxLineInfo,
+    FaxPage,
+    FaxProvider,
+    FaxReport,
+    NotSent,
+    ProviderError,
+)
+from faxgate.hellofax.models import Account
+from faxgate.hellofax.provider import HelloFaxProvider, open_client
 from faxgate.settings import Settings
 from faxgate.web.callbacks import callback_token, callback_urls
 
@@ -79,21 +89,21 @@ def register(subparsers: Subparsers) -> None:
     transmissions.set_defaults(func=transmissions_command)
 
 
-def _call(args: argparse.Namespace, action: Callable[[HelloFaxClient], Awaitable[Any]]) -> Any:
+def _call(args: argparse.Namespace, action: Callable[[FaxProvider], Awaitable[Any]]) -> Any:
     """Run one API conversation and turn provider errors into a plain message."""
     settings = settings_from(args)
 
     async def conversation() -> Any:
-        async with open_client(settings) as client:
-            return await action(client)
+        async with HelloFaxProvider(open_client(settings)) as provider:
+            return await action(provider)
 
     try:
         return run_async(conversation())
-    except HelloFaxError as exc:
+    except ProviderError as exc:
         raise CommandError(_explain(exc, settings)) from None
 
 
-def _explain(error: HelloFaxError, settings: Settings) -> str:
+def _explain(error: ProviderError, settings: Settings) -> str:
     message = f"the provider: {error.message}"
     if isinstance(error, NotSent) and settings.provider.kind == "sandbox":
         message += (
@@ -110,7 +120,13 @@ def account_command(args: argparse.Namespace) -> int:
             raise CommandError("give --register-callbacks or the URLs, not both")
         inbound_url, outbound_url = _our_callback_urls(settings_from(args))
 
-    async def action(client: HelloFaxClient) -> Account:
+    async def action(provider: FaxProvider) -> Account:
+        if not isinstance(provider, HelloFaxProvider):
+            raise CommandError(
+                f"the account command is HelloFax v1's; {provider.name} takes its callback URL"
+                " on the provider's API settings page"
+            )
+        client = provider.client
         if inbound_url is not None or outbound_url is not None:
             return await client.update_account(inbound_url=inbound_url, outbound_url=outbound_url)
         return await client.get_account()
@@ -139,14 +155,14 @@ def _our_callback_urls(settings: Settings) -> tuple[str, str]:
     return callback_urls(settings, callback_token(settings))
 
 
-def _line_rows(lines: list[FaxLine]) -> list[list[object]]:
+def _line_rows(lines: list[FaxLineInfo]) -> list[list[object]]:
     return [[_pretty(line.number), line.number] for line in lines]
 
 
 def lines_list_command(args: argparse.Namespace) -> int:
-    lines: list[FaxLine] = _call(args, lambda client: client.list_fax_lines())
+    lines: list[FaxLineInfo] = _call(args, lambda provider: provider.list_fax_lines())
     if args.json:
-        print_json([line.model_dump(mode="json") for line in lines])
+        print_json([dict(line.raw) for line in lines])
     elif not lines:
         print("no fax lines; buy one with `faxgate lines buy AREA_CODE`")
     else:
@@ -158,9 +174,9 @@ def lines_buy_command(args: argparse.Namespace) -> int:
     area_code = args.area_code.strip()
     if not area_code.isdigit() or len(area_code) != 3:
         raise CommandError(f"{area_code!r} is not an area code: expected three digits, e.g. 415")
-    line: FaxLine = _call(args, lambda client: client.buy_fax_line(area_code))
+    line: FaxLineInfo = _call(args, lambda provider: provider.buy_fax_line(area_code))
     if args.json:
-        print_json(line.model_dump(mode="json"))
+        print_json(dict(line.raw))
     else:
         print(f"bought fax line {_pretty(line.number)}")
     return EXIT_OK
@@ -168,7 +184,7 @@ def lines_buy_command(args: argparse.Namespace) -> int:
 
 def lines_delete_command(args: argparse.Namespace) -> int:
     digits = _provider_digits(args.number)
-    _call(args, lambda client: client.delete_fax_line(digits))
+    _call(args, lambda provider: provider.delete_fax_line(digits))
     print(f"deleted fax line {_pretty(digits)}")
     return EXIT_OK
 
@@ -177,7 +193,7 @@ def areacodes_command(args: argparse.Namespace) -> int:
     state = args.state.strip().upper()
     if len(state) != 2 or not state.isalpha():
         raise CommandError(f"{args.state!r} is not a state code: expected two letters, e.g. CA")
-    codes: list[str] = _call(args, lambda client: client.area_codes(state))
+    codes: list[str] = _call(args, lambda provider: provider.area_codes(state))
     if args.json:
         print_json(codes)
     elif not codes:
@@ -191,17 +207,17 @@ def transmissions_command(args: argparse.Namespace) -> int:
     if args.guid and (args.page is not None or args.all):
         raise CommandError("give a GUID or --page/--all, not both")
 
-    async def action(client: HelloFaxClient) -> list[Transmission]:
+    async def action(provider: FaxProvider) -> list[FaxReport]:
         if args.guid:
-            return [await client.get_transmission(args.guid)]
+            return [await provider.get_fax(args.guid)]
         if args.all:
-            return [item async for item in client.iter_transmissions(args.page_size)]
-        page = await client.list_transmissions(page=args.page, page_size=args.page_size)
-        return page.transmissions
+            return await every_fax(provider, args.page_size)
+        page = await provider.list_faxes(page=args.page, page_size=args.page_size)
+        return list(page.faxes)
 
-    items: list[Transmission] = _call(args, action)
+    items: list[FaxReport] = _call(args, action)
     if args.json:
-        data = [item.model_dump(mode="json", by_alias=True) for item in items]
+        data = [dict(item.raw) for item in items]
         print_json(data[0] if args.guid else data)
     elif not items:
         print("no transmissions")
@@ -213,7 +229,7 @@ def transmissions_command(args: argparse.Namespace) -> int:
                     item.guid,
                     _pretty(item.to),
                     _pretty(item.from_ or ""),
-                    describe_outcome(item.status_code, item.error_code),
+                    _outcome(item),
                     item.num_pages_billed,
                     _when(item.updated_at or item.created_at),
                 ]
@@ -221,6 +237,37 @@ def transmissions_command(args: argparse.Namespace) -> int:
             ],
         )
     return EXIT_OK
+
+
+async def every_fax(provider: FaxProvider, page_size: int | None) -> list[FaxReport]:
+    """Every fax of the account, page after page, each once. Stops at the last page, and
+    also at a link already followed, an empty page or a page number that does not
+    advance, so a provider bug cannot loop it forever."""
+    page: FaxPage | None = await provider.list_faxes(page_size=page_size)
+    followed: set[str] = set()
+    seen: dict[str, FaxReport] = {}
+    while page is not None:
+        for fax in page.faxes:
+            seen.setdefault(fax.guid, fax)
+        link = page.next_page
+        if link is None or link in followed or not page.faxes:
+            break
+        followed.add(link)
+        following = await provider.next_page(page)
+        if following is not None and _not_after(following.page, page.page):
+            break
+        page = following
+    return list(seen.values())
+
+
+def _not_after(page: int | None, previous: int | None) -> bool:
+    return page is not None and previous is not None and page <= previous
+
+
+def _outcome(item: FaxReport) -> str:
+    if item.status_code is None:
+        return f"unknown ({item.raw.get('status_code', '?')})"
+    return describe_outcome(item.status_code, item.error_code)
 
 
 def _provider_digits(text: str) -> str:

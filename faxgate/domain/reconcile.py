@@ -94,7 +94,7 @@ __all__ = [
 
 class ListedFax(Protocol):
     """A fax as the provider's list of transmissions shows it: what reconciling reads.
-    Each provider's model of a transmission has these (hellofax.models.Transmission)."""
+    faxgate.domain.provider.FaxReport has these."""
 
     @property
     def guid(self) -> str: ...
@@ -103,7 +103,7 @@ class ListedFax(Protocol):
     @property
     def is_inbound(self) -> bool: ...
     @property
-    def status_code(self) -> StatusCode: ...
+    def status_code(self) -> StatusCode | None: ...
     @property
     def created_at(self) -> datetime | None: ...
     @property

@@ -251,11 +251,12 @@ class HelloFaxClient:
             params["PageSize"] = page_size
         return await self._get_page(f"{self._account_url}/Transmissions", params)
 
-    async def next_page(self, page: TransmissionPage) -> TransmissionPage | None:
-        """The page `page.next_page_uri` points to, or None on the last page."""
-        if page.next_page_uri is None:
+    async def next_page(self, page: TransmissionPage | str | None) -> TransmissionPage | None:
+        """The page `page.next_page_uri` (or the link given) points to; None on the last page."""
+        link = page.next_page_uri if isinstance(page, TransmissionPage) else page
+        if link is None:
             return None
-        return await self._get_page(self._resolve(page.next_page_uri))
+        return await self._get_page(_resolve(self._base, link))
 
     async def iter_transmissions(self, page_size: int | None = None) -> AsyncIterator[Transmission]:
         """Every transmission of the account, page after page, each once.
@@ -273,7 +274,7 @@ class HelloFaxClient:
                     yield transmission
             if page.next_page_uri is None or not page.transmissions:
                 return
-            url = self._resolve(page.next_page_uri)
+            url = _resolve(self._base, page.next_page_uri)
             if url in followed:
                 return
             followed.add(url)
@@ -287,21 +288,6 @@ class HelloFaxClient:
         return self._read("list_transmissions", response, TransmissionPage.from_api)
 
     # --- plumbing -------------------------------------------------------------------------
-
-    def _resolve(self, uri: str) -> str:
-        """A Uri field as an absolute URL: "/v1/..." is relative to the base URL's origin.
-
-        Links to another scheme, host or port are refused: following them would hand the
-        credentials to whoever wrote the link.
-        """
-        base = httpx.URL(self._base + "/")
-        target = base.join(uri.strip())
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            raise BadResponse(
-                "the provider linked to another host; the link was not followed",
-                endpoint="list_transmissions",
-            )
-        return str(target)
 
     def _count(self, endpoint: str, outcome: int | str) -> None:
         self.request_counts[(endpoint, outcome)] += 1
@@ -362,30 +348,52 @@ class HelloFaxClient:
         )
 
     def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
-        """Parse a success answer; an unreadable one is a fault (or, after a change, Ambiguous)."""
-        try:
-            return parse(response.json())
-        except (ValueError, TypeError) as exc:
-            why = self._scrub(_why_unreadable(exc, response))
-            error: HelloFaxError
-            if response.request.method == "GET":
-                error = BadResponse(
-                    f"the provider's answer could not be read: {why}",
-                    status=response.status_code,
-                    endpoint=endpoint,
-                )
-            else:
-                error = Ambiguous(
-                    f"the provider accepted the request but its answer could not be read: {why}",
-                    status=response.status_code,
-                    endpoint=endpoint,
-                )
-            raise error from exc
+        return read_answer(endpoint, response, parse, self._scrub)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, _REDACTED)
         return text
+
+
+def read_answer(
+    endpoint: str, response: httpx.Response, parse: Callable[[Any], _T], scrub: Callable[[str], str]
+) -> _T:
+    """Parse a success answer; an unreadable one is a fault (or, after a change, Ambiguous)."""
+    try:
+        return parse(response.json())
+    except (ValueError, TypeError) as exc:
+        why = scrub(_why_unreadable(exc, response))
+        error: HelloFaxError
+        if response.request.method == "GET":
+            error = BadResponse(
+                f"the provider's answer could not be read: {why}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        else:
+            error = Ambiguous(
+                f"the provider accepted the request but its answer could not be read: {why}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        raise error from exc
+
+
+def _resolve(base_url: str, uri: str) -> str:
+    """A Uri field as an absolute URL: "/v1/..." is relative to the base URL's origin.
+
+    Links to another scheme, host or port are refused: following them would hand the
+    credentials to whoever wrote the link.
+    """
+    base = httpx.URL(base_url + "/")
+    target = base.join(uri.strip())
+    if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+        raise BadResponse(
+            "the provider linked to another host; the link was not followed",
+            endpoint="list_transmissions",
+        )
+    return str(target)
 
 
 def _elapsed_ms(started: float) -> float:

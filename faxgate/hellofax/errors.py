@@ -1,12 +1,8 @@
 """What went wrong talking to HelloFax, sorted by what the caller may safely do next.
 
-- `NotSent`: the request surely never reached the provider; sending again is safe.
-- `Ambiguous`: a request that changes something (a send, a purchase) may or may not have
-  taken effect; reconcile against the provider before doing it again.
-- `RateLimited`: the provider asks us to slow down (429); nothing was done.
-- `Refused`: the provider said no (4xx); the same request will fail the same way.
-- `ProviderFault`: the provider failed (5xx) or answered in a way we cannot read;
-  `Unavailable` is its transient form for reads that timed out or dropped.
+The classes are the provider seam's (faxgate.domain.provider), so whatever decides what
+happens to a job after a failure reads every provider alike; this module sorts v1's
+answers and transport failures into them.
 
 Messages are meant for a person and carry the provider's own words, trimmed. They never
 carry credentials: the client scrubs every message before it is raised.
@@ -22,11 +18,23 @@ from typing import Any
 
 import httpx
 
+from faxgate.domain.provider import (
+    Ambiguous,
+    BadResponse,
+    NotSent,
+    ProviderError,
+    ProviderFault,
+    RateLimited,
+    Refused,
+    Unavailable,
+)
+
 __all__ = [
     "Ambiguous",
     "BadResponse",
     "HelloFaxError",
     "NotSent",
+    "ProviderError",
     "ProviderFault",
     "RateLimited",
     "Refused",
@@ -39,59 +47,8 @@ __all__ = [
 PROVIDER_TEXT_LIMIT = 300
 
 
-class HelloFaxError(Exception):
-    """Base of every error the client raises."""
-
-    def __init__(self, message: str, *, status: int | None = None, endpoint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.endpoint = endpoint
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, status={self.status!r})"
-
-
-class NotSent(HelloFaxError):
-    """The request never left (connection refused, DNS, pool exhausted): safe to retry."""
-
-
-class Ambiguous(HelloFaxError):
-    """The provider may or may not have acted on a request that changes something."""
-
-
-class RateLimited(HelloFaxError):
-    """429: too many transmissions pending; try again later."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = 429,
-        endpoint: str | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message, status=status, endpoint=endpoint)
-        self.retry_after = retry_after
-
-
-class Refused(HelloFaxError):
-    """A 4xx other than 429: the request itself is wrong (credentials, account, input)."""
-
-
-class ProviderFault(HelloFaxError):
-    """The provider failed (5xx) or gave an answer we cannot use."""
-
-
-class Unavailable(ProviderFault):
-    """A read-only request timed out or dropped; harmless to try again later."""
-
-
-class BadResponse(ProviderFault):
-    """A success status with a body that is not the JSON we expect."""
+# v1's name for the base class, kept for its callers.
+HelloFaxError = ProviderError
 
 
 # --- the provider's own words -------------------------------------------------------------

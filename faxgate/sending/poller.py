@@ -31,9 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faxgate import metrics
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import HelloFaxError, Refused
-from faxgate.hellofax.models import Transmission, TransmissionPage
+from faxgate.domain.provider import FaxPage, FaxProvider, FaxReport, ProviderError, is_gone
 from faxgate.runner import run_loop
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import PollingSettings
@@ -76,20 +74,22 @@ class Poller:
     def __init__(
         self,
         store: Store,
-        client: HelloFaxClient,
+        provider: FaxProvider,
         tracker: Tracker,
         settings: PollingSettings,
         *,
         clock: Callable[[], datetime] = utc_now,
-        provider_removes: bool = True,
+        provider_removes: bool | None = None,
     ) -> None:
         self._store = store
-        self._client = client
+        self._provider = provider
         self._tracker = tracker
         self._settings = settings
         self._clock = clock
         # A provider that keeps its faxes means something else by a 404: nothing is presumed.
-        self._provider_removes = provider_removes
+        self._provider_removes = (
+            provider.removes_sent if provider_removes is None else provider_removes
+        )
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -104,7 +104,7 @@ class Poller:
         mode: PollMode = "one_by_one" if len(due) <= self._settings.list_threshold else "list"
         metrics.polls.labels(mode=mode).inc()
         cycle = _Cycle(
-            self._store, self._client, self._tracker, self._settings, due, self._provider_removes
+            self._store, self._provider, self._tracker, self._settings, due, self._provider_removes
         )
         try:
             if mode == "one_by_one":
@@ -178,7 +178,7 @@ class _Cycle:
     def __init__(
         self,
         store: Store,
-        client: HelloFaxClient,
+        provider: FaxProvider,
         tracker: Tracker,
         settings: PollingSettings,
         due: Sequence[Job],
@@ -186,7 +186,7 @@ class _Cycle:
     ) -> None:
         self._provider_removes = provider_removes
         self._store = store
-        self._client = client
+        self._provider = provider
         self._tracker = tracker
         self._settings = settings
         self.due = {job.provider_guid: job for job in due if job.provider_guid}
@@ -203,8 +203,8 @@ class _Cycle:
             guid = job.provider_guid
             assert guid is not None
             try:
-                tx = await self._call(self._client.get_transmission(guid))
-            except Refused:
+                tx = await self._call(self._provider.get_fax(guid), gone_ok=True)
+            except ProviderError:
                 # A 404 for a fax the provider once had: it removes a fax once it is sent.
                 # Never fail a job on a guess; settle_vanished() decides, once the account
                 # itself is seen to answer.
@@ -228,24 +228,24 @@ class _Cycle:
         cutoff = oldest - CLOCK_SKEW
         unseen = set(self.due)
         followed: set[str] = set()
-        page: TransmissionPage | None = await self._call(
-            self._client.list_transmissions(page_size=self._settings.page_size)
+        page: FaxPage | None = await self._call(
+            self._provider.list_faxes(page_size=self._settings.page_size)
         )
         self.list_answered = True
         while page is not None:
-            for tx in page.transmissions:
+            for tx in page.faxes:
                 if tx.guid in unseen:
                     unseen.discard(tx.guid)
                     await self._observe(self.due[tx.guid], tx)
-            if not unseen or not page.transmissions or _older_than(page.transmissions, cutoff):
+            if not unseen or not page.faxes or _older_than(page.faxes, cutoff):
                 break
             if len(followed) + 1 >= max_pages:
                 break
-            link = page.next_page_uri
+            link = page.next_page
             if link is None or link in followed:
                 break
             followed.add(link)
-            page = await self._call(self._client.next_page(page))
+            page = await self._call(self._provider.next_page(page))
         if unseen:
             await self._read_missing([self.due[guid] for guid in unseen])
 
@@ -274,9 +274,9 @@ class _Cycle:
             return
         listed: set[str] = set()
         if not self.list_answered:
-            page = await self._call(self._client.list_transmissions(page_size=1))
+            page = await self._call(self._provider.list_faxes(page_size=1))
             self.list_answered = True
-            listed = {tx.guid for tx in page.transmissions}
+            listed = {tx.guid for tx in page.faxes}
         for job in self.vanished:
             if job.provider_guid in listed:
                 continue  # shown after all: asked again at its next poll
@@ -285,7 +285,7 @@ class _Cycle:
                 self.now_state[job.id] = after.state
                 self.settled += 1
 
-    async def _observe(self, job: Job, tx: Transmission) -> None:
+    async def _observe(self, job: Job, tx: FaxReport) -> None:
         self.polled.add(job.id)
         after = await self._tracker.observe(tx, source="poll")
         if after is None:
@@ -314,19 +314,18 @@ class _Cycle:
                     poll_interval=interval,
                 )
 
-    async def _call(self, request: Awaitable[_T]) -> _T:
-        """One request; a provider failure ends the cycle (a 404 is the caller's to judge)."""
+    async def _call(self, request: Awaitable[_T], *, gone_ok: bool = False) -> _T:
+        """One request; a provider failure ends the cycle. With `gone_ok`, an answer that
+        the fax is not there (404, 410) is the caller's to judge."""
         self.requests += 1
         try:
             return await request
-        except Refused as refused:
-            if refused.status == 404 and refused.endpoint == "get_transmission":
+        except ProviderError as problem:
+            if gone_ok and is_gone(problem):
                 raise
-            self._end(refused)
-        except HelloFaxError as problem:
             self._end(problem)
 
-    def _end(self, problem: HelloFaxError) -> NoReturn:
+    def _end(self, problem: ProviderError) -> NoReturn:
         self.ended = True
         log.warning(
             "poll cycle ended early error=%s: %s; trying again at the next tick",
@@ -340,7 +339,7 @@ def _sent_at(job: Job) -> datetime:
     return job.submitted_at or job.created_at
 
 
-def _older_than(transmissions: Sequence[Transmission], cutoff: datetime) -> bool:
+def _older_than(transmissions: Sequence[FaxReport], cutoff: datetime) -> bool:
     """Whether the page reaches back before `cutoff` (the list is newest first)."""
     stamps = [tx.created_at for tx in transmissions if tx.created_at is not None]
     return bool(stamps) and min(stamps) < cutoff

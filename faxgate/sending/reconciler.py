@@ -25,6 +25,7 @@ from faxgate import metrics
 from faxgate.domain.backoff import Backoff
 from faxgate.domain.codes import StatusCode, describe_status
 from faxgate.domain.jobs import Document, Job, JobState
+from faxgate.domain.provider import FaxPage, FaxProvider, FaxReport, ProviderError
 from faxgate.domain.reconcile import (
     CannotTell,
     Found,
@@ -37,11 +38,6 @@ from faxgate.domain.reconcile import (
     might_be_for,
     reconcile,
 )
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import (
-    HelloFaxError,
-)
-from faxgate.hellofax.models import Transmission, TransmissionPage
 from faxgate.sending.moves import DispatchReport, JobMoves, ending_report, has_cover
 from faxgate.settings import PollingSettings
 from faxgate.store import Store
@@ -69,7 +65,7 @@ class Reconciler:
     def __init__(
         self,
         store: Store,
-        client: HelloFaxClient,
+        provider: FaxProvider,
         moves: JobMoves,
         *,
         polling: PollingSettings,
@@ -77,12 +73,12 @@ class Reconciler:
         window: Window,
         clock: Callable[[], datetime],
         provider_removes: bool,
-        unmatched: Callable[[], Awaitable[list[Transmission]]] | None,
+        unmatched: Callable[[], Awaitable[list[FaxReport]]] | None,
         callbacks_expected: bool,
         callback_retry_scale: float,
     ) -> None:
         self._store = store
-        self._client = client
+        self._provider = provider
         self._moves = moves
         self._polling = polling
         self._backoff = backoff
@@ -154,7 +150,7 @@ class Reconciler:
             listing = await self._read_list(since)
             if self._unmatched is not None:
                 listing = dataclasses.replace(listing, reported=await self._unmatched())
-        except HelloFaxError as error:
+        except ProviderError as error:
             now = self._clock()
             for job in jobs:
                 self._look_later(job.id, now, f"the transmission list could not be read: {error}")
@@ -166,23 +162,21 @@ class Reconciler:
     async def _read_list(self, since: datetime) -> Listing:
         """The transmission list, newest first, read just back past `since`."""
         listed_at = self._clock()
-        seen: list[Transmission] = []
-        page: TransmissionPage | None = await self._client.list_transmissions(
-            page_size=self._polling.page_size
-        )
+        seen: list[FaxReport] = []
+        page: FaxPage | None = await self._provider.list_faxes(page_size=self._polling.page_size)
         pages = 1
         complete = False
         while page is not None:
-            seen.extend(page.transmissions)
-            if _reaches(page.transmissions, since):
+            seen.extend(page.faxes)
+            if _reaches(page.faxes, since):
                 break
-            if page.next_page_uri is None:
+            if page.next_page is None:
                 complete = True
                 break
-            if not page.transmissions or pages >= MAX_LIST_PAGES:
+            if not page.faxes or pages >= MAX_LIST_PAGES:
                 break
             previous = page
-            page = await self._client.next_page(page)
+            page = await self._provider.next_page(page)
             pages += 1
             if page is not None and _not_after(page.page, previous.page):
                 break  # a provider that does not advance: stop, read as far as it went
@@ -235,7 +229,8 @@ class Reconciler:
         by: Literal["list", "callback"] = "list",
     ) -> None:
         tx = found.transmission
-        status = tx.status_code
+        # A status nobody has published is read as still pending: polled for what follows.
+        status = tx.status_code or StatusCode.PENDING
         first = self._polling.first_interval
         # Its outcome (a kept callback for this GUID) is applied by the tracker's catch-up.
         moved = await self._moves.move(
@@ -372,7 +367,7 @@ def _count_pages(document: Document) -> int | None:
         return None
 
 
-def _reaches(transmissions: Iterable[Transmission], since: datetime) -> bool:
+def _reaches(transmissions: Iterable[FaxReport], since: datetime) -> bool:
     return any(tx.created_at is not None and tx.created_at < since for tx in transmissions)
 
 

@@ -18,20 +18,21 @@ from typing import Final
 
 from faxgate import metrics
 from faxgate.domain.backoff import Backoff
-from faxgate.domain.codes import describe_status
+from faxgate.domain.codes import StatusCode, describe_status
 from faxgate.domain.jobs import Job, JobState
 from faxgate.domain.numbers import FaxNumber
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import (
+from faxgate.domain.provider import (
     Ambiguous,
     BadResponse,
-    HelloFaxError,
+    FaxProvider,
+    FaxReport,
     NotSent,
+    ProviderError,
     ProviderFault,
     RateLimited,
     Refused,
+    Upload,
 )
-from faxgate.hellofax.models import Transmission, Upload
 from faxgate.sending.moves import DispatchReport, JobMoves, ending_report, has_cover
 from faxgate.sending.pause import PauseGate
 from faxgate.settings import DispatchSettings, PollingSettings
@@ -59,7 +60,7 @@ class Submitter:
     def __init__(
         self,
         store: Store,
-        client: HelloFaxClient,
+        provider: FaxProvider,
         moves: JobMoves,
         gate: PauseGate,
         *,
@@ -70,7 +71,7 @@ class Submitter:
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
-        self._client = client
+        self._provider = provider
         self._moves = moves
         self._gate = gate
         self._settings = settings
@@ -141,13 +142,14 @@ class Submitter:
             len(ready.uploads),
         )
         try:
-            sent = await self._client.send(
+            sent = await self._provider.send(
                 ready.digits,
                 ready.uploads,
                 from_line=job.from_line,
                 cover_to=job.cover_to,
                 cover_from=job.cover_from,
                 cover_message=job.cover_message,
+                reference=job.id,
             )
         except RateLimited as error:
             await self._rate_limited(submitting, error, report)
@@ -157,7 +159,7 @@ class Submitter:
             return self._ambiguous(submitting, error, report)
         except (NotSent, ProviderFault) as error:
             await self._not_sent(submitting, error, report)
-        except HelloFaxError as error:  # a kind this code does not know: assume the worst
+        except ProviderError as error:  # a kind this code does not know: assume the worst
             return self._ambiguous(submitting, error, report)
         except _BEFORE_SENDING as error:
             reason = f"the fax could not be prepared ({error}); nothing was sent"
@@ -168,7 +170,7 @@ class Submitter:
             log.exception("unexpected error while sending job=%s", job.id)
             return self._ambiguous(submitting, error, report)
         else:
-            await self._submitted(submitting, sent, ready.digits, report)
+            await self._submitted(submitting, sent, report)
         return None
 
     def _ready(self, job: Job) -> _Ready | str:
@@ -188,10 +190,9 @@ class Submitter:
         uploads = [Upload(doc.name, doc.path, doc.content_type) for doc in documents]
         return _Ready(digits, uploads)
 
-    async def _submitted(
-        self, job: Job, sent: Sequence[Transmission], digits: str, report: DispatchReport
-    ) -> None:
-        tx = _answer_for(sent, digits)
+    async def _submitted(self, job: Job, tx: FaxReport, report: DispatchReport) -> None:
+        # The provider took it; a status it has not published yet still means pending.
+        status = tx.status_code or StatusCode.PENDING
         now = self._clock()
         first = self._first_poll
         moved = await self._moves.move(
@@ -199,14 +200,14 @@ class Submitter:
             JobState.SUBMITTED,
             expect=JobState.SUBMITTING,
             detail=f"the provider took the fax as {tx.guid}",
-            data={"guid": tx.guid, "status": tx.status_code.value},
+            data={"guid": tx.guid, "status": status.value},
             now=now,
             provider_guid=tx.guid,
-            provider_status=tx.status_code.value,
+            provider_status=status.value,
             provider_error=None,
             next_poll_at=now + first,
             poll_interval=self._polling.first_interval,
-            reason=describe_status(tx.status_code),
+            reason=describe_status(status),
         )
         self._gate.answered()
         metrics.submissions.labels(result="submitted").inc()
@@ -222,10 +223,10 @@ class Submitter:
             job.id,
             tx.guid,
             job.to_number,
-            tx.status_code.value,
+            status.value,
         )
 
-    async def _not_sent(self, job: Job, error: HelloFaxError, report: DispatchReport) -> None:
+    async def _not_sent(self, job: Job, error: ProviderError, report: DispatchReport) -> None:
         self._gate.fault()
         failures = await asyncio.to_thread(self._submit_failures, job.id) + 1
         delay = self._backoff.delay(failures)
@@ -344,14 +345,6 @@ class Submitter:
                 value = event.data.get("submit_failures")
                 return value if isinstance(value, int) else 0
         return 0
-
-
-def _answer_for(sent: Sequence[Transmission], digits: str) -> Transmission:
-    """The transmission for our one number (a send answers with one per number)."""
-    for tx in sent:
-        if tx.to.strip().lstrip("+") == digits:
-            return tx
-    return sent[0]
 
 
 def _clock_time(moment: datetime) -> str:

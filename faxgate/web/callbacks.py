@@ -205,7 +205,7 @@ class CallbackEndpoints:
         form = await _read_form(request, _Budget(self._max_body), None)
         tx = _transmission(form.fields)
         try:
-            job = await self._tracker.observe(tx, source="callback")
+            job = await self._tracker.observe(tx.report(), source="callback")
         except Exception:
             log.exception("callback not recorded guid=%s", tx.guid)
             raise _Refused(503, "the report could not be recorded; try again", "error") from None

@@ -22,9 +22,11 @@ import pytest
 from faxgate.clock import utc_now
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
+from faxgate.domain.provider import FaxReport
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import RateLimited
 from faxgate.hellofax.models import Transmission, Upload
+from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
 from faxgate.sending.dispatcher import Dispatcher, DispatchReport
 from faxgate.settings import DispatchSettings, PollingSettings
@@ -126,12 +128,12 @@ def dispatcher(
     """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
     no job holds (the tracker's), when the test gives some."""
 
-    async def unmatched() -> list[Transmission]:
-        return list(kept or [])
+    async def unmatched() -> list[FaxReport]:
+        return [tx.report() for tx in kept or []]
 
     return Dispatcher(
         store,
-        client,
+        HelloFaxProvider(client),
         DispatchSettings(
             max_in_flight=max_in_flight,
             backoff_first=timedelta(seconds=first),
@@ -875,13 +877,15 @@ class _RateLimitedAroundASuccess:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def send(self, digits: str, uploads: object, **_: object) -> list[Transmission]:
+    async def send(self, digits: str, uploads: object, **_: object) -> FaxReport:
         self.calls += 1
         call = self.calls
         await asyncio.sleep(0.01 * call)  # the answers come back in the order of the calls
         if call in (1, 3):
             raise RateLimited("Please wait.", status=429, endpoint="send")
-        return [Transmission.model_validate({"Guid": "a" * 40, "To": digits, "StatusCode": "P"})]
+        return Transmission.model_validate(
+            {"Guid": "a" * 40, "To": digits, "StatusCode": "P"}
+        ).report()
 
 
 async def test_a_429_after_a_success_in_the_same_cycle_still_pauses_sends(
