@@ -30,8 +30,9 @@ import httpx
 
 from faxgate import preflight
 from faxgate.domain.numbers import from_provider_digits
+from faxgate.domain.provider import NotSent, ProviderFault, RateLimited
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import HelloFaxError, NotSent, ProviderFault, RateLimited
+from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.models import Account
 from faxgate.hellofax.provider import open_client
 from faxgate.settings import Settings

@@ -11,16 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from faxgate.cli.common import (
-    EXIT_OK,
-    CommandError,
-    Subparsers,
-    add_json_flag,
-    print_json,
-    print_table,
-    run_async,
-    settings_from,
-)
+from faxgate.cli import common
+from faxgate.cli.common import CommandError
 from faxgate.domain.codes import describe_outcome
 from faxgate.domain.numbers import (
     NumberPolicy,
@@ -42,7 +34,7 @@ from faxgate.settings import Settings
 from faxgate.web.callbacks import callback_token, callback_urls
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: common.Subparsers) -> None:
     account = subparsers.add_parser(
         "account", help="show the provider account; set its callback URLs"
     )
@@ -53,19 +45,19 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="point both callback URLs at this faxgate (from http.public_url and the token)",
     )
-    add_json_flag(account)
+    common.add_json_flag(account)
     account.set_defaults(func=account_command)
 
     lines = subparsers.add_parser("lines", help="the account's fax lines (list, buy, delete)")
-    add_json_flag(lines)
+    common.add_json_flag(lines)
     lines.set_defaults(func=lines_list_command)
     line_commands = lines.add_subparsers(title="lines commands", metavar="COMMAND")
     lines_list = line_commands.add_parser("list", help="list the fax lines (the default)")
-    add_json_flag(lines_list)
+    common.add_json_flag(lines_list)
     lines_list.set_defaults(func=lines_list_command)
     buy = line_commands.add_parser("buy", help="buy a new fax number in an area code")
     buy.add_argument("area_code", metavar="AREA_CODE", help="e.g. 415; see `faxgate areacodes`")
-    add_json_flag(buy)
+    common.add_json_flag(buy)
     buy.set_defaults(func=lines_buy_command)
     delete = line_commands.add_parser("delete", help="give up one of the account's fax lines")
     delete.add_argument("number", metavar="NUMBER", help="the line's number, e.g. 14155550100")
@@ -75,7 +67,7 @@ def register(subparsers: Subparsers) -> None:
         "areacodes", help="area codes of a US state where fax numbers can be bought"
     )
     areacodes.add_argument("state", metavar="STATE", help="two-letter state code, e.g. CA")
-    add_json_flag(areacodes)
+    common.add_json_flag(areacodes)
     areacodes.set_defaults(func=areacodes_command)
 
     transmissions = subparsers.add_parser(
@@ -85,20 +77,20 @@ def register(subparsers: Subparsers) -> None:
     transmissions.add_argument("--page", type=int, help="page of the list to show")
     transmissions.add_argument("--page-size", type=int, help="transmissions per page")
     transmissions.add_argument("--all", action="store_true", help="every page")
-    add_json_flag(transmissions)
+    common.add_json_flag(transmissions)
     transmissions.set_defaults(func=transmissions_command)
 
 
 def _call(args: argparse.Namespace, action: Callable[[FaxProvider], Awaitable[Any]]) -> Any:
     """Run one API conversation and turn provider errors into a plain message."""
-    settings = settings_from(args)
+    settings = common.settings_from(args)
 
     async def conversation() -> Any:
         async with HelloFaxProvider(open_client(settings)) as provider:
             return await action(provider)
 
     try:
-        return run_async(conversation())
+        return common.run_async(conversation())
     except ProviderError as exc:
         raise CommandError(_explain(exc, settings)) from None
 
@@ -118,7 +110,7 @@ def account_command(args: argparse.Namespace) -> int:
     if args.register_callbacks:
         if inbound_url or outbound_url:
             raise CommandError("give --register-callbacks or the URLs, not both")
-        inbound_url, outbound_url = _our_callback_urls(settings_from(args))
+        inbound_url, outbound_url = _our_callback_urls(common.settings_from(args))
 
     async def action(provider: FaxProvider) -> Account:
         if not isinstance(provider, HelloFaxProvider):
@@ -133,9 +125,9 @@ def account_command(args: argparse.Namespace) -> int:
 
     account: Account = _call(args, action)
     if args.json:
-        print_json(account.model_dump(mode="json"))
-        return EXIT_OK
-    print_table(
+        common.print_json(account.model_dump(mode="json"))
+        return common.EXIT_OK
+    common.print_table(
         ["setting", "value"],
         [
             ["account GUID", account.guid],
@@ -143,7 +135,7 @@ def account_command(args: argparse.Namespace) -> int:
             ["outbound callback URL", account.default_outbound_fax_callback_url],
         ],
     )
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _our_callback_urls(settings: Settings) -> tuple[str, str]:
@@ -162,12 +154,12 @@ def _line_rows(lines: list[FaxLineInfo]) -> list[list[object]]:
 def lines_list_command(args: argparse.Namespace) -> int:
     lines: list[FaxLineInfo] = _call(args, lambda provider: provider.list_fax_lines())
     if args.json:
-        print_json([dict(line.raw) for line in lines])
+        common.print_json([dict(line.raw) for line in lines])
     elif not lines:
         print("no fax lines; buy one with `faxgate lines buy AREA_CODE`")
     else:
-        print_table(["line", "number (as the API writes it)"], _line_rows(lines))
-    return EXIT_OK
+        common.print_table(["line", "number (as the API writes it)"], _line_rows(lines))
+    return common.EXIT_OK
 
 
 def lines_buy_command(args: argparse.Namespace) -> int:
@@ -176,17 +168,17 @@ def lines_buy_command(args: argparse.Namespace) -> int:
         raise CommandError(f"{area_code!r} is not an area code: expected three digits, e.g. 415")
     line: FaxLineInfo = _call(args, lambda provider: provider.buy_fax_line(area_code))
     if args.json:
-        print_json(dict(line.raw))
+        common.print_json(dict(line.raw))
     else:
         print(f"bought fax line {_pretty(line.number)}")
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def lines_delete_command(args: argparse.Namespace) -> int:
     digits = _provider_digits(args.number)
     _call(args, lambda provider: provider.delete_fax_line(digits))
     print(f"deleted fax line {_pretty(digits)}")
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def areacodes_command(args: argparse.Namespace) -> int:
@@ -195,12 +187,12 @@ def areacodes_command(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.state!r} is not a state code: expected two letters, e.g. CA")
     codes: list[str] = _call(args, lambda provider: provider.area_codes(state))
     if args.json:
-        print_json(codes)
+        common.print_json(codes)
     elif not codes:
         print(f"no area codes with free numbers in {state}")
     else:
         print(" ".join(codes))
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def transmissions_command(args: argparse.Namespace) -> int:
@@ -218,11 +210,11 @@ def transmissions_command(args: argparse.Namespace) -> int:
     items: list[FaxReport] = _call(args, action)
     if args.json:
         data = [dict(item.raw) for item in items]
-        print_json(data[0] if args.guid else data)
+        common.print_json(data[0] if args.guid else data)
     elif not items:
         print("no transmissions")
     else:
-        print_table(
+        common.print_table(
             ["GUID", "to", "from", "status", "pages", "updated"],
             [
                 [
@@ -236,7 +228,7 @@ def transmissions_command(args: argparse.Namespace) -> int:
                 for item in items
             ],
         )
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 async def every_fax(provider: FaxProvider, page_size: int | None) -> list[FaxReport]:

@@ -23,7 +23,7 @@ carry credentials: each client scrubs every message before it is raised.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,17 +35,20 @@ from faxgate.domain.codes import ErrorCode, StatusCode
 __all__ = [
     "Ambiguous",
     "BadResponse",
+    "Closing",
     "FaxLineInfo",
     "FaxPage",
     "FaxProvider",
     "FaxReport",
     "NotSent",
+    "OutgoingFax",
     "ProviderError",
     "ProviderFault",
     "RateLimited",
     "Refused",
     "Unavailable",
     "Upload",
+    "error_for_server_status",
     "is_gone",
     "report_from_body",
     "report_to_body",
@@ -113,6 +116,25 @@ class BadResponse(ProviderFault):
     """A success status with a body that is not the JSON we expect."""
 
 
+def error_for_server_status(
+    status: int, said: Callable[[str], str], *, endpoint: str, idempotent: bool
+) -> ProviderError:
+    """The error for a 5xx (or an answer neither success nor 4xx); `said` puts the plain
+    words beside the status and the provider's own."""
+    # A gateway that timed out or lost the upstream cannot say whether the provider acted.
+    if status in (502, 504) and not idempotent:
+        return Ambiguous(
+            said("a gateway in front of the provider failed; the request may have been acted on"),
+            status=status,
+            endpoint=endpoint,
+        )
+    if status == 503:
+        return ProviderFault(said("the provider is unavailable"), status=status, endpoint=endpoint)
+    if status >= 500:
+        return ProviderFault(said("the provider failed"), status=status, endpoint=endpoint)
+    return BadResponse(said("the provider answered unexpectedly"), status=status, endpoint=endpoint)
+
+
 def is_gone(error: ProviderError) -> bool:
     """Whether the provider refused because what was asked for is not there (any more)."""
     return isinstance(error, Refused) and error.status in GONE_STATUSES
@@ -175,27 +197,45 @@ class FaxLineInfo:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-class FaxProvider(Protocol):
+@dataclass(frozen=True, slots=True)
+class OutgoingFax:
+    """A fax to send: files (or a cover page alone) to one number, as E.164 digits.
+    `reference` is faxgate's job id, for a provider that can carry it."""
+
+    to: str
+    files: Sequence[Upload]
+    from_line: str | None = None
+    cover_to: str | None = None
+    cover_from: str | None = None
+    cover_message: str | None = None
+    reference: str | None = None
+
+
+class Closing(Protocol):
+    """`async with` closes it: subclass it for the two methods that say so."""
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class FaxProvider(Closing, Protocol):
     """One provider account, as sending and the CLI use it. Every call raises only
     ProviderError (sorted as above) for what the provider did or did not do."""
 
     name: str  # for people: "HelloFax v1", "Dropbox Fax API v3"
     removes_sent: bool  # the provider removes a fax once it is sent (a later get: 404)
 
-    async def send(
-        self,
-        to: str,
-        files: Sequence[Upload],
-        *,
-        from_line: str | None = None,
-        cover_to: str | None = None,
-        cover_from: str | None = None,
-        cover_message: str | None = None,
-        reference: str | None = None,
-    ) -> FaxReport:
-        """Send the files as one fax to one number (E.164 digits). `reference` is
-        faxgate's job id, for a provider that can carry it."""
-        ...
+    async def send(self, fax: OutgoingFax) -> FaxReport: ...
 
     async def get_fax(self, guid: str) -> FaxReport: ...
 
@@ -212,17 +252,6 @@ class FaxProvider(Protocol):
     async def delete_fax_line(self, number: str) -> None: ...
 
     async def area_codes(self, state: str) -> list[str]: ...
-
-    async def aclose(self) -> None: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 # --- a report kept in the store --------------------------------------------------------------

@@ -15,17 +15,15 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
 
 from faxgate import __version__
+from faxgate.domain.provider import Ambiguous, BadResponse, Closing
 from faxgate.hellofax.errors import (
-    Ambiguous,
-    BadResponse,
     HelloFaxError,
     error_for_status,
     error_for_transport,
@@ -58,7 +56,7 @@ _MIN_SCRUBBED = 4
 _REDACTED = "***"
 
 
-class HelloFaxClient:
+class HelloFaxClient(Closing):
     """The HelloFax v1 API for one account.
 
     `request_counts` counts calls by (endpoint name, HTTP status or exception class name),
@@ -116,17 +114,6 @@ class HelloFaxClient:
 
     def __repr__(self) -> str:
         return f"HelloFaxClient(base_url={self._base!r}, account_guid={self._account_guid!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

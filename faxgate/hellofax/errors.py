@@ -20,29 +20,15 @@ import httpx
 
 from faxgate.domain.provider import (
     Ambiguous,
-    BadResponse,
     NotSent,
     ProviderError,
-    ProviderFault,
     RateLimited,
     Refused,
     Unavailable,
+    error_for_server_status,
 )
 
-__all__ = [
-    "Ambiguous",
-    "BadResponse",
-    "HelloFaxError",
-    "NotSent",
-    "ProviderError",
-    "ProviderFault",
-    "RateLimited",
-    "Refused",
-    "Unavailable",
-    "error_for_status",
-    "error_for_transport",
-    "provider_text",
-]
+__all__ = ["HelloFaxError", "error_for_status", "error_for_transport", "provider_text"]
 
 PROVIDER_TEXT_LIMIT = 300
 
@@ -139,18 +125,7 @@ def error_for_status(
         else:
             plain = _REFUSALS.get(status, "the provider refused the request")
         return Refused(said(plain), status=status, endpoint=endpoint)
-    # A gateway that timed out or lost the upstream cannot say whether the provider acted.
-    if status in (502, 504) and not idempotent:
-        return Ambiguous(
-            said("a gateway in front of the provider failed; the request may have been acted on"),
-            status=status,
-            endpoint=endpoint,
-        )
-    if status == 503:
-        return ProviderFault(said("the provider is unavailable"), status=status, endpoint=endpoint)
-    if status >= 500:
-        return ProviderFault(said("the provider failed"), status=status, endpoint=endpoint)
-    return BadResponse(said("the provider answered unexpectedly"), status=status, endpoint=endpoint)
+    return error_for_server_status(status, said, endpoint=endpoint, idempotent=idempotent)
 
 
 # These fail before a byte of the request reaches the provider.

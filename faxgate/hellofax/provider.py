@@ -4,10 +4,8 @@ the settings describe it: the sandbox's or the real API's."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Self
 
-from faxgate.domain.provider import FaxLineInfo, FaxPage, FaxReport, Upload
+from faxgate.domain.provider import Closing, FaxLineInfo, FaxPage, FaxReport, OutgoingFax
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.models import Transmission
 from faxgate.settings import Settings
@@ -15,7 +13,7 @@ from faxgate.settings import Settings
 __all__ = ["HelloFaxProvider", "open_client"]
 
 
-class HelloFaxProvider:
+class HelloFaxProvider(Closing):
     """The seam's calls over a HelloFaxClient; `client` keeps v1's own calls (the account)."""
 
     name = "HelloFax v1"
@@ -27,26 +25,17 @@ class HelloFaxProvider:
     def __repr__(self) -> str:
         return f"HelloFaxProvider({self.client!r})"
 
-    async def send(
-        self,
-        to: str,
-        files: Sequence[Upload],
-        *,
-        from_line: str | None = None,
-        cover_to: str | None = None,
-        cover_from: str | None = None,
-        cover_message: str | None = None,
-        reference: str | None = None,  # v1 has nowhere to carry it
-    ) -> FaxReport:
+    async def send(self, fax: OutgoingFax) -> FaxReport:
+        # v1 has nowhere to carry the reference.
         sent = await self.client.send(
-            to,
-            files,
-            from_line=from_line,
-            cover_to=cover_to,
-            cover_from=cover_from,
-            cover_message=cover_message,
+            fax.to,
+            fax.files,
+            from_line=fax.from_line,
+            cover_to=fax.cover_to,
+            cover_from=fax.cover_from,
+            cover_message=fax.cover_message,
         )
-        return _answer_for(sent, to.strip().lstrip("+")).report()
+        return _answer_for(sent, fax.to.strip().lstrip("+")).report()
 
     async def get_fax(self, guid: str) -> FaxReport:
         return (await self.client.get_transmission(guid)).report()
@@ -72,17 +61,6 @@ class HelloFaxProvider:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _answer_for(sent: Sequence[Transmission], digits: str) -> Transmission:

@@ -27,6 +27,7 @@ from faxgate.domain.provider import (
     FaxProvider,
     FaxReport,
     NotSent,
+    OutgoingFax,
     ProviderError,
     ProviderFault,
     RateLimited,
@@ -143,13 +144,15 @@ class Submitter:
         )
         try:
             sent = await self._provider.send(
-                ready.digits,
-                ready.uploads,
-                from_line=job.from_line,
-                cover_to=job.cover_to,
-                cover_from=job.cover_from,
-                cover_message=job.cover_message,
-                reference=job.id,
+                OutgoingFax(
+                    ready.digits,
+                    ready.uploads,
+                    from_line=job.from_line,
+                    cover_to=job.cover_to,
+                    cover_from=job.cover_from,
+                    cover_message=job.cover_message,
+                    reference=job.id,
+                )
             )
         except RateLimited as error:
             await self._rate_limited(submitting, error, report)

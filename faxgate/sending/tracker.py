@@ -29,9 +29,9 @@ from faxgate.domain.outcomes import (
     Move,
     Report,
     decide,
-    report_payload,
 )
 from faxgate.domain.provider import FaxReport, report_from_body, report_to_body
+from faxgate.sending.moves import ending_report, tell_progress
 from faxgate.store import JobNotFound, NewNotification, StaleState, Store, UnmatchedReport
 
 __all__ = ["Source", "Tracker"]
@@ -211,7 +211,7 @@ class Tracker:
                 source,
                 decision.reason,
             )
-            self._progress(moved)
+            tell_progress(self._on_progress, moved)
             return moved
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -242,17 +242,15 @@ class Tracker:
         elif decision.ends_story:
             if decision.move is Move.CORRECTED:
                 data["late"] = True
-            payload = report_payload(
-                job_id=job.id,
-                state=target,
-                reason=decision.reason,
+            notify = ending_report(
+                job,
+                target,
+                decision.reason,
                 status_code=status,
                 error_code=error,
                 pages=pages,
-                attempts=job.attempt,
                 provider_guid=tx.guid,
             )
-            notify = NewNotification(kind="report", payload=payload)
             fields |= {"provider_error": error, "next_poll_at": None}
         elif decision.move is Move.CONFIRMED:
             # The owner was told "presumed sent"; this only makes it sure: no second report.
@@ -283,18 +281,8 @@ class Tracker:
         if job.state not in PRESUMABLE or job.provider_guid is None:
             return None
         now = self._clock()
-        notify = NewNotification(
-            kind="report",
-            payload=report_payload(
-                job_id=job.id,
-                state=JobState.PRESUMED_SENT,
-                reason=PRESUMED_SENT_REASON,
-                status_code=None,
-                error_code=None,
-                pages=job.pages,
-                attempts=job.attempt,
-                provider_guid=job.provider_guid,
-            ),
+        notify = ending_report(
+            job, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, provider_guid=job.provider_guid
         )
         try:
             moved = await asyncio.to_thread(
@@ -320,15 +308,8 @@ class Tracker:
             source,
             evidence,
         )
-        self._progress(moved)
+        tell_progress(self._on_progress, moved)
         return moved
-
-    def _progress(self, job: Job) -> None:
-        if self._on_progress is not None:
-            try:
-                self._on_progress(job)
-            except Exception:
-                log.exception("progress callback failed job=%s", job.id)
 
     @staticmethod
     def _count(job: Job, report: Report, decision: Decision) -> None:

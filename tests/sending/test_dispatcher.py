@@ -22,9 +22,8 @@ import pytest
 from faxgate.clock import utc_now
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
-from faxgate.domain.provider import FaxReport
+from faxgate.domain.provider import FaxReport, OutgoingFax, RateLimited
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import RateLimited
 from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
@@ -877,14 +876,14 @@ class _RateLimitedAroundASuccess:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def send(self, digits: str, uploads: object, **_: object) -> FaxReport:
+    async def send(self, fax: OutgoingFax) -> FaxReport:
         self.calls += 1
         call = self.calls
         await asyncio.sleep(0.01 * call)  # the answers come back in the order of the calls
         if call in (1, 3):
             raise RateLimited("Please wait.", status=429, endpoint="send")
         return Transmission.model_validate(
-            {"Guid": "a" * 40, "To": digits, "StatusCode": "P"}
+            {"Guid": "a" * 40, "To": fax.to, "StatusCode": "P"}
         ).report()
 
 
