@@ -33,7 +33,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "setup_warnings": frozenset({"settings"}),
     "store": frozenset({"domain", "clock", "durable"}),
     "hellofax": BELOW_THE_PARTS,
-    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors"}),
+    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "hellofax.uploads"}),
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},
     "sending": BELOW_THE_PARTS | {"store"},

@@ -176,6 +176,7 @@ class FaxReport:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     num_pages_billed: int | None = None
+    reference: str | None = None  # faxgate's job id, where the provider carried it
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -267,6 +268,7 @@ _KEYS: Final = {
     "created_at": "CreatedAt",
     "updated_at": "UpdatedAt",
     "num_pages_billed": "NumPagesBilled",
+    "reference": "Reference",
 }
 
 
@@ -302,6 +304,7 @@ def report_from_body(body: Mapping[str, Any]) -> FaxReport:
         created_at=_moment(body.get("CreatedAt")),
         updated_at=_moment(body.get("UpdatedAt")),
         num_pages_billed=int(pages) if pages not in (None, "") else None,
+        reference=str(body["Reference"]) if body.get("Reference") else None,
     )
 
 

@@ -10,24 +10,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
 
 from faxgate import __version__
 from faxgate.domain.provider import Ambiguous, BadResponse, Closing
 from faxgate.hellofax.errors import (
-    HelloFaxError,
     error_for_status,
     error_for_transport,
     provider_text,
+    read_answer,
 )
 from faxgate.hellofax.models import (
     Account,
@@ -39,17 +36,15 @@ from faxgate.hellofax.models import (
     fax_lines_from_api,
     transmissions_from_api,
 )
+from faxgate.hellofax.uploads import UploadPart, in_one_piece, upload_parts
 
 __all__ = ["HelloFaxClient"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_UploadPart = tuple[str, tuple[str, IO[bytes] | bytes, str]]
 
 _CONNECT_TIMEOUT = 10.0
-# Files up to this size are read into memory and sent in one piece; larger ones stream.
-_IN_MEMORY = 1024 * 1024
 _LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
 # Secrets shorter than this are not scrubbed from text: it would garble every message.
 _MIN_SCRUBBED = 4
@@ -206,7 +201,7 @@ class HelloFaxClient(Closing):
         form.update({key: value for key, value in cover.items() if value is not None})
 
         with contextlib.ExitStack() as opened:
-            parts = _upload_parts(files, opened)
+            parts = upload_parts(files, _field_names("file", len(files)), opened)
             response = await self._call(
                 "send",
                 "POST",
@@ -289,7 +284,7 @@ class HelloFaxClient(Closing):
         *,
         params: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
-        files: list[_UploadPart] | None = None,
+        files: list[UploadPart] | None = None,
     ) -> httpx.Response:
         """One request; a non-success answer or a transport failure becomes a HelloFaxError."""
         idempotent = method == "GET"
@@ -297,7 +292,7 @@ class HelloFaxClient(Closing):
         started = time.perf_counter()
         try:
             request = self._http.build_request(method, url, params=params, data=data, files=files)
-            if _in_one_piece(files):
+            if in_one_piece(files):
                 request.read()  # the whole body written at once, not a write per part
             response = await self._http.send(request)
         except httpx.RequestError as exc:
@@ -343,30 +338,6 @@ class HelloFaxClient(Closing):
         return text
 
 
-def read_answer(
-    endpoint: str, response: httpx.Response, parse: Callable[[Any], _T], scrub: Callable[[str], str]
-) -> _T:
-    """Parse a success answer; an unreadable one is a fault (or, after a change, Ambiguous)."""
-    try:
-        return parse(response.json())
-    except (ValueError, TypeError) as exc:
-        why = scrub(_why_unreadable(exc, response))
-        error: HelloFaxError
-        if response.request.method == "GET":
-            error = BadResponse(
-                f"the provider's answer could not be read: {why}",
-                status=response.status_code,
-                endpoint=endpoint,
-            )
-        else:
-            error = Ambiguous(
-                f"the provider accepted the request but its answer could not be read: {why}",
-                status=response.status_code,
-                endpoint=endpoint,
-            )
-        raise error from exc
-
-
 def _resolve(base_url: str, uri: str) -> str:
     """A Uri field as an absolute URL: "/v1/..." is relative to the base URL's origin.
 
@@ -407,53 +378,9 @@ def _field_names(name: str, count: int) -> list[str]:
     return [f"{name}[{index}]" for index in range(count)]
 
 
-def _upload_parts(files: Sequence[Upload], opened: contextlib.ExitStack) -> list[_UploadPart]:
-    contents = [_content(upload, opened) for upload in files]
-    names = _field_names("file", len(files))
-    return [
-        (field, (_plain_name(upload.name), content, upload.content_type))
-        for field, upload, content in zip(names, files, contents, strict=True)
-    ]
-
-
-def _plain_name(name: str) -> str:
-    """A file name fit for a multipart header: control and other invisible characters (a
-    hot folder takes any name a file system allows) become "_"."""
-    return "".join("_" if unicodedata.category(char)[0] == "C" else char for char in name)
-
-
-def _content(upload: Upload, opened: contextlib.ExitStack) -> IO[bytes] | bytes:
-    """A small file's bytes (read now: a missing file fails before anything is sent);
-    a large file opened, to be streamed."""
-    if isinstance(upload.content, bytes):
-        return upload.content
-    handle = opened.enter_context(upload.content.open("rb"))
-    if os.fstat(handle.fileno()).st_size <= _IN_MEMORY:
-        return handle.read()
-    return handle
-
-
-def _in_one_piece(files: list[_UploadPart] | None) -> bool:
-    return bool(files) and all(isinstance(part[1][1], bytes) for part in files or ())
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         seconds = float(response.headers.get("retry-after", ""))
     except ValueError:
         return None  # absent, or an HTTP date: leave the delay to the caller's policy
     return max(seconds, 0.0)
-
-
-def _why_unreadable(exc: Exception, response: httpx.Response) -> str:
-    if isinstance(exc, ValidationError):
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)[:3]
-        ]
-        return "; ".join(problems)
-    try:
-        response.json()
-    except ValueError:
-        return f"not JSON: {provider_text(response.content, limit=120) or 'an empty body'}"
-    return provider_text(str(exc).encode(), limit=120)

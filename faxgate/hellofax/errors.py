@@ -14,12 +14,14 @@ import html
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
 from faxgate.domain.provider import (
     Ambiguous,
+    BadResponse,
     NotSent,
     ProviderError,
     RateLimited,
@@ -28,9 +30,17 @@ from faxgate.domain.provider import (
     error_for_server_status,
 )
 
-__all__ = ["HelloFaxError", "error_for_status", "error_for_transport", "provider_text"]
+__all__ = [
+    "HelloFaxError",
+    "error_for_status",
+    "error_for_transport",
+    "provider_text",
+    "read_answer",
+]
 
 PROVIDER_TEXT_LIMIT = 300
+
+_T = TypeVar("_T")
 
 
 # v1's name for the base class, kept for its callers.
@@ -159,3 +169,41 @@ def error_for_transport(
         f"the connection failed after the request was sent; it may have been acted on ({detail})",
         endpoint=endpoint,
     )
+
+
+def read_answer(
+    endpoint: str, response: httpx.Response, parse: Callable[[Any], _T], scrub: Callable[[str], str]
+) -> _T:
+    """Parse a success answer; an unreadable one is a fault (or, after a change, Ambiguous)."""
+    try:
+        return parse(response.json())
+    except (ValueError, TypeError) as exc:
+        why = scrub(_why_unreadable(exc, response))
+        error: ProviderError
+        if response.request.method == "GET":
+            error = BadResponse(
+                f"the provider's answer could not be read: {why}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        else:
+            error = Ambiguous(
+                f"the provider accepted the request but its answer could not be read: {why}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        raise error from exc
+
+
+def _why_unreadable(exc: Exception, response: httpx.Response) -> str:
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)[:3]
+        ]
+        return "; ".join(problems)
+    try:
+        response.json()
+    except ValueError:
+        return f"not JSON: {provider_text(response.content, limit=120) or 'an empty body'}"
+    return provider_text(str(exc).encode(), limit=120)

@@ -1,0 +1,377 @@
+"""An async client for the Dropbox Fax API v3, behind the provider seam.
+
+One `httpx.AsyncClient` per `DropboxFaxClient`: HTTP Basic with the API key as user name
+and an empty password, answers read by the tolerant models in `models.py`, failures sorted
+by `errors.py` into the seam's classes. Every request first takes its turn from one
+`RateLimiter` (100 a minute, 10 in test mode), and every answer's rate limit headers (and
+any 429) feed it back, so sends, polls and the CLI's calls of one daemon share one budget
+and stay under the provider's rate by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from faxgate import __version__
+from faxgate.domain.codes import StatusCode
+from faxgate.domain.provider import (
+    Closing,
+    FaxLineInfo,
+    FaxPage,
+    FaxReport,
+    OutgoingFax,
+)
+from faxgate.dropbox_fax.errors import error_for_answer, error_for_transport, scrubber
+from faxgate.dropbox_fax.models import (
+    Fax,
+    FaxAnswer,
+    FaxLine,
+    FaxLineAnswer,
+    FaxLinePage,
+    area_codes_from_api,
+)
+from faxgate.dropbox_fax.models import FaxPage as FaxListAnswer
+from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
+from faxgate.hellofax.errors import read_answer
+from faxgate.hellofax.uploads import UploadPart, in_one_piece, upload_parts
+
+__all__ = ["DEFAULT_BASE_URL", "REFERENCE_PREFIX", "DropboxFaxClient", "report_of"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+DEFAULT_BASE_URL: Final = "https://api.hellosign.com/v3"
+# A fax's title carries faxgate's job id, the evidence reconciling reads on v3.
+REFERENCE_PREFIX: Final = "faxgate "
+MAX_PAGE_SIZE: Final = 100
+_CONNECT_TIMEOUT = 10.0
+_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
+
+
+class DropboxFaxClient(Closing):
+    """The Dropbox Fax API v3 for one account (one API key).
+
+    `request_counts` counts calls by (endpoint name, HTTP status or exception class name),
+    and `on_request` hears of each (the daemon feeds its metrics from it).
+    """
+
+    name = "Dropbox Fax API v3"
+    # v3 keeps a fax until it is deleted: a 404 means it was never there (or deleted).
+    removes_sent = False
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        test_mode: bool = False,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+        user_agent: str = f"faxgate/{__version__}",
+        on_request: Callable[[str, int | str], None] | None = None,
+    ) -> None:
+        base = httpx.URL(base_url.strip())
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError("the Dropbox Fax base URL must be an http or https URL")
+        if base.userinfo:
+            raise ValueError("the Dropbox Fax base URL must not hold credentials")
+        if not api_key.strip():
+            raise ValueError("the Dropbox Fax API key is empty")
+        self._base = str(base.copy_with(query=None, fragment=None)).rstrip("/")
+        self.test_mode = test_mode
+        self._scrub = scrubber([api_key])
+        self._limiter = limiter or RateLimiter.for_mode(test_mode=test_mode, clock=time.time)
+        self._http = httpx.AsyncClient(
+            auth=httpx.BasicAuth(api_key, ""),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
+            limits=_LIMITS,
+            transport=transport,
+            follow_redirects=False,  # a redirect would carry the key elsewhere
+        )
+        self.request_counts: Counter[tuple[str, int | str]] = Counter()
+        self._on_request = on_request
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    def __repr__(self) -> str:
+        return f"DropboxFaxClient(base_url={self._base!r}, test_mode={self.test_mode!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- faxes ----------------------------------------------------------------------------
+
+    async def send(self, fax: OutgoingFax) -> FaxReport:
+        """One fax to one number. An answer that cannot be read raises Ambiguous."""
+        if not fax.to.strip():
+            raise ValueError("a fax needs a destination number")
+        cover = {
+            "cover_page_to": fax.cover_to,
+            "cover_page_from": fax.cover_from,
+            "cover_page_message": fax.cover_message,
+        }
+        if not fax.files and not any(cover.values()):
+            raise ValueError("a fax needs at least one file or a cover page")
+        form = {"recipient": fax.to.strip().lstrip("+"), "test_mode": _flag(self.test_mode)}
+        if fax.from_line:
+            form["sender"] = fax.from_line
+        if fax.reference:
+            form["title"] = f"{REFERENCE_PREFIX}{fax.reference}"
+        form.update({key: value for key, value in cover.items() if value})
+        with contextlib.ExitStack() as opened:
+            parts = upload_parts(fax.files, ["files[]"] * len(fax.files), opened)
+            response = await self._call("send", "POST", "/fax/send", data=form, files=parts)
+        return report_of(self._read("send", response, FaxAnswer.from_api).fax)
+
+    async def get_fax(self, guid: str) -> FaxReport:
+        return report_of(await self.fax(guid))
+
+    async def fax(self, fax_id: str) -> Fax:
+        """The fax as v3 writes it (its title, metadata, every transmission)."""
+        response = await self._call("get_fax", "GET", f"/fax/{_segment(fax_id, 'fax id')}")
+        return self._read("get_fax", response, FaxAnswer.from_api).fax
+
+    async def list_faxes(self, page: int | None = None, page_size: int | None = None) -> FaxPage:
+        number = max(page or 1, 1)
+        size = min(max(page_size or 20, 1), MAX_PAGE_SIZE)
+        params = {"page": number, "page_size": size}
+        response = await self._call("list_faxes", "GET", "/fax/list", params=params)
+        read = self._read("list_faxes", response, FaxListAnswer.from_api)
+        info = read.list_info
+        following = None if info.is_last else str((info.page or number) + 1)
+        faxes = tuple(report_of(fax) for fax in read.faxes)
+        return FaxPage(faxes, info.page or number, following)
+
+    async def next_page(self, page: FaxPage) -> FaxPage | None:
+        if page.next_page is None:
+            return None
+        size = len(page.faxes) or None
+        return await self.list_faxes(page=int(page.next_page), page_size=size)
+
+    async def download(self, fax_id: str) -> bytes:
+        """The fax's final PDF (Refused with 410 once the provider no longer keeps it)."""
+        url = f"/fax/files/{_segment(fax_id, 'fax id')}"
+        response = await self._call("fax_files", "GET", url, accept="application/pdf")
+        return response.content
+
+    async def delete_fax(self, fax_id: str) -> None:
+        await self._call("delete_fax", "DELETE", f"/fax/{_segment(fax_id, 'fax id')}")
+
+    # --- fax lines ------------------------------------------------------------------------
+
+    async def area_codes(self, state: str) -> list[str]:
+        """Area codes of a US state with numbers free to buy (the seam's question)."""
+        return await self.area_codes_in("US", state=state)
+
+    async def area_codes_in(
+        self,
+        country: str,
+        *,
+        state: str | None = None,
+        province: str | None = None,
+        city: str | None = None,
+    ) -> list[str]:
+        """Area codes with numbers free to buy in a country (US, CA, UK)."""
+        given = {"country": country, "state": state, "province": province, "city": city}
+        params = {key: value.strip().upper() for key, value in given.items() if value}
+        if "city" in params and city:
+            params["city"] = city.strip()
+        response = await self._call("area_codes", "GET", "/fax_line/area_codes", params=params)
+        return self._read("area_codes", response, area_codes_from_api)
+
+    async def create_line(
+        self,
+        area_code: str,
+        *,
+        country: str = "US",
+        city: str | None = None,
+        account_id: str | None = None,
+    ) -> FaxLine:
+        code = area_code.strip()
+        if not code.isdigit():
+            raise ValueError("an area code is needed to buy a fax line")
+        body = _present({"area_code": int(code), "country": country, "city": city})
+        body |= _present({"account_id": account_id})
+        response = await self._call("create_fax_line", "POST", "/fax_line/create", json=body)
+        return self._read("create_fax_line", response, FaxLineAnswer.from_api).fax_line
+
+    async def buy_fax_line(self, area_code: str) -> FaxLineInfo:
+        return _line_info(await self.create_line(area_code))
+
+    async def fax_line(self, number: str) -> FaxLine:
+        params = {"number": _digits(number)}
+        response = await self._call("get_fax_line", "GET", "/fax_line", params=params)
+        return self._read("get_fax_line", response, FaxLineAnswer.from_api).fax_line
+
+    async def list_fax_lines(self) -> list[FaxLineInfo]:
+        """Every line of the account, page after page."""
+        lines: list[FaxLineInfo] = []
+        for number in range(1, 1000):  # bounded: a provider bug cannot loop it forever
+            params = {"page": number, "page_size": MAX_PAGE_SIZE}
+            response = await self._call("list_fax_lines", "GET", "/fax_line/list", params=params)
+            page = self._read("list_fax_lines", response, FaxLinePage.from_api)
+            lines.extend(_line_info(line) for line in page.fax_lines)
+            if page.list_info.is_last or not page.fax_lines:
+                break
+        return lines
+
+    async def delete_fax_line(self, number: str) -> None:
+        body = {"number": _digits(number)}
+        await self._call("delete_fax_line", "DELETE", "/fax_line", json=body)
+
+    async def add_user(
+        self, number: str, *, account_id: str | None = None, email: str | None = None
+    ) -> FaxLine:
+        return await self._line_user("fax_line_add_user", number, account_id, email)
+
+    async def remove_user(
+        self, number: str, *, account_id: str | None = None, email: str | None = None
+    ) -> FaxLine:
+        return await self._line_user("fax_line_remove_user", number, account_id, email)
+
+    async def _line_user(
+        self, endpoint: str, number: str, account_id: str | None, email: str | None
+    ) -> FaxLine:
+        if not (account_id or email):
+            raise ValueError("name the user by account id or email address")
+        body = {"number": _digits(number)} | _present(
+            {"account_id": account_id, "email_address": email}
+        )
+        path = "/fax_line/" + endpoint.removeprefix("fax_line_")
+        response = await self._call(endpoint, "PUT", path, json=body)
+        return self._read(endpoint, response, FaxLineAnswer.from_api).fax_line
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: list[UploadPart] | None = None,
+        json: dict[str, Any] | None = None,
+        accept: str | None = None,
+    ) -> httpx.Response:
+        """One request in its turn; a failure becomes one of the seam's errors."""
+        idempotent = method == "GET"
+        await self._take_turn()
+        headers = {"Accept": accept} if accept else None
+        try:
+            request = self._http.build_request(
+                method,
+                self._base + path,
+                params=params,
+                data=data,
+                files=files or None,
+                json=json,
+                headers=headers,
+            )
+            if in_one_piece(files):
+                request.read()  # the whole body written at once, not a write per part
+            response = await self._http.send(request)
+        except httpx.RequestError as exc:
+            self._count(endpoint, type(exc).__name__)
+            raise error_for_transport(
+                exc, endpoint=endpoint, idempotent=idempotent, scrub=self._scrub
+            ) from exc
+        self._count(endpoint, response.status_code)
+        self._limiter.observe(
+            read_rate_headers(response.headers), rate_limited=response.status_code == 429
+        )
+        log.debug("Dropbox Fax %s: %s %s -> %d", endpoint, method, path, response.status_code)
+        if response.is_success:
+            return response
+        raise error_for_answer(
+            response.status_code,
+            response.content,
+            endpoint=endpoint,
+            idempotent=idempotent,
+            headers=response.headers,
+            now=time.time(),
+            scrub=self._scrub,
+        )
+
+    async def _take_turn(self) -> None:
+        """Wait until the limiter lets a request leave (another caller may take a slot
+        freed meanwhile: then wait again)."""
+        wait = self._limiter.try_take()
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = self._limiter.try_take()
+
+    def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
+        return read_answer(endpoint, response, parse, self._scrub)
+
+    def _count(self, endpoint: str, outcome: int | str) -> None:
+        self.request_counts[(endpoint, outcome)] += 1
+        if self._on_request is not None:
+            self._on_request(endpoint, outcome)
+
+
+def report_of(fax: Fax) -> FaxReport:
+    """A v3 fax as the seam's report: one recipient per send, so its first transmission.
+    A fax with no transmission yet is pending; a status nobody published is unknown."""
+    first = fax.transmissions[0] if fax.transmissions else None
+    status: StatusCode | None = StatusCode.PENDING
+    error = None
+    if first is not None:
+        outcome = first.outcome
+        status, error = (outcome.status, outcome.error) if outcome else (None, None)
+    reference = None
+    if fax.title and fax.title.startswith(REFERENCE_PREFIX):
+        reference = fax.title.removeprefix(REFERENCE_PREFIX).strip() or None
+    return FaxReport(
+        guid=fax.fax_id,
+        to=first.recipient if first is not None else "",
+        status_code=status,
+        error_code=error,
+        from_=fax.sender,
+        created_at=fax.created_at,
+        updated_at=first.sent_at if first is not None else None,
+        reference=reference,
+        raw=fax.model_dump(mode="json"),
+    )
+
+
+def _line_info(line: FaxLine) -> FaxLineInfo:
+    return FaxLineInfo(line.number, line.model_dump(mode="json"))
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _present(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _digits(number: str) -> str:
+    digits = number.strip().lstrip("+")
+    if not digits:
+        raise ValueError("a fax line number is needed")
+    return digits
+
+
+def _segment(value: str, what: str) -> str:
+    """A value as one URL path segment: "../" and "?" cannot steer the request elsewhere."""
+    value = value.strip()
+    if not value:
+        raise ValueError(f"the {what} is empty")
+    return quote(value, safe="")
