@@ -22,10 +22,11 @@ from typing import TypeVar
 from faxgate import metrics, systemd
 from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
+from faxgate.domain.provider import FaxProvider
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
-from faxgate.hellofax.provider import HelloFaxProvider, open_client
+from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.inbound.receiver import InboundReceiver
 from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.runner import FolderError
@@ -39,6 +40,7 @@ from faxgate.notify.mail_reply import smtp_report_handler
 from faxgate.notify.mailer import mailer_from_settings
 from faxgate.notify.notifier import Notifier, default_handlers
 from faxgate.preflight import preflight, summary
+from faxgate.providers import open_provider
 from faxgate.reload import Reloader, ReloadPlan
 from faxgate.sending.dispatcher import Dispatcher
 from faxgate.sending.poller import Poller
@@ -70,7 +72,7 @@ class Daemon:
 
     settings: Settings
     store: Store
-    client: HelloFaxClient
+    provider: FaxProvider
     dispatcher: Dispatcher
     poller: Poller
     notifier: Notifier
@@ -83,6 +85,13 @@ class Daemon:
     imap: ImapIntake | None = None
     # Reads the settings again on SIGHUP; `faxgate run` tells it how (faxgate/reload.py).
     reloader: Reloader = field(default_factory=Reloader)
+
+    @property
+    def client(self) -> HelloFaxClient:
+        """The HelloFax v1 client, for v1's own calls (the account's callback URLs)."""
+        if not isinstance(self.provider, HelloFaxProvider):
+            raise AttributeError(f"{self.provider.name} has no HelloFax v1 client")
+        return self.provider.client
 
     async def reload(self) -> ReloadPlan | None:
         """Read the settings again and apply what can change while running."""
@@ -127,7 +136,12 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             log.warning("%s", warning)
 
         sandbox = None
-        if settings.provider.kind == "sandbox" and not settings.provider.base_url:
+        if settings.builtin_sandbox and settings.provider_api != "hellofax":
+            raise StartupError(
+                "the built-in sandbox speaks HelloFax v1 only in this build: set"
+                ' sandbox.api = "hellofax", or provider.base_url to a v3 sandbox'
+            )
+        if settings.builtin_sandbox:
             sandbox = sandbox_server.Sandbox(sandbox_settings(settings))
             await _bind(sandbox.start(), "the sandbox", str(settings.sandbox.listen))
             parts.push_async_callback(sandbox.stop)
@@ -148,9 +162,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             metrics.count_api_request(endpoint, outcome)
             provider_health.observe(endpoint, outcome)
 
-        client = open_client(settings, sandbox.base_url if sandbox else None, api_request)
-        parts.push_async_callback(client.aclose)
-        provider = HelloFaxProvider(client, removes_sent=settings.provider_removes_sent)
+        provider = open_provider(settings, sandbox.base_url if sandbox else None, api_request)
+        parts.push_async_callback(provider.aclose)
 
         mailer = mailer_from_settings(settings.mail, settings.maildir)
         # Reports go to the reporter of the intake a job came from (see notifier.py).
@@ -210,6 +223,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             upload_dir=inbound.upload_dir,
             health=health,
             status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+            event_key=settings.provider_api_key() if settings.provider_api == "dropbox_fax" else "",
         )
         http = await _bind(
             start_http(app, settings.http.listen.host, settings.http.listen.port),
@@ -217,8 +231,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             str(settings.http.listen),
         )
         parts.push_async_callback(http.stop)
-        if sandbox is not None:
-            await _register_callbacks(client, callback_urls(settings, token, http.port))
+        if sandbox is not None and isinstance(provider, HelloFaxProvider):
+            await _register_callbacks(provider.client, callback_urls(settings, token, http.port))
 
         await dispatcher.recover()
         smtp = await _start_smtp(settings, store, on_accept=lambda _jobs: dispatcher.wake())
@@ -232,7 +246,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         if imap is not None:
             parts.push_async_callback(imap.stop)
         daemon = Daemon(
-            settings, store, client, dispatcher, poller, notifier, http, sandbox, smtp, health
+            settings, store, provider, dispatcher, poller, notifier, http, sandbox, smtp, health
         )
         daemon.folders = folders
         daemon.inbound = inbound
@@ -242,7 +256,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             log.info(
                 "faxgate ready provider=%s base_url=%s http=%s:%d state_dir=%s",
                 settings.provider.kind,
-                client.base_url,
+                settings.provider_base_url() if sandbox is None else sandbox.base_url,
                 http.host,
                 http.port,
                 settings.state_dir,

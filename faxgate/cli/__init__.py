@@ -47,6 +47,7 @@ GROUP_OF_COMMAND = {
     "lines": "api",
     "areacodes": "api",
     "transmissions": "api",
+    "fax": "api",
     "sandbox": "sandbox",
     "smtp": "smtp",
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from faxgate.cli import common
@@ -28,8 +29,12 @@ from faxgate.domain.provider import (
     NotSent,
     ProviderError,
 )
+from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.models import FaxLine
+from faxgate.durable import write_bytes
 from faxgate.hellofax.models import Account
-from faxgate.hellofax.provider import HelloFaxProvider, open_client
+from faxgate.hellofax.provider import HelloFaxProvider
+from faxgate.providers import open_provider
 from faxgate.settings import Settings
 from faxgate.web.callbacks import callback_token, callback_urls
 
@@ -62,6 +67,17 @@ def register(subparsers: common.Subparsers) -> None:
     delete = line_commands.add_parser("delete", help="give up one of the account's fax lines")
     delete.add_argument("number", metavar="NUMBER", help="the line's number, e.g. 14155550100")
     delete.set_defaults(func=lines_delete_command)
+    for verb, what in (
+        ("add-user", "let a user of the account use"),
+        ("remove-user", "take a user off"),
+    ):
+        users = line_commands.add_parser(verb, help=f"{what} a fax line (Dropbox Fax API v3)")
+        users.add_argument("number", metavar="NUMBER", help="the line's number")
+        who = users.add_mutually_exclusive_group(required=True)
+        who.add_argument("--email", help="the user's email address")
+        who.add_argument("--account-id", help="the user's account id")
+        common.add_json_flag(users)
+        users.set_defaults(func=lines_user_command, verb=verb)
 
     areacodes = subparsers.add_parser(
         "areacodes", help="area codes of a US state where fax numbers can be bought"
@@ -80,13 +96,23 @@ def register(subparsers: common.Subparsers) -> None:
     common.add_json_flag(transmissions)
     transmissions.set_defaults(func=transmissions_command)
 
+    fax = subparsers.add_parser("fax", help="one fax at the provider (Dropbox Fax API v3)")
+    fax_commands = fax.add_subparsers(title="fax commands", metavar="COMMAND", required=True)
+    download = fax_commands.add_parser("download", help="save the fax's final PDF")
+    download.add_argument("fax_id", metavar="FAX_ID")
+    download.add_argument("-o", "--output", metavar="PATH", help="default: FAX_ID.pdf here")
+    download.set_defaults(func=fax_download_command)
+    forget = fax_commands.add_parser("delete", help="delete the fax at the provider")
+    forget.add_argument("fax_id", metavar="FAX_ID")
+    forget.set_defaults(func=fax_delete_command)
+
 
 def _call(args: argparse.Namespace, action: Callable[[FaxProvider], Awaitable[Any]]) -> Any:
     """Run one API conversation and turn provider errors into a plain message."""
     settings = common.settings_from(args)
 
     async def conversation() -> Any:
-        async with HelloFaxProvider(open_client(settings)) as provider:
+        async with open_provider(settings) as provider:
             return await action(provider)
 
     try:
@@ -260,6 +286,45 @@ def _outcome(item: FaxReport) -> str:
     if item.status_code is None:
         return f"unknown ({item.raw.get('status_code', '?')})"
     return describe_outcome(item.status_code, item.error_code)
+
+
+def _v3(provider: FaxProvider) -> DropboxFaxClient:
+    if not isinstance(provider, DropboxFaxClient):
+        raise CommandError(f"this command is the Dropbox Fax API v3's; {provider.name} has none")
+    return provider
+
+
+def lines_user_command(args: argparse.Namespace) -> int:
+    digits = _provider_digits(args.number)
+
+    async def action(provider: FaxProvider) -> FaxLine:
+        client = _v3(provider)
+        change = client.add_user if args.verb == "add-user" else client.remove_user
+        return await change(digits, account_id=args.account_id, email=args.email)
+
+    line: FaxLine = _call(args, action)
+    if args.json:
+        common.print_json(line.model_dump(mode="json"))
+    else:
+        users = ", ".join(a.email_address or a.account_id or "?" for a in line.accounts)
+        print(f"fax line {_pretty(line.number)}: {users or 'no users'}")
+    return common.EXIT_OK
+
+
+def fax_download_command(args: argparse.Namespace) -> int:
+    target = Path(args.output or f"{args.fax_id}.pdf")
+    if target.exists():
+        raise CommandError(f"{target} exists; name another file with --output")
+    pdf: bytes = _call(args, lambda provider: _v3(provider).download(args.fax_id))
+    write_bytes(target, pdf, mode=0o600)
+    print(f"saved {target} ({len(pdf)} bytes)")
+    return common.EXIT_OK
+
+
+def fax_delete_command(args: argparse.Namespace) -> int:
+    _call(args, lambda provider: _v3(provider).delete_fax(args.fax_id))
+    print(f"deleted fax {args.fax_id} at the provider")
+    return common.EXIT_OK
 
 
 def _provider_digits(text: str) -> str:

@@ -22,7 +22,6 @@ from urllib.parse import quote
 import httpx
 
 from faxgate import __version__
-from faxgate.domain.codes import StatusCode
 from faxgate.domain.provider import (
     Closing,
     FaxLineInfo,
@@ -32,6 +31,7 @@ from faxgate.domain.provider import (
 )
 from faxgate.dropbox_fax.errors import error_for_answer, error_for_transport, scrubber
 from faxgate.dropbox_fax.models import (
+    REFERENCE_PREFIX,
     Fax,
     FaxAnswer,
     FaxLine,
@@ -44,15 +44,13 @@ from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
 from faxgate.hellofax.errors import read_answer
 from faxgate.hellofax.uploads import UploadPart, in_one_piece, upload_parts
 
-__all__ = ["DEFAULT_BASE_URL", "REFERENCE_PREFIX", "DropboxFaxClient", "report_of"]
+__all__ = ["DEFAULT_BASE_URL", "DropboxFaxClient"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
 DEFAULT_BASE_URL: Final = "https://api.hellosign.com/v3"
-# A fax's title carries faxgate's job id, the evidence reconciling reads on v3.
-REFERENCE_PREFIX: Final = "faxgate "
 MAX_PAGE_SIZE: Final = 100
 _CONNECT_TIMEOUT = 10.0
 _LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
@@ -135,10 +133,10 @@ class DropboxFaxClient(Closing):
         with contextlib.ExitStack() as opened:
             parts = upload_parts(fax.files, ["files[]"] * len(fax.files), opened)
             response = await self._call("send", "POST", "/fax/send", data=form, files=parts)
-        return report_of(self._read("send", response, FaxAnswer.from_api).fax)
+        return self._read("send", response, FaxAnswer.from_api).fax.report()
 
     async def get_fax(self, guid: str) -> FaxReport:
-        return report_of(await self.fax(guid))
+        return (await self.fax(guid)).report()
 
     async def fax(self, fax_id: str) -> Fax:
         """The fax as v3 writes it (its title, metadata, every transmission)."""
@@ -153,7 +151,7 @@ class DropboxFaxClient(Closing):
         read = self._read("list_faxes", response, FaxListAnswer.from_api)
         info = read.list_info
         following = None if info.is_last else str((info.page or number) + 1)
-        faxes = tuple(report_of(fax) for fax in read.faxes)
+        faxes = tuple(fax.report() for fax in read.faxes)
         return FaxPage(faxes, info.page or number, following)
 
     async def next_page(self, page: FaxPage) -> FaxPage | None:
@@ -323,31 +321,6 @@ class DropboxFaxClient(Closing):
         self.request_counts[(endpoint, outcome)] += 1
         if self._on_request is not None:
             self._on_request(endpoint, outcome)
-
-
-def report_of(fax: Fax) -> FaxReport:
-    """A v3 fax as the seam's report: one recipient per send, so its first transmission.
-    A fax with no transmission yet is pending; a status nobody published is unknown."""
-    first = fax.transmissions[0] if fax.transmissions else None
-    status: StatusCode | None = StatusCode.PENDING
-    error = None
-    if first is not None:
-        outcome = first.outcome
-        status, error = (outcome.status, outcome.error) if outcome else (None, None)
-    reference = None
-    if fax.title and fax.title.startswith(REFERENCE_PREFIX):
-        reference = fax.title.removeprefix(REFERENCE_PREFIX).strip() or None
-    return FaxReport(
-        guid=fax.fax_id,
-        to=first.recipient if first is not None else "",
-        status_code=status,
-        error_code=error,
-        from_=fax.sender,
-        created_at=fax.created_at,
-        updated_at=first.sent_at if first is not None else None,
-        reference=reference,
-        raw=fax.model_dump(mode="json"),
-    )
 
 
 def _line_info(line: FaxLine) -> FaxLineInfo:

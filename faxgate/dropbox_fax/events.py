@@ -29,12 +29,14 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from faxgate.domain.provider import FaxReport
 from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_status
 from faxgate.dropbox_fax.models import (
     Metadata,
     OptionalText,
     Transmissions,
     UtcDatetime,
+    fax_report,
     load_json,
 )
 
@@ -203,6 +205,25 @@ class Callback:
     @property
     def reports(self) -> list[Report]:
         return self.fax.reports if self.fax is not None else []
+
+    def fax_reports(self) -> list[FaxReport]:
+        """What the event says of its fax as the seam's reports, one per call; none when
+        it carries no fax, or one without an id."""
+        fax = self.fax
+        if fax is None or fax.id is None:
+            return []
+        raw = fax.model_dump(mode="json")
+        return [
+            fax_report(
+                fax.id,
+                call,
+                sender=fax.sender,
+                created_at=fax.created_at,
+                title=fax.title,
+                raw=raw,
+            )
+            for call in fax.reports
+        ]
 
 
 def _optional_text(value: Any) -> str | None:

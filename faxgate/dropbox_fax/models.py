@@ -28,14 +28,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Protocol, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from faxgate.clock import provider_time
+from faxgate.domain.codes import StatusCode
+from faxgate.domain.provider import FaxReport
 from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_status
 
 __all__ = [
+    "REFERENCE_PREFIX",
     "ApiError",
     "ApiWarning",
     "Fax",
@@ -52,6 +55,7 @@ __all__ = [
     "Transmissions",
     "UtcDatetime",
     "area_codes_from_api",
+    "fax_report",
     "load_json",
 ]
 
@@ -196,6 +200,18 @@ class Fax(_ApiModel):
         """Read a fax, bare or under a `fax` key."""
         return cls.model_validate(_unwrap(load_json(data), "fax"))
 
+    def report(self) -> FaxReport:
+        """The fax as the provider seam's value."""
+        first = self.transmissions[0] if self.transmissions else None
+        return fax_report(
+            self.fax_id,
+            first,
+            sender=self.sender,
+            created_at=self.created_at,
+            title=self.title,
+            raw=self.model_dump(mode="json"),
+        )
+
 
 class FaxAnswer(_ApiModel):
     """The answer to a send or a get: `{"fax": {...}, "warnings": [...]}`."""
@@ -327,3 +343,50 @@ class ApiError(_ApiModel):
         if not isinstance(inner, Mapping):
             raise ValueError("expected an object under error")
         return cls.model_validate(inner)
+
+
+# A fax's title carries faxgate's job id, the evidence reconciling reads on v3.
+REFERENCE_PREFIX: Final = "faxgate "
+
+
+class OneCall(Protocol):
+    """One recipient's call, as a fax or a callback event reports it."""
+
+    @property
+    def recipient(self) -> str | None: ...
+    @property
+    def outcome(self) -> Outcome | None: ...
+    @property
+    def sent_at(self) -> datetime | None: ...
+
+
+def fax_report(
+    fax_id: str,
+    first: OneCall | None,
+    *,
+    sender: str | None,
+    created_at: datetime | None,
+    title: str | None,
+    raw: Mapping[str, Any],
+) -> FaxReport:
+    """A v3 fax as the seam's report. One recipient per send, so `first` is its one
+    transmission: none yet is pending; a status nobody published is unknown (None)."""
+    status: StatusCode | None = StatusCode.PENDING
+    error = None
+    if first is not None:
+        outcome = first.outcome
+        status, error = (outcome.status, outcome.error) if outcome else (None, None)
+    reference = None
+    if title and title.startswith(REFERENCE_PREFIX):
+        reference = title.removeprefix(REFERENCE_PREFIX).strip() or None
+    return FaxReport(
+        guid=fax_id,
+        to=(first.recipient or "") if first is not None else "",
+        status_code=status,
+        error_code=error,
+        from_=sender,
+        created_at=created_at,
+        updated_at=first.sent_at if first is not None else None,
+        reference=reference,
+        raw=raw,
+    )

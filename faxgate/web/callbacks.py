@@ -30,6 +30,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from faxgate import metrics
+from faxgate.domain.provider import FaxReport
+from faxgate.dropbox_fax.events import (
+    EVENT_ANSWER,
+    EVENT_ANSWER_CONTENT_TYPE,
+    Callback,
+    Verdict,
+    verify_event,
+)
 from faxgate.durable import write_bytes
 from faxgate.hellofax.models import Transmission
 from faxgate.sending.tracker import Tracker
@@ -86,11 +94,17 @@ def callback_urls(settings: Settings, token: str, bound_port: int | None = None)
     return f"{base}/inbound", f"{base}/outbound"
 
 
+def event_callback_url(settings: Settings, token: str, bound_port: int | None = None) -> str:
+    """The Dropbox Fax API v3's one callback URL (its API settings page takes it)."""
+    return f"{public_base_url(settings, bound_port)}/callbacks/{token}/events"
+
+
 # ---------------------------------------------------------------------------- endpoints
 
 Direction = Literal["outbound", "inbound"]
 
 JSON_PART: Final = "json"  # the provider's part (or form field) holding the transmission
+RECEIVED: Final = "fax_received"  # the v3 event type of an inbound fax
 _CHUNK: Final = 64 * 1024
 _MAX_PARTS: Final = 32  # a callback has a json part and a document or two
 _MAX_FIELD: Final = 1024 * 1024  # bytes of a form field (the json part) held in memory
@@ -154,15 +168,25 @@ class CallbackEndpoints:
         max_body: int,
         inbound: InboundHandler | None,
         upload_dir: Path | None,
+        event_key: str = "",
     ) -> None:
         self._token = token.encode()
         self._tracker = tracker
         self._max_body = max_body
         self._inbound = inbound
         self._upload_dir = upload_dir
+        self._event_key = event_key  # the v3 API key its events are signed with
 
     async def outbound(self, request: web.Request) -> web.Response:
         return await self._handle(request, "outbound", self._take_outbound)
+
+    async def events(self, request: web.Request) -> web.Response:
+        """The Dropbox Fax API v3's events: taken only when signed with the API key, and
+        answered with the exact words it waits for (else it tries again for days)."""
+        answer = await self._handle(request, "outbound", self._take_event)
+        if answer.status != 200:
+            return answer
+        return web.Response(text=EVENT_ANSWER, content_type=EVENT_ANSWER_CONTENT_TYPE)
 
     async def inbound(self, request: web.Request) -> web.Response:
         return await self._handle(request, "inbound", self._take_inbound)
@@ -203,11 +227,42 @@ class CallbackEndpoints:
     async def _take_outbound(self, request: web.Request) -> str:
         self._check_announced_size(request)
         form = await _read_form(request, _Budget(self._max_body), None)
-        tx = _transmission(form.fields)
+        return await self._observe(_transmission(form.fields).report())
+
+    async def _take_event(self, request: web.Request) -> str:
+        self._check_announced_size(request)
+        form = await _read_form(request, _Budget(self._max_body), None)
+        text = form.fields.get(JSON_PART)
+        if text is None:
+            raise _Refused(400, "no json part", "bad_request")
         try:
-            job = await self._tracker.observe(tx.report(), source="callback")
+            callback = Callback.from_api(text)
+        except (ValueError, RecursionError):
+            raise _Refused(400, "the json part is not a v3 event", "bad_request") from None
+        verdict = verify_event(self._event_key, callback.event)
+        if verdict is not Verdict.VERIFIED:
+            # Said without the body: a forged event may carry anything.
+            raise _Refused(401, f"the event's hash is not the API key's ({verdict})", "bad_hash")
+        event = callback.event
+        if not event.is_fax_event:
+            log.info("v3 event answered type=%s", event.event_type)
+            return "ignored"
+        if event.event_type.strip().lower() == RECEIVED:
+            # A 503 keeps the fax at the provider, which tells us again later.
+            raise _Refused(503, "inbound faxes on v3 are not accepted yet", "not_accepted")
+        reports = callback.fax_reports()
+        if not reports:
+            why = callback.fax_problem or "no fax id or status in it"
+            log.warning("v3 event with nothing to apply type=%s why=%s", event.event_type, why)
+            return "unreadable"
+        results = [await self._observe(report) for report in reports]
+        return "accepted" if "accepted" in results else "unknown"
+
+    async def _observe(self, report: FaxReport) -> str:
+        try:
+            job = await self._tracker.observe(report, source="callback")
         except Exception:
-            log.exception("callback not recorded guid=%s", tx.guid)
+            log.exception("callback not recorded guid=%s", report.guid)
             raise _Refused(503, "the report could not be recorded; try again", "error") from None
         if job is None:
             return "unknown"  # logged by the tracker; acknowledged so it is not sent again

@@ -44,6 +44,7 @@ def build_app(
     upload_dir: Path | None = None,
     health: Health | None = None,
     status_page: StatusPage | None = None,
+    event_key: str = "",
 ) -> web.Application:
     """The application; `upload_dir` is where inbound documents wait while handled.
 
@@ -56,8 +57,9 @@ def build_app(
         raise ValueError("max_body must be positive")
 
     app = web.Application(client_max_size=max_body)
-    callbacks = CallbackEndpoints(token, tracker, max_body, inbound, upload_dir)
+    callbacks = CallbackEndpoints(token, tracker, max_body, inbound, upload_dir, event_key)
     app.router.add_post("/callbacks/{token}/outbound", callbacks.outbound)
+    app.router.add_post("/callbacks/{token}/events", callbacks.events)
     app.router.add_post("/callbacks/{token}/inbound", callbacks.inbound)
     app.router.add_get("/healthz", _HealthEndpoint(health).get)
     app.router.add_get("/metrics", _metrics)
