@@ -134,6 +134,11 @@ class Transmission(_ApiModel):
         """Read a transmission, bare or under a `Transmission` or `Transaction` key."""
         return cls.model_validate(_unwrap(_load(data), *_TRANSMISSION_WRAPPERS))
 
+    @property
+    def reference(self) -> None:
+        """v1 has nowhere to carry faxgate's job id."""
+        return None
+
     def report(self) -> FaxReport:
         """The transmission as the provider seam's value."""
         return FaxReport(
