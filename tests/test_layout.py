@@ -33,7 +33,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "setup_warnings": frozenset({"settings"}),
     "store": frozenset({"domain", "clock", "durable"}),
     "hellofax": BELOW_THE_PARTS,
-    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "hellofax.uploads"}),
+    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "hellofax.http"}),
     "providers": BELOW_THE_PARTS | {"hellofax", "dropbox_fax"},
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},

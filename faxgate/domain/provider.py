@@ -211,6 +211,14 @@ class OutgoingFax:
     cover_message: str | None = None
     reference: str | None = None
 
+    def cover_page(self) -> dict[str, str | None]:
+        """The cover page's words, by the names v1's client takes them."""
+        return {
+            "cover_to": self.cover_to,
+            "cover_from": self.cover_from,
+            "cover_message": self.cover_message,
+        }
+
 
 class Closing(Protocol):
     """`async with` closes it: subclass it for the two methods that say so."""

@@ -14,16 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from faxgate import __version__
 from faxgate.domain.provider import (
-    Closing,
     FaxLineInfo,
     FaxPage,
     FaxReport,
@@ -42,7 +39,7 @@ from faxgate.dropbox_fax.models import (
 from faxgate.dropbox_fax.models import FaxPage as FaxListAnswer
 from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
 from faxgate.hellofax.errors import read_answer
-from faxgate.hellofax.uploads import UploadPart, in_one_piece, upload_parts
+from faxgate.hellofax.http import ApiClient, UploadPart, in_one_piece, upload_parts
 
 __all__ = ["DEFAULT_BASE_URL", "DropboxFaxClient"]
 
@@ -52,16 +49,11 @@ _T = TypeVar("_T")
 
 DEFAULT_BASE_URL: Final = "https://api.hellosign.com/v3"
 MAX_PAGE_SIZE: Final = 100
-_CONNECT_TIMEOUT = 10.0
-_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
 
 
-class DropboxFaxClient(Closing):
-    """The Dropbox Fax API v3 for one account (one API key).
-
-    `request_counts` counts calls by (endpoint name, HTTP status or exception class name),
-    and `on_request` hears of each (the daemon feeds its metrics from it).
-    """
+class DropboxFaxClient(ApiClient):
+    """The Dropbox Fax API v3 for one account, one API key (its requests counted as
+    ApiClient says)."""
 
     name = "Dropbox Fax API v3"
     # v3 keeps a fax until it is deleted: a 404 means it was never there (or deleted).
@@ -76,40 +68,26 @@ class DropboxFaxClient(Closing):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
-        user_agent: str = f"faxgate/{__version__}",
+        user_agent: str | None = None,
         on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
-        base = httpx.URL(base_url.strip())
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError("the Dropbox Fax base URL must be an http or https URL")
-        if base.userinfo:
-            raise ValueError("the Dropbox Fax base URL must not hold credentials")
         if not api_key.strip():
             raise ValueError("the Dropbox Fax API key is empty")
-        self._base = str(base.copy_with(query=None, fragment=None)).rstrip("/")
+        super().__init__(
+            "Dropbox Fax",
+            base_url,
+            (api_key, ""),
+            timeout=timeout,
+            transport=transport,
+            user_agent=user_agent,
+            on_request=on_request,
+        )
         self.test_mode = test_mode
         self._scrub = scrubber([api_key])
         self._limiter = limiter or RateLimiter.for_mode(test_mode=test_mode, clock=time.time)
-        self._http = httpx.AsyncClient(
-            auth=httpx.BasicAuth(api_key, ""),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
-            limits=_LIMITS,
-            transport=transport,
-            follow_redirects=False,  # a redirect would carry the key elsewhere
-        )
-        self.request_counts: Counter[tuple[str, int | str]] = Counter()
-        self._on_request = on_request
-
-    @property
-    def base_url(self) -> str:
-        return self._base
 
     def __repr__(self) -> str:
         return f"DropboxFaxClient(base_url={self._base!r}, test_mode={self.test_mode!r})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # --- faxes ----------------------------------------------------------------------------
 
@@ -316,11 +294,6 @@ class DropboxFaxClient(Closing):
 
     def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
         return read_answer(endpoint, response, parse, self._scrub)
-
-    def _count(self, endpoint: str, outcome: int | str) -> None:
-        self.request_counts[(endpoint, outcome)] += 1
-        if self._on_request is not None:
-            self._on_request(endpoint, outcome)
 
 
 def _line_info(line: FaxLine) -> FaxLineInfo:

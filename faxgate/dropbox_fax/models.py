@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Protocol, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -43,6 +44,7 @@ __all__ = [
     "ApiWarning",
     "Fax",
     "FaxAnswer",
+    "FaxBody",
     "FaxLine",
     "FaxLineAccount",
     "FaxLineAnswer",
@@ -51,6 +53,7 @@ __all__ = [
     "ListInfo",
     "Metadata",
     "OptionalText",
+    "Report",
     "Transmission",
     "Transmissions",
     "UtcDatetime",
@@ -180,10 +183,10 @@ class Transmission(_ApiModel):
 Transmissions = Annotated[list[Transmission], BeforeValidator(_list_or_none)]
 
 
-class Fax(_ApiModel):
-    """A v3 fax: one document sent to one or more recipients."""
+class FaxBody(_ApiModel):
+    """What a fax says of itself, every field optional: a callback's fax-like object may
+    lack even its id."""
 
-    fax_id: str = Field(min_length=1)
     title: OptionalText = None
     original_title: OptionalText = None
     subject: OptionalText = None
@@ -195,6 +198,12 @@ class Fax(_ApiModel):
     final_copy_uri: OptionalText = None
     transmissions: Transmissions = Field(default_factory=list)
 
+
+class Fax(FaxBody):
+    """A v3 fax: one document sent to one or more recipients."""
+
+    fax_id: str = Field(min_length=1)
+
     @classmethod
     def from_api(cls, data: Any) -> Self:
         """Read a fax, bare or under a `fax` key."""
@@ -202,15 +211,7 @@ class Fax(_ApiModel):
 
     def report(self) -> FaxReport:
         """The fax as the provider seam's value."""
-        first = self.transmissions[0] if self.transmissions else None
-        return fax_report(
-            self.fax_id,
-            first,
-            sender=self.sender,
-            created_at=self.created_at,
-            title=self.title,
-            raw=self.model_dump(mode="json"),
-        )
+        return fax_report(self.fax_id, self, self.transmissions[0] if self.transmissions else None)
 
 
 class FaxAnswer(_ApiModel):
@@ -247,16 +248,21 @@ def _list_info(value: Any) -> Any:
 ListInfoField = Annotated[ListInfo, BeforeValidator(_list_info)]
 
 
-class FaxPage(_ApiModel):
-    """One page of the account's faxes: `{"faxes": [...], "list_info": {...}}`."""
+class _Listed(_ApiModel):
+    """A page of a list: its items (the subclass's field), where it stands, warnings."""
 
-    faxes: Annotated[list[Fax], BeforeValidator(_list_or_none)]
     list_info: ListInfoField = Field(default_factory=ListInfo)
     warnings: Warnings = Field(default_factory=list)
 
     @classmethod
     def from_api(cls, data: Any) -> Self:
         return cls.model_validate(load_json(data))
+
+
+class FaxPage(_Listed):
+    """One page of the account's faxes: `{"faxes": [...], "list_info": {...}}`."""
+
+    faxes: Annotated[list[Fax], BeforeValidator(_list_or_none)]
 
 
 class FaxLineAccount(_ApiModel):
@@ -296,16 +302,10 @@ class FaxLineAnswer(_ApiModel):
         return cls.model_validate(load_json(data))
 
 
-class FaxLinePage(_ApiModel):
+class FaxLinePage(_Listed):
     """One page of the account's lines: `{"fax_lines": [...], "list_info": {...}}`."""
 
     fax_lines: Annotated[list[FaxLine], BeforeValidator(_list_or_none)]
-    list_info: ListInfoField = Field(default_factory=ListInfo)
-    warnings: Warnings = Field(default_factory=list)
-
-    @classmethod
-    def from_api(cls, data: Any) -> Self:
-        return cls.model_validate(load_json(data))
 
 
 def area_codes_from_api(data: Any) -> list[str]:
@@ -349,44 +349,43 @@ class ApiError(_ApiModel):
 REFERENCE_PREFIX: Final = "faxgate "
 
 
-class OneCall(Protocol):
-    """One recipient's call, as a fax or a callback event reports it."""
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What an event says about one recipient's call."""
+
+    recipient: str | None
+    status_code: str  # as sent, for logs
+    sent_at: datetime | None = None
 
     @property
-    def recipient(self) -> str | None: ...
+    def status(self) -> FaxStatus:
+        return parse_fax_status(self.status_code)
+
     @property
-    def outcome(self) -> Outcome | None: ...
-    @property
-    def sent_at(self) -> datetime | None: ...
+    def outcome(self) -> Outcome | None:
+        """The outcome in faxgate's terms; None for a code nobody published (moves nothing)."""
+        return outcome_of(self.status)
 
 
-def fax_report(
-    fax_id: str,
-    first: OneCall | None,
-    *,
-    sender: str | None,
-    created_at: datetime | None,
-    title: str | None,
-    raw: Mapping[str, Any],
-) -> FaxReport:
-    """A v3 fax as the seam's report. One recipient per send, so `first` is its one
+def fax_report(fax_id: str, fax: FaxBody, call: Transmission | Report | None) -> FaxReport:
+    """A v3 fax as the seam's report. One recipient per send, so `call` is its one
     transmission: none yet is pending; a status nobody published is unknown (None)."""
     status: StatusCode | None = StatusCode.PENDING
     error = None
-    if first is not None:
-        outcome = first.outcome
+    if call is not None:
+        outcome = call.outcome
         status, error = (outcome.status, outcome.error) if outcome else (None, None)
     reference = None
-    if title and title.startswith(REFERENCE_PREFIX):
-        reference = title.removeprefix(REFERENCE_PREFIX).strip() or None
+    if fax.title and fax.title.startswith(REFERENCE_PREFIX):
+        reference = fax.title.removeprefix(REFERENCE_PREFIX).strip() or None
     return FaxReport(
         guid=fax_id,
-        to=(first.recipient or "") if first is not None else "",
+        to=(call.recipient or "") if call is not None else "",
         status_code=status,
         error_code=error,
-        from_=sender,
-        created_at=created_at,
-        updated_at=first.sent_at if first is not None else None,
+        from_=fax.sender,
+        created_at=fax.created_at,
+        updated_at=call.sent_at if call is not None else None,
         reference=reference,
-        raw=raw,
+        raw=fax.model_dump(mode="json"),
     )

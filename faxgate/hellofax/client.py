@@ -11,21 +11,20 @@ import base64
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from faxgate import __version__
-from faxgate.domain.provider import Ambiguous, BadResponse, Closing
+from faxgate.domain.provider import Ambiguous, BadResponse
 from faxgate.hellofax.errors import (
     error_for_status,
     error_for_transport,
     provider_text,
     read_answer,
 )
+from faxgate.hellofax.http import ApiClient, UploadPart, in_one_piece, upload_parts
 from faxgate.hellofax.models import (
     Account,
     FaxLine,
@@ -36,7 +35,6 @@ from faxgate.hellofax.models import (
     fax_lines_from_api,
     transmissions_from_api,
 )
-from faxgate.hellofax.uploads import UploadPart, in_one_piece, upload_parts
 
 __all__ = ["HelloFaxClient"]
 
@@ -44,20 +42,13 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-_CONNECT_TIMEOUT = 10.0
-_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
 # Secrets shorter than this are not scrubbed from text: it would garble every message.
 _MIN_SCRUBBED = 4
 _REDACTED = "***"
 
 
-class HelloFaxClient(Closing):
-    """The HelloFax v1 API for one account.
-
-    `request_counts` counts calls by (endpoint name, HTTP status or exception class name),
-    and `on_request` hears of each (the daemon feeds its metrics from it),
-    for metrics and benchmarks.
-    """
+class HelloFaxClient(ApiClient):
+    """The HelloFax v1 API for one account (its requests counted as ApiClient says)."""
 
     def __init__(
         self,
@@ -68,40 +59,27 @@ class HelloFaxClient(Closing):
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        user_agent: str = f"faxgate/{__version__}",
+        user_agent: str | None = None,
         on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
-        base = httpx.URL(base_url.strip())
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError("the HelloFax base URL must be an http or https URL")
-        if base.userinfo:
-            # Never echo the URL here: it holds the very credentials it must not.
-            raise ValueError("the HelloFax base URL must not hold credentials")
+        super().__init__(
+            "HelloFax",
+            base_url,
+            (username, password),
+            timeout=timeout,
+            transport=transport,
+            user_agent=user_agent,
+            on_request=on_request,
+        )
         guid = account_guid.strip()
         if not guid:
             raise ValueError("the HelloFax account GUID is empty")
-
-        self._base = str(base.copy_with(query=None, fragment=None)).rstrip("/")
         self._account_guid = guid
         self._account_url = f"{self._base}/Accounts/{quote(guid, safe='')}"
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._secrets = tuple(
             secret for secret in (password, username, token) if len(secret) >= _MIN_SCRUBBED
         )
-        self._http = httpx.AsyncClient(
-            auth=httpx.BasicAuth(username, password),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
-            limits=_LIMITS,
-            transport=transport,
-            follow_redirects=False,  # a redirect would carry the credentials elsewhere
-        )
-        self.request_counts: Counter[tuple[str, int | str]] = Counter()
-        self._on_request = on_request
-
-    @property
-    def base_url(self) -> str:
-        return self._base
 
     @property
     def account_guid(self) -> str:
@@ -109,9 +87,6 @@ class HelloFaxClient(Closing):
 
     def __repr__(self) -> str:
         return f"HelloFaxClient(base_url={self._base!r}, account_guid={self._account_guid!r})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # --- account --------------------------------------------------------------------------
 
@@ -270,11 +245,6 @@ class HelloFaxClient(Closing):
         return self._read("list_transmissions", response, TransmissionPage.from_api)
 
     # --- plumbing -------------------------------------------------------------------------
-
-    def _count(self, endpoint: str, outcome: int | str) -> None:
-        self.request_counts[(endpoint, outcome)] += 1
-        if self._on_request is not None:
-            self._on_request(endpoint, outcome)
 
     async def _call(
         self,

@@ -28,12 +28,7 @@ class HelloFaxProvider(Closing):
     async def send(self, fax: OutgoingFax) -> FaxReport:
         # v1 has nowhere to carry the reference.
         sent = await self.client.send(
-            fax.to,
-            fax.files,
-            from_line=fax.from_line,
-            cover_to=fax.cover_to,
-            cover_from=fax.cover_from,
-            cover_message=fax.cover_message,
+            fax.to, fax.files, from_line=fax.from_line, **fax.cover_page()
         )
         return _answer_for(sent, fax.to.strip().lstrip("+")).report()
 

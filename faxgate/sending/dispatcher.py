@@ -61,7 +61,7 @@ from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.domain.provider import FaxProvider, FaxReport
 from faxgate.domain.reconcile import Window
 from faxgate.runner import run_loop
-from faxgate.sending.moves import DispatchReport, JobMoves
+from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts
 from faxgate.sending.pause import PauseGate
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
@@ -100,25 +100,13 @@ class Dispatcher:
         self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
         self._gate = PauseGate(clock, self._backoff)
         self._moves = JobMoves(store, on_progress)
+        parts = SendingParts(store, provider, self._moves, polling, self._backoff, clock)
         self._submitter = Submitter(
-            store,
-            provider,
-            self._moves,
-            self._gate,
-            settings=settings,
-            polling=polling,
-            first_poll=first_poll or polling.first_interval,
-            backoff=self._backoff,
-            clock=clock,
+            parts, self._gate, settings=settings, first_poll=first_poll or polling.first_interval
         )
         self._reconciler = Reconciler(
-            store,
-            provider,
-            self._moves,
-            polling=polling,
-            backoff=self._backoff,
+            parts,
             window=Window(after=settings.reconcile_window),
-            clock=clock,
             provider_removes=provider_removes,
             unmatched=unmatched,
             callbacks_expected=callbacks_expected,

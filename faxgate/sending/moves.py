@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from faxgate.domain.backoff import Backoff
 from faxgate.domain.jobs import Job, JobState
 from faxgate.domain.outcomes import report_payload
+from faxgate.domain.provider import FaxProvider
+from faxgate.settings import PollingSettings
 from faxgate.store import JobNotFound, NewNotification, StaleState, Store
 
 log = logging.getLogger("faxgate.dispatcher")
@@ -40,6 +43,19 @@ class DispatchReport:
     def more_may_be_due(self) -> bool:
         """The cycle took all it was allowed to: another may find more at once."""
         return self.limit > 0 and self.picked >= self.limit and not self.held
+
+
+@dataclass(frozen=True, slots=True)
+class SendingParts:
+    """What the submitter and the reconciler share: where jobs live and how they move,
+    the provider, the poll settings, the backoff after failures and the clock."""
+
+    store: Store
+    provider: FaxProvider
+    moves: JobMoves
+    polling: PollingSettings
+    backoff: Backoff
+    clock: Callable[[], datetime]
 
 
 class JobMoves:

@@ -70,6 +70,18 @@ class _CycleEnded(Exception):
     """The provider failed; the rest of the cycle waits for the next tick."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a cycle asks with and writes to."""
+
+    store: Store
+    provider: FaxProvider
+    tracker: Tracker
+    settings: PollingSettings
+    # A provider that keeps its faxes means something else by a 404: nothing is presumed.
+    provider_removes: bool
+
+
 class Poller:
     def __init__(
         self,
@@ -81,15 +93,11 @@ class Poller:
         clock: Callable[[], datetime] = utc_now,
         provider_removes: bool | None = None,
     ) -> None:
+        removes = provider.removes_sent if provider_removes is None else provider_removes
+        self._parts = _Parts(store, provider, tracker, settings, removes)
         self._store = store
-        self._provider = provider
-        self._tracker = tracker
         self._settings = settings
         self._clock = clock
-        # A provider that keeps its faxes means something else by a 404: nothing is presumed.
-        self._provider_removes = (
-            provider.removes_sent if provider_removes is None else provider_removes
-        )
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -103,9 +111,7 @@ class Poller:
             return PollReport(due=0, requests=0, mode=None, settled=0)
         mode: PollMode = "one_by_one" if len(due) <= self._settings.list_threshold else "list"
         metrics.polls.labels(mode=mode).inc()
-        cycle = _Cycle(
-            self._store, self._provider, self._tracker, self._settings, due, self._provider_removes
-        )
+        cycle = _Cycle(self._parts, due)
         try:
             if mode == "one_by_one":
                 await cycle.read_one_by_one(due)
@@ -175,20 +181,9 @@ class Poller:
 class _Cycle:
     """The state of one poll cycle: what was asked, seen and settled."""
 
-    def __init__(
-        self,
-        store: Store,
-        provider: FaxProvider,
-        tracker: Tracker,
-        settings: PollingSettings,
-        due: Sequence[Job],
-        provider_removes: bool = True,
-    ) -> None:
-        self._provider_removes = provider_removes
-        self._store = store
-        self._provider = provider
-        self._tracker = tracker
-        self._settings = settings
+    def __init__(self, parts: _Parts, due: Sequence[Job]) -> None:
+        self._parts = parts
+        self._settings = parts.settings
         self.due = {job.provider_guid: job for job in due if job.provider_guid}
         self.now_state: dict[str, JobState] = {job.id: job.state for job in due}
         self.polled: set[str] = set()  # job ids to push back (seen, or unknown to the provider)
@@ -203,14 +198,14 @@ class _Cycle:
             guid = job.provider_guid
             assert guid is not None
             try:
-                tx = await self._call(self._provider.get_fax(guid), gone_ok=True)
+                tx = await self._call(self._parts.provider.get_fax(guid), gone_ok=True)
             except ProviderError:
                 # A 404 for a fax the provider once had: it removes a fax once it is sent.
                 # Never fail a job on a guess; settle_vanished() decides, once the account
                 # itself is seen to answer.
                 log.info("provider no longer shows job=%s guid=%s", job.id, guid)
                 self.polled.add(job.id)
-                if self._provider_removes:
+                if self._parts.provider_removes:
                     self.vanished.append(job)
                 continue
             if tx.guid != guid:
@@ -229,7 +224,7 @@ class _Cycle:
         unseen = set(self.due)
         followed: set[str] = set()
         page: FaxPage | None = await self._call(
-            self._provider.list_faxes(page_size=self._settings.page_size)
+            self._parts.provider.list_faxes(page_size=self._settings.page_size)
         )
         self.list_answered = True
         while page is not None:
@@ -245,7 +240,7 @@ class _Cycle:
             if link is None or link in followed:
                 break
             followed.add(link)
-            page = await self._call(self._provider.next_page(page))
+            page = await self._call(self._parts.provider.next_page(page))
         if unseen:
             await self._read_missing([self.due[guid] for guid in unseen])
 
@@ -274,20 +269,20 @@ class _Cycle:
             return
         listed: set[str] = set()
         if not self.list_answered:
-            page = await self._call(self._provider.list_faxes(page_size=1))
+            page = await self._call(self._parts.provider.list_faxes(page_size=1))
             self.list_answered = True
             listed = {tx.guid for tx in page.faxes}
         for job in self.vanished:
             if job.provider_guid in listed:
                 continue  # shown after all: asked again at its next poll
-            after = await self._tracker.presume_sent(job, "the provider answered 404 for it")
+            after = await self._parts.tracker.presume_sent(job, "the provider answered 404 for it")
             if after is not None:
                 self.now_state[job.id] = after.state
                 self.settled += 1
 
     async def _observe(self, job: Job, tx: FaxReport) -> None:
         self.polled.add(job.id)
-        after = await self._tracker.observe(tx, source="poll")
+        after = await self._parts.tracker.observe(tx, source="poll")
         if after is None:
             return
         self.now_state[job.id] = after.state
@@ -306,7 +301,7 @@ class _Cycle:
             # StaleState: settled meanwhile (a callback), nothing left to poll.
             with contextlib.suppress(StaleState):
                 await asyncio.to_thread(
-                    self._store.update_fields,
+                    self._parts.store.update_fields,
                     job.id,
                     expect=state,
                     now=now,

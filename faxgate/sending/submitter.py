@@ -17,14 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from faxgate import metrics
-from faxgate.domain.backoff import Backoff
 from faxgate.domain.codes import StatusCode, describe_status
 from faxgate.domain.jobs import Job, JobState
 from faxgate.domain.numbers import FaxNumber
 from faxgate.domain.provider import (
     Ambiguous,
     BadResponse,
-    FaxProvider,
     FaxReport,
     NotSent,
     OutgoingFax,
@@ -34,10 +32,9 @@ from faxgate.domain.provider import (
     Refused,
     Upload,
 )
-from faxgate.sending.moves import DispatchReport, JobMoves, ending_report, has_cover
+from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
 from faxgate.sending.pause import PauseGate
-from faxgate.settings import DispatchSettings, PollingSettings
-from faxgate.store import Store
+from faxgate.settings import DispatchSettings
 
 log = logging.getLogger("faxgate.dispatcher")
 
@@ -60,26 +57,16 @@ class _Ready:
 class Submitter:
     def __init__(
         self,
-        store: Store,
-        provider: FaxProvider,
-        moves: JobMoves,
+        parts: SendingParts,
         gate: PauseGate,
         *,
         settings: DispatchSettings,
-        polling: PollingSettings,
         first_poll: timedelta,
-        backoff: Backoff,
-        clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
-        self._provider = provider
-        self._moves = moves
+        self._parts = parts
         self._gate = gate
         self._settings = settings
-        self._polling = polling
         self._first_poll = first_poll
-        self._backoff = backoff
-        self._clock = clock
         self._retry_times: list[datetime] = []  # a heap of the not_before times it set
 
     def next_retry(self) -> datetime | None:
@@ -123,8 +110,8 @@ class Submitter:
         if isinstance(ready, str):
             await self._fail(job, ready, expect=JobState.QUEUED, report=report, code="unsendable")
             return None
-        now = self._clock()
-        submitting = await self._moves.move(
+        now = self._parts.clock()
+        submitting = await self._parts.moves.move(
             job.id,
             JobState.SUBMITTING,
             expect=JobState.QUEUED,
@@ -143,7 +130,7 @@ class Submitter:
             len(ready.uploads),
         )
         try:
-            sent = await self._provider.send(
+            sent = await self._parts.provider.send(
                 OutgoingFax(
                     ready.digits,
                     ready.uploads,
@@ -178,7 +165,7 @@ class Submitter:
 
     def _ready(self, job: Job) -> _Ready | str:
         """The request's parts, or why the job cannot be sent at all (blocking: a thread)."""
-        documents = self._store.documents(job.id)
+        documents = self._parts.store.documents(job.id)
         missing = [doc.name for doc in documents if not doc.path.is_file()]
         if missing:
             which = ", ".join(missing)
@@ -196,9 +183,9 @@ class Submitter:
     async def _submitted(self, job: Job, tx: FaxReport, report: DispatchReport) -> None:
         # The provider took it; a status it has not published yet still means pending.
         status = tx.status_code or StatusCode.PENDING
-        now = self._clock()
+        now = self._parts.clock()
         first = self._first_poll
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.SUBMITTED,
             expect=JobState.SUBMITTING,
@@ -209,7 +196,7 @@ class Submitter:
             provider_status=status.value,
             provider_error=None,
             next_poll_at=now + first,
-            poll_interval=self._polling.first_interval,
+            poll_interval=self._parts.polling.first_interval,
             reason=describe_status(status),
         )
         self._gate.answered()
@@ -232,14 +219,14 @@ class Submitter:
     async def _not_sent(self, job: Job, error: ProviderError, report: DispatchReport) -> None:
         self._gate.fault()
         failures = await asyncio.to_thread(self._submit_failures, job.id) + 1
-        delay = self._backoff.delay(failures)
-        now = self._clock()
+        delay = self._parts.backoff.delay(failures)
+        now = self._parts.clock()
         retry_at = now + delay
         reason = (
             f"the provider could not take the fax ({error}); "
             f"trying again at {_clock_time(retry_at)}"
         )
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.QUEUED,
             expect=JobState.SUBMITTING,
@@ -268,8 +255,8 @@ class Submitter:
         self._gate.after_fault()
 
     async def _rate_limited(self, job: Job, error: RateLimited, report: DispatchReport) -> None:
-        now = self._clock()
-        moved = await self._moves.move(
+        now = self._parts.clock()
+        moved = await self._parts.moves.move(
             job.id,
             JobState.QUEUED,
             expect=JobState.SUBMITTING,
@@ -289,8 +276,8 @@ class Submitter:
     async def _refused(self, job: Job, error: Refused, report: DispatchReport) -> None:
         metrics.submissions.labels(result="refused").inc()
         if error.status in ACCOUNT_REFUSALS:
-            now = self._clock()
-            moved = await self._moves.move(
+            now = self._parts.clock()
+            moved = await self._parts.moves.move(
                 job.id,
                 JobState.QUEUED,
                 expect=JobState.SUBMITTING,
@@ -323,14 +310,14 @@ class Submitter:
         code: str,
     ) -> None:
         notify = ending_report(job, JobState.FAILED, reason)
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.FAILED,
             expect=expect,
             detail=reason,
             notify=notify,
             data={"cause": code},
-            now=self._clock(),
+            now=self._parts.clock(),
             reason=reason,
             next_poll_at=None,
         )
@@ -343,7 +330,7 @@ class Submitter:
 
     def _submit_failures(self, job_id: str) -> int:
         """Failed requests in a row for this call: kept on the event that queued it."""
-        for event in reversed(self._store.events(job_id)):
+        for event in reversed(self._parts.store.events(job_id)):
             if event.to_state is JobState.QUEUED:
                 value = event.data.get("submit_failures")
                 return value if isinstance(value, int) else 0
