@@ -214,15 +214,20 @@ class Fax(FaxBody):
         return fax_report(self.fax_id, self, self.transmissions[0] if self.transmissions else None)
 
 
-class FaxAnswer(_ApiModel):
-    """The answer to a send or a get: `{"fax": {...}, "warnings": [...]}`."""
+class _Envelope(_ApiModel):
+    """An answer: what it is about (the subclass's field), and the warnings beside it."""
 
-    fax: Fax
     warnings: Warnings = Field(default_factory=list)
 
     @classmethod
     def from_api(cls, data: Any) -> Self:
         return cls.model_validate(load_json(data))
+
+
+class FaxAnswer(_Envelope):
+    """The answer to a send or a get: `{"fax": {...}, "warnings": [...]}`."""
+
+    fax: Fax
 
 
 class ListInfo(_ApiModel):
@@ -248,15 +253,10 @@ def _list_info(value: Any) -> Any:
 ListInfoField = Annotated[ListInfo, BeforeValidator(_list_info)]
 
 
-class _Listed(_ApiModel):
-    """A page of a list: its items (the subclass's field), where it stands, warnings."""
+class _Listed(_Envelope):
+    """A page of a list: its items (the subclass's field), and where it stands."""
 
     list_info: ListInfoField = Field(default_factory=ListInfo)
-    warnings: Warnings = Field(default_factory=list)
-
-    @classmethod
-    def from_api(cls, data: Any) -> Self:
-        return cls.model_validate(load_json(data))
 
 
 class FaxPage(_Listed):
@@ -291,15 +291,10 @@ class FaxLine(_ApiModel):
         return cls.model_validate(_unwrap(load_json(data), "fax_line"))
 
 
-class FaxLineAnswer(_ApiModel):
+class FaxLineAnswer(_Envelope):
     """The answer about one line: `{"fax_line": {...}, "warnings": ...}`."""
 
     fax_line: FaxLine
-    warnings: Warnings = Field(default_factory=list)
-
-    @classmethod
-    def from_api(cls, data: Any) -> Self:
-        return cls.model_validate(load_json(data))
 
 
 class FaxLinePage(_Listed):
