@@ -37,6 +37,7 @@ from faxgate.domain.provider import (
     ProviderFault,
     RateLimited,
 )
+from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.models import Account
@@ -221,12 +222,12 @@ def _shown(url: str, token: str) -> str:
 
 
 async def _check_v3(settings: Settings) -> list[Finding]:
-    """v3 has no account call of its own: the key is proven by listing the lines, and its
-    callback URL is set on the provider's API settings page, which faxgate cannot read."""
+    """The account read with the API key, its one callback URL, and its lines."""
     name = _provider_name(settings)
     async with open_provider(settings) as provider:
+        assert isinstance(provider, DropboxFaxClient)
         try:
-            await provider.list_fax_lines()
+            account = await provider.account()
         except ProviderError as exc:
             fix = _account_fix(exc, settings)
             if exc.status in (401, 403):
@@ -237,20 +238,41 @@ async def _check_v3(settings: Settings) -> list[Finding]:
             why = "not checked: the provider did not accept the API key (see above)"
             return [
                 Finding("provider", PROBLEM, f"{name}: {exc.message}", fix),
+                Finding("callbacks", SKIPPED, why),
                 Finding("fax lines", SKIPPED, why),
             ]
-        found = [Finding("provider", OK, f"{name} accepts the API key")]
+        who = account.email_address or account.account_id or "?"
+        found = [Finding("provider", OK, f"{name} accepts the API key of {who}")]
+        found.append(_check_event_url(settings, account.callback_url or ""))
         found += await _check_lines(provider, settings)
-    token = known_callback_token(settings) or "<token>"
-    url = _shown(event_callback_url(settings, token), token)
-    found.append(
-        Finding(
-            "callbacks",
-            SKIPPED,
-            f"the v3 callback URL is set on the provider's API settings page: {url}",
-        )
-    )
     return found
+
+
+def _check_event_url(settings: Settings, actual: str) -> Finding:
+    token = known_callback_token(settings)
+    if not settings.http.public_url and settings.provider.kind == "dropbox_fax":
+        return Finding(
+            "callbacks",
+            PROBLEM,
+            "http.public_url is not set, so the provider has no address to post its events "
+            "to: outcomes come only by polling",
+            "set http.public_url to the address where the provider reaches this faxgate, "
+            "then run `faxgate account --register-callbacks`",
+        )
+    expected = event_callback_url(settings, token) if token else None
+    if expected is None or actual != expected:
+        got = _shown(actual, token or "") if actual else "nowhere (no URL set)"
+        return Finding(
+            "callbacks",
+            PROBLEM,
+            f"the account's events go {got}, not to this faxgate",
+            "run `faxgate account --register-callbacks`",
+        )
+    return Finding(
+        "callbacks",
+        OK,
+        f"the account posts its events to this faxgate ({_shown(expected, token or '')})",
+    )
 
 
 async def _check_lines(provider: FaxProvider, settings: Settings) -> list[Finding]:

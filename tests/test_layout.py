@@ -41,7 +41,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "notify": BELOW_THE_PARTS | {"store", "intake", "inbound"},
     "web": BELOW_THE_PARTS | {"store", "hellofax", "dropbox_fax", "sending", "inbound"},
     "preflight": BELOW_THE_PARTS | {"store", "intake", "inbound"},
-    "doctor": BELOW_THE_PARTS | {"hellofax", "providers", "web", "preflight"},
+    "doctor": BELOW_THE_PARTS | {"hellofax", "dropbox_fax", "providers", "web", "preflight"},
     "reload": BELOW_THE_PARTS | {"intake", "inbound"},
     "demo": BELOW_THE_PARTS,
     "app": BELOW_THE_PARTS

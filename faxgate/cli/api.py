@@ -30,13 +30,14 @@ from faxgate.domain.provider import (
     ProviderError,
 )
 from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.models import Account as V3Account
 from faxgate.dropbox_fax.models import FaxLine
 from faxgate.durable import write_bytes
 from faxgate.hellofax.models import Account
 from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.providers import open_provider
 from faxgate.settings import Settings
-from faxgate.web.callbacks import callback_token, callback_urls
+from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 
 
 def register(subparsers: common.Subparsers) -> None:
@@ -133,17 +134,16 @@ def _explain(error: ProviderError, settings: Settings) -> str:
 
 def account_command(args: argparse.Namespace) -> int:
     inbound_url, outbound_url = args.inbound_url, args.outbound_url
+    settings = common.settings_from(args)
+    if args.register_callbacks and (inbound_url or outbound_url):
+        raise CommandError("give --register-callbacks or the URLs, not both")
+    if settings.provider_api == "dropbox_fax":
+        return _v3_account_command(args, settings)
     if args.register_callbacks:
-        if inbound_url or outbound_url:
-            raise CommandError("give --register-callbacks or the URLs, not both")
-        inbound_url, outbound_url = _our_callback_urls(common.settings_from(args))
+        inbound_url, outbound_url = _our_callback_urls(settings)
 
     async def action(provider: FaxProvider) -> Account:
-        if not isinstance(provider, HelloFaxProvider):
-            raise CommandError(
-                f"the account command is HelloFax v1's; {provider.name} takes its callback URL"
-                " on the provider's API settings page"
-            )
+        assert isinstance(provider, HelloFaxProvider)
         client = provider.client
         if inbound_url is not None or outbound_url is not None:
             return await client.update_account(inbound_url=inbound_url, outbound_url=outbound_url)
@@ -164,13 +164,47 @@ def account_command(args: argparse.Namespace) -> int:
     return common.EXIT_OK
 
 
+def _v3_account_command(args: argparse.Namespace, settings: Settings) -> int:
+    """v3 has one callback URL per account, for every event: faxgate's events URL."""
+    if args.inbound_url or args.outbound_url:
+        raise CommandError("the Dropbox Fax API v3 has one callback URL: use --register-callbacks")
+    url = _our_event_url(settings) if args.register_callbacks else None
+
+    async def action(provider: FaxProvider) -> V3Account:
+        client = _v3(provider)
+        return await (client.set_callback_url(url) if url else client.account())
+
+    account: V3Account = _call(args, action)
+    if args.json:
+        common.print_json(account.model_dump(mode="json"))
+        return common.EXIT_OK
+    common.print_table(
+        ["setting", "value"],
+        [
+            ["account id", account.account_id],
+            ["email address", account.email_address],
+            ["callback URL", account.callback_url],
+        ],
+    )
+    return common.EXIT_OK
+
+
 def _our_callback_urls(settings: Settings) -> tuple[str, str]:
-    if settings.provider.kind == "hellofax" and not settings.http.public_url:
+    _need_public_url(settings)
+    return callback_urls(settings, callback_token(settings))
+
+
+def _our_event_url(settings: Settings) -> str:
+    _need_public_url(settings)
+    return event_callback_url(settings, callback_token(settings))
+
+
+def _need_public_url(settings: Settings) -> None:
+    if settings.provider.kind != "sandbox" and not settings.http.public_url:
         raise CommandError(
             "set http.public_url first: the address where the provider reaches this faxgate"
             " from the internet (e.g. https://fax.example.com behind a reverse proxy)"
         )
-    return callback_urls(settings, callback_token(settings))
 
 
 def _line_rows(lines: list[FaxLineInfo]) -> list[list[object]]:

@@ -29,6 +29,7 @@ from faxgate.domain.provider import (
 from faxgate.dropbox_fax.errors import error_for_answer, error_for_transport, scrubber
 from faxgate.dropbox_fax.models import (
     REFERENCE_PREFIX,
+    Account,
     Fax,
     FaxAnswer,
     FaxLine,
@@ -146,6 +147,18 @@ class DropboxFaxClient(ApiClient):
 
     async def delete_fax(self, fax_id: str) -> None:
         await self._call("delete_fax", "DELETE", f"/fax/{_segment(fax_id, 'fax id')}")
+
+    # --- the account ----------------------------------------------------------------------
+
+    async def account(self) -> Account:
+        response = await self._call("get_account", "GET", "/account")
+        return self._read("get_account", response, Account.from_api)
+
+    async def set_callback_url(self, url: str) -> Account:
+        """Where the provider posts the account's events (faxgate's events URL)."""
+        body = {"callback_url": url}
+        response = await self._call("update_account", "PUT", "/account", json=body)
+        return self._read("update_account", response, Account.from_api)
 
     # --- fax lines ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_
 
 __all__ = [
     "REFERENCE_PREFIX",
+    "Account",
     "ApiError",
     "ApiWarning",
     "Fax",
@@ -263,6 +264,20 @@ class FaxPage(_Listed):
     """One page of the account's faxes: `{"faxes": [...], "list_info": {...}}`."""
 
     faxes: Annotated[list[Fax], BeforeValidator(_list_or_none)]
+
+
+class Account(_ApiModel):
+    """The account (`AccountResponse`), as far as faxgate reads it: who it is, and the URL
+    its events are posted to."""
+
+    account_id: OptionalText = None
+    email_address: OptionalText = None
+    callback_url: OptionalText = None
+
+    @classmethod
+    def from_api(cls, data: Any) -> Self:
+        """Read the account, bare or under an `account` key."""
+        return cls.model_validate(_unwrap(load_json(data), "account"))
 
 
 class FaxLineAccount(_ApiModel):

@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,12 +89,28 @@ async def test_a_fax_downloaded_and_deleted(
     assert ("DELETE", f"/fax/{FAX_ID}") in [(s.method, s.path) for s in server.seen]
 
 
-async def test_the_v1_account_command_says_where_v3_keeps_its_callback(
-    server: FakeV3, capsys: pytest.CaptureFixture[str]
+async def test_the_account_shows_and_registers_the_events_url(
+    server: FakeV3, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, _, err = await faxgate(capsys, "account")
+    account = {"account": {"account_id": "a" * 40, "email_address": "me@example.com"}}
+    server.on("GET", "/account", answer(account))
+    code, out, _ = await faxgate(capsys, "account")
+    assert code == 0
+    assert "me@example.com" in out
+    code, _, err = await faxgate(capsys, "account", "--register-callbacks")
     assert code != 0
-    assert "API settings page" in err
+    assert "http.public_url" in err  # nowhere for the provider to post to yet
+    monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", "https://fax.example.com")
+    monkeypatch.setenv("FAXGATE_HTTP__CALLBACK_TOKEN", "a-long-callback-token-0123456789")
+    events = "https://fax.example.com/callbacks/a-long-callback-token-0123456789/events"
+    server.on("PUT", "/account", answer({"account": account["account"] | {"callback_url": events}}))
+    code, out, _ = await faxgate(capsys, "account", "--register-callbacks", "--json")
+    assert code == 0
+    assert json.loads(out)["callback_url"] == events
+    assert server.seen[-1].body == {"callback_url": events}
+    code, _, err = await faxgate(capsys, "account", "--outbound-url", "https://x.example/cb")
+    assert code != 0
+    assert "one callback URL" in err
 
 
 async def test_a_refused_key_is_said_plainly(
@@ -104,3 +121,48 @@ async def test_a_refused_key_is_said_plainly(
     code, _, err = await faxgate(capsys, "lines")
     assert code != 0
     assert "refused the API key" in err
+
+
+async def doctor_checks(capsys: pytest.CaptureFixture[str]) -> dict[str, list[dict[str, Any]]]:
+    code, out, _ = await faxgate(capsys, "doctor", "--json")
+    report = json.loads(out)
+    assert report["ok"] is (code == 0)
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for check in report["checks"]:
+        checks.setdefault(check["check"], []).append(check)
+    return checks
+
+
+async def test_the_doctor_reads_the_v3_account_its_events_url_and_lines(
+    server: FakeV3, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", "https://fax.example.com")
+    monkeypatch.setenv("FAXGATE_HTTP__CALLBACK_TOKEN", "a-long-callback-token-0123456789")
+    events = "https://fax.example.com/callbacks/a-long-callback-token-0123456789/events"
+    account = {"account_id": "a" * 40, "email_address": "me@example.com"}
+    server.on("GET", "/account", answer({"account": account | {"callback_url": events}}))
+    server.on("GET", "/fax_line/list", answer(fixture_case("FaxLineListResponse.json")))
+    checks = await doctor_checks(capsys)
+    (provider,) = checks["provider"]
+    assert (provider["state"], "me@example.com" in provider["detail"]) == ("ok", True)
+    (callbacks,) = checks["callbacks"]
+    assert callbacks["state"] == "ok"
+    assert "a-long-callback-token" not in callbacks["detail"]  # the secret left out
+    assert checks["fax lines"][0]["state"] == "ok"
+
+    server.on("GET", "/account", answer({"account": account}))
+    (callbacks,) = (await doctor_checks(capsys))["callbacks"]
+    assert callbacks["state"] == "problem"
+    assert "--register-callbacks" in callbacks["fix"]
+
+
+async def test_the_doctor_names_the_api_key_when_it_is_refused(
+    server: FakeV3, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = {"error": {"error_msg": "Unauthorized api key", "error_name": "unauthorized"}}
+    server.on("GET", "/account", answer(refused, 401))
+    checks = await doctor_checks(capsys)
+    (provider,) = checks["provider"]
+    assert provider["state"] == "problem"
+    assert "provider.api_key" in provider["fix"]
+    assert checks["fax lines"][0]["state"] == "skipped"
