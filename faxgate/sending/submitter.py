@@ -41,8 +41,9 @@ log = logging.getLogger("faxgate.dispatcher")
 # Requests to the provider at once: enough that a backlog does not go one by one, few
 # enough to be polite (the client keeps at most 10 connections).
 CONCURRENCY: Final = 6
-# Refusals that concern the account, not the fax: every fax would be refused alike.
-ACCOUNT_REFUSALS: Final = frozenset({401, 403, 404})
+# Refusals that concern the account, not the fax: every fax would be refused alike (402:
+# v3's "payment required").
+ACCOUNT_REFUSALS: Final = frozenset({401, 402, 403, 404})
 # Errors of `client.send` raised before a byte is sent: a file that cannot be opened, a
 # request that cannot be built.
 _BEFORE_SENDING: Final = (FileNotFoundError, IsADirectoryError, PermissionError, ValueError)

@@ -22,7 +22,7 @@ import pytest
 from faxgate.clock import utc_now
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
-from faxgate.domain.provider import FaxReport, OutgoingFax, RateLimited
+from faxgate.domain.provider import FaxReport, OutgoingFax, RateLimited, Refused
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.provider import HelloFaxProvider
@@ -906,3 +906,32 @@ async def test_a_429_after_a_success_in_the_same_cycle_still_pauses_sends(
     assert (report.submitted, report.requeued, report.rate_limited) == (1, 2, True)
     assert sorted(state(store, job).value for job in jobs) == ["queued", "queued", "submitted"]
     assert the_dispatcher.paused_until is not None
+
+
+class _PaymentRequired:
+    """A v3 account whose plan is not paid: every send refused with 402."""
+
+    calls = 0
+
+    async def send(self, fax: OutgoingFax) -> FaxReport:
+        self.calls += 1
+        raise Refused("payment required (402 payment_required)", status=402, endpoint="send")
+
+
+async def test_a_refusal_of_the_account_pauses_sends_instead_of_failing_each_fax(
+    store: Store, spool: Spool
+) -> None:
+    jobs = queue(store, spool, [number(n) for n in range(3)])
+    provider = _PaymentRequired()
+    the_dispatcher = Dispatcher(
+        store,
+        provider,  # type: ignore[arg-type]
+        DispatchSettings(),
+        polling=PollingSettings(),
+        rand=lambda: 0.5,
+    )
+    report = await the_dispatcher.dispatch_once()
+    assert report.failed == 0
+    assert all(state(store, job) is S.QUEUED for job in jobs)
+    assert the_dispatcher.paused_until is not None
+    assert provider.calls >= 1
