@@ -129,15 +129,16 @@ class DropboxFaxClient(ApiClient):
         response = await self._call("list_faxes", "GET", "/fax/list", params=params)
         read = self._read("list_faxes", response, FaxListAnswer.from_api)
         info = read.list_info
-        following = None if info.is_last else str((info.page or number) + 1)
+        # The next page's number and size, as next_page() asks for it.
+        following = None if info.is_last else f"{(info.page or number) + 1}:{size}"
         faxes = tuple(fax.report() for fax in read.faxes)
         return FaxPage(faxes, info.page or number, following)
 
     async def next_page(self, page: FaxPage) -> FaxPage | None:
         if page.next_page is None:
             return None
-        size = len(page.faxes) or None
-        return await self.list_faxes(page=int(page.next_page), page_size=size)
+        number, _, size = page.next_page.partition(":")
+        return await self.list_faxes(page=int(number), page_size=int(size or 0) or None)
 
     async def download(self, fax_id: str) -> bytes:
         """The fax's final PDF (Refused with 410 once the provider no longer keeps it)."""
