@@ -1,5 +1,5 @@
-"""Where the provider reaches faxgate: the secret token, the two callback URLs, and the
-endpoints that take the callbacks.
+"""Where the provider reaches faxgate: the secret token, the callback URLs (v1's two, v3's
+one for its events), and the endpoints that take the callbacks.
 
 The callback URLs hold a secret token in their path, so a stranger cannot post outcomes:
 it is compared in constant time and never logged. The provider retries a callback until it
