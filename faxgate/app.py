@@ -40,7 +40,7 @@ from faxgate.notify.mail_reply import smtp_report_handler
 from faxgate.notify.mailer import mailer_from_settings
 from faxgate.notify.notifier import Notifier, default_handlers
 from faxgate.preflight import preflight, summary
-from faxgate.providers import open_provider
+from faxgate.providers import document_fetcher, open_provider
 from faxgate.reload import Reloader, ReloadPlan
 from faxgate.sending.dispatcher import Dispatcher
 from faxgate.sending.poller import Poller
@@ -224,6 +224,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             health=health,
             status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
             event_key=settings.provider_api_key() if settings.provider_api == "dropbox_fax" else "",
+            fetch_document=document_fetcher(provider),
         )
         http = await _bind(
             start_http(app, settings.http.listen.host, settings.http.listen.port),

@@ -7,14 +7,14 @@ everything above the seam reads both alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from faxgate.domain.provider import FaxProvider
 from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.hellofax.provider import HelloFaxProvider, open_client
 from faxgate.settings import Settings
 
-__all__ = ["open_provider"]
+__all__ = ["document_fetcher", "open_provider"]
 
 
 def open_provider(
@@ -33,3 +33,9 @@ def open_provider(
         )
     client = open_client(settings, base_url, on_request)
     return HelloFaxProvider(client, removes_sent=settings.provider_removes_sent)
+
+
+def document_fetcher(provider: FaxProvider) -> Callable[[str], Awaitable[bytes]] | None:
+    """How to fetch an inbound fax's document by its id: v3 announces a fax received
+    without its file; v1's callback carries it (None)."""
+    return provider.download if isinstance(provider, DropboxFaxClient) else None

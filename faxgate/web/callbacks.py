@@ -14,6 +14,7 @@ memory; documents go to disk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -30,7 +31,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from faxgate import metrics
-from faxgate.domain.provider import FaxReport
+from faxgate.domain.provider import FaxReport, report_to_body
 from faxgate.dropbox_fax.events import (
     EVENT_ANSWER,
     EVENT_ANSWER_CONTENT_TYPE,
@@ -101,7 +102,9 @@ def event_callback_url(settings: Settings, token: str, bound_port: int | None = 
 
 # ---------------------------------------------------------------------------- endpoints
 
-Direction = Literal["outbound", "inbound"]
+Direction = Literal["outbound", "inbound", "event"]
+# Fetches an inbound fax's document by its id (v3 announces a fax without its file).
+FetchDocument = Callable[[str], Awaitable[bytes]]
 
 JSON_PART: Final = "json"  # the provider's part (or form field) holding the transmission
 RECEIVED: Final = "fax_received"  # the v3 event type of an inbound fax
@@ -169,6 +172,7 @@ class CallbackEndpoints:
         inbound: InboundHandler | None,
         upload_dir: Path | None,
         event_key: str = "",
+        fetch_document: FetchDocument | None = None,
     ) -> None:
         self._token = token.encode()
         self._tracker = tracker
@@ -176,6 +180,7 @@ class CallbackEndpoints:
         self._inbound = inbound
         self._upload_dir = upload_dir
         self._event_key = event_key  # the v3 API key its events are signed with
+        self._fetch_document = fetch_document
 
     async def outbound(self, request: web.Request) -> web.Response:
         return await self._handle(request, "outbound", self._take_outbound)
@@ -183,7 +188,7 @@ class CallbackEndpoints:
     async def events(self, request: web.Request) -> web.Response:
         """The Dropbox Fax API v3's events: taken only when signed with the API key, and
         answered with the exact words it waits for (else it tries again for days)."""
-        answer = await self._handle(request, "outbound", self._take_event)
+        answer = await self._handle(request, "event", self._take_event)
         if answer.status != 200:
             return answer
         return web.Response(text=EVENT_ANSWER, content_type=EVENT_ANSWER_CONTENT_TYPE)
@@ -248,8 +253,7 @@ class CallbackEndpoints:
             log.info("v3 event answered type=%s", event.event_type)
             return "ignored"
         if event.event_type.strip().lower() == RECEIVED:
-            # A 503 keeps the fax at the provider, which tells us again later.
-            raise _Refused(503, "inbound faxes on v3 are not accepted yet", "not_accepted")
+            return await self._take_v3_inbound(callback)
         reports = callback.fax_reports()
         if not reports:
             why = callback.fax_problem or "no fax id or status in it"
@@ -257,6 +261,31 @@ class CallbackEndpoints:
             return "unreadable"
         results = [await self._observe(report) for report in reports]
         return "accepted" if "accepted" in results else "unknown"
+
+    async def _take_v3_inbound(self, callback: Callback) -> str:
+        """A fax received, announced without its file: fetched by its id, then stored as
+        v1's inbound faxes are. Anything that fails answers 503: the provider keeps the
+        fax and tells us again."""
+        handler, fetch = self._inbound, self._fetch_document
+        if handler is None or fetch is None:
+            raise _Refused(503, "inbound faxes are not accepted yet", "not_accepted")
+        reports = callback.fax_reports()
+        fax = callback.fax
+        if fax is None or not reports:
+            log.warning("v3 inbound event without a fax id why=%s", callback.fax_problem)
+            return "unreadable"
+        report = reports[0]
+        with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
+            try:
+                document = await fetch(report.guid)
+                path = Path(tmp) / "part-0"
+                await asyncio.to_thread(path.write_bytes, document)
+                await handler(_as_v1_inbound(report), [(f"{report.guid}.pdf", path)])
+            except Exception as exc:
+                log.warning("v3 inbound fax not stored guid=%s error=%r", report.guid, exc)
+                raise _Refused(503, "the fax could not be stored; try again", "error") from None
+        log.info("inbound fax taken guid=%s from=%s", report.guid, report.from_)
+        return "accepted"
 
     async def _observe(self, report: FaxReport) -> str:
         try:
@@ -372,6 +401,12 @@ def _transaction_object(text: str) -> dict[str, Any]:
                 return inner
         return data
     raise _Refused(400, "the json part is not a JSON object", "bad_request")
+
+
+def _as_v1_inbound(report: FaxReport) -> dict[str, Any]:
+    """A v3 fax received, in the shape the inbound receiver reads (v1's transmission)."""
+    body = report_to_body(dataclasses.replace(report, is_inbound=True))
+    return body | {"StatusCode": "S"}
 
 
 def _transmission(fields: dict[str, str]) -> Transmission:

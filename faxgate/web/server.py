@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faxgate import metrics
 from faxgate.sending.tracker import Tracker
-from faxgate.web.callbacks import CallbackEndpoints, InboundHandler
+from faxgate.web.callbacks import CallbackEndpoints, FetchDocument, InboundHandler
 from faxgate.web.health import Health
 from faxgate.web.statuspage import PAGE_HEADERS, StatusPage
 
@@ -45,6 +45,7 @@ def build_app(
     health: Health | None = None,
     status_page: StatusPage | None = None,
     event_key: str = "",
+    fetch_document: FetchDocument | None = None,
 ) -> web.Application:
     """The application; `upload_dir` is where inbound documents wait while handled.
 
@@ -57,7 +58,9 @@ def build_app(
         raise ValueError("max_body must be positive")
 
     app = web.Application(client_max_size=max_body)
-    callbacks = CallbackEndpoints(token, tracker, max_body, inbound, upload_dir, event_key)
+    callbacks = CallbackEndpoints(
+        token, tracker, max_body, inbound, upload_dir, event_key, fetch_document
+    )
     app.router.add_post("/callbacks/{token}/outbound", callbacks.outbound)
     app.router.add_post("/callbacks/{token}/events", callbacks.events)
     app.router.add_post("/callbacks/{token}/inbound", callbacks.inbound)

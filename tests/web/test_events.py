@@ -15,9 +15,11 @@ import pytest
 
 from faxgate import metrics
 from faxgate.domain.jobs import JobState, RetryPolicy
+from faxgate.domain.provider import Unavailable
 from faxgate.dropbox_fax.events import EVENT_ANSWER, event_hash
 from faxgate.sending.tracker import Tracker
 from faxgate.store import Store
+from faxgate.web.callbacks import FetchDocument, InboundHandler
 from faxgate.web.server import HttpServer, build_app, start_http
 from tests.sending.test_tracker import submitted_job
 
@@ -52,7 +54,7 @@ def event(
 
 
 def counted(result: str) -> float:
-    labels = {"direction": "outbound", "result": result}
+    labels = {"direction": "event", "result": result}
     return metrics.REGISTRY.get_sample_value("faxgate_callbacks_total", labels) or 0.0
 
 
@@ -62,9 +64,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
-async def serve(store: Store, key: str = API_KEY) -> HttpServer:
+async def serve(
+    store: Store,
+    key: str = API_KEY,
+    inbound: InboundHandler | None = None,
+    fetch: FetchDocument | None = None,
+) -> HttpServer:
     app = build_app(
-        token=TOKEN, tracker=Tracker(store, RetryPolicy()), max_body=8192, event_key=key
+        token=TOKEN,
+        tracker=Tracker(store, RetryPolicy()),
+        max_body=8192,
+        event_key=key,
+        inbound=inbound,
+        fetch_document=fetch,
     )
     return await start_http(app, "127.0.0.1", 0)
 
@@ -199,9 +211,62 @@ async def test_events_that_are_not_about_a_fax_are_answered_and_ignored(
     assert store.unmatched_reports() == []
 
 
-async def test_an_inbound_fax_waits_at_the_provider(http: httpx.AsyncClient) -> None:
+async def test_an_inbound_fax_waits_at_the_provider_while_none_is_taken(
+    http: httpx.AsyncClient,
+) -> None:
     answer = await post(http, event("fax_received"))
     assert answer.status_code == 503
+
+
+class Received:
+    """An inbound handler that keeps what it was given, as the receiver would store it."""
+
+    def __init__(self) -> None:
+        self.faxes: list[tuple[dict[str, Any], list[tuple[str, bytes]]]] = []
+
+    async def __call__(self, transaction: dict[str, Any], files: list[tuple[str, Path]]) -> None:
+        self.faxes.append((transaction, [(name, path.read_bytes()) for name, path in files]))
+
+
+async def test_an_inbound_fax_is_fetched_by_its_id_and_stored_as_on_v1(store: Store) -> None:
+    fetched: list[str] = []
+    pdf = b"%PDF-1.4 an inbound fax"
+
+    async def fetch(fax_id: str) -> bytes:
+        fetched.append(fax_id)
+        return pdf
+
+    received = Received()
+    server = await serve(store, inbound=received, fetch=fetch)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            answer = await post(client, event("fax_received", "success"))
+    finally:
+        await server.stop()
+    assert (answer.status_code, answer.text) == (200, EVENT_ANSWER)
+    assert fetched == [FAX_ID]
+    ((transaction, files),) = received.faxes
+    assert transaction["Guid"] == FAX_ID
+    assert transaction["IsInbound"] is True
+    assert (transaction["To"], transaction["From"]) == ("14155550123", "14155557068")
+    assert files == [(f"{FAX_ID}.pdf", pdf)]
+
+
+async def test_an_inbound_fax_whose_file_cannot_be_fetched_is_asked_for_again(
+    store: Store,
+) -> None:
+    async def fetch(fax_id: str) -> bytes:
+        raise Unavailable("the provider did not answer")
+
+    received = Received()
+    server = await serve(store, inbound=received, fetch=fetch)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            answer = await post(client, event("fax_received", "success"))
+    finally:
+        await server.stop()
+    assert answer.status_code == 503  # the provider keeps it and tells us again
+    assert received.faxes == []
 
 
 @pytest.mark.parametrize("body", ["not json", json.dumps({"no": "event"}), "[]"])
