@@ -26,7 +26,7 @@ from faxgate.domain.provider import (
     FaxReport,
     OutgoingFax,
 )
-from faxgate.dropbox_fax.errors import error_for_answer, error_for_transport, scrubber
+from faxgate.dropbox_fax.errors import error_for_answer, scrubber
 from faxgate.dropbox_fax.models import (
     REFERENCE_PREFIX,
     Account,
@@ -39,8 +39,7 @@ from faxgate.dropbox_fax.models import (
 )
 from faxgate.dropbox_fax.models import FaxPage as FaxListAnswer
 from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
-from faxgate.hellofax.errors import read_answer
-from faxgate.hellofax.http import ApiClient, UploadPart, in_one_piece, upload_parts
+from faxgate.hellofax.http import ApiClient, UploadPart, upload_parts
 
 __all__ = ["DEFAULT_BASE_URL", "DropboxFaxClient"]
 
@@ -84,7 +83,7 @@ class DropboxFaxClient(ApiClient):
             on_request=on_request,
         )
         self.test_mode = test_mode
-        self._scrub = scrubber([api_key])
+        self._scrubber = scrubber([api_key])
         self._limiter = limiter or RateLimiter.for_mode(test_mode=test_mode, clock=time.time)
 
     def __repr__(self) -> str:
@@ -260,39 +259,27 @@ class DropboxFaxClient(ApiClient):
         accept: str | None = None,
     ) -> httpx.Response:
         """One request in its turn; a failure becomes one of the seam's errors."""
-        idempotent = method == "GET"
         await self._take_turn()
-        headers = {"Accept": accept} if accept else None
-        try:
-            request = self._http.build_request(
-                method,
-                self._base + path,
-                params=params,
-                data=data,
-                files=files or None,
-                json=json,
-                headers=headers,
-            )
-            if in_one_piece(files):
-                request.read()  # the whole body written at once, not a write per part
-            response = await self._http.send(request)
-        except httpx.RequestError as exc:
-            self._count(endpoint, type(exc).__name__)
-            raise error_for_transport(
-                exc, endpoint=endpoint, idempotent=idempotent, scrub=self._scrub
-            ) from exc
-        self._count(endpoint, response.status_code)
+        response = await self._send(
+            endpoint,
+            method,
+            self._base + path,
+            params=params,
+            data=data,
+            files=files or None,
+            json=json,
+            headers={"Accept": accept} if accept else None,
+        )
         self._limiter.observe(
             read_rate_headers(response.headers), rate_limited=response.status_code == 429
         )
-        log.debug("Dropbox Fax %s: %s %s -> %d", endpoint, method, path, response.status_code)
         if response.is_success:
             return response
         raise error_for_answer(
             response.status_code,
             response.content,
             endpoint=endpoint,
-            idempotent=idempotent,
+            idempotent=method == "GET",
             headers=response.headers,
             now=time.time(),
             scrub=self._scrub,
@@ -306,8 +293,8 @@ class DropboxFaxClient(ApiClient):
             await asyncio.sleep(wait)
             wait = self._limiter.try_take()
 
-    def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
-        return read_answer(endpoint, response, parse, self._scrub)
+    def _scrub(self, text: str) -> str:
+        return self._scrubber(text)
 
 
 def _line_info(line: FaxLine) -> FaxLineInfo:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -20,11 +19,9 @@ import httpx
 from faxgate.domain.provider import Ambiguous, BadResponse
 from faxgate.hellofax.errors import (
     error_for_status,
-    error_for_transport,
     provider_text,
-    read_answer,
 )
-from faxgate.hellofax.http import ApiClient, UploadPart, in_one_piece, upload_parts
+from faxgate.hellofax.http import ApiClient, UploadPart, upload_parts
 from faxgate.hellofax.models import (
     Account,
     FaxLine,
@@ -257,37 +254,7 @@ class HelloFaxClient(ApiClient):
         files: list[UploadPart] | None = None,
     ) -> httpx.Response:
         """One request; a non-success answer or a transport failure becomes a HelloFaxError."""
-        idempotent = method == "GET"
-        path = httpx.URL(url).path
-        started = time.perf_counter()
-        try:
-            request = self._http.build_request(method, url, params=params, data=data, files=files)
-            if in_one_piece(files):
-                request.read()  # the whole body written at once, not a write per part
-            response = await self._http.send(request)
-        except httpx.RequestError as exc:
-            outcome = type(exc).__name__
-            self._count(endpoint, outcome)
-            logger.debug(
-                "HelloFax %s: %s %s failed after %.0f ms: %s",
-                endpoint,
-                method,
-                path,
-                _elapsed_ms(started),
-                outcome,
-            )
-            raise error_for_transport(
-                exc, endpoint=endpoint, idempotent=idempotent, scrub=self._scrub
-            ) from exc
-        self._count(endpoint, response.status_code)
-        logger.debug(
-            "HelloFax %s: %s %s -> %d in %.0f ms",
-            endpoint,
-            method,
-            path,
-            response.status_code,
-            _elapsed_ms(started),
-        )
+        response = await self._send(endpoint, method, url, params=params, data=data, files=files)
         if response.is_success:
             return response
         text = provider_text(response.content, response.headers.get("content-type", ""))
@@ -295,12 +262,9 @@ class HelloFaxClient(ApiClient):
             response.status_code,
             self._scrub(text),
             endpoint=endpoint,
-            idempotent=idempotent,
+            idempotent=method == "GET",
             retry_after=_retry_after(response),
         )
-
-    def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
-        return read_answer(endpoint, response, parse, self._scrub)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -322,10 +286,6 @@ def _resolve(base_url: str, uri: str) -> str:
             endpoint="list_transmissions",
         )
     return str(target)
-
-
-def _elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def _segment(value: str, what: str) -> str:

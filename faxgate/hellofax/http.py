@@ -5,16 +5,23 @@ once, so a missing file fails before anything is sent; large ones streamed)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import IO
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any, TypeVar
 
 import httpx
 
 from faxgate import __version__
 from faxgate.domain.provider import Closing, Upload
+from faxgate.hellofax.errors import error_for_transport, read_answer
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 __all__ = ["ApiClient", "UploadPart", "in_one_piece", "upload_parts"]
 
@@ -44,6 +51,7 @@ class ApiClient(Closing):
         if base.userinfo:
             # Never echo the URL here: it holds the very credentials it must not.
             raise ValueError(f"the {api} base URL must not hold credentials")
+        self._api = api
         self._base = str(base.copy_with(query=None, fragment=None)).rstrip("/")
         self._http = httpx.AsyncClient(
             auth=httpx.BasicAuth(*auth),
@@ -64,10 +72,61 @@ class ApiClient(Closing):
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _send(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: list[UploadPart] | None = None,
+        json: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request, counted and logged; a transport failure becomes the seam's error.
+        The answer, whatever its status, is the caller's to sort."""
+        path = httpx.URL(url).path
+        started = time.perf_counter()
+        try:
+            request = self._http.build_request(
+                method, url, params=params, data=data, files=files, json=json, headers=headers
+            )
+            if in_one_piece(files):
+                request.read()  # the whole body written at once, not a write per part
+            response = await self._http.send(request)
+        except httpx.RequestError as exc:
+            outcome = type(exc).__name__
+            self._count(endpoint, outcome)
+            log.debug(
+                "%s %s: %s %s failed after %.0f ms: %s",
+                *(self._api, endpoint, method, path, _elapsed_ms(started), outcome),
+            )
+            raise error_for_transport(
+                exc, endpoint=endpoint, idempotent=method == "GET", scrub=self._scrub
+            ) from exc
+        self._count(endpoint, response.status_code)
+        log.debug(
+            "%s %s: %s %s -> %d in %.0f ms",
+            *(self._api, endpoint, method, path, response.status_code, _elapsed_ms(started)),
+        )
+        return response
+
+    def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
+        return read_answer(endpoint, response, parse, self._scrub)
+
+    def _scrub(self, text: str) -> str:
+        """The text with the credentials taken out (each client knows its own)."""
+        return text
+
     def _count(self, endpoint: str, outcome: int | str) -> None:
         self.request_counts[(endpoint, outcome)] += 1
         if self._on_request is not None:
             self._on_request(endpoint, outcome)
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 UploadPart = tuple[str, tuple[str, IO[bytes] | bytes, str]]
