@@ -7,10 +7,12 @@ are HelloFax v1's own call.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from faxgate.cli import common
 from faxgate.cli.common import CommandError
@@ -150,17 +152,21 @@ def account_command(args: argparse.Namespace) -> int:
         return await client.get_account()
 
     account: Account = _call(args, action)
+    rows: list[list[object]] = [
+        ["account GUID", account.guid],
+        ["inbound callback URL", account.default_inbound_fax_callback_url],
+        ["outbound callback URL", account.default_outbound_fax_callback_url],
+    ]
+    return _print_settings(args, account, rows)
+
+
+def _print_settings(
+    args: argparse.Namespace, model: BaseModel, rows: Sequence[Sequence[object]]
+) -> int:
     if args.json:
-        common.print_json(account.model_dump(mode="json"))
-        return common.EXIT_OK
-    common.print_table(
-        ["setting", "value"],
-        [
-            ["account GUID", account.guid],
-            ["inbound callback URL", account.default_inbound_fax_callback_url],
-            ["outbound callback URL", account.default_outbound_fax_callback_url],
-        ],
-    )
+        common.print_json(model.model_dump(mode="json"))
+    else:
+        common.print_table(["setting", "value"], rows)
     return common.EXIT_OK
 
 
@@ -175,18 +181,12 @@ def _v3_account_command(args: argparse.Namespace, settings: Settings) -> int:
         return await (client.set_callback_url(url) if url else client.account())
 
     account: V3Account = _call(args, action)
-    if args.json:
-        common.print_json(account.model_dump(mode="json"))
-        return common.EXIT_OK
-    common.print_table(
-        ["setting", "value"],
-        [
-            ["account id", account.account_id],
-            ["email address", account.email_address],
-            ["callback URL", account.callback_url],
-        ],
-    )
-    return common.EXIT_OK
+    rows: list[list[object]] = [
+        ["account id", account.account_id],
+        ["email address", account.email_address],
+        ["callback URL", account.callback_url],
+    ]
+    return _print_settings(args, account, rows)
 
 
 def _our_callback_urls(settings: Settings) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -39,7 +39,7 @@ from faxgate.dropbox_fax.models import (
 )
 from faxgate.dropbox_fax.models import FaxPage as FaxListAnswer
 from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
-from faxgate.hellofax.http import ApiClient, UploadPart, upload_parts
+from faxgate.hellofax.http import ApiClient, RequestParts, upload_parts
 
 __all__ = ["DEFAULT_BASE_URL", "DropboxFaxClient"]
 
@@ -142,7 +142,8 @@ class DropboxFaxClient(ApiClient):
     async def download(self, fax_id: str) -> bytes:
         """The fax's final PDF (Refused with 410 once the provider no longer keeps it)."""
         url = f"/fax/files/{_segment(fax_id, 'fax id')}"
-        response = await self._call("fax_files", "GET", url, accept="application/pdf")
+        headers = {"Accept": "application/pdf"}
+        response = await self._call("fax_files", "GET", url, headers=headers)
         return response.content
 
     async def delete_fax(self, fax_id: str) -> None:
@@ -247,29 +248,11 @@ class DropboxFaxClient(ApiClient):
     # --- plumbing -------------------------------------------------------------------------
 
     async def _call(
-        self,
-        endpoint: str,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        data: dict[str, str] | None = None,
-        files: list[UploadPart] | None = None,
-        json: dict[str, Any] | None = None,
-        accept: str | None = None,
+        self, endpoint: str, method: str, path: str, **parts: Unpack[RequestParts]
     ) -> httpx.Response:
         """One request in its turn; a failure becomes one of the seam's errors."""
         await self._take_turn()
-        response = await self._send(
-            endpoint,
-            method,
-            self._base + path,
-            params=params,
-            data=data,
-            files=files or None,
-            json=json,
-            headers={"Accept": accept} if accept else None,
-        )
+        response = await self._send(endpoint, method, self._base + path, **parts)
         self._limiter.observe(
             read_rate_headers(response.headers), rate_limited=response.status_code == 429
         )

@@ -163,13 +163,10 @@ def _unwrap(data: Any, key: str) -> Any:
     return data
 
 
-class Transmission(_ApiModel):
-    """One recipient's call: the provider dials each recipient of a fax separately."""
+class _Coded:
+    """A call's status code, as sent (`status_code`), read in faxgate's terms."""
 
-    recipient: str = Field(min_length=1)
-    # Kept as sent, for logs; `status` is what it means.
-    status_code: Annotated[str, BeforeValidator(_text)] = ""
-    sent_at: UtcDatetime = None  # absent while transmitting
+    status_code: str
 
     @property
     def status(self) -> FaxStatus:
@@ -177,8 +174,17 @@ class Transmission(_ApiModel):
 
     @property
     def outcome(self) -> Outcome | None:
-        """The outcome in faxgate's terms; None when the code is one nobody published."""
+        """The outcome in faxgate's terms; None for a code nobody published (moves nothing)."""
         return outcome_of(self.status)
+
+
+class Transmission(_ApiModel, _Coded):
+    """One recipient's call: the provider dials each recipient of a fax separately."""
+
+    recipient: str = Field(min_length=1)
+    # Kept as sent, for logs; `status` is what it means.
+    status_code: Annotated[str, BeforeValidator(_text)] = ""
+    sent_at: UtcDatetime = None  # absent while transmitting
 
 
 Transmissions = Annotated[list[Transmission], BeforeValidator(_list_or_none)]
@@ -360,21 +366,12 @@ REFERENCE_PREFIX: Final = "faxgate "
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class Report(_Coded):
     """What an event says about one recipient's call."""
 
     recipient: str | None
     status_code: str  # as sent, for logs
     sent_at: datetime | None = None
-
-    @property
-    def status(self) -> FaxStatus:
-        return parse_fax_status(self.status_code)
-
-    @property
-    def outcome(self) -> Outcome | None:
-        """The outcome in faxgate's terms; None for a code nobody published (moves nothing)."""
-        return outcome_of(self.status)
 
 
 def fax_report(fax_id: str, fax: FaxBody, call: Transmission | Report | None) -> FaxReport:

@@ -11,7 +11,7 @@ import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -21,7 +21,7 @@ from faxgate.hellofax.errors import (
     error_for_status,
     provider_text,
 )
-from faxgate.hellofax.http import ApiClient, UploadPart, upload_parts
+from faxgate.hellofax.http import ApiClient, RequestParts, upload_parts
 from faxgate.hellofax.models import (
     Account,
     FaxLine,
@@ -244,17 +244,10 @@ class HelloFaxClient(ApiClient):
     # --- plumbing -------------------------------------------------------------------------
 
     async def _call(
-        self,
-        endpoint: str,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, Any] | None = None,
-        data: dict[str, str] | None = None,
-        files: list[UploadPart] | None = None,
+        self, endpoint: str, method: str, url: str, **parts: Unpack[RequestParts]
     ) -> httpx.Response:
         """One request; a non-success answer or a transport failure becomes a HelloFaxError."""
-        response = await self._send(endpoint, method, url, params=params, data=data, files=files)
+        response = await self._send(endpoint, method, url, **parts)
         if response.is_success:
             return response
         text = provider_text(response.content, response.headers.get("content-type", ""))

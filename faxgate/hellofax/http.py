@@ -11,7 +11,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -23,10 +23,20 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-__all__ = ["ApiClient", "UploadPart", "in_one_piece", "upload_parts"]
+__all__ = ["ApiClient", "RequestParts", "UploadPart", "in_one_piece", "upload_parts"]
 
 _CONNECT_TIMEOUT = 10.0
 _LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
+
+
+class RequestParts(TypedDict, total=False):
+    """What a request may carry besides its method and URL."""
+
+    params: Mapping[str, Any] | None
+    data: dict[str, str] | None
+    files: list[UploadPart] | None
+    json: dict[str, Any] | None
+    headers: dict[str, str] | None
 
 
 class ApiClient(Closing):
@@ -73,25 +83,15 @@ class ApiClient(Closing):
         await self._http.aclose()
 
     async def _send(
-        self,
-        endpoint: str,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        data: dict[str, str] | None = None,
-        files: list[UploadPart] | None = None,
-        json: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
+        self, endpoint: str, method: str, url: str, **parts: Unpack[RequestParts]
     ) -> httpx.Response:
         """One request, counted and logged; a transport failure becomes the seam's error.
         The answer, whatever its status, is the caller's to sort."""
         path = httpx.URL(url).path
         started = time.perf_counter()
+        files = parts.get("files")
         try:
-            request = self._http.build_request(
-                method, url, params=params, data=data, files=files, json=json, headers=headers
-            )
+            request = self._http.build_request(method, url, **parts)
             if in_one_piece(files):
                 request.read()  # the whole body written at once, not a write per part
             response = await self._http.send(request)
