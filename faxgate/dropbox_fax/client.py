@@ -110,7 +110,11 @@ class DropboxFaxClient(ApiClient):
         form.update({key: value for key, value in cover.items() if value})
         with contextlib.ExitStack() as opened:
             parts = upload_parts(fax.files, ["files[]"] * len(fax.files), opened)
-            response = await self._call("send", "POST", "/fax/send", data=form, files=parts)
+            if parts:
+                response = await self._call("send", "POST", "/fax/send", data=form, files=parts)
+            else:  # a cover page alone: JSON, the other body the description takes
+                body = form | {"test_mode": self.test_mode}
+                response = await self._call("send", "POST", "/fax/send", json=body)
         return self._read("send", response, FaxAnswer.from_api).fax.report()
 
     async def get_fax(self, guid: str) -> FaxReport:

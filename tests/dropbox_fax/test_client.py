@@ -201,6 +201,16 @@ async def test_a_send_is_multipart_with_basic_auth_and_reads_the_fax(
     assert report.raw["fax_id"] == FAX_ID
 
 
+async def test_a_cover_page_alone_is_sent_as_json(server: FakeV3, client: DropboxFaxClient) -> None:
+    server.on("POST", "/fax/send", answer(transmitting()))
+    await client.send(OutgoingFax("18005550199", [], cover_message="Call me"))
+    assert server.seen[0].body == {
+        "recipient": "18005550199",
+        "test_mode": False,
+        "cover_page_message": "Call me",
+    }
+
+
 async def test_test_mode_is_sent_with_every_fax(server: FakeV3) -> None:
     server.on("POST", "/fax/send", answer(transmitting()))
     async with DropboxFaxClient(API_KEY, server.base_url, test_mode=True) as client:
