@@ -236,7 +236,16 @@ class CallbackEndpoints:
 
     async def _take_event(self, request: web.Request) -> str:
         self._check_announced_size(request)
-        form = await _read_form(request, _Budget(self._max_body), None)
+        # Files are kept only for a fax received, which may come with its document.
+        with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
+            try:
+                form = await _read_form(request, _Budget(self._max_body), Path(tmp))
+            except OSError as exc:  # a full disk while a file is saved: the provider retries
+                log.warning("v3 event not saved error=%s", exc.strerror)
+                raise _Refused(503, "the event could not be stored; try again", "error") from None
+            return await self._take_event_form(form, Path(tmp))
+
+    async def _take_event_form(self, form: _Form, tmp: Path) -> str:
         text = form.fields.get(JSON_PART)
         if text is None:
             raise _Refused(400, "no json part", "bad_request")
@@ -253,7 +262,7 @@ class CallbackEndpoints:
             log.info("v3 event answered type=%s", event.event_type)
             return "ignored"
         if event.event_type.strip().lower() == RECEIVED:
-            return await self._take_v3_inbound(callback)
+            return await self._take_v3_inbound(callback, form.files, tmp)
         reports = callback.fax_reports()
         if not reports:
             why = callback.fax_problem or "no fax id or status in it"
@@ -262,28 +271,29 @@ class CallbackEndpoints:
         results = [await self._observe(report) for report in reports]
         return "accepted" if "accepted" in results else "unknown"
 
-    async def _take_v3_inbound(self, callback: Callback) -> str:
-        """A fax received, announced without its file: fetched by its id, then stored as
-        v1's inbound faxes are. Anything that fails answers 503: the provider keeps the
-        fax and tells us again."""
+    async def _take_v3_inbound(
+        self, callback: Callback, files: list[tuple[str, Path]], tmp: Path
+    ) -> str:
+        """A fax received: its document as a file part of the event if one came, else
+        fetched by its id; then stored as v1's inbound faxes are. Anything that fails
+        answers 503: the provider keeps the fax and tells us again."""
         handler, fetch = self._inbound, self._fetch_document
-        if handler is None or fetch is None:
+        if handler is None or (fetch is None and not files):
             raise _Refused(503, "inbound faxes are not accepted yet", "not_accepted")
         reports = callback.fax_reports()
-        fax = callback.fax
-        if fax is None or not reports:
+        if not reports:
             log.warning("v3 inbound event without a fax id why=%s", callback.fax_problem)
             return "unreadable"
         report = reports[0]
-        with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
-            try:
-                document = await fetch(report.guid)
-                path = Path(tmp) / "part-0"
-                await asyncio.to_thread(path.write_bytes, document)
-                await handler(_as_v1_inbound(report), [(f"{report.guid}.pdf", path)])
-            except Exception as exc:
-                log.warning("v3 inbound fax not stored guid=%s error=%r", report.guid, exc)
-                raise _Refused(503, "the fax could not be stored; try again", "error") from None
+        try:
+            if not files and fetch is not None:
+                path = tmp / "fetched"
+                await asyncio.to_thread(path.write_bytes, await fetch(report.guid))
+                files = [(f"{report.guid}.pdf", path)]
+            await handler(_as_v1_inbound(report), files)
+        except Exception as exc:
+            log.warning("v3 inbound fax not stored guid=%s error=%r", report.guid, exc)
+            raise _Refused(503, "the fax could not be stored; try again", "error") from None
         log.info("inbound fax taken guid=%s from=%s", report.guid, report.from_)
         return "accepted"
 

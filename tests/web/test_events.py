@@ -252,6 +252,25 @@ async def test_an_inbound_fax_is_fetched_by_its_id_and_stored_as_on_v1(store: St
     assert files == [(f"{FAX_ID}.pdf", pdf)]
 
 
+async def test_an_inbound_fax_that_comes_with_its_file_is_not_fetched(store: Store) -> None:
+    received = Received()
+    server = await serve(store, inbound=received)  # nothing to fetch with
+    body = json.dumps(event("fax_received", "success"))
+    pdf = b"%PDF-1.4 sent along"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            answer = await client.post(
+                f"/callbacks/{TOKEN}/events",
+                files={"json": (None, body), "file": ("fax.pdf", pdf, "application/pdf")},
+            )
+    finally:
+        await server.stop()
+    assert (answer.status_code, answer.text) == (200, EVENT_ANSWER)
+    ((transaction, files),) = received.faxes
+    assert transaction["Guid"] == FAX_ID
+    assert files == [("fax.pdf", pdf)]
+
+
 async def test_an_inbound_fax_whose_file_cannot_be_fetched_is_asked_for_again(
     store: Store,
 ) -> None:
