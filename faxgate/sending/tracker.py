@@ -145,7 +145,8 @@ class Tracker:
     async def _apply_early(self, guid: str) -> Job | None:
         job = None
         for tx in _readable(await asyncio.to_thread(self._store.unmatched_reports, guid)):
-            job = await self._observe(tx, "callback")
+            if tx.status_code is not None:  # kept without one: evidence, but nothing to apply
+                job = await self._observe(tx, "callback")
         if job is not None:
             await asyncio.to_thread(self._store.drop_unmatched, guid)
             self._early.discard(guid)
