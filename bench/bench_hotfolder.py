@@ -54,8 +54,8 @@ from faxgate.domain.jobs import Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.hellofax.models import Upload
 from faxgate.hellofax.provider import open_client
-from faxgate.hellofax.sandbox.inject import control_url
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.sandbox.control import control_url
 from faxgate.sending.dispatcher import CONCURRENCY
 from faxgate.settings import FolderSettings, Settings
 from faxgate.store.spool import Spool

@@ -156,6 +156,7 @@ class CallbackReceiver:
 
     received: list[ReceivedCallback] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)  # consumed in order; then 200
+    ok_text: str = "ok"  # the body of a 200 (v3 expects its answer phrase)
     _runner: web.AppRunner | None = None
     _port: int = 0
 
@@ -206,7 +207,7 @@ class CallbackReceiver:
             )
         )
         status = self.answers.pop(0) if self.answers else 200
-        return web.Response(status=status, text="ok" if status == 200 else "not now")
+        return web.Response(status=status, text=self.ok_text if status == 200 else "not now")
 
 
 @pytest.fixture

@@ -32,8 +32,10 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "settings": frozenset({"domain", "config_error", "hellofax.sandbox_defaults"}),
     "setup_warnings": frozenset({"settings"}),
     "store": frozenset({"domain", "clock", "durable"}),
-    "hellofax": BELOW_THE_PARTS,
-    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "hellofax.http"}),
+    "sandbox": BELOW_THE_PARTS | {"hellofax.sandbox_defaults"},
+    "hellofax": BELOW_THE_PARTS | {"sandbox"},
+    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "hellofax.http", "sandbox"})
+    | {"hellofax.sandbox_defaults"},
     "providers": BELOW_THE_PARTS | {"hellofax", "dropbox_fax"},
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},
@@ -50,7 +52,7 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "cli": BELOW_THE_PARTS
     | {"store", "hellofax", "dropbox_fax", "providers", "intake", "inbound", "web", "app"}
     | {"doctor", "reload"}
-    | {"setup_warnings", "demo"},
+    | {"setup_warnings", "demo", "sandbox"},
     "__main__": frozenset({"cli"}),
 }
 

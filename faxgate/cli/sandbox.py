@@ -1,4 +1,5 @@
-"""`faxgate sandbox`: run the built-in HelloFax sandbox; `faxgate sandbox inbound`: fax it."""
+"""`faxgate sandbox`: run the built-in sandbox (HelloFax v1, or `--api v3` the Dropbox Fax API
+v3); `faxgate sandbox inbound`: fax it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import ValidationError
 
+from faxgate.dropbox_fax.sandbox import DEFAULT_API_KEY, DropboxFaxSandbox
+from faxgate.dropbox_fax.sandbox import inject_inbound as inject_inbound_v3
 from faxgate.hellofax.sandbox import (
     DEFAULT_ACCOUNT_GUID,
     DEFAULT_PASSWORD,
@@ -25,9 +29,21 @@ from faxgate.hellofax.sandbox import (
     inject_inbound,
     resolve_speed,
 )
-from faxgate.hellofax.sandbox.inject import control_url
+from faxgate.sandbox.control import control_url
 
 DEFAULT_SPEED = "quick"
+# The options that are settings of the same name.
+_SETTINGS = [
+    "host",
+    "port",
+    "speed",
+    "removal",
+    "state_dir",
+    "account_guid",
+    "username",
+    "password",
+    "api_key",
+]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--account-guid", default=DEFAULT_ACCOUNT_GUID)
     parser.add_argument("--username", default=DEFAULT_USERNAME)
     parser.add_argument("--password", default=DEFAULT_PASSWORD)
+    parser.add_argument(
+        "--api", choices=("v1", "v3"), default="v1", help="v1 (HelloFax) or v3 (Dropbox Fax)"
+    )
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="v3: the API key to accept")
     parser.set_defaults(func=run)
     commands = parser.add_subparsers(dest="sandbox_command", metavar="COMMAND")
     inbound = commands.add_parser(
@@ -67,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inbound.add_argument(
         "--url",
         default=f"http://127.0.0.1:{DEFAULT_PORT}/v1",
-        help="the running sandbox's base URL",
+        help="the running sandbox's base URL (ending /v3 for the v3 sandbox)",
     )
     inbound.set_defaults(func=run)
 
@@ -80,23 +100,14 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     try:
-        settings = SandboxSettings(
-            host=args.host,
-            port=args.port,
-            speed=args.speed,
-            removal=args.removal,
-            state_dir=args.state_dir,
-            account_guid=args.account_guid,
-            username=args.username,
-            password=args.password,
-        )
+        settings = SandboxSettings(**{name: getattr(args, name) for name in _SETTINGS})
     except ValidationError as problem:
         for error in problem.errors(include_input=False):
             where = ".".join(str(part) for part in error["loc"])
             print(f"faxgate sandbox: {where}: {error['msg']}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, args.api))
     except OSError as problem:
         print(f"faxgate sandbox: cannot serve: {problem}", file=sys.stderr)
         return 1
@@ -105,21 +116,27 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: SandboxSettings) -> None:
+async def _serve(settings: SandboxSettings, api: str = "v1") -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         # Only the main thread can take signals; elsewhere Ctrl-C is not ours to catch.
         with contextlib.suppress(RuntimeError, NotImplementedError):
             loop.add_signal_handler(signum, stopping.set)
-    async with Sandbox(settings) as sandbox:
+    v3 = api == "v3"
+    async with DropboxFaxSandbox(settings) if v3 else Sandbox(settings) as sandbox:
         # These credentials open only this local sandbox; printing them is the point.
+        credentials = (
+            f"  API key:      {settings.api_key} (Basic auth, empty password)\n"
+            if v3
+            else f"  username:     {settings.username}\n  password:     {settings.password}\n"
+        )
         print(
-            f"HelloFax sandbox running (speed {settings.speed:g})\n"
+            f"{'Dropbox Fax API v3' if v3 else 'HelloFax'} sandbox running"
+            f" (speed {settings.speed:g})\n"
             f"  base URL:     {sandbox.base_url}\n"
             f"  account GUID: {settings.account_guid}\n"
-            f"  username:     {settings.username}\n"
-            f"  password:     {settings.password}\n"
+            f"{credentials}"
             f"  state:        {settings.state_dir}\n"
             f"  control:      {control_url(sandbox.base_url, '')} (loopback only)\n"
             "Press Ctrl-C to stop.",
@@ -130,18 +147,28 @@ async def _serve(settings: SandboxSettings) -> None:
 
 def inbound(args: argparse.Namespace) -> int:
     try:
-        transmission = asyncio.run(inject_inbound(args.url, args.to, args.from_, args.file))
+        said = asyncio.run(_inject(args))
     except InjectionRefused as refused:
         print(f"faxgate sandbox inbound: refused: {refused}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError) as problem:
         print(f"faxgate sandbox inbound: {problem}", file=sys.stderr)
         return 1
-    print(
+    print(said)
+    return 0
+
+
+async def _inject(args: argparse.Namespace) -> str:
+    """Inject as the sandbox at the URL speaks (v3 when it ends /v3); what to print."""
+    if urlsplit(args.url).path.rstrip("/").endswith("/v3"):
+        fax = await inject_inbound_v3(args.url, args.to, args.from_, args.file)
+        to = fax["transmissions"][0]["recipient"]
+        return f"received {fax['fax_id']} at {to} from {fax['sender']}"
+    transmission = await inject_inbound(args.url, args.to, args.from_, args.file)
+    return (
         f"received {transmission['Guid']} at {transmission['To']} from {transmission['From']}"
         f" ({transmission['NumPagesBilled']} pages)"
     )
-    return 0
 
 
 def _speed(value: str) -> float:

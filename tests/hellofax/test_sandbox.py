@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
-from faxgate.hellofax.sandbox.areacodes import AREA_CODES_BY_STATE
+from faxgate.sandbox.areacodes import AREA_CODES_BY_STATE
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_LINE,

@@ -13,7 +13,7 @@ import pytest
 from pypdf import PdfReader
 
 from faxgate.hellofax.sandbox import CallbackAttempt, InjectionRefused, Sandbox, inject_inbound
-from faxgate.hellofax.sandbox.lifecycle import CALLBACK_RETRY_DELAYS
+from faxgate.sandbox.lifecycle import CALLBACK_RETRY_DELAYS
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_LINE,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from faxgate.cli.sandbox import register
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
 from faxgate.hellofax.sandbox import (
     DEFAULT_ACCOUNT_GUID,
     DEFAULT_PASSWORD,
@@ -18,7 +19,7 @@ from faxgate.hellofax.sandbox import (
     SPEED_PRESETS,
     Sandbox,
 )
-from tests.conftest import SANDBOX_LINE, http_client
+from tests.conftest import SANDBOX_LINE, http_client, sandbox_settings
 
 # Runs the sandbox command alone, as the main CLI would dispatch it.
 SERVE = """
@@ -146,3 +147,59 @@ async def test_the_inbound_command_reports_a_sandbox_not_running(
     args = parser().parse_args([*command, "--url", "http://127.0.0.1:9/v1", str(document)])
     assert await asyncio.to_thread(args.func, args) == 1
     assert capsys.readouterr().err.startswith("faxgate sandbox inbound:")
+
+
+async def test_serve_api_v3_prints_its_key_and_answers_v3(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SERVE,
+        "sandbox",
+        "--api",
+        "v3",
+        "--api-key",
+        "a-key-for-this-test",
+        "--port",
+        "0",
+        "--speed",
+        "test",
+        "--state-dir",
+        str(tmp_path / "state"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        printed: dict[str, str] = {}
+        async with asyncio.timeout(20):
+            while "API key" not in printed:
+                line = (await process.stdout.readline()).decode()
+                assert line, "the sandbox exited before printing its key"
+                key, _, value = line.strip().partition(":")
+                printed[key] = value.strip()
+        assert printed["API key"].startswith("a-key-for-this-test ")
+        assert printed["base URL"].endswith("/v3")
+        async with http_client(auth=("a-key-for-this-test", "")) as client:
+            answer = await client.get(f"{printed['base URL']}/fax/list")
+        assert answer.status_code == 200
+        assert answer.json()["faxes"] == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            code = await process.wait()
+    assert code == 0
+
+
+async def test_the_inbound_command_injects_into_a_v3_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = tmp_path / "memo.txt"
+    document.write_text("Hello from outside\n")
+    async with DropboxFaxSandbox(sandbox_settings(tmp_path / "v3")) as v3:
+        command = ["sandbox", "inbound", "--to", SANDBOX_LINE, "--from", "12125550199"]
+        args = parser().parse_args([*command, "--url", v3.base_url, str(document)])
+        assert await asyncio.to_thread(args.func, args) == 0
+        [received_fax] = v3.inspect()
+    assert received_fax.is_inbound
+    out = capsys.readouterr().out
+    assert out.strip() == f"received {received_fax.guid} at {SANDBOX_LINE} from 12125550199"

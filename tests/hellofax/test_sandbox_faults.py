@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
-from faxgate.hellofax.sandbox.app import is_loopback
 from faxgate.hellofax.sandbox.shapes import RATE_LIMIT_MESSAGE
+from faxgate.sandbox.control import is_loopback
 from tests.conftest import SANDBOX_GUID, http_client, pdf_document, wait_for
 
 ACCOUNT = f"/Accounts/{SANDBOX_GUID}"

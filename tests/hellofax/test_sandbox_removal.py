@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
-from faxgate.hellofax.sandbox.lifecycle import CALLBACK_RETRY_DELAYS
+from faxgate.sandbox.lifecycle import CALLBACK_RETRY_DELAYS
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,

@@ -11,19 +11,19 @@ from pydantic import ValidationError
 from pypdf import PdfReader
 
 from faxgate.hellofax.sandbox import SPEED_PRESETS, resolve_speed
-from faxgate.hellofax.sandbox.areacodes import first_free, is_sold, offered, pool
-from faxgate.hellofax.sandbox.documents import ReceivedPart, examine, render_received_fax
-from faxgate.hellofax.sandbox.faults import FaultInjector, FaultSettings
-from faxgate.hellofax.sandbox.forms import normalize_number
-from faxgate.hellofax.sandbox.lifecycle import (
+from faxgate.sandbox.areacodes import first_free, is_sold, offered, pool
+from faxgate.sandbox.documents import ReceivedPart, examine, render_received_fax
+from faxgate.sandbox.faults import FaultInjector, FaultSettings
+from faxgate.sandbox.forms import normalize_number
+from faxgate.sandbox.lifecycle import (
     CALLBACK_RETRY_DELAYS,
     billed_pages,
     callback_retry_after,
     decide,
     plan,
 )
-from faxgate.hellofax.sandbox.records import CoverPage, Step
-from faxgate.hellofax.sandbox.shapes import Paging
+from faxgate.sandbox.paging import Paging
+from faxgate.sandbox.records import CoverPage, Step
 from tests.conftest import pdf_document
 
 # Outcomes ----------------------------------------------------------------------------------

@@ -3,25 +3,26 @@
 See docs/sandbox.md for running it, its outcome rules and its fault switches.
 """
 
-from faxgate.hellofax.sandbox.faults import FaultSettings
-from faxgate.hellofax.sandbox.inject import InjectionRefused, inject_inbound
-from faxgate.hellofax.sandbox.inspection import (
-    CallbackAttempt,
-    DuplicateSend,
-    InspectedFile,
-    InspectedTransmission,
-)
+from faxgate.hellofax.sandbox.inject import inject_inbound
 from faxgate.hellofax.sandbox.server import Sandbox
-from faxgate.hellofax.sandbox.settings import (
+from faxgate.hellofax.sandbox_defaults import (
     DEFAULT_ACCOUNT_GUID,
     DEFAULT_PASSWORD,
     DEFAULT_PORT,
     DEFAULT_STATE_DIR,
     DEFAULT_USERNAME,
     SPEED_PRESETS,
-    SandboxSettings,
     resolve_speed,
 )
+from faxgate.sandbox.faults import FaultSettings
+from faxgate.sandbox.inject import InjectionRefused
+from faxgate.sandbox.inspection import (
+    CallbackAttempt,
+    DuplicateSend,
+    InspectedFile,
+    InspectedTransmission,
+)
+from faxgate.sandbox.settings import SandboxSettings
 
 __all__ = [
     "DEFAULT_ACCOUNT_GUID",

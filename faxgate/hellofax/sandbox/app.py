@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import ipaddress
 import re
 
-from aiohttp import BasicAuth, hdrs, web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from faxgate.hellofax.sandbox import control, removal, shapes
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.forms import RequestError, page_parameter, read_fields, read_send
-from faxgate.hellofax.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from faxgate.hellofax.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
-from faxgate.hellofax.sandbox.settings import SandboxSettings
+from faxgate.hellofax.sandbox import shapes
+from faxgate.hellofax.sandbox.forms import account_changes, read_fields, read_send
+from faxgate.sandbox import control
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.forms import RequestError, basic_auth_matches, page_parameter
+from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from faxgate.sandbox.paging import Paging
+from faxgate.sandbox.service import RateLimited, SandboxService, TransmissionNotFound
+from faxgate.sandbox.settings import SandboxSettings
 
 _SEND_PATH = re.compile(r"^/v1/Accounts/[^/]+/Transmissions/?$")
 _REALM = 'Basic realm="HelloFax API"'
@@ -25,49 +25,6 @@ def build_app(
     settings: SandboxSettings, service: SandboxService, faults: FaultInjector
 ) -> web.Application:
     api = _Api(service, faults)
-
-    @web.middleware
-    async def local_control_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(control.PREFIX) and not is_loopback(request.remote):
-            return web.json_response(
-                shapes.error("The sandbox control API is local only", 403), status=403
-            )
-        return await handler(request)
-
-    @web.middleware
-    async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(shapes.API_PREFIX + "/"):
-            return await handler(request)
-        is_send = request.method == hdrs.METH_POST and bool(_SEND_PATH.match(request.path))
-        status = faults.error_status(is_send=is_send)
-        if status is not None:
-            return _fault_response(status)
-        response = await handler(request)
-        delay = faults.answer_delay(is_send=is_send)
-        if delay:
-            await asyncio.sleep(delay)
-        return response
-
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except RateLimited as refused:
-            return web.Response(status=429, text=refused.message)
-        except TransmissionNotFound:
-            return web.json_response(removal.not_found(), status=404)
-        except RequestError as refused:
-            return web.json_response(
-                shapes.error(refused.message, refused.status), status=refused.status
-            )
-        except web.HTTPException as problem:
-            if problem.status < 400:
-                raise
-            return web.json_response(
-                shapes.error(problem.reason, problem.status),
-                status=problem.status,
-                headers={k: v for k, v in problem.headers.items() if k == hdrs.ALLOW},
-            )
 
     @web.middleware
     async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -83,7 +40,17 @@ def build_app(
             service.check_account(request.match_info["guid"])
         return await handler(request)
 
-    app = web.Application(middlewares=[local_control_only, injected_faults, errors, basic_auth])
+    def refuse(message: str, status: int) -> web.Response:
+        return web.json_response(shapes.error(message, status), status=status)
+
+    app = web.Application(
+        middlewares=[
+            control.local_control_only(refuse),
+            control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
+            control.refusals(_refusal),
+            basic_auth,
+        ]
+    )
     account = "/v1/Accounts/{guid}"
     app.router.add_get(account, api.get_account)
     app.router.add_post(account, api.update_account)
@@ -95,7 +62,7 @@ def build_app(
     app.router.add_post(account + "/Transmissions", api.send)
     app.router.add_get(account + "/Transmissions", api.list_transmissions)
     app.router.add_get(account + "/Transmissions/{transmission}", api.get_transmission)
-    control.add_routes(app, service, faults)
+    control.add_routes(app, service, faults, shapes.one_transmission)
     return app
 
 
@@ -108,7 +75,7 @@ class _Api:
         return web.json_response(shapes.account(self._service.account()))
 
     async def update_account(self, request: web.Request) -> web.Response:
-        record = self._service.update_account(await read_fields(request))
+        record = self._service.update_account(account_changes(await read_fields(request)))
         return web.json_response(shapes.account(record))
 
     async def list_lines(self, request: web.Request) -> web.Response:
@@ -141,38 +108,29 @@ class _Api:
     async def list_transmissions(self, request: web.Request) -> web.Response:
         page = page_parameter(request.query.get("Page"), "Page", 0, 0)
         size = page_parameter(request.query.get("PageSize"), "PageSize", DEFAULT_PAGE_SIZE, 1)
-        records, paging = self._service.page(page, min(size, MAX_PAGE_SIZE))
+        paging = Paging(page, min(size, MAX_PAGE_SIZE), self._service.count())
+        records = self._service.newest(paging.start, paging.page_size)
         return web.json_response(shapes.transmission_list(self._service.guid, records, paging))
 
 
 def _authorized(request: web.Request, settings: SandboxSettings) -> bool:
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    if not header:
-        return False
-    try:
-        credentials = BasicAuth.decode(header, encoding="utf-8")
-    except ValueError:
-        return False
-    user_ok = hmac.compare_digest(credentials.login.encode(), settings.username.encode())
-    password_ok = hmac.compare_digest(credentials.password.encode(), settings.password.encode())
-    return user_ok and password_ok
+    return basic_auth_matches(request, settings.username, settings.password)
 
 
-def _fault_response(status: int) -> web.Response:
+def _refusal(refused: RequestError) -> web.Response:
+    if isinstance(refused, RateLimited):
+        return web.Response(status=429, text=shapes.RATE_LIMIT_MESSAGE)
+    if isinstance(refused, TransmissionNotFound):
+        return web.json_response(shapes.not_found(), status=404)
+    body = shapes.error(refused.message, refused.status)
+    return web.json_response(body, status=refused.status, headers=refused.headers)
+
+
+def _is_send(request: web.Request) -> bool:
+    return request.method == hdrs.METH_POST and bool(_SEND_PATH.match(request.path))
+
+
+def _fault_response(message: str, status: int) -> web.Response:
     if status == 503:
-        # What a load balancer in front of the API would answer: HTML, not JSON.
-        return web.Response(
-            status=503,
-            content_type="text/html",
-            text="<html><body><h1>503 Service Unavailable</h1></body></html>",
-        )
-    return web.json_response(shapes.error("Internal server error", status), status=status)
-
-
-def is_loopback(remote: str | None) -> bool:
-    if remote is None:
-        return False
-    try:
-        return ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
+        return control.unavailable_page()
+    return web.json_response(shapes.error(message, status), status=status)

@@ -6,59 +6,24 @@ Parameter names are CONFIRMED by the provider's getting-started page.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from multidict import MultiDict
 
-from faxgate.hellofax.sandbox.limits import MAX_BYTES_PER_SEND, MAX_FILES_PER_SEND
-from faxgate.hellofax.sandbox.records import CoverPage
+from faxgate.sandbox import forms
+from faxgate.sandbox.forms import RequestError, read_multipart
+from faxgate.sandbox.records import CoverPage
 
+_ACCOUNT_FIELDS = {
+    "DefaultInboundFaxCallbackUrl": "inbound_callback_url",
+    "DefaultOutboundFaxCallbackUrl": "outbound_callback_url",
+}
+_ACCOUNT_FLAGS = {
+    "ShouldSendOutboundConfEmails": "send_confirmation_emails",
+    "ShouldIncludePdfsInReceivedFaxEmails": "include_pdfs_in_received_emails",
+}
 _FILE_FIELD = re.compile(r"^file(?:\[(\d*)\])?$")
 _TO_FIELD = re.compile(r"^To(?:\[(\d*)\])?$")
-_NUMBER_PUNCTUATION = re.compile(r"[\s\-.()/]")
-MAX_FIELD_BYTES = 64 * 1024
-MAX_FIELDS = 1000
-_TOO_LARGE = f"Files too large: at most {MAX_BYTES_PER_SEND // (1024 * 1024)} MB per fax"
-
-
-class RequestError(Exception):
-    """A request the provider would refuse: answered with `status` and `message`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def normalize_number(raw: str) -> str | None:
-    """Digits with country code; `+`, spaces, dashes, dots and brackets are dropped.
-
-    Ten digits that look like a North American number get the leading 1 (a guess at the
-    provider's leniency). Anything else that is not 7 to 15 digits is refused (None).
-    """
-    digits = _NUMBER_PUNCTUATION.sub("", raw.strip())
-    digits = digits.removeprefix("+")
-    if not digits.isascii() or not digits.isdigit():
-        return None
-    if len(digits) == 10 and digits[0] in "23456789":
-        digits = "1" + digits
-    return digits if 7 <= len(digits) <= 15 else None
-
-
-@dataclass(frozen=True)
-class Upload:
-    name: str
-    content: bytes
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    to: list[str]
-    from_: str | None
-    files: list[Upload]
-    cover: CoverPage
 
 
 async def read_fields(request: web.Request) -> MultiDict[str]:
@@ -72,13 +37,13 @@ async def read_fields(request: web.Request) -> MultiDict[str]:
     return fields
 
 
-async def read_send(request: web.Request) -> SendRequest:
+async def read_send(request: web.Request) -> forms.SendRequest:
     """A send's parameters; refuses too many files or bytes as soon as they show."""
     if request.content_type == "multipart/form-data":
-        fields, files = await _read_multipart_send(request)
+        fields, files = await read_multipart(request, _FILE_FIELD, "file, file[] or file[N]")
     else:
         fields, files = await read_fields(request), []
-    return SendRequest(
+    return forms.SendRequest(
         to=_destinations(fields),
         from_=_last(fields, "From"),
         files=files,
@@ -88,47 +53,6 @@ async def read_send(request: web.Request) -> SendRequest:
             message=_last(fields, "CoverPageMessage"),
         ),
     )
-
-
-async def _read_multipart_send(request: web.Request) -> tuple[MultiDict[str], list[Upload]]:
-    fields: MultiDict[str] = MultiDict(request.query)
-    ordered_files: list[tuple[tuple[int, int], Upload]] = []
-    total_bytes = 0
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise RequestError(400, "Nested multipart bodies are not supported")
-        name = part.name or ""
-        if part.filename is None:
-            if len(fields) >= MAX_FIELDS:
-                raise RequestError(400, "Too many form fields")
-            value = await read_part(part, MAX_FIELD_BYTES, f"Form field {name!r} is too long")
-            fields.add(name, value.decode())
-            continue
-        match = _FILE_FIELD.match(name)
-        if match is None:
-            raise RequestError(400, f"Unexpected file part {name!r}: use file, file[] or file[N]")
-        if len(ordered_files) >= MAX_FILES_PER_SEND:
-            raise RequestError(400, f"Too many files: at most {MAX_FILES_PER_SEND} files per fax")
-        content = await read_part(part, MAX_BYTES_PER_SEND - total_bytes, _TOO_LARGE)
-        total_bytes += len(content)
-        index = match.group(1)
-        order = (0, int(index)) if index else (1, len(ordered_files))
-        ordered_files.append((order, Upload(part.filename or "document", content)))
-    files = [upload for _, upload in sorted(ordered_files, key=lambda item: item[0])]
-    return fields, files
-
-
-async def read_part(part: BodyPartReader, limit: int, too_large: str) -> bytes:
-    """A part's bytes, refused (400 with `too_large`) as soon as they pass `limit`."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await part.read_chunk(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(400, too_large)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _destinations(fields: MultiDict[str]) -> list[str]:
@@ -144,7 +68,7 @@ def _destinations(fields: MultiDict[str]) -> list[str]:
         raise RequestError(400, "Missing To: the destination fax number")
     numbers = []
     for raw in raw_numbers:
-        number = normalize_number(raw)
+        number = forms.normalize_number(raw)
         if number is None:
             raise RequestError(400, f"Invalid To {raw!r}: give the fax number in digits")
         numbers.append(number)
@@ -156,33 +80,13 @@ def _last(fields: MultiDict[str], key: str) -> str | None:
     return values[-1].strip() if values else None
 
 
-def callback_url(raw: str) -> str | None:
-    """An absolute http(s) URL, or None for an empty value (which clears the setting)."""
-    value = raw.strip()
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RequestError(400, f"Invalid callback URL {value!r}: give an http(s) URL")
-    return value
-
-
-def boolean(raw: str, name: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise RequestError(400, f"Invalid {name} {raw!r}: give true or false")
-
-
-def page_parameter(raw: str | None, name: str, default: int, minimum: int) -> int:
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise RequestError(400, f"Invalid {name} {raw!r}: give a whole number") from None
-    if value < minimum:
-        raise RequestError(400, f"Invalid {name} {raw!r}: at least {minimum}")
-    return value
+def account_changes(fields: MultiDict[str]) -> dict[str, object]:
+    """The account's v1 field names as the sandbox's account columns."""
+    changes: dict[str, object] = {}
+    for field, column in _ACCOUNT_FIELDS.items():
+        if field in fields:
+            changes[column] = forms.callback_url(fields.getall(field)[-1])
+    for field, column in _ACCOUNT_FLAGS.items():
+        if field in fields:
+            changes[column] = int(forms.boolean(fields.getall(field)[-1], field))
+    return changes

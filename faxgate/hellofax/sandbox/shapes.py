@@ -7,13 +7,12 @@ docs/hellofax notes, and are the ones to change if the real API turns out otherw
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from faxgate.hellofax.sandbox.lifecycle import billed_pages
-from faxgate.hellofax.sandbox.records import AccountRecord, TransmissionRecord
+from faxgate.sandbox.lifecycle import billed_pages
+from faxgate.sandbox.paging import Paging
+from faxgate.sandbox.records import AccountRecord, TransmissionRecord
 
 JsonObject = dict[str, Any]
 
@@ -25,8 +24,8 @@ RATE_LIMIT_MESSAGE = (
     "transmitting."
 )
 
-# CONFIRMED: callbacks are multipart/form-data with the object in a part named `json`.
-CALLBACK_JSON_PART = "json"
+# REPORTED: the answer for a transmission the provider removed (or never had).
+NOT_FOUND_MESSAGE = "Transmission not found or not accessible."
 # GUESSED: how an inbound fax's document travels; a PDF file part with this name.
 INBOUND_DOCUMENT_PART = "file"
 
@@ -120,42 +119,21 @@ def callback(record: TransmissionRecord) -> str:
     return json.dumps({"Transaction": transmission(record)}, separators=(",", ":"))
 
 
+def not_found() -> JsonObject:
+    """The body of the 404: the provider's own shape, not the sandbox's usual error shape."""
+    return {"status_code": 404, "message": NOT_FOUND_MESSAGE}
+
+
 def error(message: str, status: int) -> JsonObject:
     """GUESSED: JSON errors carry a message and the status; the 429 is plain text instead."""
     return {"error": {"message": message, "code": status}}
 
 
-@dataclass(frozen=True)
-class Paging:
-    """GUESSED paging: Page counts from 0; End is exclusive, like a slice."""
-
-    page: int
-    page_size: int
-    total: int
-
-    @property
-    def num_pages(self) -> int:
-        return max(1, math.ceil(self.total / self.page_size))
-
-    @property
-    def start(self) -> int:
-        return self.page * self.page_size
-
-    @property
-    def end(self) -> int:
-        return (
-            min(self.total, self.start + self.page_size) if self.start < self.total else self.start
-        )
-
-    @property
-    def last_page(self) -> int:
-        return self.num_pages - 1
-
-
 def transmission_list(
     account_guid: str, records: list[TransmissionRecord], paging: Paging
 ) -> JsonObject:
-    """GUESSED list envelope; items bare; links relative; absent pages are null."""
+    """GUESSED list envelope; items bare; links relative; absent pages are null. GUESSED
+    paging: Page counts from 0; End is exclusive, like a slice."""
     base = transmissions_uri(account_guid)
 
     def page_uri(page: int) -> str:

@@ -22,7 +22,7 @@ from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 from pypdf.generic import ContentStream, DictionaryObject, NameObject
 
-from faxgate.hellofax.sandbox.records import CoverPage
+from faxgate.sandbox.records import CoverPage
 
 LINES_PER_TEXT_PAGE = 60
 LETTER = (612.0, 792.0)  # points
@@ -87,22 +87,23 @@ def examine(name: str, content: bytes) -> DocumentInfo:
     return DocumentInfo(True, pages, kind, f"{kind}, {pages} page(s)")
 
 
+# The first bytes of each kind of document, in the order they are tried.
+_MAGIC: tuple[tuple[str, tuple[bytes, ...]], ...] = (
+    ("pdf", (b"%PDF-",)),
+    ("tiff", (b"II*\x00", b"MM\x00*")),
+    ("png", (b"\x89PNG\r\n\x1a\n",)),
+    ("jpeg", (b"\xff\xd8\xff",)),
+    ("gif", (b"GIF87a", b"GIF89a")),
+    ("rtf", (b"{\\rtf",)),
+    ("doc", (_OLE2_MAGIC,)),
+)
+
+
 def _sniff(content: bytes) -> str | None:
     head = content[:16]
-    if head.startswith(b"%PDF-"):
-        return "pdf"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith(b"{\\rtf"):
-        return "rtf"
-    if head.startswith(_OLE2_MAGIC):
-        return "doc"
+    for kind, magic in _MAGIC:
+        if head.startswith(magic):
+            return kind
     if head.startswith(b"PK\x03\x04"):
         return _sniff_zip(content)
     text = _as_text(content)

@@ -7,29 +7,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from faxgate.hellofax.sandbox.removal import Removal
-
 # The fixed values live apart so that faxgate's settings can read them without this package.
 from faxgate.hellofax.sandbox_defaults import (
-    DEFAULT_ACCOUNT_GUID,
     DEFAULT_PASSWORD,
     DEFAULT_PORT,
-    DEFAULT_STATE_DIR,
     DEFAULT_USERNAME,
-    SPEED_PRESETS,
     resolve_speed,
 )
+from faxgate.sandbox.removal import Removal
 
-__all__ = [
-    "DEFAULT_ACCOUNT_GUID",
-    "DEFAULT_PASSWORD",
-    "DEFAULT_PORT",
-    "DEFAULT_STATE_DIR",
-    "DEFAULT_USERNAME",
-    "SPEED_PRESETS",
-    "SandboxSettings",
-    "resolve_speed",
-]
+# The v3 sandbox's API key; it opens nothing real, so it may be printed.
+DEFAULT_API_KEY = "sandbox-api-key-0123456789abcdef"
 
 
 class SandboxSettings(BaseModel):
@@ -38,8 +26,9 @@ class SandboxSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="0 picks a free port")
     account_guid: str = Field(pattern=r"^[0-9a-f]{40}$")
-    username: str = Field(min_length=1)
-    password: str = Field(min_length=1, repr=False)
+    username: str = Field(DEFAULT_USERNAME, min_length=1, description="v1 Basic auth")
+    password: str = Field(DEFAULT_PASSWORD, min_length=1, repr=False)
+    api_key: str = Field(DEFAULT_API_KEY, min_length=1, repr=False, description="v3 Basic auth")
     state_dir: Path
     speed: float = Field(1.0, description="1.0 is realistic; smaller is faster")
     initial_lines: list[str] = Field(default_factory=lambda: ["14155550100"])
@@ -50,6 +39,11 @@ class SandboxSettings(BaseModel):
     callback_retry_speed: float | None = Field(
         None, gt=0, description="multiplies the callback retry delays; None: the same as speed"
     )
+
+    # v3: requests allowed per window and account; sends in test mode have their own budget.
+    rate_limit: int = Field(100, ge=1)
+    test_mode_rate_limit: int = Field(10, ge=1)
+    rate_window: float = Field(60.0, gt=0, description="seconds")
 
     @field_validator("speed", mode="before")
     @classmethod

@@ -1,27 +1,114 @@
 """/_sandbox/...: inspection and switches for tests and demos; a path the real API lacks.
 
-Not protected by the account's credentials: the app answers these only on loopback.
+Not protected by the account's credentials: the app answers these only on loopback
+(`local_control_only`). The same for every face, but for how an injected fax is shown.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import ipaddress
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from faxgate.hellofax.sandbox import shapes
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, read_part
-from faxgate.hellofax.sandbox.limits import MAX_BYTES_PER_SEND
-from faxgate.hellofax.sandbox.service import SandboxService
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.forms import MAX_FIELD_BYTES, RequestError, Upload, json_object, read_part
+from faxgate.sandbox.limits import MAX_BYTES_PER_SEND
+from faxgate.sandbox.records import TransmissionRecord
+from faxgate.sandbox.service import SandboxService
 
 PREFIX = "/_sandbox/"
 
+Shown = Callable[[TransmissionRecord], dict[str, Any]]
+Refusal = Callable[[str, int], web.Response]
 
-def add_routes(app: web.Application, service: SandboxService, faults: FaultInjector) -> None:
-    routes = _Control(service, faults)
+
+def local_control_only(refuse: Refusal) -> Any:
+    """A middleware: the control routes answer loopback clients only."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PREFIX) and not is_loopback(request.remote):
+            return refuse("The sandbox control API is local only", 403)
+        return await handler(request)
+
+    return middleware
+
+
+def injected_faults(
+    faults: FaultInjector, api_prefix: str, is_send: Callable[[web.Request], bool], fail: Refusal
+) -> Any:
+    """A middleware: the API's requests meet the fault switches (errors, slow answers)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(api_prefix + "/"):
+            return await handler(request)
+        send = is_send(request)
+        status = faults.error_status(is_send=send)
+        if status is not None:
+            return fail("Internal server error", status)
+        response = await handler(request)
+        delay = faults.answer_delay(is_send=send)
+        if delay:
+            await asyncio.sleep(delay)
+        return response
+
+    return middleware
+
+
+def unavailable_page() -> web.Response:
+    """What a load balancer in front of an API answers when it is down: HTML, not JSON."""
+    return web.Response(
+        status=503,
+        content_type="text/html",
+        text="<html><body><h1>503 Service Unavailable</h1></body></html>",
+    )
+
+
+def refusals(render: Callable[[RequestError], web.Response]) -> Any:
+    """A middleware: refusals (and aiohttp's own, such as 405) rendered in the face's shape."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestError as refused:
+            return render(refused)
+        except web.HTTPException as problem:
+            if problem.status < 400:
+                raise
+            allow = {k: v for k, v in problem.headers.items() if k == hdrs.ALLOW}
+            return render(RequestError(problem.status, problem.reason, allow))
+
+    return middleware
+
+
+def control_url(base_url: str, endpoint: str) -> str:
+    """The control endpoint beside an API base URL (http://host:port/v1 -> /_sandbox/...)."""
+    parts = urlsplit(base_url)
+    return urlunsplit((parts.scheme, parts.netloc, PREFIX + endpoint, "", ""))
+
+
+def is_loopback(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def add_routes(
+    app: web.Application, service: SandboxService, faults: FaultInjector, show: Shown
+) -> None:
+    """The control routes; `show` renders an injected fax as the face's API would."""
+    routes = _Control(service, faults, show)
     app.router.add_get(PREFIX + "transmissions", routes.transmissions)
     app.router.add_get(PREFIX + "duplicates", routes.duplicates)
     app.router.add_get(PREFIX + "callbacks", routes.callbacks)
@@ -34,9 +121,10 @@ def add_routes(app: web.Application, service: SandboxService, faults: FaultInjec
 
 
 class _Control:
-    def __init__(self, service: SandboxService, faults: FaultInjector) -> None:
+    def __init__(self, service: SandboxService, faults: FaultInjector, show: Shown) -> None:
         self._service = service
         self._faults = faults
+        self._show = show
 
     async def transmissions(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -57,7 +145,7 @@ class _Control:
         return web.json_response(self._faults.settings.model_dump(mode="json"))
 
     async def merge_faults(self, request: web.Request) -> web.Response:
-        changes = await _json_object(request)
+        changes = json_object(await request.text())
         try:
             merged = self._faults.merge(changes)
         except ValidationError as problem:
@@ -77,7 +165,7 @@ class _Control:
         )
 
     async def set_account(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body = json_object(await request.text())
         confirmed = body.get("confirmed")
         if set(body) != {"confirmed"} or not isinstance(confirmed, bool):
             raise RequestError(400, 'Give {"confirmed": true} or {"confirmed": false}')
@@ -105,17 +193,7 @@ class _Control:
         if upload is None or not fields.get("to") or not fields.get("from"):
             raise RequestError(400, "Give to, from and a file")
         record = await self._service.inject_inbound(fields["to"], fields["from"], upload)
-        return web.json_response(shapes.one_transmission(record))
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise RequestError(400, "Send a JSON object") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "Send a JSON object")
-    return body
+        return web.json_response(self._show(record))
 
 
 def _validation_message(problem: ValidationError) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faxgate.hellofax.sandbox.limits import MAX_PAGES
-from faxgate.hellofax.sandbox.records import Step
+from faxgate.sandbox.limits import MAX_PAGES
+from faxgate.sandbox.records import Step
 
 PENDING = "P"  # converting
 TRANSMITTING = "T"
@@ -18,8 +18,6 @@ ERROR = "E"
 ON_HOLD = "H"
 IN_FLIGHT = frozenset({PENDING, TRANSMITTING})
 FINAL = frozenset({SENT, ERROR, ON_HOLD})
-# The provider documents callbacks for S and E only; H is found by polling.
-CALLBACK_STATUSES = frozenset({SENT, ERROR})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What the provider does for each API call, without HTTP: the app calls these."""
+"""What the provider does for each API call, without HTTP or wire format: the faces call these."""
 
 from __future__ import annotations
 
@@ -8,25 +8,21 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from multidict import MultiDict
-
-from faxgate.hellofax.sandbox import areacodes, lifecycle
-from faxgate.hellofax.sandbox.documents import (
+from faxgate.sandbox import lifecycle
+from faxgate.sandbox.documents import (
     DocumentInfo,
     ReceivedPart,
     examine,
     render_received_fax,
 )
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.forms import (
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.forms import (
     RequestError,
     SendRequest,
     Upload,
-    boolean,
-    callback_url,
     normalize_number,
 )
-from faxgate.hellofax.sandbox.inspection import (
+from faxgate.sandbox.inspection import (
     CallbackAttempt,
     DuplicateSend,
     InspectedTransmission,
@@ -34,38 +30,33 @@ from faxgate.hellofax.sandbox.inspection import (
     duplicate_sends,
     inspect_transmissions,
 )
-from faxgate.hellofax.sandbox.limits import MAX_PENDING
-from faxgate.hellofax.sandbox.records import (
+from faxgate.sandbox.limits import MAX_PENDING
+from faxgate.sandbox.lines import AccountLines
+from faxgate.sandbox.records import (
     AccountRecord,
     CoverPage,
     FileRecord,
+    Step,
     TransmissionRecord,
 )
-from faxgate.hellofax.sandbox.removal import NOT_FOUND_MESSAGE, Removal, removes
-from faxgate.hellofax.sandbox.settings import SandboxSettings
-from faxgate.hellofax.sandbox.shapes import RATE_LIMIT_MESSAGE, Paging, callback
-from faxgate.hellofax.sandbox.state import SandboxStore
-
-_ACCOUNT_FIELDS = {
-    "DefaultInboundFaxCallbackUrl": "inbound_callback_url",
-    "DefaultOutboundFaxCallbackUrl": "outbound_callback_url",
-}
-_ACCOUNT_FLAGS = {
-    "ShouldSendOutboundConfEmails": "send_confirmation_emails",
-    "ShouldIncludePdfsInReceivedFaxEmails": "include_pdfs_in_received_emails",
-}
+from faxgate.sandbox.removal import Removal, removes
+from faxgate.sandbox.settings import SandboxSettings
+from faxgate.sandbox.state import SandboxStore
+from faxgate.sandbox.wire import Wire
 
 
 class TransmissionNotFound(RequestError):
     """Removed, or never there: the provider answers both alike (removal.py)."""
 
     def __init__(self) -> None:
-        super().__init__(404, NOT_FOUND_MESSAGE)
+        super().__init__(404, "Not found.")
 
 
 class RateLimited(RequestError):
+    """Too many faxes in flight, or a 429 storm switched on; each face words it."""
+
     def __init__(self) -> None:
-        super().__init__(429, RATE_LIMIT_MESSAGE)
+        super().__init__(429, "Too many requests.")
 
 
 def new_guid() -> str:
@@ -77,14 +68,16 @@ def fingerprint(sha256s: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sha256s).encode()).hexdigest()
 
 
-class SandboxService:
+class SandboxService(AccountLines):
     def __init__(
         self,
         settings: SandboxSettings,
         store: SandboxStore,
         faults: FaultInjector,
         wake: Callable[[], None],
+        wire: Wire,
     ) -> None:
+        self.wire = wire
         self._settings = settings
         self._store = store
         self._faults = faults
@@ -106,14 +99,8 @@ class SandboxService:
         assert record is not None, "the account is created on start"
         return record
 
-    def update_account(self, fields: MultiDict[str]) -> AccountRecord:
-        changes: dict[str, object] = {}
-        for field, column in _ACCOUNT_FIELDS.items():
-            if field in fields:
-                changes[column] = callback_url(fields.getall(field)[-1])
-        for field, column in _ACCOUNT_FLAGS.items():
-            if field in fields:
-                changes[column] = int(boolean(fields.getall(field)[-1], field))
+    def update_account(self, changes: dict[str, object]) -> AccountRecord:
+        """Set account columns (a face maps its own field names to them)."""
         with self._store.transaction():
             self._store.update_account(self.guid, **changes)
         return self.account()
@@ -121,46 +108,6 @@ class SandboxService:
     def set_confirmed(self, confirmed: bool) -> None:
         with self._store.transaction():
             self._store.update_account(self.guid, confirmed=int(confirmed))
-
-    # Lines and area codes --------------------------------------------------------------
-
-    def lines(self) -> list[str]:
-        return self._store.lines(self.guid)
-
-    def area_codes(self, state_code: str | None) -> list[int]:
-        if not state_code or not state_code.strip():
-            raise RequestError(400, "Missing StateCode: give a two-letter US state code")
-        codes = areacodes.offered(state_code, self._store.all_line_numbers())
-        if codes is None:
-            raise RequestError(400, f"Unknown StateCode {state_code!r}")
-        return codes
-
-    def buy_line(self, raw_area_code: str | None) -> str:
-        raw = (raw_area_code or "").strip()
-        if not raw:
-            raise RequestError(400, "Missing AreaCode: choose one from /AreaCodes")
-        if not (raw.isascii() and raw.isdigit() and len(raw) == 3):
-            raise RequestError(400, f"Invalid AreaCode {raw!r}: give three digits")
-        area_code = int(raw)
-        if not areacodes.is_sold(area_code):
-            raise RequestError(
-                400, f"Area code {area_code} is not available; /AreaCodes lists those that are"
-            )
-        with self._store.transaction():
-            number = areacodes.first_free(area_code, self._store.all_line_numbers())
-            if number is None:
-                raise RequestError(
-                    400,
-                    f"No fax numbers are free in area code {area_code}; choose another area"
-                    " code from /AreaCodes",
-                )
-            self._store.add_line(self.guid, number)
-        return number
-
-    def delete_line(self, number: str) -> None:
-        with self._store.transaction():
-            if not self._store.remove_line(self.guid, number):
-                raise RequestError(404, f"Fax line {number} not found on this account")
 
     # Transmissions ---------------------------------------------------------------------
 
@@ -178,7 +125,6 @@ class SandboxService:
         files = self._keep_files(send.files, infos)
         pages = sum(info.pages for info in infos) + (1 if send.cover.present else 0)
         readable = all(info.readable for info in infos)
-        digest = fingerprint([file.sha256 for file in files])
         now = time.time()
         records = []
         for to in send.to:
@@ -187,29 +133,60 @@ class SandboxService:
             )
             steps = lifecycle.plan(outcome, pages, self._settings.speed)
             records.append(
-                TransmissionRecord(
-                    guid=new_guid(),
-                    seq=0,
-                    account_guid=self.guid,
-                    to=to,
-                    from_=from_,
-                    is_inbound=False,
+                self._new_record(
+                    to,
+                    from_,
+                    now,
+                    pages,
+                    files,
                     status=lifecycle.PENDING,
-                    error_code=None,
-                    created_at=now,
-                    updated_at=now,
-                    pages=pages,
                     cover=send.cover,
-                    fingerprint=digest,
                     plan=steps,
-                    next_at=now + steps[0].after,
-                    files=files,
+                    title=send.title,
+                    test_mode=send.test_mode,
                 )
             )
         with self._store.transaction():
             stored = [self._store.add_transmission(record) for record in records]
         self._wake()
         return stored
+
+    def _new_record(
+        self,
+        to: str,
+        from_: str,
+        now: float,
+        pages: int,
+        files: tuple[FileRecord, ...],
+        *,
+        status: str,
+        cover: CoverPage,
+        plan: tuple[Step, ...] = (),
+        title: str | None = None,
+        test_mode: bool = False,
+        guid: str | None = None,
+    ) -> TransmissionRecord:
+        """A new fax: outbound with a plan to follow, inbound (already received) without."""
+        return TransmissionRecord(
+            guid=guid or new_guid(),
+            seq=0,
+            account_guid=self.guid,
+            to=to,
+            from_=from_,
+            is_inbound=not plan,
+            status=status,
+            error_code=None,
+            created_at=now,
+            updated_at=now,
+            pages=pages,
+            cover=cover,
+            fingerprint=fingerprint([file.sha256 for file in files]),
+            plan=plan,
+            next_at=now + plan[0].after if plan else None,
+            files=files,
+            title=title,
+            test_mode=test_mode,
+        )
 
     def _sending_line(self, requested: str | None) -> str:
         lines = self.lines()
@@ -248,6 +225,24 @@ class SandboxService:
             raise TransmissionNotFound
         return record
 
+    def any_transmission(self, guid: str) -> TransmissionRecord | None:
+        """The account's transmission, removed or not (a face may tell removed from deleted)."""
+        record = self._store.transmission_by_guid(guid)
+        return record if record is not None and record.account_guid == self.guid else None
+
+    def delete(self, record: TransmissionRecord) -> None:
+        """The client removes a fax: gone from GET, the list and its files."""
+        if record.status in lifecycle.IN_FLIGHT:
+            raise RequestError(400, "The fax is still being sent; delete it once it has ended")
+        with self._store.transaction():
+            self._store.delete(record.guid, time.time())
+
+    async def document(self, record: TransmissionRecord) -> bytes:
+        """The fax as one PDF: what arrived, or what the receiving end gets."""
+        if record.is_inbound:
+            return self._store.document(record.files[0].sha256)
+        return await received_document(self.sent_parts(record), record.cover)
+
     @property
     def removal(self) -> Removal:
         return self._settings.removal
@@ -257,14 +252,12 @@ class SandboxService:
         if not record.is_inbound and removes(self._settings.removal, record.status):
             self._store.remove(record.guid, now)
 
-    def page(self, page: int, page_size: int) -> tuple[list[TransmissionRecord], Paging]:
-        paging = Paging(
-            page=page, page_size=page_size, total=self._store.count_transmissions(self.guid)
-        )
-        records = self._store.newest_transmissions(
-            self.guid, offset=paging.start, limit=paging.page_size
-        )
-        return records, paging
+    def count(self) -> int:
+        """How many transmissions GET and the list can see."""
+        return self._store.count_transmissions(self.guid)
+
+    def newest(self, offset: int, limit: int) -> list[TransmissionRecord]:
+        return self._store.newest_transmissions(self.guid, offset=offset, limit=limit)
 
     # Inbound ---------------------------------------------------------------------------
 
@@ -296,33 +289,22 @@ class SandboxService:
         self._store.put_document(sha256, document)
         guid = new_guid()
         name = f"fax-{guid}.pdf"
+        files = (FileRecord(0, name, sha256, len(document), pages, True, "pdf"),)
         record = self._store.add_transmission(
-            TransmissionRecord(
-                guid=guid,
-                seq=0,
-                account_guid=self.guid,
-                to=to,
-                from_=from_,
-                is_inbound=True,
-                status=lifecycle.SENT,
-                error_code=None,
-                created_at=now,
-                updated_at=now,
-                pages=pages,
-                cover=CoverPage(),
-                fingerprint=fingerprint([sha256]),
-                files=(FileRecord(0, name, sha256, len(document), pages, True, "pdf"),),
+            self._new_record(
+                to, from_, now, pages, files, status=lifecycle.SENT, cover=CoverPage(), guid=guid
             )
         )
-        url = self.account().inbound_callback_url
+        url = self.wire.inbound_url(self.account())
         if url:
+            attach = self.wire.document_part is not None
             self._store.add_callback(
                 transmission_guid=guid,
                 kind="inbound",
                 url=url,
-                payload=callback(record),
-                document_sha256=sha256,
-                document_name=name,
+                payload=self.wire.inbound_payload(record),
+                document_sha256=sha256 if attach else None,
+                document_name=name if attach else None,
                 due_at=now,
             )
         return record

@@ -13,6 +13,7 @@ class AccountRecord:
     send_confirmation_emails: bool
     include_pdfs_in_received_emails: bool
     confirmed: bool
+    event_callback_url: str | None = None  # v3: one URL for every event
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class TransmissionRecord:
     next_at: float | None = None  # when plan[0] is due (wall clock)
     files: tuple[FileRecord, ...] = field(default_factory=tuple)
     removed_at: float | None = None  # gone from GET and the list (see removal.py)
+    deleted_at: float | None = None  # removed because the client asked (v3 DELETE)
+    title: str | None = None  # v3
+    test_mode: bool = False  # v3: nothing dialled or billed
 
 
 @dataclass(frozen=True)

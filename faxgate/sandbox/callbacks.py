@@ -15,24 +15,26 @@ from typing import Any
 
 import aiohttp
 
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.lifecycle import callback_retry_after
-from faxgate.hellofax.sandbox.records import CallbackRecord
-from faxgate.hellofax.sandbox.removal import Removal, removes
-from faxgate.hellofax.sandbox.shapes import CALLBACK_JSON_PART, INBOUND_DOCUMENT_PART
-from faxgate.hellofax.sandbox.state import SandboxStore
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.lifecycle import callback_retry_after
+from faxgate.sandbox.records import CallbackRecord
+from faxgate.sandbox.removal import Removal, removes
+from faxgate.sandbox.state import SandboxStore
+from faxgate.sandbox.wire import CALLBACK_JSON_PART, Wire
 
 log = logging.getLogger(__name__)
 
 
-def callback_body(record: CallbackRecord, document: bytes | None) -> aiohttp.MultipartWriter:
+def callback_body(
+    record: CallbackRecord, document: bytes | None, document_part: str | None
+) -> aiohttp.MultipartWriter:
     body = aiohttp.MultipartWriter("form-data")
     part = body.append(record.payload, {"Content-Type": "text/plain; charset=utf-8"})
     part.set_content_disposition("form-data", name=CALLBACK_JSON_PART)
-    if document is not None:
+    if document is not None and document_part is not None:
         file_part = body.append(document, {"Content-Type": "application/pdf"})
         file_part.set_content_disposition(
-            "form-data", name=INBOUND_DOCUMENT_PART, filename=record.document_name or "fax.pdf"
+            "form-data", name=document_part, filename=record.document_name or "fax.pdf"
         )
     return body
 
@@ -46,8 +48,10 @@ class CallbackDispatcher:
         speed: float,
         timeout: float,
         wake: Callable[[], None],
+        wire: Wire,
         removal: Removal = Removal.SENT,
     ) -> None:
+        self._wire = wire
         self._store = store
         self._faults = faults
         self._speed = speed
@@ -113,10 +117,10 @@ class CallbackDispatcher:
 
     async def _attempt(self, record: CallbackRecord) -> None:
         attempt = record.attempts + 1
-        status = await self._post(record, attempt, "delivery" if attempt == 1 else "retry")
+        answer = await self._post(record, attempt, "delivery" if attempt == 1 else "retry")
         for _ in range(self._faults.settings.callback_copies - 1):
             await self._post(record, attempt, "duplicate")
-        if status == 200:
+        if answer is not None and self._wire.accepts(*answer):
             with self._store.transaction():
                 self._store.settle_callback(
                     record.id, attempts=attempt, state="delivered", next_at=None
@@ -150,32 +154,34 @@ class CallbackDispatcher:
         await asyncio.sleep(after)
         await self._post(record, attempt, "late")
 
-    async def _post(self, record: CallbackRecord, attempt: int, reason: str) -> int | None:
-        """One POST; logs the attempt; answers the receiver's status (None: no answer)."""
+    async def _post(
+        self, record: CallbackRecord, attempt: int, reason: str
+    ) -> tuple[int, str] | None:
+        """One POST; logs the attempt; the receiver's status and text (None: no answer)."""
         assert self._session is not None, "start() first"
-        document = self._store.document(record.document_sha256) if record.document_sha256 else None
-        status: int | None = None
-        error: str | None = None
         if self._faults.settings.callbacks_lost:
             # Lost on the way: the receiver never sees it, the provider hears nothing.
-            with self._store.transaction():
-                self._store.record_attempt(
-                    record.id,
-                    attempt=attempt,
-                    reason=reason,
-                    status=None,
-                    error="lost (fault switch callbacks_lost)",
-                    at=time.time(),
-                )
+            self._log(record, attempt, reason, None, "lost (fault switch callbacks_lost)")
             return None
+        document = self._store.document(record.document_sha256) if record.document_sha256 else None
+        body = callback_body(record, document, self._wire.document_part)
         try:
-            async with self._session.post(
-                record.url, data=callback_body(record, document)
-            ) as answer:
-                status = answer.status
-                await answer.read()
+            async with self._session.post(record.url, data=body) as answer:
+                answered = answer.status, (await answer.read()).decode("utf-8", "replace")
         except (aiohttp.ClientError, TimeoutError, OSError) as problem:
-            error = f"{type(problem).__name__}: {problem}"[:500]
+            self._log(record, attempt, reason, None, f"{type(problem).__name__}: {problem}"[:500])
+            return None
+        self._log(record, attempt, reason, answered[0], None)
+        return answered
+
+    def _log(
+        self,
+        record: CallbackRecord,
+        attempt: int,
+        reason: str,
+        status: int | None,
+        error: str | None,
+    ) -> None:
         with self._store.transaction():
             self._store.record_attempt(
                 record.id,
@@ -185,4 +191,3 @@ class CallbackDispatcher:
                 error=error,
                 at=time.time(),
             )
-        return status

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from faxgate.hellofax.sandbox.lifecycle import billed_pages
-from faxgate.hellofax.sandbox.records import AttemptRecord, TransmissionRecord
+from faxgate.sandbox.lifecycle import billed_pages
+from faxgate.sandbox.records import AttemptRecord, TransmissionRecord
 
 
 class InspectedFile(BaseModel):
@@ -34,6 +35,9 @@ class InspectedTransmission(BaseModel):
     same_document_to_same_number: int
     # Gone from GET and the list, as the provider removes sent faxes (removal.py).
     removed: bool = False
+    deleted: bool = False  # removed because the client asked (v3 DELETE)
+    title: str | None = None  # v3
+    test_mode: bool = False  # v3: nothing dialled or billed
 
 
 class DuplicateSend(BaseModel):
@@ -55,25 +59,25 @@ class CallbackAttempt(BaseModel):
     at: float
 
 
+# Shown as the record has them.
+_AS_KEPT = ("guid", "to", "is_inbound", "status", "error_code", "created_at", "title", "test_mode")
+
+
 def inspect_transmissions(records: list[TransmissionRecord]) -> list[InspectedTransmission]:
     sent = Counter((r.to, r.fingerprint) for r in records if not r.is_inbound)
     return [
         InspectedTransmission(
-            guid=r.guid,
-            to=r.to,
+            **{name: getattr(r, name) for name in _AS_KEPT},
             from_=r.from_,
-            is_inbound=r.is_inbound,
-            status=r.status,
-            error_code=r.error_code,
-            pages_billed=billed_pages(r.status, r.pages),
+            pages_billed=0 if r.test_mode else billed_pages(r.status, r.pages),
             files=[
                 InspectedFile(name=f.name, sha256=f.sha256, pages=f.pages, size=f.size)
                 for f in r.files
             ],
             document_sha256=r.fingerprint,
-            created_at=r.created_at,
             same_document_to_same_number=0 if r.is_inbound else sent[(r.to, r.fingerprint)],
             removed=r.removed_at is not None,
+            deleted=r.deleted_at is not None,
         )
         for r in records
     ]
@@ -92,17 +96,4 @@ def duplicate_sends(records: list[TransmissionRecord]) -> list[DuplicateSend]:
 
 
 def callback_attempts(records: list[AttemptRecord]) -> list[CallbackAttempt]:
-    return [
-        CallbackAttempt(
-            callback_id=a.callback_id,
-            transmission_guid=a.transmission_guid,
-            kind=a.kind,
-            url=a.url,
-            attempt=a.attempt,
-            reason=a.reason,
-            status=a.status,
-            error=a.error,
-            at=a.at,
-        )
-        for a in records
-    ]
+    return [CallbackAttempt.model_validate(dataclasses.asdict(a)) for a in records]

@@ -6,7 +6,6 @@ commit. A test server on one event loop can afford that.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -15,95 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from faxgate.hellofax.sandbox.records import (
-    AccountRecord,
-    AttemptRecord,
-    CallbackRecord,
-    CoverPage,
-    FileRecord,
-    Step,
-    TransmissionRecord,
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    guid TEXT PRIMARY KEY,
-    inbound_callback_url TEXT,
-    outbound_callback_url TEXT,
-    send_confirmation_emails INTEGER NOT NULL DEFAULT 0,
-    include_pdfs_in_received_emails INTEGER NOT NULL DEFAULT 1,
-    confirmed INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS lines (
-    account_guid TEXT NOT NULL REFERENCES accounts(guid),
-    number TEXT NOT NULL,
-    bought_at REAL NOT NULL,
-    PRIMARY KEY (account_guid, number)
-);
-CREATE TABLE IF NOT EXISTS transmissions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    guid TEXT NOT NULL UNIQUE,
-    account_guid TEXT NOT NULL REFERENCES accounts(guid),
-    to_number TEXT NOT NULL,
-    from_number TEXT NOT NULL,
-    is_inbound INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error_code TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    pages INTEGER NOT NULL,
-    cover_to TEXT,
-    cover_from TEXT,
-    cover_message TEXT,
-    fingerprint TEXT NOT NULL,
-    plan TEXT NOT NULL DEFAULT '[]',
-    next_at REAL,
-    removed_at REAL
-);
-CREATE INDEX IF NOT EXISTS transmissions_due ON transmissions(next_at) WHERE next_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS files (
-    transmission_guid TEXT NOT NULL REFERENCES transmissions(guid),
-    position INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    pages INTEGER NOT NULL,
-    readable INTEGER NOT NULL,
-    kind TEXT,
-    PRIMARY KEY (transmission_guid, position)
-);
-CREATE TABLE IF NOT EXISTS callbacks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    transmission_guid TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    url TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    document_sha256 TEXT,
-    document_name TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    callback_id INTEGER NOT NULL REFERENCES callbacks(id),
-    attempt INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    status INTEGER,
-    error TEXT,
-    at REAL NOT NULL
-);
-"""
-
-_TRANSMISSION_COLUMNS = (
-    "seq, guid, account_guid, to_number, from_number, is_inbound, status, error_code, "
-    "created_at, updated_at, pages, cover_to, cover_from, cover_message, fingerprint, plan, "
-    "next_at, removed_at"
-)
+from faxgate.sandbox import schema
+from faxgate.sandbox.callback_rows import CallbackRows
+from faxgate.sandbox.records import AccountRecord, FileRecord, Step, TransmissionRecord
+from faxgate.sandbox.rows import file_from_row, from_row, plan_to_json, transmission_from_row
+from faxgate.sandbox.schema import TRANSMISSION_COLUMNS
 
 
-class SandboxStore:
+class SandboxStore(CallbackRows):
     def __init__(self, state_dir: Path) -> None:
         self._documents = state_dir / "documents"
         self._documents.mkdir(parents=True, exist_ok=True)
@@ -112,10 +30,7 @@ class SandboxStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a test server: durable enough in WAL
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(transmissions)")}
-        if "removed_at" not in columns:  # a state directory from before removal was modelled
-            self._db.execute("ALTER TABLE transmissions ADD COLUMN removed_at REAL")
+        schema.create(self._db)
         self._depth = 0
 
     def close(self) -> None:
@@ -167,10 +82,9 @@ class SandboxStore:
         row = self._db.execute("SELECT * FROM accounts WHERE guid = ?", (guid,)).fetchone()
         if row is None:
             return None
-        return AccountRecord(
-            guid=row["guid"],
-            inbound_callback_url=row["inbound_callback_url"],
-            outbound_callback_url=row["outbound_callback_url"],
+        return from_row(
+            AccountRecord,
+            row,
             send_confirmation_emails=bool(row["send_confirmation_emails"]),
             include_pdfs_in_received_emails=bool(row["include_pdfs_in_received_emails"]),
             confirmed=bool(row["confirmed"]),
@@ -183,6 +97,7 @@ class SandboxStore:
             "send_confirmation_emails",
             "include_pdfs_in_received_emails",
             "confirmed",
+            "event_callback_url",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -207,20 +122,40 @@ class SandboxStore:
         )
 
     def remove_line(self, account_guid: str, number: str) -> bool:
-        return (
-            self._db.execute(
-                "DELETE FROM lines WHERE account_guid = ? AND number = ?", (account_guid, number)
-            ).rowcount
-            > 0
+        removed = self._db.execute(
+            "DELETE FROM lines WHERE account_guid = ? AND number = ?", (account_guid, number)
+        ).rowcount
+        if removed:
+            self._db.execute("DELETE FROM line_users WHERE number = ?", (number,))
+        return removed > 0
+
+    def line_bought_at(self, account_guid: str, number: str) -> float | None:
+        row = self._db.execute(
+            "SELECT bought_at FROM lines WHERE account_guid = ? AND number = ?",
+            (account_guid, number),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def line_users(self, number: str) -> list[str]:
+        """Who else may use a line (v3): account ids or email addresses, in order given."""
+        rows = self._db.execute(
+            "SELECT user FROM line_users WHERE number = ? ORDER BY rowid", (number,)
         )
+        return [row["user"] for row in rows]
+
+    def set_line_user(self, number: str, user: str, *, present: bool) -> None:
+        if present:
+            self._db.execute("INSERT OR IGNORE INTO line_users VALUES (?, ?)", (number, user))
+        else:
+            self._db.execute("DELETE FROM line_users WHERE number = ? AND user = ?", (number, user))
 
     # Transmissions ---------------------------------------------------------------------
 
     def add_transmission(self, record: TransmissionRecord) -> TransmissionRecord:
         with self.transaction():
             self._db.execute(
-                f"INSERT INTO transmissions ({_TRANSMISSION_COLUMNS}) "  # noqa: S608 - constant
-                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                f"INSERT INTO transmissions ({TRANSMISSION_COLUMNS}) "  # noqa: S608 - constant
+                "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
                 (
                     record.guid,
                     record.account_guid,
@@ -236,8 +171,10 @@ class SandboxStore:
                     record.cover.from_,
                     record.cover.message,
                     record.fingerprint,
-                    _plan_to_json(record.plan),
+                    plan_to_json(record.plan),
                     record.next_at,
+                    record.title,
+                    int(record.test_mode),
                 ),
             )
             for file in record.files:
@@ -272,7 +209,7 @@ class SandboxStore:
         self._db.execute(
             "UPDATE transmissions SET status = ?, error_code = ?, plan = ?, next_at = ?,"
             " updated_at = ? WHERE guid = ?",
-            (status, error_code, _plan_to_json(plan), next_at, updated_at, guid),
+            (status, error_code, plan_to_json(plan), next_at, updated_at, guid),
         )
 
     def remove(self, guid: str, at: float) -> None:
@@ -282,12 +219,20 @@ class SandboxStore:
             (at, guid),
         )
 
+    def delete(self, guid: str, at: float) -> None:
+        """Removed because the client asked: gone from GET and the list, and said so (410)."""
+        self._db.execute(
+            "UPDATE transmissions SET deleted_at = ?, removed_at = COALESCE(removed_at, ?)"
+            " WHERE guid = ?",
+            (at, at, guid),
+        )
+
     def postpone(self, guid: str, next_at: float) -> None:
         self._db.execute("UPDATE transmissions SET next_at = ? WHERE guid = ?", (next_at, guid))
 
     def transmission(self, account_guid: str, guid: str) -> TransmissionRecord | None:
         row = self._db.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
+            f"SELECT {TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
             "WHERE account_guid = ? AND guid = ? AND removed_at IS NULL",
             (account_guid, guid),
         ).fetchone()
@@ -295,7 +240,7 @@ class SandboxStore:
 
     def transmission_by_guid(self, guid: str) -> TransmissionRecord | None:
         row = self._db.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions WHERE guid = ?",  # noqa: S608
+            f"SELECT {TRANSMISSION_COLUMNS} FROM transmissions WHERE guid = ?",  # noqa: S608
             (guid,),
         ).fetchone()
         return None if row is None else self._with_files(row)
@@ -311,19 +256,19 @@ class SandboxStore:
         self, account_guid: str, *, offset: int, limit: int
     ) -> list[TransmissionRecord]:
         rows = self._db.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
+            f"SELECT {TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
             "WHERE account_guid = ? AND removed_at IS NULL"
             " ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
             (account_guid, limit, offset),
         )
-        return [_transmission(row, ()) for row in rows]
+        return [transmission_from_row(row, ()) for row in rows]
 
     def all_transmissions(self) -> list[TransmissionRecord]:
         rows = self._db.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions ORDER BY seq"  # noqa: S608
+            f"SELECT {TRANSMISSION_COLUMNS} FROM transmissions ORDER BY seq"  # noqa: S608
         ).fetchall()
         files = self._files_by_transmission()
-        return [_transmission(row, files.get(row["guid"], ())) for row in rows]
+        return [transmission_from_row(row, files.get(row["guid"], ())) for row in rows]
 
     def count_in_flight(self, account_guid: str) -> int:
         row = self._db.execute(
@@ -335,7 +280,7 @@ class SandboxStore:
 
     def due_transmissions(self, now: float) -> list[TransmissionRecord]:
         rows = self._db.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
+            f"SELECT {TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant
             "WHERE next_at IS NOT NULL AND next_at <= ? ORDER BY next_at, seq",
             (now,),
         ).fetchall()
@@ -349,154 +294,10 @@ class SandboxStore:
         rows = self._db.execute(
             "SELECT * FROM files WHERE transmission_guid = ? ORDER BY position", (row["guid"],)
         )
-        return _transmission(row, tuple(_file(file) for file in rows))
+        return transmission_from_row(row, tuple(file_from_row(file) for file in rows))
 
     def _files_by_transmission(self) -> dict[str, tuple[FileRecord, ...]]:
         grouped: dict[str, list[FileRecord]] = {}
         for row in self._db.execute("SELECT * FROM files ORDER BY transmission_guid, position"):
-            grouped.setdefault(row["transmission_guid"], []).append(_file(row))
+            grouped.setdefault(row["transmission_guid"], []).append(file_from_row(row))
         return {guid: tuple(files) for guid, files in grouped.items()}
-
-    # Callbacks -------------------------------------------------------------------------
-
-    def add_callback(
-        self,
-        *,
-        transmission_guid: str,
-        kind: str,
-        url: str,
-        payload: str,
-        document_sha256: str | None = None,
-        document_name: str | None = None,
-        due_at: float,
-    ) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO callbacks (transmission_guid, kind, url, payload, document_sha256,"
-            " document_name, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (transmission_guid, kind, url, payload, document_sha256, document_name, due_at, due_at),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def due_callbacks(self, now: float) -> list[CallbackRecord]:
-        rows = self._db.execute(
-            "SELECT * FROM callbacks WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id",
-            (now,),
-        )
-        return [_callback(row) for row in rows]
-
-    def next_callback_due(self, excluding: Sequence[int]) -> float | None:
-        marks = ",".join("?" * len(excluding))
-        row = self._db.execute(
-            f"SELECT MIN(next_at) FROM callbacks WHERE state = 'pending' AND id NOT IN ({marks})",  # noqa: S608 - placeholders only
-            tuple(excluding),
-        ).fetchone()
-        return None if row[0] is None else float(row[0])
-
-    def record_attempt(
-        self,
-        callback_id: int,
-        *,
-        attempt: int,
-        reason: str,
-        status: int | None,
-        error: str | None,
-        at: float,
-    ) -> None:
-        self._db.execute(
-            "INSERT INTO attempts (callback_id, attempt, reason, status, error, at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (callback_id, attempt, reason, status, error, at),
-        )
-
-    def settle_callback(
-        self, callback_id: int, *, attempts: int, state: str, next_at: float | None
-    ) -> None:
-        self._db.execute(
-            "UPDATE callbacks SET attempts = ?, state = ?, next_at = ? WHERE id = ?",
-            (attempts, state, next_at, callback_id),
-        )
-
-    def callbacks(self) -> list[CallbackRecord]:
-        return [_callback(row) for row in self._db.execute("SELECT * FROM callbacks ORDER BY id")]
-
-    def attempts(self) -> list[AttemptRecord]:
-        rows = self._db.execute(
-            "SELECT a.*, c.transmission_guid, c.kind, c.url FROM attempts a"
-            " JOIN callbacks c ON c.id = a.callback_id ORDER BY a.id"
-        )
-        return [
-            AttemptRecord(
-                id=row["id"],
-                callback_id=row["callback_id"],
-                transmission_guid=row["transmission_guid"],
-                kind=row["kind"],
-                url=row["url"],
-                attempt=row["attempt"],
-                reason=row["reason"],
-                status=row["status"],
-                error=row["error"],
-                at=row["at"],
-            )
-            for row in rows
-        ]
-
-
-def _plan_to_json(plan: tuple[Step, ...]) -> str:
-    return json.dumps([[step.status, step.error_code, step.after] for step in plan])
-
-
-def _plan_from_json(text: str) -> tuple[Step, ...]:
-    return tuple(
-        Step(status, error_code, float(after)) for status, error_code, after in json.loads(text)
-    )
-
-
-def _transmission(row: sqlite3.Row, files: tuple[FileRecord, ...]) -> TransmissionRecord:
-    return TransmissionRecord(
-        guid=row["guid"],
-        seq=row["seq"],
-        account_guid=row["account_guid"],
-        to=row["to_number"],
-        from_=row["from_number"],
-        is_inbound=bool(row["is_inbound"]),
-        status=row["status"],
-        error_code=row["error_code"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        pages=row["pages"],
-        cover=CoverPage(row["cover_to"], row["cover_from"], row["cover_message"]),
-        fingerprint=row["fingerprint"],
-        plan=_plan_from_json(row["plan"]),
-        next_at=row["next_at"],
-        files=files,
-        removed_at=row["removed_at"],
-    )
-
-
-def _file(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(
-        position=row["position"],
-        name=row["name"],
-        sha256=row["sha256"],
-        size=row["size"],
-        pages=row["pages"],
-        readable=bool(row["readable"]),
-        kind=row["kind"],
-    )
-
-
-def _callback(row: sqlite3.Row) -> CallbackRecord:
-    return CallbackRecord(
-        id=row["id"],
-        transmission_guid=row["transmission_guid"],
-        kind=row["kind"],
-        url=row["url"],
-        payload=row["payload"],
-        document_sha256=row["document_sha256"],
-        document_name=row["document_name"],
-        attempts=row["attempts"],
-        next_at=row["next_at"],
-        state=row["state"],
-        created_at=row["created_at"],
-    )

@@ -12,15 +12,14 @@ import dataclasses
 import logging
 import time
 
-from faxgate.hellofax.sandbox import lifecycle
-from faxgate.hellofax.sandbox.callbacks import CallbackDispatcher
-from faxgate.hellofax.sandbox.faults import FaultInjector
-from faxgate.hellofax.sandbox.records import TransmissionRecord
-from faxgate.hellofax.sandbox.removal import removed_at_once
-from faxgate.hellofax.sandbox.service import SandboxService, received_document
-from faxgate.hellofax.sandbox.shapes import callback
-from faxgate.hellofax.sandbox.state import SandboxStore
 from faxgate.runner import wait_for_event
+from faxgate.sandbox import lifecycle
+from faxgate.sandbox.callbacks import CallbackDispatcher
+from faxgate.sandbox.faults import FaultInjector
+from faxgate.sandbox.records import TransmissionRecord
+from faxgate.sandbox.removal import removed_at_once
+from faxgate.sandbox.service import SandboxService, received_document
+from faxgate.sandbox.state import SandboxStore
 
 STALL_POLL = 0.05  # seconds between looks at the stall switch, which can flip silently
 RETRY_BROKEN = 5.0  # seconds before a fax whose move failed is tried again
@@ -98,13 +97,14 @@ class Engine:
                 next_at=moved.next_at,
                 updated_at=now,
             )
-            url = service.account().outbound_callback_url
-            if step.status in lifecycle.CALLBACK_STATUSES and url:
+            url = service.wire.outbound_url(service.account())
+            payload = service.wire.outbound_payload(moved) if url else None
+            if url and payload is not None:
                 self._store.add_callback(
                     transmission_guid=record.guid,
                     kind="outbound",
                     url=url,
-                    payload=callback(moved),
+                    payload=payload,
                     due_at=now,
                 )
             elif removed_at_once(url):

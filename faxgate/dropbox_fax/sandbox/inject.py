@@ -1,0 +1,15 @@
+"""Injecting an inbound fax into a running v3 sandbox, as `faxgate sandbox inbound` does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from faxgate.sandbox.inject import post_inbound
+
+
+async def inject_inbound(base_url: str, to: str, from_: str, document: Path) -> dict[str, Any]:
+    """Make a fax from `from_` arrive at the account's line `to`; returns the v3 fax."""
+    fax: dict[str, Any] = json.loads(await post_inbound(base_url, to, from_, document))["fax"]
+    return fax
