@@ -22,11 +22,14 @@ from typing import TypeVar
 from faxgate import metrics, systemd
 from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
-from faxgate.domain.provider import FaxProvider
+from faxgate.domain.provider import FaxProvider, ProviderError
+from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.provider import HelloFaxProvider
+from faxgate.hellofax.sandbox import Sandbox as V1Sandbox
 from faxgate.inbound.receiver import InboundReceiver
 from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.runner import FolderError
@@ -42,6 +45,7 @@ from faxgate.notify.notifier import Notifier, default_handlers
 from faxgate.preflight import preflight, summary
 from faxgate.providers import document_fetcher, open_provider
 from faxgate.reload import Reloader, ReloadPlan
+from faxgate.sandbox.server import SandboxServer
 from faxgate.sending.dispatcher import Dispatcher
 from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
@@ -50,7 +54,7 @@ from faxgate.setup_warnings import setup_warnings
 from faxgate.store import Store, StoreError
 from faxgate.store.probe import StoreProbe
 from faxgate.store.spool import Spool
-from faxgate.web.callbacks import callback_token, callback_urls
+from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 from faxgate.web.health import Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
 from faxgate.web.statuspage import StatusPage
@@ -77,7 +81,7 @@ class Daemon:
     poller: Poller
     notifier: Notifier
     http: HttpServer
-    sandbox: sandbox_server.Sandbox | None
+    sandbox: SandboxServer | None
     smtp: SmtpListener | None = None
     health: Health | None = None
     folders: HotFolders | None = None
@@ -135,14 +139,11 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         for warning in setup_warnings(settings):
             log.warning("%s", warning)
 
-        sandbox = None
-        if settings.builtin_sandbox and settings.provider_api != "hellofax":
-            raise StartupError(
-                "the built-in sandbox speaks HelloFax v1 only in this build: set"
-                ' sandbox.api = "hellofax", or provider.base_url to a v3 sandbox'
-            )
+        sandbox: SandboxServer | None = None
         if settings.builtin_sandbox:
-            sandbox = sandbox_server.Sandbox(sandbox_settings(settings))
+            # The face the settings ask for, over the same simulation.
+            face = DropboxFaxSandbox if settings.provider_api == "dropbox_fax" else V1Sandbox
+            sandbox = face(sandbox_settings(settings))
             await _bind(sandbox.start(), "the sandbox", str(settings.sandbox.listen))
             parts.push_async_callback(sandbox.stop)
             log.info("sandbox listening base_url=%s", sandbox.base_url)
@@ -234,6 +235,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         parts.push_async_callback(http.stop)
         if sandbox is not None and isinstance(provider, HelloFaxProvider):
             await _register_callbacks(provider.client, callback_urls(settings, token, http.port))
+        if sandbox is not None and isinstance(provider, DropboxFaxClient):
+            await _register_events(provider, event_callback_url(settings, token, http.port))
 
         await dispatcher.recover()
         smtp = await _start_smtp(settings, store, on_accept=lambda _jobs: dispatcher.wake())
@@ -318,6 +321,14 @@ async def _register_callbacks(client: HelloFaxClient, urls: tuple[str, str]) -> 
         log.warning("could not register callbacks with the sandbox error=%r", exc.message)
 
 
+async def _register_events(client: DropboxFaxClient, url: str) -> None:
+    """The built-in v3 sandbox is ours: point its events at this daemon."""
+    try:
+        await client.set_callback_url(url)
+    except ProviderError as exc:
+        log.warning("could not register the events URL with the sandbox error=%r", exc.message)
+
+
 def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
     account_guid, username, password = settings.provider_credentials()
     return sandbox_server.SandboxSettings(
@@ -326,6 +337,7 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
         account_guid=account_guid,
         username=username,
         password=password,
+        api_key=settings.provider_api_key(),
         state_dir=settings.sandbox_state_dir,
         speed=sandbox_server.resolve_speed(settings.sandbox.speed),
         removal=settings.sandbox.removal,

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from faxgate.app import started
+from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
 from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.dropbox_fax.events import EVENT_ANSWER, event_hash
-from tests.conftest import wait_for
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox, inject_inbound
+from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
 from tests.dropbox_fax.sources import fixture_case
 from tests.dropbox_fax.test_client import FakeV3, answer
@@ -72,3 +73,48 @@ async def test_a_fax_goes_out_on_v3_and_its_event_settles_it(
         (done,) = await settled(daemon, [job])
         assert done.state is JobState.SENT
         assert done.provider_guid == sent["fax"]["fax_id"]
+
+
+# --- the whole product on the built-in sandbox, switched to v3 by one setting --------------
+
+
+@pytest.fixture
+async def on_v3(tmp_path: Path) -> AsyncIterator[Daemon]:
+    settings = fast_settings(
+        tmp_path / "state",
+        sandbox={"api": "dropbox_fax"},
+        inbound={"default_folder": str(tmp_path / "inbox")},
+    )
+    async with started(settings) as running:
+        yield running
+
+
+async def test_the_built_in_sandbox_speaks_v3_by_one_setting(on_v3: Daemon) -> None:
+    assert isinstance(on_v3.sandbox, DropboxFaxSandbox)
+    assert isinstance(on_v3.provider, DropboxFaxClient)
+    sent = await queue(on_v3, "+14155550123")
+    unallocated = await queue(on_v3, "+14155550003")  # v3's error_bad_destination
+    done = {job.id: job for job in await settled(on_v3, [sent, unallocated])}
+    assert done[sent.id].state is JobState.SENT
+    assert done[unallocated.id].state is JobState.FAILED
+    # Settled by the sandbox's signed events to this daemon, each sent once.
+    outbound = [t.to for t in on_v3.sandbox.inspect() if not t.is_inbound]
+    assert sorted(outbound) == ["14155550003", "14155550123"]
+    assert on_v3.store.events(sent.id)[-1].data["source"] == "callback"
+    assert on_v3.provider.request_counts[("send", 200)] >= 2
+
+
+async def test_an_inbound_fax_on_v3_lands_in_the_inbox(on_v3: Daemon, tmp_path: Path) -> None:
+    assert isinstance(on_v3.sandbox, DropboxFaxSandbox)
+    document = tmp_path / "in.pdf"
+    document.write_bytes(pdf_document(2))
+    fax = await inject_inbound(on_v3.sandbox.base_url, "14155550100", "13105550111", document)
+
+    def arrived() -> list[Path] | None:
+        found = sorted((tmp_path / "inbox").glob("*.pdf"))
+        return found or None
+
+    (written,) = await wait_for(arrived, what="the inbound fax in the folder")
+    assert written.read_bytes() == document.read_bytes()
+    (stored,) = on_v3.store.recent_inbound(10)
+    assert stored.provider_guid == fax["fax_id"]

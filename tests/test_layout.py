@@ -47,7 +47,8 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "reload": BELOW_THE_PARTS | {"intake", "inbound"},
     "demo": BELOW_THE_PARTS,
     "app": BELOW_THE_PARTS
-    | {"store", "hellofax", "providers", "intake", "inbound", "sending", "notify", "web"}
+    | {"store", "hellofax", "dropbox_fax", "providers", "sandbox", "intake", "inbound"}
+    | {"sending", "notify", "web"}
     | {"preflight", "reload", "setup_warnings"},
     "cli": BELOW_THE_PARTS
     | {"store", "hellofax", "dropbox_fax", "providers", "intake", "inbound", "web", "app"}

@@ -56,8 +56,6 @@ class DropboxFaxClient(ApiClient):
     ApiClient says)."""
 
     name = "Dropbox Fax API v3"
-    # v3 keeps a fax until it is deleted: a 404 means it was never there (or deleted).
-    removes_sent = False
 
     def __init__(
         self,
@@ -65,6 +63,7 @@ class DropboxFaxClient(ApiClient):
         base_url: str = DEFAULT_BASE_URL,
         *,
         test_mode: bool = False,
+        removes_sent: bool = True,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
@@ -83,6 +82,9 @@ class DropboxFaxClient(ApiClient):
             on_request=on_request,
         )
         self.test_mode = test_mode
+        # Whether v3 removes a sent fax (a later get: 404) is not published; faxgate reads
+        # it as v1 does unless the settings say the provider keeps its faxes.
+        self.removes_sent = removes_sent
         self._scrubber = scrubber([api_key])
         self._limiter = limiter or RateLimiter.for_mode(test_mode=test_mode, clock=time.time)
 

@@ -28,6 +28,7 @@ def open_provider(
             settings.provider_api_key(),
             base_url or settings.provider_base_url(),
             test_mode=settings.provider.test_mode,
+            removes_sent=settings.provider_removes_sent,
             timeout=settings.provider.timeout,
             on_request=on_request,
         )

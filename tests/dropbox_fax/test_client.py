@@ -152,8 +152,9 @@ def transmitting() -> Any:
 
 def test_it_is_a_provider_behind_the_seam() -> None:
     provider: FaxProvider = DropboxFaxClient(API_KEY)
-    assert provider.removes_sent is False
+    assert provider.removes_sent is True  # until the provider is known to keep them
     assert provider.name == "Dropbox Fax API v3"
+    assert DropboxFaxClient(API_KEY, removes_sent=False).removes_sent is False
 
 
 # --- send -----------------------------------------------------------------------------------
