@@ -238,12 +238,15 @@ class CallbackEndpoints:
         self._check_announced_size(request)
         # Files are kept only for a fax received, which may come with its document.
         with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
-            try:
-                form = await _read_form(request, _Budget(self._max_body), Path(tmp))
-            except OSError as exc:  # a full disk while a file is saved: the provider retries
-                log.warning("v3 event not saved error=%s", exc.strerror)
-                raise _Refused(503, "the event could not be stored; try again", "error") from None
+            form = await self._read_with_files(request, Path(tmp))
             return await self._take_event_form(form, Path(tmp))
+
+    async def _read_with_files(self, request: web.Request, tmp: Path) -> _Form:
+        try:
+            return await _read_form(request, _Budget(self._max_body), tmp)
+        except OSError as exc:  # a full disk while the upload is saved: the provider retries
+            log.warning("callback not saved error=%s", exc.strerror)
+            raise _Refused(503, "the fax could not be stored; try again", "error") from None
 
     async def _take_event_form(self, form: _Form, tmp: Path) -> str:
         text = form.fields.get(JSON_PART)
@@ -314,11 +317,7 @@ class CallbackEndpoints:
             raise _Refused(503, "inbound faxes are not accepted yet", "not_accepted")
         self._check_announced_size(request)
         with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
-            try:
-                form = await _read_form(request, _Budget(self._max_body), Path(tmp))
-            except OSError as exc:  # a full disk while the upload is saved: the provider retries
-                log.warning("inbound fax not saved error=%s", exc.strerror)
-                raise _Refused(503, "the fax could not be stored; try again", "error") from None
+            form = await self._read_with_files(request, Path(tmp))
             tx = _transmission(form.fields)
             transaction = _transaction_object(form.fields[JSON_PART])
             try:
