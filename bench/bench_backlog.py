@@ -50,7 +50,7 @@ from faxgate.app import sandbox_settings, started
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.provider import open_client
+from faxgate.hellofax.provider import HelloFaxProvider, open_client
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.sending.dispatcher import Dispatcher
 from faxgate.sending.poller import Poller
@@ -121,10 +121,11 @@ async def measure_parts(state_dir: Path) -> PartsFigures:
     await sandbox.start()
     client = open_client(settings, sandbox.base_url)
     try:
-        dispatcher = Dispatcher(store, client, settings.dispatch, polling=settings.polling)
+        provider = HelloFaxProvider(client)
+        dispatcher = Dispatcher(store, provider, settings.dispatch, polling=settings.polling)
         tracker = Tracker(store, settings.retry.policy())
         # A clock a day ahead: every submitted job is due its poll.
-        poller = Poller(store, client, tracker, settings.polling, clock=_day_ahead)
+        poller = Poller(store, provider, tracker, settings.polling, clock=_day_ahead)
 
         one_slot_s = await _one_slot_cycles(store, client, settings)
         began = time.perf_counter()
@@ -176,7 +177,7 @@ async def _one_slot_cycles(store: Store, client: HelloFaxClient, settings: Setti
     seconds = []
     for in_flight in range(ONE_SLOT_CYCLES):
         room = settings.dispatch.model_copy(update={"max_in_flight": in_flight + 1})
-        dispatcher = Dispatcher(store, client, room, polling=settings.polling)
+        dispatcher = Dispatcher(store, HelloFaxProvider(client), room, polling=settings.polling)
         began = time.perf_counter()
         sent = await dispatcher.dispatch_once()
         seconds.append(time.perf_counter() - began)

@@ -22,10 +22,14 @@ from typing import TypeVar
 from faxgate import metrics, systemd
 from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
+from faxgate.domain.provider import FaxProvider, ProviderError
+from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
 from faxgate.hellofax import sandbox as sandbox_server
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.errors import HelloFaxError
-from faxgate.hellofax.provider import open_client
+from faxgate.hellofax.provider import HelloFaxProvider
+from faxgate.hellofax.sandbox import Sandbox as V1Sandbox
 from faxgate.inbound.receiver import InboundReceiver
 from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.runner import FolderError
@@ -40,7 +44,9 @@ from faxgate.notify.mail_reply import smtp_report_handler
 from faxgate.notify.mailer import mailer_from_settings
 from faxgate.notify.notifier import Notifier, default_handlers
 from faxgate.preflight import preflight, summary
+from faxgate.providers import document_fetcher, open_provider
 from faxgate.reload import Reloader, ReloadPlan
+from faxgate.sandbox.server import SandboxServer
 from faxgate.sending.dispatcher import Dispatcher
 from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
@@ -49,7 +55,7 @@ from faxgate.setup_warnings import setup_warnings
 from faxgate.store import Store, StoreError
 from faxgate.store.probe import StoreProbe
 from faxgate.store.spool import Spool
-from faxgate.web.callbacks import callback_token, callback_urls
+from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
@@ -72,12 +78,12 @@ class Daemon:
 
     settings: Settings
     store: Store
-    client: HelloFaxClient
+    provider: FaxProvider
     dispatcher: Dispatcher
     poller: Poller
     notifier: Notifier
     http: HttpServer
-    sandbox: sandbox_server.Sandbox | None
+    sandbox: SandboxServer | None
     smtp: SmtpListener | None = None
     health: Health | None = None
     folders: HotFolders | None = None
@@ -85,6 +91,13 @@ class Daemon:
     imap: ImapIntake | None = None
     # Reads the settings again on SIGHUP; `faxgate run` tells it how (faxgate/reload.py).
     reloader: Reloader = field(default_factory=Reloader)
+
+    @property
+    def client(self) -> HelloFaxClient:
+        """The HelloFax v1 client, for v1's own calls (the account's callback URLs)."""
+        if not isinstance(self.provider, HelloFaxProvider):
+            raise AttributeError(f"{self.provider.name} has no HelloFax v1 client")
+        return self.provider.client
 
     async def reload(self) -> ReloadPlan | None:
         """Read the settings again and apply what can change while running."""
@@ -128,9 +141,11 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         for warning in setup_warnings(settings):
             log.warning("%s", warning)
 
-        sandbox = None
-        if settings.provider.kind == "sandbox" and not settings.provider.base_url:
-            sandbox = sandbox_server.Sandbox(sandbox_settings(settings))
+        sandbox: SandboxServer | None = None
+        if settings.builtin_sandbox:
+            # The face the settings ask for, over the same simulation.
+            face = DropboxFaxSandbox if settings.provider_api == "dropbox_fax" else V1Sandbox
+            sandbox = face(sandbox_settings(settings))
             await _bind(sandbox.start(), "the sandbox", str(settings.sandbox.listen))
             parts.push_async_callback(sandbox.stop)
             log.info("sandbox listening base_url=%s", sandbox.base_url)
@@ -150,8 +165,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             metrics.count_api_request(endpoint, outcome)
             provider_health.observe(endpoint, outcome)
 
-        client = open_client(settings, sandbox.base_url if sandbox else None, api_request)
-        parts.push_async_callback(client.aclose)
+        provider = open_provider(settings, sandbox.base_url if sandbox else None, api_request)
+        parts.push_async_callback(provider.aclose)
 
         mailer = mailer_from_settings(settings.mail, settings.maildir)
         # Reports go to the reporter of the intake a job came from (see notifier.py).
@@ -173,7 +188,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         callbacks_expected = sandbox is not None or bool(settings.http.public_url)
         dispatcher = Dispatcher(
             store,
-            client,
+            provider,
             settings.dispatch,
             polling=settings.polling,
             first_poll=settings.polling.callback_grace if callbacks_expected else None,
@@ -199,13 +214,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
         )
-        poller = Poller(
-            store,
-            client,
-            tracker,
-            settings.polling,
-            provider_removes=settings.provider_removes_sent,
-        )
+        poller = Poller(store, provider, tracker, settings.polling)
 
         token = callback_token(settings)
         try:
@@ -227,6 +236,8 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
                 password=settings.http.status_password.get_secret_value(),
                 trust_header=settings.http.status_trust_header,
             ),
+            event_key=settings.provider_api_key() if settings.provider_api == "dropbox_fax" else "",
+            fetch_document=document_fetcher(provider),
         )
         http = await _bind(
             start_http(app, settings.http.listen.host, settings.http.listen.port),
@@ -234,8 +245,10 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             str(settings.http.listen),
         )
         parts.push_async_callback(http.stop)
-        if sandbox is not None:
-            await _register_callbacks(client, callback_urls(settings, token, http.port))
+        if sandbox is not None and isinstance(provider, HelloFaxProvider):
+            await _register_callbacks(provider.client, callback_urls(settings, token, http.port))
+        if sandbox is not None and isinstance(provider, DropboxFaxClient):
+            await _register_events(provider, event_callback_url(settings, token, http.port))
 
         await dispatcher.recover()
         smtp = await _start_smtp(settings, store, on_accept=lambda _jobs: dispatcher.wake())
@@ -249,7 +262,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         if imap is not None:
             parts.push_async_callback(imap.stop)
         daemon = Daemon(
-            settings, store, client, dispatcher, poller, notifier, http, sandbox, smtp, health
+            settings, store, provider, dispatcher, poller, notifier, http, sandbox, smtp, health
         )
         daemon.folders = folders
         daemon.inbound = inbound
@@ -259,7 +272,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             log.info(
                 "faxgate ready provider=%s base_url=%s http=%s:%d state_dir=%s",
                 settings.provider.kind,
-                client.base_url,
+                settings.provider_base_url() if sandbox is None else sandbox.base_url,
                 http.host,
                 http.port,
                 settings.state_dir,
@@ -320,6 +333,14 @@ async def _register_callbacks(client: HelloFaxClient, urls: tuple[str, str]) -> 
         log.warning("could not register callbacks with the sandbox error=%r", exc.message)
 
 
+async def _register_events(client: DropboxFaxClient, url: str) -> None:
+    """The built-in v3 sandbox is ours: point its events at this daemon."""
+    try:
+        await client.set_callback_url(url)
+    except ProviderError as exc:
+        log.warning("could not register the events URL with the sandbox error=%r", exc.message)
+
+
 def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
     account_guid, username, password = settings.provider_credentials()
     return sandbox_server.SandboxSettings(
@@ -328,6 +349,7 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
         account_guid=account_guid,
         username=username,
         password=password,
+        api_key=settings.provider_api_key(),
         state_dir=settings.sandbox_state_dir,
         speed=sandbox_server.resolve_speed(settings.sandbox.speed),
         removal=settings.sandbox.removal,

@@ -30,12 +30,21 @@ import httpx
 
 from faxgate import preflight
 from faxgate.domain.numbers import from_provider_digits
+from faxgate.domain.provider import (
+    FaxProvider,
+    NotSent,
+    ProviderError,
+    ProviderFault,
+    RateLimited,
+)
+from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import HelloFaxError, NotSent, ProviderFault, RateLimited
+from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.models import Account
-from faxgate.hellofax.provider import open_client
+from faxgate.hellofax.provider import HelloFaxProvider, open_client
+from faxgate.providers import open_provider
 from faxgate.settings import Settings
-from faxgate.web.callbacks import callback_urls, known_callback_token
+from faxgate.web.callbacks import callback_urls, event_callback_url, known_callback_token
 
 State = Literal["ok", "problem", "skipped"]
 OK: Final = "ok"
@@ -64,14 +73,17 @@ def problems(findings: list[Finding]) -> list[Finding]:
 async def examine(settings: Settings) -> list[Finding]:
     """Every check, in the order they are shown."""
     found: list[Finding] = []
-    async with open_client(settings) as client:
-        account = await _check_account(client, settings, found)
-        if account is None:
-            why = "not checked: the provider did not answer about the account (see above)"
-            found += [Finding("callbacks", SKIPPED, why), Finding("fax lines", SKIPPED, why)]
-        else:
-            found.append(_check_callbacks(settings, account))
-            found += await _check_lines(client, settings)
+    if settings.provider_api == "dropbox_fax":
+        found += await _check_v3(settings)
+    else:
+        async with open_client(settings) as client:
+            account = await _check_account(client, settings, found)
+            if account is None:
+                why = "not checked: the provider did not answer about the account (see above)"
+                found += [Finding("callbacks", SKIPPED, why), Finding("fax lines", SKIPPED, why)]
+            else:
+                found.append(_check_callbacks(settings, account))
+                found += await _check_lines(HelloFaxProvider(client), settings)
     found.append(await _check_public_url(settings))
     found += await asyncio.to_thread(_check_this_machine, settings)
     return found
@@ -90,6 +102,8 @@ def _provider_name(settings: Settings) -> str:
         return f"the built-in sandbox at {url}"
     if settings.provider.kind == "sandbox":
         return f"the sandbox at {url}"
+    if settings.provider.kind == "dropbox_fax":
+        return f"the Dropbox Fax API at {url}"
     return f"HelloFax at {url}"
 
 
@@ -113,7 +127,7 @@ async def _check_account(
     return account
 
 
-def _account_fix(error: HelloFaxError, settings: Settings) -> str:
+def _account_fix(error: ProviderError, settings: Settings) -> str:
     if isinstance(error, NotSent):
         if _builtin_sandbox(settings):
             return (
@@ -207,10 +221,64 @@ def _shown(url: str, token: str) -> str:
     return _CALLBACK_TOKEN_SEGMENT.sub(masked, url)
 
 
-async def _check_lines(client: HelloFaxClient, settings: Settings) -> list[Finding]:
+async def _check_v3(settings: Settings) -> list[Finding]:
+    """The account read with the API key, its one callback URL, and its lines."""
+    name = _provider_name(settings)
+    async with open_provider(settings) as provider:
+        assert isinstance(provider, DropboxFaxClient)
+        try:
+            account = await provider.account()
+        except ProviderError as exc:
+            fix = _account_fix(exc, settings)
+            if exc.status in (401, 403):
+                fix = (
+                    "check provider.api_key (FAXGATE_PROVIDER__API_KEY, or the systemd "
+                    "credential provider.api_key)"
+                )
+            why = "not checked: the provider did not accept the API key (see above)"
+            return [
+                Finding("provider", PROBLEM, f"{name}: {exc.message}", fix),
+                Finding("callbacks", SKIPPED, why),
+                Finding("fax lines", SKIPPED, why),
+            ]
+        who = account.email_address or account.account_id or "?"
+        found = [Finding("provider", OK, f"{name} accepts the API key of {who}")]
+        found.append(_check_event_url(settings, account.callback_url or ""))
+        found += await _check_lines(provider, settings)
+    return found
+
+
+def _check_event_url(settings: Settings, actual: str) -> Finding:
+    token = known_callback_token(settings)
+    if not settings.http.public_url and settings.provider.kind == "dropbox_fax":
+        return Finding(
+            "callbacks",
+            PROBLEM,
+            "http.public_url is not set, so the provider has no address to post its events "
+            "to: outcomes come only by polling",
+            "set http.public_url to the address where the provider reaches this faxgate, "
+            "then run `faxgate account --register-callbacks`",
+        )
+    expected = event_callback_url(settings, token) if token else None
+    if expected is None or actual != expected:
+        got = _shown(actual, token or "") if actual else "nowhere (no URL set)"
+        return Finding(
+            "callbacks",
+            PROBLEM,
+            f"the account's events go {got}, not to this faxgate",
+            "run `faxgate account --register-callbacks`",
+        )
+    return Finding(
+        "callbacks",
+        OK,
+        f"the account posts its events to this faxgate ({_shown(expected, token or '')})",
+    )
+
+
+async def _check_lines(provider: FaxProvider, settings: Settings) -> list[Finding]:
     try:
-        lines = [line.number for line in await client.list_fax_lines()]
-    except HelloFaxError as exc:
+        lines = [line.number for line in await provider.list_fax_lines()]
+    except ProviderError as exc:
         return [
             Finding(
                 "fax lines",

@@ -15,9 +15,20 @@ NO_CALLBACKS = (
 )
 
 
+NO_EVENTS = (
+    "provider kind = dropbox_fax without http.public_url: the provider cannot post its events"
+    " to faxgate, so every outcome waits for a poll (slower, and more requests under the"
+    " provider's rate limit). Set http.public_url to the address where the provider reaches"
+    " this faxgate, and its events URL on the provider's API settings page (see"
+    " docs/providers.md)."
+)
+
+
 def setup_warnings(settings: Settings) -> list[str]:
     """What these settings cost, in plain words; [] when nothing."""
     found = []
     if settings.provider.kind == "hellofax" and not settings.http.public_url:
         found.append(NO_CALLBACKS)
+    if settings.provider.kind == "dropbox_fax" and not settings.http.public_url:
+        found.append(NO_EVENTS)
     return found

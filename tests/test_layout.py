@@ -37,23 +37,26 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "store": frozenset({"domain", "clock", "durable"}),
     "sandbox": BELOW_THE_PARTS | {"hellofax.sandbox_defaults"},
     "hellofax": BELOW_THE_PARTS | {"sandbox"},
-    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "sandbox"})
+    "dropbox_fax": frozenset({"domain", "clock", "hellofax.errors", "hellofax.http", "sandbox"})
     | {"hellofax.sandbox_defaults"},
+    "providers": BELOW_THE_PARTS | {"hellofax", "dropbox_fax"},
     "intake": BELOW_THE_PARTS | {"store"},
     "inbound": BELOW_THE_PARTS | {"store", "hellofax.models"},
-    "sending": BELOW_THE_PARTS | {"store", "hellofax"},
+    "sending": BELOW_THE_PARTS | {"store"},
     "notify": BELOW_THE_PARTS | {"store", "intake", "inbound"},
-    "web": BELOW_THE_PARTS | {"store", "hellofax", "sending", "inbound"},
+    "web": BELOW_THE_PARTS | {"store", "hellofax", "dropbox_fax", "sending", "inbound"},
     "preflight": BELOW_THE_PARTS | {"store", "intake", "inbound"},
-    "doctor": BELOW_THE_PARTS | {"hellofax", "web", "preflight"},
+    "doctor": BELOW_THE_PARTS | {"hellofax", "dropbox_fax", "providers", "web", "preflight"},
     "reload": BELOW_THE_PARTS | {"intake", "inbound"},
     "demo": BELOW_THE_PARTS,
     "app": BELOW_THE_PARTS
-    | {"store", "hellofax", "intake", "inbound", "sending", "notify", "web"}
+    | {"store", "hellofax", "dropbox_fax", "providers", "sandbox", "intake", "inbound"}
+    | {"sending", "notify", "web"}
     | {"preflight", "reload", "setup_warnings"},
     "cli": BELOW_THE_PARTS
-    | {"store", "hellofax", "intake", "inbound", "web", "app", "doctor", "reload"}
-    | {"setup_warnings", "demo", "sandbox", "dropbox_fax"},
+    | {"store", "hellofax", "dropbox_fax", "providers", "intake", "inbound", "web", "app"}
+    | {"doctor", "reload"}
+    | {"setup_warnings", "demo", "sandbox"},
     "__main__": frozenset({"cli"}),
 }
 

@@ -116,6 +116,40 @@ def test_hellofax_needs_an_account(tmp_path: Path) -> None:
     assert "provider.password" in str(caught.value)
 
 
+def test_dropbox_fax_needs_an_api_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "f.toml", '[provider]\nkind = "dropbox_fax"\n')
+    with pytest.raises(ConfigError, match=r"provider\.api_key"):
+        load_settings(config)
+
+
+def test_v1_moves_to_v3_by_its_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = load_settings()
+    assert (v1.provider_api, v1.provider_base_url()) == ("hellofax", "http://127.0.0.1:8090/v1")
+
+    monkeypatch.setenv("FAXGATE_SANDBOX__API", "dropbox_fax")
+    sandbox_v3 = load_settings()
+    assert (sandbox_v3.provider_api, sandbox_v3.provider_base_url()) == (
+        "dropbox_fax",
+        "http://127.0.0.1:8090/v3",
+    )
+    assert sandbox_v3.provider_api_key()  # the sandbox's own key, no account needed
+
+    config = write(tmp_path / "v3.toml", '[provider]\nkind = "dropbox_fax"\ntest_mode = true\n')
+    credentials = tmp_path / "creds"
+    write(credentials / "provider.api_key", "key-from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    real = load_settings(config)
+    assert (real.provider_api, real.provider_base_url()) == (
+        "dropbox_fax",
+        "https://api.hellosign.com/v3",
+    )
+    assert real.provider_api_key() == "key-from-credential"
+    assert real.provider.test_mode is True
+    monkeypatch.setenv("FAXGATE_PROVIDER__API_KEY", "key-from-env")
+    assert load_settings(config).provider_api_key() == "key-from-env"
+    assert masked_dump(load_settings(config))["provider"]["api_key"] == "********"
+
+
 def test_unknown_keys_are_refused_by_name(tmp_path: Path) -> None:
     config = write(tmp_path / "f.toml", "colour = 'red'\n[provider]\nbase_ulr = 'http://x'\n")
     with pytest.raises(ConfigError) as caught:

@@ -53,6 +53,7 @@ GROUP_OF_COMMAND = {
     "lines": "api",
     "areacodes": "api",
     "transmissions": "api",
+    "fax": "api",
     "sandbox": "sandbox",
     "smtp": "smtp",
 }

@@ -94,7 +94,7 @@ __all__ = [
 
 class ListedFax(Protocol):
     """A fax as the provider's list of transmissions shows it: what reconciling reads.
-    Each provider's model of a transmission has these (hellofax.models.Transmission)."""
+    faxgate.domain.provider.FaxReport has these."""
 
     @property
     def guid(self) -> str: ...
@@ -103,11 +103,15 @@ class ListedFax(Protocol):
     @property
     def is_inbound(self) -> bool: ...
     @property
-    def status_code(self) -> StatusCode: ...
+    def status_code(self) -> StatusCode | None: ...
     @property
     def created_at(self) -> datetime | None: ...
     @property
     def num_pages_billed(self) -> int | None: ...
+    @property
+    def reference(self) -> str | None:
+        """The job id the fax carries, where the provider can carry one (v3's title)."""
+        ...
 
 
 # Shorter than this, a string of digits is too easily the tail of an unrelated number.
@@ -245,16 +249,24 @@ def reconcile(
     provider, from when on a fax it took would surely have left a record we hold (its
     callback, kept), so that absence from both proves it was not taken; None: never.
     """
+    every = _unique([*listing.transmissions, *listing.reported])
+    carrying = {tx.guid: tx for tx in every if tx.reference == sought.job_id}
+    unclaimed = [tx for guid, tx in carrying.items() if guid not in claimed]
+    if len(unclaimed) == 1 and not unclaimed[0].is_inbound:
+        return Found(unclaimed[0], "the provider's fax carries this job's id")
     if not covers(listing, sought.horizon(window)):
         return CannotTell(
             "the provider's list of transmissions could not be read back to the time "
             "the fax was sent"
         )
     others = [r for r in rivals if r.job_id != sought.job_id]
+    # A fax that carries another job's id is that job's.
     suspects = [
         tx
-        for tx in _unique([*listing.transmissions, *listing.reported])
-        if tx.guid not in claimed and might_be_for(sought, tx, window)
+        for tx in every
+        if tx.guid not in claimed
+        and tx.reference in (None, sought.job_id)
+        and might_be_for(sought, tx, window)
     ]
     window_open = listing.listed_at < sought.match_end(window)
     if not suspects:

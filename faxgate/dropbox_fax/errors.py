@@ -30,18 +30,21 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
-from faxgate.dropbox_fax.models import ApiError
-from faxgate.dropbox_fax.ratelimit import read_rate_headers
-from faxgate.hellofax.errors import (
-    PROVIDER_TEXT_LIMIT,
+from faxgate.domain.provider import (
     Ambiguous,
     BadResponse,
-    HelloFaxError,
     NotSent,
+    ProviderError,
     ProviderFault,
     RateLimited,
     Refused,
     Unavailable,
+    error_for_server_status,
+)
+from faxgate.dropbox_fax.models import ApiError
+from faxgate.dropbox_fax.ratelimit import read_rate_headers
+from faxgate.hellofax.errors import (
+    PROVIDER_TEXT_LIMIT,
     error_for_transport,
     provider_text,
 )
@@ -49,8 +52,8 @@ from faxgate.hellofax.errors import (
 __all__ = [
     "Ambiguous",
     "BadResponse",
-    "HelloFaxError",
     "NotSent",
+    "ProviderError",
     "ProviderFault",
     "RateLimited",
     "Refused",
@@ -113,7 +116,7 @@ def error_for_answer(
     headers: Mapping[str, str] | None = None,
     now: float,
     scrub: Callable[[str], str] = lambda text: text,
-) -> HelloFaxError:
+) -> ProviderError:
     """The error for a non-success answer: its status, its body (the error envelope, or
     anything else a proxy may have said), and its headers (for the rate limit).
 
@@ -151,18 +154,7 @@ def error_for_answer(
                 endpoint=endpoint,
             )
         return Refused(said(_refusal(status, key, endpoint)), status=status, endpoint=endpoint)
-    # A gateway that timed out or lost the upstream cannot say whether the provider acted.
-    if status in (502, 504) and not idempotent:
-        return Ambiguous(
-            said("a gateway in front of the provider failed; the request may have been acted on"),
-            status=status,
-            endpoint=endpoint,
-        )
-    if status == 503:
-        return ProviderFault(said("the provider is unavailable"), status=status, endpoint=endpoint)
-    if status >= 500:
-        return ProviderFault(said("the provider failed"), status=status, endpoint=endpoint)
-    return BadResponse(said("the provider answered unexpectedly"), status=status, endpoint=endpoint)
+    return error_for_server_status(status, said, endpoint=endpoint, idempotent=idempotent)
 
 
 def _refusal(status: int, name: str, endpoint: str) -> str:

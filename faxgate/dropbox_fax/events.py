@@ -29,12 +29,13 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_status
+from faxgate.domain.provider import FaxReport
 from faxgate.dropbox_fax.models import (
-    Metadata,
+    FaxBody,
     OptionalText,
-    Transmissions,
+    Report,
     UtcDatetime,
+    fax_report,
     load_json,
 )
 
@@ -104,40 +105,12 @@ class _EventTime(_EventModel):
     at: UtcDatetime = None
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What an event says about one recipient's call."""
-
-    recipient: str | None
-    status_code: str  # as sent, for logs
-    sent_at: datetime | None = None
-
-    @property
-    def status(self) -> FaxStatus:
-        return parse_fax_status(self.status_code)
-
-    @property
-    def outcome(self) -> Outcome | None:
-        """The outcome in faxgate's terms; None for a code nobody published (moves nothing)."""
-        return outcome_of(self.status)
-
-
-class CallbackFax(_EventModel):
+class CallbackFax(FaxBody):
     """The fax an event is about. Every field is optional: the examples show a fax-like
     object without `fax_id`, and a transmission may come as one flat object."""
 
     fax_id: OptionalText = None
     transmission_id: OptionalText = None
-    title: OptionalText = None
-    original_title: OptionalText = None
-    subject: OptionalText = None
-    message: OptionalText = None
-    metadata: Metadata = Field(default_factory=dict)
-    created_at: UtcDatetime = None
-    sender: OptionalText = None
-    files_url: OptionalText = None
-    final_copy_uri: OptionalText = None
-    transmissions: Transmissions = Field(default_factory=list)
     # A flat transmission's own fields.
     recipient: OptionalText = None
     status_code: OptionalText = None
@@ -203,6 +176,14 @@ class Callback:
     @property
     def reports(self) -> list[Report]:
         return self.fax.reports if self.fax is not None else []
+
+    def fax_reports(self) -> list[FaxReport]:
+        """What the event says of its fax as the seam's reports, one per call; none when
+        it carries no fax, or one without an id."""
+        fax = self.fax
+        if fax is None or fax.id is None:
+            return []
+        return [fax_report(fax.id, fax, call) for call in fax.reports]
 
 
 def _optional_text(value: Any) -> str | None:

@@ -27,19 +27,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from faxgate.clock import provider_time
+from faxgate.domain.codes import StatusCode
+from faxgate.domain.provider import FaxReport
 from faxgate.dropbox_fax.codes import FaxStatus, Outcome, outcome_of, parse_fax_status
 
 __all__ = [
+    "REFERENCE_PREFIX",
+    "Account",
     "ApiError",
     "ApiWarning",
     "Fax",
     "FaxAnswer",
+    "FaxBody",
     "FaxLine",
     "FaxLineAccount",
     "FaxLineAnswer",
@@ -48,10 +54,12 @@ __all__ = [
     "ListInfo",
     "Metadata",
     "OptionalText",
+    "Report",
     "Transmission",
     "Transmissions",
     "UtcDatetime",
     "area_codes_from_api",
+    "fax_report",
     "load_json",
 ]
 
@@ -155,13 +163,10 @@ def _unwrap(data: Any, key: str) -> Any:
     return data
 
 
-class Transmission(_ApiModel):
-    """One recipient's call: the provider dials each recipient of a fax separately."""
+class _Coded:
+    """A call's status code, as sent (`status_code`), read in faxgate's terms."""
 
-    recipient: str = Field(min_length=1)
-    # Kept as sent, for logs; `status` is what it means.
-    status_code: Annotated[str, BeforeValidator(_text)] = ""
-    sent_at: UtcDatetime = None  # absent while transmitting
+    status_code: str
 
     @property
     def status(self) -> FaxStatus:
@@ -169,17 +174,26 @@ class Transmission(_ApiModel):
 
     @property
     def outcome(self) -> Outcome | None:
-        """The outcome in faxgate's terms; None when the code is one nobody published."""
+        """The outcome in faxgate's terms; None for a code nobody published (moves nothing)."""
         return outcome_of(self.status)
+
+
+class Transmission(_ApiModel, _Coded):
+    """One recipient's call: the provider dials each recipient of a fax separately."""
+
+    recipient: str = Field(min_length=1)
+    # Kept as sent, for logs; `status` is what it means.
+    status_code: Annotated[str, BeforeValidator(_text)] = ""
+    sent_at: UtcDatetime = None  # absent while transmitting
 
 
 Transmissions = Annotated[list[Transmission], BeforeValidator(_list_or_none)]
 
 
-class Fax(_ApiModel):
-    """A v3 fax: one document sent to one or more recipients."""
+class FaxBody(_ApiModel):
+    """What a fax says of itself, every field optional: a callback's fax-like object may
+    lack even its id."""
 
-    fax_id: str = Field(min_length=1)
     title: OptionalText = None
     original_title: OptionalText = None
     subject: OptionalText = None
@@ -191,21 +205,36 @@ class Fax(_ApiModel):
     final_copy_uri: OptionalText = None
     transmissions: Transmissions = Field(default_factory=list)
 
+
+class Fax(FaxBody):
+    """A v3 fax: one document sent to one or more recipients."""
+
+    fax_id: str = Field(min_length=1)
+
     @classmethod
     def from_api(cls, data: Any) -> Self:
         """Read a fax, bare or under a `fax` key."""
         return cls.model_validate(_unwrap(load_json(data), "fax"))
 
+    def report(self) -> FaxReport:
+        """The fax as the provider seam's value."""
+        return fax_report(self.fax_id, self, self.transmissions[0] if self.transmissions else None)
 
-class FaxAnswer(_ApiModel):
-    """The answer to a send or a get: `{"fax": {...}, "warnings": [...]}`."""
 
-    fax: Fax
+class _Envelope(_ApiModel):
+    """An answer: what it is about (the subclass's field), and the warnings beside it."""
+
     warnings: Warnings = Field(default_factory=list)
 
     @classmethod
     def from_api(cls, data: Any) -> Self:
         return cls.model_validate(load_json(data))
+
+
+class FaxAnswer(_Envelope):
+    """The answer to a send or a get: `{"fax": {...}, "warnings": [...]}`."""
+
+    fax: Fax
 
 
 class ListInfo(_ApiModel):
@@ -231,16 +260,30 @@ def _list_info(value: Any) -> Any:
 ListInfoField = Annotated[ListInfo, BeforeValidator(_list_info)]
 
 
-class FaxPage(_ApiModel):
+class _Listed(_Envelope):
+    """A page of a list: its items (the subclass's field), and where it stands."""
+
+    list_info: ListInfoField = Field(default_factory=ListInfo)
+
+
+class FaxPage(_Listed):
     """One page of the account's faxes: `{"faxes": [...], "list_info": {...}}`."""
 
     faxes: Annotated[list[Fax], BeforeValidator(_list_or_none)]
-    list_info: ListInfoField = Field(default_factory=ListInfo)
-    warnings: Warnings = Field(default_factory=list)
+
+
+class Account(_ApiModel):
+    """The account (`AccountResponse`), as far as faxgate reads it: who it is, and the URL
+    its events are posted to."""
+
+    account_id: OptionalText = None
+    email_address: OptionalText = None
+    callback_url: OptionalText = None
 
     @classmethod
     def from_api(cls, data: Any) -> Self:
-        return cls.model_validate(load_json(data))
+        """Read the account, bare or under an `account` key."""
+        return cls.model_validate(_unwrap(load_json(data), "account"))
 
 
 class FaxLineAccount(_ApiModel):
@@ -269,27 +312,16 @@ class FaxLine(_ApiModel):
         return cls.model_validate(_unwrap(load_json(data), "fax_line"))
 
 
-class FaxLineAnswer(_ApiModel):
+class FaxLineAnswer(_Envelope):
     """The answer about one line: `{"fax_line": {...}, "warnings": ...}`."""
 
     fax_line: FaxLine
-    warnings: Warnings = Field(default_factory=list)
-
-    @classmethod
-    def from_api(cls, data: Any) -> Self:
-        return cls.model_validate(load_json(data))
 
 
-class FaxLinePage(_ApiModel):
+class FaxLinePage(_Listed):
     """One page of the account's lines: `{"fax_lines": [...], "list_info": {...}}`."""
 
     fax_lines: Annotated[list[FaxLine], BeforeValidator(_list_or_none)]
-    list_info: ListInfoField = Field(default_factory=ListInfo)
-    warnings: Warnings = Field(default_factory=list)
-
-    @classmethod
-    def from_api(cls, data: Any) -> Self:
-        return cls.model_validate(load_json(data))
 
 
 def area_codes_from_api(data: Any) -> list[str]:
@@ -327,3 +359,40 @@ class ApiError(_ApiModel):
         if not isinstance(inner, Mapping):
             raise ValueError("expected an object under error")
         return cls.model_validate(inner)
+
+
+# A fax's title carries faxgate's job id, the evidence reconciling reads on v3.
+REFERENCE_PREFIX: Final = "faxgate "
+
+
+@dataclass(frozen=True, slots=True)
+class Report(_Coded):
+    """What an event says about one recipient's call."""
+
+    recipient: str | None
+    status_code: str  # as sent, for logs
+    sent_at: datetime | None = None
+
+
+def fax_report(fax_id: str, fax: FaxBody, call: Transmission | Report | None) -> FaxReport:
+    """A v3 fax as the seam's report. One recipient per send, so `call` is its one
+    transmission: none yet is pending; a status nobody published is unknown (None)."""
+    status: StatusCode | None = StatusCode.PENDING
+    error = None
+    if call is not None:
+        outcome = call.outcome
+        status, error = (outcome.status, outcome.error) if outcome else (None, None)
+    reference = None
+    if fax.title and fax.title.startswith(REFERENCE_PREFIX):
+        reference = fax.title.removeprefix(REFERENCE_PREFIX).strip() or None
+    return FaxReport(
+        guid=fax_id,
+        to=(call.recipient or "") if call is not None else "",
+        status_code=status,
+        error_code=error,
+        from_=fax.sender,
+        created_at=fax.created_at,
+        updated_at=call.sent_at if call is not None else None,
+        reference=reference,
+        raw=fax.model_dump(mode="json"),
+    )

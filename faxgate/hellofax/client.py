@@ -10,27 +10,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
-import time
-import unicodedata
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
 
-from faxgate import __version__
+from faxgate.domain.provider import Ambiguous, BadResponse
 from faxgate.hellofax.errors import (
-    Ambiguous,
-    BadResponse,
-    HelloFaxError,
     error_for_status,
-    error_for_transport,
     provider_text,
 )
+from faxgate.hellofax.http import ApiClient, RequestParts, upload_parts
 from faxgate.hellofax.models import (
     Account,
     FaxLine,
@@ -47,24 +38,14 @@ __all__ = ["HelloFaxClient"]
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_UploadPart = tuple[str, tuple[str, IO[bytes] | bytes, str]]
 
-_CONNECT_TIMEOUT = 10.0
-# Files up to this size are read into memory and sent in one piece; larger ones stream.
-_IN_MEMORY = 1024 * 1024
-_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30.0)
 # Secrets shorter than this are not scrubbed from text: it would garble every message.
 _MIN_SCRUBBED = 4
 _REDACTED = "***"
 
 
-class HelloFaxClient:
-    """The HelloFax v1 API for one account.
-
-    `request_counts` counts calls by (endpoint name, HTTP status or exception class name),
-    and `on_request` hears of each (the daemon feeds its metrics from it),
-    for metrics and benchmarks.
-    """
+class HelloFaxClient(ApiClient):
+    """The HelloFax v1 API for one account (its requests counted as ApiClient says)."""
 
     def __init__(
         self,
@@ -75,40 +56,27 @@ class HelloFaxClient:
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        user_agent: str = f"faxgate/{__version__}",
+        user_agent: str | None = None,
         on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
-        base = httpx.URL(base_url.strip())
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError("the HelloFax base URL must be an http or https URL")
-        if base.userinfo:
-            # Never echo the URL here: it holds the very credentials it must not.
-            raise ValueError("the HelloFax base URL must not hold credentials")
+        super().__init__(
+            "HelloFax",
+            base_url,
+            (username, password),
+            timeout=timeout,
+            transport=transport,
+            user_agent=user_agent,
+            on_request=on_request,
+        )
         guid = account_guid.strip()
         if not guid:
             raise ValueError("the HelloFax account GUID is empty")
-
-        self._base = str(base.copy_with(query=None, fragment=None)).rstrip("/")
         self._account_guid = guid
         self._account_url = f"{self._base}/Accounts/{quote(guid, safe='')}"
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._secrets = tuple(
             secret for secret in (password, username, token) if len(secret) >= _MIN_SCRUBBED
         )
-        self._http = httpx.AsyncClient(
-            auth=httpx.BasicAuth(username, password),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
-            limits=_LIMITS,
-            transport=transport,
-            follow_redirects=False,  # a redirect would carry the credentials elsewhere
-        )
-        self.request_counts: Counter[tuple[str, int | str]] = Counter()
-        self._on_request = on_request
-
-    @property
-    def base_url(self) -> str:
-        return self._base
 
     @property
     def account_guid(self) -> str:
@@ -116,20 +84,6 @@ class HelloFaxClient:
 
     def __repr__(self) -> str:
         return f"HelloFaxClient(base_url={self._base!r}, account_guid={self._account_guid!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # --- account --------------------------------------------------------------------------
 
@@ -219,7 +173,7 @@ class HelloFaxClient:
         form.update({key: value for key, value in cover.items() if value is not None})
 
         with contextlib.ExitStack() as opened:
-            parts = _upload_parts(files, opened)
+            parts = upload_parts(files, _field_names("file", len(files)), opened)
             response = await self._call(
                 "send",
                 "POST",
@@ -251,11 +205,12 @@ class HelloFaxClient:
             params["PageSize"] = page_size
         return await self._get_page(f"{self._account_url}/Transmissions", params)
 
-    async def next_page(self, page: TransmissionPage) -> TransmissionPage | None:
-        """The page `page.next_page_uri` points to, or None on the last page."""
-        if page.next_page_uri is None:
+    async def next_page(self, page: TransmissionPage | str | None) -> TransmissionPage | None:
+        """The page `page.next_page_uri` (or the link given) points to; None on the last page."""
+        link = page.next_page_uri if isinstance(page, TransmissionPage) else page
+        if link is None:
             return None
-        return await self._get_page(self._resolve(page.next_page_uri))
+        return await self._get_page(_resolve(self._base, link))
 
     async def iter_transmissions(self, page_size: int | None = None) -> AsyncIterator[Transmission]:
         """Every transmission of the account, page after page, each once.
@@ -273,7 +228,7 @@ class HelloFaxClient:
                     yield transmission
             if page.next_page_uri is None or not page.transmissions:
                 return
-            url = self._resolve(page.next_page_uri)
+            url = _resolve(self._base, page.next_page_uri)
             if url in followed:
                 return
             followed.add(url)
@@ -288,68 +243,11 @@ class HelloFaxClient:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _resolve(self, uri: str) -> str:
-        """A Uri field as an absolute URL: "/v1/..." is relative to the base URL's origin.
-
-        Links to another scheme, host or port are refused: following them would hand the
-        credentials to whoever wrote the link.
-        """
-        base = httpx.URL(self._base + "/")
-        target = base.join(uri.strip())
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            raise BadResponse(
-                "the provider linked to another host; the link was not followed",
-                endpoint="list_transmissions",
-            )
-        return str(target)
-
-    def _count(self, endpoint: str, outcome: int | str) -> None:
-        self.request_counts[(endpoint, outcome)] += 1
-        if self._on_request is not None:
-            self._on_request(endpoint, outcome)
-
     async def _call(
-        self,
-        endpoint: str,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, Any] | None = None,
-        data: dict[str, str] | None = None,
-        files: list[_UploadPart] | None = None,
+        self, endpoint: str, method: str, url: str, **parts: Unpack[RequestParts]
     ) -> httpx.Response:
         """One request; a non-success answer or a transport failure becomes a HelloFaxError."""
-        idempotent = method == "GET"
-        path = httpx.URL(url).path
-        started = time.perf_counter()
-        try:
-            request = self._http.build_request(method, url, params=params, data=data, files=files)
-            if _in_one_piece(files):
-                request.read()  # the whole body written at once, not a write per part
-            response = await self._http.send(request)
-        except httpx.RequestError as exc:
-            outcome = type(exc).__name__
-            self._count(endpoint, outcome)
-            logger.debug(
-                "HelloFax %s: %s %s failed after %.0f ms: %s",
-                endpoint,
-                method,
-                path,
-                _elapsed_ms(started),
-                outcome,
-            )
-            raise error_for_transport(
-                exc, endpoint=endpoint, idempotent=idempotent, scrub=self._scrub
-            ) from exc
-        self._count(endpoint, response.status_code)
-        logger.debug(
-            "HelloFax %s: %s %s -> %d in %.0f ms",
-            endpoint,
-            method,
-            path,
-            response.status_code,
-            _elapsed_ms(started),
-        )
+        response = await self._send(endpoint, method, url, **parts)
         if response.is_success:
             return response
         text = provider_text(response.content, response.headers.get("content-type", ""))
@@ -357,30 +255,9 @@ class HelloFaxClient:
             response.status_code,
             self._scrub(text),
             endpoint=endpoint,
-            idempotent=idempotent,
+            idempotent=method == "GET",
             retry_after=_retry_after(response),
         )
-
-    def _read(self, endpoint: str, response: httpx.Response, parse: Callable[[Any], _T]) -> _T:
-        """Parse a success answer; an unreadable one is a fault (or, after a change, Ambiguous)."""
-        try:
-            return parse(response.json())
-        except (ValueError, TypeError) as exc:
-            why = self._scrub(_why_unreadable(exc, response))
-            error: HelloFaxError
-            if response.request.method == "GET":
-                error = BadResponse(
-                    f"the provider's answer could not be read: {why}",
-                    status=response.status_code,
-                    endpoint=endpoint,
-                )
-            else:
-                error = Ambiguous(
-                    f"the provider accepted the request but its answer could not be read: {why}",
-                    status=response.status_code,
-                    endpoint=endpoint,
-                )
-            raise error from exc
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -388,8 +265,20 @@ class HelloFaxClient:
         return text
 
 
-def _elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
+def _resolve(base_url: str, uri: str) -> str:
+    """A Uri field as an absolute URL: "/v1/..." is relative to the base URL's origin.
+
+    Links to another scheme, host or port are refused: following them would hand the
+    credentials to whoever wrote the link.
+    """
+    base = httpx.URL(base_url + "/")
+    target = base.join(uri.strip())
+    if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+        raise BadResponse(
+            "the provider linked to another host; the link was not followed",
+            endpoint="list_transmissions",
+        )
+    return str(target)
 
 
 def _segment(value: str, what: str) -> str:
@@ -412,53 +301,9 @@ def _field_names(name: str, count: int) -> list[str]:
     return [f"{name}[{index}]" for index in range(count)]
 
 
-def _upload_parts(files: Sequence[Upload], opened: contextlib.ExitStack) -> list[_UploadPart]:
-    contents = [_content(upload, opened) for upload in files]
-    names = _field_names("file", len(files))
-    return [
-        (field, (_plain_name(upload.name), content, upload.content_type))
-        for field, upload, content in zip(names, files, contents, strict=True)
-    ]
-
-
-def _plain_name(name: str) -> str:
-    """A file name fit for a multipart header: control and other invisible characters (a
-    hot folder takes any name a file system allows) become "_"."""
-    return "".join("_" if unicodedata.category(char)[0] == "C" else char for char in name)
-
-
-def _content(upload: Upload, opened: contextlib.ExitStack) -> IO[bytes] | bytes:
-    """A small file's bytes (read now: a missing file fails before anything is sent);
-    a large file opened, to be streamed."""
-    if isinstance(upload.content, bytes):
-        return upload.content
-    handle = opened.enter_context(upload.content.open("rb"))
-    if os.fstat(handle.fileno()).st_size <= _IN_MEMORY:
-        return handle.read()
-    return handle
-
-
-def _in_one_piece(files: list[_UploadPart] | None) -> bool:
-    return bool(files) and all(isinstance(part[1][1], bytes) for part in files or ())
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         seconds = float(response.headers.get("retry-after", ""))
     except ValueError:
         return None  # absent, or an HTTP date: leave the delay to the caller's policy
     return max(seconds, 0.0)
-
-
-def _why_unreadable(exc: Exception, response: httpx.Response) -> str:
-    if isinstance(exc, ValidationError):
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)[:3]
-        ]
-        return "; ".join(problems)
-    try:
-        response.json()
-    except ValueError:
-        return f"not JSON: {provider_text(response.content, limit=120) or 'an empty body'}"
-    return provider_text(str(exc).encode(), limit=120)

@@ -1,12 +1,8 @@
 """What went wrong talking to HelloFax, sorted by what the caller may safely do next.
 
-- `NotSent`: the request surely never reached the provider; sending again is safe.
-- `Ambiguous`: a request that changes something (a send, a purchase) may or may not have
-  taken effect; reconcile against the provider before doing it again.
-- `RateLimited`: the provider asks us to slow down (429); nothing was done.
-- `Refused`: the provider said no (4xx); the same request will fail the same way.
-- `ProviderFault`: the provider failed (5xx) or answered in a way we cannot read;
-  `Unavailable` is its transient form for reads that timed out or dropped.
+The classes are the provider seam's (faxgate.domain.provider), so whatever decides what
+happens to a job after a failure reads every provider alike; this module sorts v1's
+answers and transport failures into them.
 
 Messages are meant for a person and carry the provider's own words, trimmed. They never
 carry credentials: the client scrubs every message before it is raised.
@@ -18,80 +14,37 @@ import html
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import ValidationError
+
+from faxgate.domain.provider import (
+    Ambiguous,
+    BadResponse,
+    NotSent,
+    ProviderError,
+    RateLimited,
+    Refused,
+    Unavailable,
+    error_for_server_status,
+)
 
 __all__ = [
-    "Ambiguous",
-    "BadResponse",
     "HelloFaxError",
-    "NotSent",
-    "ProviderFault",
-    "RateLimited",
-    "Refused",
-    "Unavailable",
     "error_for_status",
     "error_for_transport",
     "provider_text",
+    "read_answer",
 ]
 
 PROVIDER_TEXT_LIMIT = 300
 
-
-class HelloFaxError(Exception):
-    """Base of every error the client raises."""
-
-    def __init__(self, message: str, *, status: int | None = None, endpoint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.endpoint = endpoint
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, status={self.status!r})"
+_T = TypeVar("_T")
 
 
-class NotSent(HelloFaxError):
-    """The request never left (connection refused, DNS, pool exhausted): safe to retry."""
-
-
-class Ambiguous(HelloFaxError):
-    """The provider may or may not have acted on a request that changes something."""
-
-
-class RateLimited(HelloFaxError):
-    """429: too many transmissions pending; try again later."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = 429,
-        endpoint: str | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message, status=status, endpoint=endpoint)
-        self.retry_after = retry_after
-
-
-class Refused(HelloFaxError):
-    """A 4xx other than 429: the request itself is wrong (credentials, account, input)."""
-
-
-class ProviderFault(HelloFaxError):
-    """The provider failed (5xx) or gave an answer we cannot use."""
-
-
-class Unavailable(ProviderFault):
-    """A read-only request timed out or dropped; harmless to try again later."""
-
-
-class BadResponse(ProviderFault):
-    """A success status with a body that is not the JSON we expect."""
+# v1's name for the base class, kept for its callers.
+HelloFaxError = ProviderError
 
 
 # --- the provider's own words -------------------------------------------------------------
@@ -182,18 +135,7 @@ def error_for_status(
         else:
             plain = _REFUSALS.get(status, "the provider refused the request")
         return Refused(said(plain), status=status, endpoint=endpoint)
-    # A gateway that timed out or lost the upstream cannot say whether the provider acted.
-    if status in (502, 504) and not idempotent:
-        return Ambiguous(
-            said("a gateway in front of the provider failed; the request may have been acted on"),
-            status=status,
-            endpoint=endpoint,
-        )
-    if status == 503:
-        return ProviderFault(said("the provider is unavailable"), status=status, endpoint=endpoint)
-    if status >= 500:
-        return ProviderFault(said("the provider failed"), status=status, endpoint=endpoint)
-    return BadResponse(said("the provider answered unexpectedly"), status=status, endpoint=endpoint)
+    return error_for_server_status(status, said, endpoint=endpoint, idempotent=idempotent)
 
 
 # These fail before a byte of the request reaches the provider.
@@ -227,3 +169,41 @@ def error_for_transport(
         f"the connection failed after the request was sent; it may have been acted on ({detail})",
         endpoint=endpoint,
     )
+
+
+def read_answer(
+    endpoint: str, response: httpx.Response, parse: Callable[[Any], _T], scrub: Callable[[str], str]
+) -> _T:
+    """Parse a success answer; an unreadable one is a fault (or, after a change, Ambiguous)."""
+    try:
+        return parse(response.json())
+    except (ValueError, TypeError) as exc:
+        why = scrub(_why_unreadable(exc, response))
+        error: ProviderError
+        if response.request.method == "GET":
+            error = BadResponse(
+                f"the provider's answer could not be read: {why}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        else:
+            error = Ambiguous(
+                f"the provider accepted the request but its answer could not be read: {why}",
+                status=response.status_code,
+                endpoint=endpoint,
+            )
+        raise error from exc
+
+
+def _why_unreadable(exc: Exception, response: httpx.Response) -> str:
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)[:3]
+        ]
+        return "; ".join(problems)
+    try:
+        response.json()
+    except ValueError:
+        return f"not JSON: {provider_text(response.content, limit=120) or 'an empty body'}"
+    return provider_text(str(exc).encode(), limit=120)

@@ -13,17 +13,15 @@ ValidationError is one) when the data cannot be read.
 from __future__ import annotations
 
 import json
-import mimetypes
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from faxgate.clock import provider_time
 from faxgate.domain.codes import ErrorCode, StatusCode, parse_error_code, parse_status_code
+from faxgate.domain.provider import FaxLineInfo, FaxPage, FaxReport, Upload
 
 __all__ = [
     "Account",
@@ -136,6 +134,26 @@ class Transmission(_ApiModel):
         """Read a transmission, bare or under a `Transmission` or `Transaction` key."""
         return cls.model_validate(_unwrap(_load(data), *_TRANSMISSION_WRAPPERS))
 
+    @property
+    def reference(self) -> None:
+        """v1 has nowhere to carry faxgate's job id."""
+        return None
+
+    def report(self) -> FaxReport:
+        """The transmission as the provider seam's value."""
+        return FaxReport(
+            guid=self.guid,
+            to=self.to,
+            status_code=self.status_code,
+            error_code=self.error_code,
+            from_=self.from_,
+            is_inbound=self.is_inbound,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            num_pages_billed=self.num_pages_billed,
+            raw=self.model_dump(mode="json", by_alias=True),
+        )
+
 
 class Account(_ApiModel):
     """The account's settings."""
@@ -165,6 +183,9 @@ class FaxLine(_ApiModel):
 
     number: str = Field(alias="Number", min_length=1)
     uri: OptionalText = Field(default=None, alias="Uri")
+
+    def info(self) -> FaxLineInfo:
+        return FaxLineInfo(self.number, self.model_dump(mode="json"))
 
     @classmethod
     def from_api(cls, data: Any) -> Self:
@@ -206,6 +227,12 @@ class TransmissionPage(_ApiModel):
         }
         return cls.model_validate({**envelope, "Transmissions": items})
 
+    def report(self) -> FaxPage:
+        """The page as the provider seam's value: its next link is what next_page follows."""
+        return FaxPage(
+            tuple(tx.report() for tx in self.transmissions), self.page, self.next_page_uri
+        )
+
 
 def transmissions_from_api(data: Any) -> list[Transmission]:
     """The answer to a send: one transmission (bare or wrapped), or a list of them."""
@@ -230,18 +257,3 @@ def area_codes_from_api(data: Any) -> list[str]:
             raise ValueError(f"an area code must be a number, not {type(item).__name__}")
         codes.append(str(item).strip())
     return codes
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A document to fax. A Path is opened at send time and streamed, never read whole."""
-
-    name: str
-    content: bytes | Path
-    content_type: str = "application/octet-stream"
-
-    @classmethod
-    def from_path(cls, path: Path, content_type: str | None = None) -> Upload:
-        """An upload named after the file, its type guessed from the suffix if not given."""
-        guessed, _ = mimetypes.guess_type(path.name)
-        return cls(path.name, path, content_type or guessed or "application/octet-stream")

@@ -19,6 +19,7 @@ SPEED_PRESETS: dict[str, float] = {
 DEFAULT_ACCOUNT_GUID = "5a4d0b6e8c1f2a3b4c5d6e7f8091a2b3c4d5e6f7"
 DEFAULT_USERNAME = "sandbox@faxgate.invalid"
 DEFAULT_PASSWORD = "sandbox-password"  # noqa: S105 - a fixed credential of a local test server
+DEFAULT_API_KEY = "sandbox-api-key-0123456789abcdef"  # the v3 face's; as fixed and as local
 DEFAULT_STATE_DIR = Path("var/sandbox")
 DEFAULT_PORT = 8090
 

@@ -58,13 +58,10 @@ from typing import Final
 from faxgate.clock import utc_now
 from faxgate.domain.backoff import Backoff
 from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
-from faxgate.domain.reconcile import (
-    Window,
-)
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.models import Transmission
+from faxgate.domain.provider import FaxProvider, FaxReport
+from faxgate.domain.reconcile import Window
 from faxgate.runner import run_loop
-from faxgate.sending.moves import DispatchReport, JobMoves
+from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts
 from faxgate.sending.pause import PauseGate
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
@@ -84,7 +81,7 @@ class Dispatcher:
     def __init__(
         self,
         store: Store,
-        client: HelloFaxClient,
+        provider: FaxProvider,
         settings: DispatchSettings,
         *,
         polling: PollingSettings,
@@ -93,36 +90,23 @@ class Dispatcher:
         rand: Callable[[], float] = random.random,
         on_progress: Callable[[Job], None] | None = None,
         provider_removes: bool = True,
-        unmatched: Callable[[], Awaitable[list[Transmission]]] | None = None,
+        unmatched: Callable[[], Awaitable[list[FaxReport]]] | None = None,
         callbacks_expected: bool = False,
         callback_retry_scale: float = 1.0,
     ) -> None:
         self._store = store
-        self._client = client
         self._settings = settings
         self._clock = clock
         self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
         self._gate = PauseGate(clock, self._backoff)
         self._moves = JobMoves(store, on_progress)
+        parts = SendingParts(store, provider, self._moves, polling, self._backoff, clock)
         self._submitter = Submitter(
-            store,
-            client,
-            self._moves,
-            self._gate,
-            settings=settings,
-            polling=polling,
-            first_poll=first_poll or polling.first_interval,
-            backoff=self._backoff,
-            clock=clock,
+            parts, self._gate, settings=settings, first_poll=first_poll or polling.first_interval
         )
         self._reconciler = Reconciler(
-            store,
-            client,
-            self._moves,
-            polling=polling,
-            backoff=self._backoff,
+            parts,
             window=Window(after=settings.reconcile_window),
-            clock=clock,
             provider_removes=provider_removes,
             unmatched=unmatched,
             callbacks_expected=callbacks_expected,

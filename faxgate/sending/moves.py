@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from faxgate.domain.backoff import Backoff
 from faxgate.domain.jobs import Job, JobState
 from faxgate.domain.outcomes import report_payload
+from faxgate.domain.provider import FaxProvider
+from faxgate.settings import PollingSettings
 from faxgate.store import JobNotFound, NewNotification, StaleState, Store
 
 log = logging.getLogger("faxgate.dispatcher")
@@ -40,6 +43,19 @@ class DispatchReport:
     def more_may_be_due(self) -> bool:
         """The cycle took all it was allowed to: another may find more at once."""
         return self.limit > 0 and self.picked >= self.limit and not self.held
+
+
+@dataclass(frozen=True, slots=True)
+class SendingParts:
+    """What the submitter and the reconciler share: where jobs live and how they move,
+    the provider, the poll settings, the backoff after failures and the clock."""
+
+    store: Store
+    provider: FaxProvider
+    moves: JobMoves
+    polling: PollingSettings
+    backoff: Backoff
+    clock: Callable[[], datetime]
 
 
 class JobMoves:
@@ -78,27 +94,42 @@ class JobMoves:
         except (StaleState, JobNotFound) as error:
             log.info("left alone job=%s: %s", job_id, error)
             return None
-        if self._on_progress is not None:
-            try:
-                self._on_progress(moved)
-            except Exception:
-                log.exception("progress callback failed job=%s", job_id)
+        tell_progress(self._on_progress, moved)
         return moved
 
 
-def ending_report(job: Job, state: JobState, reason: str) -> NewNotification:
-    """The report a job that ends here owes its owner (written with the move)."""
+def tell_progress(on_progress: Callable[[Job], None] | None, job: Job) -> None:
+    """Tell whoever follows a job's progress; their failure is theirs, never the move's."""
+    if on_progress is not None:
+        try:
+            on_progress(job)
+        except Exception:
+            log.exception("progress callback failed job=%s", job.id)
+
+
+def ending_report(
+    job: Job,
+    state: JobState,
+    reason: str,
+    *,
+    status_code: str | None = None,
+    error_code: str | None = None,
+    pages: int | None = None,
+    provider_guid: str | None = None,
+) -> NewNotification:
+    """The report a job that ends here owes its owner (written with the move); `pages`
+    defaults to the job's."""
     return NewNotification(
         kind="report",
         payload=report_payload(
             job_id=job.id,
             state=state,
             reason=reason,
-            status_code=None,
-            error_code=None,
-            pages=job.pages,
+            status_code=status_code,
+            error_code=error_code,
+            pages=job.pages if pages is None else pages,
             attempts=job.attempt,
-            provider_guid=None,
+            provider_guid=provider_guid,
         ),
     )
 

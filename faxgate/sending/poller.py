@@ -31,9 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faxgate import metrics
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import HelloFaxError, Refused
-from faxgate.hellofax.models import Transmission, TransmissionPage
+from faxgate.domain.provider import FaxPage, FaxProvider, FaxReport, ProviderError, is_gone
 from faxgate.runner import run_loop
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import PollingSettings
@@ -72,24 +70,34 @@ class _CycleEnded(Exception):
     """The provider failed; the rest of the cycle waits for the next tick."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a cycle asks with and writes to."""
+
+    store: Store
+    provider: FaxProvider
+    tracker: Tracker
+    settings: PollingSettings
+    # A provider that keeps its faxes means something else by a 404: nothing is presumed.
+    provider_removes: bool
+
+
 class Poller:
     def __init__(
         self,
         store: Store,
-        client: HelloFaxClient,
+        provider: FaxProvider,
         tracker: Tracker,
         settings: PollingSettings,
         *,
         clock: Callable[[], datetime] = utc_now,
-        provider_removes: bool = True,
+        provider_removes: bool | None = None,
     ) -> None:
+        removes = provider.removes_sent if provider_removes is None else provider_removes
+        self._parts = _Parts(store, provider, tracker, settings, removes)
         self._store = store
-        self._client = client
-        self._tracker = tracker
         self._settings = settings
         self._clock = clock
-        # A provider that keeps its faxes means something else by a 404: nothing is presumed.
-        self._provider_removes = provider_removes
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -103,9 +111,7 @@ class Poller:
             return PollReport(due=0, requests=0, mode=None, settled=0)
         mode: PollMode = "one_by_one" if len(due) <= self._settings.list_threshold else "list"
         metrics.polls.labels(mode=mode).inc()
-        cycle = _Cycle(
-            self._store, self._client, self._tracker, self._settings, due, self._provider_removes
-        )
+        cycle = _Cycle(self._parts, due)
         try:
             if mode == "one_by_one":
                 await cycle.read_one_by_one(due)
@@ -175,20 +181,9 @@ class Poller:
 class _Cycle:
     """The state of one poll cycle: what was asked, seen and settled."""
 
-    def __init__(
-        self,
-        store: Store,
-        client: HelloFaxClient,
-        tracker: Tracker,
-        settings: PollingSettings,
-        due: Sequence[Job],
-        provider_removes: bool = True,
-    ) -> None:
-        self._provider_removes = provider_removes
-        self._store = store
-        self._client = client
-        self._tracker = tracker
-        self._settings = settings
+    def __init__(self, parts: _Parts, due: Sequence[Job]) -> None:
+        self._parts = parts
+        self._settings = parts.settings
         self.due = {job.provider_guid: job for job in due if job.provider_guid}
         self.now_state: dict[str, JobState] = {job.id: job.state for job in due}
         self.polled: set[str] = set()  # job ids to push back (seen, or unknown to the provider)
@@ -203,14 +198,14 @@ class _Cycle:
             guid = job.provider_guid
             assert guid is not None
             try:
-                tx = await self._call(self._client.get_transmission(guid))
-            except Refused:
+                tx = await self._call(self._parts.provider.get_fax(guid), gone_ok=True)
+            except ProviderError:
                 # A 404 for a fax the provider once had: it removes a fax once it is sent.
                 # Never fail a job on a guess; settle_vanished() decides, once the account
                 # itself is seen to answer.
                 log.info("provider no longer shows job=%s guid=%s", job.id, guid)
                 self.polled.add(job.id)
-                if self._provider_removes:
+                if self._parts.provider_removes:
                     self.vanished.append(job)
                 continue
             if tx.guid != guid:
@@ -228,24 +223,24 @@ class _Cycle:
         cutoff = oldest - CLOCK_SKEW
         unseen = set(self.due)
         followed: set[str] = set()
-        page: TransmissionPage | None = await self._call(
-            self._client.list_transmissions(page_size=self._settings.page_size)
+        page: FaxPage | None = await self._call(
+            self._parts.provider.list_faxes(page_size=self._settings.page_size)
         )
         self.list_answered = True
         while page is not None:
-            for tx in page.transmissions:
+            for tx in page.faxes:
                 if tx.guid in unseen:
                     unseen.discard(tx.guid)
                     await self._observe(self.due[tx.guid], tx)
-            if not unseen or not page.transmissions or _older_than(page.transmissions, cutoff):
+            if not unseen or not page.faxes or _older_than(page.faxes, cutoff):
                 break
             if len(followed) + 1 >= max_pages:
                 break
-            link = page.next_page_uri
+            link = page.next_page
             if link is None or link in followed:
                 break
             followed.add(link)
-            page = await self._call(self._client.next_page(page))
+            page = await self._call(self._parts.provider.next_page(page))
         if unseen:
             await self._read_missing([self.due[guid] for guid in unseen])
 
@@ -274,20 +269,20 @@ class _Cycle:
             return
         listed: set[str] = set()
         if not self.list_answered:
-            page = await self._call(self._client.list_transmissions(page_size=1))
+            page = await self._call(self._parts.provider.list_faxes(page_size=1))
             self.list_answered = True
-            listed = {tx.guid for tx in page.transmissions}
+            listed = {tx.guid for tx in page.faxes}
         for job in self.vanished:
             if job.provider_guid in listed:
                 continue  # shown after all: asked again at its next poll
-            after = await self._tracker.presume_sent(job, "the provider answered 404 for it")
+            after = await self._parts.tracker.presume_sent(job, "the provider answered 404 for it")
             if after is not None:
                 self.now_state[job.id] = after.state
                 self.settled += 1
 
-    async def _observe(self, job: Job, tx: Transmission) -> None:
+    async def _observe(self, job: Job, tx: FaxReport) -> None:
         self.polled.add(job.id)
-        after = await self._tracker.observe(tx, source="poll")
+        after = await self._parts.tracker.observe(tx, source="poll")
         if after is None:
             return
         self.now_state[job.id] = after.state
@@ -306,7 +301,7 @@ class _Cycle:
             # StaleState: settled meanwhile (a callback), nothing left to poll.
             with contextlib.suppress(StaleState):
                 await asyncio.to_thread(
-                    self._store.update_fields,
+                    self._parts.store.update_fields,
                     job.id,
                     expect=state,
                     now=now,
@@ -314,19 +309,18 @@ class _Cycle:
                     poll_interval=interval,
                 )
 
-    async def _call(self, request: Awaitable[_T]) -> _T:
-        """One request; a provider failure ends the cycle (a 404 is the caller's to judge)."""
+    async def _call(self, request: Awaitable[_T], *, gone_ok: bool = False) -> _T:
+        """One request; a provider failure ends the cycle. With `gone_ok`, an answer that
+        the fax is not there (404, 410) is the caller's to judge."""
         self.requests += 1
         try:
             return await request
-        except Refused as refused:
-            if refused.status == 404 and refused.endpoint == "get_transmission":
+        except ProviderError as problem:
+            if gone_ok and is_gone(problem):
                 raise
-            self._end(refused)
-        except HelloFaxError as problem:
             self._end(problem)
 
-    def _end(self, problem: HelloFaxError) -> NoReturn:
+    def _end(self, problem: ProviderError) -> NoReturn:
         self.ended = True
         log.warning(
             "poll cycle ended early error=%s: %s; trying again at the next tick",
@@ -340,7 +334,7 @@ def _sent_at(job: Job) -> datetime:
     return job.submitted_at or job.created_at
 
 
-def _older_than(transmissions: Sequence[Transmission], cutoff: datetime) -> bool:
+def _older_than(transmissions: Sequence[FaxReport], cutoff: datetime) -> bool:
     """Whether the page reaches back before `cutoff` (the list is newest first)."""
     stamps = [tx.created_at for tx in transmissions if tx.created_at is not None]
     return bool(stamps) and min(stamps) < cutoff

@@ -22,9 +22,9 @@ from typing import Any, Final, Literal
 from pypdf import PdfReader
 
 from faxgate import metrics
-from faxgate.domain.backoff import Backoff
 from faxgate.domain.codes import StatusCode, describe_status
 from faxgate.domain.jobs import Document, Job, JobState
+from faxgate.domain.provider import FaxPage, FaxReport, ProviderError
 from faxgate.domain.reconcile import (
     CannotTell,
     Found,
@@ -37,14 +37,7 @@ from faxgate.domain.reconcile import (
     might_be_for,
     reconcile,
 )
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import (
-    HelloFaxError,
-)
-from faxgate.hellofax.models import Transmission, TransmissionPage
-from faxgate.sending.moves import DispatchReport, JobMoves, ending_report, has_cover
-from faxgate.settings import PollingSettings
-from faxgate.store import Store
+from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
 
 log = logging.getLogger("faxgate.dispatcher")
 
@@ -68,26 +61,16 @@ class _Look:
 class Reconciler:
     def __init__(
         self,
-        store: Store,
-        client: HelloFaxClient,
-        moves: JobMoves,
+        parts: SendingParts,
         *,
-        polling: PollingSettings,
-        backoff: Backoff,
         window: Window,
-        clock: Callable[[], datetime],
         provider_removes: bool,
-        unmatched: Callable[[], Awaitable[list[Transmission]]] | None,
+        unmatched: Callable[[], Awaitable[list[FaxReport]]] | None,
         callbacks_expected: bool,
         callback_retry_scale: float,
     ) -> None:
-        self._store = store
-        self._client = client
-        self._moves = moves
-        self._polling = polling
-        self._backoff = backoff
+        self._parts = parts
         self._window = window
-        self._clock = clock
         self._looks: dict[str, _Look] = {}  # unresolved job id -> its next reconcile
         # The provider removes sent faxes: absence from its list proves nothing.
         self._provider_removes = provider_removes
@@ -96,14 +79,14 @@ class Reconciler:
         self._new_evidence = unmatched is not None  # look at uncertain jobs once at start
         # Callbacks reach this faxgate (and are kept when no job holds their GUID yet).
         self._callbacks_expected = callbacks_expected and unmatched is not None
-        self._started_at = clock()  # callbacks were answered from (about) here on
+        self._started_at = parts.clock()  # callbacks were answered from (about) here on
         self._callback_retry_scale = callback_retry_scale
 
     def evidence_arrived(self) -> None:
         """A callback came for a GUID no job holds: look at every unresolved job now."""
         self._new_evidence = True
         self._looks = {
-            job_id: _Look(self._clock(), look.tries) for job_id, look in self._looks.items()
+            job_id: _Look(self._parts.clock(), look.tries) for job_id, look in self._looks.items()
         }
 
     def next_looks(self) -> list[datetime]:
@@ -111,11 +94,11 @@ class Reconciler:
         return [look.at for look in self._looks.values()]
 
     async def reconcile_due(self, report: DispatchReport) -> None:
-        jobs = await asyncio.to_thread(self._store.jobs_in_states, [JobState.SUBMITTING])
+        jobs = await asyncio.to_thread(self._parts.store.jobs_in_states, [JobState.SUBMITTING])
         present = {job.id for job in jobs}
         for gone in set(self._looks) - present:
             del self._looks[gone]
-        now = self._clock()
+        now = self._parts.clock()
         due = [job for job in jobs if job.id not in self._looks or self._looks[job.id].at <= now]
         await self.reconcile(due, report)
 
@@ -128,8 +111,8 @@ class Reconciler:
         reported = await self._unmatched()
         if not reported:
             return
-        jobs = await asyncio.to_thread(self._store.jobs_in_states, [JobState.UNCERTAIN])
-        now = self._clock()
+        jobs = await asyncio.to_thread(self._parts.store.jobs_in_states, [JobState.UNCERTAIN])
+        now = self._parts.clock()
         # Only what was reported counts here: a complete "list" of just those, read late.
         listing = Listing(transmissions=(), listed_at=now, complete=True, reported=reported)
         for job in jobs:
@@ -154,8 +137,8 @@ class Reconciler:
             listing = await self._read_list(since)
             if self._unmatched is not None:
                 listing = dataclasses.replace(listing, reported=await self._unmatched())
-        except HelloFaxError as error:
-            now = self._clock()
+        except ProviderError as error:
+            now = self._parts.clock()
             for job in jobs:
                 self._look_later(job.id, now, f"the transmission list could not be read: {error}")
             report.unresolved += len(jobs)
@@ -165,24 +148,24 @@ class Reconciler:
 
     async def _read_list(self, since: datetime) -> Listing:
         """The transmission list, newest first, read just back past `since`."""
-        listed_at = self._clock()
-        seen: list[Transmission] = []
-        page: TransmissionPage | None = await self._client.list_transmissions(
-            page_size=self._polling.page_size
+        listed_at = self._parts.clock()
+        seen: list[FaxReport] = []
+        page: FaxPage | None = await self._parts.provider.list_faxes(
+            page_size=self._parts.polling.page_size
         )
         pages = 1
         complete = False
         while page is not None:
-            seen.extend(page.transmissions)
-            if _reaches(page.transmissions, since):
+            seen.extend(page.faxes)
+            if _reaches(page.faxes, since):
                 break
-            if page.next_page_uri is None:
+            if page.next_page is None:
                 complete = True
                 break
-            if not page.transmissions or pages >= MAX_LIST_PAGES:
+            if not page.faxes or pages >= MAX_LIST_PAGES:
                 break
             previous = page
-            page = await self._client.next_page(page)
+            page = await self._parts.provider.next_page(page)
             pages += 1
             if page is not None and _not_after(page.page, previous.page):
                 break  # a provider that does not advance: stop, read as far as it went
@@ -191,7 +174,7 @@ class Reconciler:
     async def _settle(
         self, job_id: str, sought: Sought, listing: Listing, report: DispatchReport
     ) -> None:
-        job = await asyncio.to_thread(self._store.get_job, job_id)
+        job = await asyncio.to_thread(self._parts.store.get_job, job_id)
         if job is None or job.state is not JobState.SUBMITTING:
             self._looks.pop(job_id, None)
             report.skipped += 1
@@ -207,7 +190,7 @@ class Reconciler:
             provider_removes=self._provider_removes,
             absence_proves_from=proves_from,
         )
-        now = self._clock()
+        now = self._parts.clock()
         if isinstance(outcome, TryLater):
             # Look again no later than the next moment that can decide it.
             moments = [sought.match_end(self._window), proves_from]
@@ -235,10 +218,11 @@ class Reconciler:
         by: Literal["list", "callback"] = "list",
     ) -> None:
         tx = found.transmission
-        status = tx.status_code
-        first = self._polling.first_interval
+        # A status nobody has published is read as still pending: polled for what follows.
+        status = tx.status_code or StatusCode.PENDING
+        first = self._parts.polling.first_interval
         # Its outcome (a kept callback for this GUID) is applied by the tracker's catch-up.
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.SUBMITTED,
             expect=expect,
@@ -263,7 +247,7 @@ class Reconciler:
     async def _requeue_absent(
         self, job: Job, outcome: NotThere, now: datetime, report: DispatchReport
     ) -> None:
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.QUEUED,
             expect=JobState.SUBMITTING,
@@ -284,7 +268,7 @@ class Reconciler:
     ) -> None:
         reason = UNCERTAIN_REASON.format(why=outcome.reason, job_id=job.id)
         notify = ending_report(job, JobState.UNCERTAIN, reason)
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.UNCERTAIN,
             expect=JobState.SUBMITTING,
@@ -322,7 +306,7 @@ class Reconciler:
     ) -> None:
         previous = self._looks.get(job_id)
         tries = 1 if previous is None else previous.tries + 1
-        delay = self._backoff.delay(tries)
+        delay = self._parts.backoff.delay(tries)
         if until is not None and now < until < now + delay:
             # The window closes sooner: look just after it, not a whole backoff later.
             delay = until - now + _AFTER_WINDOW
@@ -331,7 +315,7 @@ class Reconciler:
 
     def _sought(self, job: Job) -> Sought:
         """What the provider's list can show of the job's call (blocking: a thread)."""
-        documents = self._store.documents(job.id)
+        documents = self._parts.store.documents(job.id)
         return Sought(
             job_id=job.id,
             to_number=job.to_number,
@@ -343,17 +327,17 @@ class Reconciler:
 
     def _claims(self, job: Job, sought: Sought, listing: Listing) -> tuple[set[str], list[Sought]]:
         """GUIDs in the list that are not this call's, and the rival jobs (a thread)."""
-        earlier = set(_texts_in(event.data for event in self._store.events(job.id)))
+        earlier = set(_texts_in(event.data for event in self._parts.store.events(job.id)))
         claimed: set[str] = set()
         for tx in [*listing.transmissions, *listing.reported]:
             if tx.guid in claimed or not might_be_for(sought, tx, self._window):
                 continue
             # Any job's call, now or before a retry, or this job's own earlier one.
-            if tx.guid in earlier or self._store.call_owner(tx.guid) is not None:
+            if tx.guid in earlier or self._parts.store.call_owner(tx.guid) is not None:
                 claimed.add(tx.guid)
         rivals = [
             self._sought(other)
-            for other in self._store.jobs_in_states([JobState.SUBMITTING, JobState.UNCERTAIN])
+            for other in self._parts.store.jobs_in_states([JobState.SUBMITTING, JobState.UNCERTAIN])
             if other.id != job.id
             and other.provider_guid is None
             and other.to_number == job.to_number
@@ -372,7 +356,7 @@ def _count_pages(document: Document) -> int | None:
         return None
 
 
-def _reaches(transmissions: Iterable[Transmission], since: datetime) -> bool:
+def _reaches(transmissions: Iterable[FaxReport], since: datetime) -> bool:
     return any(tx.created_at is not None and tx.created_at < since for tx in transmissions)
 
 

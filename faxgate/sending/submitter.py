@@ -17,33 +17,33 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from faxgate import metrics
-from faxgate.domain.backoff import Backoff
-from faxgate.domain.codes import describe_status
+from faxgate.domain.codes import StatusCode, describe_status
 from faxgate.domain.jobs import Job, JobState
 from faxgate.domain.numbers import FaxNumber
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import (
+from faxgate.domain.provider import (
     Ambiguous,
     BadResponse,
-    HelloFaxError,
+    FaxReport,
     NotSent,
+    OutgoingFax,
+    ProviderError,
     ProviderFault,
     RateLimited,
     Refused,
+    Upload,
 )
-from faxgate.hellofax.models import Transmission, Upload
-from faxgate.sending.moves import DispatchReport, JobMoves, ending_report, has_cover
+from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
 from faxgate.sending.pause import PauseGate
-from faxgate.settings import DispatchSettings, PollingSettings
-from faxgate.store import Store
+from faxgate.settings import DispatchSettings
 
 log = logging.getLogger("faxgate.dispatcher")
 
 # Requests to the provider at once: enough that a backlog does not go one by one, few
 # enough to be polite (the client keeps at most 10 connections).
 CONCURRENCY: Final = 6
-# Refusals that concern the account, not the fax: every fax would be refused alike.
-ACCOUNT_REFUSALS: Final = frozenset({401, 403, 404})
+# Refusals that concern the account, not the fax: every fax would be refused alike (402:
+# v3's "payment required").
+ACCOUNT_REFUSALS: Final = frozenset({401, 402, 403, 404})
 # Errors of `client.send` raised before a byte is sent: a file that cannot be opened, a
 # request that cannot be built.
 _BEFORE_SENDING: Final = (FileNotFoundError, IsADirectoryError, PermissionError, ValueError)
@@ -58,26 +58,16 @@ class _Ready:
 class Submitter:
     def __init__(
         self,
-        store: Store,
-        client: HelloFaxClient,
-        moves: JobMoves,
+        parts: SendingParts,
         gate: PauseGate,
         *,
         settings: DispatchSettings,
-        polling: PollingSettings,
         first_poll: timedelta,
-        backoff: Backoff,
-        clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
-        self._client = client
-        self._moves = moves
+        self._parts = parts
         self._gate = gate
         self._settings = settings
-        self._polling = polling
         self._first_poll = first_poll
-        self._backoff = backoff
-        self._clock = clock
         self._retry_times: list[datetime] = []  # a heap of the not_before times it set
 
     def next_retry(self) -> datetime | None:
@@ -121,8 +111,8 @@ class Submitter:
         if isinstance(ready, str):
             await self._fail(job, ready, expect=JobState.QUEUED, report=report, code="unsendable")
             return None
-        now = self._clock()
-        submitting = await self._moves.move(
+        now = self._parts.clock()
+        submitting = await self._parts.moves.move(
             job.id,
             JobState.SUBMITTING,
             expect=JobState.QUEUED,
@@ -141,13 +131,16 @@ class Submitter:
             len(ready.uploads),
         )
         try:
-            sent = await self._client.send(
-                ready.digits,
-                ready.uploads,
-                from_line=job.from_line,
-                cover_to=job.cover_to,
-                cover_from=job.cover_from,
-                cover_message=job.cover_message,
+            sent = await self._parts.provider.send(
+                OutgoingFax(
+                    ready.digits,
+                    ready.uploads,
+                    from_line=job.from_line,
+                    cover_to=job.cover_to,
+                    cover_from=job.cover_from,
+                    cover_message=job.cover_message,
+                    reference=job.id,
+                )
             )
         except RateLimited as error:
             await self._rate_limited(submitting, error, report)
@@ -157,7 +150,7 @@ class Submitter:
             return self._ambiguous(submitting, error, report)
         except (NotSent, ProviderFault) as error:
             await self._not_sent(submitting, error, report)
-        except HelloFaxError as error:  # a kind this code does not know: assume the worst
+        except ProviderError as error:  # a kind this code does not know: assume the worst
             return self._ambiguous(submitting, error, report)
         except _BEFORE_SENDING as error:
             reason = f"the fax could not be prepared ({error}); nothing was sent"
@@ -168,12 +161,12 @@ class Submitter:
             log.exception("unexpected error while sending job=%s", job.id)
             return self._ambiguous(submitting, error, report)
         else:
-            await self._submitted(submitting, sent, ready.digits, report)
+            await self._submitted(submitting, sent, report)
         return None
 
     def _ready(self, job: Job) -> _Ready | str:
         """The request's parts, or why the job cannot be sent at all (blocking: a thread)."""
-        documents = self._store.documents(job.id)
+        documents = self._parts.store.documents(job.id)
         missing = [doc.name for doc in documents if not doc.path.is_file()]
         if missing:
             which = ", ".join(missing)
@@ -188,25 +181,24 @@ class Submitter:
         uploads = [Upload(doc.name, doc.path, doc.content_type) for doc in documents]
         return _Ready(digits, uploads)
 
-    async def _submitted(
-        self, job: Job, sent: Sequence[Transmission], digits: str, report: DispatchReport
-    ) -> None:
-        tx = _answer_for(sent, digits)
-        now = self._clock()
+    async def _submitted(self, job: Job, tx: FaxReport, report: DispatchReport) -> None:
+        # The provider took it; a status it has not published yet still means pending.
+        status = tx.status_code or StatusCode.PENDING
+        now = self._parts.clock()
         first = self._first_poll
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.SUBMITTED,
             expect=JobState.SUBMITTING,
             detail=f"the provider took the fax as {tx.guid}",
-            data={"guid": tx.guid, "status": tx.status_code.value},
+            data={"guid": tx.guid, "status": status.value},
             now=now,
             provider_guid=tx.guid,
-            provider_status=tx.status_code.value,
+            provider_status=status.value,
             provider_error=None,
             next_poll_at=now + first,
-            poll_interval=self._polling.first_interval,
-            reason=describe_status(tx.status_code),
+            poll_interval=self._parts.polling.first_interval,
+            reason=describe_status(status),
         )
         self._gate.answered()
         metrics.submissions.labels(result="submitted").inc()
@@ -222,20 +214,20 @@ class Submitter:
             job.id,
             tx.guid,
             job.to_number,
-            tx.status_code.value,
+            status.value,
         )
 
-    async def _not_sent(self, job: Job, error: HelloFaxError, report: DispatchReport) -> None:
+    async def _not_sent(self, job: Job, error: ProviderError, report: DispatchReport) -> None:
         self._gate.fault()
         failures = await asyncio.to_thread(self._submit_failures, job.id) + 1
-        delay = self._backoff.delay(failures)
-        now = self._clock()
+        delay = self._parts.backoff.delay(failures)
+        now = self._parts.clock()
         retry_at = now + delay
         reason = (
             f"the provider could not take the fax ({error}); "
             f"trying again at {_clock_time(retry_at)}"
         )
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.QUEUED,
             expect=JobState.SUBMITTING,
@@ -264,8 +256,8 @@ class Submitter:
         self._gate.after_fault()
 
     async def _rate_limited(self, job: Job, error: RateLimited, report: DispatchReport) -> None:
-        now = self._clock()
-        moved = await self._moves.move(
+        now = self._parts.clock()
+        moved = await self._parts.moves.move(
             job.id,
             JobState.QUEUED,
             expect=JobState.SUBMITTING,
@@ -285,8 +277,8 @@ class Submitter:
     async def _refused(self, job: Job, error: Refused, report: DispatchReport) -> None:
         metrics.submissions.labels(result="refused").inc()
         if error.status in ACCOUNT_REFUSALS:
-            now = self._clock()
-            moved = await self._moves.move(
+            now = self._parts.clock()
+            moved = await self._parts.moves.move(
                 job.id,
                 JobState.QUEUED,
                 expect=JobState.SUBMITTING,
@@ -319,14 +311,14 @@ class Submitter:
         code: str,
     ) -> None:
         notify = ending_report(job, JobState.FAILED, reason)
-        moved = await self._moves.move(
+        moved = await self._parts.moves.move(
             job.id,
             JobState.FAILED,
             expect=expect,
             detail=reason,
             notify=notify,
             data={"cause": code},
-            now=self._clock(),
+            now=self._parts.clock(),
             reason=reason,
             next_poll_at=None,
         )
@@ -339,19 +331,11 @@ class Submitter:
 
     def _submit_failures(self, job_id: str) -> int:
         """Failed requests in a row for this call: kept on the event that queued it."""
-        for event in reversed(self._store.events(job_id)):
+        for event in reversed(self._parts.store.events(job_id)):
             if event.to_state is JobState.QUEUED:
                 value = event.data.get("submit_failures")
                 return value if isinstance(value, int) else 0
         return 0
-
-
-def _answer_for(sent: Sequence[Transmission], digits: str) -> Transmission:
-    """The transmission for our one number (a send answers with one per number)."""
-    for tx in sent:
-        if tx.to.strip().lstrip("+") == digits:
-            return tx
-    return sent[0]
 
 
 def _clock_time(moment: datetime) -> str:

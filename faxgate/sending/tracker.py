@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -29,10 +29,10 @@ from faxgate.domain.outcomes import (
     Move,
     Report,
     decide,
-    report_payload,
 )
-from faxgate.hellofax.models import Transmission
-from faxgate.store import JobNotFound, NewNotification, StaleState, Store
+from faxgate.domain.provider import FaxReport, report_from_body, report_to_body
+from faxgate.sending.moves import ending_report, tell_progress
+from faxgate.store import JobNotFound, NewNotification, StaleState, Store, UnmatchedReport
 
 __all__ = ["Source", "Tracker"]
 
@@ -47,6 +47,15 @@ PRESUMABLE: Final = frozenset({JobState.SUBMITTED, JobState.TRANSMITTING})
 # provider retries a callback (about 34 hours), so a late one still finds its job.
 UNMATCHED_KEEP: Final = timedelta(hours=48)
 UNMATCHED_MAX: Final = 10_000
+# What a call to the provider left on its job; a retry clears them for the next call.
+_CALL_FIELDS: Final = (
+    "provider_guid",
+    "provider_status",
+    "provider_error",
+    "pages",
+    "next_poll_at",
+    "poll_interval",
+)
 
 
 class Tracker:
@@ -67,7 +76,7 @@ class Tracker:
         self._early: set[str] = store.unmatched_guids()  # GUIDs with kept reports
         self._catching_up: set[asyncio.Task[Job | None]] = set()
 
-    async def observe(self, tx: Transmission, *, source: Source) -> Job | None:
+    async def observe(self, tx: FaxReport, *, source: Source) -> Job | None:
         """Apply a report about an outbound transmission to its job.
 
         Returns the job as it stands afterwards (unchanged when the report was stale), or
@@ -77,6 +86,10 @@ class Tracker:
         """
         if tx.is_inbound:
             return None
+        if tx.status_code is None:
+            # A status nobody has published: it moves nothing, and is never a failure.
+            log.info("report with an unknown status ignored guid=%s source=%s", tx.guid, source)
+            return await asyncio.to_thread(self._store.find_by_provider_guid, tx.guid)
         job = await self._observe(tx, source)
         if job is not None or source != "callback":
             return job
@@ -86,16 +99,9 @@ class Tracker:
             return await self._apply_early(tx.guid)
         return None
 
-    async def unmatched(self) -> list[Transmission]:
+    async def unmatched(self) -> list[FaxReport]:
         """The kept reports for GUIDs no job holds, oldest first: evidence for reconciling."""
-        kept = await asyncio.to_thread(self._store.unmatched_reports)
-        reports = []
-        for row in kept:
-            try:
-                reports.append(Transmission.from_api(row.body))
-            except ValueError:  # kept by a version that read it differently: not evidence
-                continue
-        return reports
+        return _readable(await asyncio.to_thread(self._store.unmatched_reports))
 
     def catch_up(self, job: Job) -> None:
         """A job just got its GUID: apply the reports that came for it first."""
@@ -111,14 +117,14 @@ class Tracker:
             # Not lost: the job's polls read the same outcome from the provider.
             log.error("early report not applied error=%r", task.exception())
 
-    async def _keep_early(self, tx: Transmission) -> None:
+    async def _keep_early(self, tx: FaxReport) -> None:
         """Keep the report durably before the callback is answered: the provider may
         remove the fax once it has its 200."""
         dropped = await asyncio.to_thread(
             self._store.keep_unmatched,
             tx.guid,
-            tx.status_code.value,
-            _as_body(tx),
+            _code(tx),
+            report_to_body(tx),
             now=self._clock(),
             keep_for=UNMATCHED_KEEP,
             keep_at_most=UNMATCHED_MAX,
@@ -132,26 +138,22 @@ class Tracker:
         if len(self._early) > UNMATCHED_MAX:
             self._early = await asyncio.to_thread(self._store.unmatched_guids)
             self._early.add(tx.guid)
-        log.info(
-            "report kept for a GUID no job holds guid=%s status=%s", tx.guid, tx.status_code.value
-        )
+        log.info("report kept for a GUID no job holds guid=%s status=%s", tx.guid, _code(tx))
         if self._on_unmatched is not None:
             self._on_unmatched()  # it may be the lost answer of a job being reconciled
 
     async def _apply_early(self, guid: str) -> Job | None:
         job = None
-        for row in await asyncio.to_thread(self._store.unmatched_reports, guid):
-            try:
-                tx = Transmission.from_api(row.body)
-            except ValueError:
-                continue
-            job = await self._observe(tx, "callback")
+        for tx in _readable(await asyncio.to_thread(self._store.unmatched_reports, guid)):
+            if tx.status_code is not None:  # kept without one: evidence, but nothing to apply
+                job = await self._observe(tx, "callback")
         if job is not None:
             await asyncio.to_thread(self._store.drop_unmatched, guid)
             self._early.discard(guid)
         return job
 
-    async def _observe(self, tx: Transmission, source: Source) -> Job | None:
+    async def _observe(self, tx: FaxReport, source: Source) -> Job | None:
+        assert tx.status_code is not None  # observe() answered unknown ones
         report = Report(status=tx.status_code, error=tx.error_code, pages=tx.num_pages_billed)
         for last_try in (False, True):
             job = await asyncio.to_thread(self._store.find_by_provider_guid, tx.guid)
@@ -210,18 +212,14 @@ class Tracker:
                 source,
                 decision.reason,
             )
-            if self._on_progress is not None:
-                try:
-                    self._on_progress(moved)
-                except Exception:
-                    log.exception("progress callback failed job=%s", moved.id)
+            tell_progress(self._on_progress, moved)
             return moved
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _apply(
         self,
         job: Job,
-        tx: Transmission,
+        tx: FaxReport,
         report: Report,
         decision: Decision,
         source: Source,
@@ -236,84 +234,42 @@ class Tracker:
             data["error"] = error
         pages = report.pages if report.pages is not None else job.pages
 
+        notify: NewNotification | None = None
+        fields: dict[str, Any] = {"provider_status": status, "provider_error": None, "pages": pages}
         if decision.move is Move.RETRY:
             # A new call gets a new transmission; the old GUID stays in the event.
-            return self._store.transition(
-                job.id,
+            fields = dict.fromkeys(_CALL_FIELDS) | {"attempt": job.attempt + 1}
+            fields["not_before"] = decision.retry_at
+        elif decision.ends_story:
+            if decision.move is Move.CORRECTED:
+                data["late"] = True
+            notify = ending_report(
+                job,
                 target,
-                detail=decision.reason,
-                expect=job.state,
-                data=data,
-                now=now,
-                attempt=job.attempt + 1,
-                not_before=decision.retry_at,
-                provider_guid=None,
-                provider_status=None,
-                provider_error=None,
-                pages=None,
-                reason=decision.reason,
-                next_poll_at=None,
-                poll_interval=None,
+                decision.reason,
+                status_code=status,
+                error_code=error,
+                pages=pages,
+                provider_guid=tx.guid,
             )
-        if decision.move is Move.CONFIRMED:
+            fields |= {"provider_error": error, "next_poll_at": None}
+        elif decision.move is Move.CONFIRMED:
             # The owner was told "presumed sent"; this only makes it sure: no second report.
-            return self._store.transition(
-                job.id,
-                target,
-                detail=decision.reason,
-                expect=job.state,
-                data={**data, "late": True},
-                now=now,
-                provider_status=status,
-                provider_error=None,
-                pages=pages,
-                reason=decision.reason,
-                finished_at=job.finished_at or now,
-            )
-        if decision.move is Move.CORRECTED:
             data["late"] = True
-        if decision.ends_story:
-            notify = NewNotification(
-                kind="report",
-                payload=report_payload(
-                    job_id=job.id,
-                    state=target,
-                    reason=decision.reason,
-                    status_code=status,
-                    error_code=error,
-                    pages=pages,
-                    attempts=job.attempt,
-                    provider_guid=tx.guid,
-                ),
-            )
-            return self._store.transition(
-                job.id,
-                target,
-                detail=decision.reason,
-                expect=job.state,
-                notify=notify,
-                data=data,
-                now=now,
-                provider_status=status,
-                provider_error=error,
-                pages=pages,
-                reason=decision.reason,
-                next_poll_at=None,
-            )
-        # Still at the provider: a job reconciled from uncertain may have no poll planned.
-        next_poll_at = job.next_poll_at if job.next_poll_at is not None else now
+            fields["finished_at"] = job.finished_at or now
+        else:
+            # Still at the provider: a job reconciled from uncertain may have no poll planned.
+            fields["next_poll_at"] = job.next_poll_at if job.next_poll_at is not None else now
         return self._store.transition(
             job.id,
             target,
             detail=decision.reason,
             expect=job.state,
+            notify=notify,
             data=data,
             now=now,
-            provider_status=status,
-            provider_error=None,
-            pages=pages,
             reason=decision.reason,
-            next_poll_at=next_poll_at,
+            **fields,
         )
 
     async def presume_sent(self, job: Job, evidence: str, *, source: Source = "poll") -> Job | None:
@@ -326,18 +282,8 @@ class Tracker:
         if job.state not in PRESUMABLE or job.provider_guid is None:
             return None
         now = self._clock()
-        notify = NewNotification(
-            kind="report",
-            payload=report_payload(
-                job_id=job.id,
-                state=JobState.PRESUMED_SENT,
-                reason=PRESUMED_SENT_REASON,
-                status_code=None,
-                error_code=None,
-                pages=job.pages,
-                attempts=job.attempt,
-                provider_guid=job.provider_guid,
-            ),
+        notify = ending_report(
+            job, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, provider_guid=job.provider_guid
         )
         try:
             moved = await asyncio.to_thread(
@@ -363,11 +309,7 @@ class Tracker:
             source,
             evidence,
         )
-        if self._on_progress is not None:
-            try:
-                self._on_progress(moved)
-            except Exception:
-                log.exception("progress callback failed job=%s", moved.id)
+        tell_progress(self._on_progress, moved)
         return moved
 
     @staticmethod
@@ -379,10 +321,17 @@ class Tracker:
             metrics.outcomes.labels(state=job.state.value, reason=code).inc()
 
 
-def _as_body(tx: Transmission) -> dict[str, Any]:
-    """The transmission as the provider writes it, to be read again by Transmission.from_api."""
-    body: dict[str, Any] = tx.model_dump(by_alias=True, mode="json", exclude_none=True)
-    for key, moment in (("CreatedAt", tx.created_at), ("UpdatedAt", tx.updated_at)):
-        if moment is not None:
-            body[key] = str(int(moment.timestamp()))
-    return body
+def _code(tx: FaxReport) -> str:
+    return tx.status_code.value if tx.status_code is not None else "unknown"
+
+
+def _readable(kept: Iterable[UnmatchedReport]) -> list[FaxReport]:
+    """The kept reports that read; one kept by a version that wrote it otherwise is no
+    evidence."""
+    reports = []
+    for row in kept:
+        try:
+            reports.append(report_from_body(row.body))
+        except (ValueError, TypeError):
+            continue
+    return reports

@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from faxgate.config_error import ConfigError as ConfigError  # re-exported for callers
 from faxgate.hellofax import sandbox_defaults
-from faxgate.settings.fields import HELLOFAX_BASE_URL, ListenAddress
+from faxgate.settings.fields import DROPBOX_FAX_BASE_URL, HELLOFAX_BASE_URL, ListenAddress
 from faxgate.settings.intake import (
     AddressingSettings,
     Folders,
@@ -44,6 +44,7 @@ from faxgate.settings.sending import (
     HttpSettings,
     NumberSettings,
     PollingSettings,
+    ProviderApi,
     ProviderSettings,
     RetrySettings,
     SandboxSettings,
@@ -118,6 +119,8 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"kind = hellofax needs {', '.join(missing)}")
+        if p.kind == "dropbox_fax" and not p.api_key.get_secret_value():
+            raise ValueError("kind = dropbox_fax needs provider.api_key")
         return self
 
     @classmethod
@@ -158,12 +161,20 @@ class Settings(BaseSettings):
     def sandbox_state_dir(self) -> Path:
         return self.state_dir / "sandbox"
 
+    @property
+    def provider_api(self) -> ProviderApi:
+        """Which API faxgate speaks: the provider's, or the sandbox's."""
+        if self.provider.kind == "sandbox":
+            return self.sandbox.api
+        return self.provider.kind
+
     def provider_base_url(self) -> str:
         if self.provider.base_url:
             return self.provider.base_url
+        v3 = self.provider_api == "dropbox_fax"
         if self.provider.kind == "sandbox":
-            return f"http://{self.sandbox.listen}/v1"
-        return HELLOFAX_BASE_URL
+            return f"http://{self.sandbox.listen}/{'v3' if v3 else 'v1'}"
+        return DROPBOX_FAX_BASE_URL if v3 else HELLOFAX_BASE_URL
 
     @property
     def builtin_sandbox(self) -> bool:
@@ -184,6 +195,13 @@ class Settings(BaseSettings):
             return sandbox_defaults.resolve_speed(self.sandbox.speed)
         return self.provider.callback_retry_scale
 
+    def provider_api_key(self) -> str:
+        """The v3 API key, with the sandbox's as fallback."""
+        key = self.provider.api_key.get_secret_value()
+        if self.provider.kind == "sandbox":
+            return key or sandbox_defaults.DEFAULT_API_KEY
+        return key
+
     def provider_credentials(self) -> tuple[str, str, str]:
         """(account GUID, username, password), with the sandbox's identity as fallback."""
         p = self.provider
@@ -200,6 +218,7 @@ class Settings(BaseSettings):
 # is the setting's dotted path.
 CREDENTIAL_KEYS: tuple[tuple[str, str], ...] = (
     ("provider", "password"),
+    ("provider", "api_key"),
     ("http", "callback_token"),
     ("http", "status_password"),
     ("mail", "password"),

@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 HELLOFAX_BASE_URL = "https://api.hellofax.com/v1"
+DROPBOX_FAX_BASE_URL = "https://api.hellosign.com/v3"
 
 
 class ListenAddress(NamedTuple):

@@ -23,15 +23,22 @@ if TYPE_CHECKING:
 
 from faxgate.settings.fields import Duration, Listen, ListenAddress, _Section
 
+ProviderApi = Literal["hellofax", "dropbox_fax"]
+
 
 class ProviderSettings(_Section):
-    """Who sends the faxes: the built-in sandbox or the real HelloFax API."""
+    """Who sends the faxes: the built-in sandbox, HelloFax v1 or the Dropbox Fax API v3."""
 
-    kind: Literal["sandbox", "hellofax"] = "sandbox"
+    kind: Literal["sandbox", "hellofax", "dropbox_fax"] = "sandbox"
     base_url: str = ""
+    # HelloFax v1: the account and its HTTP basic credentials.
     account_guid: str = ""
     username: str = ""
     password: SecretStr = SecretStr("")
+    # The Dropbox Fax API v3: the API key (HTTP basic user name, empty password); it also
+    # verifies the provider's callbacks. test_mode: nothing dialled or billed.
+    api_key: SecretStr = SecretStr("")
+    test_mode: bool = False
     timeout: float = Field(default=30.0, gt=0, le=600)
     # HelloFax removes a fax once it is sent, so absence from its list proves nothing.
     # True only for a provider that keeps them (a sandbox run with removal = "nothing").
@@ -62,9 +69,11 @@ class ProviderSettings(_Section):
 
 
 class SandboxSettings(_Section):
-    """The built-in HelloFax-compatible sandbox that `faxgate run` starts when kind = sandbox."""
+    """The built-in sandbox that `faxgate run` starts when kind = sandbox."""
 
     listen: Listen = ListenAddress("127.0.0.1", 8090)
+    # Which provider's API it speaks: "hellofax" (v1) or "dropbox_fax" (v3).
+    api: ProviderApi = "hellofax"
     speed: str = "quick"
     # Which ended faxes it removes, as HelloFax does with sent ones: "sent" (the provider's
     # stated behaviour), "sent_and_failed", or "nothing" (every fax stays readable).

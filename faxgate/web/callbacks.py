@@ -1,5 +1,5 @@
-"""Where the provider reaches faxgate: the secret token, the two callback URLs, and the
-endpoints that take the callbacks.
+"""Where the provider reaches faxgate: the secret token, the callback URLs (v1's two, v3's
+one for its events), and the endpoints that take the callbacks.
 
 The callback URLs hold a secret token in their path, so a stranger cannot post outcomes:
 it is compared in constant time and never logged. The provider retries a callback until it
@@ -14,6 +14,7 @@ memory; documents go to disk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -30,6 +31,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from faxgate import metrics
+from faxgate.domain.provider import FaxReport, report_to_body
+from faxgate.dropbox_fax.events import (
+    EVENT_ANSWER,
+    EVENT_ANSWER_CONTENT_TYPE,
+    Callback,
+    Verdict,
+    verify_event,
+)
 from faxgate.durable import write_bytes
 from faxgate.hellofax.models import Transmission
 from faxgate.sending.tracker import Tracker
@@ -86,11 +95,19 @@ def callback_urls(settings: Settings, token: str, bound_port: int | None = None)
     return f"{base}/inbound", f"{base}/outbound"
 
 
+def event_callback_url(settings: Settings, token: str, bound_port: int | None = None) -> str:
+    """The Dropbox Fax API v3's one callback URL (its API settings page takes it)."""
+    return f"{public_base_url(settings, bound_port)}/callbacks/{token}/events"
+
+
 # ---------------------------------------------------------------------------- endpoints
 
-Direction = Literal["outbound", "inbound"]
+Direction = Literal["outbound", "inbound", "event"]
+# Fetches an inbound fax's document by its id (v3 announces a fax without its file).
+FetchDocument = Callable[[str], Awaitable[bytes]]
 
 JSON_PART: Final = "json"  # the provider's part (or form field) holding the transmission
+RECEIVED: Final = "fax_received"  # the v3 event type of an inbound fax
 _CHUNK: Final = 64 * 1024
 _MAX_PARTS: Final = 32  # a callback has a json part and a document or two
 _MAX_FIELD: Final = 1024 * 1024  # bytes of a form field (the json part) held in memory
@@ -154,15 +171,27 @@ class CallbackEndpoints:
         max_body: int,
         inbound: InboundHandler | None,
         upload_dir: Path | None,
+        event_key: str = "",
+        fetch_document: FetchDocument | None = None,
     ) -> None:
         self._token = token.encode()
         self._tracker = tracker
         self._max_body = max_body
         self._inbound = inbound
         self._upload_dir = upload_dir
+        self._event_key = event_key  # the v3 API key its events are signed with
+        self._fetch_document = fetch_document
 
     async def outbound(self, request: web.Request) -> web.Response:
         return await self._handle(request, "outbound", self._take_outbound)
+
+    async def events(self, request: web.Request) -> web.Response:
+        """The Dropbox Fax API v3's events: taken only when signed with the API key, and
+        answered with the exact words it waits for (else it tries again for days)."""
+        answer = await self._handle(request, "event", self._take_event)
+        if answer.status != 200:
+            return answer
+        return web.Response(text=EVENT_ANSWER, content_type=EVENT_ANSWER_CONTENT_TYPE)
 
     async def inbound(self, request: web.Request) -> web.Response:
         return await self._handle(request, "inbound", self._take_inbound)
@@ -203,11 +232,79 @@ class CallbackEndpoints:
     async def _take_outbound(self, request: web.Request) -> str:
         self._check_announced_size(request)
         form = await _read_form(request, _Budget(self._max_body), None)
-        tx = _transmission(form.fields)
+        return await self._observe(_transmission(form.fields).report())
+
+    async def _take_event(self, request: web.Request) -> str:
+        self._check_announced_size(request)
+        # Files are kept only for a fax received, which may come with its document.
+        with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
+            form = await self._read_with_files(request, Path(tmp))
+            return await self._take_event_form(form, Path(tmp))
+
+    async def _read_with_files(self, request: web.Request, tmp: Path) -> _Form:
         try:
-            job = await self._tracker.observe(tx, source="callback")
+            return await _read_form(request, _Budget(self._max_body), tmp)
+        except OSError as exc:  # a full disk while the upload is saved: the provider retries
+            log.warning("callback not saved error=%s", exc.strerror)
+            raise _Refused(503, "the fax could not be stored; try again", "error") from None
+
+    async def _take_event_form(self, form: _Form, tmp: Path) -> str:
+        text = form.fields.get(JSON_PART)
+        if text is None:
+            raise _Refused(400, "no json part", "bad_request")
+        try:
+            callback = Callback.from_api(text)
+        except (ValueError, RecursionError):
+            raise _Refused(400, "the json part is not a v3 event", "bad_request") from None
+        verdict = verify_event(self._event_key, callback.event)
+        if verdict is not Verdict.VERIFIED:
+            # Said without the body: a forged event may carry anything.
+            raise _Refused(401, f"the event's hash is not the API key's ({verdict})", "bad_hash")
+        event = callback.event
+        if not event.is_fax_event:
+            log.info("v3 event answered type=%s", event.event_type)
+            return "ignored"
+        if event.event_type.strip().lower() == RECEIVED:
+            return await self._take_v3_inbound(callback, form.files, tmp)
+        reports = callback.fax_reports()
+        if not reports:
+            why = callback.fax_problem or "no fax id or status in it"
+            log.warning("v3 event with nothing to apply type=%s why=%s", event.event_type, why)
+            return "unreadable"
+        results = [await self._observe(report) for report in reports]
+        return "accepted" if "accepted" in results else "unknown"
+
+    async def _take_v3_inbound(
+        self, callback: Callback, files: list[tuple[str, Path]], tmp: Path
+    ) -> str:
+        """A fax received: its document as a file part of the event if one came, else
+        fetched by its id; then stored as v1's inbound faxes are. Anything that fails
+        answers 503: the provider keeps the fax and tells us again."""
+        handler, fetch = self._inbound, self._fetch_document
+        if handler is None or (fetch is None and not files):
+            raise _Refused(503, "inbound faxes are not accepted yet", "not_accepted")
+        reports = callback.fax_reports()
+        if not reports:
+            log.warning("v3 inbound event without a fax id why=%s", callback.fax_problem)
+            return "unreadable"
+        report = reports[0]
+        try:
+            if not files and fetch is not None:
+                path = tmp / "fetched"
+                await asyncio.to_thread(path.write_bytes, await fetch(report.guid))
+                files = [(f"{report.guid}.pdf", path)]
+            await handler(_as_v1_inbound(report), files)
+        except Exception as exc:
+            log.warning("v3 inbound fax not stored guid=%s error=%r", report.guid, exc)
+            raise _Refused(503, "the fax could not be stored; try again", "error") from None
+        log.info("inbound fax taken guid=%s from=%s", report.guid, report.from_)
+        return "accepted"
+
+    async def _observe(self, report: FaxReport) -> str:
+        try:
+            job = await self._tracker.observe(report, source="callback")
         except Exception:
-            log.exception("callback not recorded guid=%s", tx.guid)
+            log.exception("callback not recorded guid=%s", report.guid)
             raise _Refused(503, "the report could not be recorded; try again", "error") from None
         if job is None:
             return "unknown"  # logged by the tracker; acknowledged so it is not sent again
@@ -220,11 +317,7 @@ class CallbackEndpoints:
             raise _Refused(503, "inbound faxes are not accepted yet", "not_accepted")
         self._check_announced_size(request)
         with tempfile.TemporaryDirectory(prefix="faxgate-inbound-", dir=self._upload_dir) as tmp:
-            try:
-                form = await _read_form(request, _Budget(self._max_body), Path(tmp))
-            except OSError as exc:  # a full disk while the upload is saved: the provider retries
-                log.warning("inbound fax not saved error=%s", exc.strerror)
-                raise _Refused(503, "the fax could not be stored; try again", "error") from None
+            form = await self._read_with_files(request, Path(tmp))
             tx = _transmission(form.fields)
             transaction = _transaction_object(form.fields[JSON_PART])
             try:
@@ -317,6 +410,12 @@ def _transaction_object(text: str) -> dict[str, Any]:
                 return inner
         return data
     raise _Refused(400, "the json part is not a JSON object", "bad_request")
+
+
+def _as_v1_inbound(report: FaxReport) -> dict[str, Any]:
+    """A v3 fax received, in the shape the inbound receiver reads (v1's transmission)."""
+    body = report_to_body(dataclasses.replace(report, is_inbound=True))
+    return body | {"StatusCode": "S"}
 
 
 def _transmission(fields: dict[str, str]) -> Transmission:

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from faxgate import metrics
 from faxgate.sending.tracker import Tracker
-from faxgate.web.callbacks import CallbackEndpoints, InboundHandler
+from faxgate.web.callbacks import CallbackEndpoints, FetchDocument, InboundHandler
 from faxgate.web.detail import PageImage
 from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health
@@ -50,6 +50,8 @@ def build_app(
     status_page: StatusPage | None = None,
     status_access: StatusAccess | None = None,
     page_image: PageImage | None = None,
+    event_key: str = "",
+    fetch_document: FetchDocument | None = None,
 ) -> web.Application:
     """The application; `upload_dir` is where inbound documents wait while handled.
 
@@ -63,8 +65,11 @@ def build_app(
         raise ValueError("max_body must be positive")
 
     app = web.Application(client_max_size=max_body)
-    callbacks = CallbackEndpoints(token, tracker, max_body, inbound, upload_dir)
+    callbacks = CallbackEndpoints(
+        token, tracker, max_body, inbound, upload_dir, event_key, fetch_document
+    )
     app.router.add_post("/callbacks/{token}/outbound", callbacks.outbound)
+    app.router.add_post("/callbacks/{token}/events", callbacks.events)
     app.router.add_post("/callbacks/{token}/inbound", callbacks.inbound)
     app.router.add_get("/healthz", _HealthEndpoint(health).get)
     app.router.add_get("/metrics", _metrics)

@@ -87,6 +87,21 @@ def test_config_check_prints_effective_settings_masked(
     assert data["settings"]["smtp"]["listen"] == "127.0.0.1:2626"
 
 
+def test_config_check_warns_that_v3_without_events_waits_for_polls(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "dropbox_fax")
+    monkeypatch.setenv("FAXGATE_PROVIDER__API_KEY", "a-v3-api-key")
+    assert main(["config", "check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (warning,) = data["warnings"]
+    assert "kind = dropbox_fax without http.public_url" in warning
+    assert data["settings"]["provider"]["api_key"] == "********"
+    monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", "https://fax.example.com")
+    assert main(["config", "check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
 def test_config_check_warns_that_hellofax_without_callbacks_cannot_confirm_outcomes(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

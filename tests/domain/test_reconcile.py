@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from faxgate.domain.provider import FaxReport
 from faxgate.domain.reconcile import (
     DEFAULT_WINDOW,
     CannotTell,
@@ -359,3 +362,29 @@ def test_the_wait_for_a_callback_posted_while_down(
     assert wait == (None if wait_minutes is None else timedelta(minutes=wait_minutes))
     scaled = callback_wait(timedelta(minutes=down_minutes) * 0.001, 0.001)
     assert scaled == (None if wait is None else wait * 0.001)
+
+
+def carrying(reference: str | None, guid: str = "v3", **options: Any) -> FaxReport:
+    """A v3 fax in the list, its title carrying a job's id (or none)."""
+    return dataclasses.replace(tx(guid, **options).report(), reference=reference)
+
+
+def test_a_fax_carrying_the_jobs_id_is_found_whatever_the_list_shows() -> None:
+    # Read too early and too shallow for the usual rules: the id alone settles it.
+    listing = Listing([carrying("job", at=timedelta(minutes=30))], listed_at=OPEN, complete=False)
+    outcome = reconcile(sought(), listing)
+    assert isinstance(outcome, Found)
+    assert outcome.transmission.guid == "v3"
+
+
+def test_a_fax_carrying_another_jobs_id_is_not_this_jobs() -> None:
+    listing = Listing([carrying("another job"), OLDER], listed_at=CLOSED, complete=True)
+    assert isinstance(reconcile(sought(), listing, provider_removes=False), NotThere)
+
+
+def test_this_jobs_earlier_call_carries_its_id_too_and_is_passed_over() -> None:
+    earlier, now = carrying("job", "call-1"), carrying("job", "call-2")
+    listing = Listing([now, earlier, OLDER], listed_at=CLOSED, complete=True)
+    outcome = reconcile(sought(), listing, claimed={"call-1"})
+    assert isinstance(outcome, Found)
+    assert outcome.transmission.guid == "call-2"

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
+from faxgate.domain import provider as seam
 from faxgate.dropbox_fax.errors import error_for_answer, scrubber
-from faxgate.hellofax import errors as v1
 from tests.dropbox_fax.sources import EXAMPLE_API_KEY, example_text, without_trailing_commas
 
 NOW = 1_750_000_000.0
@@ -20,18 +20,18 @@ def _body(name: str) -> bytes:
 @pytest.mark.parametrize(
     ("status", "name", "kind", "words"),
     [
-        (400, "Error400Response.json", v1.Refused, "the provider refused the request"),
-        (401, "Error401Response.json", v1.Refused, "the provider refused the API key"),
-        (402, "Error402Response.json", v1.Refused, "requires a payment"),
-        (403, "Error403Response.json", v1.Refused, "a paid API plan may be required"),
-        (404, "Error404Response.json", v1.Refused, "knows no such fax"),
-        (410, "Error410Response.json", v1.Refused, "has deleted this fax"),
-        (422, "Error422Response.json", v1.Refused, "could not process the request"),
-        (429, "Error429Response.json", v1.RateLimited, "limiting the rate"),
+        (400, "Error400Response.json", seam.Refused, "the provider refused the request"),
+        (401, "Error401Response.json", seam.Refused, "the provider refused the API key"),
+        (402, "Error402Response.json", seam.Refused, "requires a payment"),
+        (403, "Error403Response.json", seam.Refused, "a paid API plan may be required"),
+        (404, "Error404Response.json", seam.Refused, "knows no such fax"),
+        (410, "Error410Response.json", seam.Refused, "has deleted this fax"),
+        (422, "Error422Response.json", seam.Refused, "could not process the request"),
+        (429, "Error429Response.json", seam.RateLimited, "limiting the rate"),
     ],
 )
 def test_each_documented_error_sorts_into_v1s_class(
-    status: int, name: str, kind: type[v1.HelloFaxError], words: str
+    status: int, name: str, kind: type[seam.ProviderError], words: str
 ) -> None:
     error = error_for_answer(status, _body(name), endpoint="get_fax", idempotent=True, now=NOW)
 
@@ -69,7 +69,7 @@ def test_an_error_body_with_a_trailing_comma_is_still_sorted_and_its_words_shown
         400, _body("Error4XXResponse.json"), endpoint="send", idempotent=False, now=NOW
     )
 
-    assert type(error) is v1.Refused
+    assert type(error) is seam.Refused
     assert "This value should not be blank" in error.message
 
 
@@ -81,7 +81,7 @@ def test_a_conflict_on_a_send_is_ambiguous_never_failed_nor_sent_again() -> None
         409, _body("Error409Response.json"), endpoint="send", idempotent=False, now=NOW
     )
 
-    assert type(error) is v1.Ambiguous
+    assert type(error) is seam.Ambiguous
     assert "An identical request is already being processed." in error.message
 
 
@@ -90,7 +90,7 @@ def test_a_conflict_on_a_read_is_only_unavailable() -> None:
         409, _body("Error409Response.json"), endpoint="list_faxes", idempotent=True, now=NOW
     )
 
-    assert type(error) is v1.Unavailable
+    assert type(error) is seam.Unavailable
 
 
 def test_the_error_name_wins_over_an_odd_status() -> None:
@@ -98,10 +98,10 @@ def test_the_error_name_wins_over_an_odd_status() -> None:
     rate = b'{"error": {"error_msg": "slow down", "error_name": "exceeded_rate"}}'
 
     assert type(error_for_answer(400, conflict, endpoint="send", idempotent=False, now=NOW)) is (
-        v1.Ambiguous
+        seam.Ambiguous
     )
     assert type(error_for_answer(403, rate, endpoint="send", idempotent=False, now=NOW)) is (
-        v1.RateLimited
+        seam.RateLimited
     )
 
 
@@ -121,7 +121,7 @@ def test_a_429_waits_until_the_reset_header() -> None:
         now=NOW,
     )
 
-    assert isinstance(error, v1.RateLimited)
+    assert isinstance(error, seam.RateLimited)
     assert error.retry_after == 42.0
     assert "Too many requests." in error.message
 
@@ -145,7 +145,7 @@ def test_a_429_prefers_retry_after_and_never_waits_a_negative_time() -> None:
     )
     unknown = error_for_answer(429, b"", endpoint="send", idempotent=False, now=NOW)
 
-    assert [type(error) for error in (explicit, past, unknown)] == [v1.RateLimited] * 3
+    assert [type(error) for error in (explicit, past, unknown)] == [seam.RateLimited] * 3
     assert [getattr(error, "retry_after", "?") for error in (explicit, past, unknown)] == [
         7.0,
         0.0,
@@ -156,17 +156,17 @@ def test_a_429_prefers_retry_after_and_never_waits_a_negative_time() -> None:
 @pytest.mark.parametrize(
     ("status", "idempotent", "kind"),
     [
-        (500, False, v1.ProviderFault),
-        (503, False, v1.ProviderFault),
-        (502, False, v1.Ambiguous),
-        (504, False, v1.Ambiguous),
-        (502, True, v1.ProviderFault),
-        (504, True, v1.ProviderFault),
-        (302, True, v1.BadResponse),
+        (500, False, seam.ProviderFault),
+        (503, False, seam.ProviderFault),
+        (502, False, seam.Ambiguous),
+        (504, False, seam.Ambiguous),
+        (502, True, seam.ProviderFault),
+        (504, True, seam.ProviderFault),
+        (302, True, seam.BadResponse),
     ],
 )
 def test_server_faults_as_on_v1(
-    status: int, idempotent: bool, kind: type[v1.HelloFaxError]
+    status: int, idempotent: bool, kind: type[seam.ProviderError]
 ) -> None:
     error = error_for_answer(status, b"", endpoint="send", idempotent=idempotent, now=NOW)
 

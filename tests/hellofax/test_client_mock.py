@@ -20,17 +20,17 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import (
+from faxgate.domain.provider import (
     Ambiguous,
     BadResponse,
-    HelloFaxError,
     NotSent,
     ProviderFault,
     RateLimited,
     Refused,
     Unavailable,
 )
+from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.models import (
     ErrorCode,
     StatusCode,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from faxgate.domain.codes import ErrorCode, StatusCode
+from faxgate.domain.provider import Ambiguous, NotSent, ProviderFault, RateLimited, Refused
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import Ambiguous, NotSent, ProviderFault, RateLimited, Refused
 from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.sandbox import Sandbox
 from tests.conftest import (

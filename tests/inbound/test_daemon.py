@@ -60,7 +60,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
 
 
 def the_sandbox(daemon: Daemon) -> Sandbox:
-    assert daemon.sandbox is not None
+    assert isinstance(daemon.sandbox, Sandbox)
     return daemon.sandbox
 
 

@@ -40,7 +40,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
 
 
 def sandbox_of(daemon: Daemon) -> Sandbox:
-    assert daemon.sandbox is not None
+    assert isinstance(daemon.sandbox, Sandbox)
     return daemon.sandbox
 
 

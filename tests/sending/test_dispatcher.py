@@ -22,9 +22,10 @@ import pytest
 from faxgate.clock import utc_now
 from faxgate.domain.codes import StatusCode
 from faxgate.domain.jobs import ACTIVE_STATES, Intake, Job, JobState
+from faxgate.domain.provider import FaxReport, OutgoingFax, RateLimited, Refused
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.errors import RateLimited
 from faxgate.hellofax.models import Transmission, Upload
+from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
 from faxgate.sending.dispatcher import Dispatcher, DispatchReport
 from faxgate.settings import DispatchSettings, PollingSettings
@@ -126,12 +127,12 @@ def dispatcher(
     """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
     no job holds (the tracker's), when the test gives some."""
 
-    async def unmatched() -> list[Transmission]:
-        return list(kept or [])
+    async def unmatched() -> list[FaxReport]:
+        return [tx.report() for tx in kept or []]
 
     return Dispatcher(
         store,
-        client,
+        HelloFaxProvider(client),
         DispatchSettings(
             max_in_flight=max_in_flight,
             backoff_first=timedelta(seconds=first),
@@ -875,13 +876,15 @@ class _RateLimitedAroundASuccess:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def send(self, digits: str, uploads: object, **_: object) -> list[Transmission]:
+    async def send(self, fax: OutgoingFax) -> FaxReport:
         self.calls += 1
         call = self.calls
         await asyncio.sleep(0.01 * call)  # the answers come back in the order of the calls
         if call in (1, 3):
             raise RateLimited("Please wait.", status=429, endpoint="send")
-        return [Transmission.model_validate({"Guid": "a" * 40, "To": digits, "StatusCode": "P"})]
+        return Transmission.model_validate(
+            {"Guid": "a" * 40, "To": fax.to, "StatusCode": "P"}
+        ).report()
 
 
 async def test_a_429_after_a_success_in_the_same_cycle_still_pauses_sends(
@@ -903,3 +906,32 @@ async def test_a_429_after_a_success_in_the_same_cycle_still_pauses_sends(
     assert (report.submitted, report.requeued, report.rate_limited) == (1, 2, True)
     assert sorted(state(store, job).value for job in jobs) == ["queued", "queued", "submitted"]
     assert the_dispatcher.paused_until is not None
+
+
+class _PaymentRequired:
+    """A v3 account whose plan is not paid: every send refused with 402."""
+
+    calls = 0
+
+    async def send(self, fax: OutgoingFax) -> FaxReport:
+        self.calls += 1
+        raise Refused("payment required (402 payment_required)", status=402, endpoint="send")
+
+
+async def test_a_refusal_of_the_account_pauses_sends_instead_of_failing_each_fax(
+    store: Store, spool: Spool
+) -> None:
+    jobs = queue(store, spool, [number(n) for n in range(3)])
+    provider = _PaymentRequired()
+    the_dispatcher = Dispatcher(
+        store,
+        provider,  # type: ignore[arg-type]
+        DispatchSettings(),
+        polling=PollingSettings(),
+        rand=lambda: 0.5,
+    )
+    report = await the_dispatcher.dispatch_once()
+    assert report.failed == 0
+    assert all(state(store, job) is S.QUEUED for job in jobs)
+    assert the_dispatcher.paused_until is not None
+    assert provider.calls >= 1

@@ -17,6 +17,7 @@ from faxgate import metrics
 from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.models import Upload
+from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.sending.poller import Poller, PollReport
 from faxgate.sending.tracker import Tracker
@@ -101,7 +102,12 @@ def make_poller(
     **settings: object,
 ) -> Poller:
     return Poller(
-        store, client, tracker, polling(**settings), clock=clock, provider_removes=removes
+        store,
+        HelloFaxProvider(client),
+        tracker,
+        polling(**settings),
+        clock=clock,
+        provider_removes=removes,
     )
 
 

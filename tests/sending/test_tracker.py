@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 
 from faxgate import metrics
 from faxgate.domain.jobs import Intake, Job, JobState, RetryPolicy, RetryRule
+from faxgate.domain.provider import FaxReport
 from faxgate.hellofax.models import Transmission
 from faxgate.sending.tracker import UNMATCHED_KEEP, Tracker
 from faxgate.store import NewJob, Store
@@ -34,7 +36,8 @@ class FakeClock:
         return self.now
 
 
-def transmission(guid: str, status: str, error: str | None = None, **extra: Any) -> Transmission:
+def transmission(guid: str, status: str, error: str | None = None, **extra: Any) -> FaxReport:
+    """A v1 transmission as the provider seam carries it."""
     return Transmission.from_api(
         {
             "Transaction": {
@@ -49,7 +52,7 @@ def transmission(guid: str, status: str, error: str | None = None, **extra: Any)
                 **extra,
             }
         }
-    )
+    ).report()
 
 
 def submit(
@@ -273,6 +276,18 @@ async def test_inbound_transmissions_are_not_the_trackers(store: Store, tracker:
     current = store.get_job(job.id)
     assert current is not None
     assert current.state is S.SUBMITTED
+
+
+async def test_a_status_nobody_published_moves_nothing(store: Store, tracker: Tracker) -> None:
+    job = submitted_job(store, "g1", now=T0)
+    unknown = dataclasses.replace(transmission("g1", "S"), status_code=None)
+    seen = await tracker.observe(unknown, source="callback")
+    assert seen is not None
+    assert (seen.id, seen.state) == (job.id, S.SUBMITTED)
+    assert store.unmatched_reports() == []  # and nothing kept for later either
+    nobody = dataclasses.replace(unknown, guid="nobody")
+    assert await tracker.observe(nobody, source="callback") is None
+    assert store.unmatched_reports() == []
 
 
 async def test_a_job_being_reconciled_takes_the_providers_word(

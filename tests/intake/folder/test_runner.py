@@ -48,7 +48,7 @@ def watcher(daemon: Daemon) -> FolderWatcher:
 
 
 def sandbox_of(daemon: Daemon) -> Sandbox:
-    assert daemon.sandbox is not None
+    assert isinstance(daemon.sandbox, Sandbox)
     return daemon.sandbox
 
 

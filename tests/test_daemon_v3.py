@@ -1,0 +1,120 @@
+"""The whole daemon on the Dropbox Fax API v3, chosen by settings alone: a queued fax goes
+out as a v3 send carrying its job's id, and the provider's signed event settles it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from faxgate.app import Daemon, started
+from faxgate.domain.jobs import JobState
+from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.events import EVENT_ANSWER, event_hash
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox, inject_inbound
+from tests.conftest import pdf_document, wait_for
+from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
+from tests.dropbox_fax.sources import fixture_case
+from tests.dropbox_fax.test_client import FakeV3, answer
+
+API_KEY = "daemon-test-api-key-0123456789"
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[FakeV3]:
+    fake = FakeV3()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def fax_event(fax: dict[str, Any], event_type: str, status: str) -> str:
+    signed = {"event_time": "1750105090", "event_type": event_type}
+    signed["event_hash"] = event_hash(API_KEY, signed["event_time"], event_type)
+    transmission = {**fax["transmissions"][0], "status_code": status}
+    return json.dumps({"event": signed, "fax": {**fax, "transmissions": [transmission]}})
+
+
+async def test_a_fax_goes_out_on_v3_and_its_event_settles_it(
+    tmp_path: Path, provider: FakeV3
+) -> None:
+    sent = fixture_case("FaxResponse.json")
+    provider.on("POST", "/fax/send", answer(sent))
+    provider.on("GET", f"/fax/{sent['fax']['fax_id']}", answer(sent))
+    settings = fast_settings(
+        tmp_path / "state",
+        provider={"kind": "dropbox_fax", "api_key": API_KEY, "base_url": provider.base_url},
+    )
+    async with started(settings) as daemon:
+        assert isinstance(daemon.provider, DropboxFaxClient)
+        job = await queue(daemon, "+18005550199")
+
+        def submitted() -> bool:
+            current = daemon.store.get_job(job.id)
+            return current is not None and current.state is JobState.SUBMITTED
+
+        await wait_for(submitted, what="the job handed to v3")
+        (send,) = [seen for seen in provider.seen if seen.path == "/fax/send"]
+        assert send.fields["recipient"] == ["18005550199"]
+        assert send.fields["title"] == [f"faxgate {job.id}"]
+        assert [name for name, _, _ in send.files] == ["files[]", "files[]"]
+
+        fax = {**sent["fax"], "title": f"faxgate {job.id}"}
+        events = f"http://127.0.0.1:{daemon.http.port}/callbacks/{CALLBACK_TOKEN}/events"
+        async with httpx.AsyncClient() as client:
+            posted = await client.post(
+                events, files={"json": (None, fax_event(fax, "fax_sent", "success"))}
+            )
+        assert (posted.status_code, posted.text) == (200, EVENT_ANSWER)
+        (done,) = await settled(daemon, [job])
+        assert done.state is JobState.SENT
+        assert done.provider_guid == sent["fax"]["fax_id"]
+
+
+# --- the whole product on the built-in sandbox, switched to v3 by one setting --------------
+
+
+@pytest.fixture
+async def on_v3(tmp_path: Path) -> AsyncIterator[Daemon]:
+    settings = fast_settings(
+        tmp_path / "state",
+        sandbox={"api": "dropbox_fax"},
+        inbound={"default_folder": str(tmp_path / "inbox")},
+    )
+    async with started(settings) as running:
+        yield running
+
+
+async def test_the_built_in_sandbox_speaks_v3_by_one_setting(on_v3: Daemon) -> None:
+    assert isinstance(on_v3.sandbox, DropboxFaxSandbox)
+    assert isinstance(on_v3.provider, DropboxFaxClient)
+    sent = await queue(on_v3, "+14155550123")
+    unallocated = await queue(on_v3, "+14155550003")  # v3's error_bad_destination
+    done = {job.id: job for job in await settled(on_v3, [sent, unallocated])}
+    assert done[sent.id].state is JobState.SENT
+    assert done[unallocated.id].state is JobState.FAILED
+    # Settled by the sandbox's signed events to this daemon, each sent once.
+    outbound = [t.to for t in on_v3.sandbox.inspect() if not t.is_inbound]
+    assert sorted(outbound) == ["14155550003", "14155550123"]
+    assert on_v3.store.events(sent.id)[-1].data["source"] == "callback"
+    assert on_v3.provider.request_counts[("send", 200)] >= 2
+
+
+async def test_an_inbound_fax_on_v3_lands_in_the_inbox(on_v3: Daemon, tmp_path: Path) -> None:
+    assert isinstance(on_v3.sandbox, DropboxFaxSandbox)
+    document = tmp_path / "in.pdf"
+    document.write_bytes(pdf_document(2))
+    fax = await inject_inbound(on_v3.sandbox.base_url, "14155550100", "13105550111", document)
+
+    def arrived() -> list[Path] | None:
+        found = sorted((tmp_path / "inbox").glob("*.pdf"))
+        return found or None
+
+    (written,) = await wait_for(arrived, what="the inbound fax in the folder")
+    assert written.read_bytes() == document.read_bytes()
+    (stored,) = on_v3.store.recent_inbound(10)
+    assert stored.provider_guid == fax["fax_id"]
