@@ -231,6 +231,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             health=health,
             status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
             page_image=confirmations.thumbnail,
+            job_report=confirmations.on_request,
             status_access=StatusAccess(
                 user=settings.http.status_user,
                 password=settings.http.status_password.get_secret_value(),

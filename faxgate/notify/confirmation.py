@@ -147,6 +147,15 @@ class Confirmations:
             notes.append("Drawn from the text as sent; the provider's layout may differ.")
         return Picture(png, label, " ".join(notes) or None)
 
+    async def on_request(
+        self, job: Job, documents: Sequence[Document], events: Sequence[Event]
+    ) -> bytes:
+        """An ended job's report for the status pages to download, with its first page
+        whatever the report setting (the pages show the documents themselves)."""
+        facts = report_facts(job, documents, events, {}, self.clock())
+        picture = await self.first_page(job, documents)
+        return await asyncio.to_thread(layout_report, facts, picture)
+
     async def thumbnail(self, path: Path, content_type: str) -> bytes | None:
         """A document's first page, small, for the status pages (whatever the report
         setting: they show the documents themselves); None when it cannot be drawn."""

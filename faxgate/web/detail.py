@@ -20,13 +20,14 @@ from typing import Final
 
 from faxgate.domain.codes import ErrorCode, StatusCode, describe_outcome
 from faxgate.domain.inbound import InboundDelivery, InboundFax
-from faxgate.domain.jobs import Document, Event, Job, JobState, normalize_job_id
+from faxgate.domain.jobs import Document, Event, Job, JobState, is_final, normalize_job_id
 from faxgate.store import Store
 from faxgate.web.markup import document_page, href, row, segment, size, table, text, time
 from faxgate.web.statuspage import page_header
 
 __all__ = [
     "FaxView",
+    "JobReport",
     "JobView",
     "PageImage",
     "attempts_by_event",
@@ -42,6 +43,9 @@ __all__ = [
 # A PNG of a document's first page, given its file and content type; None when it cannot
 # be drawn. Renderers run it away from the event loop themselves.
 PageImage = Callable[[Path, str], Awaitable[bytes | None]]
+
+# A job's confirmation report as a PDF (faxgate.notify.confirmation), made on request.
+JobReport = Callable[[Job, Sequence[Document], Sequence[Event]], Awaitable[bytes]]
 
 THUMBNAIL_WIDTH: Final = 200  # CSS pixels; the image keeps its own proportions
 
@@ -181,7 +185,13 @@ def _image(src: str, alt: str) -> str:
     return f'<img class="page" src="{href(src)}" alt="{text(alt)}" width="{THUMBNAIL_WIDTH}">'
 
 
-def render_job(view: JobView, now: datetime, *, thumbnails: bool = False) -> str:
+def report_path(job_id: str) -> str:
+    return f"/jobs/{segment(job_id)}/report.pdf"
+
+
+def render_job(
+    view: JobView, now: datetime, *, thumbnails: bool = False, report: bool = False
+) -> str:
     job = view.job
     summary = _fields(
         "job",
@@ -282,6 +292,7 @@ def render_job(view: JobView, now: datetime, *, thumbnails: bool = False) -> str
             page_header(now),
             f"<h2>Fax {text(job.id)} to {text(job.to_number)}: {_state(job.state)}</h2>",
             summary,
+            _report_link(job) if report else "",
             "<h2>Documents</h2>",
             documents,
             "<h2>History</h2>",
@@ -294,6 +305,13 @@ def render_job(view: JobView, now: datetime, *, thumbnails: bool = False) -> str
         )
     )
     return document_page(f"faxgate: job {job.id}", body)
+
+
+def _report_link(job: Job) -> str:
+    if not is_final(job.state):
+        return "<p>The confirmation report can be had once the fax has ended.</p>"
+    link = href(report_path(job.id))
+    return f'<p><a href="{link}" download>Confirmation report (PDF)</a></p>'
 
 
 def _delivery_rows(deliveries: Sequence[InboundDelivery]) -> list[str]:

@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from faxgate import metrics
 from faxgate.sending.tracker import Tracker
 from faxgate.web.callbacks import CallbackEndpoints, FetchDocument, InboundHandler
-from faxgate.web.detail import PageImage
+from faxgate.web.detail import JobReport, PageImage
 from faxgate.web.guard import StatusAccess
 from faxgate.web.health import Health
 from faxgate.web.statuspage import StatusPage
@@ -50,6 +50,7 @@ def build_app(
     status_page: StatusPage | None = None,
     status_access: StatusAccess | None = None,
     page_image: PageImage | None = None,
+    job_report: JobReport | None = None,
     event_key: str = "",
     fetch_document: FetchDocument | None = None,
 ) -> web.Application:
@@ -57,7 +58,8 @@ def build_app(
 
     Without `health`, /healthz has nothing to check and answers ok; without `status_page`,
     the status pages are not served. `status_access` guards them (open without it);
-    `page_image` draws a document's first page for them (no pictures without it).
+    `page_image` draws a document's first page for them (no pictures without it),
+    `job_report` makes an ended job's confirmation report (no report link without it).
     """
     if not token:
         raise ValueError("the callback token is empty")
@@ -74,7 +76,9 @@ def build_app(
     app.router.add_get("/healthz", _HealthEndpoint(health).get)
     app.router.add_get("/metrics", _metrics)
     if status_page is not None:
-        add_status_routes(app, status_page, access=status_access, page_image=page_image)
+        add_status_routes(
+            app, status_page, access=status_access, page_image=page_image, job_report=job_report
+        )
     return app
 
 

@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from faxgate.domain.jobs import is_final
 from faxgate.web.detail import (
+    JobReport,
     PageImage,
     read_fax_async,
     read_job_async,
@@ -51,10 +53,11 @@ def add_status_routes(
     *,
     access: StatusAccess | None = None,
     page_image: PageImage | None = None,
+    job_report: JobReport | None = None,
 ) -> None:
     guard = access or StatusAccess()
     log.info("status pages guarded_by=%s page_pictures=%s", guard.mode, page_image is not None)
-    routes = _StatusRoutes(page, guard, page_image)
+    routes = _StatusRoutes(page, guard, page_image, job_report)
     guarded = routes.guarded
     app.router.add_get("/", guarded(routes.index))
     app.router.add_get("/jobs/{job_id}", guarded(routes.job))
@@ -62,6 +65,7 @@ def add_status_routes(
     app.router.add_get(
         r"/jobs/{job_id}/documents/{seq:\d{1,6}}/page1.png", guarded(routes.job_page_image)
     )
+    app.router.add_get("/jobs/{job_id}/report.pdf", guarded(routes.job_report))
     app.router.add_get("/inbound/{fax_id}", guarded(routes.fax))
     app.router.add_get("/inbound/{fax_id}/document", guarded(routes.fax_document))
     app.router.add_get("/inbound/{fax_id}/page1.png", guarded(routes.fax_page_image))
@@ -86,11 +90,16 @@ def _attachment(name: str) -> str:
 
 class _StatusRoutes:
     def __init__(
-        self, page: StatusPage, access: StatusAccess, page_image: PageImage | None
+        self,
+        page: StatusPage,
+        access: StatusAccess,
+        page_image: PageImage | None,
+        job_report: JobReport | None,
     ) -> None:
         self._page = page
         self._access = access
         self._page_image = page_image
+        self._job_report = job_report
 
     def guarded(self, handler: Handler) -> Handler:
         async def guarded_handler(request: web.Request) -> web.StreamResponse:
@@ -118,7 +127,23 @@ class _StatusRoutes:
         if view is None:
             return self._not_found("There is no such job.")
         thumbnails = self._page_image is not None
-        return _html(render_job(view, self._page.now(), thumbnails=thumbnails))
+        report = self._job_report is not None
+        return _html(render_job(view, self._page.now(), thumbnails=thumbnails, report=report))
+
+    async def job_report(self, request: web.Request) -> web.Response:
+        job_id = valid_id(request.match_info["job_id"])
+        view = None if job_id is None else await read_job_async(self._page.store, job_id)
+        if view is None or self._job_report is None:
+            return self._not_found("There is no such job.")
+        if not is_final(view.job.state):
+            return self._not_found("The fax has not ended yet: its report comes once it has.")
+        documents = [kept.document for kept in view.documents]
+        pdf = await self._job_report(view.job, documents, view.events)
+        headers = {
+            **_DOWNLOAD_HEADERS,
+            "Content-Disposition": _attachment(f"fax-report-{view.job.id}.pdf"),
+        }
+        return web.Response(body=pdf, content_type="application/pdf", headers=headers)
 
     async def fax(self, request: web.Request) -> web.Response:
         fax_id = valid_id(request.match_info["fax_id"])

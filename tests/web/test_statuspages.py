@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from faxgate.store import NewDocument, NewJob, Store
 from faxgate.store.spool import Spool
 from faxgate.store.views import HourCounts, JobFilter
 from faxgate.web.chart import hour_bars, render_chart
-from faxgate.web.detail import JobView, KeptDocument, PageImage, render_job
+from faxgate.web.detail import JobReport, JobView, KeptDocument, PageImage, render_job
 from faxgate.web.guard import StatusAccess
 from faxgate.web.server import HttpServer, start_http
 from faxgate.web.statuspage import RECENT_JOBS, StatusPage
@@ -193,11 +193,15 @@ def filled(tmp_path: Path) -> Iterator[tuple[Store, Spool]]:
 
 
 async def serve(
-    store: Store, *, page_image: PageImage | None = None, access: StatusAccess | None = None
+    store: Store,
+    *,
+    page_image: PageImage | None = None,
+    access: StatusAccess | None = None,
+    job_report: JobReport | None = None,
 ) -> HttpServer:
     app = web.Application()
     page = StatusPage(store, recent_inbound=store.recent_inbound)
-    add_status_routes(app, page, access=access, page_image=page_image)
+    add_status_routes(app, page, access=access, page_image=page_image, job_report=job_report)
     return await start_http(app, "127.0.0.1", 0)
 
 
@@ -358,6 +362,45 @@ async def test_a_page_picture_shows_only_when_a_renderer_is_given(
         assert (await get(f"{url}/jobs/{job.id}/documents/0/page1.png")).status_code == 404
         dom = await dom_of(f"{url}/inbound/{site.fax.id}")
         assert not dom.iter("img")
+    finally:
+        await plain.stop()
+
+
+async def test_an_ended_jobs_report_downloads_and_a_running_ones_waits(
+    filled: tuple[Store, Spool],
+) -> None:
+    store, spool = filled
+    sent, *_ = fill(store, spool)
+    (running,) = store.create_jobs([NewJob(to_number="+14155550199", intake=Intake.CLI)])
+    asked: list[tuple[str, int, int]] = []
+
+    async def report(job: Job, documents: Sequence[Document], events: Sequence[Event]) -> bytes:
+        asked.append((job.id, len(documents), len(events)))
+        return b"%PDF-1.7 the report"
+
+    http = await serve(store, job_report=report)
+    try:
+        url = f"http://127.0.0.1:{http.port}"
+        (link,) = [a for a in links(await dom_of(f"{url}/jobs/{sent.id}")) if "report" in a]
+        answer = await get(url + link)
+        waiting = await dom_of(f"{url}/jobs/{running.id}")
+        early = await get(f"{url}/jobs/{running.id}/report.pdf")
+    finally:
+        await http.stop()
+    assert link == f"/jobs/{sent.id}/report.pdf"
+    assert answer.status_code == 200
+    assert answer.content == b"%PDF-1.7 the report"
+    assert answer.headers["content-type"] == "application/pdf"
+    assert asked == [(sent.id, 2, len(store.events(sent.id)))]
+    assert not [a for a in links(waiting) if "report" in a]
+    assert early.status_code == 404
+    assert "has not ended yet" in early.text
+
+    plain = await serve(store)  # no reports: no link, no route
+    try:
+        url = f"http://127.0.0.1:{plain.port}"
+        assert not [a for a in links(await dom_of(f"{url}/jobs/{sent.id}")) if "report" in a]
+        assert (await get(f"{url}/jobs/{sent.id}/report.pdf")).status_code == 404
     finally:
         await plain.stop()
 
