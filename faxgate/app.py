@@ -53,7 +53,6 @@ from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.setup_warnings import setup_warnings
 from faxgate.store import Store, StoreError
-from faxgate.store.probe import StoreProbe
 from faxgate.store.spool import Spool
 from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 from faxgate.web.guard import StatusAccess
@@ -151,13 +150,19 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             log.info("sandbox listening base_url=%s", sandbox.base_url)
 
         try:
-            store = Store.open(settings.database_path)
+            store = await asyncio.to_thread(open_store, settings)
         except (sqlite3.Error, StoreError) as exc:  # a full disk, say: in plain words
-            raise StartupError(f"cannot open the store {settings.database_path}: {exc}") from None
+            # PostgreSQL's errors already name the store (without its password).
+            said = (
+                str(exc)
+                if settings.store.url
+                else f"cannot open the store {store_location(settings)}: {exc}"
+            )
+            raise StartupError(said) from None
         parts.callback(store.close)
         await asyncio.to_thread(Spool(settings.spool_dir).cleanup_orphans)
         parts.enter_context(metrics.watching_jobs(store.count_by_state))
-        store_probe = StoreProbe(store.path)
+        store_probe = store.probe()
         parts.enter_context(metrics.watching_queue_age(store_probe.oldest_due_seconds))
         provider_health = ProviderHealth()
 
@@ -340,6 +345,19 @@ async def _register_events(client: DropboxFaxClient, url: str) -> None:
         await client.set_callback_url(url)
     except ProviderError as exc:
         log.warning("could not register the events URL with the sandbox error=%r", exc.message)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name: [store] url's PostgreSQL database, shared with other
+    instances, or (url empty) the SQLite file in the state directory."""
+    return Store.open_configured(
+        settings.store.url, settings.store.password.get_secret_value(), settings.database_path
+    )
+
+
+def store_location(settings: Settings) -> str:
+    """Where the settings' store is, as messages name it (never with a password)."""
+    return settings.store.url or str(settings.database_path)
 
 
 def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:

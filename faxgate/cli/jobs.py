@@ -101,7 +101,7 @@ def _find(store: Store, text: str) -> Job:
 @contextmanager
 def _named_job(args: argparse.Namespace) -> Iterator[tuple[Store, Job]]:
     """The store, and the job the command line names in it."""
-    with Store.open(common.settings_from(args).database_path) as store:
+    with common.open_store(common.settings_from(args)) as store:
         yield store, _find(store, args.job)
 
 
@@ -138,7 +138,7 @@ def send_command(args: argparse.Namespace) -> int:
         cover_message=args.message,
         reply_to=args.notify,
     )
-    with Store.open(settings.database_path) as store:
+    with common.open_store(settings) as store:
         try:
             (job,) = queue_fax(store, Spool(settings.spool_dir), request)
         except DocumentRefused as exc:
@@ -199,7 +199,7 @@ def _progress_detail(job: Job) -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     settings = common.settings_from(args)
-    with Store.open(settings.database_path) as store:
+    with common.open_store(settings) as store:
         if args.job:
             return _show_job(store, _find(store, args.job), as_json=args.json)
         counts = store.count_by_state()

@@ -210,6 +210,10 @@ class PostgresBackend:
     def listen(self) -> _Listener:
         return _Listener(self._url, self._options)
 
+    def probe(self) -> PostgresProbe:
+        password = self._options.get("password")
+        return PostgresProbe(self._url, str(password) if password else None)
+
     def close(self) -> None:
         self._pool.close()
 

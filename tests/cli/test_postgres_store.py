@@ -1,0 +1,61 @@
+"""The CLI on a PostgreSQL store: send, status, cancel and inbox open the database that
+[store] url names, never the SQLite file in the state directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from faxgate.cli import main
+from faxgate.store import Store
+from tests.conftest import pdf_document
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]
+
+
+@pytest.fixture(autouse=True)
+def on_postgres(clean_environment: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    (clean_environment / "contract.pdf").write_bytes(pdf_document(1))
+    monkeypatch.setenv("FAXGATE_STORE__URL", postgres_url)
+    return postgres_url
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    assert main([*args, "--json"]) == 0
+    result: dict[str, object] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def test_send_status_cancel_and_inbox_use_the_database(
+    capsys: pytest.CaptureFixture[str], on_postgres: str
+) -> None:
+    job = run_json(capsys, "send", "(415) 555-0100", "contract.pdf")
+    with Store.open_url(on_postgres) as store:
+        stored = store.get_job(str(job["id"]))
+        assert stored is not None
+        assert stored.state.value == "queued"
+
+    status = run_json(capsys, "status")
+    assert [recent["id"] for recent in status["recent"]] == [job["id"]]  # type: ignore[index]
+    assert status["counts"]["queued"] == 1  # type: ignore[index]
+
+    assert main(["cancel", str(job["id"])]) == 0
+    capsys.readouterr()
+    shown = run_json(capsys, "status", str(job["id"]))
+    assert shown["state"] == "cancelled"
+
+    assert run_json(capsys, "inbox") == {"faxes": []}
+    assert not Path("var/faxgate.sqlite3").exists()
+
+
+def test_an_unreachable_database_is_one_plain_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGATE_STORE__URL", "postgresql://faxgate@127.0.0.1:1/nowhere")
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the store postgresql://faxgate@127.0.0.1:1/nowhere" in err
+    assert "Traceback" not in err
