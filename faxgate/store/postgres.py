@@ -32,6 +32,8 @@ from faxgate.store.probe import STORE_LOCK_WAIT, StoreNotWritable, StoreProbe
 from faxgate.store.values import StoreError
 
 CONNECT_TIMEOUT: Final = 10  # seconds
+# A check before a start, or by `faxgate doctor`: a server that does not answer soon is named.
+CHECK_TIMEOUT: Final = 5  # seconds
 
 PgConnection = psycopg.Connection[dict[str, Any]]
 
