@@ -4,6 +4,7 @@ the spool beside it."""
 
 from faxgate.store.facade import Store
 from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_version
+from faxgate.store.sharing import Share, new_owner
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
     JobNotFound,
@@ -26,10 +27,12 @@ __all__ = [
     "NewJob",
     "NewNotification",
     "SchemaTooNew",
+    "Share",
     "StaleState",
     "Store",
     "StoreError",
     "UnmatchedReport",
     "apply_migrations",
+    "new_owner",
     "schema_version",
 ]
