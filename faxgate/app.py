@@ -225,6 +225,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             settings.retry.policy(),
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
+            shared=share is not None,
         )
         poller = Poller(store, provider, tracker, settings.polling, share=share)
 

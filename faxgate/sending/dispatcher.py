@@ -78,6 +78,9 @@ log = logging.getLogger("faxgate.dispatcher")
 # With nothing else due, look for work this often: the CLI queues jobs from another process.
 IDLE_CHECK: Final = timedelta(seconds=1)  # one indexed query: cheap
 _SHORTEST_WAIT: Final = 0.01  # seconds
+# Sharing the store, a cycle claims no more due jobs than it sends at once, twice over:
+# what it claims, the other instances cannot send until the lease runs out.
+SHARED_CLAIM: Final = 2 * CONCURRENCY
 
 
 class Dispatcher:
@@ -207,6 +210,8 @@ class Dispatcher:
             self._submitter.forget_retries_due(now)
             if limit <= 0:
                 return report
+            if self._share is not None:
+                limit = min(limit, SHARED_CLAIM)  # the next cycle claims more at once
             jobs = await asyncio.to_thread(self._take_due, now, limit)
             report.limit, report.picked = limit, len(jobs)
             ambiguous = await self._submitter.submit_all(jobs, report, lambda: self._stopping)
