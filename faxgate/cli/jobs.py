@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from faxgate.cli import common
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import (
     Intake,
     Job,
@@ -204,16 +205,34 @@ def status_command(args: argparse.Namespace) -> int:
             return _show_job(store, _find(store, args.job), as_json=args.json)
         counts = store.count_by_state()
         recent = store.recent_jobs(args.limit)
+        # Instances sharing a PostgreSQL store: who holds work now.
+        holders = store.holders(utc_now()) if settings.store.url else None
     if args.json:
-        common.print_json(
-            {
-                "counts": {state.value: counts.get(state, 0) for state in JobState},
-                "recent": [_job_summary(job) for job in recent],
-            }
-        )
+        shown: dict[str, object] = {
+            "counts": {state.value: counts.get(state, 0) for state in JobState},
+            "recent": [_job_summary(job) for job in recent],
+        }
+        if holders is not None:
+            shown["instances"] = [
+                {
+                    "instance": held.owner,
+                    "sending": held.sending,
+                    "claimed": held.claimed,
+                    "notifications": held.notifications,
+                }
+                for held in holders
+            ]
+        common.print_json(shown)
         return common.EXIT_OK
     summary = ", ".join(f"{counts[state]} {state.value}" for state in JobState if counts.get(state))
     print(f"queue: {summary or 'empty'}")
+    if holders is not None:
+        working = "; ".join(
+            f"{held.owner} ({held.sending} sending, {held.claimed} claimed,"
+            f" {held.notifications} notifications)"
+            for held in holders
+        )
+        print(f"instances holding work: {working or 'none'}")
     if recent:
         print()
         common.print_table(

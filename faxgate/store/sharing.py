@@ -23,6 +23,16 @@ from faxgate.store.rows import job_from_row, placeholders, time_to_db
 
 
 @dataclass(frozen=True, slots=True)
+class Holder:
+    """An instance that holds work now, and what: for `faxgate status`."""
+
+    owner: str
+    sending: int  # faxes in `submitting`, their request perhaps on its way
+    claimed: int  # queued faxes claimed, about to be sent
+    notifications: int  # notifications being delivered
+
+
+@dataclass(frozen=True, slots=True)
 class Share:
     """One instance among those sharing a store: who it is, and how long its claims hold
     without word from it."""
@@ -90,3 +100,30 @@ class Sharing(Database):
             if released:
                 self._announce(conn, "outbox")
             return released
+
+    def holders(self, now: datetime) -> list[Holder]:
+        """The instances holding live leases at `now`, and on what, by name. An instance
+        alive but idle holds nothing, and is not listed."""
+        at = time_to_db(now)
+        found: dict[str, dict[str, int]] = {}
+        for row in self._query(
+            "SELECT lease_owner, state, count(*) AS n FROM jobs"
+            " WHERE lease_until > ? AND state IN (?, ?) GROUP BY lease_owner, state",
+            (at, JobState.SUBMITTING.value, JobState.QUEUED.value),
+        ):
+            found.setdefault(row["lease_owner"], {})[row["state"]] = int(row["n"])
+        for row in self._query(
+            "SELECT lease_owner, count(*) AS n FROM outbox"
+            " WHERE lease_until > ? AND delivered_at IS NULL GROUP BY lease_owner",
+            (at,),
+        ):
+            found.setdefault(row["lease_owner"], {})["outbox"] = int(row["n"])
+        return [
+            Holder(
+                owner,
+                sending=held.get(JobState.SUBMITTING.value, 0),
+                claimed=held.get(JobState.QUEUED.value, 0),
+                notifications=held.get("outbox", 0),
+            )
+            for owner, held in sorted(found.items())
+        ]

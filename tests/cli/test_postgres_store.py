@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from faxgate.cli import main
+from faxgate.clock import utc_now
 from faxgate.store import Store
 from tests.conftest import pdf_document
 from tests.postgres import postgres_server, postgres_url
@@ -41,6 +43,18 @@ def test_send_status_cancel_and_inbox_use_the_database(
     status = run_json(capsys, "status")
     assert [recent["id"] for recent in status["recent"]] == [job["id"]]
     assert status["counts"]["queued"] == 1
+    assert status["instances"] == []  # nobody holds work
+
+    with Store.open_url(on_postgres) as store:
+        store.claim_due_jobs(utc_now(), 1, owner="gw1:41:ab", lease=timedelta(minutes=2))
+    assert run_json(capsys, "status")["instances"] == [
+        {"instance": "gw1:41:ab", "sending": 0, "claimed": 1, "notifications": 0}
+    ]
+    assert main(["status"]) == 0
+    assert (
+        "instances holding work: gw1:41:ab (0 sending, 1 claimed, 0 notifications)"
+        in capsys.readouterr().out
+    )
 
     assert main(["cancel", str(job["id"])]) == 0
     capsys.readouterr()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from faxgate.domain.jobs import Intake, JobState
-from faxgate.store import Lease, NewJob, NewNotification, Share, Store, new_owner
+from faxgate.store import Holder, Lease, NewJob, NewNotification, Share, Store, new_owner
 from tests.store.backends import Location, open_store
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -82,3 +82,16 @@ def test_a_clean_stop_gives_up_notifications(store: Store) -> None:
 def test_each_instance_has_a_name_of_its_own() -> None:
     assert new_owner() != new_owner()
     assert Share(new_owner(), timedelta(minutes=2)).renew_every == timedelta(seconds=40)
+
+
+def test_the_instances_holding_work_and_what(store: Store) -> None:
+    sending, *_ = store.create_jobs([new_job(n) for n in range(3)], now=T0)
+    store.claim_due_jobs(T0, 2, owner="a", lease=LEASE)
+    store.transition(sending.id, S.SUBMITTING, detail="sending")
+    store.add_notification(NewNotification(job_id=None, kind="mail", payload={}), now=T0)
+    store.claim_notifications(T0, 5, owner="b", lease=LEASE)
+    assert store.holders(T0) == [
+        Holder("a", sending=1, claimed=1, notifications=0),
+        Holder("b", sending=0, claimed=0, notifications=1),
+    ]
+    assert store.holders(T0 + LEASE) == []  # every lease ran out
