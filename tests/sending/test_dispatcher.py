@@ -29,7 +29,7 @@ from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
 from faxgate.sending.dispatcher import Dispatcher, DispatchReport
 from faxgate.settings import DispatchSettings, PollingSettings
-from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store import NewDocument, NewJob, Share, Store
 from faxgate.store.spool import Spool
 from tests.conftest import (
     SANDBOX_GUID,
@@ -123,6 +123,7 @@ def dispatcher(
     kept: list[Transmission] | None = None,
     callbacks: bool = False,
     retry_scale: float = 1.0,
+    share: Share | None = None,
 ) -> Dispatcher:
     """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
     no job holds (the tracker's), when the test gives some."""
@@ -146,6 +147,7 @@ def dispatcher(
         unmatched=None if kept is None else unmatched,
         callbacks_expected=callbacks,
         callback_retry_scale=retry_scale,
+        share=share,
     )
 
 

@@ -526,3 +526,16 @@ async def test_a_late_error_callback_fails_a_presumed_fax_and_tells_its_owner(
     assert again is not None
     assert again.state is S.FAILED
     assert len(store.notifications(job.id)) == 2
+
+
+async def test_a_callback_kept_by_another_instance_is_applied_by_the_one_that_sent(
+    store: Store, clock: FakeClock
+) -> None:
+    """Instances sharing a store: the callback reached one, the send's answer another."""
+    sender = Tracker(store, POLICY, clock=clock, shared=True)  # started before the callback
+    receiver = Tracker(store, POLICY, clock=clock, shared=True)
+    assert await receiver.observe(transmission("g1", "S"), source="callback") is None
+    job = submitted_job(store, "g1", now=clock.now)
+    sender.catch_up(job)
+    assert (await until_settled(store, job.id)).state is S.SENT
+    assert len(store.notifications(job.id)) == 1
