@@ -17,9 +17,11 @@ import httpx
 from faxgate.app import Daemon
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import Settings
 from faxgate.store.spool import Spool
 from tests.conftest import (
@@ -31,6 +33,8 @@ from tests.conftest import (
 )
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
+# The built-in sandbox's faces (`[sandbox] api`): the end-to-end paths run on both.
+SANDBOX_APIS = ("hellofax", "dropbox_fax")
 SETTLED = {
     JobState.SENT,
     JobState.PRESUMED_SENT,
@@ -45,7 +49,8 @@ def fast_settings(state_dir: Path, **sections: Any) -> Settings:
     given as a dict adds to the defaults; anything else (`folders=[...]`) replaces them."""
     values: dict[str, Any] = {
         "state_dir": state_dir,
-        "sandbox": {"listen": "127.0.0.1:0", "speed": "test"},
+        # v3's rate limit over a second, not a minute: as strict, and quick to wait out.
+        "sandbox": {"listen": "127.0.0.1:0", "speed": "test", "rate_window": "1s"},
         "http": {"listen": "127.0.0.1:0", "callback_token": CALLBACK_TOKEN},
         "smtp": {"listen": "127.0.0.1:0"},
         "polling": {
@@ -71,6 +76,20 @@ async def callbacks_here(daemon: Daemon) -> None:
     sent once the sandbox removed it."""
     url = f"http://127.0.0.1:{daemon.http.port}/callbacks/{CALLBACK_TOKEN}/outbound"
     await daemon.client.update_account(outbound_url=url)
+
+
+def sandbox_of(daemon: Daemon) -> SandboxServer:
+    """The daemon's built-in sandbox, whichever API it speaks."""
+    assert daemon.sandbox is not None
+    return daemon.sandbox
+
+
+async def callbacks_off(daemon: Daemon) -> None:
+    """The provider posts nothing to this daemon any more: polling alone must tell."""
+    if isinstance(daemon.provider, DropboxFaxClient):
+        await daemon.provider.set_callback_url("")
+    else:
+        await daemon.client.update_account(inbound_url="", outbound_url="")
 
 
 async def queue(
@@ -118,7 +137,7 @@ async def reports_delivered(daemon: Daemon, jobs: list[Job]) -> None:
     await wait_for(delivered, what="one delivered report per job")
 
 
-def assert_sent_once_per_call(sandbox: Sandbox, daemon: Daemon, jobs: list[Job]) -> None:
+def assert_sent_once_per_call(sandbox: SandboxServer, daemon: Daemon, jobs: list[Job]) -> None:
     """The sandbox saw each job's document exactly as many times as the job made calls:
     nothing was sent twice by accident."""
     sent = Counter(t.to for t in sandbox.inspect() if not t.is_inbound)

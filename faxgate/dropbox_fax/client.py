@@ -67,6 +67,7 @@ class DropboxFaxClient(ApiClient):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        rate_window: float | None = None,
         user_agent: str | None = None,
         on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
@@ -86,7 +87,10 @@ class DropboxFaxClient(ApiClient):
         # it as v1 does unless the settings say the provider keeps its faxes.
         self.removes_sent = removes_sent
         self._scrubber = scrubber([api_key])
-        self._limiter = limiter or RateLimiter.for_mode(test_mode=test_mode, clock=time.time)
+        # `rate_window`: a sandbox's shortened minute; the real provider's is 60 s.
+        self._limiter = limiter or RateLimiter.for_mode(
+            test_mode=test_mode, clock=time.time, window=rate_window or 60.0
+        )
 
     def __repr__(self) -> str:
         return f"DropboxFaxClient(base_url={self._base!r}, test_mode={self.test_mode!r})"

@@ -109,9 +109,13 @@ class RateLimiter:
         self._blocked_until = -math.inf
 
     @classmethod
-    def for_mode(cls, *, test_mode: bool, clock: Callable[[], float]) -> RateLimiter:
-        """The provider's published limit for live or test-mode requests."""
-        return cls(TEST_MODE_PER_MINUTE if test_mode else LIVE_PER_MINUTE, clock=clock)
+    def for_mode(
+        cls, *, test_mode: bool, clock: Callable[[], float], window: float = _MINUTE
+    ) -> RateLimiter:
+        """The provider's published limit for live or test-mode requests (`window`: a
+        sandbox's shortened minute)."""
+        limit = TEST_MODE_PER_MINUTE if test_mode else LIVE_PER_MINUTE
+        return cls(limit, window, clock=clock)
 
     def delay(self) -> float:
         """Seconds until a request may leave; 0 when one may leave now."""
