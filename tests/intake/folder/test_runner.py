@@ -22,7 +22,7 @@ from faxgate.intake.folder.runner import FolderWatcher
 from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
-from tests.daemon import fast_settings
+from tests.daemon import SANDBOX_APIS, fast_settings
 
 QUICK: dict[str, Any] = {"stable_for": 0.2, "sidecar_wait": 0.5, "rescan_interval": 3600}
 
@@ -335,16 +335,7 @@ async def test_names_never_collide(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- results
 
 
-@pytest.mark.parametrize(
-    "api",
-    [
-        "hellofax",
-        pytest.param(
-            "dropbox_fax",
-            marks=pytest.mark.xfail(strict=True, reason="v3 reports carry no page count"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("api", SANDBOX_APIS)
 async def test_results_match_the_sandbox(tmp_path: Path, api: str) -> None:
     async with running(tmp_path, api, sidecar_wait=5.0) as daemon:
         outbox = outbox_of(daemon)

@@ -77,15 +77,7 @@ async def outbox_done(daemon: Daemon, jobs: list[Job]) -> None:
 # ---------------------------------------------------------------------------- happy paths
 
 
-@pytest.fixture(
-    params=[
-        "hellofax",
-        pytest.param(
-            "dropbox_fax",
-            marks=pytest.mark.xfail(strict=True, reason="v3 reports carry no page count"),
-        ),
-    ]
-)
+@pytest.fixture(params=SANDBOX_APIS)
 async def daemon_with_readers(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Daemon]:
