@@ -112,6 +112,19 @@ async def queue(
     return job
 
 
+async def queue_many(daemon: Daemon, numbers: list[str], *, pages: int = 1) -> list[Job]:
+    """One request to many numbers, as a mail to several: one job per number."""
+    request = FaxRequest(
+        numbers=[parse_fax_number(number) for number in numbers],
+        documents=[IncomingDocument("letter.pdf", pdf_document(pages))],
+        intake=Intake.CLI,
+    )
+    spool = Spool(daemon.settings.spool_dir)
+    jobs = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
+    daemon.dispatcher.wake()
+    return list(jobs)
+
+
 async def settled(daemon: Daemon, jobs: list[Job], deadline: float = 20.0) -> list[Job]:
     """Wait until every job's story is told; return them as they ended."""
 

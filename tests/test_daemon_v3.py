@@ -17,7 +17,14 @@ from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.dropbox_fax.events import EVENT_ANSWER, event_hash
 from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox, inject_inbound
 from tests.conftest import pdf_document, wait_for
-from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
+from tests.daemon import (
+    CALLBACK_TOKEN,
+    assert_sent_once_per_call,
+    fast_settings,
+    queue,
+    queue_many,
+    settled,
+)
 from tests.dropbox_fax.sources import fixture_case
 from tests.dropbox_fax.test_client import FakeV3, answer
 
@@ -118,3 +125,31 @@ async def test_an_inbound_fax_on_v3_lands_in_the_inbox(on_v3: Daemon, tmp_path: 
     assert written.read_bytes() == document.read_bytes()
     (stored,) = on_v3.store.recent_inbound(10)
     assert stored.provider_guid == fax["fax_id"]
+
+
+# --- the rate limit under a burst ------------------------------------------------------------
+
+
+async def test_a_burst_of_faxes_stays_under_the_rate_limit_and_every_fax_ends(
+    tmp_path: Path,
+) -> None:
+    # Test mode: 10 requests a window for the client and for the sandbox's test-mode
+    # sends, the window shortened to 0.1 s. 200 faxes need 200 sends, with the polls and
+    # reads competing for the same budget: at least 20 windows' worth.
+    settings = fast_settings(
+        tmp_path / "state",
+        sandbox={"api": "dropbox_fax", "rate_window": "0.1s"},
+        provider={"test_mode": True},
+    )
+    async with started(settings) as daemon:
+        assert isinstance(daemon.sandbox, DropboxFaxSandbox)
+        jobs = await queue_many(daemon, [f"+1415556{n:04d}" for n in range(100, 300)])
+        ended = await settled(daemon, jobs, deadline=60)
+        assert {job.state for job in ended} == {JobState.SENT}
+        rate = daemon.sandbox.rate()
+        assert rate.refused == 0  # the sandbox never had to say 429
+        assert rate.test_mode_peak <= 10
+        assert_sent_once_per_call(daemon.sandbox, daemon, jobs)
+        async with httpx.AsyncClient() as http:
+            shown = await http.get(daemon.sandbox.base_url.removesuffix("/v3") + "/_sandbox/rate")
+        assert shown.json()["refused"] == 0

@@ -38,7 +38,7 @@ from faxgate.dropbox_fax.models import (
     area_codes_from_api,
 )
 from faxgate.dropbox_fax.models import FaxPage as FaxListAnswer
-from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
+from faxgate.dropbox_fax.ratelimit import RateLimiter, RateLimitHeaders, read_rate_headers
 from faxgate.hellofax.http import ApiClient, RequestParts, upload_parts
 
 __all__ = ["DEFAULT_BASE_URL", "DropboxFaxClient"]
@@ -261,10 +261,14 @@ class DropboxFaxClient(ApiClient):
         self, endpoint: str, method: str, path: str, **parts: Unpack[RequestParts]
     ) -> httpx.Response:
         """One request in its turn; a failure becomes one of the seam's errors."""
-        await self._take_turn()
-        response = await self._send(endpoint, method, self._base + path, **parts)
-        self._limiter.observe(
-            read_rate_headers(response.headers), rate_limited=response.status_code == 429
+        ticket = await self._take_turn()
+        try:
+            response = await self._send(endpoint, method, self._base + path, **parts)
+        except BaseException:
+            self._limiter.finish(ticket, RateLimitHeaders())  # it may have arrived
+            raise
+        self._limiter.finish(
+            ticket, read_rate_headers(response.headers), rate_limited=response.status_code == 429
         )
         if response.is_success:
             return response
@@ -278,13 +282,14 @@ class DropboxFaxClient(ApiClient):
             scrub=self._scrub,
         )
 
-    async def _take_turn(self) -> None:
+    async def _take_turn(self) -> int | None:
         """Wait until the limiter lets a request leave (another caller may take a slot
-        freed meanwhile: then wait again)."""
-        wait = self._limiter.try_take()
-        while wait > 0:
-            await asyncio.sleep(wait)
-            wait = self._limiter.try_take()
+        freed meanwhile: then wait again); the request's ticket."""
+        turn = self._limiter.take()
+        while turn.wait > 0:
+            await asyncio.sleep(turn.wait)
+            turn = self._limiter.take()
+        return turn.ticket
 
     def _scrub(self, text: str) -> str:
         return self._scrubber(text)
