@@ -153,3 +153,36 @@ async def test_a_burst_of_faxes_stays_under_the_rate_limit_and_every_fax_ends(
         async with httpx.AsyncClient() as http:
             shown = await http.get(daemon.sandbox.base_url.removesuffix("/v3") + "/_sandbox/rate")
         assert shown.json()["refused"] == 0
+
+
+# --- moving from v1 to v3 with faxes in flight -----------------------------------------------
+
+
+async def test_a_switch_from_v1_to_v3_loses_and_repeats_no_fax_in_flight(tmp_path: Path) -> None:
+    # Stopped on v1 with faxes at the provider and one queued for later; started again on
+    # v3 (the same sandbox account behind both faces). Every fax ends, each sent once; the
+    # queued one goes out on v3 with its job's id in the title.
+    on_v1 = fast_settings(tmp_path / "state", sandbox={"api": "hellofax"})
+    async with started(on_v1) as first:
+        assert first.sandbox is not None
+        (done_on_v1,) = await settled(first, [await queue(first, "+14155550123")])
+        first.sandbox.faults.stall_faxes = True  # held by the provider over the switch
+        in_flight = [await queue(first, f"+1415555{n:04d}") for n in (124, 125, 126)]
+
+        def with_the_provider() -> bool:
+            states = [first.store.get_job(job.id) for job in in_flight]
+            return all(job is not None and job.state is JobState.SUBMITTED for job in states)
+
+        await wait_for(with_the_provider, what="the faxes with the provider")
+        first.dispatcher.stop()  # nothing more leaves on v1
+        waiting = await queue(first, "+14155550127")  # queued at the switch: for v3
+
+    on_v3 = fast_settings(tmp_path / "state", sandbox={"api": "dropbox_fax"})
+    async with started(on_v3) as second:
+        assert isinstance(second.sandbox, DropboxFaxSandbox)
+        ended = await settled(second, [done_on_v1, *in_flight, waiting])
+        assert {job.state for job in ended} == {JobState.SENT}
+        assert_sent_once_per_call(second.sandbox, second, ended)
+        assert second.sandbox.duplicates() == []
+        (last,) = [t for t in second.sandbox.inspect() if t.to == "14155550127"]
+        assert last.title == f"faxgate {waiting.id}"
