@@ -132,6 +132,9 @@ class RateLimiter:
         # against it too), and until when; the ticket of the answer that said it.
         self._budget: tuple[int, float] | None = None
         self._budget_ticket = -1
+        # Whether the provider's answers tell their remaining count: then a burst after a
+        # quiet spell first sends one request and learns from its answer.
+        self._told = False
 
     @classmethod
     def for_mode(
@@ -158,6 +161,10 @@ class RateLimiter:
                 self._budget = None
             elif remaining <= 0:
                 wait = max(wait, until - now)
+        if self._budget is None and self._told and self._in_flight:
+            # The provider's last word has lapsed and others on the account (a command in
+            # another process) may have spent its budget meanwhile: one request asks first.
+            wait = max(wait, self.window / 20)
         return wait
 
     def take(self) -> Turn:
@@ -194,7 +201,9 @@ class RateLimiter:
         - X-RateLimit-Remaining with its Reset: the provider's own count, which the CLI's
           calls and anything else on the account share. Until the Reset no more than that
           leave (less the requests that left after the one answered, which it may not
-          have counted yet). The latest request's answer is the one believed.
+          have counted yet). The latest request's answer is the one believed. Once that
+          word has lapsed, one request leaves alone and its answer tells the count again
+          (for a provider whose answers carry it).
         - A spent budget (Remaining 0) or a 429 (`rate_limited`) holds everything back
           until the Reset, or Retry-After; a 429 that names no time holds back for a whole
           window, after which the provider's own count has surely moved on.
@@ -205,6 +214,8 @@ class RateLimiter:
         now = self._clock()
         if ticket is None:
             ticket = self._tickets - 1  # a caller without tickets: as the latest answer
+        if headers.remaining is not None:
+            self._told = True
         if headers.remaining is not None and ticket >= self._budget_ticket:
             left_after = self._tickets - 1 - ticket
             until = headers.reset_at if headers.reset_at is not None else now + self.window

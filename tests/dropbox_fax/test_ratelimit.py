@@ -294,3 +294,24 @@ def test_the_remaining_count_under_the_name_seen_on_the_wire() -> None:
     assert read_rate_headers(headers).remaining == 1999
     both = {"X-RateLimit-Remaining": "5", "X-RateLimit-Limit-Remaining": "7"}
     assert read_rate_headers(both).remaining == 5  # the description's name first
+
+
+def test_once_the_providers_word_has_lapsed_one_request_asks_before_the_others() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    first = limiter.take()
+    limiter.finish(first.ticket, RateLimitHeaders(remaining=99, reset_at=START + 60))
+    clock.advance(61)  # a quiet spell: what the provider said no longer holds
+    probe = limiter.take()
+    assert probe.wait == 0.0
+    assert limiter.take().wait > 0  # the others wait for the probe's answer
+    limiter.finish(probe.ticket, RateLimitHeaders(remaining=1, reset_at=START + 90))
+    assert limiter.take().wait == 0.0
+    assert limiter.delay() == pytest.approx(29.0)
+
+
+def test_a_provider_that_never_tells_its_count_is_not_probed() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    limiter.take()
+    assert limiter.take().wait == 0.0  # no header ever seen: no waiting for answers
