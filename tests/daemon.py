@@ -18,8 +18,8 @@ from faxgate.app import Daemon
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import Settings
@@ -167,7 +167,7 @@ class DaemonProcess:
     def __init__(
         self,
         state_dir: Path,
-        sandbox: Sandbox,
+        sandbox: SandboxServer,
         http_port: int,
         extra_env: dict[str, str] | None = None,
     ) -> None:
@@ -192,6 +192,8 @@ class DaemonProcess:
                 "FAXGATE_PROVIDER__CALLBACK_RETRY_SCALE": "0.0005",
             }
         )
+        if isinstance(sandbox, DropboxFaxSandbox):  # its v3 face: faxgate speaks v3 to it
+            self.env["FAXGATE_SANDBOX__API"] = "dropbox_fax"
         self.env.update(extra_env or {})
         self.process: asyncio.subprocess.Process | None = None
         self.log = state_dir.parent / "daemon.log"
@@ -259,9 +261,15 @@ class DaemonProcess:
 
 
 async def sandbox_posts_to(
-    sandbox: Sandbox, http_port: int, callbacks: Literal["outbound", "inbound"] = "outbound"
+    sandbox: SandboxServer,
+    http_port: int,
+    callbacks: Literal["outbound", "inbound"] = "outbound",
 ) -> None:
-    """Point the sandbox's `callbacks` at a daemon that will listen on `http_port`."""
+    """Point the sandbox's `callbacks` at a daemon that will listen on `http_port` (on v3,
+    its one events URL, whichever `callbacks`)."""
+    if isinstance(sandbox, DropboxFaxSandbox):
+        sandbox.set_callback_url(f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/events")
+        return
     url = f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/{callbacks}"
     async with HelloFaxClient(
         sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
@@ -274,7 +282,7 @@ async def sandbox_posts_to(
 
 @contextlib.asynccontextmanager
 async def child_daemon(
-    sandbox: Sandbox,
+    sandbox: SandboxServer,
     state_dir: Path,
     http_port: int,
     extra_env: dict[str, str] | None = None,
