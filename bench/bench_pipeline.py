@@ -1,4 +1,5 @@
-"""API requests per completed fax: 1,000 faxes through a whole daemon, with and without callbacks.
+"""API requests per completed fax: 1,000 faxes through a whole daemon, with and without
+callbacks, on HelloFax v1 and on the Dropbox Fax API v3 in the same run.
 
 Run from the repository: `.venv/bin/python bench/bench_pipeline.py [--faxes N] [--scale S]`.
 
@@ -11,9 +12,14 @@ state directory:
 3. polling, 1 in 50 slow: as 2, but every 50th fax goes to a number the sandbox takes five
    times as long to send to: it stays pending while newer faxes settle;
 4. callbacks, a trickle: 100 faxes, one every 4 (scaled) seconds, so only a few are at the
-   provider at once and the poller reads them one by one.
-Requests are counted on the client's side (HelloFaxClient.request_counts, every call by
-endpoint) from just before the first fax is queued until the last one is settled.
+   provider at once and the poller reads them one by one;
+5. v3, callbacks: as 1, on the sandbox's v3 face (`[sandbox] api = "dropbox_fax"`): the
+   signed events settle the faxes;
+6. v3, polling only: as 2, on v3: its events URL cleared right after start.
+Requests are counted on the client's side (the client's request_counts, every call by
+endpoint) from just before the first fax is queued until the last one is settled. On v3
+the client keeps to the provider's rate limit (100 requests a window), the window scaled
+like every other timing (60 s x scale).
 
 Every provider timing (conversion, transmission, callback retries) and every poll timing
 (tick, first and longest interval, callback grace, at their defaults) is multiplied by
@@ -49,6 +55,7 @@ from _common import banner, bench_settings, fax_number, one_page_pdf, rss_kib, t
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import ACTIVE_STATES, FINISHED_STATES, Intake, JobState
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.sending.dispatcher import DispatchReport
 from faxgate.sending.poller import PollReport
@@ -64,6 +71,7 @@ class RunSpec:
     slow_every: int = 0  # every n-th fax transmits five times as long (0: none)
     faxes: int | None = None  # None: --faxes
     every: float = 0.0  # realistic seconds between two faxes (0: all at once)
+    api: str = "hellofax"  # the sandbox's face: "hellofax" (v1) or "dropbox_fax" (v3)
 
 
 RUNS = (
@@ -73,11 +81,21 @@ RUNS = (
     # past settled transmissions to find them.
     RunSpec("polling, 1 in 50 slow", callbacks=False, slow_every=50),
     RunSpec("callbacks, a trickle", callbacks=True, faxes=100, every=4.0),
+    RunSpec("v3, callbacks", callbacks=True, api="dropbox_fax"),
+    RunSpec("v3, polling only", callbacks=False, api="dropbox_fax"),
 )
 GOAL_WITH_CALLBACKS = 1.05  # requests per completed fax
 QUEUE_BATCH = 25  # faxes queued between two wake-ups of the dispatcher
 SETTLED_STATES = FINISHED_STATES | {JobState.UNCERTAIN}
-ENDPOINTS = ("send", "get_transmission", "list_transmissions")
+# Each API's names for the three calls that count (v1's, then v3's).
+SEND, GET, LIST = "send", "get", "list"
+KINDS = {
+    "send": SEND,
+    "get_transmission": GET,
+    "list_transmissions": LIST,
+    "get_fax": GET,
+    "list_faxes": LIST,
+}
 STOP_DEADLINE = 120.0  # seconds for the daemon to stop after the last fax settled
 
 RequestCounts = Counter[tuple[str, int | str]]
@@ -122,7 +140,7 @@ class PollRecorder:
 
     def __init__(self, daemon: Daemon, original: Callable[[], Awaitable[PollReport]]) -> None:
         self._store = daemon.store
-        self._counts = daemon.client.request_counts
+        self._counts = request_counts(daemon)
         self._original = original
         self.cycles: list[PollCycle] = []
 
@@ -139,8 +157,8 @@ class PollRecorder:
                 PollCycle(
                     in_flight=in_flight,
                     due=report.due,
-                    pages=after["list_transmissions"] - before["list_transmissions"],
-                    lookups=after["get_transmission"] - before["get_transmission"],
+                    pages=after[LIST] - before[LIST],
+                    lookups=after[GET] - before[GET],
                     seconds=seconds,
                 )
             )
@@ -165,18 +183,35 @@ class DispatchRecorder:
 
 
 def _by_endpoint(counts: RequestCounts) -> Counter[str]:
+    """Requests by kind (send, get, list; the API's own name for any other call)."""
     totals: Counter[str] = Counter()
     for (endpoint, _outcome), number in counts.items():
-        totals[endpoint] += number
+        totals[KINDS.get(endpoint, endpoint)] += number
     return totals
 
 
-def scaled_settings(state_dir: Path, scale: float) -> Settings:
-    """The sandbox's timings and the poller's defaults, all multiplied by `scale`."""
+def request_counts(daemon: Daemon) -> RequestCounts:
+    """The client's count of its requests, by endpoint and outcome, whichever API."""
+    if isinstance(daemon.provider, DropboxFaxClient):
+        return daemon.provider.request_counts
+    return daemon.client.request_counts
+
+
+async def callbacks_off(daemon: Daemon) -> None:
+    """The provider posts nothing to this daemon any more: polling alone must tell."""
+    if isinstance(daemon.provider, DropboxFaxClient):
+        await daemon.provider.set_callback_url("")
+    else:
+        await daemon.client.update_account(inbound_url="", outbound_url="")
+
+
+def scaled_settings(state_dir: Path, scale: float, api: str = "hellofax") -> Settings:
+    """The sandbox's timings (v3's rate window among them) and the poller's defaults, all
+    multiplied by `scale`."""
     real = PollingSettings()
     return bench_settings(
         state_dir,
-        sandbox={"speed": repr(scale)},
+        sandbox={"speed": repr(scale), "api": api, "rate_window": 60 * scale},
         polling={
             "tick": real.tick.total_seconds() * scale,
             "first_interval": real.first_interval.total_seconds() * scale,
@@ -248,7 +283,7 @@ class SkippedTicks(logging.Filter):
 
 
 async def one_run(spec: RunSpec, faxes: int, scale: float, root: Path) -> RunResult:
-    settings = scaled_settings(root / spec.name.replace(" ", "-"), scale)
+    settings = scaled_settings(root / spec.name.replace(" ", "-").replace(",", ""), scale, spec.api)
     result = RunResult(spec, spec.faxes or faxes, settings.polling.page_size)
     skipped = SkippedTicks()
     scheduler_log = logging.getLogger("apscheduler.scheduler")
@@ -274,8 +309,8 @@ async def _measure(daemon: Daemon, spec: RunSpec, scale: float, result: RunResul
         mock.patch.object(daemon.dispatcher, "dispatch_once", dispatching.dispatch_once),
     ):
         if not spec.callbacks:
-            await daemon.client.update_account(inbound_url="", outbound_url="")
-        counts = daemon.client.request_counts
+            await callbacks_off(daemon)
+        counts = request_counts(daemon)
         before = counts.copy()
         began = time.perf_counter()
         await _queue_all(daemon, result.faxes, spec, scale)
@@ -312,13 +347,13 @@ def _requests_table(results: list[RunResult]) -> str:
         floor = 0 if result.spec.callbacks else math.ceil(n / result.page_size)
         ideal = ["1.000", "0.000", f"{floor / n:.3f}", f"{(n + floor) / n:.3f}", "", "", ""]
         rows.append([f"{result.spec.name}: ideal", *ideal])
-        others = result.requests - sum(result.by_endpoint[e] for e in ENDPOINTS)
+        others = result.requests - sum(result.by_endpoint[e] for e in (SEND, GET, LIST))
         rows.append(
             [
                 f"{result.spec.name}: measured",
-                result.per_fax(result.by_endpoint["send"]),
-                result.per_fax(result.by_endpoint["get_transmission"]),
-                result.per_fax(result.by_endpoint["list_transmissions"]),
+                result.per_fax(result.by_endpoint[SEND]),
+                result.per_fax(result.by_endpoint[GET]),
+                result.per_fax(result.by_endpoint[LIST]),
                 result.per_fax(result.requests) + (f" ({others} other)" if others else ""),
                 result.per_fax(result.callbacks),
                 f"{result.wall:.1f}",

@@ -391,6 +391,7 @@ def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:
         state_dir=settings.sandbox_state_dir,
         speed=sandbox_server.resolve_speed(settings.sandbox.speed),
         removal=settings.sandbox.removal,
+        rate_window=settings.sandbox.rate_window.total_seconds(),
     )
 
 

@@ -17,9 +17,11 @@ import httpx
 from faxgate.app import Daemon
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.dropbox_fax.client import DropboxFaxClient
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
 from faxgate.hellofax.client import HelloFaxClient
-from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import Settings
 from faxgate.store.spool import Spool
 from tests.conftest import (
@@ -31,6 +33,8 @@ from tests.conftest import (
 )
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
+# The built-in sandbox's faces (`[sandbox] api`): the end-to-end paths run on both.
+SANDBOX_APIS = ("hellofax", "dropbox_fax")
 SETTLED = {
     JobState.SENT,
     JobState.PRESUMED_SENT,
@@ -45,7 +49,8 @@ def fast_settings(state_dir: Path, **sections: Any) -> Settings:
     given as a dict adds to the defaults; anything else (`folders=[...]`) replaces them."""
     values: dict[str, Any] = {
         "state_dir": state_dir,
-        "sandbox": {"listen": "127.0.0.1:0", "speed": "test"},
+        # v3's rate limit over a second, not a minute: as strict, and quick to wait out.
+        "sandbox": {"listen": "127.0.0.1:0", "speed": "test", "rate_window": "1s"},
         "http": {"listen": "127.0.0.1:0", "callback_token": CALLBACK_TOKEN},
         "smtp": {"listen": "127.0.0.1:0"},
         "polling": {
@@ -73,6 +78,20 @@ async def callbacks_here(daemon: Daemon) -> None:
     await daemon.client.update_account(outbound_url=url)
 
 
+def sandbox_of(daemon: Daemon) -> SandboxServer:
+    """The daemon's built-in sandbox, whichever API it speaks."""
+    assert daemon.sandbox is not None
+    return daemon.sandbox
+
+
+async def callbacks_off(daemon: Daemon) -> None:
+    """The provider posts nothing to this daemon any more: polling alone must tell."""
+    if isinstance(daemon.provider, DropboxFaxClient):
+        await daemon.provider.set_callback_url("")
+    else:
+        await daemon.client.update_account(inbound_url="", outbound_url="")
+
+
 async def queue(
     daemon: Daemon, number: str, *, pages: int = 1, tag: str = "", reply_to: str | None = None
 ) -> Job:
@@ -91,6 +110,19 @@ async def queue(
     (job,) = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
     daemon.dispatcher.wake()
     return job
+
+
+async def queue_many(daemon: Daemon, numbers: list[str], *, pages: int = 1) -> list[Job]:
+    """One request to many numbers, as a mail to several: one job per number."""
+    request = FaxRequest(
+        numbers=[parse_fax_number(number) for number in numbers],
+        documents=[IncomingDocument("letter.pdf", pdf_document(pages))],
+        intake=Intake.CLI,
+    )
+    spool = Spool(daemon.settings.spool_dir)
+    jobs = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
+    daemon.dispatcher.wake()
+    return list(jobs)
 
 
 async def settled(daemon: Daemon, jobs: list[Job], deadline: float = 20.0) -> list[Job]:
@@ -118,7 +150,7 @@ async def reports_delivered(daemon: Daemon, jobs: list[Job]) -> None:
     await wait_for(delivered, what="one delivered report per job")
 
 
-def assert_sent_once_per_call(sandbox: Sandbox, daemon: Daemon, jobs: list[Job]) -> None:
+def assert_sent_once_per_call(sandbox: SandboxServer, daemon: Daemon, jobs: list[Job]) -> None:
     """The sandbox saw each job's document exactly as many times as the job made calls:
     nothing was sent twice by accident."""
     sent = Counter(t.to for t in sandbox.inspect() if not t.is_inbound)
@@ -135,7 +167,7 @@ class DaemonProcess:
     def __init__(
         self,
         state_dir: Path,
-        sandbox: Sandbox,
+        sandbox: SandboxServer,
         http_port: int,
         extra_env: dict[str, str] | None = None,
     ) -> None:
@@ -160,6 +192,8 @@ class DaemonProcess:
                 "FAXGATE_PROVIDER__CALLBACK_RETRY_SCALE": "0.0005",
             }
         )
+        if isinstance(sandbox, DropboxFaxSandbox):  # its v3 face: faxgate speaks v3 to it
+            self.env["FAXGATE_SANDBOX__API"] = "dropbox_fax"
         self.env.update(extra_env or {})
         self.process: asyncio.subprocess.Process | None = None
         self.log = state_dir.parent / "daemon.log"
@@ -227,9 +261,15 @@ class DaemonProcess:
 
 
 async def sandbox_posts_to(
-    sandbox: Sandbox, http_port: int, callbacks: Literal["outbound", "inbound"] = "outbound"
+    sandbox: SandboxServer,
+    http_port: int,
+    callbacks: Literal["outbound", "inbound"] = "outbound",
 ) -> None:
-    """Point the sandbox's `callbacks` at a daemon that will listen on `http_port`."""
+    """Point the sandbox's `callbacks` at a daemon that will listen on `http_port` (on v3,
+    its one events URL, whichever `callbacks`)."""
+    if isinstance(sandbox, DropboxFaxSandbox):
+        sandbox.set_callback_url(f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/events")
+        return
     url = f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/{callbacks}"
     async with HelloFaxClient(
         sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
@@ -242,7 +282,7 @@ async def sandbox_posts_to(
 
 @contextlib.asynccontextmanager
 async def child_daemon(
-    sandbox: Sandbox,
+    sandbox: SandboxServer,
     state_dir: Path,
     http_port: int,
     extra_env: dict[str, str] | None = None,

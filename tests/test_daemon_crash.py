@@ -12,15 +12,18 @@ import pytest
 
 from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
+from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
+from faxgate.sandbox.server import SandboxServer
 from faxgate.store import Store
 from faxgate.store.spool import Spool
 from tests.conftest import (
     pdf_document,
+    sandbox_settings,
     wait_for,
 )
-from tests.daemon import SETTLED, DaemonProcess, child_daemon
+from tests.daemon import SANDBOX_APIS, SETTLED, DaemonProcess, child_daemon
 
 
 @pytest.fixture
@@ -28,6 +31,24 @@ async def daemon(
     sandbox: Sandbox, tmp_path: Path, unused_tcp_port: int
 ) -> AsyncIterator[DaemonProcess]:
     async with child_daemon(sandbox, tmp_path / "state", unused_tcp_port) as process:
+        yield process
+
+
+@pytest.fixture(params=SANDBOX_APIS)
+async def either_sandbox(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[SandboxServer]:
+    """An outside sandbox speaking each API in turn."""
+    face = DropboxFaxSandbox if request.param == "dropbox_fax" else Sandbox
+    async with face(sandbox_settings(tmp_path / "sandbox")) as running:
+        yield running
+
+
+@pytest.fixture
+async def daemon_on_either(
+    either_sandbox: SandboxServer, tmp_path: Path, unused_tcp_port: int
+) -> AsyncIterator[DaemonProcess]:
+    async with child_daemon(either_sandbox, tmp_path / "state", unused_tcp_port) as process:
         yield process
 
 
@@ -57,11 +78,14 @@ def states(state_dir: Path, jobs: list[Job]) -> dict[str, JobState]:
         return {job.id: job.state for job in found if job is not None}
 
 
-def sends_per_number(sandbox: Sandbox) -> Counter[str]:
+def sends_per_number(sandbox: SandboxServer) -> Counter[str]:
     return Counter(t.to for t in sandbox.inspect() if not t.is_inbound)
 
 
-async def test_killed_while_the_answer_is_awaited(daemon: DaemonProcess, sandbox: Sandbox) -> None:
+async def test_killed_while_the_answer_is_awaited(
+    daemon_on_either: DaemonProcess, either_sandbox: SandboxServer
+) -> None:
+    daemon, sandbox = daemon_on_either, either_sandbox
     sandbox.faults.delay = 30.0  # the fax is accepted, the answer held back
     sandbox.faults.delay_only_for_sends = True
     daemon.state_dir.mkdir(parents=True)

@@ -32,6 +32,7 @@ _SETTINGS = [
     "username",
     "password",
     "api_key",
+    "rate_window",
 ]
 
 
@@ -66,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--api", choices=("v1", "v3"), default="v1", help="v1 (HelloFax) or v3 (Dropbox Fax)"
     )
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="v3: the API key to accept")
+    parser.add_argument(
+        "--rate-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="v3: the rate limit's window, 100 requests in it (10 in test mode); default 60",
+    )
     parser.set_defaults(func=run)
     commands = parser.add_subparsers(dest="sandbox_command", metavar="COMMAND")
     inbound = commands.add_parser(

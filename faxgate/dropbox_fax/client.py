@@ -38,7 +38,7 @@ from faxgate.dropbox_fax.models import (
     area_codes_from_api,
 )
 from faxgate.dropbox_fax.models import FaxPage as FaxListAnswer
-from faxgate.dropbox_fax.ratelimit import RateLimiter, read_rate_headers
+from faxgate.dropbox_fax.ratelimit import RateLimiter, RateLimitHeaders, read_rate_headers
 from faxgate.hellofax.http import ApiClient, RequestParts, upload_parts
 
 __all__ = ["DEFAULT_BASE_URL", "DropboxFaxClient"]
@@ -67,6 +67,7 @@ class DropboxFaxClient(ApiClient):
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        rate_window: float | None = None,
         user_agent: str | None = None,
         on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
@@ -86,7 +87,10 @@ class DropboxFaxClient(ApiClient):
         # it as v1 does unless the settings say the provider keeps its faxes.
         self.removes_sent = removes_sent
         self._scrubber = scrubber([api_key])
-        self._limiter = limiter or RateLimiter.for_mode(test_mode=test_mode, clock=time.time)
+        # `rate_window`: a sandbox's shortened minute; the real provider's is 60 s.
+        self._limiter = limiter or RateLimiter.for_mode(
+            test_mode=test_mode, clock=time.time, window=rate_window or 60.0
+        )
 
     def __repr__(self) -> str:
         return f"DropboxFaxClient(base_url={self._base!r}, test_mode={self.test_mode!r})"
@@ -257,10 +261,14 @@ class DropboxFaxClient(ApiClient):
         self, endpoint: str, method: str, path: str, **parts: Unpack[RequestParts]
     ) -> httpx.Response:
         """One request in its turn; a failure becomes one of the seam's errors."""
-        await self._take_turn()
-        response = await self._send(endpoint, method, self._base + path, **parts)
-        self._limiter.observe(
-            read_rate_headers(response.headers), rate_limited=response.status_code == 429
+        ticket = await self._take_turn()
+        try:
+            response = await self._send(endpoint, method, self._base + path, **parts)
+        except BaseException:
+            self._limiter.finish(ticket, RateLimitHeaders())  # it may have arrived
+            raise
+        self._limiter.finish(
+            ticket, read_rate_headers(response.headers), rate_limited=response.status_code == 429
         )
         if response.is_success:
             return response
@@ -274,13 +282,14 @@ class DropboxFaxClient(ApiClient):
             scrub=self._scrub,
         )
 
-    async def _take_turn(self) -> None:
+    async def _take_turn(self) -> int | None:
         """Wait until the limiter lets a request leave (another caller may take a slot
-        freed meanwhile: then wait again)."""
-        wait = self._limiter.try_take()
-        while wait > 0:
-            await asyncio.sleep(wait)
-            wait = self._limiter.try_take()
+        freed meanwhile: then wait again); the request's ticket."""
+        turn = self._limiter.take()
+        while turn.wait > 0:
+            await asyncio.sleep(turn.wait)
+            turn = self._limiter.take()
+        return turn.ticket
 
     def _scrub(self, text: str) -> str:
         return self._scrubber(text)

@@ -14,7 +14,6 @@ about the count, never to raise our own limit). When the provider says the budge
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ __all__ = [
     "TEST_MODE_PER_MINUTE",
     "RateLimitHeaders",
     "RateLimiter",
+    "Turn",
     "read_rate_headers",
 ]
 
@@ -56,13 +56,17 @@ class RateLimitHeaders:
 
 def read_rate_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
     """Read X-RateLimit-Limit, X-RateLimit-Remaining, X-Ratelimit-Reset (the description
-    spells the last with a small L) and Retry-After, whatever their case."""
+    spells the last with a small L) and Retry-After, whatever their case. The remaining
+    count is also read as X-RateLimit-Limit-Remaining, the spelling HelloSign's API has
+    been seen to answer with instead of the description's."""
     lowered = {key.lower(): value for key, value in headers.items()}
     reset = _number(lowered.get("x-ratelimit-reset"))
     if reset is not None and reset > MILLISECONDS_ABOVE:
         reset /= 1000
     limit = _number(lowered.get("x-ratelimit-limit"))
     remaining = _number(lowered.get("x-ratelimit-remaining"))
+    if remaining is None:
+        remaining = _number(lowered.get("x-ratelimit-limit-remaining"))
     retry_after = _number(lowered.get("retry-after"))
     return RateLimitHeaders(
         limit=int(limit) if limit is not None else None,
@@ -82,13 +86,27 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class RateLimiter:
-    """At most `limit` requests in any `window` seconds, and none before a server's Reset.
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """The limiter's answer to a request that wants to leave: wait `wait` seconds and ask
+    again, or (wait 0) go now as `ticket`, and hand the ticket back with the answer."""
 
-    Use: `wait = limiter.try_take()`; if it is 0 the request may leave now (and is
+    wait: float
+    ticket: int | None = None
+
+
+class RateLimiter:
+    """At most `limit` requests in any `window` seconds, none before a server's Reset, and
+    none beyond what the server says remains.
+
+    Use: `turn = limiter.take()`; if `turn.wait` is 0 the request may leave now (and is
     counted), else wait that long and ask again (another caller may have taken the slot
-    meanwhile). After each answer, `limiter.observe(read_rate_headers(response.headers))`,
-    with `rate_limited=True` for a 429.
+    meanwhile). After the answer (or the failure), `limiter.finish(turn.ticket,
+    read_rate_headers(response.headers), rate_limited=status == 429)`.
+
+    A request counts from when it leaves until a window after its answer came: the
+    provider counts it when it arrives, somewhere in between, so counting it to the end
+    keeps any window of the provider's within the limit, however long answers take.
     """
 
     def __init__(
@@ -105,35 +123,105 @@ class RateLimiter:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._sent: deque[float] = deque()
+        # ticket -> when it last counted: when it left while in flight, else its answer.
+        self._stamps: dict[int, float] = {}
+        self._in_flight: set[int] = set()
+        self._tickets = 0
         self._blocked_until = -math.inf
+        # What the provider last said remains (other processes on the account count
+        # against it too), and until when; the ticket of the answer that said it.
+        self._budget: tuple[int, float] | None = None
+        self._budget_ticket = -1
+        # Whether the provider's answers tell their remaining count: then a burst after a
+        # quiet spell first sends one request and learns from its answer.
+        self._told = False
 
     @classmethod
-    def for_mode(cls, *, test_mode: bool, clock: Callable[[], float]) -> RateLimiter:
-        """The provider's published limit for live or test-mode requests."""
-        return cls(TEST_MODE_PER_MINUTE if test_mode else LIVE_PER_MINUTE, clock=clock)
+    def for_mode(
+        cls, *, test_mode: bool, clock: Callable[[], float], window: float = _MINUTE
+    ) -> RateLimiter:
+        """The provider's published limit for live or test-mode requests (`window`: a
+        sandbox's shortened minute)."""
+        limit = TEST_MODE_PER_MINUTE if test_mode else LIVE_PER_MINUTE
+        return cls(limit, window, clock=clock)
 
     def delay(self) -> float:
         """Seconds until a request may leave; 0 when one may leave now."""
         now = self._clock()
         self._forget_before(now - self.window)
         wait = max(self._blocked_until - now, 0.0)
-        if len(self._sent) >= self.limit:
-            wait = max(wait, self._sent[0] + self.window - now)
+        if len(self._stamps) >= self.limit:
+            answered = [at for ticket, at in self._stamps.items() if ticket not in self._in_flight]
+            # Every slot held by a request still in flight: look again shortly.
+            free_at = min(answered) + self.window - now if answered else self.window / 20
+            wait = max(wait, free_at)
+        if self._budget is not None:
+            remaining, until = self._budget
+            if now >= until:
+                self._budget = None
+            elif remaining <= 0:
+                wait = max(wait, until - now)
+        if self._budget is None and self._told and self._in_flight:
+            # The provider's last word has lapsed and others on the account (a command in
+            # another process) may have spent its budget meanwhile: one request asks first.
+            wait = max(wait, self.window / 20)
         return wait
+
+    def take(self) -> Turn:
+        """A turn: count a request leaving now (in flight until `finish`), or the wait."""
+        wait = self.delay()
+        if wait > 0:
+            return Turn(wait)
+        ticket = self._count_one()
+        self._in_flight.add(ticket)
+        return Turn(0.0, ticket)
 
     def try_take(self) -> float:
-        """Count a request leaving now and return 0, or return the seconds to wait first."""
+        """Count a request leaving and answered now and return 0, or return the wait."""
         wait = self.delay()
         if wait == 0:
-            self._sent.append(self._clock())
+            self._count_one()
         return wait
 
-    def observe(self, headers: RateLimitHeaders, *, rate_limited: bool = False) -> None:
-        """Hold everything back until the server's Reset once it says the budget is spent
-        (`rate_limited`: the answer was a 429). A 429 that names no time holds back for a
-        whole window, after which the provider's own count has surely moved on."""
+    def finish(
+        self, ticket: int | None, headers: RateLimitHeaders, *, rate_limited: bool = False
+    ) -> None:
+        """The request `ticket` is answered (or failed): it counts from now, and what the
+        answer's headers say is learnt."""
+        if ticket is not None and ticket in self._stamps:
+            self._stamps[ticket] = self._clock()
+            self._in_flight.discard(ticket)
+        self.observe(headers, rate_limited=rate_limited, ticket=ticket)
+
+    def observe(
+        self, headers: RateLimitHeaders, *, rate_limited: bool = False, ticket: int | None = None
+    ) -> None:
+        """Learn from an answer's headers.
+
+        - X-RateLimit-Remaining with its Reset: the provider's own count, which the CLI's
+          calls and anything else on the account share. Until the Reset no more than that
+          leave (less the requests that left after the one answered, which it may not
+          have counted yet). The latest request's answer is the one believed. Once that
+          word has lapsed, one request leaves alone and its answer tells the count again
+          (for a provider whose answers carry it).
+        - A spent budget (Remaining 0) or a 429 (`rate_limited`) holds everything back
+          until the Reset, or Retry-After; a 429 that names no time holds back for a whole
+          window, after which the provider's own count has surely moved on.
+
+        X-RateLimit-Limit is not taken as our limit: the description calls it a count per
+        hour, the help centre gives a count per minute; the remaining count says enough.
+        """
         now = self._clock()
+        if ticket is None:
+            ticket = self._tickets - 1  # a caller without tickets: as the latest answer
+        if headers.remaining is not None:
+            self._told = True
+        if headers.remaining is not None and ticket >= self._budget_ticket:
+            left_after = self._tickets - 1 - ticket
+            until = headers.reset_at if headers.reset_at is not None else now + self.window
+            until = min(until, now + _LONGEST_WAIT)
+            self._budget = (headers.remaining - left_after, until)
+            self._budget_ticket = ticket
         if not (rate_limited or headers.retry_after is not None or headers.remaining == 0):
             return
         wait = headers.wait_from(now)
@@ -141,6 +229,20 @@ class RateLimiter:
             wait = self.window if rate_limited else 0.0
         self._blocked_until = max(self._blocked_until, now + wait)
 
+    def _count_one(self) -> int:
+        ticket = self._tickets
+        self._tickets += 1
+        self._stamps[ticket] = self._clock()
+        if self._budget is not None:
+            remaining, until = self._budget
+            self._budget = (remaining - 1, until)
+        return ticket
+
     def _forget_before(self, cutoff: float) -> None:
-        while self._sent and self._sent[0] <= cutoff:
-            self._sent.popleft()
+        gone = [
+            ticket
+            for ticket, at in self._stamps.items()
+            if at <= cutoff and ticket not in self._in_flight
+        ]
+        for ticket in gone:
+            del self._stamps[ticket]

@@ -24,12 +24,15 @@ def open_provider(
 ) -> FaxProvider:
     """`base_url` overrides the settings' (the built-in sandbox knows its bound port)."""
     if settings.provider_api == "dropbox_fax":
+        # A sandbox counts its rate over its own window; the real provider over a minute.
+        sandbox = settings.provider.kind == "sandbox"
         return DropboxFaxClient(
             settings.provider_api_key(),
             base_url or settings.provider_base_url(),
             test_mode=settings.provider.test_mode,
             removes_sent=settings.provider_removes_sent,
             timeout=settings.provider.timeout,
+            rate_window=settings.sandbox.rate_window.total_seconds() if sandbox else None,
             on_request=on_request,
         )
     client = open_client(settings, base_url, on_request)

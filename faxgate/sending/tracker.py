@@ -31,7 +31,8 @@ from faxgate.domain.outcomes import (
     decide,
 )
 from faxgate.domain.provider import FaxReport, report_from_body, report_to_body
-from faxgate.sending.moves import ending_report, tell_progress
+from faxgate.sending.moves import ending_report, has_cover, tell_progress
+from faxgate.sending.pages import own_page_count
 from faxgate.store import JobNotFound, NewNotification, StaleState, Store, UnmatchedReport
 
 __all__ = ["Source", "Tracker"]
@@ -239,6 +240,8 @@ class Tracker:
         if error:
             data["error"] = error
         pages = report.pages if report.pages is not None else job.pages
+        if pages is None and decision.ends_story:
+            pages = self._own_pages(job)
 
         notify: NewNotification | None = None
         fields: dict[str, Any] = {"provider_status": status, "provider_error": None, "pages": pages}
@@ -287,9 +290,16 @@ class Tracker:
         """
         if job.state not in PRESUMABLE or job.provider_guid is None:
             return None
+        pages = job.pages
+        if pages is None:
+            pages = await asyncio.to_thread(self._own_pages, job)
         now = self._clock()
         notify = ending_report(
-            job, JobState.PRESUMED_SENT, PRESUMED_SENT_REASON, provider_guid=job.provider_guid
+            job,
+            JobState.PRESUMED_SENT,
+            PRESUMED_SENT_REASON,
+            pages=pages,
+            provider_guid=job.provider_guid,
         )
         try:
             moved = await asyncio.to_thread(
@@ -303,6 +313,7 @@ class Tracker:
                 now=now,
                 reason=PRESUMED_SENT_REASON,
                 next_poll_at=None,
+                pages=pages,
             )
         except (StaleState, JobNotFound):
             return None
@@ -317,6 +328,11 @@ class Tracker:
         )
         tell_progress(self._on_progress, moved)
         return moved
+
+    def _own_pages(self, job: Job) -> int | None:
+        """The pages faxgate counts in the job's documents (blocking: a thread), for a
+        provider that reports none (v3)."""
+        return own_page_count(self._store.documents(job.id), cover_page=has_cover(job))
 
     @staticmethod
     def _count(job: Job, report: Report, decision: Decision) -> None:

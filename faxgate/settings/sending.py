@@ -78,6 +78,16 @@ class SandboxSettings(_Section):
     # Which ended faxes it removes, as HelloFax does with sent ones: "sent" (the provider's
     # stated behaviour), "sent_and_failed", or "nothing" (every fax stays readable).
     removal: Literal["sent", "sent_and_failed", "nothing"] = "sent"
+    # v3: the provider's rate limit counts requests in a window of this length (100 a
+    # minute, 10 in test mode); tests shorten it. faxgate's own client keeps to it too.
+    rate_window: Duration = timedelta(seconds=60)
+
+    @field_validator("rate_window")
+    @classmethod
+    def _some_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("the rate window must be longer than zero")
+        return value
 
     @field_validator("speed")
     @classmethod

@@ -198,3 +198,120 @@ def test_a_wait_is_never_absurdly_long() -> None:
 def test_a_limiter_that_could_never_send_is_refused(limit: int, window: float) -> None:
     with pytest.raises(ValueError, match="must"):
         RateLimiter(limit, window, clock=FakeClock())
+
+
+# --- learning from the provider's count, and counting a request until its answer ----------
+
+
+def test_the_providers_remaining_count_is_kept_to_until_its_reset() -> None:
+    # Another process on the account (a CLI call) spent most of the budget: the answer
+    # says 2 remain for 30 s, though this limiter counted only one request of its own.
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    turn = limiter.take()
+    limiter.finish(turn.ticket, RateLimitHeaders(limit=100, remaining=2, reset_at=START + 30))
+
+    assert [limiter.try_take(), limiter.try_take()] == [0.0, 0.0]
+    assert limiter.try_take() == pytest.approx(30.0)
+    clock.advance(30)
+    assert limiter.try_take() == 0.0  # the provider's window has reset; our own still has room
+
+
+def test_requests_that_left_after_the_one_answered_are_taken_off_its_count() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    first = limiter.take()
+    for _ in range(3):  # three more leave before the first one's answer comes
+        assert limiter.take().wait == 0.0
+    limiter.finish(first.ticket, RateLimitHeaders(remaining=4, reset_at=START + 20))
+
+    assert limiter.try_take() == 0.0  # 4 - 3 = 1 left
+    assert limiter.try_take() == pytest.approx(20.0)
+
+
+def test_an_older_answer_arriving_late_does_not_undo_a_newer_one() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    older, newer = limiter.take(), limiter.take()
+    limiter.finish(newer.ticket, RateLimitHeaders(remaining=0, reset_at=START + 10))
+    limiter.finish(older.ticket, RateLimitHeaders(remaining=50, reset_at=START + 10))
+
+    assert limiter.delay() == pytest.approx(10.0)
+
+
+def test_a_request_counts_until_a_window_after_its_answer() -> None:
+    # The provider counts a request when it arrives, which may be as late as its answer:
+    # a slot frees a window after the answer, not after the request left.
+    clock = FakeClock()
+    limiter = RateLimiter(2, 10.0, clock=clock)
+    slow, quick = limiter.take(), limiter.take()
+    clock.advance(1)
+    limiter.finish(quick.ticket, RateLimitHeaders())
+    clock.advance(8)  # the slow one is answered after 9 s
+    limiter.finish(slow.ticket, RateLimitHeaders())
+
+    assert limiter.delay() == pytest.approx(2.0)  # the quick one leaves the window at 11
+    clock.advance(2)
+    assert limiter.take().wait == 0.0
+    assert limiter.delay() == pytest.approx(8.0)  # the slow one at 19
+
+
+def test_while_every_slot_is_in_flight_it_looks_again_shortly() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1, 60.0, clock=clock)
+    limiter.take()
+    clock.advance(120)  # still no answer: it still counts
+    assert 0 < limiter.delay() <= 3.0
+
+
+def test_a_burst_with_slow_answers_never_puts_more_than_the_limit_in_a_provider_window() -> None:
+    # Simulated: each request arrives at the provider a random time between leaving and
+    # its answer; the provider's sliding window must never hold more than the limit.
+    clock = FakeClock()
+    limiter = RateLimiter(10, 60.0, clock=clock)
+    chance = random.Random(11)
+    arrivals: list[float] = []
+    pending: list[tuple[float, int]] = []  # (answer time, ticket)
+    while len(arrivals) < 300:
+        turn = limiter.take()
+        if turn.wait == 0:
+            latency = chance.uniform(0, 20)
+            arrivals.append(clock() + chance.uniform(0, latency))
+            pending.append((clock() + latency, turn.ticket or 0))
+            continue
+        step = turn.wait
+        if pending:
+            step = min(step, min(at for at, _ in pending) - clock())
+        clock.advance(max(step, 0.0))
+        for answered in [p for p in pending if p[0] <= clock()]:
+            pending.remove(answered)
+            limiter.finish(answered[1], RateLimitHeaders())
+    assert _most_in_any_window(sorted(arrivals), 60.0) <= 10
+
+
+def test_the_remaining_count_under_the_name_seen_on_the_wire() -> None:
+    headers = {"x-ratelimit-limit": "2000", "x-ratelimit-limit-remaining": "1999"}
+    assert read_rate_headers(headers).remaining == 1999
+    both = {"X-RateLimit-Remaining": "5", "X-RateLimit-Limit-Remaining": "7"}
+    assert read_rate_headers(both).remaining == 5  # the description's name first
+
+
+def test_once_the_providers_word_has_lapsed_one_request_asks_before_the_others() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    first = limiter.take()
+    limiter.finish(first.ticket, RateLimitHeaders(remaining=99, reset_at=START + 60))
+    clock.advance(61)  # a quiet spell: what the provider said no longer holds
+    probe = limiter.take()
+    assert probe.wait == 0.0
+    assert limiter.take().wait > 0  # the others wait for the probe's answer
+    limiter.finish(probe.ticket, RateLimitHeaders(remaining=1, reset_at=START + 90))
+    assert limiter.take().wait == 0.0
+    assert limiter.delay() == pytest.approx(29.0)
+
+
+def test_a_provider_that_never_tells_its_count_is_not_probed() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, 60.0, clock=clock)
+    limiter.take()
+    assert limiter.take().wait == 0.0  # no header ever seen: no waiting for answers

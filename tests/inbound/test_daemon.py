@@ -19,10 +19,12 @@ from faxgate.app import Daemon, StartupError, started
 from faxgate.cli import main as cli_main
 from faxgate.domain.inbound import InboundDelivery, InboundFax
 from faxgate.domain.jobs import JobState
-from faxgate.hellofax.sandbox import Sandbox, inject_inbound
+from faxgate.dropbox_fax.sandbox import inject_inbound as inject_v3
+from faxgate.hellofax.sandbox import inject_inbound as inject_v1
+from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import Settings
 from tests.conftest import SANDBOX_LINE, http_client, pdf_document, wait_for
-from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
+from tests.daemon import CALLBACK_TOKEN, SANDBOX_APIS, fast_settings, queue, sandbox_of, settled
 
 MAIN_LINE = SANDBOX_LINE  # "14155550100"
 BOSS = "12125550199"
@@ -45,9 +47,10 @@ def inbound_settings(tmp_path: Path) -> dict[str, Any]:
     }
 
 
-def settings_for(tmp_path: Path, **http: Any) -> Settings:
+def settings_for(tmp_path: Path, api: str = "hellofax", **http: Any) -> Settings:
     return fast_settings(
         tmp_path / "state",
+        sandbox={"api": api},
         inbound=inbound_settings(tmp_path),
         http={"max_callback_size": 64 * 1024, **http},
     )
@@ -59,17 +62,25 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
         yield running
 
 
-def the_sandbox(daemon: Daemon) -> Sandbox:
-    assert isinstance(daemon.sandbox, Sandbox)
-    return daemon.sandbox
+@pytest.fixture(params=SANDBOX_APIS)
+async def on_either(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Daemon]:
+    """The daemon on the built-in sandbox, once on each API it speaks."""
+    async with started(settings_for(tmp_path, request.param)) as running:
+        yield running
+
+
+def the_sandbox(daemon: Daemon) -> SandboxServer:
+    return sandbox_of(daemon)
 
 
 async def fax_in(daemon: Daemon, tmp_path: Path, to: str, from_: str, pages: int = 1) -> str:
-    """A fax from outside arrives at the sandbox; its provider GUID."""
+    """A fax from outside arrives at the sandbox; its provider id (v1's GUID, v3's fax_id)."""
     document = tmp_path / f"in-{to}-{from_}-{pages}.pdf"
     document.write_bytes(pdf_document(pages))
-    transmission = await inject_inbound(the_sandbox(daemon).base_url, to, from_, document)
-    return str(transmission["Guid"])
+    base_url = the_sandbox(daemon).base_url
+    if daemon.settings.provider_api == "dropbox_fax":
+        return str((await inject_v3(base_url, to, from_, document))["fax_id"])
+    return str((await inject_v1(base_url, to, from_, document))["Guid"])
 
 
 def delivered(daemon: Daemon, count: int) -> list[tuple[InboundFax, list[InboundDelivery]]] | None:
@@ -109,9 +120,10 @@ def files(folder: Path) -> list[str]:
 
 
 async def test_faxes_are_routed_by_line_and_sender_to_mail_and_folders(
-    daemon: Daemon, tmp_path: Path
+    on_either: Daemon, tmp_path: Path
 ) -> None:
-    other_line = (await daemon.client.buy_fax_line(510)).number
+    daemon = on_either
+    other_line = (await daemon.provider.buy_fax_line("510")).number
     to_sales = await fax_in(daemon, tmp_path, MAIN_LINE, STRANGER, pages=3)
     sales_from_boss = await fax_in(daemon, tmp_path, MAIN_LINE, BOSS)  # first rule wins
     from_boss = await fax_in(daemon, tmp_path, other_line, BOSS, pages=2)
@@ -149,7 +161,8 @@ async def test_faxes_are_routed_by_line_and_sender_to_mail_and_folders(
     assert (meta["provider_guid"], meta["pages"], meta["to"]) == (to_sales, 3, "+14155550100")
 
 
-async def test_the_mail_carries_the_fax_and_its_details(daemon: Daemon, tmp_path: Path) -> None:
+async def test_the_mail_carries_the_fax_and_its_details(on_either: Daemon, tmp_path: Path) -> None:
+    daemon = on_either
     guid = await fax_in(daemon, tmp_path, MAIN_LINE, STRANGER, pages=2)
     fax, _ = (await all_delivered(daemon, 1))[guid]
     (mail,) = mails(daemon.settings)
@@ -229,7 +242,10 @@ async def post(
     return answer.status_code, answer.text
 
 
-async def test_duplicate_callbacks_store_and_deliver_once(daemon: Daemon, tmp_path: Path) -> None:
+async def test_duplicate_callbacks_store_and_deliver_once(
+    on_either: Daemon, tmp_path: Path
+) -> None:
+    daemon = on_either
     sandbox = the_sandbox(daemon)
     sandbox.faults.callback_copies = 3
     sandbox.faults.callback_late_copy_after = 0.1
@@ -240,8 +256,9 @@ async def test_duplicate_callbacks_store_and_deliver_once(daemon: Daemon, tmp_pa
         return len(posts) >= 4 and all(a.status == 200 for a in posts)
 
     await wait_for(copies_answered, what="every copy of the callback answered 200")
-    # One more, straight from outside, with its document.
-    assert await post(callback_url(daemon), guid, pdf_document(1)) == (200, "ok")
+    if daemon.settings.provider_api == "hellofax":
+        # One more, straight from outside, with its document.
+        assert await post(callback_url(daemon), guid, pdf_document(1)) == (200, "ok")
     await all_delivered(daemon, 1)
     assert len(daemon.store.recent_inbound(10)) == 1
     assert len(mails(daemon.settings)) == 1
@@ -318,10 +335,11 @@ def notifier_held(settings: Settings) -> Iterator[None]:
         os.close(fd)
 
 
+@pytest.mark.parametrize("api", SANDBOX_APIS)
 async def test_a_fax_received_before_a_stop_is_delivered_after_the_restart_once(
-    tmp_path: Path,
+    tmp_path: Path, api: str
 ) -> None:
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, api)
     with notifier_held(settings):
         async with started(settings) as daemon:
             guid = await fax_in(daemon, tmp_path, MAIN_LINE, STRANGER)
@@ -329,7 +347,7 @@ async def test_a_fax_received_before_a_stop_is_delivered_after_the_restart_once(
         assert mails(settings) == []
         assert files(tmp_path / "out" / "sales") == []
 
-    async with started(settings_for(tmp_path)) as daemon:
+    async with started(settings_for(tmp_path, api)) as daemon:
         fax, _ = (await all_delivered(daemon, 1))[guid]
 
         def tried_once_each() -> bool:

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from faxgate.dropbox_fax.sandbox import shapes
 from faxgate.dropbox_fax.sandbox.forms import fetch_files, read_fields, read_send, text
-from faxgate.dropbox_fax.sandbox.ratelimit import Window
+from faxgate.dropbox_fax.sandbox.ratelimit import RateInspection, Window
 from faxgate.hellofax.sandbox_defaults import DEFAULT_USERNAME
 from faxgate.sandbox import areacodes, control
 from faxgate.sandbox.faults import FaultInjector
@@ -43,12 +43,20 @@ def build_app(
     service: SandboxService,
     faults: FaultInjector,
     origin: Callable[[], str],
+    rate: RateInspection | None = None,
 ) -> web.Application:
     """The v3 routes; `origin` (scheme://host:port) makes the `files_url` of a fax shown
-    outside a request (an injected inbound fax)."""
+    outside a request (an injected inbound fax); `rate` is kept up to date with what the
+    rate limit saw."""
     now = time.time
     window = Window(settings.rate_limit, settings.rate_window, now)
-    api = _Api(service, faults, Window(settings.test_mode_rate_limit, settings.rate_window, now))
+    test_mode = Window(settings.test_mode_rate_limit, settings.rate_window, now)
+    api = _Api(service, faults, test_mode)
+    seen = rate or RateInspection(settings.rate_limit, settings.rate_window)
+
+    def inspected() -> RateInspection:
+        seen.peak, seen.test_mode_peak = window.peak, test_mode.peak
+        return seen
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -61,11 +69,19 @@ def build_app(
                 {hdrs.WWW_AUTHENTICATE: _REALM},
             )
         if not window.take():
+            seen.refused += 1
+            inspected()
             return _refusal("Too many requests.", 429, window.headers())
         response = await handler(request)
+        if response.status == 429:
+            seen.refused += 1
+        inspected()
         for name, value in window.headers().items():
             response.headers.setdefault(name, value)  # a test-mode send shows its own
         return response
+
+    async def rate_seen(request: web.Request) -> web.Response:
+        return web.json_response(dataclasses.asdict(inspected()))
 
     app = web.Application(
         middlewares=[
@@ -92,6 +108,7 @@ def build_app(
     app.router.add_put(v3 + "/fax_line/add_user", api.add_user)
     app.router.add_put(v3 + "/fax_line/remove_user", api.remove_user)
     control.add_routes(app, service, faults, lambda record: shapes.fax_answer(record, origin()))
+    app.router.add_get("/_sandbox/rate", rate_seen)
     return app
 
 

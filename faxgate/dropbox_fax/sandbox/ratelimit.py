@@ -7,6 +7,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class RateInspection:
+    """What the rate limit saw, for tests and trials (`GET /_sandbox/rate`): how many
+    answers were 429 (the window's own, a test-mode send's, too many faxes in flight, the
+    `rate_limit_next` fault), and the most requests one window held."""
+
+    limit: int
+    window: float
+    refused: int = 0
+    peak: int = 0
+    test_mode_peak: int = 0
 
 
 class Window:
@@ -17,6 +31,7 @@ class Window:
         self._seconds = seconds
         self._clock = clock
         self._taken: deque[float] = deque()
+        self.peak = 0
 
     def take(self) -> bool:
         """Count one request; False (nothing counted) when the window is full."""
@@ -25,6 +40,7 @@ class Window:
         if len(self._taken) >= self.limit:
             return False
         self._taken.append(now)
+        self.peak = max(self.peak, len(self._taken))
         return True
 
     def headers(self) -> dict[str, str]:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from faxgate.dropbox_fax.sandbox.app import build_app
+from faxgate.dropbox_fax.sandbox.ratelimit import RateInspection
 from faxgate.dropbox_fax.sandbox.shapes import API_PREFIX
 from faxgate.dropbox_fax.sandbox.wire import DropboxFaxWire
 from faxgate.sandbox.faults import FaultInjector
@@ -27,6 +28,7 @@ class DropboxFaxSandbox(SandboxServer):
     def __init__(self, settings: SandboxSettings) -> None:
         super().__init__(settings)
         self._wire = DropboxFaxWire(settings.api_key)
+        self._rate = RateInspection(settings.rate_limit, settings.rate_window)
 
     async def start(self) -> None:
         await super().start()
@@ -39,7 +41,12 @@ class DropboxFaxSandbox(SandboxServer):
     def build_app(
         self, settings: SandboxSettings, service: SandboxService, faults: FaultInjector
     ) -> web.Application:
-        return build_app(settings, service, faults, lambda: self._wire.origin)
+        return build_app(settings, service, faults, lambda: self._wire.origin, self._rate)
+
+    def rate(self) -> RateInspection:
+        """What the rate limit saw: 429s answered, the most requests in one window
+        (GET /_sandbox/rate)."""
+        return self._rate
 
     def set_callback_url(self, url: str | None) -> None:
         """Where events go, as the provider's API settings page sets it."""

@@ -18,22 +18,26 @@ import pytest
 
 from faxgate import metrics
 from faxgate.app import Daemon, started
-from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.folder.runner import FolderWatcher
+from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
-from tests.daemon import fast_settings
+from tests.daemon import SANDBOX_APIS, fast_settings
 
 QUICK: dict[str, Any] = {"stable_for": 0.2, "sidecar_wait": 0.5, "rescan_interval": 3600}
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, **folder: Any) -> AsyncIterator[Daemon]:
-    """A daemon watching tmp_path/outbox (made if missing)."""
+async def running(tmp_path: Path, api: str = "hellofax", **folder: Any) -> AsyncIterator[Daemon]:
+    """A daemon watching tmp_path/outbox (made if missing), on the sandbox speaking `api`."""
     outbox = tmp_path / "outbox"
     outbox.mkdir(exist_ok=True)
     options = {**QUICK, **folder}
-    settings = fast_settings(tmp_path / "state", folders=[FolderSettings(path=outbox, **options)])
+    settings = fast_settings(
+        tmp_path / "state",
+        sandbox={"api": api},
+        folders=[FolderSettings(path=outbox, **options)],
+    )
     async with started(settings) as daemon:
         yield daemon
 
@@ -47,8 +51,8 @@ def watcher(daemon: Daemon) -> FolderWatcher:
     return daemon.folders.watchers[0]
 
 
-def sandbox_of(daemon: Daemon) -> Sandbox:
-    assert isinstance(daemon.sandbox, Sandbox)
+def sandbox_of(daemon: Daemon) -> SandboxServer:
+    assert daemon.sandbox is not None
     return daemon.sandbox
 
 
@@ -331,8 +335,9 @@ async def test_names_never_collide(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- results
 
 
-async def test_results_match_the_sandbox(tmp_path: Path) -> None:
-    async with running(tmp_path, sidecar_wait=5.0) as daemon:
+@pytest.mark.parametrize("api", SANDBOX_APIS)
+async def test_results_match_the_sandbox(tmp_path: Path, api: str) -> None:
+    async with running(tmp_path, api, sidecar_wait=5.0) as daemon:
         outbox = outbox_of(daemon)
         (outbox / "14155550123_ok.pdf").write_bytes(pdf_document(2))
         (outbox / "14155550003_unallocated.pdf").write_bytes(pdf_document(1))
