@@ -48,6 +48,7 @@ from faxgate.providers import document_fetcher, open_provider
 from faxgate.reload import Reloader, ReloadPlan
 from faxgate.sandbox.server import SandboxServer
 from faxgate.sending.dispatcher import Dispatcher
+from faxgate.sending.policy import SendingPolicy
 from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
@@ -198,6 +199,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             unmatched=lambda: tracker.unmatched(),
             callbacks_expected=callbacks_expected,
             callback_retry_scale=settings.callback_retry_scale,
+            policy=SendingPolicy.from_settings(settings.policy),
         )
         try:
             folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)

@@ -260,7 +260,7 @@ def test_the_example_file_lists_every_setting_with_its_default() -> None:
         example = tomllib.load(handle)
     defaults = masked_dump(Settings())
     # Tables of tables are examples to uncomment: an empty list written out would clash.
-    assert _keys(example) == _keys(defaults) - {"folders", "inbound.routes"}
+    assert _keys(example) == _keys(defaults) - {"folders", "inbound.routes", "policy.rules"}
     assert masked_dump(load_settings(EXAMPLE)) == defaults
 
 
@@ -279,6 +279,7 @@ def test_the_example_file_works_with_its_examples_uncommented(tmp_path: Path) ->
     settings = load_settings(config)
     assert [route.name for route in settings.inbound.routes] == ["sales", "head office"]
     assert [folder.path for folder in settings.folders] == [Path("/srv/fax/outbox")]
+    assert [rule.name for rule in settings.policy.rules] == ["practices", "newsletters"]
 
 
 def _keys(data: dict[str, object], prefix: str = "") -> set[str]:

@@ -155,6 +155,18 @@ class RetryPolicy:
         return rule.delay
 
 
+def job_source(intake: str, intake_ref: Mapping[str, object]) -> str | None:
+    """Who a job counts against for limits per sender: its mail sender (lower case), or
+    "folder:" and its hot folder's path; None for a fax sent from the command line."""
+    sender = intake_ref.get("sender")
+    if intake == "smtp" and isinstance(sender, str) and sender:
+        return sender.lower()
+    folder = intake_ref.get("folder")
+    if intake == "folder" and isinstance(folder, str) and folder:
+        return f"folder:{folder}"
+    return None
+
+
 # ---------------------------------------------------------------------------- job ids
 
 # Crockford's base32, lower case: no i, l, o, u, so an id read aloud or typed is unambiguous.
@@ -226,6 +238,9 @@ class Job:
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     group_id: str | None = None  # jobs from one message or drop share it
+    priority: int = 0  # higher goes first: urgent 1, normal 0, bulk -1
+    wait_kind: str | None = None  # why a rule holds it back: "hours", "sender_limit"
+    wait_reason: str | None = None  # the same in plain words, for people
 
 
 @dataclass(frozen=True, slots=True)

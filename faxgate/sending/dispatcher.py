@@ -61,8 +61,9 @@ from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.domain.provider import FaxProvider, FaxReport
 from faxgate.domain.reconcile import Window
 from faxgate.runner import run_loop
-from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts
+from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts, ending_report
 from faxgate.sending.pause import PauseGate
+from faxgate.sending.policy import SendingPolicy, hold, judge_due
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
 from faxgate.settings import DispatchSettings, PollingSettings
@@ -93,8 +94,11 @@ class Dispatcher:
         unmatched: Callable[[], Awaitable[list[FaxReport]]] | None = None,
         callbacks_expected: bool = False,
         callback_retry_scale: float = 1.0,
+        policy: SendingPolicy | None = None,
     ) -> None:
         self._store = store
+        # The sending policy in use; a reload replaces it whole (faxgate/reload.py).
+        self.policy = policy or SendingPolicy()
         self._settings = settings
         self._clock = clock
         self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
@@ -160,6 +164,15 @@ class Dispatcher:
         waiting = await asyncio.to_thread(self._store.next_not_before)
         return self._idle_seconds(waiting)
 
+    async def use_policy(self, policy: SendingPolicy) -> None:
+        """Judge by new rules from the next cycle on; the jobs the old ones held back are
+        judged again at once."""
+        self.policy = policy
+        released = await asyncio.to_thread(self._store.release_waits)
+        if released:
+            log.info("sending policy changed: jobs=%d judged again", released)
+        self.wake()
+
     def wake(self) -> None:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""
         self._wakeup.set()
@@ -200,13 +213,42 @@ class Dispatcher:
             self._submitter.forget_retries_due(now)
             if limit <= 0:
                 return report
-            jobs = await asyncio.to_thread(self._store.due_jobs, now, limit)
+            policy = self.policy
+            jobs = await asyncio.to_thread(
+                self._store.due_jobs, now, limit, per_number=policy.per_number
+            )
             report.limit, report.picked = limit, len(jobs)
+            if policy.rules and jobs:
+                jobs = await self._apply_rules(policy, jobs, now, report)
             ambiguous = await self._submitter.submit_all(jobs, report, lambda: self._stopping)
             await self._mark_in_flight()
             if ambiguous:
                 await self._reconciler.reconcile(ambiguous, report)
             return report
+
+    async def _apply_rules(
+        self, policy: SendingPolicy, jobs: list[Job], now: datetime, report: DispatchReport
+    ) -> list[Job]:
+        """The jobs the rules let go, in sending order; the others are told to wait (their
+        not_before and why) or failed with the rule's reason in their report."""
+        verdicts = await asyncio.to_thread(judge_due, policy, self._store, jobs, now)
+        for job, wait in verdicts.waits:
+            if await asyncio.to_thread(hold, self._store, job, wait, now):
+                report.waiting += 1
+        for job, refusal in verdicts.refusals:
+            moved = await self._moves.move(
+                job.id,
+                JobState.FAILED,
+                expect=JobState.QUEUED,
+                detail=refusal.why,
+                now=now,
+                notify=ending_report(job, JobState.FAILED, refusal.why),
+                reason=refusal.why,
+            )
+            if moved is not None:
+                report.failed += 1
+                log.info("refused by a rule job=%s: %s", job.id, refusal.why)
+        return verdicts.go
 
     async def _room(self, report: DispatchReport) -> int:
         """How many jobs this cycle may send: the provider's free room, or none while

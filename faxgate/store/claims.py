@@ -78,12 +78,55 @@ def lease_rows(
     return rows
 
 
-def _due_jobs(at: str) -> Due:
-    """The due queued jobs, oldest first: what a dispatcher claims."""
+def _due_jobs(at: str, per_number: int | None = 1) -> Due:
+    """The due queued jobs: what a dispatcher takes, in the order it takes them (higher
+    priority first, then the oldest). The one definition of "due", for the claims of
+    several instances and the single dispatcher's read alike.
+
+    `per_number`: at most that many faxes in flight to one number (a fax machine answers
+    one call at a time). Each number's queued jobs form a line, in priority then arrival
+    order; a job is due only while it is within the first `per_number` of its line minus
+    the calls in flight to that number. A job that waits (a busy line called again later,
+    a closed window) keeps its place: later faxes to the number wait behind it. None: no
+    limit per number.
+
+    The cost follows the numbers with queued jobs, never the length of the queue: the
+    numbers are walked one index probe at a time (jobs_by_line), and each number's line
+    is read only at its head.
+    """
+    queued = JobState.QUEUED.value
+    plain = "state = ? AND (not_before IS NULL OR not_before <= ?)"
+    order = "priority DESC, created_at, rowid"
+    if per_number is None:
+        return Due(plain, (queued, at), order)
+    active = [state.value for state in ACTIVE_STATES]
+    heads: list[str] = []
+    head_params: list[object] = []
+    in_flight = placeholders(len(active))
+    for place in range(per_number):
+        head = (
+            "SELECT (SELECT h.id FROM jobs h WHERE h.state = ? AND h.to_number = lines.number"  # noqa: S608
+            " ORDER BY h.priority DESC, h.created_at, h.rowid LIMIT 1 OFFSET ?)"
+            " FROM lines WHERE lines.number IS NOT NULL"
+            " AND (SELECT count(*) FROM jobs f WHERE f.to_number = lines.number"
+            f" AND f.state IN ({in_flight})) < ?"
+        )
+        heads.append(head)
+        head_params += [queued, place, *active, per_number - place]
+    lines = (
+        "WITH RECURSIVE lines(number) AS ("
+        " SELECT (SELECT to_number FROM jobs WHERE state = ? ORDER BY to_number LIMIT 1)"
+        " UNION ALL"
+        " SELECT (SELECT j.to_number FROM jobs j WHERE j.state = ? AND j.to_number > lines.number"
+        " ORDER BY j.to_number LIMIT 1) FROM lines WHERE lines.number IS NOT NULL)"
+    )
+    # The heads are found first and their rows read by id; `state || ''` keeps SQLite's
+    # planner from walking every queued job on the state index instead.
     return Due(
-        "state = ? AND (not_before IS NULL OR not_before <= ?)",
-        (JobState.QUEUED.value, at),
-        "created_at, rowid",
+        f"id IN ({lines} {' UNION ALL '.join(heads)})"
+        " AND state || '' = ? AND (not_before IS NULL OR not_before <= ?)",
+        (queued, queued, *head_params, queued, at),
+        order,
     )
 
 
@@ -98,8 +141,10 @@ class JobClaims(Database):
         owner: str,
         lease: timedelta,
         max_in_flight: int | None = None,
+        per_number: int | None = 1,
     ) -> list[Job]:
-        """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
+        """Take up to `limit` due queued jobs for `owner` until `now + lease`, in the order
+        `_due_jobs` gives (at most `per_number` in flight to one number).
 
         Committed before it returns, so before any slow IO: another instance claiming at
         the same moment passes over these rows (SKIP LOCKED) instead of waiting, and takes
@@ -112,9 +157,10 @@ class JobClaims(Database):
         claimed, plus this claim, never exceed it. Such claims are made one at a time.
         """
         claim = Claim(owner, now, lease, limit)
+        due = _due_jobs(time_to_db(now), per_number)
         if max_in_flight is not None:
-            return self._claim_within(claim, max_in_flight)
-        return self._claim(_due_jobs(time_to_db(now)), claim)
+            return self._claim_within(claim, due, max_in_flight)
+        return self._claim(due, claim)
 
     def claim_due_polls(
         self, now: datetime, limit: int, *, owner: str, lease: timedelta
@@ -139,7 +185,7 @@ class JobClaims(Database):
         due = Due("state = ?", (JobState.SUBMITTING.value,), "updated_at, id")
         return self._claim(due, Claim(owner, now, lease, limit), own_again=False)
 
-    def _claim_within(self, claim: Claim, max_in_flight: int) -> list[Job]:
+    def _claim_within(self, claim: Claim, due: Due, max_in_flight: int) -> list[Job]:
         at = time_to_db(claim.now)
         active = [state.value for state in ACTIVE_STATES]
         with self._write() as conn:
@@ -155,7 +201,7 @@ class JobClaims(Database):
             if room == 0:
                 return []
             within = replace(claim, limit=min(claim.limit, room))
-            rows = lease_rows(conn, self._dialect, "jobs", _due_jobs(at), within)
+            rows = lease_rows(conn, self._dialect, "jobs", due, within)
         return [job_from_row(row) for row in rows]
 
     def _claim(self, due: Due, claim: Claim, *, own_again: bool = True) -> list[Job]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from faxgate.domain.jobs import ACTIVE_STATES, Document, Event, Intake, Job, JobState
+from faxgate.store.claims import _due_jobs
 from faxgate.store.db import Database
 from faxgate.store.rows import (
     document_from_row,
@@ -14,6 +15,7 @@ from faxgate.store.rows import (
     job_from_row,
     opt_time_from_db,
     placeholders,
+    time_from_db,
     time_to_db,
 )
 
@@ -46,14 +48,26 @@ class JobReads(Database):
         rows = self._query("SELECT job_id FROM provider_calls WHERE guid = ?", (guid,))
         return str(rows[0]["job_id"]) if rows else None
 
-    def due_jobs(self, now: datetime, limit: int) -> list[Job]:
-        """Queued jobs whose time has come, oldest first."""
+    def due_jobs(self, now: datetime, limit: int, *, per_number: int | None = 1) -> list[Job]:
+        """Queued jobs whose time and turn have come, as `claim_due_jobs` takes them (the
+        same definition, claims._due_jobs), without a lease: for the one dispatcher of
+        an SQLite store."""
+        where, params, order = _due_jobs(time_to_db(now), per_number)
         rows = self._query(
-            "SELECT * FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-            " ORDER BY created_at, rowid LIMIT ?",
-            (JobState.QUEUED.value, time_to_db(now), limit),
+            f"SELECT * FROM jobs WHERE {where} ORDER BY {order} LIMIT ?",  # noqa: S608
+            (*params, limit),
         )
         return [job_from_row(row) for row in rows]
+
+    def sent_by(self, source: str, since: datetime) -> list[datetime]:
+        """When the faxes of one source (a sender, a hot folder) were handed to the
+        provider since a moment, oldest first: for limits per sender, on jobs_by_source."""
+        rows = self._query(
+            "SELECT submitted_at FROM jobs WHERE source = ? AND submitted_at > ?"
+            " ORDER BY submitted_at",
+            (source, time_to_db(since)),
+        )
+        return [time_from_db(row["submitted_at"]) for row in rows]
 
     def next_not_before(self) -> datetime | None:
         """When the earliest queued job that waits for its time may go (None: none waits)."""

@@ -13,6 +13,7 @@ from faxgate.domain.jobs import (
     Job,
     JobState,
     check_transition,
+    job_source,
     new_job_id,
 )
 from faxgate.store.db import Database
@@ -100,8 +101,8 @@ class JobTables(Database):
                 """
                 INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
                     to_number, from_line, cover_to, cover_from, cover_message, reply_to,
-                    attempt, not_before, group_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                    attempt, not_before, group_id, priority, source)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
                 """  # noqa: S608
                 + self._dialect.skip_taken_id
                 + " RETURNING id",
@@ -120,6 +121,8 @@ class JobTables(Database):
                     new.reply_to,
                     opt_time(new.not_before),
                     new.group_id,
+                    int(new.priority),
+                    job_source(new.intake, new.intake_ref),
                 ),
             ).fetchone()
             if inserted is not None:
@@ -174,6 +177,9 @@ class JobTables(Database):
         at = self._now(now)
         if "finished_at" not in values:
             values["finished_at"] = at if to in FINISHED_STATES else None
+        # Why a rule held the job back holds no longer once it moves.
+        values.setdefault("wait_kind", None)
+        values.setdefault("wait_reason", None)
         expected = expected_states(expect)
         outbox = as_notification(notify, job_id)
 
@@ -216,6 +222,23 @@ class JobTables(Database):
             return self._read_job(conn, job_id)
 
         return self._grouped(update)
+
+    def release_waits(self, *, now: datetime | None = None) -> int:
+        """Let every job a sending rule holds back be judged again (new rules after a
+        reload): their not_before and why are cleared. A busy line's wait is kept.
+        Returns how many."""
+        at = self._now(now)
+        with self._write() as conn:
+            released = int(
+                conn.execute(
+                    "UPDATE jobs SET not_before = NULL, wait_kind = NULL, wait_reason = NULL,"
+                    " updated_at = ? WHERE state = ? AND wait_kind IS NOT NULL",
+                    (at, JobState.QUEUED.value),
+                ).rowcount
+            )
+            if released:
+                self._announce(conn, "jobs")
+            return released
 
     def _record_call(self, conn: Connection, job_id: str, values: Mapping[str, object]) -> None:
         guid = values.get("provider_guid")

@@ -1,0 +1,84 @@
+"""One call at a time per number: each number's queued jobs form a line, and only its
+head is due, for the single dispatcher's read and the claims of several instances alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from faxgate.domain.jobs import Job
+from faxgate.store import Store
+from tests.store.making import T0, FakeClock, S, new_job
+
+A, B, C = "+14155550171", "+14155550172", "+14155550173"
+LEASE = timedelta(minutes=2)
+
+
+def ids(jobs: list[Job]) -> list[str]:
+    return [job.id for job in jobs]
+
+
+def test_only_the_head_of_each_numbers_line_is_due(store: Store, clock: FakeClock) -> None:
+    a1, a2, b1 = store.create_jobs([new_job(A), new_job(A), new_job(B)])
+    clock.advance(seconds=1)
+    [a3, c1] = store.create_jobs([new_job(A), new_job(C)])
+
+    assert ids(store.due_jobs(T0, 10)) == [a1.id, b1.id, c1.id]
+    assert ids(store.due_jobs(T0, 10, per_number=None)) == [a1.id, a2.id, b1.id, a3.id, c1.id]
+    assert ids(store.due_jobs(T0, 10, per_number=2)) == [a1.id, a2.id, b1.id, c1.id]
+
+    # In flight: the next to that number waits until the call has ended.
+    store.transition(a1.id, S.SUBMITTING, detail="sending")
+    assert ids(store.due_jobs(T0, 10)) == [b1.id, c1.id]
+    assert ids(store.due_jobs(T0, 10, per_number=2)) == [a2.id, b1.id, c1.id]
+    store.transition(a1.id, S.SUBMITTED, detail="accepted")
+    store.transition(a1.id, S.SENT, detail="sent")
+    assert ids(store.due_jobs(T0, 10)) == [a2.id, b1.id, c1.id]
+    assert ids(store.due_jobs(T0, 1)) == [a2.id]
+
+
+def test_a_busy_retry_goes_before_later_faxes_to_its_number(store: Store) -> None:
+    a1, a2, b1 = store.create_jobs([new_job(A), new_job(A), new_job(B)])
+    store.transition(a1.id, S.SUBMITTING, detail="sending")
+    store.transition(a1.id, S.SUBMITTED, detail="accepted")
+    again = T0 + timedelta(minutes=5)
+    store.transition(a1.id, S.QUEUED, detail="busy", attempt=2, not_before=again)
+
+    # The retry keeps its place: the line waits for it rather than meet the busy line.
+    assert ids(store.due_jobs(T0 + timedelta(minutes=1), 10)) == [b1.id]
+    assert ids(store.due_jobs(again, 10)) == [a1.id, b1.id]
+    assert a2.id not in ids(store.due_jobs(again, 10))
+
+
+def test_urgent_goes_first_in_its_line_and_in_the_queue(store: Store, clock: FakeClock) -> None:
+    bulk, a1 = store.create_jobs([new_job(B, priority=-1), new_job(A)])
+    clock.advance(seconds=1)
+    [a_urgent, c1] = store.create_jobs([new_job(A, priority=1), new_job(C)])
+
+    assert ids(store.due_jobs(T0, 10)) == [a_urgent.id, c1.id, bulk.id]
+    assert ids(store.due_jobs(T0, 10, per_number=None)) == [a_urgent.id, a1.id, c1.id, bulk.id]
+    assert store.get_job(a_urgent.id).priority == 1  # type: ignore[union-attr]
+
+
+def test_claims_keep_one_call_per_number_across_instances(store: Store) -> None:
+    a1, _a2, b1 = store.create_jobs([new_job(A), new_job(A), new_job(B)])
+    assert ids(store.claim_due_jobs(T0, 1, owner="one", lease=LEASE)) == [a1.id]
+    # The head is claimed, not yet sent: the other instance does not call the number.
+    assert ids(store.claim_due_jobs(T0, 10, owner="two", lease=LEASE)) == [b1.id]
+    assert store.claim_due_jobs(T0, 10, owner="three", lease=LEASE, max_in_flight=200) == []
+    store.transition(a1.id, S.SUBMITTING, detail="sending")
+    # Every lease has run out; a2 still waits behind a1, which is at the provider now.
+    taken = ids(store.claim_due_jobs(T0 + 4 * LEASE, 10, owner="three", lease=LEASE))
+    assert taken == [b1.id]
+
+
+@pytest.mark.parametrize("per_number", [1, 3])
+def test_a_long_queue_to_few_numbers_gives_each_numbers_head(
+    store: Store, clock: FakeClock, per_number: int
+) -> None:
+    numbers = [f"+1415555{n:04d}" for n in range(5)]
+    store.create_jobs([new_job(numbers[n % 5]) for n in range(200)])
+    due = store.due_jobs(T0, 100, per_number=per_number)
+    assert len(due) == 5 * per_number
+    assert sorted(job.to_number for job in due) == sorted(numbers * per_number)
