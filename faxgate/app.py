@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from faxgate import metrics, systemd
+from faxgate.clock import utc_now
 from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.provider import FaxProvider, ProviderError
@@ -160,6 +161,11 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         parts.enter_context(metrics.watching_jobs(store.count_by_state))
         store_probe = StoreProbe(store.path)
         parts.enter_context(metrics.watching_queue_age(store_probe.oldest_due_seconds))
+        parts.enter_context(
+            metrics.watching_waits(
+                lambda: store.count_waiting(utc_now(), dispatcher.policy.per_number)
+            )
+        )
         provider_health = ProviderHealth()
 
         def api_request(endpoint: str, outcome: int | str) -> None:

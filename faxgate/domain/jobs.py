@@ -167,6 +167,63 @@ def job_source(intake: str, intake_ref: Mapping[str, object]) -> str | None:
     return None
 
 
+# Why queued jobs wait, for the metrics: a rule's window or limit, a call tried again later
+# (busy, no answer, a provider fault), or their number's turn.
+WAIT_KINDS: Final = ("hours", "sender_limit", "retry", "turn")
+
+# What a job may ask for itself; rules add their own.
+PRIORITIES: Final[Mapping[str, int]] = {"urgent": 1, "normal": 0, "bulk": -1}
+
+
+def why_waiting(job: Job, now: datetime, *, ahead: int, per_number: int | None) -> str | None:
+    """Why a queued job is not sent yet, in plain words; None when nothing holds it
+    (the dispatcher takes it at its next cycle, the provider's room allowing).
+    `ahead`: the faxes before it in its number's line, those in flight included."""
+    if job.state is not JobState.QUEUED:
+        return None
+    if job.not_before is not None and job.not_before > now:
+        if job.wait_reason:
+            return job.wait_reason
+        then = job.not_before.astimezone().strftime("%H:%M")
+        return f"waiting to call again at {then}" + (f" ({job.reason})" if job.reason else "")
+    if per_number is not None and ahead >= per_number:
+        return f"behind {ahead} fax{'es' if ahead > 1 else ''} to this number"
+    return None
+
+
+def priority_named(text: str | None) -> int | None:
+    """A priority as people write it: "urgent", "bulk", "normal", "high", "low", or a mail
+    X-Priority number (1-2 urgent, 3 normal, 4-5 bulk); None when it names none."""
+    if not text:
+        return None
+    word = text.strip().lower().split(maxsplit=1)[0] if text.strip() else ""
+    word = word.strip("()[]:,;")
+    if word in PRIORITIES:
+        return PRIORITIES[word]
+    if word in ("high", "highest", "emergency", "1", "2"):
+        return 1
+    if word in ("low", "lowest", "non-urgent", "4", "5", "list", "junk"):
+        return -1
+    if word == "3":
+        return 0
+    return None
+
+
+def mail_priority(headers: Mapping[str, str], subject: str | None) -> int:
+    """A message's priority: a subject tag ("[urgent]", "[bulk]") first, then the
+    Priority, X-Priority and Importance headers; normal without one."""
+    if subject:
+        lowered = subject.lower()
+        for name, value in PRIORITIES.items():
+            if f"[{name}]" in lowered:
+                return value
+    for header in ("priority", "x-priority", "importance"):
+        named = priority_named(headers.get(header))
+        if named is not None:
+            return named
+    return 0
+
+
 # ---------------------------------------------------------------------------- job ids
 
 # Crockford's base32, lower case: no i, l, o, u, so an id read aloud or typed is unambiguous.

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from faxgate.domain.jobs import ACTIVE_STATES, Document, Event, Intake, Job, JobState
+from faxgate.domain.jobs import (
+    ACTIVE_STATES,
+    WAIT_KINDS,
+    Document,
+    Event,
+    Intake,
+    Job,
+    JobState,
+)
 from faxgate.store.claims import _due_jobs
 from faxgate.store.db import Database
 from faxgate.store.rows import (
@@ -68,6 +76,42 @@ class JobReads(Database):
             (source, time_to_db(since)),
         )
         return [time_from_db(row["submitted_at"]) for row in rows]
+
+    def ahead_in_line(self, job_id: str) -> int:
+        """The faxes before this queued job in its number's line: those in flight to the
+        number, and those queued before it (higher priority, then older)."""
+        active = [state.value for state in ACTIVE_STATES]
+        rows = self._query(
+            "SELECT count(*) AS n FROM jobs a, jobs j WHERE j.id = ? AND a.to_number = j.to_number"  # noqa: S608
+            f" AND a.id <> j.id AND (a.state IN ({placeholders(len(active))}) OR (a.state = ?"
+            " AND (a.priority > j.priority OR (a.priority = j.priority"
+            " AND (a.created_at < j.created_at"
+            " OR (a.created_at = j.created_at AND a.rowid < j.rowid))))))",
+            (job_id, *active, JobState.QUEUED.value),
+        )
+        return int(rows[0]["n"])
+
+    def count_waiting(self, now: datetime, per_number: int | None) -> dict[str, int]:
+        """Queued jobs that wait, by why (WAIT_KINDS): a rule's window or limit, a call
+        tried again later, or their number's turn (due, but not at their line's head)."""
+        counts = dict.fromkeys(WAIT_KINDS, 0)
+        at, queued = time_to_db(now), JobState.QUEUED.value
+        for row in self._query(
+            "SELECT coalesce(wait_kind, 'retry') AS kind, count(*) AS n FROM jobs"
+            " WHERE state = ? AND not_before > ? GROUP BY coalesce(wait_kind, 'retry')",
+            (queued, at),
+        ):
+            counts[str(row["kind"])] = int(row["n"])
+        if per_number is not None:
+            due = self._query(
+                "SELECT count(*) AS n FROM jobs WHERE state = ?"
+                " AND (not_before IS NULL OR not_before <= ?)",
+                (queued, at),
+            )
+            where, params, _ = _due_jobs(at, per_number)
+            heads = self._query(f"SELECT count(*) AS n FROM jobs WHERE {where}", params)  # noqa: S608
+            counts["turn"] = int(due[0]["n"]) - int(heads[0]["n"])
+        return counts
 
     def next_not_before(self) -> datetime | None:
         """When the earliest queued job that waits for its time may go (None: none waits)."""

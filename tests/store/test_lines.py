@@ -82,3 +82,39 @@ def test_a_long_queue_to_few_numbers_gives_each_numbers_head(
     due = store.due_jobs(T0, 100, per_number=per_number)
     assert len(due) == 5 * per_number
     assert sorted(job.to_number for job in due) == sorted(numbers * per_number)
+
+
+def test_how_many_wait_and_why(store: Store, clock: FakeClock) -> None:
+    a1, a2, a3, b1 = store.create_jobs([new_job(A), new_job(A), new_job(A), new_job(B)])
+    assert [store.ahead_in_line(job.id) for job in (a1, a2, a3, b1)] == [0, 1, 2, 0]
+    store.transition(b1.id, S.SUBMITTING, detail="sending")
+    [b2] = store.create_jobs([new_job(B)])
+    assert store.ahead_in_line(b2.id) == 1  # the call in flight
+
+    later = T0 + timedelta(hours=1)
+    [c1, _c2] = store.create_jobs([new_job(C), new_job(C, not_before=later)])
+    store.update_fields(
+        c1.id, not_before=later, wait_kind="hours", wait_reason="waiting for 11:00 in UTC"
+    )
+    counts = store.count_waiting(T0, per_number=1)
+    # a2, a3 behind a1; b2 behind b1 in flight; c2 is a call tried again later.
+    assert counts == {"hours": 1, "sender_limit": 0, "retry": 1, "turn": 3}
+    assert store.count_waiting(T0, per_number=None)["turn"] == 0
+
+    # Any move clears why a rule held it back.
+    store.transition(c1.id, S.CANCELLED, detail="cancelled")
+    cancelled = store.get_job(c1.id)
+    assert cancelled is not None
+    assert (cancelled.wait_kind, cancelled.wait_reason) == (None, None)
+
+
+def test_a_new_policy_releases_the_jobs_rules_held_back(store: Store) -> None:
+    later = T0 + timedelta(hours=1)
+    held, retry = store.create_jobs([new_job(A), new_job(B, not_before=later)])
+    store.update_fields(held.id, not_before=later, wait_kind="hours", wait_reason="closed")
+    assert store.release_waits() == 1
+    released, kept = store.get_job(held.id), store.get_job(retry.id)
+    assert released is not None
+    assert kept is not None
+    assert (released.not_before, released.wait_reason) == (None, None)
+    assert kept.not_before == later
