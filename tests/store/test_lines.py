@@ -118,3 +118,14 @@ def test_a_new_policy_releases_the_jobs_rules_held_back(store: Store) -> None:
     assert kept is not None
     assert (released.not_before, released.wait_reason) == (None, None)
     assert kept.not_before == later
+
+
+def test_the_metric_counts_waiting_jobs_by_why(store: Store) -> None:
+    from faxgate import metrics
+
+    store.create_jobs([new_job(A), new_job(A), new_job(A)])
+    with metrics.watching_waits(lambda: store.count_waiting(T0, per_number=1)):
+        turn = metrics.REGISTRY.get_sample_value("faxgate_jobs_waiting", {"reason": "turn"})
+        hours = metrics.REGISTRY.get_sample_value("faxgate_jobs_waiting", {"reason": "hours"})
+    assert (turn, hours) == (2, 0)
+    assert metrics.REGISTRY.get_sample_value("faxgate_jobs_waiting", {"reason": "turn"}) is None
