@@ -221,6 +221,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             settings.retry.policy(),
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
+            retry_for=lambda job, base: dispatcher.policy.retries(job, base),
         )
         poller = Poller(store, provider, tracker, settings.polling)
 
@@ -237,7 +238,12 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             inbound=inbound,
             upload_dir=inbound.upload_dir,
             health=health,
-            status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+            status_page=StatusPage(
+                store,
+                health=health,
+                recent_inbound=store.recent_inbound,
+                calls_per_number=lambda: dispatcher.policy.per_number,
+            ),
             page_image=confirmations.thumbnail,
             job_report=confirmations.on_request,
             status_access=StatusAccess(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from faxgate.domain.jobs import Document, Job, JobState
+from faxgate.domain.jobs import Document, Job, JobState, RetryPolicy, RetryRule
 from faxgate.domain.sending_rules import (
     DAY,
     Candidate,
@@ -52,6 +52,19 @@ class SendingPolicy:
 
     def rule_for(self, job: Job) -> Rule | None:
         return first_match(self.rules, candidate(job)) if self.rules else None
+
+    def retries(self, job: Job, base: RetryPolicy) -> RetryPolicy:
+        """The calls again a job gets after a busy line or no answer: its rule's, where
+        it sets them, else `base` (the [retry] settings)."""
+        rule = self.rule_for(job)
+        if rule is None or (rule.busy_retries is None and rule.no_answer_retries is None):
+            return base
+        busy, no_answer = base.busy, base.no_answer
+        if rule.busy_retries is not None:
+            busy = RetryRule(extra_tries=rule.busy_retries, delay=busy.delay)
+        if rule.no_answer_retries is not None:
+            no_answer = RetryRule(extra_tries=rule.no_answer_retries, delay=no_answer.delay)
+        return RetryPolicy(busy=busy, no_answer=no_answer)
 
 
 @dataclass(slots=True)

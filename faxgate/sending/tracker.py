@@ -67,8 +67,11 @@ class Tracker:
         clock: Callable[[], datetime] = utc_now,
         on_progress: Callable[[Job], None] | None = None,
         on_unmatched: Callable[[], None] | None = None,
+        retry_for: Callable[[Job, RetryPolicy], RetryPolicy] | None = None,
     ) -> None:
         self._store = store
+        # A job's own retries, where a sending rule sets them (faxgate/sending/policy.py).
+        self._retry_for = retry_for
         self._on_unmatched = on_unmatched
         self._policy = retry_policy
         self._clock = clock
@@ -170,7 +173,7 @@ class Tracker:
                 state=job.state,
                 attempt=job.attempt,
                 report=report,
-                policy=self._policy,
+                policy=self._retry_for(job, self._policy) if self._retry_for else self._policy,
                 now=now,
             )
             if decision.move is Move.NOTHING:

@@ -200,7 +200,12 @@ def report_path(job_id: str) -> str:
 
 
 def render_job(
-    view: JobView, now: datetime, *, thumbnails: bool = False, report: bool = False
+    view: JobView,
+    now: datetime,
+    *,
+    thumbnails: bool = False,
+    report: bool = False,
+    per_number: int | None = 1,
 ) -> str:
     job = view.job
     summary = _fields(
@@ -209,8 +214,7 @@ def render_job(
             ("job", text(job.id)),
             ("state", _state(job.state)),
             ("reason", text(job.reason)),
-            # One call at a time per number, as by default ([policy] calls_per_number).
-            ("waiting", text(why_waiting(job, now, ahead=view.ahead, per_number=1))),
+            ("waiting", text(why_waiting(job, now, ahead=view.ahead, per_number=per_number))),
             ("number", text(job.to_number)),
             ("from line", text(job.from_line)),
             ("tries", text(job.attempt)),
