@@ -126,7 +126,7 @@ class SandboxService(AccountLines):
         pages = sum(info.pages for info in infos) + (1 if send.cover.present else 0)
         readable = all(info.readable for info in infos)
         now = time.time()
-        records = []
+        records: list[TransmissionRecord] = []
         one_line = self._faults.settings.one_call_per_line
         for to in send.to:
             outcome = lifecycle.decide(
