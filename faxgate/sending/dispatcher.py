@@ -218,7 +218,7 @@ class Dispatcher:
                 self._store.due_jobs, now, limit, per_number=policy.per_number
             )
             report.limit, report.picked = limit, len(jobs)
-            if policy.rules and jobs:
+            if jobs:  # judged by the rules, in the order the provider's room is shared
                 jobs = await self._apply_rules(policy, jobs, now, report)
             ambiguous = await self._submitter.submit_all(jobs, report, lambda: self._stopping)
             await self._mark_in_flight()

@@ -9,6 +9,7 @@ its number's line while it waits.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ def count_pages(documents: Sequence[Document]) -> int | None:
         if document.content_type in ("image/png", "image/jpeg", "image/gif"):
             total += 1
         elif document.content_type == "application/pdf":
-            pages = _pdf_pages(document.path)
+            pages = _pdf_pages(document.path, document.sha256)
             if pages is None:
                 return None
             total += pages
@@ -156,8 +157,13 @@ def count_pages(documents: Sequence[Document]) -> int | None:
     return total
 
 
-def _pdf_pages(path: Path) -> int | None:
+@functools.lru_cache(maxsize=4096)
+def _pdf_pages(path: Path, sha256: str) -> int | None:
+    """Counted once per document (a spooled file never changes; one letter to many
+    numbers is one document): a cycle judges each waiting job again."""
     from pypdf import PdfReader  # only for rules that count pages
+
+    del sha256  # part of the cache's key only
 
     try:
         return len(PdfReader(path, strict=False).pages)

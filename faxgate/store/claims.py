@@ -78,10 +78,15 @@ def lease_rows(
     return rows
 
 
-def _due_jobs(at: str, per_number: int | None = 1) -> Due:
+# Due jobs looked at in queue order for the heads of their lines, beyond the room asked
+# for: with faxes to many numbers most are heads, and the first few hundred hold them.
+_WINDOW_SLACK: Final = 64
+
+
+def _due_jobs(at: str, per_number: int | None = 1, *, window: int | None = None) -> Due:
     """The due queued jobs: what a dispatcher takes, in the order it takes them (higher
     priority first, then the oldest). The one definition of "due", for the claims of
-    several instances and the single dispatcher's read alike.
+    several instances and the single dispatcher's read alike (`due_plans`).
 
     `per_number`: at most that many faxes in flight to one number (a fax machine answers
     one call at a time). Each number's queued jobs form a line, in priority then arrival
@@ -90,44 +95,73 @@ def _due_jobs(at: str, per_number: int | None = 1) -> Due:
     a closed window) keeps its place: later faxes to the number wait behind it. None: no
     limit per number.
 
-    The cost follows the numbers with queued jobs, never the length of the queue: the
-    numbers are walked one index probe at a time (jobs_by_line), and each number's line
-    is read only at its head.
+    Two ways to the same jobs, neither following the length of the queue:
+    - `window` N: the heads among the first N due jobs in queue order, each found by a
+      probe of its line's head (jobs_by_line). Exact for the first heads, as far as the
+      window holds them: enough when faxes go to many numbers;
+    - no window: every number with queued jobs walked one index probe at a time, each
+      line read only at its head. Complete; its cost follows the numbers queued for,
+      small when a backlog goes to few numbers.
     """
     queued = JobState.QUEUED.value
-    plain = "state = ? AND (not_before IS NULL OR not_before <= ?)"
+    due = "state = ? AND (not_before IS NULL OR not_before <= ?)"
     order = "priority DESC, created_at, rowid"
     if per_number is None:
-        return Due(plain, (queued, at), order)
+        return Due(due, (queued, at), order)
     active = [state.value for state in ACTIVE_STATES]
-    heads: list[str] = []
-    head_params: list[object] = []
     in_flight = placeholders(len(active))
-    for place in range(per_number):
-        head = (
-            "SELECT (SELECT h.id FROM jobs h WHERE h.state = ? AND h.to_number = lines.number"  # noqa: S608
-            " ORDER BY h.priority DESC, h.created_at, h.rowid LIMIT 1 OFFSET ?)"
-            " FROM lines WHERE lines.number IS NOT NULL"
-            " AND (SELECT count(*) FROM jobs f WHERE f.to_number = lines.number"
-            f" AND f.state IN ({in_flight})) < ?"
-        )
-        heads.append(head)
-        head_params += [queued, place, *active, per_number - place]
-    lines = (
-        "WITH RECURSIVE lines(number) AS ("
-        " SELECT (SELECT to_number FROM jobs WHERE state = ? ORDER BY to_number LIMIT 1)"
-        " UNION ALL"
-        " SELECT (SELECT j.to_number FROM jobs j WHERE j.state = ? AND j.to_number > lines.number"
-        " ORDER BY j.to_number LIMIT 1) FROM lines WHERE lines.number IS NOT NULL)"
+    # The job at `place` in the line of `number` (a column of the enclosing query) when
+    # fewer than per_number - place calls to the number are in flight.
+    head = (
+        "(SELECT h.id FROM jobs h WHERE h.state = ? AND h.to_number = {number}"
+        " ORDER BY h.priority DESC, h.created_at, h.rowid LIMIT 1 OFFSET ?)"
     )
+    room = f"(SELECT count(*) FROM jobs f WHERE f.to_number = {{number}} AND f.state IN ({in_flight})) < ?"  # noqa: S608, E501
+    places = range(per_number)
+    head_params = [
+        value for place in places for value in (queued, place, *active, per_number - place)
+    ]
+    if window is not None:
+        number = "c.to_number"
+        fits = " OR ".join(
+            f"(c.id = {head.format(number=number)} AND {room.format(number=number)})"
+            for _ in places
+        )
+        heads = (
+            f"SELECT c.id FROM (SELECT id, to_number FROM jobs WHERE {due}"  # noqa: S608
+            f" ORDER BY {order} LIMIT ?) c WHERE {fits}"
+        )
+        params: tuple[object, ...] = (queued, at, window, *head_params)
+    else:
+        number = "lines.number"
+        heads = (  # noqa: S608
+            "WITH RECURSIVE lines(number) AS ("
+            " SELECT (SELECT to_number FROM jobs WHERE state = ? ORDER BY to_number LIMIT 1)"
+            " UNION ALL"
+            " SELECT (SELECT j.to_number FROM jobs j WHERE j.state = ?"
+            " AND j.to_number > lines.number ORDER BY j.to_number LIMIT 1)"
+            " FROM lines WHERE lines.number IS NOT NULL) "
+        ) + " UNION ALL ".join(
+            f"SELECT {head.format(number=number)} FROM lines"  # noqa: S608
+            f" WHERE lines.number IS NOT NULL AND {room.format(number=number)}"
+            for _ in places
+        )
+        params = (queued, queued, *head_params)
     # The heads are found first and their rows read by id; `state || ''` keeps SQLite's
     # planner from walking every queued job on the state index instead.
     return Due(
-        f"id IN ({lines} {' UNION ALL '.join(heads)})"
-        " AND state || '' = ? AND (not_before IS NULL OR not_before <= ?)",
-        (queued, queued, *head_params, queued, at),
+        f"id IN ({heads}) AND state || '' = ? AND {due.partition(' AND ')[2]}",
+        (*params, queued, at),
         order,
     )
+
+
+def due_plans(at: str, per_number: int | None, limit: int) -> tuple[Due, Due | None]:
+    """How to read the due jobs: a first plan, and the one to run instead when the first
+    found fewer than `limit` (None: the first is complete)."""
+    if per_number is None:
+        return _due_jobs(at, None), None
+    return _due_jobs(at, per_number, window=limit + _WINDOW_SLACK), _due_jobs(at, per_number)
 
 
 class JobClaims(Database):
@@ -157,10 +191,10 @@ class JobClaims(Database):
         claimed, plus this claim, never exceed it. Such claims are made one at a time.
         """
         claim = Claim(owner, now, lease, limit)
-        due = _due_jobs(time_to_db(now), per_number)
+        plans = due_plans(time_to_db(now), per_number, limit)
         if max_in_flight is not None:
-            return self._claim_within(claim, due, max_in_flight)
-        return self._claim(due, claim)
+            return self._claim_within(claim, plans, max_in_flight)
+        return self._claim_due(plans, claim)
 
     def claim_due_polls(
         self, now: datetime, limit: int, *, owner: str, lease: timedelta
@@ -185,7 +219,9 @@ class JobClaims(Database):
         due = Due("state = ?", (JobState.SUBMITTING.value,), "updated_at, id")
         return self._claim(due, Claim(owner, now, lease, limit), own_again=False)
 
-    def _claim_within(self, claim: Claim, due: Due, max_in_flight: int) -> list[Job]:
+    def _claim_within(
+        self, claim: Claim, plans: tuple[Due, Due | None], max_in_flight: int
+    ) -> list[Job]:
         at = time_to_db(claim.now)
         active = [state.value for state in ACTIVE_STATES]
         with self._write() as conn:
@@ -201,8 +237,24 @@ class JobClaims(Database):
             if room == 0:
                 return []
             within = replace(claim, limit=min(claim.limit, room))
-            rows = lease_rows(conn, self._dialect, "jobs", due, within)
+            rows = self._lease_due(conn, plans, within)
         return [job_from_row(row) for row in rows]
+
+    def _claim_due(self, plans: tuple[Due, Due | None], claim: Claim) -> list[Job]:
+        with self._write() as conn:
+            rows = self._lease_due(conn, plans, claim)
+        return [job_from_row(row) for row in rows]
+
+    def _lease_due(
+        self, conn: Connection, plans: tuple[Due, Due | None], claim: Claim
+    ) -> list[Any]:
+        """Lease by the first plan; when it fell short, by the complete one, which takes
+        those again (their owner's own leases) with the rest, in due order."""
+        first, complete = plans
+        rows = lease_rows(conn, self._dialect, "jobs", first, claim)
+        if complete is not None and len(rows) < claim.limit:
+            rows = lease_rows(conn, self._dialect, "jobs", complete, claim)
+        return rows
 
     def _claim(self, due: Due, claim: Claim, *, own_again: bool = True) -> list[Job]:
         """Lease jobs as `lease_rows` does, in a transaction of their own."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from faxgate.domain.jobs import (
     ACTIVE_STATES,
@@ -15,7 +16,7 @@ from faxgate.domain.jobs import (
     Job,
     JobState,
 )
-from faxgate.store.claims import _due_jobs
+from faxgate.store.claims import Due, _due_jobs, due_plans
 from faxgate.store.db import Database
 from faxgate.store.rows import (
     document_from_row,
@@ -60,12 +61,18 @@ class JobReads(Database):
         """Queued jobs whose time and turn have come, as `claim_due_jobs` takes them (the
         same definition, claims._due_jobs), without a lease: for the one dispatcher of
         an SQLite store."""
-        where, params, order = _due_jobs(time_to_db(now), per_number)
-        rows = self._query(
+        first, complete = due_plans(time_to_db(now), per_number, limit)
+        rows = self._due_rows(first, limit)
+        if complete is not None and len(rows) < limit:
+            rows = self._due_rows(complete, limit)
+        return [job_from_row(row) for row in rows]
+
+    def _due_rows(self, due: Due, limit: int) -> list[Any]:
+        where, params, order = due
+        return self._query(
             f"SELECT * FROM jobs WHERE {where} ORDER BY {order} LIMIT ?",  # noqa: S608
             (*params, limit),
         )
-        return [job_from_row(row) for row in rows]
 
     def sent_by(self, source: str, since: datetime) -> list[datetime]:
         """When the faxes of one source (a sender, a hot folder) were handed to the

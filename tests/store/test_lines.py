@@ -129,3 +129,15 @@ def test_the_metric_counts_waiting_jobs_by_why(store: Store) -> None:
         hours = metrics.REGISTRY.get_sample_value("faxgate_jobs_waiting", {"reason": "hours"})
     assert (turn, hours) == (2, 0)
     assert metrics.REGISTRY.get_sample_value("faxgate_jobs_waiting", {"reason": "turn"}) is None
+
+
+def test_heads_beyond_the_first_window_of_the_queue_are_found(store: Store) -> None:
+    # A hundred faxes to one number before one to another: the first few dozen due jobs
+    # hold a single head, and the other number's comes from the walk of every line.
+    to_a = store.create_jobs([new_job(A) for _ in range(100)])
+    [b1] = store.create_jobs([new_job(B)])
+    assert ids(store.due_jobs(T0, 2)) == [to_a[0].id, b1.id]
+    assert ids(store.claim_due_jobs(T0, 2, owner="one", lease=LEASE)) == [to_a[0].id, b1.id]
+    # Many numbers: the window holds enough heads, in queue order.
+    many = store.create_jobs([new_job(f"+1415556{n:04d}") for n in range(300)])
+    assert ids(store.due_jobs(T0, 5)) == [to_a[0].id, b1.id, *ids(many[:3])]
