@@ -168,8 +168,8 @@ def job_source(intake: str, intake_ref: Mapping[str, object]) -> str | None:
 
 
 # Why queued jobs wait, for the metrics: a rule's window or limit, a call tried again later
-# (busy, no answer, a provider fault), or their number's turn.
-WAIT_KINDS: Final = ("hours", "sender_limit", "retry", "turn")
+# (busy, no answer, a provider fault), their number's turn, or rules that could not judge.
+WAIT_KINDS: Final = ("hours", "sender_limit", "retry", "turn", "error")
 
 # What a job may ask for itself; rules add their own.
 PRIORITIES: Final[Mapping[str, int]] = {"urgent": 1, "normal": 0, "bulk": -1}

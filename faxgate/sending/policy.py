@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from faxgate.domain.jobs import Document, Job, JobState, RetryPolicy, RetryRule
@@ -32,6 +32,9 @@ from faxgate.settings.policy import PolicySettings
 from faxgate.store import JobNotFound, StaleState, Store
 
 log = logging.getLogger("faxgate.dispatcher")
+
+# A job the rules could not judge is judged again this much later.
+JUDGE_AGAIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,13 @@ def judge_due(policy: SendingPolicy, store: Store, jobs: Sequence[Job], now: dat
     by_id = {job.id: job for job in jobs}
     for job in jobs:
         seen = candidate(job)
-        rule = first_match(policy.rules, seen)
+        # The store's failures fail the cycle (tried again); the rules' own, on one job,
+        # must not stop every other fax (see _cannot_judge).
+        try:
+            rule = first_match(policy.rules, seen)
+        except Exception as error:
+            verdicts.waits.append((job, _cannot_judge(job, error, now)))
+            continue
         if rule is not None and rule.max_pages is not None and seen.pages is None:
             seen = _with_pages(seen, store.documents(job.id))
         source = seen.source
@@ -109,7 +118,10 @@ def judge_due(policy: SendingPolicy, store: Store, jobs: Sequence[Job], now: dat
         if limited and source and source not in used:
             used[source] = store.sent_by(source, now - DAY)
         use = SenderUse(used.get(source, ()))
-        verdict = judge(seen, rule, now, use=use, fallback_zone=policy.unknown_zone)
+        try:
+            verdict = judge(seen, rule, now, use=use, fallback_zone=policy.unknown_zone)
+        except Exception as error:
+            verdict = _cannot_judge(job, error, now)
         if isinstance(verdict, Wait):
             verdicts.waits.append((job, verdict))
         elif isinstance(verdict, Refuse):
@@ -120,6 +132,14 @@ def judge_due(policy: SendingPolicy, store: Store, jobs: Sequence[Job], now: dat
                 used[source].append(now)
     verdicts.go = [by_id[seen.job_id] for seen in in_sending_order(going)]
     return verdicts
+
+
+def _cannot_judge(job: Job, error: Exception, now: datetime) -> Wait:
+    """A job the rules cannot judge (a bug meeting odd input) is not sent against a rule
+    either: it waits a while, and says why."""
+    log.error("cannot judge job=%s by the sending rules", job.id, exc_info=error)
+    why = f"the sending rules could not judge it ({type(error).__name__}); judged again later"
+    return Wait(now + JUDGE_AGAIN, why, "error")
 
 
 def hold(store: Store, job: Job, wait: Wait, now: datetime) -> bool:

@@ -6,9 +6,12 @@ wait, a fax refused for its pages."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import pytest
 
 from faxgate.domain.jobs import Intake, Job
-from faxgate.domain.sending_rules import Hours, Match, Rule
+from faxgate.domain.sending_rules import Candidate, Hours, Match, Rule
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.sending.dispatcher import Dispatcher
@@ -273,3 +276,33 @@ def test_pages_are_counted_only_where_they_can_be(spool: Spool) -> None:
 
     assert count_pages([doc(pdf.path, "application/pdf"), doc(pdf.path, "image/png")]) == 4
     assert count_pages([doc(pdf.path, "application/pdf"), doc(pdf.path, "text/plain")]) is None
+
+
+async def test_a_job_the_rules_cannot_judge_waits_and_the_others_go(
+    sandbox: Sandbox,
+    client: HelloFaxClient,
+    store: Store,
+    spool: Spool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import faxgate.sending.policy as applied
+
+    office = Rule("office", hours=Hours(time(8), time(18)))
+    odd, fine = queue(store, spool, LONDON), queue(store, spool, "+442079460001")
+    from faxgate.domain.sending_rules import judge as real_judge
+
+    def judge_failing_once(seen: Candidate, *args: Any, **kwargs: Any) -> object:
+        if seen.job_id == odd.id:
+            raise ValueError("a bug meeting odd input")
+        return real_judge(seen, *args, **kwargs)
+
+    monkeypatch.setattr(applied, "judge", judge_failing_once)
+    clock = SetClock()
+    the_dispatcher = make(store, client, clock, SendingPolicy(rules=(office,)))
+    report = await the_dispatcher.dispatch_once()
+    assert (report.submitted, report.waiting) == (1, 1)
+    assert fresh(store, fine).state is S.SUBMITTED
+    held = fresh(store, odd)
+    assert held.state is S.QUEUED
+    assert held.wait_kind == "error"
+    assert held.not_before == NOON + applied.JUDGE_AGAIN
