@@ -38,9 +38,7 @@ from faxgate.intake.imap.watcher import ImapIntake
 from faxgate.intake.smtp.handler import HandlerConfig
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, handler_config
 from faxgate.intake.smtp.policy import exposure_problem
-from faxgate.sending.dispatcher import Dispatcher
-from faxgate.sending.policy import SendingPolicy
-from faxgate.settings import ConfigError, Settings
+from faxgate.settings import ConfigError, PolicySettings, Settings
 
 log = logging.getLogger("faxgate.reload")
 
@@ -152,6 +150,12 @@ def reload_problem(in_use: Settings) -> str | None:
 # ---------------------------------------------------------------------------- applying
 
 
+class PolicyUser(Protocol):
+    """What applies a new sending policy (faxgate.sending.dispatcher.Dispatcher)."""
+
+    async def apply_policy(self, settings: PolicySettings) -> None: ...
+
+
 class Running(Protocol):
     """The parts of a running daemon a reload changes (faxgate.app.Daemon)."""
 
@@ -160,7 +164,9 @@ class Running(Protocol):
     inbound: InboundReceiver | None
     folders: HotFolders | None
     imap: ImapIntake | None
-    dispatcher: Dispatcher
+
+    @property
+    def dispatcher(self) -> PolicyUser: ...
 
 
 class ReloadRefused(Exception):
@@ -269,7 +275,7 @@ class Reloader:
             daemon.inbound.reroute(prepared.routing)
         if plan.touches("policy"):
             # Whole, between two cycles' reads: a cycle judges by the old or the new rules.
-            await daemon.dispatcher.use_policy(SendingPolicy.from_settings(in_use.policy))
+            await daemon.dispatcher.apply_policy(in_use.policy)
         if "log_level" in plan.applied:
             self.set_log_level(in_use.log_level)
         if prepared.folders is not None and daemon.folders is not None:

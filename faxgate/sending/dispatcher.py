@@ -66,7 +66,7 @@ from faxgate.sending.pause import PauseGate
 from faxgate.sending.policy import SendingPolicy, hold, judge_due
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
-from faxgate.settings import DispatchSettings, PollingSettings
+from faxgate.settings import DispatchSettings, PolicySettings, PollingSettings
 from faxgate.store import Store
 
 __all__ = ["CONCURRENCY", "DispatchReport", "Dispatcher"]
@@ -163,6 +163,10 @@ class Dispatcher:
         # Jobs requeued by others (a busy line called again later) wait in the store.
         waiting = await asyncio.to_thread(self._store.next_not_before)
         return self._idle_seconds(waiting)
+
+    async def apply_policy(self, settings: PolicySettings) -> None:
+        """Judge by the policy these settings give from the next cycle on (a reload)."""
+        await self.use_policy(SendingPolicy.from_settings(settings))
 
     async def use_policy(self, policy: SendingPolicy) -> None:
         """Judge by new rules from the next cycle on; the jobs the old ones held back are
