@@ -150,7 +150,8 @@ class QueueAgeCollector(Collector):
 _WAITING = "faxgate_jobs_waiting"
 _WAITING_HELP = (
     "Queued jobs not sent yet, by why: hours (a rule's window), sender_limit, retry (a"
-    " call tried again later), turn (behind another fax to the same number)."
+    " call tried again later), turn (behind another fax to the same number), error (the"
+    " sending rules could not judge it)."
 )
 
 

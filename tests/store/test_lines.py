@@ -98,7 +98,7 @@ def test_how_many_wait_and_why(store: Store, clock: FakeClock) -> None:
     )
     counts = store.count_waiting(T0, per_number=1)
     # a2, a3 behind a1; b2 behind b1 in flight; c2 is a call tried again later.
-    assert counts == {"hours": 1, "sender_limit": 0, "retry": 1, "turn": 3}
+    assert counts == {"hours": 1, "sender_limit": 0, "retry": 1, "turn": 3, "error": 0}
     assert store.count_waiting(T0, per_number=None)["turn"] == 0
 
     # Any move clears why a rule held it back.
