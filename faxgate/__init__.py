@@ -1,3 +1,3 @@
-"""faxgate: email and hot folders to fax, through the HelloFax API."""
+"""faxgate: email and hot folders to fax, through HelloFax v1 or the Dropbox Fax API v3."""
 
 __version__ = "0.1.0"

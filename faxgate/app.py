@@ -32,6 +32,7 @@ from faxgate.hellofax.errors import HelloFaxError
 from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import Sandbox as V1Sandbox
 from faxgate.inbound.receiver import InboundReceiver
+from faxgate.instances import sharing
 from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.imap.taking import REFUSAL_KIND
@@ -54,8 +55,7 @@ from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.setup_warnings import setup_warnings
-from faxgate.store import Store, StoreError
-from faxgate.store.probe import StoreProbe
+from faxgate.store import Share, Store, StoreError, new_owner
 from faxgate.store.spool import Spool
 from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 from faxgate.web.guard import StatusAccess
@@ -91,6 +91,8 @@ class Daemon:
     folders: HotFolders | None = None
     inbound: InboundReceiver | None = None
     imap: ImapIntake | None = None
+    # Its name and lease among the instances sharing a PostgreSQL store (None: alone).
+    share: Share | None = None
     # Reads the settings again on SIGHUP; `faxgate run` tells it how (faxgate/reload.py).
     reloader: Reloader = field(default_factory=Reloader)
 
@@ -153,13 +155,22 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             log.info("sandbox listening base_url=%s", sandbox.base_url)
 
         try:
-            store = Store.open(settings.database_path)
+            store = await asyncio.to_thread(open_store, settings)
         except (sqlite3.Error, StoreError) as exc:  # a full disk, say: in plain words
-            raise StartupError(f"cannot open the store {settings.database_path}: {exc}") from None
+            # PostgreSQL's errors already name the store (without its password).
+            said = (
+                str(exc)
+                if settings.store.url
+                else f"cannot open the store {store_location(settings)}: {exc}"
+            )
+            raise StartupError(said) from None
         parts.callback(store.close)
+        # Sharing a PostgreSQL store with other instances: work is claimed under this
+        # instance's name, with a lease. Alone on SQLite, the parts read it as always.
+        share = Share(new_owner(), settings.store.lease) if settings.store.url else None
         await asyncio.to_thread(Spool(settings.spool_dir).cleanup_orphans)
         parts.enter_context(metrics.watching_jobs(store.count_by_state))
-        store_probe = StoreProbe(store.path)
+        store_probe = store.probe()
         parts.enter_context(metrics.watching_queue_age(store_probe.oldest_due_seconds))
         parts.enter_context(
             metrics.watching_waits(
@@ -191,7 +202,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             store, mailer, settings.spool_dir, confirmations
         )
         reporters[REFUSAL_KIND] = refusal_reply_handler(mailer)
-        notifier = Notifier(store, reporters)
+        notifier = Notifier(store, reporters, share=share)
         callbacks_expected = sandbox is not None or bool(settings.http.public_url)
         dispatcher = Dispatcher(
             store,
@@ -205,6 +216,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             unmatched=lambda: tracker.unmatched(),
             callbacks_expected=callbacks_expected,
             callback_retry_scale=settings.callback_retry_scale,
+            share=share,
             policy=SendingPolicy.from_settings(settings.policy),
         )
         try:
@@ -221,9 +233,10 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             settings.retry.policy(),
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
+            shared=share is not None,
             retry_for=lambda job, base: dispatcher.policy.retries(job, base),
         )
-        poller = Poller(store, provider, tracker, settings.polling)
+        poller = Poller(store, provider, tracker, settings.polling, share=share)
 
         token = callback_token(settings)
         try:
@@ -265,6 +278,16 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         if sandbox is not None and isinstance(provider, DropboxFaxClient):
             await _register_events(provider, event_callback_url(settings, token, http.port))
 
+        if share is not None:
+            # Before anything is claimed: the leases are renewed from the first claim on.
+            wake = {"jobs": [dispatcher.wake, poller.wake], "outbox": [notifier.wake]}
+            await parts.enter_async_context(sharing(store, share, wake))
+            log.info(
+                "sharing the store %s instance=%s lease=%.0fs",
+                store.location,
+                share.owner,
+                share.lease.total_seconds(),
+            )
         await dispatcher.recover()
         smtp = await _start_smtp(settings, store, on_accept=lambda _jobs: dispatcher.wake())
         parts.push_async_callback(smtp.stop)
@@ -280,6 +303,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             settings, store, provider, dispatcher, poller, notifier, http, sandbox, smtp, health
         )
         daemon.folders = folders
+        daemon.share = share
         daemon.inbound = inbound
         daemon.imap = imap
         # Inside _running: the folders stop taking files before the dispatcher drains.
@@ -354,6 +378,19 @@ async def _register_events(client: DropboxFaxClient, url: str) -> None:
         await client.set_callback_url(url)
     except ProviderError as exc:
         log.warning("could not register the events URL with the sandbox error=%r", exc.message)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name: [store] url's PostgreSQL database, shared with other
+    instances, or (url empty) the SQLite file in the state directory."""
+    return Store.open_configured(
+        settings.store.url, settings.store.password.get_secret_value(), settings.database_path
+    )
+
+
+def store_location(settings: Settings) -> str:
+    """Where the settings' store is, as messages name it (never with a password)."""
+    return settings.store.url or str(settings.database_path)
 
 
 def sandbox_settings(settings: Settings) -> sandbox_server.SandboxSettings:

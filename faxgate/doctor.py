@@ -479,6 +479,8 @@ def _ports(settings: Settings, *, running: bool) -> list[Finding]:
 
 
 def _store(settings: Settings) -> Finding:
+    if settings.store.url:
+        return _postgres_store(settings)
     path = settings.database_path
     problem = preflight.store_problem(path)
     if problem is None:
@@ -491,3 +493,27 @@ def _store(settings: Settings) -> Finding:
         "needs that version"
     )
     return Finding("store", PROBLEM, problem, fix)
+
+
+def _postgres_store(settings: Settings) -> Finding:
+    """A PostgreSQL store: the database answers, and its schema is one this faxgate knows;
+    and nothing beside it that cannot yet be shared."""
+    where = settings.store.url
+    problem = preflight.postgres_store_problem(settings)
+    if problem is not None:
+        if "newer faxgate" in problem:
+            fix = "upgrade faxgate to the version of the other instances sharing the store"
+        else:
+            fix = (
+                "start PostgreSQL, or correct store.url; the password goes in"
+                " FAXGATE_STORE__PASSWORD or the credential store.password (docs/postgresql.md)"
+            )
+        return Finding("store", PROBLEM, problem, fix)
+    not_shared = preflight.not_shared_yet(settings)
+    if not_shared is not None:
+        return Finding(
+            "store", PROBLEM, not_shared, "turn imap.enabled off, or leave store.url empty"
+        )
+    return Finding(
+        "store", OK, f"the PostgreSQL store {where} answers, with a schema this faxgate knows"
+    )

@@ -34,7 +34,7 @@ import socket
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from faxgate.inbound.receiver import UPLOAD_DIR_NAME, routing_from_settings
 from faxgate.intake.folder.claims import CLAIMS_DIR
@@ -67,7 +67,7 @@ def preflight(settings: Settings) -> list[str]:
     for path, what in _state_folders(settings):
         _usable_dir(found, path, what)
     if settings.store.url:
-        found.append(POSTGRES_NOT_YET)
+        found += filter(None, [not_shared_yet(settings), postgres_store_problem(settings)])
     else:
         found += filter(None, [store_problem(settings.database_path)])
     _check_folders(found, settings)
@@ -215,12 +215,44 @@ def another_faxgate(state_dir: Path) -> str | None:
     return None
 
 
-# The store runs on PostgreSQL; the daemon's parts that share work between instances
-# (claims, leases, the notifier's lock, the health probe) do not yet.
-POSTGRES_NOT_YET = (
-    "store.url is set, but `faxgate run` does not run on a PostgreSQL store yet"
-    " (docs/postgresql.md): leave store.url empty for SQLite in the state directory"
-)
+def not_shared_yet(settings: Settings) -> str | None:
+    """A part that cannot yet share a PostgreSQL store with other instances."""
+    if settings.imap.enabled:
+        # Its ledger of messages taken is an SQLite file beside the store: two instances
+        # would each keep their own and take every message twice.
+        return (
+            "imap.enabled is on and store.url names a PostgreSQL store, but the IMAP intake"
+            " keeps its ledger in the SQLite file of one instance and cannot yet be shared"
+            " (docs/postgresql.md): turn imap.enabled off, or leave store.url empty"
+        )
+    return None
+
+
+def postgres_store_problem(settings: Settings) -> str | None:
+    """A PostgreSQL store that cannot be used: not reachable, or too new."""
+    # Imported here: the driver costs every start that never uses it.
+    import psycopg
+
+    from faxgate.store.pg_migrations import PG_MIGRATIONS, pg_schema_version
+    from faxgate.store.postgres import CHECK_TIMEOUT, without_password
+
+    location = without_password(settings.store.url)
+    password = settings.store.password.get_secret_value()
+    options: dict[str, Any] = {"password": password} if password else {}
+    try:
+        with psycopg.connect(
+            settings.store.url, connect_timeout=CHECK_TIMEOUT, autocommit=True, **options
+        ) as conn:
+            version = pg_schema_version(conn)
+    except psycopg.Error as exc:
+        said = " ".join(str(exc).split())
+        return f"the store {location} cannot be reached (store.url): {said}"
+    if version > len(PG_MIGRATIONS):
+        return (
+            f"the store {location} was written by a newer faxgate (schema version {version};"
+            f" this one knows up to {len(PG_MIGRATIONS)}): upgrade faxgate"
+        )
+    return None
 
 
 def store_problem(path: Path) -> str | None:

@@ -49,10 +49,11 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "doctor": BELOW_THE_PARTS | {"hellofax", "dropbox_fax", "providers", "web", "preflight"},
     "reload": BELOW_THE_PARTS | {"intake", "inbound"},
     "demo": BELOW_THE_PARTS,
+    "instances": BELOW_THE_PARTS | {"store"},
     "app": BELOW_THE_PARTS
     | {"store", "hellofax", "dropbox_fax", "providers", "sandbox", "intake", "inbound"}
     | {"sending", "notify", "web"}
-    | {"preflight", "reload", "setup_warnings"},
+    | {"preflight", "reload", "setup_warnings", "instances"},
     "cli": BELOW_THE_PARTS
     | {"store", "hellofax", "dropbox_fax", "providers", "intake", "inbound", "web", "app"}
     | {"doctor", "reload"}

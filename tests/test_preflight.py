@@ -12,16 +12,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from faxgate.app import StartupError, started
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.preflight import hot_folder_problems, preflight, summary
 from faxgate.settings import FolderSettings, Settings
+from faxgate.store import Store
 from tests.daemon import fast_settings
+from tests.postgres import postgres_server, postgres_url
 from tests.reliability.test_disk_full import Mounts, fill, mounts
 
-__all__ = ["mounts"]  # the fixture, shared with the reliability tests
+__all__ = [
+    "mounts",
+    "postgres_server",
+    "postgres_url",
+]  # the fixture, shared with the reliability tests
 
 
 def with_folders(settings: Settings, *folders: FolderSettings) -> Settings:
@@ -131,11 +138,40 @@ async def test_a_second_faxgate_on_the_same_state_directory(tmp_path: Path) -> N
                 pass
 
 
-def test_a_postgresql_store_is_refused_by_the_daemon_for_now(tmp_path: Path) -> None:
-    url = "postgresql://faxgate@db.example.org/faxgate"
-    settings = fast_settings(tmp_path / "state", store={"url": url})
-    assert "store.url is set" in " ".join(preflight(settings))
+def test_a_postgresql_store_that_answers_is_no_problem(tmp_path: Path, postgres_url: str) -> None:
+    settings = fast_settings(tmp_path / "state", store={"url": postgres_url})
+    assert preflight(settings) == []
     assert not settings.database_path.exists()
+
+
+def test_a_postgresql_store_that_cannot_be_reached_is_named(tmp_path: Path) -> None:
+    url = "postgresql://faxgate@127.0.0.1:1/faxgate"
+    settings = fast_settings(tmp_path / "state", store={"url": url})
+    [problem] = preflight(settings)
+    assert problem.startswith(f"the store {url} cannot be reached (store.url): ")
+
+
+def test_a_postgresql_store_from_a_newer_faxgate_is_refused(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    Store.open_url(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE faxgate_schema SET version = version + 1")
+    settings = fast_settings(tmp_path / "state", store={"url": postgres_url})
+    [problem] = preflight(settings)
+    assert "was written by a newer faxgate" in problem
+    assert "upgrade faxgate" in problem
+
+
+def test_imap_cannot_share_a_postgresql_store_yet(tmp_path: Path, postgres_url: str) -> None:
+    settings = fast_settings(
+        tmp_path / "state",
+        store={"url": postgres_url},
+        imap={"enabled": True, "host": "imap.example.org", "username": "u", "password": "p"},
+    )
+    problems = " ".join(preflight(settings))
+    assert "imap.enabled" in problems
+    assert "store.url" in problems
 
 
 def test_a_store_that_is_no_database_or_too_new(tmp_path: Path) -> None:

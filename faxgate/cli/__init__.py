@@ -75,7 +75,7 @@ def build_parser(groups: Iterable[str] = COMMAND_GROUPS) -> argparse.ArgumentPar
     """The parser with the commands of `groups` (every command by default)."""
     parser = argparse.ArgumentParser(
         prog="faxgate",
-        description="Email and hot folders to fax, through the HelloFax API.",
+        description="Email and hot folders to fax, through HelloFax v1 or the Dropbox Fax API v3.",
     )
     parser.add_argument("--version", action="version", version=f"faxgate {__version__}")
     _add_global_options(parser)

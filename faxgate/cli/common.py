@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from faxgate.settings import Settings
+    from faxgate.store import Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and failed: the provider refused, a job is unknown...
@@ -111,3 +112,19 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         print(
             "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[Store]:
+    """The store the settings name, for one command: [store] url's PostgreSQL database,
+    or (url empty) the SQLite file in the state directory; closed when the command ends."""
+    from faxgate.store import Store, StoreError
+
+    try:
+        store = Store.open_configured(
+            settings.store.url, settings.store.password.get_secret_value(), settings.database_path
+        )
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    with store:
+        yield store

@@ -25,7 +25,7 @@ def register(subparsers: common.Subparsers) -> None:
 
 def inbox_command(args: argparse.Namespace) -> int:
     settings = common.settings_from(args)
-    with Store.open(settings.database_path) as store:
+    with common.open_store(settings) as store:
         if args.fax:
             fax = _find(store, args.fax)
             faxes = [(fax, store.inbound_deliveries(fax.id))]

@@ -110,7 +110,7 @@ def _find(store: Store, text: str) -> Job:
 @contextmanager
 def _named_job(args: argparse.Namespace) -> Iterator[tuple[Store, Job]]:
     """The store, and the job the command line names in it."""
-    with Store.open(common.settings_from(args).database_path) as store:
+    with common.open_store(common.settings_from(args)) as store:
         yield store, _find(store, args.job)
 
 
@@ -148,7 +148,7 @@ def send_command(args: argparse.Namespace) -> int:
         reply_to=args.notify,
         priority=PRIORITIES[args.priority],
     )
-    with Store.open(settings.database_path) as store:
+    with common.open_store(settings) as store:
         try:
             (job,) = queue_fax(store, Spool(settings.spool_dir), request)
         except DocumentRefused as exc:
@@ -209,7 +209,7 @@ def _progress_detail(job: Job) -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     settings = common.settings_from(args)
-    with Store.open(settings.database_path) as store:
+    with common.open_store(settings) as store:
         if args.job:
             job = _find(store, args.job)
             per_number = settings.policy.calls_per_number or None
@@ -219,16 +219,34 @@ def status_command(args: argparse.Namespace) -> int:
             return _show_job(store, job, as_json=args.json, waiting=waiting)
         counts = store.count_by_state()
         recent = store.recent_jobs(args.limit)
+        # Instances sharing a PostgreSQL store: who holds work now.
+        holders = store.holders(utc_now()) if settings.store.url else None
     if args.json:
-        common.print_json(
-            {
-                "counts": {state.value: counts.get(state, 0) for state in JobState},
-                "recent": [_job_summary(job) for job in recent],
-            }
-        )
+        shown: dict[str, object] = {
+            "counts": {state.value: counts.get(state, 0) for state in JobState},
+            "recent": [_job_summary(job) for job in recent],
+        }
+        if holders is not None:
+            shown["instances"] = [
+                {
+                    "instance": held.owner,
+                    "sending": held.sending,
+                    "claimed": held.claimed,
+                    "notifications": held.notifications,
+                }
+                for held in holders
+            ]
+        common.print_json(shown)
         return common.EXIT_OK
     summary = ", ".join(f"{counts[state]} {state.value}" for state in JobState if counts.get(state))
     print(f"queue: {summary or 'empty'}")
+    if holders is not None:
+        working = "; ".join(
+            f"{held.owner} ({held.sending} sending, {held.claimed} claimed,"
+            f" {held.notifications} notifications)"
+            for held in holders
+        )
+        print(f"instances holding work: {working or 'none'}")
     if recent:
         print()
         common.print_table(

@@ -20,7 +20,8 @@ handler named after the kind (an inbound fax's "mail", say). No handler is a tem
 failure: a later faxgate may know the kind.
 
 Delivery is at least once. A cycle holds a lock file next to the database, so two
-notifiers on one store (two loops, two processes) never deliver the same row at once, and
+notifiers on one store (two loops, two processes) never deliver the same row at once
+(instances sharing a PostgreSQL store claim the rows instead, with a lease), and
 a row marked delivered is never taken again, across restarts too. But if the process dies
 after the handler sent its mail and before the row is marked, the mail goes out again after
 the restart: a rare duplicate report is better than a lost one.
@@ -47,7 +48,7 @@ from faxgate.notify.mailer import Mailer, MailError, keyed
 from faxgate.notify.report_text import compose_report
 from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
 from faxgate.runner import run_loop
-from faxgate.store import Store
+from faxgate.store import Share, Store
 
 log = logging.getLogger("faxgate.notifier")
 
@@ -95,6 +96,7 @@ class Notifier:
         batch: int = DEFAULT_BATCH,
         interval: float = DEFAULT_INTERVAL,
         lock_path: Path | None = None,
+        share: Share | None = None,
     ) -> None:
         self._store = store
         self._handlers = dict(handlers)
@@ -103,7 +105,12 @@ class Notifier:
         self._backoff = backoff
         self._batch = batch
         self._interval = interval
-        self._lock_path = lock_path or store.path.with_name(store.path.name + ".notifier-lock")
+        # Sharing the store with other instances, the outbox's rows are claimed instead
+        # of a lock file beside an SQLite store taken (there is no file to lock beside).
+        self._share = share
+        self._lock_path = lock_path
+        if share is None and lock_path is None:
+            self._lock_path = store.path.with_name(store.path.name + ".notifier-lock")
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -135,6 +142,9 @@ class Notifier:
     async def _cycle(self) -> tuple[int, int]:
         """(rows taken, rows done); (0, 0) when another notifier holds the lock."""
         async with self._cycle_lock:
+            if self._share is not None:
+                return await self._deliver_claimed(self._share)
+            assert self._lock_path is not None
             # Inline, not in a thread: it never waits, and a cancel between a thread taking
             # the lock and handing it back would leave it held for good.
             lock = _CycleLock.try_acquire(self._lock_path)
@@ -152,6 +162,23 @@ class Notifier:
                 return len(due), done
             finally:
                 lock.release()
+
+    async def _deliver_claimed(self, share: Share) -> tuple[int, int]:
+        """Sharing the store: the due rows are claimed, so each is delivered by one
+        instance at a time; one left by an instance that died is taken over once its
+        lease has run out."""
+        due = await asyncio.to_thread(
+            self._store.claim_notifications,
+            self._clock(),
+            self._batch,
+            owner=share.owner,
+            lease=share.lease,
+        )
+        done = 0
+        for notification in due:
+            if await self._deliver(notification):
+                done += 1
+        return len(due), done
 
     async def _deliver(self, notification: Notification) -> bool:
         """Hand one notification to its handler and record the result; True when done."""

@@ -38,9 +38,12 @@ looks at them again only when a callback for an unknown GUID arrives, which may 
 theirs. They do count as rivals when another job to the same number is reconciled, so
 that job is not handed a transmission they may own.
 
-One dispatcher per store: it takes any job in `submitting` that it is not sending itself
-for one whose fate is unknown. Cycles never overlap (a lock), so a job in `submitting`
-at the start of a cycle has no request of this process in flight.
+Alone on a store (SQLite), the dispatcher takes any job in `submitting` that it is not
+sending itself for one whose fate is unknown. Sharing a store with other instances
+(PostgreSQL, `share`), it claims its due jobs with a lease and settles only the jobs in
+`submitting` it holds, taking over those whose owner's lease ran out (faxgate.store.claims).
+Cycles never overlap (a lock), so a job in `submitting` at the start of a cycle has no
+request of this process in flight.
 
 The dispatcher runs the cycle; its parts are beside it: the submitter (a job's steps and
 what each answer does), the pause gate, the reconciler, and the moves they share.
@@ -67,7 +70,7 @@ from faxgate.sending.policy import SendingPolicy, hold, judge_due
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
 from faxgate.settings import DispatchSettings, PolicySettings, PollingSettings
-from faxgate.store import Store
+from faxgate.store import Share, Store
 
 __all__ = ["CONCURRENCY", "DispatchReport", "Dispatcher"]
 
@@ -76,6 +79,9 @@ log = logging.getLogger("faxgate.dispatcher")
 # With nothing else due, look for work this often: the CLI queues jobs from another process.
 IDLE_CHECK: Final = timedelta(seconds=1)  # one indexed query: cheap
 _SHORTEST_WAIT: Final = 0.01  # seconds
+# Sharing the store, a cycle claims no more due jobs than it sends at once, twice over:
+# what it claims, the other instances cannot send until the lease runs out.
+SHARED_CLAIM: Final = 2 * CONCURRENCY
 
 
 class Dispatcher:
@@ -94,9 +100,12 @@ class Dispatcher:
         unmatched: Callable[[], Awaitable[list[FaxReport]]] | None = None,
         callbacks_expected: bool = False,
         callback_retry_scale: float = 1.0,
+        share: Share | None = None,
         policy: SendingPolicy | None = None,
     ) -> None:
         self._store = store
+        # Sharing the store with other instances: jobs are claimed, never just read.
+        self._share = share
         # The sending policy in use; a reload replaces it whole (faxgate/reload.py).
         self.policy = policy or SendingPolicy()
         self._settings = settings
@@ -115,6 +124,7 @@ class Dispatcher:
             unmatched=unmatched,
             callbacks_expected=callbacks_expected,
             callback_retry_scale=callback_retry_scale,
+            share=share,
         )
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
@@ -130,7 +140,7 @@ class Dispatcher:
     async def recover(self) -> None:
         """At startup: reconcile every job left in `submitting` by an earlier run."""
         async with self._cycle_lock:
-            jobs = await asyncio.to_thread(self._store.jobs_in_states, [JobState.SUBMITTING])
+            jobs = await asyncio.to_thread(self._reconciler.submitting)
             if not jobs:
                 return
             log.info("recovering jobs=%d left in submitting", len(jobs))
@@ -217,10 +227,10 @@ class Dispatcher:
             self._submitter.forget_retries_due(now)
             if limit <= 0:
                 return report
+            if self._share is not None:
+                limit = min(limit, SHARED_CLAIM)  # the next cycle claims more at once
             policy = self.policy
-            jobs = await asyncio.to_thread(
-                self._store.due_jobs, now, limit, per_number=policy.per_number
-            )
+            jobs = await asyncio.to_thread(self._take_due, now, limit, policy.per_number)
             report.limit, report.picked = limit, len(jobs)
             if jobs:  # judged by the rules, in the order the provider's room is shared
                 jobs = await self._apply_rules(policy, jobs, now, report)
@@ -253,6 +263,22 @@ class Dispatcher:
                 report.failed += 1
                 log.info("refused by a rule job=%s: %s", job.id, refusal.why)
         return verdicts.go
+
+    def _take_due(self, now: datetime, limit: int, per_number: int | None) -> list[Job]:
+        """The due jobs this cycle sends, at most `per_number` in flight to one number (the
+        one definition of due: faxgate.store.claims). Sharing the store, they are claimed
+        (committed before any request leaves), within the provider's limit counted across
+        every instance; alone, they are read."""
+        if self._share is None:
+            return self._store.due_jobs(now, limit, per_number=per_number)
+        return self._store.claim_due_jobs(
+            now,
+            limit,
+            owner=self._share.owner,
+            lease=self._share.lease,
+            max_in_flight=self._settings.max_in_flight,
+            per_number=per_number,
+        )
 
     async def _room(self, report: DispatchReport) -> int:
         """How many jobs this cycle may send: the provider's free room, or none while

@@ -35,7 +35,7 @@ from faxgate.domain.provider import FaxPage, FaxProvider, FaxReport, ProviderErr
 from faxgate.runner import run_loop
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import PollingSettings
-from faxgate.store import StaleState, Store
+from faxgate.store import Share, StaleState, Store
 
 __all__ = ["PollMode", "PollReport", "Poller"]
 
@@ -92,6 +92,7 @@ class Poller:
         *,
         clock: Callable[[], datetime] = utc_now,
         provider_removes: bool | None = None,
+        share: Share | None = None,
     ) -> None:
         removes = provider.removes_sent if provider_removes is None else provider_removes
         self._parts = _Parts(store, provider, tracker, settings, removes)
@@ -100,12 +101,22 @@ class Poller:
         self._clock = clock
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        # Sharing the store with other instances: due polls are claimed, so two instances
+        # never ask the provider about one fax at once.
+        self._share = share
 
     # ------------------------------------------------------------------ one cycle
 
+    def _take_due(self, now: datetime) -> list[Job]:
+        if self._share is None:
+            return self._store.due_polls(now, MAX_DUE)
+        return self._store.claim_due_polls(
+            now, MAX_DUE, owner=self._share.owner, lease=self._share.lease
+        )
+
     async def poll_once(self) -> PollReport:
         now = self._clock()
-        candidates = await asyncio.to_thread(self._store.due_polls, now, MAX_DUE)
+        candidates = await asyncio.to_thread(self._take_due, now)
         due = [job for job in candidates if job.state in POLLED_STATES and job.provider_guid]
         if not due:
             return PollReport(due=0, requests=0, mode=None, settled=0)

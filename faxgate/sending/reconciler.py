@@ -38,6 +38,7 @@ from faxgate.domain.reconcile import (
     reconcile,
 )
 from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
+from faxgate.store import Share
 
 log = logging.getLogger("faxgate.dispatcher")
 
@@ -45,6 +46,8 @@ log = logging.getLogger("faxgate.dispatcher")
 # uncertain rather than the provider swamped.
 MAX_LIST_PAGES: Final = 50
 _AFTER_WINDOW: Final = timedelta(milliseconds=50)
+# Orphans (another instance's jobs left in submitting) taken over in one cycle, at most.
+ORPHANS_A_CYCLE: Final = 100
 
 UNCERTAIN_REASON: Final = (
     "we could not tell whether the fax was sent ({why}); it was not sent again; "
@@ -68,8 +71,11 @@ class Reconciler:
         unmatched: Callable[[], Awaitable[list[FaxReport]]] | None,
         callbacks_expected: bool,
         callback_retry_scale: float,
+        share: Share | None = None,
     ) -> None:
         self._parts = parts
+        # Sharing the store with other instances: only the jobs this one holds are its.
+        self._share = share
         self._window = window
         self._looks: dict[str, _Look] = {}  # unresolved job id -> its next reconcile
         # The provider removes sent faxes: absence from its list proves nothing.
@@ -93,8 +99,32 @@ class Reconciler:
         """When the unresolved jobs are to be looked at again."""
         return [look.at for look in self._looks.values()]
 
+    def submitting(self) -> list[Job]:
+        """The jobs in `submitting` that are this dispatcher's to settle (blocking).
+
+        Alone on the store: every one, since none has a request of this process in flight
+        between cycles. Sharing it: those this instance holds, after taking over the
+        orphans, jobs left in `submitting` by an instance whose lease ran out (it died, or
+        stalled); another's live jobs may have their request on its way.
+        """
+        store = self._parts.store
+        if self._share is None:
+            return store.jobs_in_states([JobState.SUBMITTING])
+        owner, lease = self._share.owner, self._share.lease
+        orphans = store.claim_orphans(
+            self._parts.clock(), ORPHANS_A_CYCLE, owner=owner, lease=lease
+        )
+        if orphans:
+            log.warning(
+                "taking over jobs=%d left in submitting by an instance whose lease ran out;"
+                " reconciling them, never sending them again blindly ids=%s",
+                len(orphans),
+                ",".join(job.id for job in orphans),
+            )
+        return store.jobs_held(owner, [JobState.SUBMITTING])
+
     async def reconcile_due(self, report: DispatchReport) -> None:
-        jobs = await asyncio.to_thread(self._parts.store.jobs_in_states, [JobState.SUBMITTING])
+        jobs = await asyncio.to_thread(self.submitting)
         present = {job.id for job in jobs}
         for gone in set(self._looks) - present:
             del self._looks[gone]

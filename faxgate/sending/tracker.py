@@ -68,10 +68,14 @@ class Tracker:
         on_progress: Callable[[Job], None] | None = None,
         on_unmatched: Callable[[], None] | None = None,
         retry_for: Callable[[Job, RetryPolicy], RetryPolicy] | None = None,
+        shared: bool = False,
     ) -> None:
         self._store = store
         # A job's own retries, where a sending rule sets them (faxgate/sending/policy.py).
         self._retry_for = retry_for
+        # Sharing the store with other instances, a callback may have been kept by
+        # another: the store is asked, not this instance's memory of what it kept.
+        self._shared = shared
         self._on_unmatched = on_unmatched
         self._policy = retry_policy
         self._clock = clock
@@ -108,7 +112,9 @@ class Tracker:
 
     def catch_up(self, job: Job) -> None:
         """A job just got its GUID: apply the reports that came for it first."""
-        if job.provider_guid is None or job.provider_guid not in self._early:
+        if job.provider_guid is None:
+            return
+        if not self._shared and job.provider_guid not in self._early:
             return
         task = asyncio.create_task(self._apply_early(job.provider_guid))
         self._catching_up.add(task)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
-from faxgate.settings.fields import _Section
+from faxgate.settings.fields import Duration, _Section
 
 
 class StoreSettings(_Section):
@@ -17,6 +18,10 @@ class StoreSettings(_Section):
     # The database's password: FAXGATE_STORE__PASSWORD or the systemd credential
     # store.password (libpq's PGPASSWORD and ~/.pgpass work too). Never in the URL.
     password: SecretStr = SecretStr("")
+    # On PostgreSQL: how long an instance's claim on work (a fax being sent, a poll, a
+    # notification) holds without word from it. A live instance renews its claims well
+    # before; one that dies loses them this long after its last word, to another.
+    lease: Duration = timedelta(minutes=2)
 
     @field_validator("url")
     @classmethod
@@ -35,6 +40,13 @@ class StoreSettings(_Section):
                 "put the password in store.password (FAXGATE_STORE__PASSWORD or the"
                 " credential store.password), not in the URL"
             )
+        return value
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("a lease shorter than 1s would be lost between two renewals")
         return value
 
     @property

@@ -4,6 +4,7 @@ the spool beside it."""
 
 from faxgate.store.facade import Store
 from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_version
+from faxgate.store.sharing import Holder, Share, new_owner
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
     JobNotFound,
@@ -20,16 +21,19 @@ from faxgate.store.values import (
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "MIGRATIONS",
+    "Holder",
     "JobNotFound",
     "Lease",
     "NewDocument",
     "NewJob",
     "NewNotification",
     "SchemaTooNew",
+    "Share",
     "StaleState",
     "Store",
     "StoreError",
     "UnmatchedReport",
     "apply_migrations",
+    "new_owner",
     "schema_version",
 ]

@@ -29,6 +29,7 @@ from typing import Any, Protocol, Self, TypeVar
 from faxgate.clock import utc_now
 from faxgate.store.dialect import SQLITE, Connection, Dialect
 from faxgate.store.migrations import apply_migrations, schema_version, write_transaction
+from faxgate.store.probe import StoreProbe
 from faxgate.store.rows import time_to_db
 from faxgate.store.values import DEFAULT_BUSY_TIMEOUT, StoreError
 
@@ -80,6 +81,9 @@ class Backend(Protocol):
         instance's transaction chose the same rows): run it again from the start."""
 
     def listen(self) -> Wakeups: ...
+
+    def probe(self) -> StoreProbe:
+        """The health probe's look at this database, on connections of its own."""
 
     def close(self) -> None: ...
 
@@ -138,6 +142,9 @@ class SqliteBackend:
 
     def listen(self) -> Wakeups:
         return _NoWakeups()
+
+    def probe(self) -> StoreProbe:
+        return StoreProbe(self.path)
 
     def close(self) -> None:
         with self._read_lock:
@@ -309,6 +316,11 @@ class Database:
                     conn.execute("ROLLBACK TO SAVEPOINT change")
                     change.error = error
                 conn.execute("RELEASE SAVEPOINT change")
+
+    def probe(self) -> StoreProbe:
+        """The health probe's look at this store (/healthz, the queue's age in /metrics):
+        its own connection for each look, as another instance would see the database."""
+        return self._backend.probe()
 
     def wakeups(self) -> Wakeups:
         """Word from other instances sharing the store when they leave work (on

@@ -18,11 +18,14 @@ from faxgate.store.inbound import InboundFaxes
 from faxgate.store.job_reads import JobReads
 from faxgate.store.jobs import JobTables
 from faxgate.store.outbox import Outbox
+from faxgate.store.sharing import Sharing
 from faxgate.store.unmatched import UnmatchedReports
 from faxgate.store.views import StatusViews
 
 
-class Store(JobTables, JobReads, JobClaims, Outbox, UnmatchedReports, InboundFaxes, StatusViews):
+class Store(
+    JobTables, JobReads, JobClaims, Sharing, Outbox, UnmatchedReports, InboundFaxes, StatusViews
+):
     """Jobs and events, the outbox, unmatched reports and inbound faxes in one database,
     and the status pages' views of them."""
 

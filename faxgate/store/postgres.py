@@ -32,6 +32,8 @@ from faxgate.store.probe import STORE_LOCK_WAIT, StoreNotWritable, StoreProbe
 from faxgate.store.values import StoreError
 
 CONNECT_TIMEOUT: Final = 10  # seconds
+# A check before a start, or by `faxgate doctor`: a server that does not answer soon is named.
+CHECK_TIMEOUT: Final = 5  # seconds
 
 PgConnection = psycopg.Connection[dict[str, Any]]
 
@@ -209,6 +211,10 @@ class PostgresBackend:
 
     def listen(self) -> _Listener:
         return _Listener(self._url, self._options)
+
+    def probe(self) -> PostgresProbe:
+        password = self._options.get("password")
+        return PostgresProbe(self._url, str(password) if password else None)
 
     def close(self) -> None:
         self._pool.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -269,7 +268,7 @@ class Health:
             overdue = await asyncio.to_thread(
                 self.probe.overdue_callbacks, now, self.thresholds.callback_overdue_after
             )
-        except sqlite3.Error as exc:
+        except self.probe.errors as exc:
             return {"ok": False, "problem": f"overdue callbacks cannot be read: {exc}"}
         check: dict[str, object] = {
             "ok": not overdue.count,
@@ -297,7 +296,7 @@ class Health:
             writable_problem = str(exc)
         try:
             return _StoreLook(writable_problem, self.probe.oldest_due(now), None)
-        except sqlite3.Error as exc:
+        except self.probe.errors as exc:
             return _StoreLook(writable_problem, None, f"the queue cannot be read: {exc}")
 
     def _queue_check(

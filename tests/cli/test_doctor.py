@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from faxgate.cli import main
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
+from faxgate.store import Store
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_LINE,
@@ -23,6 +25,9 @@ from tests.conftest import (
     CallbackReceiver,
 )
 from tests.daemon import CALLBACK_TOKEN, DaemonProcess
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]
 
 PortFactory = Callable[[], int]
 
@@ -320,3 +325,35 @@ async def test_folders_it_cannot_use(
     assert f"the hot folder {missing} does not exist" in found[0]["detail"]
     assert "is not a folder" in found[1]["detail"]
     assert "ReadWritePaths=" in found[0]["fix"]
+
+
+async def test_a_postgresql_store_is_checked_where_it_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    monkeypatch.setenv("FAXGATE_STORE__URL", postgres_url)
+    _, checks = await doctor(capsys)
+    store = only(checks, "store")
+    assert store["state"] == "ok"
+    assert f"the PostgreSQL store {postgres_url} answers" in store["detail"]
+
+    Store.open_url(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE faxgate_schema SET version = version + 1")
+    _, checks = await doctor(capsys)
+    store = only(checks, "store")
+    assert store["state"] == "problem"
+    assert "newer faxgate" in store["detail"]
+    assert "upgrade faxgate" in store["fix"]
+
+
+async def test_a_postgresql_store_out_of_reach_is_named_with_its_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql://faxgate@127.0.0.1:1/faxgate"
+    monkeypatch.setenv("FAXGATE_STORE__URL", url)
+    code, checks = await doctor(capsys)
+    assert code != 0
+    store = only(checks, "store")
+    assert store["state"] == "problem"
+    assert store["detail"].startswith(f"the store {url} cannot be reached")
+    assert "store.url" in store["fix"]

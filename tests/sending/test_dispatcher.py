@@ -30,7 +30,7 @@ from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandb
 from faxgate.sending.dispatcher import Dispatcher, DispatchReport
 from faxgate.sending.policy import SendingPolicy
 from faxgate.settings import DispatchSettings, PollingSettings
-from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store import NewDocument, NewJob, Share, Store
 from faxgate.store.spool import Spool
 from tests.conftest import (
     SANDBOX_GUID,
@@ -124,6 +124,7 @@ def dispatcher(
     kept: list[Transmission] | None = None,
     callbacks: bool = False,
     retry_scale: float = 1.0,
+    share: Share | None = None,
     policy: SendingPolicy | None = None,
 ) -> Dispatcher:
     """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
@@ -148,6 +149,7 @@ def dispatcher(
         unmatched=None if kept is None else unmatched,
         callbacks_expected=callbacks,
         callback_retry_scale=retry_scale,
+        share=share,
         policy=policy,
     )
 

@@ -546,3 +546,16 @@ async def test_a_sending_rule_sets_its_numbers_busy_retries(store: Store, clock:
     assert again.state is S.QUEUED  # [retry]'s two calls again
     assert policy.retries(ruled, POLICY).busy.extra_tries == 0
     assert policy.retries(other, POLICY) is POLICY
+
+
+async def test_a_callback_kept_by_another_instance_is_applied_by_the_one_that_sent(
+    store: Store, clock: FakeClock
+) -> None:
+    """Instances sharing a store: the callback reached one, the send's answer another."""
+    sender = Tracker(store, POLICY, clock=clock, shared=True)  # started before the callback
+    receiver = Tracker(store, POLICY, clock=clock, shared=True)
+    assert await receiver.observe(transmission("g1", "S"), source="callback") is None
+    job = submitted_job(store, "g1", now=clock.now)
+    sender.catch_up(job)
+    assert (await until_settled(store, job.id)).state is S.SENT
+    assert len(store.notifications(job.id)) == 1

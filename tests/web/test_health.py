@@ -17,6 +17,7 @@ from faxgate.app import Daemon, started
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import NewJob, Store
+from faxgate.store.postgres import PostgresProbe
 from faxgate.store.probe import DueJob, StoreNotWritable, StoreProbe
 from faxgate.web.health import (
     Health,
@@ -28,6 +29,9 @@ from faxgate.web.health import (
 )
 from tests.conftest import wait_for
 from tests.daemon import fast_settings, queue, settled
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 QUICK = HealthThresholds(
@@ -366,3 +370,21 @@ async def test_a_stuck_queue_shows_on_metrics_and_healthz(tmp_path: Path) -> Non
         daemon.store.transition(waiting.id, JobState.CANCELLED, detail="test")
         assert await scraped_queue_age(daemon) == 0.0
         assert (await get(daemon, "/healthz")).status_code == 200
+
+
+async def test_a_postgresql_store_is_judged_as_the_file_is(postgres_url: str) -> None:
+    """The store's own probe: a write committed and the queue read on a connection of its
+    own; a database out of reach is a problem in plain words, never a crash."""
+    now = datetime.now(UTC)
+    with Store.open_url(postgres_url) as shared:
+        (job,) = shared.create_jobs([new_job()], now=now - timedelta(minutes=16))
+        report = await Health(shared.probe(), ProviderHealth(), clock=Clock(now)).check()
+    assert report.checks["store"]["ok"] is True
+    assert report.checks["queue"]["oldest_due_job"] == job.id
+
+    away = PostgresProbe("postgresql://faxgate@127.0.0.1:1/faxgate")
+    report = await Health(away, ProviderHealth(), clock=Clock(now)).check()
+    assert not report.healthy
+    assert report.checks["store"]["ok"] is False
+    assert any("cannot be reached" in problem for problem in report.problems), report.problems
+    assert report.checks["queue"]["ok"] is False

@@ -138,7 +138,7 @@ class MailIntake:
             # (A cancel is no proof of that: the commit may be under way; files stay.)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(discard, self.spool, spooled.files)
-            _not_stored(exc, f"cannot record its faxes in the store {self.store.path}")
+            _not_stored(exc, f"cannot record its faxes in the store {self.store.location}")
             raise
 
 

@@ -15,9 +15,12 @@ from faxgate.domain.message import MailDocument
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.queue import Abandoned, GroupCommitter, Ticket
 from faxgate.intake.smtp.accept import Fax, MailIntake, MailToFax
-from faxgate.store import NewJob, Store
+from faxgate.store import NewJob, Store, StoreError
 from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]
 
 RAW = b"From: alice@example.com\r\nSubject: x\r\n\r\nhello\r\n"
 
@@ -86,6 +89,24 @@ async def test_a_failed_commit_leaves_no_file(
     monkeypatch.setattr(store, "create_jobs", broken)
     with pytest.raises(sqlite3.OperationalError):
         await MailIntake(store, spool).accept(mail("+14155550101"))
+    assert spool.files() == []
+
+
+async def test_a_failed_commit_on_postgresql_says_which_store(
+    postgres_url: str,
+    spool: Spool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database has no file: the message names its location, and the 451 stands."""
+    with Store.open_url(postgres_url) as shared:
+
+        def broken(_jobs: object) -> list[Job]:
+            raise StoreError("the transaction failed and was rolled back")
+
+        monkeypatch.setattr(shared, "create_jobs", broken)
+        with pytest.raises(StoreError, match="rolled back"):
+            await MailIntake(shared, spool).accept(mail("+14155550101"))
     assert spool.files() == []
 
 
