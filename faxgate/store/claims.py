@@ -85,7 +85,8 @@ _WINDOW_SLACK: Final = 64
 
 def _due_jobs(at: str, per_number: int | None = 1, *, window: int | None = None) -> Due:
     """The due queued jobs: what a dispatcher takes, in the order it takes them (higher
-    priority first, then the oldest). The one definition of "due", for the claims of
+    priority first, then by turn: the senders take turns, see JobTables._turn, and the
+    oldest go first). The one definition of "due", for the claims of
     several instances and the single dispatcher's read alike (`due_plans`).
 
     `per_number`: at most that many faxes in flight to one number (a fax machine answers
@@ -105,7 +106,7 @@ def _due_jobs(at: str, per_number: int | None = 1, *, window: int | None = None)
     """
     queued = JobState.QUEUED.value
     due = "state = ? AND (not_before IS NULL OR not_before <= ?)"
-    order = "priority DESC, created_at, rowid"
+    order = "priority DESC, turn_at, created_at, rowid"
     if per_number is None:
         return Due(due, (queued, at), order)
     active = [state.value for state in ACTIVE_STATES]

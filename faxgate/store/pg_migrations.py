@@ -192,9 +192,12 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE jobs ADD COLUMN wait_kind text",
         "ALTER TABLE jobs ADD COLUMN wait_reason text",
         "ALTER TABLE jobs ADD COLUMN source text",
+        f"ALTER TABLE jobs ADD COLUMN turn_at {_T}",
+        "UPDATE jobs SET turn_at = created_at",
         "CREATE INDEX jobs_by_source ON jobs (source, submitted_at)",
+        "CREATE INDEX jobs_by_source_turn ON jobs (source, state, turn_at)",
         "CREATE INDEX jobs_by_line ON jobs (state, to_number, priority DESC, created_at, rowid)",
-        "CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, created_at, rowid)",
+        "CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, turn_at, created_at, rowid)",
     ),
 )
 

@@ -141,3 +141,30 @@ def test_heads_beyond_the_first_window_of_the_queue_are_found(store: Store) -> N
     # Many numbers: the window holds enough heads, in queue order.
     many = store.create_jobs([new_job(f"+1415556{n:04d}") for n in range(300)])
     assert ids(store.due_jobs(T0, 5)) == [to_a[0].id, b1.id, *ids(many[:3])]
+
+
+def test_within_a_priority_the_senders_take_turns(store: Store, clock: FakeClock) -> None:
+    from faxgate.domain.jobs import Intake
+    from faxgate.store import NewJob
+
+    def mail(sender: str, n: int, **values: object) -> NewJob:
+        return new_job(
+            f"+1415557{n:04d}", intake=Intake.SMTP, intake_ref={"sender": sender}, **values
+        )
+
+    batch = store.create_jobs([mail("Bulk@Example.com", n) for n in range(50)])
+    clock.advance(seconds=5)
+    [single] = store.create_jobs([mail("alice@example.org", 100)])
+    [cli] = store.create_jobs([new_job(f"+14155571{1:03d}")])
+    [urgent] = store.create_jobs([mail("bulk@example.com", 101, priority=1)])
+
+    due = ids(store.due_jobs(T0 + timedelta(seconds=5), 10))
+    # The urgent one first; then the batch's first turns, up to the moment the others
+    # came (its sender took one turn a second), then theirs, then the batch again.
+    assert due[0] == urgent.id
+    assert due[1:7] == ids(batch[:6])  # their turns came by the time the others did
+    assert set(due[7:9]) == {single.id, cli.id}
+    assert due[9:] == ids(batch[6:7])
+    # A sender's own faxes keep their order.
+    everything = ids(store.due_jobs(T0, 100, per_number=None))
+    assert [i for i in everything if i in ids(batch)] == ids(batch)

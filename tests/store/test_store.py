@@ -630,7 +630,8 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP INDEX jobs_by_line")
         conn.execute("DROP INDEX jobs_by_priority")
         conn.execute("DROP INDEX jobs_by_source")
-        for column in ("priority", "wait_kind", "wait_reason", "source"):
+        conn.execute("DROP INDEX jobs_by_source_turn")
+        for column in ("priority", "wait_kind", "wait_reason", "source", "turn_at"):
             conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
         set_version(conn, 3)
     with open_store(path) as store:
