@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from faxgate import metrics, systemd
+from faxgate.clock import utc_now
 from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.provider import FaxProvider, ProviderError
@@ -49,6 +50,7 @@ from faxgate.providers import document_fetcher, open_provider
 from faxgate.reload import Reloader, ReloadPlan
 from faxgate.sandbox.server import SandboxServer
 from faxgate.sending.dispatcher import Dispatcher
+from faxgate.sending.policy import SendingPolicy
 from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
@@ -170,6 +172,11 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         parts.enter_context(metrics.watching_jobs(store.count_by_state))
         store_probe = store.probe()
         parts.enter_context(metrics.watching_queue_age(store_probe.oldest_due_seconds))
+        parts.enter_context(
+            metrics.watching_waits(
+                lambda: store.count_waiting(utc_now(), dispatcher.policy.per_number)
+            )
+        )
         provider_health = ProviderHealth()
 
         def api_request(endpoint: str, outcome: int | str) -> None:
@@ -210,6 +217,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             callbacks_expected=callbacks_expected,
             callback_retry_scale=settings.callback_retry_scale,
             share=share,
+            policy=SendingPolicy.from_settings(settings.policy),
         )
         try:
             folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)
@@ -226,6 +234,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             on_progress=progress,
             on_unmatched=dispatcher.evidence_arrived,
             shared=share is not None,
+            retry_for=lambda job, base: dispatcher.policy.retries(job, base),
         )
         poller = Poller(store, provider, tracker, settings.polling, share=share)
 
@@ -242,7 +251,12 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             inbound=inbound,
             upload_dir=inbound.upload_dir,
             health=health,
-            status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+            status_page=StatusPage(
+                store,
+                health=health,
+                recent_inbound=store.recent_inbound,
+                calls_per_number=lambda: dispatcher.policy.per_number,
+            ),
             page_image=confirmations.thumbnail,
             job_report=confirmations.on_request,
             status_access=StatusAccess(

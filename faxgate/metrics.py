@@ -147,6 +147,41 @@ class QueueAgeCollector(Collector):
         yield GaugeMetricFamily(_QUEUE_AGE, _QUEUE_AGE_HELP, value=self._oldest_due_seconds())
 
 
+_WAITING = "faxgate_jobs_waiting"
+_WAITING_HELP = (
+    "Queued jobs not sent yet, by why: hours (a rule's window), sender_limit, retry (a"
+    " call tried again later), turn (behind another fax to the same number), error (the"
+    " sending rules could not judge it)."
+)
+
+
+class WaitingCollector(Collector):
+    """Waiting jobs by why, read from the store at scrape time."""
+
+    def __init__(self, count_waiting: Callable[[], Mapping[str, int]]) -> None:
+        self._count_waiting = count_waiting
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(_WAITING, _WAITING_HELP, labels=["reason"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(_WAITING, _WAITING_HELP, labels=["reason"])
+        for reason, count in self._count_waiting().items():
+            family.add_metric([reason], count)
+        yield family
+
+
+@contextmanager
+def watching_waits(count_waiting: Callable[[], Mapping[str, int]]) -> Iterator[None]:
+    """Serve the waiting jobs by why from this source while the context lasts."""
+    collector = WaitingCollector(count_waiting)
+    REGISTRY.register(collector)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(collector)
+
+
 @contextmanager
 def watching_queue_age(oldest_due_seconds: Callable[[], float]) -> Iterator[None]:
     """Serve the queue's age from this source while the context lasts."""

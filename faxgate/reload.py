@@ -9,7 +9,8 @@ compared key by key (`plan_reload`, pure):
   domains, recipient and daily limits, cover mode and sending lines (a connection already
   open keeps going, its next MAIL FROM and RCPT TO meet the new rules); inbound routes;
   hot folders (added ones are watched, removed ones finish the files they are claiming and
-  stop, kept ones take their new options);
+  stop, kept ones take their new options); the sending policy (jobs waiting for a rule are
+  judged again by the new rules when their moment comes, or at once after a reload);
 - everything else (listen addresses, state_dir, the provider and its credentials, TLS and
   SMTP users, the HTTP server, mail, timers) keeps its value until a restart, and the log
   says which keys wait for one.
@@ -37,7 +38,7 @@ from faxgate.intake.imap.watcher import ImapIntake
 from faxgate.intake.smtp.handler import HandlerConfig
 from faxgate.intake.smtp.listener import SmtpListener, SmtpSetupError, handler_config
 from faxgate.intake.smtp.policy import exposure_problem
-from faxgate.settings import ConfigError, Settings
+from faxgate.settings import ConfigError, PolicySettings, Settings
 
 log = logging.getLogger("faxgate.reload")
 
@@ -61,6 +62,7 @@ LIVE: Final = frozenset(
         "smtp.cover",
         "smtp.default_line",
         "smtp.sender_lines",
+        "policy",
     }
 )
 
@@ -148,6 +150,12 @@ def reload_problem(in_use: Settings) -> str | None:
 # ---------------------------------------------------------------------------- applying
 
 
+class PolicyUser(Protocol):
+    """What applies a new sending policy (faxgate.sending.dispatcher.Dispatcher)."""
+
+    async def apply_policy(self, settings: PolicySettings) -> None: ...
+
+
 class Running(Protocol):
     """The parts of a running daemon a reload changes (faxgate.app.Daemon)."""
 
@@ -156,6 +164,9 @@ class Running(Protocol):
     inbound: InboundReceiver | None
     folders: HotFolders | None
     imap: ImapIntake | None
+
+    @property
+    def dispatcher(self) -> PolicyUser: ...
 
 
 class ReloadRefused(Exception):
@@ -262,6 +273,9 @@ class Reloader:
             daemon.imap.taker.config = prepared.smtp  # the mailbox's mail reads by the same
         if prepared.routing is not None and daemon.inbound is not None:
             daemon.inbound.reroute(prepared.routing)
+        if plan.touches("policy"):
+            # Whole, between two cycles' reads: a cycle judges by the old or the new rules.
+            await daemon.dispatcher.apply_policy(in_use.policy)
         if "log_level" in plan.applied:
             self.set_log_level(in_use.log_level)
         if prepared.folders is not None and daemon.folders is not None:

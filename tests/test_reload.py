@@ -31,6 +31,7 @@ from faxgate.reload import (
     settings_in_use,
 )
 from faxgate.settings import FolderSettings, ListenAddress, Settings, load_settings
+from faxgate.store import NewJob
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, DaemonProcess, settled
 from tests.intake.smtp.testing import RawSmtp, fax_mail
@@ -78,6 +79,9 @@ def settings(**sections: Any) -> Settings:
         ({"folders": [{"path": "/srv/fax/out"}]},
          {"folders": [{"path": "/srv/fax/out", "cover_to": "Reception"}]},
          ("folders",), ()),
+        ({}, {"policy": {"calls_per_number": 2,
+                         "rules": [{"name": "night", "hours": "22:00-06:00"}]}},
+         ("policy.calls_per_number", "policy.rules"), ()),
         ({}, {"state_dir": "/var/lib/other"}, (), ("state_dir",)),
         ({}, {"provider": {"username": "someone", "password": SECRET}},
          (), ("provider.username", "provider.password")),
@@ -471,6 +475,56 @@ async def test_inbound_routes_apply_to_the_next_fax(tmp_path: Path) -> None:
         faxes = await wait_for(lambda: stored(2), what="the second inbound fax")
         assert sorted(fax.route for fax in faxes) == ["default", "sales"]
         await wait_for(lambda: sales.is_dir() and any(sales.glob("*.pdf")), what="sales folder")
+
+
+async def test_a_reload_changing_a_rule_lets_the_jobs_it_held_go(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from faxgate.domain.jobs import JobState
+    from faxgate.store import NewDocument
+
+    # A window that opens in two hours in the number's zone (Los Angeles): closed now.
+    opens = datetime.now(ZoneInfo("America/Los_Angeles")) + timedelta(hours=2)
+    hours = f"{opens:%H}:00-{(opens + timedelta(hours=1)):%H}:00"
+    config = SettingsFile(tmp_path)
+    config.write(policy={"rules": [{"name": "later", "numbers": ["+1415"], "hours": hours}]})
+    async with daemon_reading(config) as daemon:
+        spooled = daemon_spool(daemon).store_bytes(pdf_document(1), suffix=".pdf")
+        (job,) = daemon.store.create_jobs(
+            [
+                NewJob(
+                    to_number="+14155550123",
+                    intake=Intake.CLI,
+                    documents=[NewDocument("letter.pdf", spooled, "application/pdf")],
+                )
+            ]
+        )
+        daemon.dispatcher.wake()
+
+        def held() -> str | None:
+            current = daemon.store.get_job(job.id)
+            return None if current is None else current.wait_reason
+
+        reason = await wait_for(held, what="the rule holding the job back")
+        assert reason.startswith(f"waiting for {opens:%H}:00 in America/Los_Angeles")
+        config.write(policy={"rules": []})
+        assert await daemon.reload() == ReloadPlan(("policy.rules",), ())
+
+        def sent() -> bool:
+            current = daemon.store.get_job(job.id)
+            return current is not None and current.state is not JobState.QUEUED
+
+        await wait_for(sent, what="the job sent once the rule is gone")
+        current = daemon.store.get_job(job.id)
+        assert current is not None
+        assert current.wait_reason is None
+
+
+def daemon_spool(daemon: Daemon) -> Any:
+    from faxgate.store.spool import Spool
+
+    return Spool(daemon.settings.spool_dir)
 
 
 async def test_reloads_wait_for_each_other(tmp_path: Path) -> None:

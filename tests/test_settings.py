@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,21 @@ GUID = "15da1c48b10c96a903eb1bac3d592fbed24ebc35"
 
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """A settings file's text (tomllib reads, it does not write): JSON's strings, numbers
+    and lists are TOML's too."""
+    import json
+
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items() if key != "rules"]
+        for rule in values.get("rules", []):
+            lines.append(f"[[{section}.rules]]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in rule.items()]
+    return "\n".join(lines) + "\n"
 
 
 def write(path: Path, text: str) -> Path:
@@ -260,7 +276,7 @@ def test_the_example_file_lists_every_setting_with_its_default() -> None:
         example = tomllib.load(handle)
     defaults = masked_dump(Settings())
     # Tables of tables are examples to uncomment: an empty list written out would clash.
-    assert _keys(example) == _keys(defaults) - {"folders", "inbound.routes"}
+    assert _keys(example) == _keys(defaults) - {"folders", "inbound.routes", "policy.rules"}
     assert masked_dump(load_settings(EXAMPLE)) == defaults
 
 
@@ -279,6 +295,7 @@ def test_the_example_file_works_with_its_examples_uncommented(tmp_path: Path) ->
     settings = load_settings(config)
     assert [route.name for route in settings.inbound.routes] == ["sales", "head office"]
     assert [folder.path for folder in settings.folders] == [Path("/srv/fax/outbox")]
+    assert [rule.name for rule in settings.policy.rules] == ["practices", "newsletters"]
 
 
 def _keys(data: dict[str, object], prefix: str = "") -> set[str]:
@@ -317,3 +334,56 @@ def test_weak_callback_tokens_are_refused(token: str, monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError, match=r"http\.callback_token") as caught:
         load_settings()
     assert token not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ({"name": "x", "hours": "8-18"}, "HH:MM-HH:MM"),
+        ({"name": "x", "hours": "25:00-06:00"}, "real times"),
+        ({"name": "x", "hours": "08:00-08:00"}, "same time"),
+        ({"name": "x", "hours": "08:00-18:00", "days": []}, "at least one day"),
+        ({"name": "x", "numbers": ["212555"]}, "E.164"),
+        ({"name": "x", "senders": ["example.com"]}, "@domain"),
+        ({"name": "x", "max_pages": 0}, "greater than or equal to 1"),
+        ({"name": "x", "priority": "soon"}, "urgent"),
+    ],
+)
+def test_bad_sending_rules_are_refused_plainly(
+    rule: dict[str, object], problem: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "faxgate.toml"
+    config.write_text(toml_text({"policy": {"rules": [rule]}}))
+    with pytest.raises(ConfigError, match=r"policy\.rules") as caught:
+        load_settings(config)
+    assert problem in str(caught.value)
+
+
+def test_sending_rules_read_as_the_domain_takes_them(tmp_path: Path) -> None:
+    from datetime import time
+
+    config = tmp_path / "faxgate.toml"
+    rules = [
+        {"name": "night", "countries": ["gb"], "hours": "22:00-06:00", "days": ["fri"]},
+        {"name": "late", "hours": "18:00-24:00", "senders": ["@Example.com"], "priority": "bulk"},
+    ]
+    config.write_text(toml_text({"policy": {"calls_per_number": 0, "rules": rules}}))
+    policy = load_settings(config).policy
+    night, late = policy.rules_in_order()
+    assert night.match.countries == ("GB",)
+    assert (night.hours.start, night.hours.end, night.hours.days) == (  # type: ignore[union-attr]
+        time(22),
+        time(6),
+        frozenset({4}),
+    )
+    assert late.hours is not None
+    assert late.hours.end == time(0)  # until midnight
+    assert (late.match.senders, late.priority) == (("@example.com",), -1)
+    twice = tmp_path / "twice.toml"
+    twice.write_text(toml_text({"policy": {"rules": [{"name": "a"}, {"name": "a"}]}}))
+    with pytest.raises(ConfigError, match="rule names must differ: a"):
+        load_settings(twice)
+    zone = tmp_path / "zone.toml"
+    zone.write_text(toml_text({"policy": {"unknown_zone": "Mars/Olympus"}}))
+    with pytest.raises(ConfigError, match="time zone"):
+        load_settings(zone)

@@ -16,6 +16,7 @@ from typing import Any
 from faxgate.cli import common
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import (
+    PRIORITIES,
     Intake,
     Job,
     JobState,
@@ -23,6 +24,7 @@ from faxgate.domain.jobs import (
     can_retry,
     is_final,
     normalize_job_id,
+    why_waiting,
 )
 from faxgate.store import NewNotification, StaleState, Store
 
@@ -49,6 +51,12 @@ def register(subparsers: common.Subparsers) -> None:
     send.add_argument("--message", metavar="TEXT", help="cover page: the message")
     send.add_argument("--notify", metavar="EMAIL", help="email the outcome to this address")
     send.add_argument("--wait", action="store_true", help="show progress until the fax is done")
+    send.add_argument(
+        "--priority",
+        choices=["urgent", "normal", "bulk"],
+        default="normal",
+        help="urgent faxes go before normal ones, bulk ones last",
+    )
     common.add_json_flag(send)
     send.set_defaults(func=send_command)
 
@@ -138,6 +146,7 @@ def send_command(args: argparse.Namespace) -> int:
         cover_from=args.cover_from,
         cover_message=args.message,
         reply_to=args.notify,
+        priority=PRIORITIES[args.priority],
     )
     with common.open_store(settings) as store:
         try:
@@ -202,7 +211,12 @@ def status_command(args: argparse.Namespace) -> int:
     settings = common.settings_from(args)
     with common.open_store(settings) as store:
         if args.job:
-            return _show_job(store, _find(store, args.job), as_json=args.json)
+            job = _find(store, args.job)
+            per_number = settings.policy.calls_per_number or None
+            waiting = why_waiting(
+                job, utc_now(), ahead=store.ahead_in_line(job.id), per_number=per_number
+            )
+            return _show_job(store, job, as_json=args.json, waiting=waiting)
         counts = store.count_by_state()
         recent = store.recent_jobs(args.limit)
         # Instances sharing a PostgreSQL store: who holds work now.
@@ -253,13 +267,14 @@ def status_command(args: argparse.Namespace) -> int:
     return common.EXIT_OK
 
 
-def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
+def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = None) -> int:
     documents = store.documents(job.id)
     events = store.events(job.id)
     if as_json:
         common.print_json(
             {
                 **_job_summary(job),
+                "waiting": waiting,
                 "documents": [
                     {"name": d.name, "size": d.size, "sha256": d.sha256, "type": d.content_type}
                     for d in documents
@@ -289,6 +304,8 @@ def _show_job(store: Store, job: Job, *, as_json: bool) -> int:
             ["pages", job.pages],
             ["provider GUID", job.provider_guid],
             ["reason", job.reason],
+            ["waiting", waiting],
+            ["priority", _priority_name(job.priority)],
             ["created", _local(job.created_at)],
             ["updated", _local(job.updated_at)],
         ],
@@ -366,6 +383,10 @@ def _cancel_report(job: Job) -> NewNotification | None:
     )
 
 
+def _priority_name(priority: int) -> str:
+    return {1: "urgent", 0: "normal", -1: "bulk"}.get(priority, str(priority))
+
+
 def _job_summary(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -377,6 +398,7 @@ def _job_summary(job: Job) -> dict[str, Any]:
         "provider_guid": job.provider_guid,
         "provider_status": job.provider_status,
         "reason": job.reason,
+        "priority": _priority_name(job.priority),
         "created_at": job.created_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
     }

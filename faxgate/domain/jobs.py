@@ -155,6 +155,75 @@ class RetryPolicy:
         return rule.delay
 
 
+def job_source(intake: str, intake_ref: Mapping[str, object]) -> str | None:
+    """Who a job counts against for limits per sender: its mail sender (lower case), or
+    "folder:" and its hot folder's path; None for a fax sent from the command line."""
+    sender = intake_ref.get("sender")
+    if intake == "smtp" and isinstance(sender, str) and sender:
+        return sender.lower()
+    folder = intake_ref.get("folder")
+    if intake == "folder" and isinstance(folder, str) and folder:
+        return f"folder:{folder}"
+    return None
+
+
+# Why queued jobs wait, for the metrics: a rule's window or limit, a call tried again later
+# (busy, no answer, a provider fault), their number's turn, or rules that could not judge.
+WAIT_KINDS: Final = ("hours", "sender_limit", "retry", "turn", "error")
+
+# What a job may ask for itself; rules add their own.
+PRIORITIES: Final[Mapping[str, int]] = {"urgent": 1, "normal": 0, "bulk": -1}
+
+
+def why_waiting(job: Job, now: datetime, *, ahead: int, per_number: int | None) -> str | None:
+    """Why a queued job is not sent yet, in plain words; None when nothing holds it
+    (the dispatcher takes it at its next cycle, the provider's room allowing).
+    `ahead`: the faxes before it in its number's line, those in flight included."""
+    if job.state is not JobState.QUEUED:
+        return None
+    if job.not_before is not None and job.not_before > now:
+        if job.wait_reason:
+            return job.wait_reason
+        then = job.not_before.astimezone().strftime("%H:%M")
+        return f"waiting to call again at {then}" + (f" ({job.reason})" if job.reason else "")
+    if per_number is not None and ahead >= per_number:
+        return f"behind {ahead} fax{'es' if ahead > 1 else ''} to this number"
+    return None
+
+
+def priority_named(text: str | None) -> int | None:
+    """A priority as people write it: "urgent", "bulk", "normal", "high", "low", or a mail
+    X-Priority number (1-2 urgent, 3 normal, 4-5 bulk); None when it names none."""
+    if not text:
+        return None
+    word = text.strip().lower().split(maxsplit=1)[0] if text.strip() else ""
+    word = word.strip("()[]:,;")
+    if word in PRIORITIES:
+        return PRIORITIES[word]
+    if word in ("high", "highest", "emergency", "1", "2"):
+        return 1
+    if word in ("low", "lowest", "non-urgent", "4", "5", "list", "junk"):
+        return -1
+    if word == "3":
+        return 0
+    return None
+
+
+def mail_priority(headers: Mapping[str, str], subject: str | None) -> int:
+    """A message's priority: a subject tag ("[urgent]", "[bulk]") first, then the
+    Priority, X-Priority and Importance headers; normal without one."""
+    if subject:
+        lowered = subject.lower()
+        for name, value in PRIORITIES.items():
+            if f"[{name}]" in lowered:
+                return value
+    for header in ("priority", "x-priority", "importance"):
+        named = priority_named(headers.get(header))
+        if named is not None:
+            return named
+    return 0
+
+
 # ---------------------------------------------------------------------------- job ids
 
 # Crockford's base32, lower case: no i, l, o, u, so an id read aloud or typed is unambiguous.
@@ -226,6 +295,9 @@ class Job:
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     group_id: str | None = None  # jobs from one message or drop share it
+    priority: int = 0  # higher goes first: urgent 1, normal 0, bulk -1
+    wait_kind: str | None = None  # why a rule holds it back: "hours", "sender_limit"
+    wait_reason: str | None = None  # the same in plain words, for people
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ class Match:
             return False
         if self.senders and not _sender_fits(job.sender, self.senders):
             return False
-        return not self.folders or job.folder in self.folders
+        return not self.folders or _folder_fits(job.folder, self.folders)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +113,8 @@ class Rule:
     per_sender_hour: int | None = None
     per_sender_day: int | None = None
     priority: int = 0  # higher goes first; a job's own request (urgent, bulk) adds to it
+    busy_retries: int | None = None  # calls again after a busy line (None: the default)
+    no_answer_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,7 @@ class SenderUse:
 class Wait:
     until: datetime
     why: str
+    kind: str = "hours"  # for the metrics: "hours" or "sender_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,7 @@ def judge(
             return Wait(
                 recent[len(recent) - limit] + span,
                 f"the sender limit of {limit} {per} is reached (rule {rule.name!r})",
+                "sender_limit",
             )
     return None
 
@@ -251,6 +255,14 @@ def _country(number: str) -> str | None:
         return phonenumbers.region_code_for_number(phonenumbers.parse(number))
     except NumberParseException:
         return None
+
+
+def _folder_fits(folder: str | None, wanted: tuple[str, ...]) -> bool:
+    """A hot folder by its path or by its own name ("outbox" for /srv/fax/outbox)."""
+    if not folder:
+        return False
+    name = folder.rstrip("/").rpartition("/")[2]
+    return folder in wanted or name in wanted
 
 
 def _sender_fits(sender: str | None, wanted: tuple[str, ...]) -> bool:

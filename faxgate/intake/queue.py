@@ -73,6 +73,7 @@ class FaxRequest:
     cover_from: str | None = None
     cover_message: str | None = None
     reply_to: str | None = None
+    priority: int = 0  # urgent 1, normal 0, bulk -1
 
 
 @dataclass(slots=True)
@@ -156,6 +157,7 @@ def _new_job(
         cover_message=request.cover_message,
         reply_to=request.reply_to,
         group_id=group_id,
+        priority=request.priority,
     )
 
 

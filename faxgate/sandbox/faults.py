@@ -30,6 +30,9 @@ class FaultSettings(BaseModel):
     rate_limit_next: int = Field(0, ge=0)
     # Faxes stay where they are (P or T) until this is switched off again.
     stall_faxes: bool = False
+    # A fax machine answers one call at a time: a fax sent while another to the same
+    # number is still at the provider finds the line busy (E/B).
+    one_call_per_line: bool = False
     # Callbacks.
     callback_copies: int = Field(1, ge=1, description="each delivery is posted this many times")
     callback_delay: float = Field(0.0, ge=0.0, description="seconds before each delivery")

@@ -78,6 +78,13 @@ def decide(to: str, *, documents_readable: bool, pages: int, confirmed: bool) ->
     return Outcome(SENT, None, True, seconds, "sent")
 
 
+def line_in_use() -> Outcome:
+    """A fax to a number another fax is still being sent to (the one_call_per_line fault):
+    the line is busy, as a fax machine answers one call at a time."""
+    code, seconds = NUMBER_ENDINGS["0001"]
+    return Outcome(ERROR, code, True, seconds, "line in use by another fax: E/B after T")
+
+
 def plan(outcome: Outcome, pages: int, speed: float) -> tuple[Step, ...]:
     """The moves after P (the status a fax is created with), delays scaled by speed."""
     conversion = (CONVERSION_BASE + CONVERSION_PER_PAGE * pages) * speed

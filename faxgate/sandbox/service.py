@@ -126,11 +126,14 @@ class SandboxService(AccountLines):
         pages = sum(info.pages for info in infos) + (1 if send.cover.present else 0)
         readable = all(info.readable for info in infos)
         now = time.time()
-        records = []
+        records: list[TransmissionRecord] = []
+        one_line = self._faults.settings.one_call_per_line
         for to in send.to:
             outcome = lifecycle.decide(
                 to, documents_readable=readable, pages=pages, confirmed=account.confirmed
             )
+            if one_line and outcome.transmits and self._line_in_use(to, records):
+                outcome = lifecycle.line_in_use()
             steps = lifecycle.plan(outcome, pages, self._settings.speed)
             records.append(
                 self._new_record(
@@ -150,6 +153,9 @@ class SandboxService(AccountLines):
             stored = [self._store.add_transmission(record) for record in records]
         self._wake()
         return stored
+
+    def _line_in_use(self, to: str, batch: list[TransmissionRecord]) -> bool:
+        return any(r.to == to for r in batch) or self._store.count_in_flight_to(self.guid, to) > 0
 
     def _new_record(
         self,

@@ -278,6 +278,14 @@ class SandboxStore(CallbackRows):
         ).fetchone()
         return int(row[0])
 
+    def count_in_flight_to(self, account_guid: str, to: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM transmissions WHERE account_guid = ? AND is_inbound = 0"
+            " AND status IN ('P', 'T') AND to_number = ?",
+            (account_guid, to),
+        ).fetchone()
+        return int(row[0])
+
     def due_transmissions(self, now: float) -> list[TransmissionRecord]:
         rows = self._db.execute(
             f"SELECT {TRANSMISSION_COLUMNS} FROM transmissions "  # noqa: S608 - constant

@@ -60,15 +60,16 @@ from typing import Final
 
 from faxgate.clock import utc_now
 from faxgate.domain.backoff import Backoff
-from faxgate.domain.jobs import ACTIVE_STATES, Job
+from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.domain.provider import FaxProvider, FaxReport
 from faxgate.domain.reconcile import Window
 from faxgate.runner import run_loop
-from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts
+from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts, ending_report
 from faxgate.sending.pause import PauseGate
+from faxgate.sending.policy import SendingPolicy, hold, judge_due
 from faxgate.sending.reconciler import Reconciler
 from faxgate.sending.submitter import CONCURRENCY, Submitter
-from faxgate.settings import DispatchSettings, PollingSettings
+from faxgate.settings import DispatchSettings, PolicySettings, PollingSettings
 from faxgate.store import Share, Store
 
 __all__ = ["CONCURRENCY", "DispatchReport", "Dispatcher"]
@@ -100,10 +101,13 @@ class Dispatcher:
         callbacks_expected: bool = False,
         callback_retry_scale: float = 1.0,
         share: Share | None = None,
+        policy: SendingPolicy | None = None,
     ) -> None:
         self._store = store
         # Sharing the store with other instances: jobs are claimed, never just read.
         self._share = share
+        # The sending policy in use; a reload replaces it whole (faxgate/reload.py).
+        self.policy = policy or SendingPolicy()
         self._settings = settings
         self._clock = clock
         self._backoff = Backoff(settings.backoff_first, settings.backoff_max, rand=rand)
@@ -170,6 +174,19 @@ class Dispatcher:
         waiting = await asyncio.to_thread(self._store.next_not_before)
         return self._idle_seconds(waiting)
 
+    async def apply_policy(self, settings: PolicySettings) -> None:
+        """Judge by the policy these settings give from the next cycle on (a reload)."""
+        await self.use_policy(SendingPolicy.from_settings(settings))
+
+    async def use_policy(self, policy: SendingPolicy) -> None:
+        """Judge by new rules from the next cycle on; the jobs the old ones held back are
+        judged again at once."""
+        self.policy = policy
+        released = await asyncio.to_thread(self._store.release_waits)
+        if released:
+            log.info("sending policy changed: jobs=%d judged again", released)
+        self.wake()
+
     def wake(self) -> None:
         """Run a cycle now (new work, or capacity freed); call it from the event loop."""
         self._wakeup.set()
@@ -212,26 +229,55 @@ class Dispatcher:
                 return report
             if self._share is not None:
                 limit = min(limit, SHARED_CLAIM)  # the next cycle claims more at once
-            jobs = await asyncio.to_thread(self._take_due, now, limit)
+            policy = self.policy
+            jobs = await asyncio.to_thread(self._take_due, now, limit, policy.per_number)
             report.limit, report.picked = limit, len(jobs)
+            if jobs:  # judged by the rules, in the order the provider's room is shared
+                jobs = await self._apply_rules(policy, jobs, now, report)
             ambiguous = await self._submitter.submit_all(jobs, report, lambda: self._stopping)
             await self._mark_in_flight()
             if ambiguous:
                 await self._reconciler.reconcile(ambiguous, report)
             return report
 
-    def _take_due(self, now: datetime, limit: int) -> list[Job]:
-        """The due jobs this cycle sends. Sharing the store, they are claimed (committed
-        before any request leaves), within the provider's limit counted across every
-        instance; alone, they are read."""
+    async def _apply_rules(
+        self, policy: SendingPolicy, jobs: list[Job], now: datetime, report: DispatchReport
+    ) -> list[Job]:
+        """The jobs the rules let go, in sending order; the others are told to wait (their
+        not_before and why) or failed with the rule's reason in their report."""
+        verdicts = await asyncio.to_thread(judge_due, policy, self._store, jobs, now)
+        for job, wait in verdicts.waits:
+            if await asyncio.to_thread(hold, self._store, job, wait, now):
+                report.waiting += 1
+        for job, refusal in verdicts.refusals:
+            moved = await self._moves.move(
+                job.id,
+                JobState.FAILED,
+                expect=JobState.QUEUED,
+                detail=refusal.why,
+                now=now,
+                notify=ending_report(job, JobState.FAILED, refusal.why),
+                reason=refusal.why,
+            )
+            if moved is not None:
+                report.failed += 1
+                log.info("refused by a rule job=%s: %s", job.id, refusal.why)
+        return verdicts.go
+
+    def _take_due(self, now: datetime, limit: int, per_number: int | None) -> list[Job]:
+        """The due jobs this cycle sends, at most `per_number` in flight to one number (the
+        one definition of due: faxgate.store.claims). Sharing the store, they are claimed
+        (committed before any request leaves), within the provider's limit counted across
+        every instance; alone, they are read."""
         if self._share is None:
-            return self._store.due_jobs(now, limit)
+            return self._store.due_jobs(now, limit, per_number=per_number)
         return self._store.claim_due_jobs(
             now,
             limit,
             owner=self._share.owner,
             lease=self._share.lease,
             max_in_flight=self._settings.max_in_flight,
+            per_number=per_number,
         )
 
     async def _room(self, report: DispatchReport) -> int:

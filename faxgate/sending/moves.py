@@ -36,6 +36,7 @@ class DispatchReport:
     unresolved: int = 0  # left in submitting, to be looked at again
     skipped: int = 0  # moved by someone else meanwhile (a cancel)
     held: int = 0  # taken, but not sent because sends paused during the cycle
+    waiting: int = 0  # held back by a sending rule until a later moment
     rate_limited: bool = False
     paused: bool = False  # sends were paused when the cycle began
 

@@ -68,9 +68,12 @@ class Tracker:
         clock: Callable[[], datetime] = utc_now,
         on_progress: Callable[[Job], None] | None = None,
         on_unmatched: Callable[[], None] | None = None,
+        retry_for: Callable[[Job, RetryPolicy], RetryPolicy] | None = None,
         shared: bool = False,
     ) -> None:
         self._store = store
+        # A job's own retries, where a sending rule sets them (faxgate/sending/policy.py).
+        self._retry_for = retry_for
         # Sharing the store with other instances, a callback may have been kept by
         # another: the store is asked, not this instance's memory of what it kept.
         self._shared = shared
@@ -177,7 +180,7 @@ class Tracker:
                 state=job.state,
                 attempt=job.attempt,
                 report=report,
-                policy=self._policy,
+                policy=self._retry_for(job, self._policy) if self._retry_for else self._policy,
                 now=now,
             )
             if decision.move is Move.NOTHING:

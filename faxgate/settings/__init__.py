@@ -38,6 +38,7 @@ from faxgate.settings.intake import (
     MailSettings,
     SmtpSettings,
 )
+from faxgate.settings.policy import PolicySettings
 from faxgate.settings.reports import ReportSettings
 from faxgate.settings.sending import (
     DispatchSettings,
@@ -60,6 +61,7 @@ __all__ = [
     "InboundSettings",
     "ListenAddress",
     "MailSettings",
+    "PolicySettings",
     "PollingSettings",
     "ProviderSettings",
     "SandboxSettings",
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     imap: ImapSettings = ImapSettings.model_construct()
     reports: ReportSettings = ReportSettings.model_construct()
     store: StoreSettings = StoreSettings.model_construct()
+    policy: PolicySettings = PolicySettings.model_construct()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None

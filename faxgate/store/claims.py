@@ -78,13 +78,91 @@ def lease_rows(
     return rows
 
 
-def _due_jobs(at: str) -> Due:
-    """The due queued jobs, oldest first: what a dispatcher claims."""
-    return Due(
-        "state = ? AND (not_before IS NULL OR not_before <= ?)",
-        (JobState.QUEUED.value, at),
-        "created_at, rowid",
+# Due jobs looked at in queue order for the heads of their lines, beyond the room asked
+# for: with faxes to many numbers most are heads, and the first few hundred hold them.
+_WINDOW_SLACK: Final = 64
+
+
+def _due_jobs(at: str, per_number: int | None = 1, *, window: int | None = None) -> Due:
+    """The due queued jobs: what a dispatcher takes, in the order it takes them (higher
+    priority first, then by turn: the senders take turns, see JobTables._turn, and the
+    oldest go first). The one definition of "due", for the claims of
+    several instances and the single dispatcher's read alike (`due_plans`).
+
+    `per_number`: at most that many faxes in flight to one number (a fax machine answers
+    one call at a time). Each number's queued jobs form a line, in priority then arrival
+    order; a job is due only while it is within the first `per_number` of its line minus
+    the calls in flight to that number. A job that waits (a busy line called again later,
+    a closed window) keeps its place: later faxes to the number wait behind it. None: no
+    limit per number.
+
+    Two ways to the same jobs, neither following the length of the queue:
+    - `window` N: the heads among the first N due jobs in queue order, each found by a
+      probe of its line's head (jobs_by_line). Exact for the first heads, as far as the
+      window holds them: enough when faxes go to many numbers;
+    - no window: every number with queued jobs walked one index probe at a time, each
+      line read only at its head. Complete; its cost follows the numbers queued for,
+      small when a backlog goes to few numbers.
+    """
+    queued = JobState.QUEUED.value
+    due = "state = ? AND (not_before IS NULL OR not_before <= ?)"
+    order = "priority DESC, turn_at, created_at, rowid"
+    if per_number is None:
+        return Due(due, (queued, at), order)
+    active = [state.value for state in ACTIVE_STATES]
+    in_flight = placeholders(len(active))
+    # The job at `place` in the line of `number` (a column of the enclosing query) when
+    # fewer than per_number - place calls to the number are in flight.
+    head = (
+        "(SELECT h.id FROM jobs h WHERE h.state = ? AND h.to_number = {number}"
+        " ORDER BY h.priority DESC, h.created_at, h.rowid LIMIT 1 OFFSET ?)"
     )
+    room = f"(SELECT count(*) FROM jobs f WHERE f.to_number = {{number}} AND f.state IN ({in_flight})) < ?"  # noqa: S608, E501
+    places = range(per_number)
+    head_params = [
+        value for place in places for value in (queued, place, *active, per_number - place)
+    ]
+    if window is not None:
+        number = "c.to_number"
+        fits = " OR ".join(
+            f"(c.id = {head.format(number=number)} AND {room.format(number=number)})"
+            for _ in places
+        )
+        heads = (
+            f"SELECT c.id FROM (SELECT id, to_number FROM jobs WHERE {due}"  # noqa: S608
+            f" ORDER BY {order} LIMIT ?) c WHERE {fits}"
+        )
+        params: tuple[object, ...] = (queued, at, window, *head_params)
+    else:
+        number = "lines.number"
+        heads = (  # noqa: S608
+            "WITH RECURSIVE lines(number) AS ("
+            " SELECT (SELECT to_number FROM jobs WHERE state = ? ORDER BY to_number LIMIT 1)"
+            " UNION ALL"
+            " SELECT (SELECT j.to_number FROM jobs j WHERE j.state = ?"
+            " AND j.to_number > lines.number ORDER BY j.to_number LIMIT 1)"
+            " FROM lines WHERE lines.number IS NOT NULL) "
+        ) + " UNION ALL ".join(
+            f"SELECT {head.format(number=number)} FROM lines"  # noqa: S608
+            f" WHERE lines.number IS NOT NULL AND {room.format(number=number)}"
+            for _ in places
+        )
+        params = (queued, queued, *head_params)
+    # The heads are found first and their rows read by id; `state || ''` keeps SQLite's
+    # planner from walking every queued job on the state index instead.
+    return Due(
+        f"id IN ({heads}) AND state || '' = ? AND {due.partition(' AND ')[2]}",
+        (*params, queued, at),
+        order,
+    )
+
+
+def due_plans(at: str, per_number: int | None, limit: int) -> tuple[Due, Due | None]:
+    """How to read the due jobs: a first plan, and the one to run instead when the first
+    found fewer than `limit` (None: the first is complete)."""
+    if per_number is None:
+        return _due_jobs(at, None), None
+    return _due_jobs(at, per_number, window=limit + _WINDOW_SLACK), _due_jobs(at, per_number)
 
 
 class JobClaims(Database):
@@ -98,8 +176,10 @@ class JobClaims(Database):
         owner: str,
         lease: timedelta,
         max_in_flight: int | None = None,
+        per_number: int | None = 1,
     ) -> list[Job]:
-        """Take up to `limit` due queued jobs for `owner` until `now + lease`, oldest first.
+        """Take up to `limit` due queued jobs for `owner` until `now + lease`, in the order
+        `_due_jobs` gives (at most `per_number` in flight to one number).
 
         Committed before it returns, so before any slow IO: another instance claiming at
         the same moment passes over these rows (SKIP LOCKED) instead of waiting, and takes
@@ -112,9 +192,10 @@ class JobClaims(Database):
         claimed, plus this claim, never exceed it. Such claims are made one at a time.
         """
         claim = Claim(owner, now, lease, limit)
+        plans = due_plans(time_to_db(now), per_number, limit)
         if max_in_flight is not None:
-            return self._claim_within(claim, max_in_flight)
-        return self._claim(_due_jobs(time_to_db(now)), claim)
+            return self._claim_within(claim, plans, max_in_flight)
+        return self._claim_due(plans, claim)
 
     def claim_due_polls(
         self, now: datetime, limit: int, *, owner: str, lease: timedelta
@@ -139,7 +220,9 @@ class JobClaims(Database):
         due = Due("state = ?", (JobState.SUBMITTING.value,), "updated_at, id")
         return self._claim(due, Claim(owner, now, lease, limit), own_again=False)
 
-    def _claim_within(self, claim: Claim, max_in_flight: int) -> list[Job]:
+    def _claim_within(
+        self, claim: Claim, plans: tuple[Due, Due | None], max_in_flight: int
+    ) -> list[Job]:
         at = time_to_db(claim.now)
         active = [state.value for state in ACTIVE_STATES]
         with self._write() as conn:
@@ -155,8 +238,24 @@ class JobClaims(Database):
             if room == 0:
                 return []
             within = replace(claim, limit=min(claim.limit, room))
-            rows = lease_rows(conn, self._dialect, "jobs", _due_jobs(at), within)
+            rows = self._lease_due(conn, plans, within)
         return [job_from_row(row) for row in rows]
+
+    def _claim_due(self, plans: tuple[Due, Due | None], claim: Claim) -> list[Job]:
+        with self._write() as conn:
+            rows = self._lease_due(conn, plans, claim)
+        return [job_from_row(row) for row in rows]
+
+    def _lease_due(
+        self, conn: Connection, plans: tuple[Due, Due | None], claim: Claim
+    ) -> list[Any]:
+        """Lease by the first plan; when it fell short, by the complete one, which takes
+        those again (their owner's own leases) with the rest, in due order."""
+        first, complete = plans
+        rows = lease_rows(conn, self._dialect, "jobs", first, claim)
+        if complete is not None and len(rows) < claim.limit:
+            rows = lease_rows(conn, self._dialect, "jobs", complete, claim)
+        return rows
 
     def _claim(self, due: Due, claim: Claim, *, own_again: bool = True) -> list[Job]:
         """Lease jobs as `lease_rows` does, in a transaction of their own."""

@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from faxgate.domain.jobs import ACTIVE_STATES, Document, Event, Intake, Job, JobState
+from faxgate.domain.jobs import (
+    ACTIVE_STATES,
+    WAIT_KINDS,
+    Document,
+    Event,
+    Intake,
+    Job,
+    JobState,
+)
+from faxgate.store.claims import Due, _due_jobs, due_plans
 from faxgate.store.db import Database
 from faxgate.store.rows import (
     document_from_row,
@@ -14,6 +24,7 @@ from faxgate.store.rows import (
     job_from_row,
     opt_time_from_db,
     placeholders,
+    time_from_db,
     time_to_db,
 )
 
@@ -46,14 +57,68 @@ class JobReads(Database):
         rows = self._query("SELECT job_id FROM provider_calls WHERE guid = ?", (guid,))
         return str(rows[0]["job_id"]) if rows else None
 
-    def due_jobs(self, now: datetime, limit: int) -> list[Job]:
-        """Queued jobs whose time has come, oldest first."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-            " ORDER BY created_at, rowid LIMIT ?",
-            (JobState.QUEUED.value, time_to_db(now), limit),
-        )
+    def due_jobs(self, now: datetime, limit: int, *, per_number: int | None = 1) -> list[Job]:
+        """Queued jobs whose time and turn have come, as `claim_due_jobs` takes them (the
+        same definition, claims._due_jobs), without a lease: for the one dispatcher of
+        an SQLite store."""
+        first, complete = due_plans(time_to_db(now), per_number, limit)
+        rows = self._due_rows(first, limit)
+        if complete is not None and len(rows) < limit:
+            rows = self._due_rows(complete, limit)
         return [job_from_row(row) for row in rows]
+
+    def _due_rows(self, due: Due, limit: int) -> list[Any]:
+        where, params, order = due
+        return self._query(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY {order} LIMIT ?",  # noqa: S608
+            (*params, limit),
+        )
+
+    def sent_by(self, source: str, since: datetime) -> list[datetime]:
+        """When the faxes of one source (a sender, a hot folder) were handed to the
+        provider since a moment, oldest first: for limits per sender, on jobs_by_source."""
+        rows = self._query(
+            "SELECT submitted_at FROM jobs WHERE source = ? AND submitted_at > ?"
+            " ORDER BY submitted_at",
+            (source, time_to_db(since)),
+        )
+        return [time_from_db(row["submitted_at"]) for row in rows]
+
+    def ahead_in_line(self, job_id: str) -> int:
+        """The faxes before this queued job in its number's line: those in flight to the
+        number, and those queued before it (higher priority, then older)."""
+        active = [state.value for state in ACTIVE_STATES]
+        rows = self._query(
+            "SELECT count(*) AS n FROM jobs a, jobs j WHERE j.id = ? AND a.to_number = j.to_number"  # noqa: S608
+            f" AND a.id <> j.id AND (a.state IN ({placeholders(len(active))}) OR (a.state = ?"
+            " AND (a.priority > j.priority OR (a.priority = j.priority"
+            " AND (a.created_at < j.created_at"
+            " OR (a.created_at = j.created_at AND a.rowid < j.rowid))))))",
+            (job_id, *active, JobState.QUEUED.value),
+        )
+        return int(rows[0]["n"])
+
+    def count_waiting(self, now: datetime, per_number: int | None) -> dict[str, int]:
+        """Queued jobs that wait, by why (WAIT_KINDS): a rule's window or limit, a call
+        tried again later, or their number's turn (due, but not at their line's head)."""
+        counts = dict.fromkeys(WAIT_KINDS, 0)
+        at, queued = time_to_db(now), JobState.QUEUED.value
+        for row in self._query(
+            "SELECT coalesce(wait_kind, 'retry') AS kind, count(*) AS n FROM jobs"
+            " WHERE state = ? AND not_before > ? GROUP BY coalesce(wait_kind, 'retry')",
+            (queued, at),
+        ):
+            counts[str(row["kind"])] = int(row["n"])
+        if per_number is not None:
+            due = self._query(
+                "SELECT count(*) AS n FROM jobs WHERE state = ?"
+                " AND (not_before IS NULL OR not_before <= ?)",
+                (queued, at),
+            )
+            where, params, _ = _due_jobs(at, per_number)
+            heads = self._query(f"SELECT count(*) AS n FROM jobs WHERE {where}", params)  # noqa: S608
+            counts["turn"] = int(due[0]["n"]) - int(heads[0]["n"])
+        return counts
 
     def next_not_before(self) -> datetime | None:
         """When the earliest queued job that waits for its time may go (None: none waits)."""

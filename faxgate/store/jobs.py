@@ -4,8 +4,8 @@ claimed in claims.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from faxgate.domain.jobs import (
     FINISHED_STATES,
@@ -13,6 +13,7 @@ from faxgate.domain.jobs import (
     Job,
     JobState,
     check_transition,
+    job_source,
     new_job_id,
 )
 from faxgate.store.db import Database
@@ -24,8 +25,10 @@ from faxgate.store.rows import (
     job_from_row,
     json_to_db,
     opt_time,
+    opt_time_from_db,
     settable,
     time_from_db,
+    time_to_db,
 )
 from faxgate.store.values import (
     JobNotFound,
@@ -34,6 +37,9 @@ from faxgate.store.values import (
     NewNotification,
     StaleState,
 )
+
+# How far apart one sender's queued faxes take their turns (see _turn).
+TURN: Final = timedelta(seconds=1)
 
 
 class JobTables(Database):
@@ -92,6 +98,8 @@ class JobTables(Database):
         insert then waits for it, and does nothing if it committed, and another id is
         drawn.
         """
+        source = job_source(new.intake, new.intake_ref)
+        turn_at = self._turn(conn, source, now)
         while True:
             job_id = new_job_id(now)
             if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None:
@@ -100,8 +108,8 @@ class JobTables(Database):
                 """
                 INSERT INTO jobs (id, created_at, updated_at, state, intake, intake_ref,
                     to_number, from_line, cover_to, cover_from, cover_message, reply_to,
-                    attempt, not_before, group_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                    attempt, not_before, group_id, priority, source, turn_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
                 """  # noqa: S608
                 + self._dialect.skip_taken_id
                 + " RETURNING id",
@@ -120,10 +128,28 @@ class JobTables(Database):
                     new.reply_to,
                     opt_time(new.not_before),
                     new.group_id,
+                    int(new.priority),
+                    source,
+                    time_to_db(turn_at),
                 ),
             ).fetchone()
             if inserted is not None:
                 return job_id
+
+    @staticmethod
+    def _turn(conn: Connection, source: str | None, now: datetime) -> datetime:
+        """When a new job of `source` takes its turn (within a priority, due jobs go in
+        turn order): now, or one TURN after the source's last queued job, whichever is
+        later. A sender's batch of 1,000 spreads over 1,000 turns; another sender's single
+        fax queued meanwhile goes after the few turns the batch has had, not after all."""
+        if source is None:
+            return now
+        row = conn.execute(
+            "SELECT max(turn_at) AS last FROM jobs WHERE source = ? AND state = ?",
+            (source, JobState.QUEUED.value),
+        ).fetchone()
+        last = opt_time_from_db(row["last"]) if row is not None else None
+        return now if last is None else max(now, last + TURN)
 
     @staticmethod
     def _insert_event(
@@ -174,6 +200,9 @@ class JobTables(Database):
         at = self._now(now)
         if "finished_at" not in values:
             values["finished_at"] = at if to in FINISHED_STATES else None
+        # Why a rule held the job back holds no longer once it moves.
+        values.setdefault("wait_kind", None)
+        values.setdefault("wait_reason", None)
         expected = expected_states(expect)
         outbox = as_notification(notify, job_id)
 
@@ -216,6 +245,23 @@ class JobTables(Database):
             return self._read_job(conn, job_id)
 
         return self._grouped(update)
+
+    def release_waits(self, *, now: datetime | None = None) -> int:
+        """Let every job a sending rule holds back be judged again (new rules after a
+        reload): their not_before and why are cleared. A busy line's wait is kept.
+        Returns how many."""
+        at = self._now(now)
+        with self._write() as conn:
+            released = int(
+                conn.execute(
+                    "UPDATE jobs SET not_before = NULL, wait_kind = NULL, wait_reason = NULL,"
+                    " updated_at = ? WHERE state = ? AND wait_kind IS NOT NULL",
+                    (at, JobState.QUEUED.value),
+                ).rowcount
+            )
+            if released:
+                self._announce(conn, "jobs")
+            return released
 
     def _record_call(self, conn: Connection, job_id: str, values: Mapping[str, object]) -> None:
         guid = values.get("provider_guid")

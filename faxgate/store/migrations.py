@@ -189,6 +189,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
         "ALTER TABLE outbox ADD COLUMN lease_until TEXT",
     ),
+    (
+        # Sending policy: a job's priority (urgent 1, normal 0, bulk -1, plus its rule's),
+        # why it waits when a rule holds it back (plain words, and a kind for the
+        # metrics), and each number's line of queued jobs read at its head.
+        "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN wait_kind TEXT",
+        "ALTER TABLE jobs ADD COLUMN wait_reason TEXT",
+        # Who sent it (a mail sender, "folder:" and a hot folder): the faxes a sender had
+        # sent in the last day, for limits per sender, counted on an index. Its turn:
+        # within a priority the senders take turns, one sender's batch of 1,000 does not
+        # hold another's single fax behind it (store/jobs.py).
+        "ALTER TABLE jobs ADD COLUMN source TEXT",
+        "ALTER TABLE jobs ADD COLUMN turn_at TEXT",
+        "UPDATE jobs SET turn_at = created_at",
+        "CREATE INDEX jobs_by_source ON jobs (source, submitted_at)",
+        "CREATE INDEX jobs_by_source_turn ON jobs (source, state, turn_at)",
+        "CREATE INDEX jobs_by_line ON jobs (state, to_number, priority DESC, created_at)",
+        "CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, turn_at, created_at)",
+    ),
 )
 
 

@@ -187,6 +187,18 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE outbox ADD COLUMN lease_owner text",
         f"ALTER TABLE outbox ADD COLUMN lease_until {_T}",
     ),
+    (
+        "ALTER TABLE jobs ADD COLUMN priority integer NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN wait_kind text",
+        "ALTER TABLE jobs ADD COLUMN wait_reason text",
+        "ALTER TABLE jobs ADD COLUMN source text",
+        f"ALTER TABLE jobs ADD COLUMN turn_at {_T}",
+        "UPDATE jobs SET turn_at = created_at",
+        "CREATE INDEX jobs_by_source ON jobs (source, submitted_at)",
+        "CREATE INDEX jobs_by_source_turn ON jobs (source, state, turn_at)",
+        "CREATE INDEX jobs_by_line ON jobs (state, to_number, priority DESC, created_at, rowid)",
+        "CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, turn_at, created_at, rowid)",
+    ),
 )
 
 # The schema's version: one row, written in the same transaction as the step it records.

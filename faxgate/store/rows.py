@@ -77,6 +77,12 @@ def opt_int(value: object) -> int | None:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
+def integer(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected an integer, got {value!r}")
+
+
 def count(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
@@ -105,6 +111,9 @@ _SETTABLE: Final[Mapping[str, Callable[[object], object]]] = {
     "submitted_at": opt_time,
     "finished_at": opt_time,
     "reply_to": opt_text,
+    "priority": integer,
+    "wait_kind": opt_text,
+    "wait_reason": opt_text,
 }
 
 
@@ -142,6 +151,9 @@ def job_from_row(row: Row) -> Job:
         submitted_at=opt_time_from_db(row["submitted_at"]),
         finished_at=opt_time_from_db(row["finished_at"]),
         group_id=row["group_id"],
+        priority=row["priority"],
+        wait_kind=row["wait_kind"],
+        wait_reason=row["wait_reason"],
     )
 
 

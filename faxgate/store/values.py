@@ -79,6 +79,7 @@ class NewJob:
     reply_to: str | None = None
     group_id: str | None = None
     not_before: datetime | None = None
+    priority: int = 0  # urgent 1, normal 0, bulk -1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,7 +20,15 @@ from typing import Final
 
 from faxgate.domain.codes import ErrorCode, StatusCode, describe_outcome
 from faxgate.domain.inbound import InboundDelivery, InboundFax
-from faxgate.domain.jobs import Document, Event, Job, JobState, is_final, normalize_job_id
+from faxgate.domain.jobs import (
+    Document,
+    Event,
+    Job,
+    JobState,
+    is_final,
+    normalize_job_id,
+    why_waiting,
+)
 from faxgate.store import Store
 from faxgate.web.markup import document_page, href, row, segment, size, table, text, time
 from faxgate.web.statuspage import page_header
@@ -70,6 +78,7 @@ class JobView:
     documents: Sequence[KeptDocument]
     events: Sequence[Event]
     group: Sequence[Job]  # the other jobs of the same message or drop
+    ahead: int = 0  # queued: the faxes before it in its number's line, in flight included
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,8 @@ def read_job(store: Store, job_id: str) -> JobView | None:
         return None
     documents = [KeptDocument(d, d.path.is_file()) for d in store.documents(job.id)]
     group = [j for j in store.group_jobs(job.group_id) if j.id != job.id] if job.group_id else []
-    return JobView(job, documents, store.events(job.id), group)
+    ahead = store.ahead_in_line(job.id) if job.state is JobState.QUEUED else 0
+    return JobView(job, documents, store.events(job.id), group, ahead)
 
 
 def read_fax(store: Store, fax_id: str) -> FaxView | None:
@@ -190,7 +200,12 @@ def report_path(job_id: str) -> str:
 
 
 def render_job(
-    view: JobView, now: datetime, *, thumbnails: bool = False, report: bool = False
+    view: JobView,
+    now: datetime,
+    *,
+    thumbnails: bool = False,
+    report: bool = False,
+    per_number: int | None = 1,
 ) -> str:
     job = view.job
     summary = _fields(
@@ -199,6 +214,7 @@ def render_job(
             ("job", text(job.id)),
             ("state", _state(job.state)),
             ("reason", text(job.reason)),
+            ("waiting", text(why_waiting(job, now, ahead=view.ahead, per_number=per_number))),
             ("number", text(job.to_number)),
             ("from line", text(job.from_line)),
             ("tries", text(job.attempt)),

@@ -126,8 +126,11 @@ class StatusPage:
         health: Health | None = None,
         recent_inbound: RecentInbound | None = None,
         clock: Callable[[], datetime] = utc_now,
+        calls_per_number: Callable[[], int | None] = lambda: 1,
     ) -> None:
         self._store = store
+        # The sending policy's calls at once per number, as in use (a reload changes it).
+        self.calls_per_number = calls_per_number
         self._health = health
         self._recent_inbound = recent_inbound
         self._clock = clock

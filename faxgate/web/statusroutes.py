@@ -128,7 +128,15 @@ class _StatusRoutes:
             return self._not_found("There is no such job.")
         thumbnails = self._page_image is not None
         report = self._job_report is not None
-        return _html(render_job(view, self._page.now(), thumbnails=thumbnails, report=report))
+        return _html(
+            render_job(
+                view,
+                self._page.now(),
+                thumbnails=thumbnails,
+                report=report,
+                per_number=self._page.calls_per_number(),
+            )
+        )
 
     async def job_report(self, request: web.Request) -> web.Response:
         job_id = valid_id(request.match_info["job_id"])

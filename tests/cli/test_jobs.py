@@ -158,3 +158,30 @@ def test_a_job_that_moved_since_it_was_read_is_left_alone(
         now = store.get_job(job_id)
     assert now is not None
     assert now.state is JobState.SUBMITTING
+
+
+def test_send_with_a_priority_and_status_says_why_a_job_waits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = send(capsys, "4155550100", "contract.pdf")
+    urgent = send(capsys, "4155550100", "contract.pdf", "--priority", "urgent")
+    later = send(capsys, "4155550100", "contract.pdf", "--priority", "bulk")
+    assert (first["priority"], urgent["priority"], later["priority"]) == (
+        "normal",
+        "urgent",
+        "bulk",
+    )
+
+    def shown(job: dict[str, object]) -> dict[str, object]:
+        assert main(["status", str(job["id"]), "--json"]) == 0
+        result: dict[str, object] = json.loads(capsys.readouterr().out)
+        return result
+
+    # One call at a time to a number: the urgent one is first in line.
+    assert shown(urgent)["waiting"] is None
+    assert shown(first)["waiting"] == "behind 1 fax to this number"
+    assert shown(later)["waiting"] == "behind 2 faxes to this number"
+    assert main(["status", str(later["id"])]) == 0
+    assert "behind 2 faxes to this number" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["send", "4155550100", "contract.pdf", "--priority", "soon"])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,8 @@ from faxgate.domain.jobs import (
     FINAL_STATES,
     JOB_ID_ALPHABET,
     IllegalTransition,
+    Intake,
+    Job,
     JobState,
     RetryPolicy,
     RetryRule,
@@ -233,3 +236,42 @@ def test_normalize_job_id_forgives_how_people_type() -> None:
 def test_normalize_job_id_refuses_what_is_not_an_id(text: str) -> None:
     with pytest.raises(ValueError, match="not a job id"):
         normalize_job_id(text)
+
+
+def test_why_a_queued_job_waits() -> None:
+    from faxgate.domain.jobs import why_waiting
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    queued = Job(
+        id="1nh1w3sdnkme",
+        created_at=now,
+        updated_at=now,
+        state=JobState.QUEUED,
+        intake=Intake.CLI,
+        to_number="+14155550123",
+    )
+    assert why_waiting(queued, now, ahead=0, per_number=1) is None
+    assert why_waiting(queued, now, ahead=1, per_number=1) == "behind 1 fax to this number"
+    assert why_waiting(queued, now, ahead=3, per_number=2) == "behind 3 faxes to this number"
+    assert why_waiting(queued, now, ahead=3, per_number=None) is None
+    held = replace(
+        queued, not_before=now + timedelta(hours=1), wait_kind="hours", wait_reason="closed"
+    )
+    assert why_waiting(held, now, ahead=2, per_number=1) == "closed"
+    busy = replace(queued, not_before=now + timedelta(minutes=5), reason="the line was busy")
+    text = why_waiting(busy, now, ahead=0, per_number=1)
+    assert text is not None
+    assert text.startswith("waiting to call again at ")
+    assert text.endswith("(the line was busy)")
+    assert why_waiting(replace(busy, state=JobState.SUBMITTED), now, ahead=0, per_number=1) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "priority"),
+    [("urgent", 1), ("1 (Highest)", 1), ("High", 1), ("3 (Normal)", 0), ("normal", 0),
+     ("5 (Lowest)", -1), ("non-urgent", -1), ("bulk", -1), ("", None), ("soonish", None)],
+)  # fmt: skip
+def test_priorities_as_people_and_mailers_write_them(text: str, priority: int | None) -> None:
+    from faxgate.domain.jobs import priority_named
+
+    assert priority_named(text) == priority

@@ -163,14 +163,18 @@ def test_a_sender_over_its_hourly_limit_waits_until_the_oldest_send_ages_out() -
     sent = [now - timedelta(minutes=m) for m in (50, 30, 10)]
     verdict = judge(job(), rule, now, use=SenderUse(sent))
     assert verdict == Wait(
-        now + timedelta(minutes=10), "the sender limit of 3 an hour is reached (rule 'per sender')"
+        now + timedelta(minutes=10),
+        "the sender limit of 3 an hour is reached (rule 'per sender')",
+        "sender_limit",
     )
     assert judge(job(), rule, now, use=SenderUse(sent[1:])) is None
     # Older sends count against the day only.
     today = [now - timedelta(hours=h) for h in (20, 10, 5, 3)] + sent[2:]
     verdict = judge(job(), rule, now, use=SenderUse(today))
     assert verdict == Wait(
-        now + timedelta(hours=4), "the sender limit of 5 a day is reached (rule 'per sender')"
+        now + timedelta(hours=4),
+        "the sender limit of 5 a day is reached (rule 'per sender')",
+        "sender_limit",
     )
 
 

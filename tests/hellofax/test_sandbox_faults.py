@@ -196,3 +196,22 @@ async def test_stalled_faxes_wait_until_released(
     async with http_client() as control:
         await control.post(control_url(sandbox, "faults"), json={"stall_faxes": False})
     await wait_for(lambda: sandbox.inspect()[0].status == "S")
+
+
+async def test_one_call_per_line_makes_a_second_call_to_a_number_in_use_busy(
+    sandbox: Sandbox, sandbox_api: httpx.AsyncClient
+) -> None:
+    sandbox.faults.one_call_per_line = True
+    first = (await send(sandbox_api, "14155550123")).json()["Transmission"]["Guid"]
+    second = (await send(sandbox_api, "14155550123")).json()["Transmission"]["Guid"]
+    elsewhere = (await send(sandbox_api, "12125550123")).json()["Transmission"]["Guid"]
+
+    def ended() -> dict[str, tuple[str, str | None]] | None:
+        seen = {tx.guid: (tx.status, tx.error_code) for tx in sandbox.inspect()}
+        return seen if all(status in ("S", "E") for status, _ in seen.values()) else None
+
+    outcomes = await wait_for(ended)
+    assert outcomes == {first: ("S", None), second: ("E", "B"), elsewhere: ("S", None)}
+    # The line is free again once the first call has ended.
+    again = (await send(sandbox_api, "14155550123")).json()["Transmission"]["Guid"]
+    assert (await wait_for(ended))[again] == ("S", None)

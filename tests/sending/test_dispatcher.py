@@ -28,6 +28,7 @@ from faxgate.hellofax.models import Transmission, Upload
 from faxgate.hellofax.provider import HelloFaxProvider
 from faxgate.hellofax.sandbox import FaultSettings, InspectedTransmission, Sandbox
 from faxgate.sending.dispatcher import Dispatcher, DispatchReport
+from faxgate.sending.policy import SendingPolicy
 from faxgate.settings import DispatchSettings, PollingSettings
 from faxgate.store import NewDocument, NewJob, Share, Store
 from faxgate.store.spool import Spool
@@ -124,6 +125,7 @@ def dispatcher(
     callbacks: bool = False,
     retry_scale: float = 1.0,
     share: Share | None = None,
+    policy: SendingPolicy | None = None,
 ) -> Dispatcher:
     """`removes`: the provider removes a fax once sent; `kept`: callbacks kept for GUIDs
     no job holds (the tracker's), when the test gives some."""
@@ -148,6 +150,7 @@ def dispatcher(
         callbacks_expected=callbacks,
         callback_retry_scale=retry_scale,
         share=share,
+        policy=policy,
     )
 
 
@@ -315,8 +318,8 @@ async def test_a_job_cancelled_meanwhile_is_skipped(
     kept, cancelled = queue(store, spool, [number(1), number(2)])
     due_jobs = store.due_jobs
 
-    def due_then_cancel(now: datetime, limit: int) -> list[Job]:
-        jobs = due_jobs(now, limit)
+    def due_then_cancel(now: datetime, limit: int, *, per_number: int | None) -> list[Job]:
+        jobs = due_jobs(now, limit, per_number=per_number)
         store.transition(cancelled.id, S.CANCELLED, detail="cancelled by a person", expect=S.QUEUED)
         return jobs
 
@@ -507,7 +510,8 @@ async def test_a_connection_dropped_after_the_upload_is_reconciled_not_resent(
 async def test_a_transmission_another_job_holds_is_not_taken_for_the_lost_one(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool
 ) -> None:
-    the_dispatcher = dispatcher(store, client)
+    # Two calls at once to one number: only without one call at a time per number.
+    the_dispatcher = dispatcher(store, client, policy=SendingPolicy(per_number=None))
     (earlier,) = queue(store, spool, [number(1)])
     assert (await the_dispatcher.dispatch_once()).submitted == 1
     (lost,) = queue(store, spool, [number(1)])  # the same document to the same number
@@ -553,7 +557,8 @@ async def test_the_transmission_of_an_earlier_call_is_not_taken_for_the_lost_one
 async def test_another_jobs_earlier_call_is_not_taken_for_the_lost_one(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool
 ) -> None:
-    the_dispatcher = dispatcher(store, client)
+    # A later fax to the number goes while the busy one waits: no one call at a time.
+    the_dispatcher = dispatcher(store, client, policy=SendingPolicy(per_number=None))
     (busy,) = queue(store, spool, [number(1)])
     assert (await the_dispatcher.dispatch_once()).submitted == 1
     busy_guid = fresh(store, busy).provider_guid
@@ -792,7 +797,8 @@ async def test_two_indistinguishable_ambiguous_faxes_become_uncertain_not_a_gues
 ) -> None:
     jobs = queue(store, spool, [number(1), number(1)], document=REPORT)
     sandbox.faults = FaultSettings(drop_after_upload_next=2)
-    the_dispatcher = dispatcher(store, client, clock)
+    # Both at once to one number: only without one call at a time per number.
+    the_dispatcher = dispatcher(store, client, clock, policy=SendingPolicy(per_number=None))
     progress: list[DispatchReport] = []
 
     async def both_uncertain() -> bool:

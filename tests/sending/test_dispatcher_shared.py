@@ -110,3 +110,28 @@ async def test_a_dead_instances_fax_in_submitting_is_reconciled_by_another_once_
     assert lease is not None
     assert lease.owner == "b"
     assert_each_sent_once(sandbox, store, [job])
+
+
+async def test_two_instances_call_one_number_one_fax_at_a_time(
+    sandbox: Sandbox,
+    clients: tuple[HelloFaxClient, HelloFaxClient],
+    store: Store,
+    spool: Spool,
+    clock: ShiftedClock,
+) -> None:
+    letters = [REPORT + f"% letter {n}\n".encode() for n in range(4)]
+    burst = [queue(store, spool, [number(1)], document=letter)[0] for letter in letters]
+    other = queue(store, spool, [number(2)])
+    a = dispatcher(store, clients[0], clock, share=Share("a", LEASE))
+    b = dispatcher(store, clients[1], clock, share=Share("b", LEASE))
+    sent_order = []
+    while any(state(store, job) is S.QUEUED for job in burst):
+        await asyncio.gather(a.dispatch_once(), b.dispatch_once())
+        at_provider = [job for job in burst if state(store, job) is S.SUBMITTED]
+        assert len(at_provider) <= 1  # across both instances
+        sent_order += [job.id for job in at_provider]
+        for job in at_provider:  # the call ends, as a callback would say
+            store.transition(job.id, S.SENT, detail="sent", expect=S.SUBMITTED)
+    assert sent_order == [job.id for job in burst]  # in the order they came
+    assert state(store, other[0]) is S.SUBMITTED
+    assert_each_sent_once(sandbox, store, [*burst, *other])

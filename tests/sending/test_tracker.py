@@ -528,6 +528,26 @@ async def test_a_late_error_callback_fails_a_presumed_fax_and_tells_its_owner(
     assert len(store.notifications(job.id)) == 2
 
 
+async def test_a_sending_rule_sets_its_numbers_busy_retries(store: Store, clock: FakeClock) -> None:
+    from faxgate.domain.sending_rules import Match, Rule
+    from faxgate.sending.policy import SendingPolicy
+
+    stubborn = Rule("stubborn", Match(numbers=("+1415555012",)), busy_retries=0)
+    policy = SendingPolicy(rules=(stubborn,))
+    tracker = Tracker(store, POLICY, clock=clock, retry_for=policy.retries)
+    ruled = submitted_job(store, "r1", now=T0)
+    other = submitted_job(store, "o1", to="+12125550123", now=T0)
+
+    failed = await tracker.observe(transmission("r1", "E", "B"), source="callback")
+    assert failed is not None
+    assert failed.state is S.FAILED  # the rule allows no call again
+    again = await tracker.observe(transmission("o1", "E", "B"), source="callback")
+    assert again is not None
+    assert again.state is S.QUEUED  # [retry]'s two calls again
+    assert policy.retries(ruled, POLICY).busy.extra_tries == 0
+    assert policy.retries(other, POLICY) is POLICY
+
+
 async def test_a_callback_kept_by_another_instance_is_applied_by_the_one_that_sent(
     store: Store, clock: FakeClock
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -46,9 +47,14 @@ def spooled(name: str, data: bytes = b"%PDF-1.4\n") -> SpooledFile:
     )
 
 
-def new_job(number: str = "+14155550100", **kwargs: object) -> NewJob:
+_numbers = itertools.count(1000)
+
+
+def new_job(number: str | None = None, **kwargs: object) -> NewJob:
+    """A job to `number`, or to a number of its own (one call at a time per number would
+    hold back jobs that share one)."""
     values: dict[str, object] = {
-        "to_number": number,
+        "to_number": number or f"+1415555{next(_numbers) % 10000:04d}",
         "intake": Intake.SMTP,
         "documents": [NewDocument("report.pdf", spooled("a.pdf"), "application/pdf")],
     }

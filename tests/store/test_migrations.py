@@ -82,10 +82,10 @@ def test_a_later_migration_applies_on_top_of_data(location: Location, store: Sto
     [job] = store.create_jobs([new_job()])
     store.close()
     known = backends.migrations_of(location)
-    later = (*known, ("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",))
+    later = (*known, ("ALTER TABLE jobs ADD COLUMN pages_sent INTEGER NOT NULL DEFAULT 0",))
     with backends.raw(location) as conn:
         assert backends.migrate(conn, later) == len(known) + 1
-        assert conn.one("SELECT priority FROM jobs WHERE id = ?", (job.id,)) == 0
+        assert conn.one("SELECT pages_sent FROM jobs WHERE id = ?", (job.id,)) == 0
         assert backends.migrate(conn, later) == len(known) + 1  # nothing left to do
 
 

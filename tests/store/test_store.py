@@ -627,6 +627,12 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("ALTER TABLE jobs DROP COLUMN lease_until")
         conn.execute("ALTER TABLE outbox DROP COLUMN lease_owner")
         conn.execute("ALTER TABLE outbox DROP COLUMN lease_until")
+        conn.execute("DROP INDEX jobs_by_line")
+        conn.execute("DROP INDEX jobs_by_priority")
+        conn.execute("DROP INDEX jobs_by_source")
+        conn.execute("DROP INDEX jobs_by_source_turn")
+        for column in ("priority", "wait_kind", "wait_reason", "source", "turn_at"):
+            conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
         set_version(conn, 3)
     with open_store(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)

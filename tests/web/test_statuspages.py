@@ -746,3 +746,24 @@ def test_the_chart_of_a_quiet_day_and_of_a_busy_one() -> None:
     # The hour before the current one, the 23rd of 24 groups.
     groups = [g.attrs["data-hour"] for g in busy.iter("g")]
     assert groups.index("2024-05-01T09") == 22
+
+
+async def test_a_waiting_jobs_page_says_why(site: Site) -> None:
+    later = datetime.now(UTC) + timedelta(hours=3)
+    first, behind, held = site.store.create_jobs(
+        [
+            NewJob(to_number="+14155550177", intake=Intake.CLI),
+            NewJob(to_number="+14155550177", intake=Intake.CLI),
+            NewJob(to_number="+14155550178", intake=Intake.CLI),
+        ]
+    )
+    why = "waiting for 08:00 in America/New_York (the rule 'practices' allows 08:00 to 18:00)"
+    site.store.update_fields(held.id, not_before=later, wait_kind="hours", wait_reason=why)
+
+    async def waiting(job: Job) -> str:
+        return fields((await dom_of(site.url(f"/jobs/{job.id}"))).by_id("job"))["waiting"]
+
+    assert await waiting(first) == "–"
+    assert await waiting(behind) == "behind 1 fax to this number"
+    assert await waiting(held) == why
+    assert await waiting(site.sent) == "–"

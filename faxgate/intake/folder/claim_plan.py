@@ -56,6 +56,7 @@ def plan_claim(
         cover_from=drop.cover_from,
         cover_message=drop.cover_message,
         notify=drop.notify,
+        priority=drop.priority,
         number_from=drop.source.value,
         status=places.processing / (status_name + STATUS_SUFFIX),
         taken_at=now,
@@ -76,4 +77,5 @@ def fax_request(claim: DropClaim, ref: FolderRef, spooled: Iterable[SpooledFile]
         cover_from=claim.cover_from,
         cover_message=claim.cover_message,
         reply_to=claim.notify,
+        priority=claim.priority,
     )

@@ -45,6 +45,7 @@ class DropClaim(BaseModel):
     cover_from: str | None = None
     cover_message: str | None = None
     notify: str | None = None
+    priority: int = 0  # urgent 1, normal 0, bulk -1
     number_from: str
     status: Path
     taken_at: datetime

@@ -21,6 +21,7 @@ from faxgate.domain.documents import (
     check_batch,
     check_document,
 )
+from faxgate.domain.jobs import PRIORITIES
 from faxgate.domain.numbers import FaxNumber, NumberPolicy
 from faxgate.intake.folder.naming import (
     Found,
@@ -98,6 +99,7 @@ class Drop:
     cover_from: str | None = None
     cover_message: str | None = None
     notify: str | None = None
+    priority: int = 0  # urgent 1, normal 0, bulk -1: the sidecar's
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +298,7 @@ def _drop(
         cover_from=_first(sidecar.cover_from if sidecar else None, defaults.cover_from),
         cover_message=_first(sidecar.message if sidecar else None, defaults.cover_message),
         notify=_first(sidecar.notify if sidecar else None, defaults.notify),
+        priority=PRIORITIES[sidecar.priority] if sidecar else 0,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,6 +39,8 @@ class Sidecar(BaseModel):
     message: str | None = Field(default=None, max_length=4000)
     notify: str | None = None
     files: list[str] | None = Field(default=None, min_length=1, max_length=MAX_FILES)
+    # Urgent faxes go before normal ones, bulk ones last (docs/sending-policy.md).
+    priority: Literal["urgent", "normal", "bulk"] = "normal"
 
     @field_validator("to", mode="before")
     @classmethod

@@ -74,6 +74,7 @@ class MailToFax:
     from_line: str | None = None
     reply_to: str | None = None
     intake_ref: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0  # urgent 1, normal 0, bulk -1: a subject tag or a header
 
 
 def spool_message(spool: Spool, mail: MailToFax) -> Prepared:
@@ -96,6 +97,7 @@ def spool_message(spool: Spool, mail: MailToFax) -> Prepared:
         cover_from=mail.cover_from,
         cover_message=mail.cover_message,
         reply_to=mail.reply_to,
+        priority=mail.priority,
     )
     check_request(request)  # a refusal before the .eml is written
     eml = spool.store_bytes(mail.raw, suffix=".eml")

@@ -16,6 +16,7 @@ from typing import Any, NotRequired, TypedDict
 
 from faxgate.domain.addressing import AddressRefused, numbers_in_subject
 from faxgate.domain.autoreply import may_reply
+from faxgate.domain.jobs import mail_priority
 from faxgate.domain.message import MAIL_POLICY, CoverMode, FaxContent, fax_content
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.smtp.accept import Fax, MailToFax
@@ -95,6 +96,9 @@ def read_mail(
         from_line=from_line,
         reply_to=reply_address(headers, sender) if allowed else None,
         intake_ref={key: value for key, value in intake_ref.items() if value is not None},
+        priority=mail_priority(
+            {name.lower(): str(value) for name, value in headers.items()}, first.subject
+        ),
     )
 
 

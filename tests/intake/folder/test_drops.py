@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
+
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.folder.drops import (
     Defaults,
@@ -225,3 +227,18 @@ def test_a_lone_broken_sidecar_waits_for_its_document_then_is_refused() -> None:
     refused = only(plan(files, DEFAULTS, now=110))
     assert isinstance(refused, Refuse)
     assert refused.code == "sidecar"
+
+
+@pytest.mark.parametrize(("asked", "priority"), [("urgent", 1), ("bulk", -1), (None, 0)])
+def test_a_sidecar_asks_for_a_priority(asked: str | None, priority: int) -> None:
+    field = f', "priority": "{asked}"' if asked else ""
+    sidecar = ('{"to": ["+14155550100"]' + field + "}").encode()
+    drop = only(
+        plan(
+            view({"x.pdf": 10, "x.pdf.json": 90}, sidecars={"x.pdf.json": sidecar}),
+            DEFAULTS,
+            now=0,
+        )
+    )
+    assert isinstance(drop, Drop)
+    assert drop.priority == priority

@@ -136,3 +136,32 @@ def test_nothing_to_fax_is_refused() -> None:
             cover=CoverMode.WHEN_BODY,
             from_line=None,
         )
+
+
+@pytest.mark.parametrize(
+    ("subject", "headers", "priority"),
+    [
+        ("Contract", {}, 0),
+        ("[urgent] Contract", {}, 1),
+        ("Newsletter [BULK]", {"X-Priority": "1 (Highest)"}, -1),  # the tag comes first
+        ("Contract", {"X-Priority": "1 (Highest)"}, 1),
+        ("Contract", {"X-Priority": "5 (Lowest)"}, -1),
+        ("Contract", {"Priority": "urgent"}, 1),
+        ("Contract", {"Priority": "non-urgent"}, -1),
+        ("Contract", {"Importance": "high"}, 1),
+        ("Contract", {"X-Priority": "whatever"}, 0),
+    ],
+)
+def test_a_mail_asks_for_its_priority_by_a_subject_tag_or_a_header(
+    subject: str, headers: dict[str, str], priority: int
+) -> None:
+    raw = fax_mail("14155550101", subject=subject, headers=headers)
+    mail = read_mail(
+        raw,
+        sender="alice@example.com",
+        login=None,
+        faxes=faxes("14155550101"),
+        cover=CoverMode.WHEN_BODY,
+        from_line=None,
+    )
+    assert mail.priority == priority
