@@ -370,7 +370,10 @@ def open_store(settings: Settings) -> Store:
     """The store the settings name: [store] url's PostgreSQL database, shared with other
     instances, or (url empty) the SQLite file in the state directory."""
     return Store.open_configured(
-        settings.store.url, settings.store.password.get_secret_value(), settings.database_path
+        settings.store.url,
+        settings.store.password.get_secret_value(),
+        settings.database_path,
+        spool_dir=settings.spool_dir,
     )
 
 

@@ -189,6 +189,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
         "ALTER TABLE outbox ADD COLUMN lease_until TEXT",
     ),
+    (
+        # Documents' bytes by digest, so that every instance sharing a PostgreSQL store
+        # can read a document another took in; the spool is then a cache. On SQLite (one
+        # host) the table stays empty: the same steps on both backends.
+        """
+        CREATE TABLE document_bytes (
+            sha256    TEXT PRIMARY KEY,
+            size      INTEGER NOT NULL,
+            content   BLOB NOT NULL,
+            stored_at TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 

@@ -187,6 +187,16 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE outbox ADD COLUMN lease_owner text",
         f"ALTER TABLE outbox ADD COLUMN lease_until {_T}",
     ),
+    (
+        f"""
+        CREATE TABLE document_bytes (
+            sha256    text PRIMARY KEY,
+            size      bigint NOT NULL,
+            content   bytea NOT NULL,
+            stored_at {_T} NOT NULL
+        )
+        """,
+    ),
 )
 
 # The schema's version: one row, written in the same transaction as the step it records.
