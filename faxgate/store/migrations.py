@@ -201,6 +201,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             stored_at TEXT NOT NULL
         ) WITHOUT ROWID
         """,
+        # The instances sharing a PostgreSQL store, each seen at its heartbeat: the
+        # cluster as `faxgate status`, the status page, /healthz and /metrics show it.
+        """
+        CREATE TABLE instances (
+            id         TEXT PRIMARY KEY,
+            host       TEXT NOT NULL,
+            pid        INTEGER NOT NULL,
+            version    TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            last_seen  TEXT NOT NULL,
+            stopped_at TEXT
+        ) WITHOUT ROWID
+        """,
     ),
 )
 

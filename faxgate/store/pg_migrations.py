@@ -196,6 +196,17 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             stored_at {_T} NOT NULL
         )
         """,
+        f"""
+        CREATE TABLE instances (
+            id         text PRIMARY KEY,
+            host       text NOT NULL,
+            pid        integer NOT NULL,
+            version    text NOT NULL,
+            started_at {_T} NOT NULL,
+            last_seen  {_T} NOT NULL,
+            stopped_at {_T}
+        )
+        """,
     ),
 )
 
