@@ -16,10 +16,12 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from faxgate import metrics, systemd
+from faxgate.clock import utc_now
 from faxgate.domain.inbound import NOTIFICATION_KIND as INBOUND
 from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.provider import FaxProvider, ProviderError
@@ -53,13 +55,13 @@ from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.setup_warnings import setup_warnings
-from faxgate.store import Share, Store, StoreError, new_owner
+from faxgate.store import Member, Share, Store, StoreError, gone_after, new_owner
 from faxgate.store.spool import Spool
 from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 from faxgate.web.guard import StatusAccess
-from faxgate.web.health import Health, ProviderHealth
+from faxgate.web.health import ClusterLook, Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
-from faxgate.web.statuspage import StatusPage
+from faxgate.web.statuspage import Cluster, StatusPage
 
 log = logging.getLogger("faxgate")
 T = TypeVar("T")
@@ -234,7 +236,25 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             inbound = InboundReceiver.from_settings(settings, store, on_stored=notifier.wake)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        health = Health(store_probe, provider_health, callbacks_expected=callbacks_expected)
+        # Sharing the store: the cluster on /metrics, /healthz and the status page.
+        cluster, cluster_look = None, None
+        if share is not None:
+            gone = gone_after(share.lease)
+
+            def members(now: datetime) -> list[Member]:
+                return store.cluster(now, gone)
+
+            parts.enter_context(metrics.watching_cluster(lambda: members(utc_now())))
+            cluster = Cluster(share.owner, members)
+            cluster_look = ClusterLook(
+                share.owner, lambda now: sum(member.alive for member in members(now))
+            )
+        health = Health(
+            store_probe,
+            provider_health,
+            callbacks_expected=callbacks_expected,
+            cluster=cluster_look,
+        )
         app = build_app(
             token=token,
             tracker=tracker,
@@ -242,7 +262,9 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             inbound=inbound,
             upload_dir=inbound.upload_dir,
             health=health,
-            status_page=StatusPage(store, health=health, recent_inbound=store.recent_inbound),
+            status_page=StatusPage(
+                store, health=health, recent_inbound=store.recent_inbound, cluster=cluster
+            ),
             page_image=confirmations.thumbnail,
             job_report=confirmations.on_request,
             status_access=StatusAccess(
