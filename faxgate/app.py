@@ -16,6 +16,7 @@ import signal
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,13 +56,13 @@ from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.setup_warnings import setup_warnings
-from faxgate.store import Share, Store, StoreError, new_owner
+from faxgate.store import Member, Share, Store, StoreError, gone_after, new_owner
 from faxgate.store.spool import Spool
 from faxgate.web.callbacks import callback_token, callback_urls, event_callback_url
 from faxgate.web.guard import StatusAccess
-from faxgate.web.health import Health, ProviderHealth
+from faxgate.web.health import ClusterLook, Health, ProviderHealth
 from faxgate.web.server import HttpServer, build_app, start_http
-from faxgate.web.statuspage import StatusPage
+from faxgate.web.statuspage import Cluster, StatusPage
 
 log = logging.getLogger("faxgate")
 T = TypeVar("T")
@@ -243,7 +244,25 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             inbound = InboundReceiver.from_settings(settings, store, on_stored=notifier.wake)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        health = Health(store_probe, provider_health, callbacks_expected=callbacks_expected)
+        # Sharing the store: the cluster on /metrics, /healthz and the status page.
+        cluster, cluster_look = None, None
+        if share is not None:
+            gone = gone_after(share.lease)
+
+            def members(now: datetime) -> list[Member]:
+                return store.cluster(now, gone)
+
+            parts.enter_context(metrics.watching_cluster(lambda: members(utc_now())))
+            cluster = Cluster(share.owner, members)
+            cluster_look = ClusterLook(
+                share.owner, lambda now: sum(member.alive for member in members(now))
+            )
+        health = Health(
+            store_probe,
+            provider_health,
+            callbacks_expected=callbacks_expected,
+            cluster=cluster_look,
+        )
         app = build_app(
             token=token,
             tracker=tracker,
@@ -256,6 +275,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
                 health=health,
                 recent_inbound=store.recent_inbound,
                 calls_per_number=lambda: dispatcher.policy.per_number,
+                cluster=cluster,
             ),
             page_image=confirmations.thumbnail,
             job_report=confirmations.on_request,
@@ -384,7 +404,10 @@ def open_store(settings: Settings) -> Store:
     """The store the settings name: [store] url's PostgreSQL database, shared with other
     instances, or (url empty) the SQLite file in the state directory."""
     return Store.open_configured(
-        settings.store.url, settings.store.password.get_secret_value(), settings.database_path
+        settings.store.url,
+        settings.store.password.get_secret_value(),
+        settings.database_path,
+        spool_dir=settings.spool_dir,
     )
 
 

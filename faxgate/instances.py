@@ -3,7 +3,9 @@ word from the others that there is work.
 
 - The heartbeat renews the leases this instance holds (faxgate.store.sharing) every third
   of a lease, so a late or lost renewal loses nothing; on a clean stop it gives them all
-  up, so the others take its work at once instead of when the leases run out.
+  up, so the others take its work at once instead of when the leases run out. It also
+  writes the instance's row in `instances` (its host, process, version, when it started,
+  when last seen), which the cluster view reads; a clean stop marks it stopped.
 - The listener waits on the store's wake-ups (LISTEN on a connection of its own) in a
   thread, and wakes the parts that have work: "jobs" the dispatcher and the poller,
   "outbox" the notifier. The parts still look on their own now and then: a wake-up lost
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
+from faxgate import __version__
 from faxgate.clock import utc_now
 from faxgate.runner import wait_for_event
 from faxgate.store import Share, Store
@@ -42,7 +45,9 @@ async def sharing(
     """Keep `share`'s leases alive and pass the others' wake-ups on to `wake` (by what
     came: "jobs", "outbox") while the block runs; then give the leases up."""
     stop = asyncio.Event()
-    heartbeat = asyncio.create_task(_renew(store, share, clock, stop), name="heartbeat")
+    started_at = clock()
+    await _seen(store, share, started_at, started_at)
+    heartbeat = asyncio.create_task(_renew(store, share, clock, stop, started_at), name="heartbeat")
     listener = _Listener(store, wake, asyncio.get_running_loop())
     await asyncio.to_thread(listener.start)
     try:
@@ -59,15 +64,33 @@ async def sharing(
             )
         except Exception as exc:  # they run out on their own
             log.warning("leases not given up instance=%s error=%s", share.owner, exc)
+        try:
+            await asyncio.to_thread(store.instance_stopped, share.owner, clock())
+        except Exception as exc:  # shown as gone once a few leases pass unseen
+            log.warning("instance not marked stopped instance=%s error=%s", share.owner, exc)
+
+
+async def _seen(store: Store, share: Share, started_at: datetime, now: datetime) -> None:
+    try:
+        await asyncio.to_thread(
+            store.instance_seen, share, version=__version__, started_at=started_at, now=now
+        )
+    except Exception as exc:  # the next heartbeat writes it again
+        log.warning("instance not recorded instance=%s error=%s", share.owner, exc)
 
 
 async def _renew(
-    store: Store, share: Share, clock: Callable[[], datetime], stop: asyncio.Event
+    store: Store,
+    share: Share,
+    clock: Callable[[], datetime],
+    stop: asyncio.Event,
+    started_at: datetime,
 ) -> None:
     every = share.renew_every.total_seconds()
     last_renewed = clock()
     while not await wait_for_event(stop, every):
         now = clock()
+        await _seen(store, share, started_at, now)
         try:
             await asyncio.to_thread(store.renew_claims, share.owner, now, share.lease)
         except Exception as exc:  # the database away for a moment: the next renewal may do

@@ -6,14 +6,18 @@ scrape time from the store, so they are never stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from faxgate.domain.jobs import JobState
+
+if TYPE_CHECKING:
+    from faxgate.store.sharing import Member
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -186,6 +190,42 @@ def watching_waits(count_waiting: Callable[[], Mapping[str, int]]) -> Iterator[N
 def watching_queue_age(oldest_due_seconds: Callable[[], float]) -> Iterator[None]:
     """Serve the queue's age from this source while the context lasts."""
     collector = QueueAgeCollector(oldest_due_seconds)
+    REGISTRY.register(collector)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(collector)
+
+
+_ALIVE = "faxgate_instances_alive"
+_ALIVE_HELP = "Instances sharing the PostgreSQL store seen alive (their heartbeat recent)."
+_HELD = "faxgate_instance_held_jobs"
+_HELD_HELP = "Jobs an instance alive holds now (being sent, or claimed to be sent), by instance."
+
+
+class ClusterCollector(Collector):
+    """The instances sharing a PostgreSQL store, read from the store at scrape time."""
+
+    def __init__(self, members: Callable[[], Sequence[Member]]) -> None:
+        self._members = members
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(_ALIVE, _ALIVE_HELP)  # no store read at registration
+        yield GaugeMetricFamily(_HELD, _HELD_HELP, labels=["instance"])
+
+    def collect(self) -> Iterator[Metric]:
+        alive = [member for member in self._members() if member.alive]
+        yield GaugeMetricFamily(_ALIVE, _ALIVE_HELP, value=len(alive))
+        held = GaugeMetricFamily(_HELD, _HELD_HELP, labels=["instance"])
+        for member in alive:
+            held.add_metric([member.owner], member.held_jobs)
+        yield held
+
+
+@contextmanager
+def watching_cluster(members: Callable[[], Sequence[Member]]) -> Iterator[None]:
+    """Serve the cluster's instances from this source while the context lasts."""
+    collector = ClusterCollector(members)
     REGISTRY.register(collector)
     try:
         yield

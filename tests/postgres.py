@@ -27,9 +27,10 @@ SUPERUSER = "postgres"
 # Over TCP the cluster asks for it (scram-sha-256); over its socket it trusts.
 PASSWORD = "throwaway-secret"
 # Durability is no concern of a cluster that lives for one test session.
-_SERVER_OPTIONS = (
-    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    " -c max_connections=200 -c shared_buffers=32MB"
+_DURABLE_OPTIONS = "-c max_connections=200 -c shared_buffers=32MB"
+# Tests need no durability from the server itself (nothing of it outlives them).
+_SERVER_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off " + (
+    _DURABLE_OPTIONS
 )
 
 
@@ -109,7 +110,8 @@ def _as_owner(owner: str | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A throwaway cluster; `durable`: with fsync on, as a real server (for benches)."""
     bindir = postgres_bindir()
     owner = "nobody" if os.geteuid() == 0 else None
     # Not under pytest's tmp_path: its folders are root's alone, and the owner must reach it.
@@ -144,7 +146,8 @@ def running_postgres() -> Iterator[PostgresServer]:
             capture_output=True,
         )
         port = free_port()
-        options = f"{_SERVER_OPTIONS} -c listen_addresses=127.0.0.1 -p {port} -k {socket_dir}"
+        settings = _DURABLE_OPTIONS if durable else _SERVER_OPTIONS
+        options = f"{settings} -c listen_addresses=127.0.0.1 -p {port} -k {socket_dir}"
         started = subprocess.run(
             [
                 *as_owner,

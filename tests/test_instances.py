@@ -10,10 +10,11 @@ from datetime import timedelta
 
 import pytest
 
+from faxgate import __version__
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.instances import sharing
-from faxgate.store import NewJob, NewNotification, Share, Store
+from faxgate.store import NewJob, NewNotification, Share, Store, gone_after
 from tests.conftest import wait_for
 from tests.postgres import postgres_server, postgres_url
 
@@ -61,3 +62,27 @@ async def test_work_left_by_another_instance_wakes_the_parts_at_once(
         await wait_for(lambda: "outbox" in woken, timeout=5, what="the notifier woken")
     # Sooner than any polling fallback would have looked (the dispatcher's 1 s).
     assert jobs_after < 1.0, jobs_after
+
+
+async def test_the_heartbeat_shows_the_instance_alive_and_a_stop_shows_it_gone(
+    stores: tuple[Store, Store],
+) -> None:
+    mine, other = stores
+    share = Share("a", timedelta(seconds=0.6), host="gw1", pid=41)
+    gone = gone_after(share.lease)
+    async with sharing(mine, share, {}):
+        # Seen from the start, before the first renewal.
+        [member] = other.cluster(utc_now(), gone)
+        assert (member.owner, member.host, member.pid, member.alive) == ("a", "gw1", 41, True)
+        assert member.version == __version__
+        first_seen = member.last_seen
+        assert first_seen is not None
+
+        def seen_again() -> bool:
+            [again] = other.cluster(utc_now(), gone)
+            return again.last_seen is not None and again.last_seen > first_seen
+
+        await wait_for(seen_again, timeout=5, what="the heartbeat writing the row again")
+    [stopped] = other.cluster(utc_now(), gone)
+    assert not stopped.alive
+    assert stopped.stopped_at is not None

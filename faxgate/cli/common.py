@@ -122,7 +122,10 @@ def open_store(settings: Settings) -> Iterator[Store]:
 
     try:
         store = Store.open_configured(
-            settings.store.url, settings.store.password.get_secret_value(), settings.database_path
+            settings.store.url,
+            settings.store.password.get_secret_value(),
+            settings.database_path,
+            spool_dir=settings.spool_dir,
         )
     except StoreError as exc:
         raise CommandError(str(exc)) from None

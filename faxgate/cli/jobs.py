@@ -10,6 +10,7 @@ import argparse
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from faxgate.domain.jobs import (
     normalize_job_id,
     why_waiting,
 )
-from faxgate.store import NewNotification, StaleState, Store
+from faxgate.store import Member, NewNotification, StaleState, Store, gone_after
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {
@@ -219,34 +220,25 @@ def status_command(args: argparse.Namespace) -> int:
             return _show_job(store, job, as_json=args.json, waiting=waiting)
         counts = store.count_by_state()
         recent = store.recent_jobs(args.limit)
-        # Instances sharing a PostgreSQL store: who holds work now.
-        holders = store.holders(utc_now()) if settings.store.url else None
+        # Instances sharing a PostgreSQL store: each alive (or gone), and what it holds.
+        members = (
+            store.cluster(utc_now(), gone_after(settings.store.lease))
+            if settings.store.url
+            else None
+        )
     if args.json:
         shown: dict[str, object] = {
             "counts": {state.value: counts.get(state, 0) for state in JobState},
             "recent": [_job_summary(job) for job in recent],
         }
-        if holders is not None:
-            shown["instances"] = [
-                {
-                    "instance": held.owner,
-                    "sending": held.sending,
-                    "claimed": held.claimed,
-                    "notifications": held.notifications,
-                }
-                for held in holders
-            ]
+        if members is not None:
+            shown["instances"] = [_member_summary(member) for member in members]
         common.print_json(shown)
         return common.EXIT_OK
     summary = ", ".join(f"{counts[state]} {state.value}" for state in JobState if counts.get(state))
     print(f"queue: {summary or 'empty'}")
-    if holders is not None:
-        working = "; ".join(
-            f"{held.owner} ({held.sending} sending, {held.claimed} claimed,"
-            f" {held.notifications} notifications)"
-            for held in holders
-        )
-        print(f"instances holding work: {working or 'none'}")
+    if members is not None:
+        _print_cluster(members)
     if recent:
         print()
         common.print_table(
@@ -402,6 +394,50 @@ def _job_summary(job: Job) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
     }
+
+
+def _member_summary(member: Member) -> dict[str, object]:
+    return {
+        "instance": member.owner,
+        "alive": member.alive,
+        "host": member.host,
+        "pid": member.pid,
+        "version": member.version,
+        "started_at": _iso(member.started_at),
+        "last_seen": _iso(member.last_seen),
+        "sending": member.sending,
+        "claimed": member.claimed,
+        "notifications": member.notifications,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _print_cluster(members: list[Member]) -> None:
+    alive = [member for member in members if member.alive]
+    gone = len(members) - len(alive)
+    print(f"instances: {len(alive)} alive" + (f", {gone} gone" if gone else ""))
+    if not members:
+        return
+    common.print_table(
+        ["instance", "state", "host", "pid", "version", "started", "last seen", "holds"],
+        [
+            [
+                member.owner,
+                "alive" if member.alive else "gone",
+                member.host or "?",
+                "?" if member.pid is None else str(member.pid),
+                member.version or "?",
+                "?" if member.started_at is None else _local(member.started_at),
+                "?" if member.last_seen is None else _local(member.last_seen),
+                f"{member.sending} sending, {member.claimed} claimed,"
+                f" {member.notifications} notifications",
+            ]
+            for member in members
+        ],
+    )
 
 
 def _local(moment: Any) -> str:

@@ -4,7 +4,7 @@ the spool beside it."""
 
 from faxgate.store.facade import Store
 from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_version
-from faxgate.store.sharing import Holder, Share, new_owner
+from faxgate.store.sharing import Holder, Member, Share, gone_after, new_owner
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
     JobNotFound,
@@ -24,6 +24,7 @@ __all__ = [
     "Holder",
     "JobNotFound",
     "Lease",
+    "Member",
     "NewDocument",
     "NewJob",
     "NewNotification",
@@ -34,6 +35,7 @@ __all__ = [
     "StoreError",
     "UnmatchedReport",
     "apply_migrations",
+    "gone_after",
     "new_owner",
     "schema_version",
 ]

@@ -68,6 +68,11 @@ class Dialect:
     # Inserting a row whose key is taken does nothing.
     ignore_prefix: str
     ignore_suffix: str
+    # A time column's UTC hour as text, "2024-05-01T10" (the status page's chart).
+    hour_template: str = "substr({column}, 1, 13)"
+
+    def hour(self, column: str) -> str:
+        return self.hour_template.format(column=column)
 
     def json_field(self, column: str) -> str:
         return self.json_field_template.format(column=column)
@@ -106,6 +111,8 @@ POSTGRES: Final = Dialect(
     json_field_template="(({column})::json ->> ?)",
     ignore_prefix="INSERT",
     ignore_suffix=" ON CONFLICT DO NOTHING",
+    # timestamptz, not text: substr() does not take it.
+    hour_template="""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24')""",
 )
 
 

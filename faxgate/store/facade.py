@@ -14,6 +14,7 @@ from typing import Self
 
 from faxgate.clock import utc_now
 from faxgate.store.claims import JobClaims
+from faxgate.store.document_bytes import DocumentBytes
 from faxgate.store.inbound import InboundFaxes
 from faxgate.store.job_reads import JobReads
 from faxgate.store.jobs import JobTables
@@ -24,7 +25,15 @@ from faxgate.store.views import StatusViews
 
 
 class Store(
-    JobTables, JobReads, JobClaims, Sharing, Outbox, UnmatchedReports, InboundFaxes, StatusViews
+    JobTables,
+    JobReads,
+    JobClaims,
+    Sharing,
+    Outbox,
+    UnmatchedReports,
+    InboundFaxes,
+    DocumentBytes,
+    StatusViews,
 ):
     """Jobs and events, the outbox, unmatched reports and inbound faxes in one database,
     and the status pages' views of them."""
@@ -37,9 +46,14 @@ class Store(
         path: Path,
         *,
         clock: Callable[[], datetime] = utc_now,
+        spool_dir: Path | None = None,
     ) -> Self:
         """The store the settings name: [store] url's PostgreSQL database, or (url empty)
-        the SQLite file `path` in the state directory."""
-        if url:
-            return cls.open_url(url, password=password or None, clock=clock)
-        return cls.open(path, clock=clock)
+        the SQLite file `path` in the state directory. `spool_dir`: where documents kept
+        in the database are copied to be read on this host."""
+        if not url:
+            return cls.open(path, clock=clock)
+        store = cls.open_url(url, password=password or None, clock=clock)
+        if spool_dir is not None:
+            store.cache_documents_in(spool_dir)
+        return store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from faxgate.domain.inbound import (
@@ -13,8 +14,8 @@ from faxgate.domain.inbound import (
     NewInboundFax,
 )
 from faxgate.domain.jobs import new_job_id
-from faxgate.store.db import Database
 from faxgate.store.dialect import Connection
+from faxgate.store.document_bytes import DocumentBytes
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     inbound_delivery_from_row,
@@ -26,8 +27,9 @@ from faxgate.store.rows import (
 from faxgate.store.values import NewNotification, StoreError
 
 
-class InboundFaxes(Database):
-    """The inbound_faxes and inbound_deliveries tables."""
+class InboundFaxes(DocumentBytes):
+    """The inbound_faxes and inbound_deliveries tables (and, on PostgreSQL, the faxes'
+    documents' bytes)."""
 
     # -------------------------------------------------------------- inbound faxes
     # (faxgate/inbound/ owns these; row conversions are at the end of the module.)
@@ -43,7 +45,12 @@ class InboundFaxes(Database):
         (the fax, True). A fax whose provider GUID is already recorded is left as it was:
         (that fax, False)."""
         at = self._now(now)
+        document = fax.document
+        contents = self._read_for_keeping(
+            () if document is None else [(document.path, document.sha256)]
+        )
         with self._write() as conn:
+            self._keep_bytes(conn, at, contents)
             while True:
                 known = conn.execute(
                     "SELECT * FROM inbound_faxes WHERE provider_guid = ?", (fax.provider_guid,)
@@ -113,8 +120,16 @@ class InboundFaxes(Database):
                 return fax_id
 
     def get_inbound(self, fax_id: str) -> InboundFax | None:
+        """The fax, its document at a path on this host (on PostgreSQL, one another
+        instance received is first copied into this instance's spool from the database)."""
         rows = self._query("SELECT * FROM inbound_faxes WHERE id = ?", (fax_id,))
-        return inbound_fax_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        fax = inbound_fax_from_row(rows[0])
+        if fax.document is None:
+            return fax
+        local = self._local_path(fax.document.path, fax.document.sha256)
+        return replace(fax, document=replace(fax.document, path=local))
 
     def find_inbound_by_guid(self, provider_guid: str) -> InboundFax | None:
         rows = self._query("SELECT * FROM inbound_faxes WHERE provider_guid = ?", (provider_guid,))

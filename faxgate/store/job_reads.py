@@ -4,6 +4,7 @@ lists and counts the daemon, the CLI and the status page ask for."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from faxgate.domain.jobs import (
     JobState,
 )
 from faxgate.store.claims import Due, _due_jobs, due_plans
-from faxgate.store.db import Database
+from faxgate.store.document_bytes import DocumentBytes
 from faxgate.store.rows import (
     document_from_row,
     event_from_row,
@@ -29,7 +30,7 @@ from faxgate.store.rows import (
 )
 
 
-class JobReads(Database):
+class JobReads(DocumentBytes):
     """Reads of the jobs, documents, events and provider_calls tables."""
 
     def get_job(self, job_id: str) -> Job | None:
@@ -37,8 +38,11 @@ class JobReads(Database):
         return job_from_row(rows[0]) if rows else None
 
     def documents(self, job_id: str) -> list[Document]:
+        """The job's documents, each at a path on this host (on PostgreSQL, one another
+        instance took in is first copied into this instance's spool from the database)."""
         rows = self._query("SELECT * FROM documents WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [document_from_row(row) for row in rows]
+        documents = [document_from_row(row) for row in rows]
+        return [replace(d, path=self._local_path(d.path, d.sha256)) for d in documents]
 
     def events(self, job_id: str) -> list[Event]:
         rows = self._query("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))

@@ -16,8 +16,8 @@ from faxgate.domain.jobs import (
     job_source,
     new_job_id,
 )
-from faxgate.store.db import Database
 from faxgate.store.dialect import Connection
+from faxgate.store.document_bytes import DocumentBytes
 from faxgate.store.outbox import insert_notification
 from faxgate.store.rows import (
     as_notification,
@@ -30,6 +30,7 @@ from faxgate.store.rows import (
     time_from_db,
     time_to_db,
 )
+from faxgate.store.spool import SpooledFile
 from faxgate.store.values import (
     JobNotFound,
     NewDocument,
@@ -42,8 +43,9 @@ from faxgate.store.values import (
 TURN: Final = timedelta(seconds=1)
 
 
-class JobTables(Database):
-    """The jobs, documents, events and provider_calls tables."""
+class JobTables(DocumentBytes):
+    """The jobs, documents, events and provider_calls tables (and, on PostgreSQL, the
+    documents' bytes)."""
 
     # -------------------------------------------------------------- creating
 
@@ -60,15 +62,16 @@ class JobTables(Database):
         at = self._now(now)
         created_at = time_from_db(at)
         created: list[Job] = []
+        documents = [[_unpacked(doc) for doc in new.documents] for new in new_jobs]
+        # Read before the write lock is taken: the transaction waits for no disk.
+        contents = self._read_for_keeping(
+            (spooled.path, spooled.sha256) for docs in documents for _, spooled, _ in docs
+        )
         with self._write() as conn:
-            for new in new_jobs:
+            self._keep_bytes(conn, at, contents)
+            for new, docs in zip(new_jobs, documents, strict=True):
                 job_id = self._insert_job(conn, new, at, created_at)
-                for seq, doc in enumerate(new.documents):
-                    name, spooled, content_type = (
-                        (doc.name, doc.file, doc.content_type)
-                        if isinstance(doc, NewDocument)
-                        else doc
-                    )
+                for seq, (name, spooled, content_type) in enumerate(docs):
                     conn.execute(
                         "INSERT INTO documents (job_id, seq, name, path, size, sha256,"
                         " content_type) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -293,3 +296,7 @@ class JobTables(Database):
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         return job_from_row(row)
+
+
+def _unpacked(doc: NewDocument | tuple[str, SpooledFile, str]) -> tuple[str, SpooledFile, str]:
+    return (doc.name, doc.file, doc.content_type) if isinstance(doc, NewDocument) else doc

@@ -208,6 +208,32 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX jobs_by_line ON jobs (state, to_number, priority DESC, created_at)",
         "CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, turn_at, created_at)",
     ),
+    (
+        # Documents' bytes by digest, so that every instance sharing a PostgreSQL store
+        # can read a document another took in; the spool is then a cache. On SQLite (one
+        # host) the table stays empty: the same steps on both backends.
+        """
+        CREATE TABLE document_bytes (
+            sha256    TEXT PRIMARY KEY,
+            size      INTEGER NOT NULL,
+            content   BLOB NOT NULL,
+            stored_at TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # The instances sharing a PostgreSQL store, each seen at its heartbeat: the
+        # cluster as `faxgate status`, the status page, /healthz and /metrics show it.
+        """
+        CREATE TABLE instances (
+            id         TEXT PRIMARY KEY,
+            host       TEXT NOT NULL,
+            pid        INTEGER NOT NULL,
+            version    TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            last_seen  TEXT NOT NULL,
+            stopped_at TEXT
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 

@@ -199,6 +199,27 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX jobs_by_line ON jobs (state, to_number, priority DESC, created_at, rowid)",
         "CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, turn_at, created_at, rowid)",
     ),
+    (
+        f"""
+        CREATE TABLE document_bytes (
+            sha256    text PRIMARY KEY,
+            size      bigint NOT NULL,
+            content   bytea NOT NULL,
+            stored_at {_T} NOT NULL
+        )
+        """,
+        f"""
+        CREATE TABLE instances (
+            id         text PRIMARY KEY,
+            host       text NOT NULL,
+            pid        integer NOT NULL,
+            version    text NOT NULL,
+            started_at {_T} NOT NULL,
+            last_seen  {_T} NOT NULL,
+            stopped_at {_T}
+        )
+        """,
+    ),
 )
 
 # The schema's version: one row, written in the same transaction as the step it records.

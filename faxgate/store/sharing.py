@@ -14,12 +14,30 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Final
 
 from faxgate.domain.jobs import Job, JobState
 from faxgate.store.db import Database
-from faxgate.store.rows import job_from_row, placeholders, time_to_db
+from faxgate.store.rows import (
+    job_from_row,
+    opt_time_from_db,
+    placeholders,
+    time_from_db,
+    time_to_db,
+)
+
+# An instance not seen for this many leases is shown as gone: a heartbeat comes three
+# times a lease, so one alive has missed nine in a row before it is called gone.
+GONE_AFTER_LEASES: Final = 3
+# A gone instance's row is kept this long (for `faxgate status`), then pruned.
+KEEP_GONE: Final = timedelta(days=7)
+
+
+def gone_after(lease: timedelta) -> timedelta:
+    """How long an instance may go unseen before it is shown as gone."""
+    return lease * GONE_AFTER_LEASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +51,37 @@ class Holder:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """An instance of the cluster, as its heartbeat wrote it, and the work it holds now.
+    One holding work without a row of its own (a faxgate from before the table) has only
+    its name."""
+
+    owner: str
+    alive: bool
+    host: str | None = None
+    pid: int | None = None
+    version: str | None = None
+    started_at: datetime | None = None
+    last_seen: datetime | None = None
+    stopped_at: datetime | None = None
+    sending: int = 0
+    claimed: int = 0
+    notifications: int = 0
+
+    @property
+    def held_jobs(self) -> int:
+        return self.sending + self.claimed
+
+
+@dataclass(frozen=True, slots=True)
 class Share:
     """One instance among those sharing a store: who it is, and how long its claims hold
     without word from it."""
 
     owner: str
     lease: timedelta
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
 
     @property
     def renew_every(self) -> timedelta:
@@ -127,3 +170,74 @@ class Sharing(Database):
             )
             for owner, held in sorted(found.items())
         ]
+
+    # ------------------------------------------------------------------ the cluster
+
+    def instance_seen(
+        self,
+        share: Share,
+        *,
+        version: str,
+        started_at: datetime,
+        now: datetime,
+    ) -> None:
+        """The heartbeat's word that `share`'s instance lives at `now`; rows of instances
+        gone longer than KEEP_GONE are pruned with it."""
+        at = time_to_db(now)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO instances (id, host, pid, version, started_at, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET last_seen = excluded.last_seen, stopped_at = NULL",
+                (share.owner, share.host, share.pid, version, time_to_db(started_at), at),
+            )
+            conn.execute(
+                "DELETE FROM instances WHERE last_seen < ?", (time_to_db(now - KEEP_GONE),)
+            )
+
+    def instance_stopped(self, owner: str, now: datetime) -> None:
+        """A clean stop: shown as gone at once, not after a few leases."""
+        at = time_to_db(now)
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE instances SET last_seen = ?, stopped_at = ? WHERE id = ?",
+                (at, at, owner),
+            )
+
+    def cluster(self, now: datetime, gone_after: timedelta) -> list[Member]:
+        """Every instance the store knows: alive (seen within `gone_after`, not stopped)
+        or gone, with the work each holds at `now`; the alive first, oldest first."""
+        holding = {held.owner: held for held in self.holders(now)}
+        since = now - gone_after
+        members = []
+        for row in self._query("SELECT * FROM instances ORDER BY started_at, id"):
+            held = holding.pop(row["id"], None)
+            last_seen = time_from_db(row["last_seen"])
+            stopped_at = opt_time_from_db(row["stopped_at"])
+            members.append(
+                Member(
+                    row["id"],
+                    alive=stopped_at is None and last_seen >= since,
+                    host=row["host"],
+                    pid=int(row["pid"]),
+                    version=row["version"],
+                    started_at=time_from_db(row["started_at"]),
+                    last_seen=last_seen,
+                    stopped_at=stopped_at,
+                    sending=0 if held is None else held.sending,
+                    claimed=0 if held is None else held.claimed,
+                    notifications=0 if held is None else held.notifications,
+                )
+            )
+        # Live leases are word enough that their owner lives, row or none.
+        members += [
+            Member(
+                held.owner,
+                alive=True,
+                sending=held.sending,
+                claimed=held.claimed,
+                notifications=held.notifications,
+            )
+            for held in holding.values()
+        ]
+        return sorted(members, key=lambda member: not member.alive)

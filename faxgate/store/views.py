@@ -161,10 +161,14 @@ class StatusViews(Database):
         """Faxes sent, failed and received per hour from `since` on."""
         start = time_to_db(since)
         ended = (*SENT_STATES, JobState.FAILED)
+        finished, received_hour = (
+            self._dialect.hour("finished_at"),
+            self._dialect.hour("received_at"),
+        )
         rows = self._query(
-            "SELECT substr(finished_at, 1, 13) AS hour, state, count(*) AS n FROM jobs"  # noqa: S608
+            f"SELECT {finished} AS hour, state, count(*) AS n FROM jobs"  # noqa: S608
             f" WHERE state IN ({placeholders(len(ended))}) AND finished_at >= ?"
-            " GROUP BY substr(finished_at, 1, 13), state",
+            f" GROUP BY {finished}, state",
             (*(state.value for state in ended), start),
         )
         sent: dict[str, int] = {}
@@ -175,8 +179,8 @@ class StatusViews(Database):
         received = {
             row["hour"]: int(row["n"])
             for row in self._query(
-                "SELECT substr(received_at, 1, 13) AS hour, count(*) AS n FROM inbound_faxes"
-                " WHERE received_at >= ? GROUP BY substr(received_at, 1, 13)",
+                f"SELECT {received_hour} AS hour, count(*) AS n FROM inbound_faxes"  # noqa: S608
+                f" WHERE received_at >= ? GROUP BY {received_hour}",
                 (start,),
             )
         }

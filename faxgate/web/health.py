@@ -195,6 +195,15 @@ class HealthReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterLook:
+    """An instance sharing a PostgreSQL store: its own name, and how to count the
+    instances alive at a moment (a read of the store)."""
+
+    instance: str
+    alive: Callable[[datetime], int]
+
+
+@dataclass(frozen=True, slots=True)
 class _StoreLook:
     writable_problem: str | None
     oldest: DueJob | None
@@ -212,7 +221,9 @@ class Health:
         thresholds: HealthThresholds | None = None,
         clock: Callable[[], datetime] = utc_now,
         callbacks_expected: bool = False,
+        cluster: ClusterLook | None = None,
     ) -> None:
+        self.cluster = cluster
         self.probe = probe
         self.provider = provider
         self.callbacks_expected = callbacks_expected
@@ -259,6 +270,12 @@ class Health:
                 problems.append(str(callbacks_check["problem"]))
             checks["callbacks"] = callbacks_check
 
+        if self.cluster is not None:
+            instances_check = await self._instances_check(self.cluster, now)
+            if isinstance(instances_check.get("problem"), str):
+                problems.append(str(instances_check["problem"]))
+            checks["instances"] = instances_check
+
         report = HealthReport(checked_at=now, problems=tuple(problems), checks=checks)
         self._log_change(report)
         return report
@@ -279,6 +296,19 @@ class Health:
         if problem is not None:
             check["problem"] = problem
         return check
+
+    @staticmethod
+    async def _instances_check(cluster: ClusterLook, now: datetime) -> dict[str, object]:
+        """This instance's name and the count of those alive (itself among them)."""
+        try:
+            alive = await asyncio.to_thread(cluster.alive, now)
+        except Exception as exc:  # the store's check says why, in its words
+            return {
+                "ok": False,
+                "instance": cluster.instance,
+                "problem": f"the instances cannot be read: {exc}",
+            }
+        return {"ok": True, "instance": cluster.instance, "alive": alive}
 
     def _log_change(self, report: HealthReport) -> None:
         """Once when health turns bad, once when it is back: a monitor asks every few seconds."""

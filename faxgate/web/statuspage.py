@@ -22,7 +22,7 @@ from typing import Final
 from faxgate.clock import utc_now
 from faxgate.domain.inbound import InboundFax
 from faxgate.domain.jobs import Job, JobState
-from faxgate.store import Store
+from faxgate.store import Member, Store
 from faxgate.store.views import HourCounts, JobFilter
 from faxgate.web.chart import chart_start, hour_bars, render_chart
 from faxgate.web.health import Health, HealthReport
@@ -114,6 +114,18 @@ class StatusSnapshot:
     query: ListQuery = field(default_factory=ListQuery)
     more: bool = False  # older jobs match beyond this page
     hours: HourCounts | None = None  # None: no chart
+    # The instances sharing a PostgreSQL store (None: alone, on SQLite), and this one's name.
+    instances: Sequence[Member] | None = None
+    instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """This instance's name among those sharing a PostgreSQL store, and how to read them
+    all at a moment."""
+
+    instance: str
+    members: Callable[[datetime], Sequence[Member]]
 
 
 class StatusPage:
@@ -127,7 +139,9 @@ class StatusPage:
         recent_inbound: RecentInbound | None = None,
         clock: Callable[[], datetime] = utc_now,
         calls_per_number: Callable[[], int | None] = lambda: 1,
+        cluster: Cluster | None = None,
     ) -> None:
+        self._cluster = cluster
         self._store = store
         # The sending policy's calls at once per number, as in use (a reload changes it).
         self.calls_per_number = calls_per_number
@@ -163,7 +177,12 @@ class StatusPage:
         else:
             inbound = recent_inbound(RECENT_INBOUND)
         hours = self._store.hour_counts(chart_start(now))
-        return StatusSnapshot(now, counts, jobs, inbound, report, query, more, hours)
+        cluster = self._cluster
+        instances = None if cluster is None else cluster.members(now)
+        instance = None if cluster is None else cluster.instance
+        return StatusSnapshot(
+            now, counts, jobs, inbound, report, query, more, hours, instances, instance
+        )
 
     async def render(self, query: ListQuery | None = None) -> str:
         return render_page(await self.snapshot(query))
@@ -308,6 +327,44 @@ def _inbound_section(inbound: Sequence[InboundFax] | None, query: ListQuery) -> 
     return f"<section><h2>{title}</h2>\n{tab}</section>"
 
 
+def _instances_section(members: Sequence[Member] | None, instance: str | None) -> str:
+    if members is None:
+        return ""
+    rows = [
+        row(
+            (
+                _text(member.owner) + (" (this one)" if member.owner == instance else ""),
+                "alive" if member.alive else "gone",
+                _text(member.host),
+                _text(member.pid),
+                _text(member.version),
+                _time(member.started_at),
+                _time(member.last_seen),
+                f"{member.sending:d}",
+                f"{member.claimed:d}",
+                f"{member.notifications:d}",
+            ),
+            f' data-instance="{_text(member.owner)}"' + ("" if member.alive else ' class="gone"'),
+        )
+        for member in members
+    ]
+    headings = (
+        "instance",
+        "state",
+        "host",
+        "process",
+        "version",
+        "started",
+        "last seen",
+        "sending",
+        "claimed",
+        "notifications",
+    )
+    alive = sum(member.alive for member in members)
+    tab = table("instances", headings, rows, "no instance has written its heartbeat yet")
+    return f"<section><h2>Instances: {alive:d} alive</h2>\n{tab}</section>"
+
+
 def page_header(taken_at: datetime, refresh: int | None = None) -> str:
     zone = _text(taken_at.astimezone().tzname() or "server time")
     again = f"; this page refreshes every {refresh:d} s" if refresh else ""
@@ -324,6 +381,7 @@ def render_page(snapshot: StatusSnapshot) -> str:
             page_header(snapshot.taken_at, REFRESH_SECONDS),
             _health_section(snapshot.health),
             _queue_section(snapshot.counts),
+            _instances_section(snapshot.instances, snapshot.instance),
             _chart_section(snapshot),
             _jobs_section(snapshot),
             _inbound_section(snapshot.inbound, snapshot.query),

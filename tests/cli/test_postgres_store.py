@@ -12,7 +12,7 @@ import pytest
 
 from faxgate.cli import main
 from faxgate.clock import utc_now
-from faxgate.store import Store
+from faxgate.store import Share, Store
 from tests.conftest import pdf_document
 from tests.postgres import postgres_server, postgres_url
 
@@ -43,18 +43,50 @@ def test_send_status_cancel_and_inbox_use_the_database(
     status = run_json(capsys, "status")
     assert [recent["id"] for recent in status["recent"]] == [job["id"]]
     assert status["counts"]["queued"] == 1
-    assert status["instances"] == []  # nobody holds work
+    assert status["instances"] == []  # no instance has run
 
+    # One instance alive (its heartbeat seen just now) holding a fax, one idle, one gone.
+    now = utc_now()
+    lease = timedelta(minutes=2)  # [store] lease's default
     with Store.open_url(on_postgres) as store:
-        store.claim_due_jobs(utc_now(), 1, owner="gw1:41:ab", lease=timedelta(minutes=2))
-    assert run_json(capsys, "status")["instances"] == [
-        {"instance": "gw1:41:ab", "sending": 0, "claimed": 1, "notifications": 0}
+        store.instance_seen(
+            Share("gw1:41:ab", lease, host="gw1", pid=41), version="1.0", started_at=now, now=now
+        )
+        store.instance_seen(
+            Share("gw2:42:cd", lease, host="gw2", pid=42), version="1.1", started_at=now, now=now
+        )
+        long_ago = now - timedelta(hours=1)
+        store.instance_seen(
+            Share("gw3:43:ef", lease, host="gw3", pid=43),
+            version="1.0",
+            started_at=long_ago,
+            now=long_ago,
+        )
+        store.claim_due_jobs(utc_now(), 1, owner="gw1:41:ab", lease=lease)
+    shown = run_json(capsys, "status")["instances"]
+    assert [(m["instance"], m["alive"]) for m in shown] == [
+        ("gw1:41:ab", True),
+        ("gw2:42:cd", True),
+        ("gw3:43:ef", False),
     ]
+    assert shown[0] == {
+        "instance": "gw1:41:ab",
+        "alive": True,
+        "host": "gw1",
+        "pid": 41,
+        "version": "1.0",
+        "started_at": now.isoformat(),
+        "last_seen": now.isoformat(),
+        "sending": 0,
+        "claimed": 1,
+        "notifications": 0,
+    }
     assert main(["status"]) == 0
-    assert (
-        "instances holding work: gw1:41:ab (0 sending, 1 claimed, 0 notifications)"
-        in capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "instances: 2 alive, 1 gone" in out
+    [line] = [line for line in out.splitlines() if line.startswith("gw1:41:ab")]
+    assert line.split()[:5] == ["gw1:41:ab", "alive", "gw1", "41", "1.0"]
+    assert line.endswith("0 sending, 1 claimed, 0 notifications")
 
     assert main(["cancel", str(job["id"])]) == 0
     capsys.readouterr()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -41,10 +44,20 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.002)
 
 
+# Where `spooled` writes: one folder for the test run (on PostgreSQL the store reads a
+# job's files to keep their bytes, so they must be there).
+_SPOOL = Path(tempfile.mkdtemp(prefix="faxgate-store-tests-"))
+atexit.register(shutil.rmtree, _SPOOL, ignore_errors=True)
+
+
 def spooled(name: str, data: bytes = b"%PDF-1.4\n") -> SpooledFile:
-    return SpooledFile(
-        Path("/var/spool/faxgate") / name, len(data), hashlib.sha256(data).hexdigest()
-    )
+    """A spooled file with `data`, written under a name of its content's own (so that two
+    tests' files of one name never meet)."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = _SPOOL / f"{digest[:16]}-{name}"
+    if not path.exists():
+        path.write_bytes(data)
+    return SpooledFile(path, len(data), digest)
 
 
 _numbers = itertools.count(1000)

@@ -9,7 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from faxgate.domain.jobs import Intake, JobState
-from faxgate.store import Holder, Lease, NewJob, NewNotification, Share, Store, new_owner
+from faxgate.store import (
+    Holder,
+    Lease,
+    Member,
+    NewJob,
+    NewNotification,
+    Share,
+    Store,
+    gone_after,
+    new_owner,
+)
+from faxgate.store.sharing import KEEP_GONE
 from tests.store.backends import Location, open_store
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -95,3 +106,58 @@ def test_the_instances_holding_work_and_what(store: Store) -> None:
         Holder("b", sending=0, claimed=0, notifications=1),
     ]
     assert store.holders(T0 + LEASE) == []  # every lease ran out
+
+
+def test_the_cluster_shows_each_instance_alive_or_gone_with_what_it_holds(store: Store) -> None:
+    a = Share("a", LEASE, host="gw1", pid=41)
+    b = Share("b", LEASE, host="gw2", pid=42)
+    store.instance_seen(a, version="1.0", started_at=T0, now=T0)
+    store.instance_seen(b, version="1.1", started_at=T0 + timedelta(seconds=1), now=T0)
+    [job, _] = store.create_jobs([new_job(1), new_job(2)], now=T0)
+    store.claim_due_jobs(T0, 1, owner="a", lease=LEASE)
+    store.transition(job.id, S.SUBMITTING, detail="sending")
+
+    now = T0 + timedelta(seconds=10)
+    store.instance_seen(a, version="1.0", started_at=T0, now=now)
+    first, second = store.cluster(now, gone_after(LEASE))
+    assert first == Member(
+        "a",
+        alive=True,
+        host="gw1",
+        pid=41,
+        version="1.0",
+        started_at=T0,
+        last_seen=now,
+        sending=1,
+    )
+    assert (second.owner, second.alive, second.version, second.held_jobs) == ("b", True, "1.1", 0)
+
+    # b unseen for three leases: gone, listed after the alive.
+    later = T0 + gone_after(LEASE) + timedelta(seconds=1)
+    store.instance_seen(a, version="1.0", started_at=T0, now=later)
+    assert [(m.owner, m.alive) for m in store.cluster(later, gone_after(LEASE))] == [
+        ("a", True),
+        ("b", False),
+    ]
+    # A clean stop: gone at once; seen again (started anew under that name): alive.
+    store.instance_stopped("a", later)
+    stopped = store.cluster(later, gone_after(LEASE))
+    assert [(m.owner, m.alive, m.stopped_at) for m in stopped] == [
+        ("a", False, later),
+        ("b", False, None),
+    ]
+    store.instance_seen(a, version="1.0", started_at=T0, now=later)
+    assert store.cluster(later, gone_after(LEASE))[0].alive
+
+
+def test_an_instance_holding_work_without_a_row_is_listed_alive(store: Store) -> None:
+    store.create_jobs([new_job(1)], now=T0)
+    store.claim_due_jobs(T0, 1, owner="old", lease=LEASE)
+    assert store.cluster(T0, gone_after(LEASE)) == [Member("old", alive=True, claimed=1)]
+
+
+def test_instances_gone_long_ago_are_pruned(store: Store) -> None:
+    store.instance_seen(Share("old", LEASE), version="1", started_at=T0, now=T0)
+    later = T0 + KEEP_GONE + timedelta(seconds=1)
+    store.instance_seen(Share("new", LEASE), version="1", started_at=later, now=later)
+    assert [m.owner for m in store.cluster(later, gone_after(LEASE))] == ["new"]

@@ -623,6 +623,8 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP TABLE provider_calls")
         conn.execute("DROP TABLE unmatched_reports")  # later versions' tables
         conn.execute("DROP TABLE imap_taken")
+        conn.execute("DROP TABLE document_bytes")
+        conn.execute("DROP TABLE instances")
         conn.execute("ALTER TABLE jobs DROP COLUMN lease_owner")
         conn.execute("ALTER TABLE jobs DROP COLUMN lease_until")
         conn.execute("ALTER TABLE outbox DROP COLUMN lease_owner")

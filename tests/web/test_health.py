@@ -20,6 +20,7 @@ from faxgate.store import NewJob, Store
 from faxgate.store.postgres import PostgresProbe
 from faxgate.store.probe import DueJob, StoreNotWritable, StoreProbe
 from faxgate.web.health import (
+    ClusterLook,
     Health,
     HealthThresholds,
     ProviderHealth,
@@ -388,3 +389,32 @@ async def test_a_postgresql_store_is_judged_as_the_file_is(postgres_url: str) ->
     assert report.checks["store"]["ok"] is False
     assert any("cannot be reached" in problem for problem in report.problems), report.problems
     assert report.checks["queue"]["ok"] is False
+
+
+async def test_an_instance_sharing_the_store_names_itself_and_counts_those_alive(
+    store: Store,
+) -> None:
+    now = datetime.now(UTC)
+    seen: list[datetime] = []
+
+    def alive(at: datetime) -> int:
+        seen.append(at)
+        return 3
+
+    look = ClusterLook("gw1:41:ab", alive)
+    report = await Health(store.probe(), ProviderHealth(), clock=Clock(now), cluster=look).check()
+    assert report.healthy
+    assert report.checks["instances"] == {"ok": True, "instance": "gw1:41:ab", "alive": 3}
+    assert seen == [now]
+
+    def unreadable(at: datetime) -> int:
+        raise OSError("the database went away")
+
+    away = ClusterLook("gw1:41:ab", unreadable)
+    report = await Health(store.probe(), ProviderHealth(), clock=Clock(now), cluster=away).check()
+    assert not report.healthy
+    assert report.checks["instances"]["ok"] is False
+    assert "the instances cannot be read: the database went away" in report.problems
+    # Alone (SQLite): no such check.
+    alone = await Health(store.probe(), ProviderHealth(), clock=Clock(now)).check()
+    assert "instances" not in alone.checks

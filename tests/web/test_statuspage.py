@@ -17,7 +17,7 @@ import pytest
 from faxgate.app import Daemon, started
 from faxgate.domain.inbound import InboundFax, NewInboundFax
 from faxgate.domain.jobs import Intake, Job, JobState
-from faxgate.store import NewJob
+from faxgate.store import Member, NewJob
 from faxgate.web.health import HealthReport
 from faxgate.web.statuspage import StatusSnapshot, render_page
 from tests import peers
@@ -187,6 +187,40 @@ def test_a_store_without_inbound_faxes_says_so() -> None:
     assert [cell.strip() for cell in cells(dom.by_id("queue").iter("tr")[-1])] == ["0"] * len(
         JobState
     )
+
+
+def test_the_instances_sharing_the_store_are_listed_alive_or_gone() -> None:
+    members = [
+        Member(
+            "gw1:41:ab",
+            alive=True,
+            host="gw1",
+            pid=41,
+            version="1.0",
+            started_at=NOW,
+            last_seen=NOW,
+            sending=2,
+            claimed=1,
+        ),
+        Member(HOSTILE, alive=False, host=HOSTILE, pid=7, version="0.9", last_seen=NOW),
+    ]
+    snapshot = StatusSnapshot(
+        taken_at=NOW, counts={}, jobs=[], inbound=None, instances=members, instance="gw1:41:ab"
+    )
+    page = render_page(snapshot)
+    assert "<script>" not in page
+    dom = parse(page)
+    rows = [r for r in dom.by_id("instances").iter("tr") if "data-instance" in r.attrs]
+    assert [cells(r)[:3] for r in rows] == [
+        ["gw1:41:ab (this one)", "alive", "gw1"],
+        [HOSTILE, "gone", HOSTILE],
+    ]
+    assert cells(rows[0])[7:] == ["2", "1", "0"]
+    assert rows[1].attrs["class"] == "gone"
+    assert "Instances: 1 alive" in page
+    # Alone on SQLite: no section at all.
+    alone = render_page(StatusSnapshot(taken_at=NOW, counts={}, jobs=[], inbound=None))
+    assert 'id="instances"' not in alone
 
 
 # ---------------------------------------------------------------------- in a browser
