@@ -30,6 +30,7 @@ PortFactory = Callable[[], int]
 FILES = 60
 LEASE = "2s"
 WAVE = 4
+REFUSED = 3  # waves with a file that has no number
 
 
 @pytest.fixture
@@ -103,6 +104,8 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
         for wave in range(0, FILES, WAVE):
             for index in range(wave, wave + WAVE):
                 (hot / f"{number(index)}_letter.pdf").write_bytes(pdf_document(1))
+            if wave < REFUSED * WAVE:  # and a file no instance can fax, refused once
+                (hot / f"no-number-{wave}.pdf").write_bytes(pdf_document(1))
             await wait_for(lambda: not dropped(hot), timeout=20, what="the wave taken")
             if not held and (held := victim_holds()):
                 await victim.kill()
@@ -142,14 +145,20 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
     assert results == sorted(f"{number(i)}_letter.pdf.result.json" for i in range(FILES))
     outcomes = Counter(json.loads(p.read_text())["outcome"] for p in sent.glob("*.result.json"))
     assert outcomes == {"sent": FILES}
-    assert not list((hot / "failed").iterdir()), "a file was refused"
+    failed = sorted(p.name for p in (hot / "failed").iterdir())
+    assert failed == sorted(
+        name
+        for wave in range(0, REFUSED * WAVE, WAVE)
+        for name in (f"no-number-{wave}.pdf", f"no-number-{wave}.pdf.reason.txt")
+    ), "a file refused twice, or one faxable refused"
     assert not list((hot / "processing").iterdir()), "a status file was left behind"
-    # The survivors' claims folders hold no file and no claim: only their locks and the
-    # records of drops placed.
+    # The survivors' claims folders hold no file and no claim: only their locks, the
+    # records of drops placed, and perhaps the temporary file of a placement record the
+    # victim was writing when it was killed (hidden, removed with the folder).
     left = [
         p
         for p in claims.rglob("*")
-        if p.is_file() and p.name != ".lock" and not p.name.endswith(".placed.json")
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".placed.json")
     ]
     assert left == [], left
     sends = [instance.log.read_text().count("submitting job=") for instance in instances]

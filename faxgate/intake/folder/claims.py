@@ -31,6 +31,7 @@ another file system), the record stays and the recovery finishes the claim later
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -69,6 +70,7 @@ CLAIMS_DIR: Final = "folder"
 RECORD_SUFFIX: Final = ".claim.json"
 PLACED_SUFFIX: Final = ".placed.json"
 LOCK_NAME: Final = ".lock"  # a shared claims folder's: held while its instance lives
+ASIDE_DIR: Final = "refusing"  # a shared claims folder's files being refused
 # Jobs are looked for this far before a record's time, for a clock set back meanwhile.
 _CLOCK_MARGIN: Final = timedelta(hours=1)
 # The same trouble in the same folder is logged as a warning this often (seconds).
@@ -219,6 +221,42 @@ class ClaimBox:
             self.store, self.spool, self.root, places, claims, shared=self.shared
         )
 
+    # ------------------------------------------------------------------ refusing (shared)
+
+    def set_aside(self, folder: Path, source: str) -> Path | None:
+        """Shared: a file about to be refused renamed into this instance's claims folder
+        first (ASIDE_DIR/<where it was dropped>), so that one instance refuses it, as one
+        claims it; None when another instance had it first."""
+        target = self.root / ASIDE_DIR / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            claim_moves.rename_in(folder / source, target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def put_aside_back(self) -> None:
+        """Files set aside and not refused (failed/ could not be written, or the instance
+        died in between) go back where they were dropped, to be looked at again."""
+        aside = self.root / ASIDE_DIR
+        if not aside.is_dir():
+            return
+        folder = self.root.parent.parent  # <folder>/.faxgate-claims/<instance>/
+        for path in sorted(aside.rglob("*"), reverse=True):  # files before their folders
+            if path.is_dir():
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            back = folder / path.relative_to(aside)
+            if os.path.lexists(back):
+                continue  # the name was taken again meanwhile: kept until it is free
+            try:
+                os.rename(path, back)
+            except OSError as exc:
+                log.warning("file set aside not put back path=%s error=%s", path, exc)
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+
     def _move_in(self, source: Path, target: Path) -> None:
         if self.shared:
             claim_moves.rename_in(source, target)
@@ -256,6 +294,8 @@ class ClaimBox:
                 self._left_in_place(body.places, left, kept=True)
             else:
                 record.unlink()
+        if self.shared:
+            self.put_aside_back()
         if self.others is not None:
             outcomes.extend(self.others())
         return outcomes

@@ -127,9 +127,10 @@ class SharedClaims:
                 len(outcomes),
             )
         names = os.listdir(folder)
-        if all(name == LOCK_NAME or name.endswith(PLACED_SUFFIX) for name in names):
+        if all(name.startswith(".") or name.endswith(PLACED_SUFFIX) for name in names):
             # No claim left, no document a fax may still need: only the records of drops
-            # placed, whose files are gone with them.
+            # placed, whose files are gone with them, and temporary files of writes that
+            # an instance killed left (the lock is hidden too).
             with contextlib.suppress(OSError):
                 remove_quietly(folder / name for name in names if name != LOCK_NAME)
                 (folder / LOCK_NAME).unlink()

@@ -220,3 +220,31 @@ def test_the_folder_of_an_instance_gone_is_removed_once_its_drops_are_placed(
     assert not a.box.root.exists()
     assert b.box.root.is_dir()
     assert b.take_over() == []
+
+
+def test_a_file_refused_is_set_aside_by_one_instance(
+    tmp_path: Path, places: Places, store: Store
+) -> None:
+    a = instance(tmp_path, places, store, "a")
+    b = instance(tmp_path, places, store, "b")
+    (places.folder / "sub").mkdir()
+    (places.folder / "sub" / "no-number.pdf").write_bytes(pdf_document(1))
+    aside = a.box.set_aside(places.folder, "sub/no-number.pdf")
+    assert aside == a.box.root / "refusing" / "sub" / "no-number.pdf"
+    assert b.box.set_aside(places.folder, "sub/no-number.pdf") is None
+    # Not refused after all (failed/ not writable, or a dies): back where it was dropped.
+    a.close()
+    assert b.take_over() == []
+    assert (places.folder / "sub" / "no-number.pdf").read_bytes() == pdf_document(1)
+    assert not a.box.root.exists()
+
+
+def test_temporary_files_a_kill_left_go_with_the_folder(
+    tmp_path: Path, places: Places, store: Store
+) -> None:
+    a = instance(tmp_path, places, store, "a")
+    (a.box.root / ".20260101T000000Z-abc.placed.json.1234abcd.tmp").write_text("{")
+    a.close()
+    b = instance(tmp_path, places, store, "b")
+    b.take_over()
+    assert not a.box.root.exists()
