@@ -65,6 +65,7 @@ class SharedClaims:
         """Make and lock this instance's claims folder. The lock is taken on a file of
         another name first, then renamed to `.lock`: nobody looks at a folder without one,
         so none can take a folder over before its lock is held."""
+        check_locks(hot_folder)
         root = hot_folder / PROCESSING_DIR / folder_name(owner)
         root.mkdir(parents=True, exist_ok=True)
         temporary = root / f".lock-{secrets.token_hex(4)}"
@@ -137,6 +138,44 @@ class SharedClaims:
                 folder.rmdir()
                 log.info("hot folder claims folder removed path=%s", folder)
         return outcomes
+
+
+def local_only_locks(path: Path, mountinfo: str) -> str | None:
+    """Why locks on `path` would not reach the file server (so that each host sees only
+    its own, and takes the claims of instances alive on other hosts for dead ones), or
+    None. `mountinfo`: the text of /proc/self/mountinfo. Pure."""
+    best: tuple[str, str, set[str]] | None = None
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if len(fields) < 6 or len(rest) < 3:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if path.is_relative_to(point) and (best is None or len(point) >= len(best[0])):
+            options = {*fields[5].split(","), *rest[2].split(",")}
+            best = (point, rest[0], options)
+    if best is None:
+        return None
+    point, kind, options = best
+    if kind.startswith("nfs") and options & {"nolock", "local_lock=flock", "local_lock=all"}:
+        return f"{point} is an NFS mount with locks kept on this host (nolock or local_lock)"
+    if kind in ("cifs", "smb3") and "nobrl" in options:
+        return f"{point} is an SMB mount with locks kept on this host (nobrl)"
+    return None
+
+
+def check_locks(folder: Path) -> None:
+    """LocksUnsupported when the folder's mount keeps locks on this host only."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return  # not Linux: nothing to tell
+    why = local_only_locks(folder.resolve(), mountinfo)
+    if why is not None:
+        raise LocksUnsupported(
+            f"{why}: instances on other hosts could not tell this one alive; mount it "
+            "with locks that reach the file server"
+        )
 
 
 def _try_lock(fd: int) -> bool:

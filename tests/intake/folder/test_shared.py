@@ -19,7 +19,12 @@ from faxgate.intake.folder.claims import LOCK_NAME, ClaimBox
 from faxgate.intake.folder.drops import Drop
 from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature
-from faxgate.intake.folder.shared import PROCESSING_DIR, SharedClaims, folder_name
+from faxgate.intake.folder.shared import (
+    PROCESSING_DIR,
+    SharedClaims,
+    folder_name,
+    local_only_locks,
+)
 from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
@@ -248,3 +253,28 @@ def test_temporary_files_a_kill_left_go_with_the_folder(
     b = instance(tmp_path, places, store, "b")
     b.take_over()
     assert not a.box.root.exists()
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:40 / /srv/faxes rw,relatime shared:20 - nfs4 nas:/faxes rw,vers=4.2,local_lock=none
+41 22 0:41 / /srv/old rw,relatime shared:21 - nfs nas:/old rw,vers=3,nolock,local_lock=all
+42 22 0:42 / /srv/smb rw,relatime shared:22 - cifs //nas/faxes rw,vers=3.1.1,nobrl
+43 22 0:43 / /srv/smb2 rw,relatime shared:23 - cifs //nas/faxes2 rw,vers=3.1.1
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "local"),
+    [
+        ("/srv/faxes/outbox", False),
+        ("/srv/old/outbox", True),
+        ("/srv/smb/outbox", True),
+        ("/srv/smb2/outbox", False),
+        ("/home/fax/outbox", False),
+        ("/srv/oldish/outbox", False),
+    ],
+)
+def test_a_share_whose_locks_stay_on_this_host_is_told(path: str, local: bool) -> None:
+    why = local_only_locks(Path(path), MOUNTINFO)
+    assert (why is not None) == local, why
