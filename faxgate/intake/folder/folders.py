@@ -15,7 +15,7 @@ from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.folder.claim_records import Queued
 from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.runner import FolderError, FolderWatcher, after_claims
-from faxgate.intake.folder.shared import LocksUnsupported, SharedClaims
+from faxgate.intake.folder.shared import LocksUnsupported, SharedClaims, check_locks
 from faxgate.intake.folder.status import Places
 from faxgate.intake.folder.watcher import overflow_alarm
 from faxgate.settings import FolderSettings, Settings
@@ -67,6 +67,14 @@ class HotFolders:
         folders = cls(settings, store, wake, owner=owner)
         for watcher in folders.watchers:
             watcher.prepare()
+            if owner is not None:
+                try:
+                    check_locks(watcher.folder)
+                except LocksUnsupported as exc:
+                    raise FolderError(
+                        f"the hot folder {watcher.folder} cannot be shared by several "
+                        f"instances: {exc}"
+                    ) from None
         return folders
 
     @contextlib.asynccontextmanager

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.intake.folder import claim_moves, claim_queue
+from faxgate.intake.folder import claim_moves, claim_queue, shared
 from faxgate.intake.folder.claim_records import DropClaim, NotTaken, Outcome, Queued
 from faxgate.intake.folder.claims import LOCK_NAME, ClaimBox
 from faxgate.intake.folder.drops import Drop
+from faxgate.intake.folder.folders import HotFolders
 from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.ready import Signature
+from faxgate.intake.folder.runner import FolderError
 from faxgate.intake.folder.shared import (
     PROCESSING_DIR,
     SharedClaims,
@@ -29,6 +31,7 @@ from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
 from tests.conftest import pdf_document
+from tests.daemon import fast_settings
 from tests.intake.folder.claiming import hot_folder
 
 
@@ -278,3 +281,21 @@ MOUNTINFO = """\
 def test_a_share_whose_locks_stay_on_this_host_is_told(path: str, local: bool) -> None:
     why = local_only_locks(Path(path), MOUNTINFO)
     assert (why is not None) == local, why
+
+
+def test_a_shared_folder_whose_locks_stay_on_this_host_is_refused_at_start(
+    tmp_path: Path, places: Places, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = fast_settings(tmp_path / "state", folders=[{"path": str(places.folder)}])
+    alone = HotFolders.prepare(settings, store, wake=lambda: None)
+    assert alone.watchers
+    sharing = HotFolders.prepare(settings, store, wake=lambda: None, owner="host:1:ab")
+    assert sharing.watchers
+
+    def kept_here(path: Path, _mountinfo: str) -> str:
+        return f"{path} is an NFS mount with locks kept on this host (nolock or local_lock)"
+
+    monkeypatch.setattr(shared, "local_only_locks", kept_here)
+    HotFolders.prepare(settings, store, wake=lambda: None)  # alone: no locks needed
+    with pytest.raises(FolderError, match=r"cannot be shared by several instances.*nolock"):
+        HotFolders.prepare(settings, store, wake=lambda: None, owner="host:1:ab")
