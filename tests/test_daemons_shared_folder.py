@@ -51,9 +51,15 @@ def dropped(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file()]
 
 
-@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize(
+    ("count", "mode"),
+    # Polling, as on an NFS or SMB mount, where inotify sees nothing of other hosts; and
+    # inotify, as for one host's folder shared by instances on that host.
+    [(2, "poll"), (3, "poll"), (2, "inotify")],
+)
 async def test_instances_sharing_one_hot_folder_take_each_file_once(
     count: int,
+    mode: str,
     tmp_path: Path,
     sandbox: Sandbox,
     postgres_url: str,
@@ -61,8 +67,9 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
 ) -> None:
     hot = tmp_path / "shared-outbox"
     hot.mkdir()
-    # Polling, as on an NFS or SMB mount, where inotify sees nothing of other hosts.
-    folders = [{"path": str(hot), "mode": "poll", "poll_interval": 0.2, "stable_for": 0.2}]
+    folders = [{"path": str(hot), "mode": mode, "poll_interval": 0.2, "stable_for": 0.2}]
+    if mode == "inotify":
+        folders[0]["rescan_interval"] = 0.5  # how often the claims of the dead are looked for
     http = [unused_tcp_port_factory() for _ in range(count)]
     await sandbox_posts_to(sandbox, http[0])
     instances = [
@@ -111,7 +118,7 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
                 await victim.kill()
                 killed_at = time.monotonic()
         assert held, "the victim never took a file: nothing was taken over"
-        print(f"\n{count} instances: the victim held {len(held)} files when killed")
+        print(f"\n{count} instances ({mode}): the victim held {len(held)} files when killed")
 
         sent = hot / "sent"
 
