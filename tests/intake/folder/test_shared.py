@@ -4,6 +4,7 @@ two SharedClaims in one process (their locks exclude each other as two processes
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter
@@ -30,7 +31,7 @@ from faxgate.intake.folder.shared import (
 from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
-from tests.conftest import pdf_document
+from tests.conftest import pdf_document, wait_for
 from tests.daemon import fast_settings
 from tests.intake.folder.claiming import hot_folder
 
@@ -299,3 +300,28 @@ def test_a_shared_folder_whose_locks_stay_on_this_host_is_refused_at_start(
     HotFolders.prepare(settings, store, wake=lambda: None)  # alone: no locks needed
     with pytest.raises(FolderError, match=r"cannot be shared by several instances.*nolock"):
         HotFolders.prepare(settings, store, wake=lambda: None, owner="host:1:ab")
+
+
+async def test_watching_a_shared_folder_claims_into_its_own_folder_until_stopped(
+    tmp_path: Path, places: Places, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = {"path": str(places.folder), "mode": "poll", "poll_interval": 0.05}
+    settings = fast_settings(tmp_path / "state", folders=[{**folder, "stable_for": 0.05}])
+    folders = HotFolders.prepare(settings, store, wake=lambda: None, owner="host:1:ab")
+    root = places.folder / PROCESSING_DIR / "host-1-ab"
+    other = instance(tmp_path, places, store, "b")
+    async with folders.running():
+        drop(places, "14155550100_a.pdf")
+        (job,) = await wait_for(lambda: store.recent_jobs(10), timeout=10, what="the claim")
+        (document,) = store.documents(job.id)
+        assert document.path.parent == root
+        assert not (tmp_path / "state" / "spool" / "folder" / document.path.name).exists()
+        assert other.take_over() == []  # it lives
+        assert (root / LOCK_NAME).exists()
+    assert "taken over" not in caplog.text
+    # Stopped: its lock let go, its folder taken over, and kept while its fax needs the file.
+    with caplog.at_level(logging.INFO, logger="faxgate.hotfolder"):
+        assert other.take_over() == []
+    assert "claims of an instance gone taken over" in caplog.text
+    assert document.path.exists()
+    assert (root / LOCK_NAME).exists()
