@@ -221,7 +221,9 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
             policy=SendingPolicy.from_settings(settings.policy),
         )
         try:
-            folders = HotFolders.prepare(settings, store, wake=dispatcher.wake)
+            folders = HotFolders.prepare(
+                settings, store, wake=dispatcher.wake, owner=share.owner if share else None
+            )
         except FolderError as exc:
             raise StartupError(str(exc)) from None
 

@@ -181,6 +181,11 @@ class Results:
         self._claims = claims
         self._clock = clock
 
+    def _claims_of(self, ref: FolderRef) -> Path:
+        """Where the drop's claimed files are: a shared hot folder's claims folder (any
+        instance may place a drop another took), else this spool's."""
+        return ref.claims if ref.claims is not None else self._claims
+
     def settle(self, job: Job, ref: FolderRef) -> Placement | None:
         """Place the drop when all its jobs are settled (the placement), else update its
         status file (None). ResultNotPlaced when a folder cannot be written now."""
@@ -211,7 +216,8 @@ class Results:
             remove_quietly([ref.status])
         if all(j.state in _FINAL for j in jobs):
             # Nothing can send it again: the spool lets go of its copy.
-            remove_quietly(self._claims / name for name in _spooled(ref))
+            claims = self._claims_of(ref)
+            remove_quietly(claims / name for name in _spooled(ref))
         log.info(
             "folder drop done drop=%s outcome=%s placed=%s",
             ref.drop,
@@ -236,7 +242,8 @@ class Results:
         """Where the drop's files go, and the files put there: a second link to each
         spooled file (a copy across file systems), under a name no other file has."""
         key = _round_key(jobs)
-        record = placement_path(self._claims, ref.drop)
+        claims = self._claims_of(ref)
+        record = placement_path(claims, ref.drop)
         if record.exists():
             earlier = Placement.from_json(read_json(record))
             if earlier.key == key:
@@ -246,14 +253,14 @@ class Results:
         directory = ref.places.result_dir(sent=sent, when=self._clock())
         directory.mkdir(parents=True, exist_ok=True)
         names = [
-            self._put(directory, name, self._claims / spooled)
+            self._put(directory, name, claims / spooled)
             for name, spooled in zip(ref.names, ref.spooled, strict=True)
         ]
         sidecar = None
         if ref.sidecar is not None and ref.sidecar_spooled is not None:
             own = PurePosixPath(ref.sidecar).name
             wanted = f"{names[0]}.json" if own.startswith(PurePosixPath(ref.files[0]).stem) else own
-            sidecar = self._put(directory, wanted, self._claims / ref.sidecar_spooled)
+            sidecar = self._put(directory, wanted, claims / ref.sidecar_spooled)
         placement = Placement(key, directory, names, sidecar, sent)
         write_json(record, placement.as_json(), durable=True)  # replaces an earlier round's
         return placement
@@ -285,7 +292,7 @@ class Results:
     def _take_back(self, ref: FolderRef, earlier: Placement) -> None:
         """Remove an earlier round's copies that are still the spool's own (untouched)."""
         for i, (spooled, name) in enumerate(zip(ref.spooled, earlier.names, strict=True)):
-            copy, source = earlier.directory / name, self._claims / spooled
+            copy, source = earlier.directory / name, self._claims_of(ref) / spooled
             try:
                 ours = source.exists() and os.path.samefile(copy, source)
             except FileNotFoundError:

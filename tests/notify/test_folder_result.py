@@ -373,3 +373,22 @@ def test_names_taken_by_a_document_or_a_result_are_skipped(places: Places, tmp_p
     assert Results._put(places.sent, "a.pdf", ours) == "a (3).pdf"
     assert Results._put(places.sent, "a.pdf", ours) == "a (3).pdf", "found again, not copied"
     assert (places.sent / "a (3).pdf").read_bytes() == b"ours"
+
+
+def test_a_drop_taken_into_a_shared_claims_folder_is_placed_by_any_instance(
+    tmp_path: Path, places: Places, store: Store
+) -> None:
+    """A shared hot folder: the drop was claimed into another instance's claims folder in
+    the hot folder, and this instance (its own spool elsewhere) places it from there."""
+    (places.folder / ".faxgate-claims").mkdir()
+    theirs = ClaimBox(tmp_path / "a" / "spool", store, root=places.folder / ".faxgate-claims" / "a")
+    (job,) = queued(theirs, places, "14155550100_contract.pdf", "+14155550100")
+    assert ref_of(job).claims == theirs.root
+    mine = Results(store, tmp_path / "b" / "spool" / "folder", clock=lambda: NOW)
+    placement = mine.settle(sent(store, job), ref_of(job))
+    assert placement is not None
+    placed = places.sent / "14155550100_contract.pdf"
+    assert placed.read_bytes() == pdf_document(2)
+    assert read_result(places.sent / "14155550100_contract.pdf.result.json")["outcome"] == "sent"
+    assert list(theirs.root.glob("*.pdf")) == [], "the claims folder let go of its copy"
+    assert len(list(theirs.root.glob("*.placed.json"))) == 1

@@ -50,6 +50,20 @@ def move_in(source: Path, target: Path) -> None:
         raise
 
 
+def rename_in(source: Path, target: Path) -> None:
+    """A shared hot folder: the file renamed into this instance's claims folder, inside
+    the hot folder, so one step of the file system the instances share. Whoever renames
+    it has it; the others find it gone (FileNotFoundError)."""
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        # NFS may answer a rename sent again after a lost reply with "gone": the target
+        # (a name only this claim uses) says it went through.
+        if target.exists():
+            return
+        raise
+
+
 def put_back(claims_dir: Path, places: Places, files: Sequence[ClaimedFile]) -> bool:
     """Give moved files their names in the folder again (a hard link back); False when
     one cannot go back (its name was taken meanwhile, the spool is on another file

@@ -34,10 +34,17 @@ _FLUSH_TROUBLE: Final = FULL_ERRNOS | {errno.EIO}
 
 
 def queue_claims(
-    store: Store, spool: Spool, claims_dir: Path, places: Places, claims: Sequence[DropClaim]
+    store: Store,
+    spool: Spool,
+    claims_dir: Path,
+    places: Places,
+    claims: Sequence[DropClaim],
+    *,
+    shared: bool = False,
 ) -> list[Outcome]:
     """Hash and flush the claimed files (in `claims_dir`), then create every job in one
-    transaction; one outcome per claim."""
+    transaction; one outcome per claim. `shared`: `claims_dir` is a shared hot folder's
+    own, named in each job's reference."""
     outcomes: list[Outcome] = []
     ready: list[tuple[DropClaim, FaxRequest]] = []
     # Flushing many files at once lets the file system commit them together.
@@ -56,7 +63,8 @@ def queue_claims(
             reason = f"the file changed: {spooled.strerror}"  # no path: it is ours
             outcomes.append(spoiled(claims_dir, places, claim, NOT_A_FILE, reason))
             continue
-        ready.append((claim, fax_request(claim, claim.ref(places), spooled)))
+        ref = claim.ref(places, claims_dir if shared else None)
+        ready.append((claim, fax_request(claim, ref, spooled)))
     if not ready:
         return outcomes
     try:

@@ -55,8 +55,9 @@ class DropClaim(BaseModel):
         """The documents, then the sidecar if there is one."""
         return [*self.documents, *([self.sidecar] if self.sidecar else [])]
 
-    def ref(self, places: Places) -> FolderRef:
+    def ref(self, places: Places, claims: Path | None = None) -> FolderRef:
         return FolderRef(
+            claims=claims,
             drop=self.drop,
             places=places,
             files=[f.source for f in self.documents],

@@ -31,12 +31,13 @@ another file system), the record stays and the recovery finishes the claim later
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -67,6 +68,9 @@ log = logging.getLogger("faxgate.hotfolder")
 
 CLAIMS_DIR: Final = "folder"
 RECORD_SUFFIX: Final = ".claim.json"
+PLACED_SUFFIX: Final = ".placed.json"
+LOCK_NAME: Final = ".lock"  # a shared claims folder's: held while its instance lives
+ASIDE_DIR: Final = "refusing"  # a shared claims folder's files being refused
 # Jobs are looked for this far before a record's time, for a clock set back meanwhile.
 _CLOCK_MARGIN: Final = timedelta(hours=1)
 # The same trouble in the same folder is logged as a warning this often (seconds).
@@ -78,11 +82,17 @@ class ClaimBox:
     claims of the hot folders are taken there in batches (take), and finished after a
     crash from the records left behind (recover)."""
 
-    def __init__(self, spool_dir: Path, store: Store) -> None:
+    def __init__(self, spool_dir: Path, store: Store, *, root: Path | None = None) -> None:
+        """`root`: a shared hot folder's claims folder for this instance (see shared.py)
+        instead of the spool's: files are renamed into it, in one step of the file system
+        every instance shares, and its records are there for whoever takes it over."""
         self.spool = Spool(spool_dir)
-        self.root = self.spool.root / CLAIMS_DIR
+        self.shared = root is not None
+        self.root = root if root is not None else self.spool.root / CLAIMS_DIR
         self.root.mkdir(exist_ok=True)
         self.store = store
+        # Shared: the claims folders of instances gone, taken over at each recovery.
+        self.others: Callable[[], list[Outcome]] | None = None
         self._complaints = _Complaints()
 
     def new_claim(
@@ -191,7 +201,7 @@ class ClaimBox:
         done: list[ClaimedFile] = []
         for file in files:
             try:
-                claim_moves.move_in(places.folder / file.source, self.root / file.target)
+                self._move_in(places.folder / file.source, self.root / file.target)
             except FileNotFoundError:
                 # Taken back meanwhile: put the others back too.
                 put_back = claim_moves.put_back(self.root, places, done)
@@ -207,7 +217,51 @@ class ClaimBox:
         return None, True
 
     def _queue(self, places: Places, claims: Sequence[DropClaim]) -> list[Outcome]:
-        return claim_queue.queue_claims(self.store, self.spool, self.root, places, claims)
+        return claim_queue.queue_claims(
+            self.store, self.spool, self.root, places, claims, shared=self.shared
+        )
+
+    # ------------------------------------------------------------------ refusing (shared)
+
+    def set_aside(self, folder: Path, source: str) -> Path | None:
+        """Shared: a file about to be refused renamed into this instance's claims folder
+        first (ASIDE_DIR/<where it was dropped>), so that one instance refuses it, as one
+        claims it; None when another instance had it first."""
+        target = self.root / ASIDE_DIR / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            claim_moves.rename_in(folder / source, target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def put_aside_back(self) -> None:
+        """Files set aside and not refused (failed/ could not be written, or the instance
+        died in between) go back where they were dropped, to be looked at again."""
+        aside = self.root / ASIDE_DIR
+        if not aside.is_dir():
+            return
+        folder = self.root.parent.parent  # <folder>/.faxgate-claims/<instance>/
+        for path in sorted(aside.rglob("*"), reverse=True):  # files before their folders
+            if path.is_dir():
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            back = folder / path.relative_to(aside)
+            if os.path.lexists(back):
+                continue  # the name was taken again meanwhile: kept until it is free
+            try:
+                os.rename(path, back)
+            except OSError as exc:
+                log.warning("file set aside not put back path=%s error=%s", path, exc)
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+
+    def _move_in(self, source: Path, target: Path) -> None:
+        if self.shared:
+            claim_moves.rename_in(source, target)
+        else:
+            claim_moves.move_in(source, target)
 
     # ------------------------------------------------------------------ recovery
 
@@ -240,6 +294,10 @@ class ClaimBox:
                 self._left_in_place(body.places, left, kept=True)
             else:
                 record.unlink()
+        if self.shared:
+            self.put_aside_back()
+        if self.others is not None:
+            outcomes.extend(self.others())
         return outcomes
 
     def _recover_record(self, body: ClaimRecord) -> list[Outcome]:
@@ -283,7 +341,7 @@ class ClaimBox:
             except FileNotFoundError:
                 info = None
             if info is not None and claim_moves.signature_of(info) == file.signature:
-                claim_moves.move_in(source, target)
+                self._move_in(source, target)
             elif file is not claim.sidecar:  # a sidecar's content is in the record
                 missing.append(file.source)
         return missing
@@ -304,7 +362,11 @@ class ClaimBox:
 
     def cleanup(self) -> None:
         """At start: temporary copies a crash left behind."""
-        remove_quietly(p for p in self.root.iterdir() if p.name.startswith(".") and p.is_file())
+        remove_quietly(
+            p
+            for p in self.root.iterdir()
+            if p.name.startswith(".") and p.name != LOCK_NAME and p.is_file()
+        )
 
     def _left_in_place(
         self, places: Places, not_taken: Sequence[NotTaken], *, kept: bool = False
@@ -341,4 +403,4 @@ class _Complaints:
 
 def placement_path(claims: Path, drop: str) -> Path:
     """The record of where a drop's files were placed (notify/folder_result.py)."""
-    return claims / f"{drop}.placed.json"
+    return claims / f"{drop}{PLACED_SUFFIX}"

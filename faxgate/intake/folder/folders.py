@@ -8,12 +8,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Literal
 
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.folder.claim_records import Queued
 from faxgate.intake.folder.claims import ClaimBox
-from faxgate.intake.folder.runner import FolderWatcher, after_claims
+from faxgate.intake.folder.runner import FolderError, FolderWatcher, after_claims
+from faxgate.intake.folder.shared import LocksUnsupported, SharedClaims, check_locks
 from faxgate.intake.folder.status import Places
 from faxgate.intake.folder.watcher import overflow_alarm
 from faxgate.settings import FolderSettings, Settings
@@ -26,8 +28,21 @@ class HotFolders:
     """Every configured hot folder; `running()` watches them while the context lasts, and
     a reload (`prepare_reload`, then `apply_reload`) changes them meanwhile."""
 
-    def __init__(self, settings: Settings, store: Store, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        wake: Callable[[], None],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """`owner`: this instance's name among several sharing the store (None: alone).
+        Sharing, each folder is claimed from into a claims folder of this instance's own
+        inside it (shared.py), so that instances watching one folder never take a file
+        twice."""
         self._store = store
+        self._owner = owner
+        self._shared: dict[Path, SharedClaims] = {}
         self._wake = wake
         self._spool_dir = settings.spool_dir
         self._policy = settings.numbers.policy()
@@ -40,11 +55,26 @@ class HotFolders:
         self._running = False
 
     @classmethod
-    def prepare(cls, settings: Settings, store: Store, wake: Callable[[], None]) -> HotFolders:
+    def prepare(
+        cls,
+        settings: Settings,
+        store: Store,
+        wake: Callable[[], None],
+        *,
+        owner: str | None = None,
+    ) -> HotFolders:
         """Check every folder and make its result folders; FolderError when one is unusable."""
-        folders = cls(settings, store, wake)
+        folders = cls(settings, store, wake, owner=owner)
         for watcher in folders.watchers:
             watcher.prepare()
+            if owner is not None:
+                try:
+                    check_locks(watcher.folder)
+                except LocksUnsupported as exc:
+                    raise FolderError(
+                        f"the hot folder {watcher.folder} cannot be shared by several "
+                        f"instances: {exc}"
+                    ) from None
         return folders
 
     @contextlib.asynccontextmanager
@@ -59,8 +89,7 @@ class HotFolders:
         with overflow_alarm(self.watchers):
             try:
                 for watcher in self.watchers:
-                    assert self._box is not None
-                    await watcher.start(self._box)
+                    await watcher.start(await self._box_for(watcher))
                 self._running = True
                 yield self
             finally:
@@ -68,6 +97,9 @@ class HotFolders:
                     self._running = False
                     for watcher in reversed(self.watchers):
                         await watcher.stop()  # a watcher never started has nothing to stop
+                    for shared in self._shared.values():
+                        shared.close()
+                    self._shared.clear()
 
     async def _open_box(self) -> ClaimBox:
         if self._box is None:
@@ -76,6 +108,42 @@ class HotFolders:
                 await asyncio.to_thread(box.cleanup)
             self._box = box
         return self._box
+
+    async def _box_for(self, watcher: FolderWatcher) -> ClaimBox:
+        """Where `watcher` claims into: the spool's claims folder, or sharing the store,
+        this instance's own in the folder."""
+        if self._owner is None:
+            return await self._open_box()
+        shared = self._shared.get(watcher.folder)
+        if shared is None:
+            await self._open_box()  # the spool's, for claims it holds from before
+            try:
+                shared = await asyncio.to_thread(
+                    SharedClaims.open,
+                    watcher.folder,
+                    self._owner,
+                    lambda root: ClaimBox(self._spool_dir, self._store, root=root),
+                )
+            except LocksUnsupported as exc:
+                raise FolderError(
+                    f"the hot folder {watcher.folder} cannot be shared by several instances: {exc}"
+                ) from None
+            except OSError as exc:
+                raise FolderError(
+                    f"cannot make the claims folder in {watcher.folder}: {exc.strerror}"
+                ) from None
+            self._shared[watcher.folder] = shared
+            log.info(
+                "hot folder shared with other instances path=%s claims=%s",
+                watcher.folder,
+                shared.box.root,
+            )
+        return shared.box
+
+    def _let_go(self, watcher: FolderWatcher) -> None:
+        shared = self._shared.pop(watcher.folder, None)
+        if shared is not None:
+            shared.close()
 
     # ------------------------------------------------------------------ reloading
 
@@ -122,6 +190,7 @@ class HotFolders:
                 return  # stopping: nothing to change any more
             for watcher in change.stop:
                 await watcher.stop()
+                self._let_go(watcher)
                 self.watchers.remove(watcher)
                 log.info("hot folder no longer watched path=%s", watcher.folder)
             for watcher, settings in change.retune:
@@ -129,13 +198,13 @@ class HotFolders:
                 log.info("hot folder options changed path=%s", watcher.folder)
             failed: list[FolderWatcher] = []
             if change.start:
-                box = await self._open_box()
                 for watcher in change.start:
                     self.watchers.append(watcher)  # listed first: a stop after a cancel stops it
                     try:
-                        await watcher.start(box)
+                        await watcher.start(await self._box_for(watcher))
                     except Exception as exc:
                         await watcher.stop()
+                        self._let_go(watcher)
                         failed.append(watcher)
                         log.error(
                             "hot folder cannot be watched path=%s error=%s", watcher.folder, exc

@@ -358,17 +358,31 @@ class FolderWatcher:
                 claim = self._box.new_claim(self.places, folder, action, signatures, statuses)
                 claims.append(claim)
             elif isinstance(action, Refuse):
-                refuse(
-                    self.places,
-                    [(directory / n, n) for n in action.names],
-                    action.code,
-                    action.reason,
-                    dropped_as=prefix + action.names[0],
-                    help_text=action.help,
-                )
+                self._refuse(directory, prefix, action)
             elif isinstance(action, Wait) and action.name in offered:
                 work.waits.append((offered[action.name], action.until))
         return claims
+
+    def _refuse(self, directory: Path, prefix: str, action: Refuse) -> None:
+        assert self._box is not None
+        files = [(directory / n, n) for n in action.names]
+        if self._box.shared:
+            # Set aside first, as a claim: of the instances sharing the folder, the one
+            # that has the file refuses it; the others pass over it.
+            aside = [(self._box.set_aside(self.folder, prefix + n), n) for n in action.names]
+            files = [(path, n) for path, n in aside if path is not None]
+            if not files:
+                return
+        placed = refuse(
+            self.places,
+            files,
+            action.code,
+            action.reason,
+            dropped_as=prefix + action.names[0],
+            help_text=action.help,
+        )
+        if placed is None and self._box.shared:
+            self._box.put_aside_back()  # failed/ cannot be written now: tried again later
 
 
 def _defaults(settings: FolderSettings, policy: NumberPolicy) -> Defaults:

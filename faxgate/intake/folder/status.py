@@ -74,6 +74,9 @@ class FolderRef(BaseModel):
     places: Places
     files: list[str]  # where the documents were dropped, relative to the folder
     spooled: list[str]  # their names in the claims folder of the spool
+    # The claims folder itself when it is not the spool's: a shared hot folder's own
+    # (<folder>/.faxgate-claims/<instance>/), which every instance sharing it can read.
+    claims: Path | None = None
     sidecar: str | None = None
     sidecar_spooled: str | None = None
     status: Path

@@ -73,3 +73,5 @@ async def test_killed_while_claiming_loses_nothing_and_sends_once(
     claims = daemon.state_dir / "spool" / "folder"
     assert not list(claims.glob("*.claim.json")), "a claim was left unfinished"
     assert not list((outbox / "processing").iterdir()), "a status file was left behind"
+    # Alone on SQLite, the claims stay in the spool: nothing of a shared folder's is made.
+    assert sorted(p.name for p in outbox.iterdir()) == ["failed", "processing", "sent"]
