@@ -202,7 +202,8 @@ class Results:
             self._update_status(ref, jobs)
             return None
         facts = [self._facts(j) for j in jobs]
-        placement = self._placement(ref, jobs)
+        claims = self._claims_of(job, ref)
+        placement = self._placement(ref, jobs, claims)
         result = result_document(ref, placement, facts, self._clock())
         for i, name in enumerate(placement.names):
             document = {**result, "file": name, "dropped_as": ref.files[i]}
@@ -211,7 +212,7 @@ class Results:
             remove_quietly([ref.status])
         if all(j.state in _FINAL for j in jobs):
             # Nothing can send it again: the spool lets go of its copy.
-            remove_quietly(self._claims / name for name in _spooled(ref))
+            remove_quietly(claims / name for name in _spooled(ref))
         log.info(
             "folder drop done drop=%s outcome=%s placed=%s",
             ref.drop,
@@ -232,28 +233,39 @@ class Results:
             trouble = passing_trouble(exc)
             log.warning("status file not updated path=%s reason=%s", ref.status, trouble)
 
-    def _placement(self, ref: FolderRef, jobs: Sequence[Job]) -> Placement:
+    def _claims_of(self, job: Job, ref: FolderRef) -> Path:
+        """The claims folder the drop was spooled in: where its documents are. Instances
+        sharing a store each have a spool of their own, and the one delivering a report
+        may not be the one that took the drop (it died, say, after placing the files and
+        before the report was marked delivered): the placement record and the spooled
+        files are in the taker's."""
+        for document in self._store.documents(job.id):
+            if document.path.name in ref.spooled:
+                return document.path.parent
+        return self._claims
+
+    def _placement(self, ref: FolderRef, jobs: Sequence[Job], claims: Path) -> Placement:
         """Where the drop's files go, and the files put there: a second link to each
         spooled file (a copy across file systems), under a name no other file has."""
         key = _round_key(jobs)
-        record = placement_path(self._claims, ref.drop)
+        record = placement_path(claims, ref.drop)
         if record.exists():
             earlier = Placement.from_json(read_json(record))
             if earlier.key == key:
                 return earlier  # a second delivery: the files are there already
-            self._take_back(ref, earlier)
+            self._take_back(ref, earlier, claims)
         sent = all(j.state in _SENT for j in jobs)
         directory = ref.places.result_dir(sent=sent, when=self._clock())
         directory.mkdir(parents=True, exist_ok=True)
         names = [
-            self._put(directory, name, self._claims / spooled)
+            self._put(directory, name, claims / spooled)
             for name, spooled in zip(ref.names, ref.spooled, strict=True)
         ]
         sidecar = None
         if ref.sidecar is not None and ref.sidecar_spooled is not None:
             own = PurePosixPath(ref.sidecar).name
             wanted = f"{names[0]}.json" if own.startswith(PurePosixPath(ref.files[0]).stem) else own
-            sidecar = self._put(directory, wanted, self._claims / ref.sidecar_spooled)
+            sidecar = self._put(directory, wanted, claims / ref.sidecar_spooled)
         placement = Placement(key, directory, names, sidecar, sent)
         write_json(record, placement.as_json(), durable=True)  # replaces an earlier round's
         return placement
@@ -282,10 +294,10 @@ class Results:
             return candidate
         raise FileExistsError(f"no free name left for {name!r} in {directory}")
 
-    def _take_back(self, ref: FolderRef, earlier: Placement) -> None:
+    def _take_back(self, ref: FolderRef, earlier: Placement, claims: Path) -> None:
         """Remove an earlier round's copies that are still the spool's own (untouched)."""
         for i, (spooled, name) in enumerate(zip(ref.spooled, earlier.names, strict=True)):
-            copy, source = earlier.directory / name, self._claims / spooled
+            copy, source = earlier.directory / name, claims / spooled
             try:
                 ours = source.exists() and os.path.samefile(copy, source)
             except FileNotFoundError:
