@@ -182,6 +182,7 @@ class Cluster:
     victim: int  # the instance killed again and again (and sent the callbacks)
     retired: int  # the instance killed for good
     retired_at: float | None = None  # seconds into the run
+    retired_pid: int | None = None
     takeovers: list[Takeover] = field(default_factory=list)
     sends: list[int] = field(default_factory=list)  # by instance, read at the end
 
@@ -286,6 +287,7 @@ async def soak(options: Options, root: Path, store_url: str = "", server: str = 
                 await asyncio.gather(*tasks)
                 if cluster is not None and daemons[-1].kills:
                     cluster.retired_at = daemons[-1].kills[-1].at
+                    cluster.retired_pid = daemons[-1].kills[-1].pid
             settle_began = time.monotonic()
             settled = await _settle(daemons, store, ledger, options.settle)
             settling = time.monotonic() - settle_began
@@ -607,7 +609,7 @@ def cluster_rows(run: Run) -> list[list[object]]:
     if cluster is None:
         return []
     victim, retired = cluster.names[cluster.victim], cluster.names[cluster.retired]
-    again = sum(1 for kill in run.kills if kill.at != cluster.retired_at)
+    again = sum(1 for kill in run.kills if kill.pid != cluster.retired_pid)
     fate = f"{retired} killed for good at {cluster.retired_at:.0f} s" if cluster.retired_at else ""
     sends = ", ".join(f"{name} {n}" for name, n in zip(cluster.names, cluster.sends, strict=True))
     takeovers = [t for t in cluster.takeovers if t.held]
