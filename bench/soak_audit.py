@@ -1,16 +1,23 @@
 """After a soak run: what faxgate promised, checked against everything it left behind.
 
-`gather` reads the evidence (blocking: run it in a thread, with the daemon stopped): the
-jobs in the store with their documents, outbox rows and events; the replies in the
-Maildir; the result and reason files of the hot folder and the files still in it; every
-transmission and callback the sandbox saw. Each is traced back to the copy (see
-soak_intake) whose document it carries.
+`gather` reads the evidence (blocking: run it in a thread, with the daemons stopped): the
+jobs in the store (the one the daemons' settings name: an SQLite file, or the PostgreSQL
+database several instances share) with their documents, outbox rows and events; the
+replies in each instance's Maildir; the result and reason files of each hot folder and the
+files still in them; every transmission and callback the sandbox saw. Each is traced back
+to the copy (see soak_intake) whose document it carries.
 
 `audit` checks the promises and counts the figures:
 - every accepted message and file has exactly one job, and it ended (sent, presumed sent,
   failed or uncertain): nothing lost, nothing taken twice, nothing stuck;
 - every job has exactly one report in the outbox, delivered, and exactly one
-  notification: a reply mail (mail jobs) or a result file saying its outcome (folder jobs);
+  notification: a reply mail (mail jobs) or a result file saying its outcome (folder jobs).
+  A reply is known by its Message-ID (made from the outbox row, and the Maildir file is
+  named after it): one daemon writing it again finds its copy and writes nothing, as a
+  mail program folds two copies with one Message-ID into one. Copies of one reply in two
+  instances' Maildirs (one killed after writing it, before marking it delivered) count as
+  one reply, and are counted apart as repeats; two replies with different Message-IDs
+  are a broken promise;
 - the sandbox got each job's document no more often than the job made calls (a busy line
   is called again on purpose), except for jobs faxgate marked uncertain, which are
   counted; no fax at the sandbox without a job;
@@ -81,6 +88,7 @@ class Evidence:
     jobs: list[JobRecord]
     replies: defaultdict[str, list[str]]  # tag -> reply mail files threaded under it
     stray_replies: list[str]  # reply files that name no copy
+    reply_repeats: int  # copies of a reply (same Message-ID) in another instance's Maildir
     results: defaultdict[str, list[Result]]
     refused: set[str]  # tags of files refused (a reason file in failed/)
     left: set[str]  # tags of files still in the hot folder
@@ -113,9 +121,14 @@ class SandboxView:
 
 
 def gather(
-    store: Store, maildir: Path, outbox: Path, sandbox: SandboxView, ledger: Ledger
+    store: Store,
+    maildirs: Sequence[Path],
+    outboxes: Sequence[Path],
+    sandbox: SandboxView,
+    ledger: Ledger,
 ) -> Evidence:
-    """Everything the run left behind (blocking)."""
+    """Everything the run left behind (blocking): `maildirs` and `outboxes` (hot folders)
+    of every instance."""
     records = []
     for job in store.jobs_in_states(JobState):
         documents = store.documents(job.id)
@@ -124,37 +137,46 @@ def gather(
 
     replies: defaultdict[str, list[str]] = defaultdict(list)
     stray = []
+    repeats = 0
     parser = email.parser.BytesHeaderParser(policy=email.policy.default)
-    for part in ("new", "cur"):
-        folder = maildir / part
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            headers = parser.parsebytes(path.read_bytes())
-            tag = _tag_in(str(headers.get("In-Reply-To", "")))
-            if tag is None:
-                stray.append(path.name)
-            else:
-                replies[tag].append(path.name)
+    for maildir in maildirs:
+        for part in ("new", "cur"):
+            folder = maildir / part
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                headers = parser.parsebytes(path.read_bytes())
+                tag = _tag_in(str(headers.get("In-Reply-To", "")))
+                if tag is None:
+                    stray.append(path.name)
+                elif path.name in replies[tag]:  # the name is the Message-ID's
+                    repeats += 1
+                else:
+                    replies[tag].append(path.name)
 
     results: defaultdict[str, list[Result]] = defaultdict(list)
     refused: set[str] = set()
-    for where in ("sent", "failed"):
-        folder = outbox / where
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.name.endswith(_RESULT):
-                document = json.loads(path.read_text())
-                tag = _tag_in(str(document.get("dropped_as", "")))
-                if tag is not None:
-                    results[tag].append(Result(tag, where, str(document.get("outcome"))))
-            elif path.name.endswith(_REASON) and (tag := _tag_in(path.name)) is not None:
-                refused.add(tag)
-    left = {tag for name in left_in(outbox) if (tag := _tag_in(name)) is not None}
-    processing_dir = outbox / "processing"
-    processing = sorted(os.listdir(processing_dir)) if processing_dir.is_dir() else []
+    left: set[str] = set()
+    processing: list[str] = []
+    for outbox in outboxes:
+        for where in ("sent", "failed"):
+            folder = outbox / where
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if path.name.endswith(_RESULT):
+                    document = json.loads(path.read_text())
+                    tag = _tag_in(str(document.get("dropped_as", "")))
+                    if tag is not None:
+                        results[tag].append(Result(tag, where, str(document.get("outcome"))))
+                elif path.name.endswith(_REASON) and (tag := _tag_in(path.name)) is not None:
+                    refused.add(tag)
+        left |= {tag for name in left_in(outbox) if (tag := _tag_in(name)) is not None}
+        processing_dir = outbox / "processing"
+        if processing_dir.is_dir():
+            processing += sorted(os.listdir(processing_dir))
 
     return Evidence(
         jobs=records,
         replies=replies,
         stray_replies=stray,
+        reply_repeats=repeats,
         results=results,
         refused=refused,
         left=left,

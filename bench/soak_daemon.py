@@ -95,6 +95,10 @@ class SoakDaemon:
     _watching: list[asyncio.Task[None]] = field(default_factory=list)
     began: float = field(default_factory=time.monotonic)
     callbacks: bool = True  # False: polling only (no public URL)
+    name: str = ""  # an instance's own folder under root ("": root itself, one daemon)
+    store_url: str = ""  # "": SQLite in the state directory; else the shared PostgreSQL
+    public_url: str = ""  # where the provider posts callbacks ("": this daemon's own port)
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: DaemonProcess = field(init=False)
     _store: Store | None = None
 
@@ -116,12 +120,22 @@ class SoakDaemon:
         }
         if self.callbacks:
             # Callbacks are expected (as with a public URL): the first poll waits for them.
-            env["FAXGATE_HTTP__PUBLIC_URL"] = f"http://127.0.0.1:{self.http_port}"
+            env["FAXGATE_HTTP__PUBLIC_URL"] = (
+                self.public_url or f"http://127.0.0.1:{self.http_port}"
+            )
+        if self.store_url:
+            env["FAXGATE_STORE__URL"] = self.store_url
+        env.update(self.extra_env)
         self.process = DaemonProcess(self.state_dir, self.sandbox, self.http_port, env)
 
     @property
+    def home(self) -> Path:
+        """The daemon's own folder: its state directory and its log."""
+        return self.root / self.name if self.name else self.root
+
+    @property
     def state_dir(self) -> Path:
-        return self.root / "state"
+        return self.home / "state"
 
     @property
     def log(self) -> Path:
@@ -143,7 +157,10 @@ class SoakDaemon:
         await self.process.start()
         await wait_for(self._smtp_answers, timeout=30, what="the SMTP listener after a start")
         if self._store is None:
-            self._store = Store.open(self.state_dir / "faxgate.sqlite3")
+            # The store the daemon's settings name: its SQLite file, or the shared database.
+            self._store = Store.open_configured(
+                self.store_url, "", self.state_dir / "faxgate.sqlite3"
+            )
         self.up.set()
 
     async def kill(self) -> Kill | None:

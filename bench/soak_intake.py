@@ -25,7 +25,7 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,7 +35,16 @@ import aiosmtplib
 from pypdf import PdfWriter
 from soak_plan import FaxPlan
 
-__all__ = ["Copy", "Ledger", "drop_files", "left_in", "message_for", "send_mail", "tagged_pdf"]
+__all__ = [
+    "Copy",
+    "Ledger",
+    "MailRoute",
+    "drop_files",
+    "left_in",
+    "message_for",
+    "send_mail",
+    "tagged_pdf",
+]
 
 FAX_DOMAIN = "fax.local"
 SENDER = "soak@example.com"
@@ -121,12 +130,17 @@ def message_for(copy: Copy) -> bytes:
     return message.as_bytes()
 
 
+# Where a fax goes by mail: the SMTP port of the instance that takes it, and an event set
+# while that instance is up. Asked again at every try, as a mail server with several MX
+# hosts picks one for each.
+MailRoute = Callable[[FaxPlan], tuple[int, asyncio.Event]]
+
+
 async def send_mail(
     plans: Iterable[FaxPlan],
     offsets: dict[int, float],
     ledger: Ledger,
-    port: int,
-    up: asyncio.Event,
+    route: MailRoute,
     *,
     start: float,
     workers: int = 4,
@@ -142,7 +156,7 @@ async def send_mail(
             while not queue.empty():
                 plan = queue.get_nowait()
                 await _until(start, offsets[plan.index])
-                client = await _deliver(plan, ledger, port, up, client)
+                client = await _deliver(plan, ledger, route, client)
         finally:
             if client is not None:
                 await _close(client)
@@ -151,12 +165,16 @@ async def send_mail(
 
 
 async def _deliver(
-    plan: FaxPlan, ledger: Ledger, port: int, up: asyncio.Event, client: aiosmtplib.SMTP | None
+    plan: FaxPlan, ledger: Ledger, route: MailRoute, client: aiosmtplib.SMTP | None
 ) -> aiosmtplib.SMTP | None:
     """Try until the message is accepted or refused; the connection to go on with."""
     for tries in range(MAX_COPIES):
         copy = ledger.new_copy(plan)
+        port, up = route(plan)
         await up.wait()
+        if client is not None and client.port != port:
+            await _close(client)  # this fax goes to another instance
+            client = None
         try:
             if client is None:
                 client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=SMTP_TIMEOUT)
@@ -194,16 +212,17 @@ async def drop_files(
     plans: Iterable[FaxPlan],
     offsets: dict[int, float],
     ledger: Ledger,
-    outbox: Path,
+    folder_for: Callable[[FaxPlan], Path],
     *,
     start: float,
 ) -> None:
-    """Write each fax's file into the hot folder in its turn (several share a turn: a
-    burst), whether or not the daemon is up: the folder is only a folder."""
+    """Write each fax's file into its hot folder (`folder_for`, asked at its turn) in its
+    turn (several share a turn: a burst), whether or not the daemon is up: the folder is
+    only a folder."""
     for plan in plans:
         await _until(start, offsets[plan.index])
         copy = ledger.new_copy(plan)
-        await asyncio.to_thread(_write_in, outbox, copy.file_name, copy.pdf)
+        await asyncio.to_thread(_write_in, folder_for(plan), copy.file_name, copy.pdf)
         copy.state = "dropped"
 
 

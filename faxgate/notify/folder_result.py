@@ -181,11 +181,6 @@ class Results:
         self._claims = claims
         self._clock = clock
 
-    def _claims_of(self, ref: FolderRef) -> Path:
-        """Where the drop's claimed files are: a shared hot folder's claims folder (any
-        instance may place a drop another took), else this spool's."""
-        return ref.claims if ref.claims is not None else self._claims
-
     def settle(self, job: Job, ref: FolderRef) -> Placement | None:
         """Place the drop when all its jobs are settled (the placement), else update its
         status file (None). ResultNotPlaced when a folder cannot be written now."""
@@ -207,7 +202,8 @@ class Results:
             self._update_status(ref, jobs)
             return None
         facts = [self._facts(j) for j in jobs]
-        placement = self._placement(ref, jobs)
+        claims = self._claims_of(job, ref)
+        placement = self._placement(ref, jobs, claims)
         result = result_document(ref, placement, facts, self._clock())
         for i, name in enumerate(placement.names):
             document = {**result, "file": name, "dropped_as": ref.files[i]}
@@ -216,7 +212,6 @@ class Results:
             remove_quietly([ref.status])
         if all(j.state in _FINAL for j in jobs):
             # Nothing can send it again: the spool lets go of its copy.
-            claims = self._claims_of(ref)
             remove_quietly(claims / name for name in _spooled(ref))
         log.info(
             "folder drop done drop=%s outcome=%s placed=%s",
@@ -238,17 +233,30 @@ class Results:
             trouble = passing_trouble(exc)
             log.warning("status file not updated path=%s reason=%s", ref.status, trouble)
 
-    def _placement(self, ref: FolderRef, jobs: Sequence[Job]) -> Placement:
+    def _claims_of(self, job: Job, ref: FolderRef) -> Path:
+        """The claims folder the drop was spooled in: where its documents are. Instances
+        sharing a store each have a spool of their own, and the one delivering a report
+        may not be the one that took the drop (it died, say, after placing the files and
+        before the report was marked delivered): the placement record and the spooled
+        files are in the taker's. A shared hot folder's drops are in its claims folder,
+        which every instance reads."""
+        if ref.claims is not None:
+            return ref.claims
+        for document in self._store.documents(job.id):
+            if document.path.name in ref.spooled:
+                return document.path.parent
+        return self._claims
+
+    def _placement(self, ref: FolderRef, jobs: Sequence[Job], claims: Path) -> Placement:
         """Where the drop's files go, and the files put there: a second link to each
         spooled file (a copy across file systems), under a name no other file has."""
         key = _round_key(jobs)
-        claims = self._claims_of(ref)
         record = placement_path(claims, ref.drop)
         if record.exists():
             earlier = Placement.from_json(read_json(record))
             if earlier.key == key:
                 return earlier  # a second delivery: the files are there already
-            self._take_back(ref, earlier)
+            self._take_back(ref, earlier, claims)
         sent = all(j.state in _SENT for j in jobs)
         directory = ref.places.result_dir(sent=sent, when=self._clock())
         directory.mkdir(parents=True, exist_ok=True)
@@ -289,10 +297,10 @@ class Results:
             return candidate
         raise FileExistsError(f"no free name left for {name!r} in {directory}")
 
-    def _take_back(self, ref: FolderRef, earlier: Placement) -> None:
+    def _take_back(self, ref: FolderRef, earlier: Placement, claims: Path) -> None:
         """Remove an earlier round's copies that are still the spool's own (untouched)."""
         for i, (spooled, name) in enumerate(zip(ref.spooled, earlier.names, strict=True)):
-            copy, source = earlier.directory / name, self._claims_of(ref) / spooled
+            copy, source = earlier.directory / name, claims / spooled
             try:
                 ours = source.exists() and os.path.samefile(copy, source)
             except FileNotFoundError:

@@ -152,6 +152,32 @@ def test_placing_twice_places_once(
     assert sorted(p.name for p in places.sent.iterdir()) == ["a.pdf", "a.pdf.result.json"]
 
 
+def test_a_delivery_repeated_by_another_instance_places_once(
+    box: ClaimBox, places: Places, store: Store, results: Results, tmp_path: Path
+) -> None:
+    """Instances sharing a store each have a spool: the one that delivers a report again
+    (the taker died before marking it delivered) finds the taker's placement."""
+    (job,) = queued(box, places, "a.pdf", "+14155550100")
+    job = sent(store, job)
+    first = results.settle(job, ref_of(job))
+    other = Results(store, tmp_path / "other" / "spool" / "folder", clock=lambda: NOW)
+    assert other.settle(job, ref_of(job)) == first
+    assert sorted(p.name for p in places.sent.iterdir()) == ["a.pdf", "a.pdf.result.json"]
+
+
+def test_a_drop_placed_by_another_instance_moves_from_the_takers_spool(
+    box: ClaimBox, places: Places, store: Store, tmp_path: Path
+) -> None:
+    (job,) = queued(box, places, "a.pdf", "+14155550100")
+    job = sent(store, job)
+    other = Results(store, tmp_path / "other" / "spool" / "folder", clock=lambda: NOW)
+    placement = other.settle(job, ref_of(job))
+    assert placement is not None
+    assert placement.names == ["a.pdf"]
+    assert (places.sent / "a.pdf").read_bytes() == pdf_document(2)
+    assert not (box.root / ref_of(job).spooled[0]).exists(), "moved, not copied"
+
+
 def test_killed_while_placing_is_finished_with_the_same_names(
     box: ClaimBox,
     places: Places,
