@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from faxgate.domain.jobs import JobState
-
-if TYPE_CHECKING:
-    from faxgate.store.sharing import Member
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -201,6 +198,17 @@ _ALIVE = "faxgate_instances_alive"
 _ALIVE_HELP = "Instances sharing the PostgreSQL store seen alive (their heartbeat recent)."
 _HELD = "faxgate_instance_held_jobs"
 _HELD_HELP = "Jobs an instance alive holds now (being sent, or claimed to be sent), by instance."
+
+
+class Member(Protocol):
+    """What the metrics read of an instance sharing the store (the store's Member)."""
+
+    @property
+    def owner(self) -> str: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def held_jobs(self) -> int: ...
 
 
 class ClusterCollector(Collector):
