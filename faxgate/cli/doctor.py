@@ -1,5 +1,5 @@
 """`faxgate doctor`: the account, the public address and this machine, checked in plain
-words, each problem with its fix (the checks: faxgate/doctor.py)."""
+words, each problem with its fix (the checks: faxgate/doctor/)."""
 
 from __future__ import annotations
 
