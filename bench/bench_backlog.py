@@ -43,7 +43,7 @@ from _common import (
     banner,
     bench_settings,
     fax_number,
-    one_page_pdf,
+    fill_store,
     peak_rss_kib,
     ratio,
     rss_kib,
@@ -61,12 +61,10 @@ from faxgate.sending.poller import Poller
 from faxgate.sending.tracker import Tracker
 from faxgate.settings import Settings
 from faxgate.store import NewDocument, NewJob, Store
-from faxgate.store.spool import Spool
 
 DAEMON_TARGET = 100  # faxes the daemon child sends before its memory is read
 ONE_SLOT_CYCLES = 5  # cycles with room for one fax, as when one fax at the provider ends
 MAX_POLL_CYCLES = 20  # poll cycles to settle the backlog before the run gives up
-CREATE_CHUNK = 2000  # jobs per store transaction while filling a backlog
 SANDBOX_FINAL = frozenset({"S", "E", "H"})
 
 Figures = dict[str, Any]  # a child's figures, read back from its JSON
@@ -105,17 +103,11 @@ def settings_for(state_dir: Path) -> Settings:
 
 def fill_backlog(state_dir: Path, size: int) -> None:
     """A state directory whose store holds `size` queued faxes sharing one document."""
-    settings = settings_for(state_dir)
-    spooled = Spool(settings.spool_dir).store_bytes(one_page_pdf(), suffix=".pdf")
-    document = NewDocument("letter.pdf", spooled, "application/pdf")
-    with Store.open(settings.database_path) as store:
-        for start in range(0, size, CREATE_CHUNK):
-            store.create_jobs(
-                [
-                    NewJob(to_number=fax_number(i), intake=Intake.CLI, documents=[document])
-                    for i in range(start, min(size, start + CREATE_CHUNK))
-                ]
-            )
+
+    def job(i: int, document: NewDocument) -> NewJob:
+        return NewJob(to_number=fax_number(i), intake=Intake.CLI, documents=[document])
+
+    fill_store(settings_for(state_dir), size, job)
 
 
 # ---------------------------------------------------------------------- in the children
