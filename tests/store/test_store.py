@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -509,21 +510,22 @@ def test_the_store_survives_a_writer_killed_mid_write(location: Location, tmp_pa
     assert jobs_so_far >= 8
 
 
-def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
-    location: Location, store: Store
-) -> None:
-    jobs = store.create_jobs([new_job() for _ in range(20)])
-    stale = jobs[0]
-    store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
-    commits: list[str] = []
+def noting_transactions(store: Store, mark: str) -> list[str]:
+    """`mark` noted for every transaction the store's backend opens from now on."""
+    noted: list[str] = []
     transaction = store._backend.transaction
 
     def counted() -> Any:
-        commits.append("COMMIT")
+        noted.append(mark)
         return transaction()
 
     store._backend.transaction = counted  # type: ignore[method-assign]
-    results: dict[str, BaseException | JobState] = {}
+    return noted
+
+
+def mover(store: Store, results: dict[str, BaseException | JobState]) -> Callable[[str], None]:
+    """A thread's work: one job from queued to submitting; its new state, or the error
+    raised, in `results`."""
 
     def move(job_id: str) -> None:
         try:
@@ -531,6 +533,19 @@ def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself
             results[job_id] = moved.state
         except BaseException as error:
             results[job_id] = error
+
+    return move
+
+
+def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
+    location: Location, store: Store
+) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(20)])
+    stale = jobs[0]
+    store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
+    commits = noting_transactions(store, "COMMIT")
+    results: dict[str, BaseException | JobState] = {}
+    move = mover(store, results)
 
     # While one holder has the write lock, every change queues up behind it.
     with store._lock:
@@ -676,22 +691,9 @@ def test_a_group_undone_to_break_a_deadlock_with_another_instance_runs_again(
     location: str, store: Store
 ) -> None:
     x, y = store.create_jobs([new_job(), new_job()])
-    tries: list[str] = []
-    transaction = store._backend.transaction
-
-    def counted() -> Any:
-        tries.append("BEGIN")
-        return transaction()
-
-    store._backend.transaction = counted  # type: ignore[method-assign]
+    tries = noting_transactions(store, "BEGIN")
     results: dict[str, BaseException | JobState] = {}
-
-    def move(job_id: str) -> None:
-        try:
-            moved = store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
-            results[job_id] = moved.state
-        except BaseException as error:
-            results[job_id] = error
+    move = mover(store, results)
 
     with raw(location) as other, raw(location) as watcher:
         # Another instance holds y and, later, asks for x: a deadlock with the group below
