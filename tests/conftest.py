@@ -29,6 +29,7 @@ from faxgate.hellofax.sandbox import (
     Sandbox,
     SandboxSettings,
 )
+from faxgate.sandbox.server import SandboxServer
 from faxgate.store import Store
 
 SANDBOX_GUID = DEFAULT_ACCOUNT_GUID
@@ -74,7 +75,10 @@ def tls_context() -> ssl.SSLContext:
 
 
 def sandbox_client(
-    sandbox: Sandbox, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+    sandbox: SandboxServer,
+    *,
+    timeout: float = 5.0,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> HelloFaxClient:
     """A HelloFax client on the sandbox with the account's credentials."""
     return HelloFaxClient(
