@@ -31,7 +31,8 @@ from tests.conftest import (
     sandbox_client,
     wait_for,
 )
-from tests.sending.test_tracker import FakeClock, submitted_job
+from tests.sending.test_tracker import submitted_job
+from tests.store.making import FakeClock
 
 S = JobState
 FIRST = timedelta(seconds=30)
