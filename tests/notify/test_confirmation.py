@@ -5,11 +5,11 @@ report with a note, in bounded time; the worker process's caps hold. A real stor
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,23 +41,8 @@ NOW = T0 + timedelta(minutes=5)
 PROMPTLY = 30.0
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
-
-
-def make_job(
-    store: Store,
-    tmp_path: Path,
-    content: bytes,
-    name: str = "contract.pdf",
-    content_type: str = "application/pdf",
-    cover_to: str | None = "Dr. Bob Müller",
-) -> Job:
-    return mailed_job(
-        store, tmp_path, content, name, content_type, intake_ref={}, cover_to=cover_to
-    )
+# A mailed contract for Dr. Bob Müller; a test names another document, or no cover page.
+make_job = functools.partial(mailed_job, intake_ref={}, cover_to="Dr. Bob Müller")
 
 
 def busy_then(store: Store, job: Job, state: JobState, reason: str) -> Job:

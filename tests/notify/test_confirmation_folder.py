@@ -3,6 +3,8 @@ back with them when a person's retry ends elsewhere. A real store and spool."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,13 @@ from tests.notify.test_folder_result import NOW, finish, queued, ref_of, sent
 
 __all__ = ["mounts"]  # the fixture
 
+Folder = tuple[Places, Confirmations, Store, ClaimBox, Results]
 
-async def test_a_retried_drop_takes_its_earlier_report_back(tmp_path: Path) -> None:
+
+@contextmanager
+def one_folder(tmp_path: Path) -> Iterator[Folder]:
+    """A hot folder (tmp_path/outbox), its reports without the picture, a store and claims
+    box under tmp_path/state and the results placed from them; the store closed after."""
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     places = Places.of(FolderSettings(path=outbox))
@@ -30,6 +37,11 @@ async def test_a_retried_drop_takes_its_earlier_report_back(tmp_path: Path) -> N
     with Store.open(tmp_path / "state" / "faxgate.sqlite3") as store:
         box = ClaimBox(tmp_path / "state" / "spool", store)
         results = Results(store, box.root, clock=lambda: NOW)
+        yield places, confirmations, store, box, results
+
+
+async def test_a_retried_drop_takes_its_earlier_report_back(tmp_path: Path) -> None:
+    with one_folder(tmp_path) as (places, confirmations, store, box, results):
         (job,) = queued(box, places, "a.pdf", "+14155550100")
         job = finish(store, job, JobState.FAILED, "the number is not allocated")
         placement = results.settle(job, ref_of(job))
@@ -54,14 +66,7 @@ async def test_a_retried_drop_takes_its_earlier_report_back(tmp_path: Path) -> N
 async def test_a_report_that_cannot_be_written_waits_and_is_written_later(
     tmp_path: Path, mounts: Mounts
 ) -> None:
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    places = Places.of(FolderSettings(path=outbox))
-    places.processing.mkdir()
-    confirmations = Confirmations("without_image", clock=lambda: NOW)
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as store:
-        box = ClaimBox(tmp_path / "state" / "spool", store)
-        results = Results(store, box.root, clock=lambda: NOW)
+    with one_folder(tmp_path) as (places, confirmations, store, box, results):
         (job,) = queued(box, places, "a.pdf", "+14155550100")
         job = sent(store, job)
         placement = results.settle(job, ref_of(job))
