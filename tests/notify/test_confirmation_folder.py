@@ -14,8 +14,8 @@ from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.status import Places
 from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.folder_result import ResultNotPlaced, Results, write_reports
-from faxgate.settings import FolderSettings
 from faxgate.store import Store
+from tests.intake.folder.claiming import claim_box, hot_folder
 from tests.mounts import Mounts, mounts
 from tests.notify.reports import report_text
 from tests.notify.test_folder_result import NOW, finish, queued, ref_of, sent
@@ -29,13 +29,10 @@ Folder = tuple[Places, Confirmations, Store, ClaimBox, Results]
 def one_folder(tmp_path: Path) -> Iterator[Folder]:
     """A hot folder (tmp_path/outbox), its reports without the picture, a store and claims
     box under tmp_path/state and the results placed from them; the store closed after."""
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    places = Places.of(FolderSettings(path=outbox))
-    places.processing.mkdir()
+    places = hot_folder(tmp_path)
     confirmations = Confirmations("without_image", clock=lambda: NOW)
     with Store.open(tmp_path / "state" / "faxgate.sqlite3") as store:
-        box = ClaimBox(tmp_path / "state" / "spool", store)
+        box = claim_box(tmp_path, store)
         results = Results(store, box.root, clock=lambda: NOW)
         yield places, confirmations, store, box, results
 

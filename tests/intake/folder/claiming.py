@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from faxgate.intake.folder.claims import ClaimBox
 from faxgate.intake.folder.status import Places
 from faxgate.settings import FolderSettings
@@ -22,3 +24,17 @@ def hot_folder(tmp_path: Path) -> Places:
 
 def claim_box(tmp_path: Path, store: Store) -> ClaimBox:
     return ClaimBox(tmp_path / "state" / "spool", store)
+
+
+class Killed(BaseException):
+    """The process died here."""
+
+
+@pytest.fixture
+def places(tmp_path: Path) -> Places:
+    return hot_folder(tmp_path)
+
+
+@pytest.fixture
+def box(tmp_path: Path, store: Store) -> ClaimBox:
+    return claim_box(tmp_path, store)

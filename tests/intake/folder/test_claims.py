@@ -24,21 +24,9 @@ from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
 from tests.conftest import pdf_document
-from tests.intake.folder.claiming import claim_box, hot_folder
+from tests.intake.folder.claiming import Killed, box, places
 
-
-class Killed(BaseException):
-    """The process died here."""
-
-
-@pytest.fixture
-def places(tmp_path: Path) -> Places:
-    return hot_folder(tmp_path)
-
-
-@pytest.fixture
-def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return claim_box(tmp_path, store)
+__all__ = ["box", "places"]  # the fixtures
 
 
 def dropped(places: Places, *names: str) -> dict[str, Signature]:
