@@ -24,7 +24,7 @@ from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
 from tests.conftest import pdf_document
-from tests.intake.folder.claiming import Killed, box, places
+from tests.intake.folder.claiming import Killed, box, kill_on, killed_taking, places
 
 __all__ = ["box", "places"]  # the fixtures
 
@@ -49,30 +49,6 @@ def claim_for(box: ClaimBox, places: Places, *names: str) -> DropClaim:
         cover_to="Legal",
     )
     return box.new_claim(places, "", drop, signatures, box.status_names(places))
-
-
-def kill_on(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, call: int = 1) -> None:
-    """Make target.name die on its `call`-th call (earlier calls go through)."""
-    real = getattr(target, name)
-    calls = 0
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == call:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(target, name, dying)
-
-
-def killed_taking(
-    box: ClaimBox, places: Places, claims: list[DropClaim], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The claim dies where the kill was set; the next process starts without it."""
-    with pytest.raises(Killed):
-        box.take(places, claims)
-    monkeypatch.undo()
 
 
 def folder_jobs(store: Store) -> list[Any]:
