@@ -8,7 +8,7 @@ import platform
 import resource
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,18 +16,24 @@ from typing import Any
 from pypdf import PdfWriter
 
 from faxgate.settings import Settings
+from faxgate.store import NewDocument, NewJob, Store
+from faxgate.store.spool import Spool
 
 __all__ = [
     "banner",
     "bench_settings",
     "fax_number",
+    "fill_store",
     "machine",
     "one_page_pdf",
     "peak_rss_kib",
     "ratio",
     "rss_kib",
     "table",
+    "write_readme_section",
 ]
+
+README = Path(__file__).with_name("README.md")
 
 
 # Every listener on loopback at a free port: a benchmark never meets a running faxgate.
@@ -45,6 +51,21 @@ def bench_settings(state_dir: Path, **sections: dict[str, Any]) -> Settings:
     for name, overrides in sections.items():
         values[name] = {**values.get(name, {}), **overrides}
     return Settings(**values)
+
+
+CREATE_CHUNK = 2000  # jobs per store transaction while filling a store
+
+
+def fill_store(settings: Settings, count: int, job: Callable[[int, NewDocument], NewJob]) -> None:
+    """`count` queued faxes in the store of `settings`, `job(i, document)` the i-th, all
+    sharing one spooled one-page document; made CREATE_CHUNK jobs a transaction."""
+    spooled = Spool(settings.spool_dir).store_bytes(one_page_pdf(), suffix=".pdf")
+    document = NewDocument("letter.pdf", spooled, "application/pdf")
+    with Store.open(settings.database_path) as store:
+        for start in range(0, count, CREATE_CHUNK):
+            store.create_jobs(
+                [job(i, document) for i in range(start, min(count, start + CREATE_CHUNK))]
+            )
 
 
 def one_page_pdf() -> bytes:
@@ -124,3 +145,27 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def write_readme_section(text: str, *, after: str | None = None) -> None:
+    """Replace the section of bench/README.md that `text` is (its first line the title);
+    one not there yet goes after the section titled `after` when there is one, else at
+    the end."""
+    current = README.read_text() if README.exists() else "# Benchmarks\n"
+    title = text.split("\n", 1)[0]
+    start = current.find(title)
+    if start < 0 and after is not None and (previous := current.find(after)) >= 0:
+        following = current.find("\n## ", previous + len(after))
+        if following >= 0:
+            updated = (
+                current[: following + 1] + text.rstrip("\n") + "\n\n" + current[following + 1 :]
+            )
+            README.write_text(updated.rstrip("\n") + "\n")
+            return
+    if start < 0:
+        updated = current.rstrip("\n") + "\n\n" + text
+    else:
+        following = current.find("\n## ", start + len(title))
+        rest = "" if following < 0 else current[following:]
+        updated = current[:start] + text.rstrip("\n") + "\n" + rest
+    README.write_text(updated.rstrip("\n") + "\n")

@@ -57,7 +57,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiosmtplib
-import psycopg
 from _common import banner, one_page_pdf, table
 from soak_daemon import descendants
 from soak_sandbox import soak_sandbox
@@ -67,7 +66,7 @@ from faxgate.hellofax.sandbox import FaultSettings, Sandbox, SandboxSettings
 from faxgate.store import Store
 from tests.conftest import sandbox_settings, wait_for
 from tests.daemon import DaemonProcess, sandbox_posts_to
-from tests.postgres import PostgresServer, running_postgres
+from tests.postgres import PostgresServer, held_by, rows, running_postgres
 
 AT_PROVIDER = (JobState.SUBMITTING, JobState.SUBMITTED, JobState.TRANSMITTING)
 CONNECTIONS = 8
@@ -330,15 +329,15 @@ async def failover(root: Path, url: str, lease: str, send_delay: float) -> Failo
 
             async def kill_and_time() -> tuple[int, float]:
                 async def sending_faxes() -> bool:
-                    return await asyncio.to_thread(_held, url, owner, "submitting") > 0
+                    return await asyncio.to_thread(_sending, url, owner) > 0
 
                 await wait_for(sending_faxes, timeout=60, what="the victim sending faxes")
-                held = await asyncio.to_thread(_held, url, owner, "all")
+                held = await asyncio.to_thread(held_by, url, owner)
                 await victim.kill()
                 killed = time.monotonic()
 
                 async def taken_over() -> bool:
-                    return await asyncio.to_thread(_held, url, owner, "all") == 0
+                    return await asyncio.to_thread(held_by, url, owner) == 0
 
                 await wait_for(taken_over, timeout=900, interval=0.05, what="the takeover")
                 return held, time.monotonic() - killed
@@ -351,22 +350,11 @@ def _sandbox_settings(state_dir: Path) -> SandboxSettings:
     return sandbox_settings(state_dir, speed=0.02)
 
 
-def _held(url: str, owner: str, what: str) -> int:
-    """What the process `owner` (a LIKE pattern) holds: faxes in `submitting`, or all its
-    work another could do (faxes claimed or being sent, notifications owed)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        if what == "submitting":
-            sql = "SELECT count(*) FROM jobs WHERE lease_owner LIKE %s AND state = 'submitting'"
-            row = conn.execute(sql, (owner,)).fetchone()
-        else:
-            row = conn.execute(
-                "SELECT (SELECT count(*) FROM jobs WHERE lease_owner LIKE %s"
-                "        AND state IN ('queued', 'submitting'))"
-                " + (SELECT count(*) FROM outbox WHERE lease_owner LIKE %s"
-                "        AND delivered_at IS NULL)",
-                (owner, owner),
-            ).fetchone()
-    return int(row[0]) if row else 0
+def _sending(url: str, owner: str) -> int:
+    """The faxes the process `owner` (a LIKE pattern) holds in `submitting`."""
+    sql = "SELECT count(*) FROM jobs WHERE lease_owner LIKE %s AND state = 'submitting'"
+    [(sending,)] = rows(url, sql, owner)
+    return int(sending)
 
 
 # ---------------------------------------------------------------------------- main

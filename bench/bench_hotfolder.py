@@ -46,7 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _common import banner, bench_settings, fax_number, machine, one_page_pdf, table
+from _common import (
+    banner,
+    bench_settings,
+    fax_number,
+    machine,
+    one_page_pdf,
+    table,
+    write_readme_section,
+)
 
 from faxgate.app import Daemon, started
 from faxgate.domain.documents import DocumentRefused
@@ -60,9 +68,7 @@ from faxgate.sending.dispatcher import CONCURRENCY
 from faxgate.settings import FolderSettings, Settings
 from faxgate.store.spool import Spool
 
-README = Path(__file__).with_name("README.md")
 SECTION = "## Hot folder (`bench_hotfolder.py`)"
-SECTION_START = "## Hot folder"
 GOAL_P50, GOAL_P99 = 0.100, 0.500  # seconds, close -> POST
 CRON_INTERVAL = 1.0
 TOKEN = secrets.token_urlsafe(24)  # the callback URLs' secret
@@ -352,19 +358,6 @@ def verdict(ceiling: Run, hot: Run, paced: Run) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    """Replace this benchmark's section of bench/README.md (or add it)."""
-    current = README.read_text() if README.exists() else "# Benchmarks\n"
-    start = current.find(SECTION_START)
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        following = current.find("\n## ", start + len(SECTION_START))
-        rest = "" if following < 0 else current[following:]
-        updated = current[:start] + text.rstrip("\n") + "\n" + rest
-    README.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000)
@@ -384,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary)
     if not args.no_readme:
-        write_readme(readme_section(args.files, figures, summary))
+        write_readme_section(readme_section(args.files, figures, summary))
     return 0 if all(run.exactly_once for run in runs) else 1
 
 

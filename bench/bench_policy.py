@@ -40,7 +40,7 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
-from _common import banner, bench_settings, one_page_pdf, ratio, table
+from _common import banner, bench_settings, fill_store, one_page_pdf, ratio, table
 
 from faxgate.app import sandbox_settings, started
 from faxgate.clock import utc_now
@@ -55,7 +55,6 @@ from faxgate.store.spool import Spool
 
 NUMBERS = 50
 BUSY_NUMBERS = ("+14155550001", "+12125550001", "+13125550001")  # always busy (0001)
-CREATE_CHUNK = 2000
 CYCLES = 20
 ONE_SLOT_CYCLES = 9
 
@@ -130,21 +129,16 @@ async def serialisation_run(faxes: int, per_number: int, state_dir: Path) -> dic
 
 def fill(state_dir: Path, queued: int, numbers: int) -> Path:
     settings = bench_settings(state_dir)
-    spooled = Spool(settings.spool_dir).store_bytes(one_page_pdf(), suffix=".pdf")
-    document = NewDocument("letter.pdf", spooled, "application/pdf")
-    with Store.open(settings.database_path) as store:
-        for start in range(0, queued, CREATE_CHUNK):
-            store.create_jobs(
-                [
-                    NewJob(
-                        to_number=good_number(i % numbers),
-                        intake=Intake.SMTP,
-                        intake_ref={"sender": f"sender{i % 7}@example.com"},
-                        documents=[document],
-                    )
-                    for i in range(start, min(queued, start + CREATE_CHUNK))
-                ]
-            )
+
+    def job(i: int, document: NewDocument) -> NewJob:
+        return NewJob(
+            to_number=good_number(i % numbers),
+            intake=Intake.SMTP,
+            intake_ref={"sender": f"sender{i % 7}@example.com"},
+            documents=[document],
+        )
+
+    fill_store(settings, queued, job)
     return settings.database_path
 
 

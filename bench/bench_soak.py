@@ -70,8 +70,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg
-from _common import banner, machine, table
+from _common import banner, machine, table, write_readme_section
 from soak_audit import (
     Audit,
     Evidence,
@@ -92,9 +91,8 @@ from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.folder.claims import CLAIMS_DIR
 from faxgate.store import Store
 from tests.conftest import wait_for
-from tests.postgres import running_postgres
+from tests.postgres import held_by, running_postgres
 
-README = Path(__file__).with_name("README.md")
 SECTION = "## Soak (`bench_soak.py`)"
 CLUSTER_SECTION = "## Soak on several instances (`bench_soak.py --instances`)"
 UNSETTLED = [JobState.QUEUED, *ACTIVE_STATES]
@@ -438,11 +436,11 @@ async def _watch_takeover(url: str, name: str, kill: Kill, cluster: Cluster) -> 
     others took the work, or it was done)."""
     owner = f"{socket.gethostname()}:{kill.pid}:%"
     killed_at = time.monotonic()
-    held = await asyncio.to_thread(_held_by, url, owner)
+    held = await asyncio.to_thread(held_by, url, owner)
     seconds: float | None = None
     try:
         await wait_for(
-            lambda: asyncio.to_thread(lambda: _held_by(url, owner) == 0),
+            lambda: asyncio.to_thread(lambda: held_by(url, owner) == 0),
             timeout=TAKEOVER_WAIT,
             interval=0.05,
         )
@@ -450,18 +448,6 @@ async def _watch_takeover(url: str, name: str, kill: Kill, cluster: Cluster) -> 
     except AssertionError:
         pass
     cluster.takeovers.append(Takeover(name, kill.pid, kill.at, held, seconds))
-
-
-def _held_by(url: str, owner: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM jobs WHERE lease_owner LIKE %s"
-            "        AND state IN ('queued', 'submitting'))"
-            " + (SELECT count(*) FROM outbox WHERE lease_owner LIKE %s"
-            "        AND delivered_at IS NULL)",
-            (owner, owner),
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 async def _kill_in_turn(
@@ -756,28 +742,7 @@ def readme_section(run: Run) -> str:
         " daemon with SIGTERM and checks every promise (the module's docstring lists them):"
         " exit status 1 and the broken ones printed, with each job's events and log lines."
     )
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            textwrap.fill(about, 88, break_on_hyphens=False),
-            "",
-            textwrap.fill(
-                f"`{run.options.command}`, {machine()},"
-                f" {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, sandbox speed {run.options.speed:g}:",
-                88,
-                break_on_hyphens=False,
-            ),
-            "",
-            "```",
-            report(run),
-            "```",
-            "",
-            *_broken_lines(run),
-            *NOTES,
-            "",
-        ]
-    )
+    return _section(run, SECTION, about, NOTES)
 
 
 def _broken_lines(run: Run) -> list[str]:
@@ -836,9 +801,15 @@ def _cluster_section(run: Run) -> str:
         " holds no work another could do (faxes claimed or in `submitting`, notifications"
         " owed)."
     )
+    return _section(run, CLUSTER_SECTION, about, CLUSTER_NOTES)
+
+
+def _section(run: Run, title: str, about: str, notes: list[str]) -> str:
+    """A README section: its title, what the run does, the command and its figures, what
+    this run broke and what the runs found."""
     return "\n".join(
         [
-            CLUSTER_SECTION,
+            title,
             "",
             textwrap.fill(about, 88, break_on_hyphens=False),
             "",
@@ -854,7 +825,7 @@ def _cluster_section(run: Run) -> str:
             "```",
             "",
             *_broken_lines(run),
-            *CLUSTER_NOTES,
+            *notes,
             "",
         ]
     )
@@ -891,29 +862,6 @@ CLUSTER_NOTES = [
     "(60 faxes, the first instance killed twice, the second for good; about 30 s;",
     "tests/reliability/test_soak_cluster_quick.py).",
 ]
-
-
-def write_readme(text: str) -> None:
-    """Replace this benchmark's section of bench/README.md (or add it after the soak's,
-    or at the end)."""
-    current = README.read_text()
-    title = text.split("\n", 1)[0]
-    start = current.find(title)
-    if start < 0 and title == CLUSTER_SECTION and (soak := current.find(SECTION)) >= 0:
-        following = current.find("\n## ", soak + len(SECTION))
-        if following >= 0:
-            updated = (
-                current[: following + 1] + text.rstrip("\n") + "\n\n" + current[following + 1 :]
-            )
-            README.write_text(updated.rstrip("\n") + "\n")
-            return
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        following = current.find("\n## ", start + len(title))
-        rest = "" if following < 0 else current[following:]
-        updated = current[:start] + text.rstrip("\n") + "\n" + rest
-    README.write_text(updated.rstrip("\n") + "\n")
 
 
 # ---------------------------------------------------------------------------- main
@@ -1008,7 +956,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(as_json(run), indent=2) + "\n")
     if args.write_readme:
-        write_readme(readme_section(run))
+        section = readme_section(run)
+        write_readme_section(section, after=SECTION if run.cluster is not None else None)
     return 0 if run.kept else 1
 
 

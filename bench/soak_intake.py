@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -32,8 +31,9 @@ from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
-from pypdf import PdfWriter
 from soak_plan import FaxPlan
+
+from tests.conftest import pdf_document
 
 __all__ = [
     "Copy",
@@ -56,12 +56,7 @@ CopyState = Literal["pending", "accepted", "unanswered", "refused", "dropped"]
 
 def tagged_pdf(tag: str) -> bytes:
     """A one-page PDF whose bytes are its own: the tag is its title."""
-    writer = PdfWriter()
-    writer.add_blank_page(width=612, height=792)
-    writer.add_metadata({"/Title": tag})
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    return pdf_document(1, title=tag)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import BodyPartReader, web
 from pypdf import PdfWriter
 
+from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import (
     DEFAULT_ACCOUNT_GUID,
     DEFAULT_PASSWORD,
@@ -28,6 +29,7 @@ from faxgate.hellofax.sandbox import (
     Sandbox,
     SandboxSettings,
 )
+from faxgate.sandbox.server import SandboxServer
 from faxgate.store import Store
 
 SANDBOX_GUID = DEFAULT_ACCOUNT_GUID
@@ -54,20 +56,51 @@ def sandbox_settings(state_dir: Path, **overrides: Any) -> SandboxSettings:
 
 
 @pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+def removal() -> str:
+    """The sandbox fixture's removal switch: by default, as the provider does; a test
+    parametrizes it ("nothing") to keep ended faxes listed."""
+    return "sent"
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
     """A running sandbox with its state under tmp_path; stopped after the test."""
-    async with Sandbox(sandbox_settings(tmp_path / "sandbox")) as running:
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
         yield running
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
+
+
+def sandbox_client(
+    sandbox: SandboxServer,
+    *,
+    timeout: float = 5.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> HelloFaxClient:
+    """A HelloFax client on the sandbox with the account's credentials."""
+    return HelloFaxClient(
+        sandbox.base_url,
+        SANDBOX_GUID,
+        SANDBOX_USERNAME,
+        SANDBOX_PASSWORD,
+        timeout=timeout,
+        transport=transport or httpx.AsyncHTTPTransport(verify=tls_context()),
+    )
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[HelloFaxClient]:
+    """A HelloFax client on the sandbox fixture; closed after the test."""
+    async with sandbox_client(sandbox) as opened:
+        yield opened
 
 
 def http_client(**options: Any) -> httpx.AsyncClient:
     """An httpx client that shares one TLS context: building one per client costs ~70 ms."""
-    return httpx.AsyncClient(verify=_tls_context(), **options)
+    return httpx.AsyncClient(verify=tls_context(), **options)
 
 
 @pytest.fixture
@@ -125,11 +158,14 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-def pdf_document(pages: int) -> bytes:
-    """A real PDF with `pages` blank letter-size pages."""
+def pdf_document(pages: int, *, title: str | None = None) -> bytes:
+    """A real PDF with `pages` blank letter-size pages; with a `title` in its metadata, its
+    bytes are its own."""
     writer = PdfWriter()
     for _ in range(pages):
         writer.add_blank_page(width=612, height=792)
+    if title is not None:
+        writer.add_metadata({"/Title": title})
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,18 +19,12 @@ from faxgate.domain.jobs import Intake, Job, JobState
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.dropbox_fax.client import DropboxFaxClient
 from faxgate.dropbox_fax.sandbox import DropboxFaxSandbox
-from faxgate.hellofax.client import HelloFaxClient
+from faxgate.hellofax.sandbox import FaultSettings, Sandbox
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import Settings
 from faxgate.store.spool import Spool
-from tests.conftest import (
-    SANDBOX_GUID,
-    SANDBOX_PASSWORD,
-    SANDBOX_USERNAME,
-    pdf_document,
-    wait_for,
-)
+from tests.conftest import pdf_document, sandbox_client, sandbox_settings, wait_for
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
 # The built-in sandbox's faces (`[sandbox] api`): the end-to-end paths run on both.
@@ -271,9 +265,7 @@ async def sandbox_posts_to(
         sandbox.set_callback_url(f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/events")
         return
     url = f"http://127.0.0.1:{http_port}/callbacks/{CALLBACK_TOKEN}/{callbacks}"
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD
-    ) as client:
+    async with sandbox_client(sandbox, timeout=30.0) as client:
         if callbacks == "inbound":
             await client.update_account(inbound_url=url)
         else:
@@ -300,3 +292,68 @@ async def child_daemon(
     finally:
         if process.process is not None:
             await process.stop()
+
+
+# ---------------------------------------------------------------------- instances on one store
+
+
+@contextlib.asynccontextmanager
+async def keeping_sandbox(tmp_path: Path, send_delay: float = 0.0) -> AsyncIterator[Sandbox]:
+    """A sandbox (its state in tmp_path/sandbox) that keeps sent faxes listed, so a dead
+    instance's fax is found again by reconciling. With `send_delay`, each send's answer
+    comes that long after the fax was taken: an instance killed meanwhile leaves faxes in
+    `submitting` that did reach the provider."""
+    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal="nothing")) as running:
+        if send_delay:
+            running.faults = FaultSettings(delay=send_delay, delay_only_for_sends=True)
+        yield running
+
+
+def on_shared_store(url: str, lease: str, **env: str) -> dict[str, str]:
+    """The environment of an instance on the PostgreSQL store at `url` with leases of
+    `lease` and no message-reader processes; `env` besides."""
+    return {
+        "FAXGATE_STORE__URL": url,
+        "FAXGATE_STORE__LEASE": lease,
+        "FAXGATE_SMTP__READER_PROCESSES": "0",
+        **env,
+    }
+
+
+def one_gateway(
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    url: str,
+    lease: str,
+    http: Sequence[int],
+    env: Callable[[int], dict[str, str]],
+) -> list[DaemonProcess]:
+    """Instances acting as one gateway on the store at `url` (not started yet): instance
+    n listens on http[n], its state in tmp_path/instance{n}/state; the provider reaches
+    the first (the public URL of all), as a load balancer in front would send to one;
+    `env(n)` besides."""
+    public = f"http://127.0.0.1:{http[0]}"
+    instances = [
+        DaemonProcess(
+            tmp_path / f"instance{n}" / "state",
+            sandbox,
+            port,
+            on_shared_store(url, lease, FAXGATE_HTTP__PUBLIC_URL=public, **env(n)),
+        )
+        for n, port in enumerate(http)
+    ]
+    for instance in instances:
+        instance.state_dir.parent.mkdir(parents=True)
+    return instances
+
+
+async def stop_survivors(
+    instances: Sequence[DaemonProcess], survivors: Sequence[DaemonProcess]
+) -> list[int]:
+    """The `survivors` stopped with SIGTERM (their exit codes, in order); every other
+    instance still running killed."""
+    codes = [await survivor.stop() for survivor in survivors]
+    for instance in instances:
+        if instance.process is not None and instance.process.returncode is None:
+            await instance.kill()
+    return codes

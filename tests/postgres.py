@@ -18,7 +18,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from tests import peers
@@ -202,3 +204,24 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
         yield postgres_server.socket_url(name)
     finally:
         postgres_server.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """The rows a query answers, on a connection of its own."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def held_by(url: str, owner: str) -> int:
+    """The work the process `owner` (a LIKE pattern) holds that another could do: faxes
+    claimed or being sent, notifications not yet delivered."""
+    [(held,)] = rows(
+        url,
+        "SELECT (SELECT count(*) FROM jobs WHERE lease_owner LIKE %s"
+        "        AND state IN ('queued', 'submitting'))"
+        " + (SELECT count(*) FROM outbox WHERE lease_owner LIKE %s"
+        "        AND delivered_at IS NULL)",
+        owner,
+        owner,
+    )
+    return int(held)

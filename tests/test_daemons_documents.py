@@ -21,20 +21,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
-import aiosmtplib
-import psycopg
 import pytest
 
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.hellofax.sandbox.inject import inject_inbound
 from faxgate.store import NewJob, Store
-from tests.conftest import SANDBOX_LINE, pdf_document, sandbox_settings, wait_for
-from tests.daemon import DaemonProcess, sandbox_posts_to
-from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, fax_mail
-from tests.postgres import postgres_server, postgres_url
+from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
+from tests.daemon import DaemonProcess, keeping_sandbox, on_shared_store, sandbox_posts_to
+from tests.intake.smtp.testing import fax_mail, mail_to
+from tests.postgres import postgres_server, postgres_url, rows
 
 __all__ = ["postgres_server", "postgres_url"]
 
@@ -45,7 +42,7 @@ TO = "14155553101"
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal="nothing")) as running:
+    async with keeping_sandbox(tmp_path) as running:
         yield running
 
 
@@ -56,11 +53,6 @@ def silent_port() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         yield int(listener.getsockname()[1])
-
-
-def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def mails(state_dir: Path) -> list[EmailMessage]:
@@ -80,12 +72,9 @@ async def test_what_one_instance_took_in_another_sends_and_delivers(
     unused_tcp_port_factory: PortFactory,
 ) -> None:
     http_a, http_b, smtp_a = (unused_tcp_port_factory() for _ in range(3))
-    shared = {
-        "FAXGATE_STORE__URL": postgres_url,
-        "FAXGATE_STORE__LEASE": LEASE,
-        "FAXGATE_SMTP__READER_PROCESSES": "0",
-        "FAXGATE_INBOUND__DEFAULT_EMAIL": '["desk@example.org"]',
-    }
+    shared = on_shared_store(
+        postgres_url, LEASE, FAXGATE_INBOUND__DEFAULT_EMAIL='["desk@example.org"]'
+    )
     a = DaemonProcess(
         tmp_path / "a" / "state",
         sandbox,
@@ -119,16 +108,7 @@ async def test_what_one_instance_took_in_another_sends_and_delivers(
         owner_a = f"{socket.gethostname()}:{a.process.pid}:%"
 
         # A takes a fax by mail (250), but may not send it yet.
-        message = fax_mail(TO, pages=2, message_id="<doc-1@example.com>")
-        errors, _ = await aiosmtplib.send(
-            message,
-            sender=SENDER,
-            recipients=[f"{TO}@{FAX_DOMAIN}"],
-            hostname="127.0.0.1",
-            port=smtp_a,
-            timeout=20,
-        )
-        assert errors == {}
+        await mail_to(smtp_a, TO, fax_mail(TO, pages=2, message_id="<doc-1@example.com>"))
         [(job_id, sha256)] = await asyncio.to_thread(
             rows, postgres_url, "SELECT job_id, sha256 FROM documents"
         )

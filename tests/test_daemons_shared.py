@@ -16,17 +16,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-import aiosmtplib
-import psycopg
 import pytest
 
-from faxgate.hellofax.sandbox import FaultSettings, Sandbox
-from tests.conftest import sandbox_settings, wait_for
-from tests.daemon import DaemonProcess, sandbox_posts_to
-from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, fax_mail
-from tests.postgres import postgres_server, postgres_url
+from faxgate.hellofax.sandbox import Sandbox
+from tests.conftest import wait_for
+from tests.daemon import keeping_sandbox, one_gateway, sandbox_posts_to, stop_survivors
+from tests.intake.smtp.testing import fax_mail, mail_to
+from tests.postgres import held_by, postgres_server, postgres_url, rows
 
 __all__ = ["postgres_server", "postgres_url"]
 
@@ -34,17 +31,15 @@ PortFactory = Callable[[], int]
 FAXES = 50
 KILLED_AFTER = 30  # mails sent before the kill; the rest go to the survivors
 LEASE = "2s"
+# Each send's answer comes this long after the fax was taken: an instance killed then
+# leaves faxes in `submitting` that did reach the provider (found again by reconciling).
+SEND_DELAY = 0.5
 ENDED = ("sent", "presumed_sent", "failed", "uncertain", "cancelled")
 
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    # Sent faxes stay listed, so a dead instance's fax is found again by reconciling.
-    settings = sandbox_settings(tmp_path / "sandbox", removal="nothing")
-    async with Sandbox(settings) as running:
-        # Each send's answer comes half a second after the fax was taken: an instance
-        # killed then leaves faxes in `submitting` that did reach the provider.
-        running.faults = FaultSettings(delay=0.5, delay_only_for_sends=True)
+    async with keeping_sandbox(tmp_path, send_delay=SEND_DELAY) as running:
         yield running
 
 
@@ -52,38 +47,9 @@ def number(index: int) -> str:
     return f"1415555{3000 + index:04d}"
 
 
-def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def held_by(url: str, owner_prefix: str) -> int:
-    """The work an instance holds that another could do: faxes claimed or being sent,
-    notifications not yet delivered."""
-    [(jobs,)] = rows(
-        url,
-        "SELECT count(*) FROM jobs WHERE lease_owner LIKE %s AND state IN ('queued', 'submitting')",
-        owner_prefix + "%",
-    )
-    [(notes,)] = rows(
-        url,
-        "SELECT count(*) FROM outbox WHERE lease_owner LIKE %s AND delivered_at IS NULL",
-        owner_prefix + "%",
-    )
-    return int(jobs) + int(notes)
-
-
 async def mail(port: int, index: int) -> None:
     message = fax_mail(number(index), pages=1, message_id=f"<fax-{index}@example.com>")
-    errors, _ = await aiosmtplib.send(
-        message,
-        sender=SENDER,
-        recipients=[f"{number(index)}@{FAX_DOMAIN}"],
-        hostname="127.0.0.1",
-        port=port,
-        timeout=20,
-    )
-    assert errors == {}
+    await mail_to(port, number(index), message)
 
 
 async def test_three_instances_on_one_database_survive_one_killed(
@@ -96,23 +62,14 @@ async def test_three_instances_on_one_database_survive_one_killed(
     smtp = [unused_tcp_port_factory() for _ in range(3)]
     # Callbacks reach the first instance, as a load balancer in front would send them to one.
     await sandbox_posts_to(sandbox, http[0])
-    instances = [
-        DaemonProcess(
-            tmp_path / f"instance{n}" / "state",
-            sandbox,
-            http[n],
-            {
-                "FAXGATE_STORE__URL": postgres_url,
-                "FAXGATE_STORE__LEASE": LEASE,
-                "FAXGATE_SMTP__LISTEN": f"127.0.0.1:{smtp[n]}",
-                "FAXGATE_SMTP__READER_PROCESSES": "0",
-                "FAXGATE_HTTP__PUBLIC_URL": f"http://127.0.0.1:{http[0]}",
-            },
-        )
-        for n in range(3)
-    ]
-    for instance in instances:
-        instance.state_dir.parent.mkdir(parents=True)
+    instances = one_gateway(
+        tmp_path,
+        sandbox,
+        postgres_url,
+        LEASE,
+        http,
+        lambda n: {"FAXGATE_SMTP__LISTEN": f"127.0.0.1:{smtp[n]}"},
+    )
     victim = instances[2]
     try:
         await asyncio.gather(*(instance.start() for instance in instances))
@@ -132,12 +89,12 @@ async def test_three_instances_on_one_database_survive_one_killed(
             return int(sending) > 0
 
         await wait_for(victim_is_sending, timeout=20, what="the victim sending a fax")
-        held_at_kill = await asyncio.to_thread(held_by, postgres_url, dead)
+        held_at_kill = await asyncio.to_thread(held_by, postgres_url, dead + "%")
         await victim.kill()
         killed_at = time.monotonic()
 
         async def taken_over() -> bool:
-            return await asyncio.to_thread(held_by, postgres_url, dead) == 0
+            return await asyncio.to_thread(held_by, postgres_url, dead + "%") == 0
 
         await wait_for(taken_over, timeout=20, what="the dead instance's work taken over")
         failover = time.monotonic() - killed_at
@@ -191,10 +148,7 @@ async def test_three_instances_on_one_database_survive_one_killed(
         print(f"sends by instance: {sends}, replies mailed: {mailed}")
         assert all(sends), sends  # the work was shared, not taken by one
     finally:
-        codes = [await instance.stop() for instance in instances[:2]]
-        for instance in instances:
-            if instance.process is not None and instance.process.returncode is None:
-                await instance.kill()
+        codes = await stop_survivors(instances, instances[:2])
     assert codes == [0, 0]
     # A clean stop gives the leases up: nothing is left held by the survivors.
     [(held,)] = rows(

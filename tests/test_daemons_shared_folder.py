@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.hellofax.sandbox import FaultSettings, Sandbox
+from faxgate.hellofax.sandbox import Sandbox
 from faxgate.intake.folder.shared import PROCESSING_DIR, folder_name
-from tests.conftest import pdf_document, sandbox_settings, wait_for
-from tests.daemon import DaemonProcess, sandbox_posts_to
+from tests.conftest import pdf_document, wait_for
+from tests.daemon import keeping_sandbox, one_gateway, sandbox_posts_to, stop_survivors
 from tests.postgres import postgres_server, postgres_url
 
 __all__ = ["postgres_server", "postgres_url"]
@@ -29,17 +29,16 @@ __all__ = ["postgres_server", "postgres_url"]
 PortFactory = Callable[[], int]
 FILES = 60
 LEASE = "2s"
+# Each send's answer comes this long after the fax was taken: the victim is killed with
+# faxes in flight, their documents in its claims folder.
+SEND_DELAY = 0.3
 WAVE = 4
 REFUSED = 3  # waves with a file that has no number
 
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    settings = sandbox_settings(tmp_path / "sandbox", removal="nothing")
-    async with Sandbox(settings) as running:
-        # Each send's answer comes a moment after the fax was taken: the victim is killed
-        # with faxes in flight, their documents in its claims folder.
-        running.faults = FaultSettings(delay=0.3, delay_only_for_sends=True)
+    async with keeping_sandbox(tmp_path, send_delay=SEND_DELAY) as running:
         yield running
 
 
@@ -72,23 +71,8 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
         folders[0]["rescan_interval"] = 0.5  # how often the claims of the dead are looked for
     http = [unused_tcp_port_factory() for _ in range(count)]
     await sandbox_posts_to(sandbox, http[0])
-    instances = [
-        DaemonProcess(
-            tmp_path / f"instance{n}" / "state",
-            sandbox,
-            http[n],
-            {
-                "FAXGATE_STORE__URL": postgres_url,
-                "FAXGATE_STORE__LEASE": LEASE,
-                "FAXGATE_SMTP__READER_PROCESSES": "0",
-                "FAXGATE_HTTP__PUBLIC_URL": f"http://127.0.0.1:{http[0]}",
-                "FAXGATE_FOLDERS": json.dumps(folders),
-            },
-        )
-        for n in range(count)
-    ]
-    for instance in instances:
-        instance.state_dir.parent.mkdir(parents=True)
+    shared = {"FAXGATE_FOLDERS": json.dumps(folders)}
+    instances = one_gateway(tmp_path, sandbox, postgres_url, LEASE, http, lambda n: shared)
     victim = instances[-1]
     claims = hot / PROCESSING_DIR
     try:
@@ -137,10 +121,7 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
             f" after the kill (lease {LEASE})"
         )
     finally:
-        codes = [await instance.stop() for instance in instances[:-1]]
-        for instance in instances:
-            if instance.process is not None and instance.process.returncode is None:
-                await instance.kill()
+        codes = await stop_survivors(instances, instances[:-1])
     assert codes == [0] * (count - 1)
 
     per_number = Counter(t.to for t in sandbox.inspect() if not t.is_inbound)

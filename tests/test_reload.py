@@ -35,7 +35,7 @@ from faxgate.store import NewJob
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, DaemonProcess, settled
 from tests.intake.smtp.testing import RawSmtp, fax_mail
-from tests.test_systemd import notify_socket, received
+from tests.test_systemd import Notices, notify_socket, received
 
 __all__ = ["notify_socket"]  # the fixture
 
@@ -577,11 +577,8 @@ async def test_sighup_reloads_faxgate_run(
             "NOTIFY_SOCKET": notify_socket.getsockname(),
         },
     )
-    messages: list[str] = []
-
-    def heard(prefix: str, times: int = 1) -> bool:
-        messages.extend(received(notify_socket))
-        return sum(m.startswith(prefix) for m in messages) >= times
+    notices = Notices(notify_socket)
+    heard, messages = notices.heard, notices.messages
 
     await daemon.start()
     try:

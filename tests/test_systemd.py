@@ -35,6 +35,19 @@ def received(sock: socket.socket) -> list[str]:
             return messages
 
 
+class Notices:
+    """The messages that reached a notify socket, read as they are asked about."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.messages: list[str] = []
+
+    def heard(self, prefix: str, times: int = 1) -> bool:
+        """Whether `prefix` began at least `times` of the messages so far."""
+        self.messages.extend(received(self.sock))
+        return sum(m.startswith(prefix) for m in self.messages) >= times
+
+
 def test_notify_without_systemd_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     assert systemd.notify("READY=1") is False
@@ -79,11 +92,8 @@ async def test_the_daemon_reports_ready_feeds_the_watchdog_and_says_stopping(
         unused_tcp_port,
         extra_env={"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "200000"},
     )
-    messages: list[str] = []
-
-    def heard(prefix: str, times: int = 1) -> bool:
-        messages.extend(received(notify_socket))
-        return sum(m.startswith(prefix) for m in messages) >= times
+    notices = Notices(notify_socket)
+    heard, messages = notices.heard, notices.messages
 
     await daemon.start()
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,20 +17,8 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
-    sandbox_settings,
     wait_for,
 )
-
-
-@pytest.fixture
-def removal() -> str:
-    return "sent"  # as the provider does
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
-    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

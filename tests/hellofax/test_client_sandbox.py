@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,33 +17,11 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
-    sandbox_settings,
     wait_for,
 )
 
-
-@pytest.fixture
-def removal() -> str:
-    """The sandbox's removal switch: by default, as the provider does."""
-    return "sent"
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
-    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
-        yield running
-
-
 # Reading a sent fax's every field needs a sandbox that keeps it readable once sent.
 KEEPING = pytest.mark.parametrize("removal", ["nothing"])
-
-
-@pytest.fixture
-async def client(sandbox: Sandbox) -> AsyncIterator[HelloFaxClient]:
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD, timeout=5.0
-    ) as api:
-        yield api
 
 
 def pdf(pages: int, name: str = "doc.pdf") -> Upload:

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,43 @@ def parser() -> argparse.ArgumentParser:
     return built
 
 
+@asynccontextmanager
+async def serving(tmp_path: Path, *options: str, last: str) -> AsyncIterator[dict[str, str]]:
+    """`faxgate sandbox` with `options` on a free port, its state in tmp_path/state, in a
+    child process: what it printed, up to the line naming `last`. Ctrl-C on leaving, which
+    must end it with exit status 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SERVE,
+        "sandbox",
+        *options,
+        "--port",
+        "0",
+        "--speed",
+        "test",
+        "--state-dir",
+        str(tmp_path / "state"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        printed: dict[str, str] = {}
+        async with asyncio.timeout(20):
+            while last not in printed:
+                line = (await process.stdout.readline()).decode()
+                assert line, f"the sandbox exited before printing its {last}"
+                key, _, value = line.strip().partition(":")
+                printed[key] = value.strip()
+        yield printed
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            code = await process.wait()
+    assert code == 0
+
+
 def test_defaults_and_speed_presets() -> None:
     args = parser().parse_args(["sandbox"])
     assert (args.host, args.port, args.state_dir) == ("127.0.0.1", 8090, Path("var/sandbox"))
@@ -62,29 +101,7 @@ def test_a_bad_speed_is_a_usage_error(speed: str, capsys: pytest.CaptureFixture[
 
 
 async def test_serve_prints_how_to_reach_it_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        SERVE,
-        "sandbox",
-        "--port",
-        "0",
-        "--speed",
-        "test",
-        "--state-dir",
-        str(tmp_path / "state"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        printed: dict[str, str] = {}
-        async with asyncio.timeout(20):
-            while "password" not in printed:
-                line = (await process.stdout.readline()).decode()
-                assert line, "the sandbox exited before printing its credentials"
-                key, _, value = line.strip().partition(":")
-                printed[key] = value.strip()
+    async with serving(tmp_path, last="password") as printed:
         assert printed["account GUID"] == DEFAULT_ACCOUNT_GUID
         assert printed["username"] == DEFAULT_USERNAME
         assert printed["password"] == DEFAULT_PASSWORD
@@ -92,11 +109,6 @@ async def test_serve_prints_how_to_reach_it_and_stops_on_ctrl_c(tmp_path: Path) 
             answer = await client.get(f"{printed['base URL']}/Accounts/{DEFAULT_ACCOUNT_GUID}")
         assert answer.status_code == 200
         assert (tmp_path / "state" / "sandbox.sqlite3").exists()
-    finally:
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            code = await process.wait()
-    assert code == 0
 
 
 async def test_serve_reports_a_port_in_use(
@@ -150,44 +162,14 @@ async def test_the_inbound_command_reports_a_sandbox_not_running(
 
 
 async def test_serve_api_v3_prints_its_key_and_answers_v3(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        SERVE,
-        "sandbox",
-        "--api",
-        "v3",
-        "--api-key",
-        "a-key-for-this-test",
-        "--port",
-        "0",
-        "--speed",
-        "test",
-        "--state-dir",
-        str(tmp_path / "state"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        printed: dict[str, str] = {}
-        async with asyncio.timeout(20):
-            while "API key" not in printed:
-                line = (await process.stdout.readline()).decode()
-                assert line, "the sandbox exited before printing its key"
-                key, _, value = line.strip().partition(":")
-                printed[key] = value.strip()
+    options = ("--api", "v3", "--api-key", "a-key-for-this-test")
+    async with serving(tmp_path, *options, last="API key") as printed:
         assert printed["API key"].startswith("a-key-for-this-test ")
         assert printed["base URL"].endswith("/v3")
         async with http_client(auth=("a-key-for-this-test", "")) as client:
             answer = await client.get(f"{printed['base URL']}/fax/list")
         assert answer.status_code == 200
         assert answer.json()["faxes"] == []
-    finally:
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            code = await process.wait()
-    assert code == 0
 
 
 async def test_the_inbound_command_injects_into_a_v3_sandbox(

@@ -128,15 +128,20 @@ async def test_a_fax_is_spooled_and_recorded_with_its_deliveries(
     assert woken == [True]
 
 
+def assert_stored_once(store: Store, spool: Spool) -> None:
+    """One inbound fax recorded, its document spooled once, its two deliveries owed."""
+    assert len(store.recent_inbound(10)) == 1
+    assert len(spool.files()) == 1
+    assert len(store.pending_notifications(datetime.now(UTC), 10)) == 2
+
+
 async def test_the_same_fax_twice_is_stored_once(
     tmp_path: Path, store: Store, spool: Spool
 ) -> None:
     receiver = InboundReceiver(store, spool, routing(tmp_path))
     for _ in range(2):
         await receiver(transaction(), [("fax.pdf", upload(tmp_path, pdf_document(1)))])
-    assert len(store.recent_inbound(10)) == 1
-    assert len(spool.files()) == 1
-    assert len(store.pending_notifications(datetime.now(UTC), 10)) == 2
+    assert_stored_once(store, spool)
 
 
 async def test_copies_arriving_at_once_are_stored_once(
@@ -148,9 +153,7 @@ async def test_copies_arriving_at_once_are_stored_once(
         for n in range(4)
     ]
     await asyncio.gather(*copies)
-    assert len(store.recent_inbound(10)) == 1
-    assert len(spool.files()) == 1
-    assert len(store.pending_notifications(datetime.now(UTC), 10)) == 2
+    assert_stored_once(store, spool)
 
 
 async def test_without_a_document_the_fax_is_still_recorded(

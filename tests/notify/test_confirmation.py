@@ -5,27 +5,26 @@ report with a note, in bounded time; the worker process's caps hold. A real stor
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
 import signal
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
 
-from faxgate.domain.jobs import Intake, Job, JobState
-from faxgate.domain.outcomes import report_payload
+from faxgate.domain.jobs import Job, JobState
 from faxgate.notify.confirmation import Confirmations
 from faxgate.notify.report_pdf import Picture, layout_report, report_facts
 from faxgate.notify.thumbnail import NoImage, first_page_png, text_lines
-from faxgate.store import NewDocument, NewJob, NewNotification, Store
-from faxgate.store.spool import Spool
+from faxgate.store import Store
 from faxgate.workers import WorkerFailed, run_isolated
 from tests.conftest import wait_for
+from tests.notify.mailed import GUID, T0, ended_with_report, mailed_job
 from tests.notify.reports import (
     bomb_png,
     fax_tiff,
@@ -37,43 +36,13 @@ from tests.notify.reports import (
     text_off_the_page,
 )
 
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=5)
-GUID = "0123456789abcdef0123456789abcdef01234567"
 # Hostile documents must come back as a note well within this (the cap is a few seconds).
 PROMPTLY = 30.0
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
-
-
-def make_job(
-    store: Store,
-    tmp_path: Path,
-    content: bytes,
-    name: str = "contract.pdf",
-    content_type: str = "application/pdf",
-    cover_to: str | None = "Dr. Bob Müller",
-) -> Job:
-    spool = Spool(tmp_path / "spool")
-    document = NewDocument(name, spool.store_bytes(content), content_type)
-    (job,) = store.create_jobs(
-        [
-            NewJob(
-                to_number="+14155550123",
-                intake=Intake.SMTP,
-                documents=[document],
-                intake_ref={},
-                reply_to="alice@example.com",
-                cover_to=cover_to,
-            )
-        ],
-        now=T0,
-    )
-    return job
+# A mailed contract for Dr. Bob Müller; a test names another document, or no cover page.
+make_job = functools.partial(mailed_job, intake_ref={}, cover_to="Dr. Bob Müller")
 
 
 def busy_then(store: Store, job: Job, state: JobState, reason: str) -> Job:
@@ -84,27 +53,7 @@ def busy_then(store: Store, job: Job, state: JobState, reason: str) -> Job:
         job.id, JobState.QUEUED, detail="the line was busy; tried again", now=T0 + timedelta(1 / 24)
     )
     later = T0 + timedelta(minutes=3)
-    store.transition(job.id, JobState.SUBMITTING, detail="submitting", now=later)
-    store.transition(job.id, JobState.SUBMITTED, detail="submitted", now=later)
-    payload = report_payload(
-        job_id=job.id,
-        state=state,
-        reason=reason,
-        status_code="S" if state is JobState.SENT else "E",
-        error_code=None if state is JobState.SENT else "C",
-        pages=3 if state is JobState.SENT else None,
-        attempts=2,
-        provider_guid=GUID,
-    )
-    return store.transition(
-        job.id,
-        state,
-        detail=reason,
-        now=later + timedelta(minutes=1),
-        notify=NewNotification(payload=payload),
-        pages=payload["pages"],
-        reason=reason,
-    )
+    return ended_with_report(store, job, state, reason, attempts=2, error_code="C", called_at=later)
 
 
 async def report_of(store: Store, job: Job, mode: str = "with_image", **caps: float) -> bytes:

@@ -36,6 +36,7 @@ from tests.intake.smtp.testing import (
     smtp_daemon,
     smtp_port,
 )
+from tests.notify.mailed import maildir_mails
 from tests.notify.reports import (
     bomb_png,
     images_in,
@@ -81,7 +82,7 @@ async def test_the_reply_carries_the_report_before_the_document(
     )
     (notification,) = store.notifications(job.id)
     await handle(notification, store.get_job(job.id))
-    (mail,) = await asyncio.to_thread(_maildir, maildir)
+    (mail,) = await asyncio.to_thread(maildir_mails, maildir)
     names = [part.get_filename() for part in mail.iter_attachments()]
     assert names == [f"fax-report-{job.id}.pdf", "contract.pdf"]
     report = attachments(mail)[f"fax-report-{job.id}.pdf"]
@@ -103,7 +104,7 @@ async def test_a_report_that_cannot_be_made_leaves_the_reply_to_go_without_it(
     )
     (notification,) = store.notifications(job.id)
     await handle(notification, store.get_job(job.id))
-    (mail,) = await asyncio.to_thread(_maildir, maildir)
+    (mail,) = await asyncio.to_thread(maildir_mails, maildir)
     assert list(mail.iter_attachments()) == []
     assert f"no confirmation report for job {job.id}" in caplog.text
 
@@ -114,20 +115,8 @@ async def test_reports_off_leave_the_reply_as_it_was(store: Store, tmp_path: Pat
     handle = smtp_report_handler(MaildirMailer(maildir), store, confirmations=Confirmations("off"))
     (notification,) = store.notifications(job.id)
     await handle(notification, store.get_job(job.id))
-    (mail,) = await asyncio.to_thread(_maildir, maildir)
+    (mail,) = await asyncio.to_thread(maildir_mails, maildir)
     assert list(mail.iter_attachments()) == []
-
-
-def _maildir(folder: Path) -> list[EmailMessage]:
-    import email
-    import email.policy
-
-    found = []
-    for path in sorted((folder / "new").iterdir()):
-        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        found.append(parsed)
-    return found
 
 
 # ---------------------------------------------------------------------------- the daemon
@@ -304,7 +293,7 @@ async def test_the_default_report_mail_carries_the_report_when_reports_are_on(
         maildir = tmp_path / mode
         handle = report_mail_handler(MaildirMailer(maildir), store, Confirmations(mode))  # type: ignore[arg-type]
         await handle(notification, store.get_job(job.id))
-        (mail,) = await asyncio.to_thread(_maildir, maildir)
+        (mail,) = await asyncio.to_thread(maildir_mails, maildir)
         report = attachments(mail)[f"fax-report-{job.id}.pdf"]
         assert "Your fax to +1 415-555-0123 was sent" in report_text(report)
         assert images_in(report) == expected
@@ -312,7 +301,7 @@ async def test_the_default_report_mail_carries_the_report_when_reports_are_on(
     await report_mail_handler(MaildirMailer(maildir), store, Confirmations("off"))(
         notification, store.get_job(job.id)
     )
-    (mail,) = await asyncio.to_thread(_maildir, maildir)
+    (mail,) = await asyncio.to_thread(maildir_mails, maildir)
     assert list(mail.iter_attachments()) == []
 
 
@@ -329,7 +318,7 @@ async def test_send_notify_mails_the_report_with_the_text_drawn(
         jobs = jobs_of(daemon)
         (job,) = await settled(daemon, jobs)
         await reports_delivered(daemon, jobs)
-    (mail,) = await asyncio.to_thread(_maildir, settings.maildir)
+    (mail,) = await asyncio.to_thread(maildir_mails, settings.maildir)
     assert mail["To"] == "me@example.com"
     report = attachments(mail)[f"fax-report-{job.id}.pdf"]
     text = " ".join(report_text(report).split())

@@ -27,23 +27,11 @@ from faxgate.notify.folder_result import Results, folder_reporter
 from faxgate.notify.reporter import PermanentFailure
 from faxgate.store import Store
 from tests.conftest import pdf_document
-from tests.intake.folder.claiming import claim_box, hot_folder
+from tests.intake.folder.claiming import Killed, box, places
+
+__all__ = ["box", "places"]  # the fixtures
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-
-
-class Killed(BaseException):
-    pass
-
-
-@pytest.fixture
-def places(tmp_path: Path) -> Places:
-    return hot_folder(tmp_path)
-
-
-@pytest.fixture
-def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return claim_box(tmp_path, store)
 
 
 @pytest.fixture

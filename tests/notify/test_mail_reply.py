@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from faxgate.domain.jobs import Intake, Job, JobState
-from faxgate.domain.outcomes import report_payload
+from faxgate.domain.jobs import Job, JobState
 from faxgate.notify.mail_reply import (
     Attachment,
     compose_reply,
@@ -25,22 +22,15 @@ from faxgate.notify.mail_reply import (
 from faxgate.notify.mailer import MaildirMailer
 from faxgate.notify.report_text import read_outcome
 from faxgate.notify.reporter import NothingToDeliver, PermanentFailure
-from faxgate.store import NewDocument, NewJob, NewNotification, Store
-from faxgate.store.spool import Spool
+from faxgate.store import Store
 from tests.conftest import pdf_document
+from tests.notify.mailed import T0, ended_with_report, maildir_mails, mailed_job
 
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 REF = {
     "sender": "alice@example.com",
     "message_id": "<contract-1@example.com>",
     "subject": "Re: AW: Contract",
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 def make_job(
@@ -50,55 +40,16 @@ def make_job(
     reply_to: str | None = "alice@example.com",
     ref: dict[str, Any] | None = None,
 ) -> Job:
-    spool = Spool(tmp_path / "spool")
-    document = NewDocument("contract.pdf", spool.store_bytes(pdf_document(1)), "application/pdf")
-    (job,) = store.create_jobs(
-        [
-            NewJob(
-                to_number="+14155550123",
-                intake=Intake.SMTP,
-                documents=[document],
-                intake_ref=REF if ref is None else ref,
-                reply_to=reply_to,
-                cover_to="Bob",
-            )
-        ],
-        now=T0,
+    ref = REF if ref is None else ref
+    return mailed_job(
+        store, tmp_path, pdf_document(1), intake_ref=ref, reply_to=reply_to, cover_to="Bob"
     )
-    return job
 
 
 def end(store: Store, job: Job, state: JobState, reason: str, attempts: int = 1) -> Job:
-    store.transition(job.id, JobState.SUBMITTING, detail="submitting", now=T0)
-    store.transition(job.id, JobState.SUBMITTED, detail="submitted", now=T0)
-    payload = report_payload(
-        job_id=job.id,
-        state=state,
-        reason=reason,
-        status_code="S" if state is JobState.SENT else "E",
-        error_code=None if state is JobState.SENT else "B",
-        pages=3 if state is JobState.SENT else None,
-        attempts=attempts,
-        provider_guid="0123456789abcdef0123456789abcdef01234567",
+    return ended_with_report(
+        store, job, state, reason, attempts=attempts, error_code="B", called_at=T0
     )
-    return store.transition(
-        job.id,
-        state,
-        detail=reason,
-        now=T0 + timedelta(minutes=1),
-        notify=NewNotification(payload=payload),
-        pages=payload["pages"],
-        reason=reason,
-    )
-
-
-def mails(folder: Path) -> list[EmailMessage]:
-    found = []
-    for path in sorted((folder / "new").iterdir()):
-        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        found.append(parsed)
-    return found
 
 
 def compose(store: Store, job: Job, attachments: list[Attachment] | None = None) -> EmailMessage:
@@ -186,7 +137,7 @@ async def test_the_handler_mails_the_reply(store: Store, tmp_path: Path) -> None
     handle = smtp_report_handler(MaildirMailer(maildir), store)
     (notification,) = store.notifications(job.id)
     await handle(notification, store.get_job(job.id))
-    (reply,) = await asyncio.to_thread(mails, maildir)
+    (reply,) = await asyncio.to_thread(maildir_mails, maildir)
     assert reply["Subject"] == "Fax to +1 415-555-0123 delivered (3 pages) - Re: Contract"
     assert reply["From"] == "faxgate@localhost"
     assert list(reply.iter_attachments()) == []
@@ -202,7 +153,8 @@ async def test_the_handler_attaches_the_sent_document_when_asked(
     for job in (sent, failed):
         (notification,) = store.notifications(job.id)
         await handle(notification, store.get_job(job.id))
-    by_job = {str(mail["X-Faxgate-Job"]): mail for mail in await asyncio.to_thread(mails, maildir)}
+    mailed = await asyncio.to_thread(maildir_mails, maildir)
+    by_job = {str(mail["X-Faxgate-Job"]): mail for mail in mailed}
     (attached,) = list(by_job[sent.id].iter_attachments())
     assert attached.get_content() == pdf_document(1)
     # A failed fax's document is still in the sender's own mailbox.

@@ -27,22 +27,11 @@ from faxgate.notify.reporter import NothingToDeliver, PermanentFailure, Reporter
 from faxgate.store import NewDocument, NewJob, NewNotification, Store
 from faxgate.store.spool import SpooledFile
 from tests.conftest import wait_for
+from tests.store.making import FakeClock
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 S = JobState
 GUID = "0123456789abcdef0123456789abcdef01234567"
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> datetime:
-        self.now += timedelta(**kwargs)
-        return self.now
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ fail and say so. Every mount is undone at teardown, whatever happened.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 from collections import Counter
@@ -26,6 +25,7 @@ from faxgate.hellofax.sandbox import Sandbox
 from faxgate.settings import FolderSettings, Settings
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import callbacks_here, fast_settings, settled
+from tests.intake.folder.test_runner import result
 from tests.intake.smtp.testing import FAX_DOMAIN, SENDER, fax_mail, smtp_client, smtp_port
 from tests.mounts import Mounts, mounts
 
@@ -106,19 +106,6 @@ def stage(staging: Path, name: str) -> Path:
 def drop(staged: Path, outbox: Path) -> Path:
     os.rename(staged, outbox / staged.name)
     return outbox / staged.name
-
-
-async def result(outbox: Path, name: str, where: str = "sent") -> Any:
-    path = outbox / where / f"{name}.result.json"
-
-    def written() -> Any:
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return None
-        return json.loads(text) if text else None
-
-    return await wait_for(written, timeout=20, what=f"{where}/{name}.result.json")
 
 
 async def send_mail(daemon: Daemon, number: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ from faxgate.domain.jobs import Job, JobState, Notification
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
 from tests.daemon import callbacks_here, fast_settings, settled
+from tests.intake.folder.test_runner import result
 from tests.reliability.test_disk_full import (
     Mounts,
     drop,
@@ -27,7 +28,6 @@ from tests.reliability.test_disk_full import (
     listing,
     logged,
     mounts,
-    result,
     send_mail,
     sends_to,
     settings_for,

@@ -5,37 +5,15 @@ every promise audited in the shared database."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from tests import peers
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.reliability.soak import quick_soak
 
 
 def test_every_promise_holds_across_two_instances_killed(tmp_path: Path) -> None:
     peers.command("pg_ctlcluster")  # fails naming the package when PostgreSQL is absent
-    figures = tmp_path / "soak.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_soak",
-            "--instances",
-            "2",
-            "--quick",
-            "--json",
-            str(figures),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    report = json.loads(figures.read_text())
+    report = quick_soak(tmp_path, "--instances", "2")
     assert report["problems"] == [], report["problems"]
     assert report["figures"]["sent twice by accident"] == "0"
     assert "killed for good" in report["figures"]["instances"]

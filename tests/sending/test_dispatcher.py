@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,14 +30,7 @@ from faxgate.sending.policy import SendingPolicy
 from faxgate.settings import DispatchSettings, PollingSettings
 from faxgate.store import NewDocument, NewJob, Share, Store
 from faxgate.store.spool import Spool
-from tests.conftest import (
-    SANDBOX_GUID,
-    SANDBOX_PASSWORD,
-    SANDBOX_USERNAME,
-    pdf_document,
-    sandbox_settings,
-    wait_for,
-)
+from tests.conftest import pdf_document, sandbox_client, tls_context, wait_for
 
 S = JobState
 LETTER = pdf_document(1)
@@ -57,48 +48,6 @@ class ShiftedClock:
 
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
-def make_client(
-    sandbox: Sandbox, transport: httpx.AsyncBaseTransport | None = None
-) -> HelloFaxClient:
-    return HelloFaxClient(
-        sandbox.base_url,
-        SANDBOX_GUID,
-        SANDBOX_USERNAME,
-        SANDBOX_PASSWORD,
-        timeout=5.0,
-        transport=transport or httpx.AsyncHTTPTransport(verify=_tls()),
-    )
-
-
-@pytest.fixture
-def removal() -> str:
-    """The sandbox's removal switch: by default, as the provider does."""
-    return "sent"
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
-    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(sandbox: Sandbox) -> AsyncIterator[HelloFaxClient]:
-    async with make_client(sandbox) as opened:
-        yield opened
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state" / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 @pytest.fixture
@@ -195,6 +144,22 @@ def fresh(store: Store, job: Job) -> Job:
     return current
 
 
+def busy_again(store: Store, job: Job, guid: str | None, **fields: Any) -> None:
+    """The job's call ended busy: queued to call again (its second attempt), the call's
+    GUID kept only in the event, as the tracker does; `fields` set besides."""
+    store.transition(
+        job.id,
+        S.QUEUED,
+        detail="the line was busy; calling again",
+        expect=S.SUBMITTED,
+        data={"guid": guid, "status": "E", "error": "B"},
+        attempt=2,
+        provider_guid=None,
+        provider_status=None,
+        **fields,
+    )
+
+
 def outbound(sandbox: Sandbox) -> list[InspectedTransmission]:
     return [item for item in sandbox.inspect() if not item.is_inbound]
 
@@ -270,7 +235,7 @@ class WatchingTransport(httpx.AsyncBaseTransport):
     """Notes the job's state in the store at the moment each POST leaves."""
 
     def __init__(self, store: Store, job_id: str) -> None:
-        self._inner = httpx.AsyncHTTPTransport(verify=_tls())
+        self._inner = httpx.AsyncHTTPTransport(verify=tls_context())
         self._store = store
         self._job_id = job_id
         self.seen: list[tuple[JobState, datetime | None]] = []
@@ -292,7 +257,7 @@ async def test_submitting_is_committed_before_the_request_leaves(
     (job,) = queue(store, spool, [number(1)])
     watching = WatchingTransport(store, job.id)
     sandbox.faults = FaultSettings(delay=0.3, delay_only_for_sends=True)
-    async with make_client(sandbox, watching) as client:
+    async with sandbox_client(sandbox, transport=watching) as client:
         cycle = asyncio.create_task(dispatcher(store, client).dispatch_once())
         (accepted,) = await wait_for(lambda: outbound(sandbox), what="the sandbox to take the fax")
         # The provider has the fax, its answer is still on the way: the store says so.
@@ -533,16 +498,7 @@ async def test_the_transmission_of_an_earlier_call_is_not_taken_for_the_lost_one
     assert (await the_dispatcher.dispatch_once()).submitted == 1
     first_guid = fresh(store, job).provider_guid
     # The line was busy: called again, the old GUID kept only in the event (as the tracker does).
-    store.transition(
-        job.id,
-        S.QUEUED,
-        detail="the line was busy; calling again",
-        expect=S.SUBMITTED,
-        data={"guid": first_guid, "status": "E", "error": "B"},
-        attempt=2,
-        provider_guid=None,
-        provider_status=None,
-    )
+    busy_again(store, job, first_guid)
     sandbox.faults = FaultSettings(drop_after_upload_next=1)
 
     report = await the_dispatcher.dispatch_once()
@@ -563,17 +519,7 @@ async def test_another_jobs_earlier_call_is_not_taken_for_the_lost_one(
     assert (await the_dispatcher.dispatch_once()).submitted == 1
     busy_guid = fresh(store, busy).provider_guid
     # That call ended busy: the job waits to call again, its GUID only in its events.
-    store.transition(
-        busy.id,
-        S.QUEUED,
-        detail="the line was busy; calling again",
-        expect=S.SUBMITTED,
-        data={"guid": busy_guid, "status": "E", "error": "B"},
-        attempt=2,
-        not_before=utc_now() + timedelta(hours=1),
-        provider_guid=None,
-        provider_status=None,
-    )
+    busy_again(store, busy, busy_guid, not_before=utc_now() + timedelta(hours=1))
     (lost,) = queue(store, spool, [number(1)])  # the same letter to the same number
     # A gateway error: the provider never handled the request.
     sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[502], errors_only_for_sends=True)

@@ -14,7 +14,7 @@ from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import Share, Store
 from faxgate.store.spool import Spool
-from tests.conftest import wait_for
+from tests.conftest import sandbox_client, wait_for
 from tests.postgres import postgres_server, postgres_url
 from tests.sending.test_dispatcher import (
     REPORT,
@@ -24,19 +24,16 @@ from tests.sending.test_dispatcher import (
     clock,
     dispatcher,
     fresh,
-    make_client,
     number,
     outbound,
     queue,
-    removal,
-    sandbox,
     send_directly,
     spool,
     state,
 )
 
 # The fixtures, shared with the dispatcher's own tests.
-__all__ = ["clock", "postgres_server", "postgres_url", "removal", "sandbox", "spool"]
+__all__ = ["clock", "postgres_server", "postgres_url", "spool"]
 
 LEASE = timedelta(seconds=30)
 
@@ -49,7 +46,7 @@ def store(postgres_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 async def clients(sandbox: Sandbox) -> AsyncIterator[tuple[HelloFaxClient, HelloFaxClient]]:
-    async with make_client(sandbox) as one, make_client(sandbox) as two:
+    async with sandbox_client(sandbox) as one, sandbox_client(sandbox) as two:
         yield one, two
 
 

@@ -23,16 +23,12 @@ from tests.sending.test_dispatcher import (
     LETTER,
     S,
     assert_each_sent_once,
-    client,
     dispatcher,
     fresh,
-    removal,
-    sandbox,
     spool,
-    store,
 )
 
-__all__ = ["client", "removal", "sandbox", "spool", "store"]  # the fixtures used here
+__all__ = ["spool"]  # the fixture used here
 
 LONDON = "+442079460000"
 NEW_YORK = "+12125550147"

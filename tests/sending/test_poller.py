@@ -28,10 +28,11 @@ from tests.conftest import (
     SANDBOX_PASSWORD,
     SANDBOX_USERNAME,
     pdf_document,
-    sandbox_settings,
+    sandbox_client,
     wait_for,
 )
-from tests.sending.test_tracker import FakeClock, submitted_job
+from tests.sending.test_tracker import submitted_job
+from tests.store.making import FakeClock
 
 S = JobState
 FIRST = timedelta(seconds=30)
@@ -49,18 +50,6 @@ def polling(**overrides: object) -> PollingSettings:
     }
     values.update(overrides)
     return PollingSettings.model_validate(values)
-
-
-@pytest.fixture
-def removal() -> str:
-    """The sandbox's removal switch: by default, as the provider does."""
-    return "sent"
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path, removal: str) -> AsyncIterator[Sandbox]:
-    async with Sandbox(sandbox_settings(tmp_path / "sandbox", removal=removal)) as running:
-        yield running
 
 
 # The tests of which pages the list mode reads need faxes that stay listed once sent.
@@ -81,9 +70,7 @@ def store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
 
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[HelloFaxClient]:
-    async with HelloFaxClient(
-        sandbox.base_url, SANDBOX_GUID, SANDBOX_USERNAME, SANDBOX_PASSWORD, timeout=10.0
-    ) as opened:
+    async with sandbox_client(sandbox, timeout=10.0) as opened:
         yield opened
 
 

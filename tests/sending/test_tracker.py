@@ -19,6 +19,7 @@ from faxgate.hellofax.models import Transmission
 from faxgate.sending.tracker import UNMATCHED_KEEP, Tracker
 from faxgate.store import NewJob, Store
 from tests.conftest import wait_for
+from tests.store.making import FakeClock
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 POLICY = RetryPolicy(
@@ -26,14 +27,6 @@ POLICY = RetryPolicy(
     no_answer=RetryRule(extra_tries=1, delay=timedelta(minutes=10)),
 )
 S = JobState
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def transmission(guid: str, status: str, error: str | None = None, **extra: Any) -> FaxReport:

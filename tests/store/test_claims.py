@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +33,26 @@ def new_job(n: int = 0, **values: object) -> NewJob:
 def store(location: Location) -> Iterator[Store]:
     with open_store(location) as opened:
         yield opened
+
+
+def in_threads(
+    work: Callable[[str], None], owners: Iterable[str], *, timeout: float
+) -> list[BaseException]:
+    """`work(owner)` in a thread of its own for each owner, at once; what they raised."""
+    errors: list[BaseException] = []
+
+    def run(owner: str) -> None:
+        try:
+            work(owner)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(owner,)) for owner in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors
 
 
 def test_a_claim_takes_due_jobs_oldest_first_and_records_its_lease(store: Store) -> None:
@@ -117,27 +137,16 @@ def test_instances_claiming_at_once_never_exceed_the_providers_limit_together(
     with open_store(location) as setup:
         setup.create_jobs([new_job(n) for n in range(30)], now=T0)
     taken: dict[str, list[str]] = {owner: [] for owner in owners}
-    errors: list[BaseException] = []
     start = threading.Barrier(len(owners))
 
     def instance(owner: str) -> None:
-        try:
-            with open_store(location) as store:
-                start.wait()
-                for _ in range(5):  # each claim asks for more than the limit leaves
-                    claimed = store.claim_due_jobs(
-                        T0, 5, owner=owner, lease=LEASE, max_in_flight=cap
-                    )
-                    taken[owner] += [job.id for job in claimed]
-        except BaseException as exc:
-            errors.append(exc)
+        with open_store(location) as store:
+            start.wait()
+            for _ in range(5):  # each claim asks for more than the limit leaves
+                claimed = store.claim_due_jobs(T0, 5, owner=owner, lease=LEASE, max_in_flight=cap)
+                taken[owner] += [job.id for job in claimed]
 
-    threads = [threading.Thread(target=instance, args=(owner,)) for owner in owners]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert in_threads(instance, owners, timeout=60) == []
     everyone = [job_id for ids in taken.values() for job_id in ids]
     assert len(set(everyone)) == cap  # the limit reached, never passed
     with open_store(location) as check:
@@ -245,7 +254,6 @@ def test_two_instances_claiming_at_once_send_each_job_exactly_once(location: Loc
         setup.create_jobs([new_job(n) for n in range(count)], now=T0)
     sent: Counter[str] = Counter()
     by_instance: dict[str, int] = {"a": 0, "b": 0}
-    errors: list[BaseException] = []
     sent_lock = threading.Lock()
     start = threading.Barrier(2)
     # Each waits, after its first claim, for the other's: claims made at once are
@@ -253,31 +261,21 @@ def test_two_instances_claiming_at_once_send_each_job_exactly_once(location: Loc
     first_claims = threading.Barrier(2)
 
     def instance(owner: str) -> None:
-        try:
-            with open_store(location) as store:
-                start.wait()
-                first = True
-                while claimed := store.claim_due_jobs(T0, 4, owner=owner, lease=LEASE):
-                    if first:
-                        first_claims.wait(timeout=60)
-                        first = False
-                    for job in claimed:
-                        store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
-                        with sent_lock:  # the request to the provider
-                            sent[job.id] += 1
-                            by_instance[owner] += 1
-                        store.transition(
-                            job.id, S.SUBMITTED, detail="accepted", provider_guid=job.id
-                        )
-        except BaseException as exc:
-            errors.append(exc)
+        with open_store(location) as store:
+            start.wait()
+            first = True
+            while claimed := store.claim_due_jobs(T0, 4, owner=owner, lease=LEASE):
+                if first:
+                    first_claims.wait(timeout=60)
+                    first = False
+                for job in claimed:
+                    store.transition(job.id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
+                    with sent_lock:  # the request to the provider
+                        sent[job.id] += 1
+                        by_instance[owner] += 1
+                    store.transition(job.id, S.SUBMITTED, detail="accepted", provider_guid=job.id)
 
-    threads = [threading.Thread(target=instance, args=(owner,)) for owner in by_instance]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    assert in_threads(instance, by_instance, timeout=120) == []
     assert len(sent) == count
     assert set(sent.values()) == {1}
     assert all(n > 0 for n in by_instance.values()), by_instance  # both did work

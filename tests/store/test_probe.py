@@ -57,12 +57,16 @@ def test_the_oldest_due_job_and_the_callbacks_overdue(location: Location, store:
     probe = probe_for(location)
     assert probe.oldest_due(now) is None
     assert probe.oldest_due_seconds() == 0.0
+    # Queued an hour ago but told to wait until a minute from now: not due.
     store.create_jobs(
         [new_job(not_before=now + timedelta(minutes=1))], now=now - timedelta(hours=1)
     )
+    assert probe.oldest_due(now) is None
+    # Queued two hours ago, its retry time passed ten minutes ago: due since then.
     (retried,) = store.create_jobs(
         [new_job(not_before=now - timedelta(minutes=10))], now=now - timedelta(hours=2)
     )
+    # Queued twenty minutes ago: the longest due.
     (fresh,) = store.create_jobs([new_job()], now=now - timedelta(minutes=20))
     oldest = probe.oldest_due(now)
     assert oldest is not None
@@ -70,7 +74,8 @@ def test_the_oldest_due_job_and_the_callbacks_overdue(location: Location, store:
     store.transition(fresh.id, JobState.CANCELLED, detail="test")
     oldest = probe.oldest_due(now)
     assert oldest is not None
-    assert (oldest.id, oldest.waited(now)) == (retried.id, timedelta(minutes=10))
+    assert (oldest.id, oldest.due, oldest.waited(now)) == (retried.id, 1, timedelta(minutes=10))
+    assert 600 <= probe.oldest_due_seconds() < 700
 
     for job_id in (retried.id,):
         store.transition(job_id, JobState.SUBMITTING, detail="sending")

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from faxgate.store.postgres import storable
 from faxgate.store.rows import json_to_db
 from tests.store.backends import (
     Location,
+    Raw,
     add_failing_trigger,
     drop_failing_trigger,
     migrate,
@@ -509,21 +511,22 @@ def test_the_store_survives_a_writer_killed_mid_write(location: Location, tmp_pa
     assert jobs_so_far >= 8
 
 
-def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
-    location: Location, store: Store
-) -> None:
-    jobs = store.create_jobs([new_job() for _ in range(20)])
-    stale = jobs[0]
-    store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
-    commits: list[str] = []
+def noting_transactions(store: Store, mark: str) -> list[str]:
+    """`mark` noted for every transaction the store's backend opens from now on."""
+    noted: list[str] = []
     transaction = store._backend.transaction
 
     def counted() -> Any:
-        commits.append("COMMIT")
+        noted.append(mark)
         return transaction()
 
     store._backend.transaction = counted  # type: ignore[method-assign]
-    results: dict[str, BaseException | JobState] = {}
+    return noted
+
+
+def mover(store: Store, results: dict[str, BaseException | JobState]) -> Callable[[str], None]:
+    """A thread's work: one job from queued to submitting; its new state, or the error
+    raised, in `results`."""
 
     def move(job_id: str) -> None:
         try:
@@ -531,6 +534,19 @@ def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself
             results[job_id] = moved.state
         except BaseException as error:
             results[job_id] = error
+
+    return move
+
+
+def test_changes_that_wait_share_one_commit_and_a_failing_one_undoes_only_itself(
+    location: Location, store: Store
+) -> None:
+    jobs = store.create_jobs([new_job() for _ in range(20)])
+    stale = jobs[0]
+    store.transition(stale.id, S.SUBMITTING, detail="taken by someone else")
+    commits = noting_transactions(store, "COMMIT")
+    results: dict[str, BaseException | JobState] = {}
+    move = mover(store, results)
 
     # While one holder has the write lock, every change queues up behind it.
     with store._lock:
@@ -676,22 +692,9 @@ def test_a_group_undone_to_break_a_deadlock_with_another_instance_runs_again(
     location: str, store: Store
 ) -> None:
     x, y = store.create_jobs([new_job(), new_job()])
-    tries: list[str] = []
-    transaction = store._backend.transaction
-
-    def counted() -> Any:
-        tries.append("BEGIN")
-        return transaction()
-
-    store._backend.transaction = counted  # type: ignore[method-assign]
+    tries = noting_transactions(store, "BEGIN")
     results: dict[str, BaseException | JobState] = {}
-
-    def move(job_id: str) -> None:
-        try:
-            moved = store.transition(job_id, S.SUBMITTING, detail="sending", expect=S.QUEUED)
-            results[job_id] = moved.state
-        except BaseException as error:
-            results[job_id] = error
+    move = mover(store, results)
 
     with raw(location) as other, raw(location) as watcher:
         # Another instance holds y and, later, asks for x: a deadlock with the group below
@@ -794,12 +797,31 @@ def test_a_job_id_already_taken_is_drawn_again(
     assert (first.id, second.id) == ("aaaaaaaaaaaa", "bbbbbbbbbbbb")
 
 
+def behind_the_lock(work: Callable[[], object], other: Raw, watcher: Raw) -> object:
+    """`work()` in a thread while `other` holds its transaction open; once `watcher` sees
+    a lock waited for, `other` commits. What `work` returned, or the error it raised."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    working = threading.Thread(target=run)
+    working.start()
+    wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
+    other.execute("COMMIT")
+    working.join(timeout=30)
+    [result] = outcome
+    return result
+
+
 @postgres_only
 def test_a_job_id_another_instance_is_taking_at_that_moment_is_drawn_again(
     location: str, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids_drawn(monkeypatch, "aaaaaaaaaaaa", "bbbbbbbbbbbb")
-    outcome: list[object] = []
     with raw(location) as other, raw(location) as watcher:
         # Another instance has inserted a job under the same id, not committed yet: the
         # check cannot see it.
@@ -808,20 +830,10 @@ def test_a_job_id_another_instance_is_taking_at_that_moment_is_drawn_again(
             "INSERT INTO jobs (id, created_at, updated_at, state, intake, to_number)"
             " VALUES ('aaaaaaaaaaaa', now(), now(), 'queued', 'cli', '+14155550100')"
         )
-
-        def create() -> None:
-            try:
-                outcome.extend(store.create_jobs([new_job()]))
-            except BaseException as exc:
-                outcome.append(exc)
-
-        creating = threading.Thread(target=create)
-        creating.start()
-        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
-        other.execute("COMMIT")
-        creating.join(timeout=30)
-    [job] = outcome
-    assert getattr(job, "id", job) == "bbbbbbbbbbbb"
+        created = behind_the_lock(lambda: store.create_jobs([new_job()]), other, watcher)
+    assert isinstance(created, list), created
+    [job] = created
+    assert job.id == "bbbbbbbbbbbb"
     assert store.count_by_state()[S.QUEUED] == 2
 
 
@@ -852,7 +864,7 @@ def test_an_inbound_fax_is_recorded_once_with_its_deliveries(store: Store) -> No
 def test_an_inbound_fax_another_instance_is_recording_at_that_moment_is_recorded_once(
     location: str, store: Store
 ) -> None:
-    outcome: list[object] = []
+    deliveries = [NewDelivery(kind="email", target="desk@example.org")]
     with raw(location) as other, raw(location) as watcher:
         # The provider's callback reached another instance too, which is recording it.
         other.execute("BEGIN")
@@ -861,23 +873,9 @@ def test_an_inbound_fax_another_instance_is_recording_at_that_moment_is_recorded
             " VALUES ('theirs000000', now(), ?, '+14155550100', 'default')",
             ("f" * 40,),
         )
-
-        def record() -> None:
-            try:
-                outcome.append(
-                    store.record_inbound(
-                        inbound_fax(), [NewDelivery(kind="email", target="desk@example.org")]
-                    )
-                )
-            except BaseException as exc:
-                outcome.append(exc)
-
-        recording = threading.Thread(target=record)
-        recording.start()
-        wait_for(lambda: watcher.one("SELECT count(*) FROM pg_locks WHERE NOT granted") >= 1)
-        other.execute("COMMIT")
-        recording.join(timeout=30)
-    [result] = outcome
+        result = behind_the_lock(
+            lambda: store.record_inbound(inbound_fax(), deliveries), other, watcher
+        )
     assert isinstance(result, tuple), result
     fax, new = result
     assert (fax.id, new) == ("theirs000000", False)

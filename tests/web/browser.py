@@ -100,20 +100,27 @@ async def _call(
         # Anything else is an event this driver does not need.
 
 
+# Headless, nothing of its own fetched or updated: a Chromium the tests start in a
+# profile folder of their own (`HOME` there too).
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
 @contextlib.asynccontextmanager
 async def chromium(profile: Path) -> AsyncIterator[Tab]:
     """A headless Chromium with one tab, gone on exit."""
     await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
     process = await asyncio.create_subprocess_exec(
         peers.command("chromium"),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *HEADLESS,
         "--hide-scrollbars",
         "--window-size=1100,900",
         "--remote-debugging-address=127.0.0.1",

@@ -165,30 +165,8 @@ def test_the_probe_never_makes_a_missing_store(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_jobs_waiting_for_their_time_are_not_due(store: Store) -> None:
-    now = datetime.now(UTC)
-    probe = StoreProbe(store.path)
-    assert probe.oldest_due(now) is None
-    assert probe.oldest_due_seconds() == 0.0
-    # Queued an hour ago but told to wait until a minute from now: not due.
-    store.create_jobs(
-        [new_job(not_before=now + timedelta(minutes=1))], now=now - timedelta(hours=1)
-    )
-    assert probe.oldest_due(now) is None
-    # Queued two hours ago, its retry time passed ten minutes ago: due since then.
-    (retried,) = store.create_jobs(
-        [new_job(not_before=now - timedelta(minutes=10))], now=now - timedelta(hours=2)
-    )
-    # Queued twenty minutes ago: the longest due.
-    (fresh,) = store.create_jobs([new_job()], now=now - timedelta(minutes=20))
-    oldest = probe.oldest_due(now)
-    assert oldest is not None
-    assert (oldest.id, oldest.due, oldest.waited(now)) == (fresh.id, 2, timedelta(minutes=20))
-    store.transition(fresh.id, JobState.CANCELLED, detail="test")
-    oldest = probe.oldest_due(now)
-    assert oldest is not None
-    assert (oldest.id, oldest.due, oldest.waited(now)) == (retried.id, 1, timedelta(minutes=10))
-    assert 600 <= probe.oldest_due_seconds() < 700
+# Which job is the oldest due, and for how long: tests/store/test_probe.py, on SQLite and
+# PostgreSQL.
 
 
 async def test_a_stuck_queue_is_not_blamed_while_the_provider_is_down(store: Store) -> None:

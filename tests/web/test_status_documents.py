@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageStat
 
-from faxgate.app import started
-from faxgate.domain.jobs import Intake
+from faxgate.app import Daemon, started
+from faxgate.domain.jobs import Intake, Job
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.queue import FaxRequest, IncomingDocument, queue_fax
 from faxgate.store.spool import Spool
@@ -20,15 +20,21 @@ from tests.daemon import fast_settings, settled
 from tests.notify.reports import inked_pdf, picture_variance, report_text
 
 
+async def queued_contract(daemon: Daemon) -> Job:
+    """A contract whose first page has ink on it, queued for one number (no wake-up)."""
+    request = FaxRequest(
+        numbers=[parse_fax_number("+14155550100")],
+        documents=[IncomingDocument("contract.pdf", inked_pdf())],
+        intake=Intake.CLI,
+    )
+    spool = Spool(daemon.settings.spool_dir)
+    (job,) = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
+    return job
+
+
 async def test_the_daemon_draws_a_documents_first_page_for_its_job_page(tmp_path: Path) -> None:
     async with started(fast_settings(tmp_path / "state")) as daemon:
-        request = FaxRequest(
-            numbers=[parse_fax_number("+14155550100")],
-            documents=[IncomingDocument("contract.pdf", inked_pdf())],
-            intake=Intake.CLI,
-        )
-        spool = Spool(daemon.settings.spool_dir)
-        (job,) = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
+        job = await queued_contract(daemon)
         base = f"http://127.0.0.1:{daemon.http.port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             page = (await http.get(f"/jobs/{job.id}")).text
@@ -43,13 +49,7 @@ async def test_the_daemon_draws_a_documents_first_page_for_its_job_page(tmp_path
 
 async def test_an_ended_jobs_report_can_be_downloaded_from_its_page(tmp_path: Path) -> None:
     async with started(fast_settings(tmp_path / "state")) as daemon:
-        request = FaxRequest(
-            numbers=[parse_fax_number("+14155550100")],
-            documents=[IncomingDocument("contract.pdf", inked_pdf())],
-            intake=Intake.CLI,
-        )
-        spool = Spool(daemon.settings.spool_dir)
-        (job,) = await asyncio.to_thread(queue_fax, daemon.store, spool, request)
+        job = await queued_contract(daemon)
         base = f"http://127.0.0.1:{daemon.http.port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             daemon.dispatcher.wake()

@@ -22,6 +22,7 @@ from faxgate.web.health import HealthReport
 from faxgate.web.statuspage import StatusSnapshot, render_page
 from tests import peers
 from tests.daemon import fast_settings, queue, settled
+from tests.web.browser import HEADLESS
 
 HOSTILE = "<script>document.title='owned'</script><img src=x onerror=alert(1)>&amp;"
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -96,14 +97,7 @@ async def browser_dom(url: str, profile: Path) -> str:
     """The DOM headless Chromium built from `url`, serialized."""
     process = await asyncio.create_subprocess_exec(
         peers.command("chromium"),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *HEADLESS,
         f"--user-data-dir={profile}",
         "--dump-dom",
         url,

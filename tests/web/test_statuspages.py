@@ -635,41 +635,8 @@ def test_the_sender_is_checked_exactly_past_the_first_rows(filled: tuple[Store, 
 # ---------------------------------------------------------------------- the chart
 
 
-def test_hours_are_counted_in_utc_buckets(filled: tuple[Store, Spool]) -> None:
-    store, _spool = filled
-    base = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
-
-    def ended(state: JobState, at: datetime) -> None:
-        (job,) = store.create_jobs([NewJob(to_number="+14155550123", intake=Intake.CLI)], now=at)
-        if state is S.FAILED:
-            store.transition(job.id, state, detail="x", now=at)
-        else:
-            store.transition(job.id, S.SUBMITTING, detail="x", now=at)
-            store.transition(job.id, S.SUBMITTED, detail="x", now=at)
-            store.transition(job.id, state, detail="x", now=at)
-
-    ended(S.SENT, base)
-    ended(S.SENT, base + timedelta(minutes=40))
-    ended(S.PRESUMED_SENT, base + timedelta(hours=1))
-    ended(S.FAILED, base + timedelta(hours=1, minutes=5))
-    ended(S.FAILED, base - timedelta(days=2))  # before the window
-    store.create_jobs([NewJob(to_number="+14155550123", intake=Intake.CLI)], now=base)  # queued
-    store.record_inbound(
-        NewInboundFax(
-            provider_guid="in-x",
-            to_number="+1",
-            from_number=None,
-            pages=1,
-            arrived_at=None,
-            route="r",
-            document=None,
-        ),
-        now=base + timedelta(minutes=44),
-    )
-    counts = store.hour_counts(base - timedelta(hours=5))
-    assert counts.sent == {"2024-05-01T10": 2, "2024-05-01T11": 1}
-    assert counts.failed == {"2024-05-01T11": 1}
-    assert counts.received == {"2024-05-01T10": 1}
+# The hours themselves are counted by Store.hour_counts, on both backends:
+# tests/store/test_hour_counts.py.
 
 
 async def test_the_chart_shows_the_last_24_hours(site: Site) -> None:

@@ -24,21 +24,9 @@ from faxgate.intake.folder.status import FolderRef, Places
 from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
 from tests.conftest import pdf_document
-from tests.intake.folder.claiming import claim_box, hot_folder
+from tests.intake.folder.claiming import Killed, box, kill_on, killed_taking, places
 
-
-class Killed(BaseException):
-    """The process died here."""
-
-
-@pytest.fixture
-def places(tmp_path: Path) -> Places:
-    return hot_folder(tmp_path)
-
-
-@pytest.fixture
-def box(tmp_path: Path, store: Store) -> ClaimBox:
-    return claim_box(tmp_path, store)
+__all__ = ["box", "places"]  # the fixtures
 
 
 def dropped(places: Places, *names: str) -> dict[str, Signature]:
@@ -61,30 +49,6 @@ def claim_for(box: ClaimBox, places: Places, *names: str) -> DropClaim:
         cover_to="Legal",
     )
     return box.new_claim(places, "", drop, signatures, box.status_names(places))
-
-
-def kill_on(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, call: int = 1) -> None:
-    """Make target.name die on its `call`-th call (earlier calls go through)."""
-    real = getattr(target, name)
-    calls = 0
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == call:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(target, name, dying)
-
-
-def killed_taking(
-    box: ClaimBox, places: Places, claims: list[DropClaim], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The claim dies where the kill was set; the next process starts without it."""
-    with pytest.raises(Killed):
-        box.take(places, claims)
-    monkeypatch.undo()
 
 
 def folder_jobs(store: Store) -> list[Any]:

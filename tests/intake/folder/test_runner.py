@@ -19,10 +19,9 @@ import pytest
 from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.intake.folder.runner import FolderWatcher
-from faxgate.sandbox.server import SandboxServer
 from faxgate.settings import FolderSettings
 from tests.conftest import pdf_document, wait_for
-from tests.daemon import SANDBOX_APIS, fast_settings
+from tests.daemon import SANDBOX_APIS, fast_settings, sandbox_of
 
 QUICK: dict[str, Any] = {"stable_for": 0.2, "sidecar_wait": 0.5, "rescan_interval": 3600}
 
@@ -49,11 +48,6 @@ def outbox_of(daemon: Daemon) -> Path:
 def watcher(daemon: Daemon) -> FolderWatcher:
     assert daemon.folders is not None
     return daemon.folders.watchers[0]
-
-
-def sandbox_of(daemon: Daemon) -> SandboxServer:
-    assert daemon.sandbox is not None
-    return daemon.sandbox
 
 
 async def result(outbox: Path, name: str, where: str = "sent") -> Any:

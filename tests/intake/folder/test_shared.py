@@ -33,16 +33,9 @@ from faxgate.intake.queue import queue_faxes
 from faxgate.store import Store
 from tests.conftest import pdf_document, wait_for
 from tests.daemon import fast_settings
-from tests.intake.folder.claiming import hot_folder
+from tests.intake.folder.claiming import Killed, kill_on, killed_taking, places
 
-
-class Killed(BaseException):
-    """The process died here."""
-
-
-@pytest.fixture
-def places(tmp_path: Path) -> Places:
-    return hot_folder(tmp_path)
+__all__ = ["places"]  # the fixture
 
 
 def instance(tmp_path: Path, places: Places, store: Store, name: str) -> SharedClaims:
@@ -67,13 +60,6 @@ def claim_for(box: ClaimBox, places: Places, name: str, sig: dict[str, Signature
         source=NumberSource.NAME,
     )
     return box.new_claim(places, "", planned, sig, box.status_names(places))
-
-
-def killed_on(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> None:
-    def dying(*_args: Any, **_kwargs: Any) -> Any:
-        raise Killed
-
-    monkeypatch.setattr(target, name, dying)
 
 
 def killed_after_queueing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,10 +142,8 @@ def test_a_claim_killed_after_the_rename_is_finished_by_another_instance(
     a = instance(tmp_path, places, store, "a")
     sig = drop(places, "14155550100_a.pdf")
     claim = claim_for(a.box, places, "14155550100_a.pdf", sig)
-    killed_on(monkeypatch, claim_queue, "queue_faxes")
-    with pytest.raises(Killed):
-        a.box.take(places, [claim])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_queue, "queue_faxes")
+    killed_taking(a.box, places, [claim], monkeypatch)
     assert not (places.folder / "14155550100_a.pdf").exists()  # in a's claims folder
     assert store.recent_jobs(10) == []
     b = instance(tmp_path, places, store, "b")
@@ -184,9 +168,7 @@ def test_a_claim_killed_after_its_jobs_is_not_queued_again(
     sig = drop(places, "14155550100_a.pdf")
     claim = claim_for(a.box, places, "14155550100_a.pdf", sig)
     killed_after_queueing(monkeypatch)
-    with pytest.raises(Killed):
-        a.box.take(places, [claim])
-    monkeypatch.undo()
+    killed_taking(a.box, places, [claim], monkeypatch)
     assert len(list(a.box.root.glob("*.claim.json"))) == 1
     a.close()
     b = instance(tmp_path, places, store, "b")
@@ -204,10 +186,8 @@ def test_a_claim_killed_before_the_rename_is_taken_once(
     b = instance(tmp_path, places, store, "b")
     sig = drop(places, "14155550100_a.pdf")
     claim_a = claim_for(a.box, places, "14155550100_a.pdf", sig)
-    killed_on(monkeypatch, claim_moves, "rename_in")
-    with pytest.raises(Killed):
-        a.box.take(places, [claim_a])
-    monkeypatch.undo()
+    kill_on(monkeypatch, claim_moves, "rename_in")
+    killed_taking(a.box, places, [claim_a], monkeypatch)
     a.close()
     # b saw the file meanwhile, and claims it before it looks at a's folder.
     (own,) = b.box.take(places, [claim_for(b.box, places, "14155550100_a.pdf", sig)])

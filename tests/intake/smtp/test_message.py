@@ -9,13 +9,26 @@ import pytest
 
 from faxgate.domain.message import CoverMode, FaxContent, MessageRefused, fax_content
 from faxgate.domain.numbers import parse_fax_number
-from faxgate.intake.smtp.accept import Fax
+from faxgate.intake.smtp.accept import Fax, MailToFax
 from faxgate.intake.smtp.message import read_mail
 from tests.intake.smtp.testing import fax_mail
 
 
 def faxes(*numbers: str) -> list[Fax]:
     return [Fax(parse_fax_number(n), recipient=f"{n}@fax.local") for n in numbers]
+
+
+def read_plain(raw: bytes, sender: str = "alice@example.com") -> MailToFax:
+    """`raw` read as a mail from `sender` to 14155550101, no login, a cover page when it
+    has a body, no from line."""
+    return read_mail(
+        raw,
+        sender=sender,
+        login=None,
+        faxes=faxes("14155550101"),
+        cover=CoverMode.WHEN_BODY,
+        from_line=None,
+    )
 
 
 def test_each_number_gets_the_name_the_message_gives_it() -> None:
@@ -84,15 +97,7 @@ def test_without_a_cover_page_no_name_is_looked_for() -> None:
 
 def test_the_reply_goes_to_reply_to_else_the_envelope_sender() -> None:
     def reply_to(headers: dict[str, str], sender: str = "alice@example.com") -> str | None:
-        raw = fax_mail("14155550101", headers=headers)
-        return read_mail(
-            raw,
-            sender=sender,
-            login=None,
-            faxes=faxes("14155550101"),
-            cover=CoverMode.WHEN_BODY,
-            from_line=None,
-        ).reply_to
+        return read_plain(fax_mail("14155550101", headers=headers), sender).reply_to
 
     assert reply_to({}) == "alice@example.com"
     assert reply_to({"Reply-To": "Office <office@example.com>"}) == "office@example.com"
@@ -113,13 +118,8 @@ def test_the_reply_goes_to_reply_to_else_the_envelope_sender() -> None:
 def test_no_reply_address_when_no_reply_may_go(
     sender: str, headers: dict[str, str], why: str
 ) -> None:
-    mail = read_mail(
-        fax_mail("14155550101", headers={**headers, "Reply-To": "x@example.com"}),
-        sender=sender,
-        login=None,
-        faxes=faxes("14155550101"),
-        cover=CoverMode.WHEN_BODY,
-        from_line=None,
+    mail = read_plain(
+        fax_mail("14155550101", headers={**headers, "Reply-To": "x@example.com"}), sender
     )
     assert mail.reply_to is None
     assert why in mail.intake_ref["no_reply"]
@@ -128,14 +128,7 @@ def test_no_reply_address_when_no_reply_may_go(
 def test_nothing_to_fax_is_refused() -> None:
     raw = fax_mail("14155550101", body="", attachment=("a.zip", b"PK\x03\x04", "application/zip"))
     with pytest.raises(MessageRefused, match=r"a\.zip"):
-        read_mail(
-            raw,
-            sender="alice@example.com",
-            login=None,
-            faxes=faxes("14155550101"),
-            cover=CoverMode.WHEN_BODY,
-            from_line=None,
-        )
+        read_plain(raw)
 
 
 @pytest.mark.parametrize(
@@ -156,12 +149,5 @@ def test_a_mail_asks_for_its_priority_by_a_subject_tag_or_a_header(
     subject: str, headers: dict[str, str], priority: int
 ) -> None:
     raw = fax_mail("14155550101", subject=subject, headers=headers)
-    mail = read_mail(
-        raw,
-        sender="alice@example.com",
-        login=None,
-        faxes=faxes("14155550101"),
-        cover=CoverMode.WHEN_BODY,
-        from_line=None,
-    )
+    mail = read_plain(raw)
     assert mail.priority == priority

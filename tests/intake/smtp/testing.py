@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import pytest
 import trustme
 
@@ -175,6 +176,20 @@ def fax_mail(
     maintype, subtype = content_type.split("/")
     message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
     return message.as_bytes(policy=email.policy.SMTP)
+
+
+async def mail_to(port: int, number: str, message: bytes) -> None:
+    """`message` by SMTP to NUMBER@fax.local, from SENDER, at a listener on loopback; it
+    must be accepted."""
+    errors, _ = await aiosmtplib.send(
+        message,
+        sender=SENDER,
+        recipients=[f"{number}@{FAX_DOMAIN}"],
+        hostname="127.0.0.1",
+        port=port,
+        timeout=20,
+    )
+    assert errors == {}
 
 
 def replies(daemon: Daemon) -> list[EmailMessage]:
