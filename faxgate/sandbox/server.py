@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -31,22 +32,14 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 1.0  # seconds for answers in progress (a slow-answer fault) to finish
 
 
+@dataclass(frozen=True, slots=True)
 class _Running:
-    def __init__(
-        self,
-        store: SandboxStore,
-        service: SandboxService,
-        dispatcher: CallbackDispatcher,
-        runner: web.AppRunner,
-        clock: asyncio.Task[None],
-        port: int,
-    ) -> None:
-        self.store = store
-        self.service = service
-        self.dispatcher = dispatcher
-        self.runner = runner
-        self.clock = clock
-        self.port = port
+    store: SandboxStore
+    service: SandboxService
+    dispatcher: CallbackDispatcher
+    runner: web.AppRunner
+    clock: asyncio.Task[None]
+    port: int
 
 
 class SandboxServer(ABC):
