@@ -22,6 +22,7 @@ from faxgate.sandbox.inspection import (
     DuplicateSend,
     InspectedTransmission,
 )
+from faxgate.sandbox.parts import SimulationParts
 from faxgate.sandbox.service import SandboxService
 from faxgate.sandbox.settings import SandboxSettings
 from faxgate.sandbox.state import SandboxStore
@@ -71,17 +72,9 @@ class SandboxServer(ABC):
         try:
             store.ensure_account(settings.account_guid, settings.initial_lines)
             engine = Engine(store, self._injector)
-            wire = self.wire()
-            service = SandboxService(settings, store, self._injector, engine.wake, wire)
-            dispatcher = CallbackDispatcher(
-                store,
-                self._injector,
-                speed=settings.callback_retry_speed or settings.speed,
-                timeout=settings.callback_timeout,
-                wake=engine.wake,
-                wire=wire,
-                removal=settings.removal,
-            )
+            parts = SimulationParts(store, self._injector, engine.wake, self.wire())
+            service = SandboxService(settings, parts)
+            dispatcher = CallbackDispatcher(parts, settings)
             engine.attach(service, dispatcher)
             runner = web.AppRunner(
                 self.build_app(settings, service, self._injector), shutdown_timeout=SHUTDOWN_GRACE
