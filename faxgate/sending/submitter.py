@@ -32,7 +32,7 @@ from faxgate.domain.provider import (
     Refused,
     Upload,
 )
-from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
+from faxgate.sending.moves import DispatchReport, SendingParts, has_cover
 from faxgate.sending.pause import PauseGate
 from faxgate.settings import DispatchSettings
 
@@ -310,16 +310,14 @@ class Submitter:
         report: DispatchReport,
         code: str,
     ) -> None:
-        notify = ending_report(job, JobState.FAILED, reason)
-        moved = await self._parts.moves.move(
-            job.id,
+        moved = await self._parts.moves.end(
+            job,
             JobState.FAILED,
+            reason,
             expect=expect,
             detail=reason,
-            notify=notify,
             data={"cause": code},
             now=self._parts.clock(),
-            reason=reason,
             next_poll_at=None,
         )
         if moved is None:
