@@ -138,55 +138,65 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def from_row(cls: type[_T], row: Row, **converted: object) -> _T:
-    """A dataclass from a row: each field from the column of its name, but for the fields
-    given here (converted from their columns by the caller)."""
-    plain = {name: row[name] for name in _field_names(cls) if name not in converted}
-    return cls(**plain, **converted)
+def _opt_state_from_db(value: str | None) -> JobState | None:
+    return None if value is None else JobState(value)
+
+
+def _opt_interval_from_db(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+# The columns read as something other than what the database gives, by name: a name means
+# the same kind of value in every table (the reading side of _SETTABLE).
+_READ: Final[Mapping[str, Callable[[Any], object]]] = {
+    "created_at": time_from_db,
+    "updated_at": time_from_db,
+    "received_at": time_from_db,
+    "at": time_from_db,
+    "not_before": opt_time_from_db,
+    "next_poll_at": opt_time_from_db,
+    "submitted_at": opt_time_from_db,
+    "finished_at": opt_time_from_db,
+    "next_attempt_at": opt_time_from_db,
+    "delivered_at": opt_time_from_db,
+    "arrived_at": opt_time_from_db,
+    "state": JobState,
+    "to_state": JobState,
+    "from_state": _opt_state_from_db,
+    "intake": Intake,
+    "intake_ref": json_from_db,
+    "data": json_from_db,
+    "payload": json_from_db,
+    "poll_interval": _opt_interval_from_db,
+    "path": Path,
+}
+
+
+def from_row(cls: type[_T], row: Row, **given: object) -> _T:
+    """A dataclass from a row: each field from the column of its name, read as _READ says,
+    but for the fields given here."""
+    values = dict(given)
+    for name in _field_names(cls):
+        if name not in given:
+            read = _READ.get(name)
+            values[name] = row[name] if read is None else read(row[name])
+    return cls(**values)
 
 
 def job_from_row(row: Row) -> Job:
-    interval = row["poll_interval"]
-    return from_row(
-        Job,
-        row,
-        created_at=time_from_db(row["created_at"]),
-        updated_at=time_from_db(row["updated_at"]),
-        state=JobState(row["state"]),
-        intake=Intake(row["intake"]),
-        intake_ref=json_from_db(row["intake_ref"]),
-        not_before=opt_time_from_db(row["not_before"]),
-        next_poll_at=opt_time_from_db(row["next_poll_at"]),
-        poll_interval=None if interval is None else timedelta(seconds=interval),
-        submitted_at=opt_time_from_db(row["submitted_at"]),
-        finished_at=opt_time_from_db(row["finished_at"]),
-    )
+    return from_row(Job, row)
 
 
 def document_from_row(row: Row) -> Document:
-    return from_row(Document, row, path=Path(row["path"]))
+    return from_row(Document, row)
 
 
 def event_from_row(row: Row) -> Event:
-    return from_row(
-        Event,
-        row,
-        at=time_from_db(row["at"]),
-        from_state=None if row["from_state"] is None else JobState(row["from_state"]),
-        to_state=JobState(row["to_state"]),
-        data=json_from_db(row["data"]),
-    )
+    return from_row(Event, row)
 
 
 def notification_from_row(row: Row) -> Notification:
-    return from_row(
-        Notification,
-        row,
-        created_at=time_from_db(row["created_at"]),
-        payload=json_from_db(row["payload"]),
-        next_attempt_at=opt_time_from_db(row["next_attempt_at"]),
-        delivered_at=opt_time_from_db(row["delivered_at"]),
-    )
+    return from_row(Notification, row)
 
 
 def placeholders(n: int) -> str:
@@ -234,12 +244,7 @@ def inbound_fax_from_row(row: Row) -> InboundFax:
             content_type=row["content_type"],
         )
     return from_row(
-        InboundFax,
-        row,
-        received_at=time_from_db(row["received_at"]),
-        arrived_at=opt_time_from_db(row["arrived_at"]),
-        document=document,
-        transaction=json_from_db(row["transaction_json"]),
+        InboundFax, row, document=document, transaction=json_from_db(row["transaction_json"])
     )
 
 
@@ -248,7 +253,6 @@ def inbound_delivery_from_row(row: Row) -> InboundDelivery:
     return from_row(
         InboundDelivery,
         row,
-        delivered_at=opt_time_from_db(row["delivered_at"]),
         attempts=row["attempts"] or 0,
         given_up=pending_in_outbox and row["next_attempt_at"] is None,
     )
