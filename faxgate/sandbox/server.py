@@ -53,9 +53,7 @@ class SandboxServer(ABC):
         """How this face's callbacks look."""
 
     @abstractmethod
-    def build_app(
-        self, settings: SandboxSettings, service: SandboxService, faults: FaultInjector
-    ) -> web.Application:
+    def build_app(self, settings: SandboxSettings, service: SandboxService) -> web.Application:
         """The face's routes, with the control routes beside them."""
 
     def __init__(self, settings: SandboxSettings) -> None:
@@ -77,7 +75,7 @@ class SandboxServer(ABC):
             dispatcher = CallbackDispatcher(parts, settings)
             engine.attach(service, dispatcher)
             runner = web.AppRunner(
-                self.build_app(settings, service, self._injector), shutdown_timeout=SHUTDOWN_GRACE
+                self.build_app(settings, service), shutdown_timeout=SHUTDOWN_GRACE
             )
             await runner.setup()
             try:

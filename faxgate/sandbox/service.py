@@ -15,6 +15,7 @@ from faxgate.sandbox.documents import (
     examine,
     render_received_fax,
 )
+from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.forms import (
     RequestError,
     SendRequest,
@@ -77,6 +78,10 @@ class SandboxService(AccountLines):
     @property
     def wire(self) -> Wire:
         return self._parts.wire
+
+    @property
+    def faults(self) -> FaultInjector:
+        return self._parts.faults
 
     def wake(self) -> None:
         """Tell the clock that something changed (new work, a switch flipped)."""
