@@ -7,7 +7,7 @@ scrape time from the store, so they are never stale.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Metric
@@ -121,14 +121,20 @@ class JobsCollector(Collector):
 
 
 @contextmanager
-def watching_jobs(count_by_state: Callable[[], Mapping[JobState, int]]) -> Iterator[None]:
-    """Serve jobs by state from this source while the context lasts."""
-    collector = JobsCollector(count_by_state)
+def _serving(collector: Collector) -> Iterator[None]:
+    """Serve a collector's metrics while the context lasts."""
     REGISTRY.register(collector)
     try:
         yield
     finally:
         REGISTRY.unregister(collector)
+
+
+def watching_jobs(
+    count_by_state: Callable[[], Mapping[JobState, int]],
+) -> AbstractContextManager[None]:
+    """Serve jobs by state from this source while the context lasts."""
+    return _serving(JobsCollector(count_by_state))
 
 
 _QUEUE_AGE = "faxgate_oldest_queued_seconds"
@@ -172,26 +178,14 @@ class WaitingCollector(Collector):
         yield family
 
 
-@contextmanager
-def watching_waits(count_waiting: Callable[[], Mapping[str, int]]) -> Iterator[None]:
+def watching_waits(count_waiting: Callable[[], Mapping[str, int]]) -> AbstractContextManager[None]:
     """Serve the waiting jobs by why from this source while the context lasts."""
-    collector = WaitingCollector(count_waiting)
-    REGISTRY.register(collector)
-    try:
-        yield
-    finally:
-        REGISTRY.unregister(collector)
+    return _serving(WaitingCollector(count_waiting))
 
 
-@contextmanager
-def watching_queue_age(oldest_due_seconds: Callable[[], float]) -> Iterator[None]:
+def watching_queue_age(oldest_due_seconds: Callable[[], float]) -> AbstractContextManager[None]:
     """Serve the queue's age from this source while the context lasts."""
-    collector = QueueAgeCollector(oldest_due_seconds)
-    REGISTRY.register(collector)
-    try:
-        yield
-    finally:
-        REGISTRY.unregister(collector)
+    return _serving(QueueAgeCollector(oldest_due_seconds))
 
 
 _ALIVE = "faxgate_instances_alive"
@@ -230,12 +224,6 @@ class ClusterCollector(Collector):
         yield held
 
 
-@contextmanager
-def watching_cluster(members: Callable[[], Sequence[Member]]) -> Iterator[None]:
+def watching_cluster(members: Callable[[], Sequence[Member]]) -> AbstractContextManager[None]:
     """Serve the cluster's instances from this source while the context lasts."""
-    collector = ClusterCollector(members)
-    REGISTRY.register(collector)
-    try:
-        yield
-    finally:
-        REGISTRY.unregister(collector)
+    return _serving(ClusterCollector(members))

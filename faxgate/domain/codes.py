@@ -7,11 +7,13 @@ code only ever sees one enum member for each meaning.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Self, TypeVar
+from typing import Final, Self
 
 __all__ = [
     "ErrorCode",
+    "ProviderCode",
     "RetryClass",
     "StatusCode",
     "describe_error",
@@ -26,7 +28,23 @@ __all__ = [
 ]
 
 
-class StatusCode(StrEnum):
+class ProviderCode(StrEnum):
+    """A code as the provider writes it, read whatever its case and the spaces around it,
+    and in either spelling where the provider published two (`_ALIASES`)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str):
+            return None
+        code = value.strip().casefold()
+        code = _ALIASES.get(cls, {}).get(code, code)
+        for member in cls:
+            if member.value.casefold() == code:
+                return member
+        return None
+
+
+class StatusCode(ProviderCode):
     """Where a transmission stands at the provider."""
 
     PENDING = "P"
@@ -35,12 +53,8 @@ class StatusCode(StrEnum):
     ERROR = "E"
     ON_HOLD = "H"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Self | None:
-        return _lookup(cls, value, _STATUS_ALIASES)
 
-
-class ErrorCode(StrEnum):
+class ErrorCode(ProviderCode):
     """Why a transmission failed; only set when the status is `E`."""
 
     BUSY = "B"
@@ -50,10 +64,6 @@ class ErrorCode(StrEnum):
     BLACKLISTED = "L"
     UNKNOWN = "U"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Self | None:
-        return _lookup(cls, value, _ERROR_ALIASES)
-
 
 class RetryClass(StrEnum):
     """The kinds of failure worth dialling again, each with its own retry policy."""
@@ -62,23 +72,11 @@ class RetryClass(StrEnum):
     NO_ANSWER = "no_answer"
 
 
-# The newer help page's letters for the same meanings.
-_STATUS_ALIASES = {"O": "H"}
-_ERROR_ALIASES = {"R": "B"}
-
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def _lookup(cls: type[_E], value: object, aliases: dict[str, str]) -> _E | None:
-    if not isinstance(value, str):
-        return None
-    letter = value.strip().upper()
-    letter = aliases.get(letter, letter)
-    for member in cls:
-        if member.value == letter:
-            return member
-    return None
+# The newer help page's letters for the same meanings (case aside, as every code is read).
+_ALIASES: Final[Mapping[type[ProviderCode], Mapping[str, str]]] = {
+    StatusCode: {"o": "h"},
+    ErrorCode: {"r": "b"},
+}
 
 
 def parse_status_code(raw: str) -> StatusCode:

@@ -9,15 +9,14 @@ twice).
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Final, NamedTuple, Self
+from typing import Final, NamedTuple
 
-from faxgate.domain.codes import ErrorCode, StatusCode
+from faxgate.domain.codes import ErrorCode, ProviderCode, StatusCode
 
 __all__ = ["FaxStatus", "Outcome", "outcome_of", "parse_fax_status"]
 
 
-class FaxStatus(StrEnum):
+class FaxStatus(ProviderCode):
     """Where one transmission of a v3 fax stands."""
 
     SUCCESS = "success"
@@ -33,16 +32,6 @@ class FaxStatus(StrEnum):
     ERROR_FILE = "error_file"
     # Ours: a code the provider has not published. Not a failure.
     UNKNOWN = "unknown"
-
-    @classmethod
-    def _missing_(cls, value: object) -> Self | None:
-        if not isinstance(value, str):
-            return None
-        code = value.strip().lower()
-        for member in cls:
-            if member.value == code:
-                return member
-        return None
 
 
 def parse_fax_status(raw: object) -> FaxStatus:

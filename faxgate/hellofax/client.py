@@ -95,11 +95,12 @@ class HelloFaxClient(ApiClient):
         self, *, inbound_url: str | None = None, outbound_url: str | None = None
     ) -> Account:
         """Set the default callback URLs; only the ones given change."""
-        form: dict[str, str] = {}
-        if inbound_url is not None:
-            form["DefaultInboundFaxCallbackUrl"] = inbound_url
-        if outbound_url is not None:
-            form["DefaultOutboundFaxCallbackUrl"] = outbound_url
+        form = _given(
+            {
+                "DefaultInboundFaxCallbackUrl": inbound_url,
+                "DefaultOutboundFaxCallbackUrl": outbound_url,
+            }
+        )
         if not form:
             raise ValueError("update_account needs an inbound or an outbound URL")
         response = await self._call("update_account", "POST", self._account_url, data=form)
@@ -198,11 +199,7 @@ class HelloFaxClient(ApiClient):
     async def list_transmissions(
         self, page: int | None = None, page_size: int | None = None
     ) -> TransmissionPage:
-        params: dict[str, int] = {}
-        if page is not None:
-            params["Page"] = page
-        if page_size is not None:
-            params["PageSize"] = page_size
+        params = _given({"Page": page, "PageSize": page_size})
         return await self._get_page(f"{self._account_url}/Transmissions", params)
 
     async def next_page(self, page: TransmissionPage | str | None) -> TransmissionPage | None:
@@ -287,6 +284,11 @@ def _segment(value: str, what: str) -> str:
     if not value:
         raise ValueError(f"the {what} is empty")
     return quote(value, safe="")
+
+
+def _given(fields: dict[str, _T | None]) -> dict[str, _T]:
+    """The fields whose value was given (is not None)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _not_after(page: int | None, previous: int | None) -> bool:

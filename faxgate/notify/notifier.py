@@ -105,12 +105,14 @@ class Notifier:
         self._backoff = backoff
         self._batch = batch
         self._interval = interval
-        # Sharing the store with other instances, the outbox's rows are claimed instead
-        # of a lock file beside an SQLite store taken (there is no file to lock beside).
-        self._share = share
-        self._lock_path = lock_path
-        if share is None and lock_path is None:
-            self._lock_path = store.path.with_name(store.path.name + ".notifier-lock")
+        # How a cycle holds the outbox: sharing the store with other instances, its rows
+        # are claimed; alone, a lock file beside the SQLite store is taken (with a shared
+        # store there is no file to lock beside).
+        self._hold: Share | Path
+        if share is not None:
+            self._hold = share
+        else:
+            self._hold = lock_path or store.path.with_name(store.path.name + ".notifier-lock")
         self._cycle_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -142,12 +144,11 @@ class Notifier:
     async def _cycle(self) -> tuple[int, int]:
         """(rows taken, rows done); (0, 0) when another notifier holds the lock."""
         async with self._cycle_lock:
-            if self._share is not None:
-                return await self._deliver_claimed(self._share)
-            assert self._lock_path is not None
+            if not isinstance(self._hold, Path):
+                return await self._deliver_claimed(self._hold)
             # Inline, not in a thread: it never waits, and a cancel between a thread taking
             # the lock and handing it back would leave it held for good.
-            lock = _CycleLock.try_acquire(self._lock_path)
+            lock = _CycleLock.try_acquire(self._hold)
             if lock is None:
                 log.debug("notifier cycle skipped: another notifier is delivering")
                 return 0, 0

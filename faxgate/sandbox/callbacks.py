@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
 
-from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.lifecycle import callback_retry_after
+from faxgate.sandbox.parts import SimulationParts
 from faxgate.sandbox.records import CallbackRecord
-from faxgate.sandbox.removal import Removal, removes
-from faxgate.sandbox.state import SandboxStore
-from faxgate.sandbox.wire import CALLBACK_JSON_PART, Wire
+from faxgate.sandbox.removal import removes
+from faxgate.sandbox.settings import SandboxSettings
+from faxgate.sandbox.wire import CALLBACK_JSON_PART
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +40,10 @@ def callback_body(
 
 
 class CallbackDispatcher:
-    def __init__(
-        self,
-        store: SandboxStore,
-        faults: FaultInjector,
-        *,
-        speed: float,
-        timeout: float,
-        wake: Callable[[], None],
-        wire: Wire,
-        removal: Removal = Removal.SENT,
-    ) -> None:
-        self._wire = wire
-        self._store = store
-        self._faults = faults
-        self._speed = speed
-        self._removal = removal
-        self._timeout = timeout
-        self._wake = wake
+    def __init__(self, parts: SimulationParts, settings: SandboxSettings) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._batch: list[CallbackRecord] = []
@@ -65,7 +51,9 @@ class CallbackDispatcher:
         self.in_flight: set[int] = set()
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._settings.callback_timeout)
+        )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -77,7 +65,7 @@ class CallbackDispatcher:
     def dispatch(self, record: CallbackRecord) -> None:
         """Deliver a due callback (once; it stays in flight until it settles)."""
         self.in_flight.add(record.id)
-        if self._faults.settings.callback_shuffle:
+        if self._parts.faults.settings.callback_shuffle:
             self._batch.append(record)
             if not self._batch_open:
                 self._batch_open = True
@@ -92,10 +80,10 @@ class CallbackDispatcher:
 
     async def _deliver_batch(self) -> None:
         """Gather what falls due within the window, then deliver it in another order."""
-        await asyncio.sleep(self._faults.settings.callback_shuffle_window)
+        await asyncio.sleep(self._parts.faults.settings.callback_shuffle_window)
         batch, self._batch, self._batch_open = self._batch, [], False
         order = list(batch)
-        self._faults.random.shuffle(order)
+        self._parts.faults.random.shuffle(order)
         if len(order) > 1 and order == batch:
             order.reverse()
         for record in order:
@@ -103,7 +91,7 @@ class CallbackDispatcher:
 
     async def _deliver(self, record: CallbackRecord) -> None:
         try:
-            delay = self._faults.settings.callback_delay
+            delay = self._parts.faults.settings.callback_delay
             if delay:
                 await asyncio.sleep(delay)
             await self._attempt(record)
@@ -113,24 +101,26 @@ class CallbackDispatcher:
             log.exception("callback could not be attempted id=%s", record.id)
         finally:
             self.in_flight.discard(record.id)
-            self._wake()
+            self._parts.wake()
 
     async def _attempt(self, record: CallbackRecord) -> None:
         attempt = record.attempts + 1
         answer = await self._post(record, attempt, "delivery" if attempt == 1 else "retry")
-        for _ in range(self._faults.settings.callback_copies - 1):
+        for _ in range(self._parts.faults.settings.callback_copies - 1):
             await self._post(record, attempt, "duplicate")
-        if answer is not None and self._wire.accepts(*answer):
+        if answer is not None and self._parts.wire.accepts(*answer):
             with self._store.transaction():
                 self._store.settle_callback(
                     record.id, attempts=attempt, state="delivered", next_at=None
                 )
                 self._remove_if_due(record)
-            late = self._faults.settings.callback_late_copy_after
+            late = self._parts.faults.settings.callback_late_copy_after
             if late is not None:
                 self._spawn(self._late_copy(record, attempt, late))
             return
-        retry_after = callback_retry_after(attempt, self._speed)
+        retry_after = callback_retry_after(
+            attempt, self._settings.callback_retry_speed or self._settings.speed
+        )
         with self._store.transaction():
             if retry_after is None:
                 self._store.settle_callback(
@@ -147,7 +137,7 @@ class CallbackDispatcher:
         if record.kind != "outbound":
             return
         tx = self._store.transmission_by_guid(record.transmission_guid)
-        if tx is not None and not tx.is_inbound and removes(self._removal, tx.status):
+        if tx is not None and not tx.is_inbound and removes(self._settings.removal, tx.status):
             self._store.remove(tx.guid, time.time())
 
     async def _late_copy(self, record: CallbackRecord, attempt: int, after: float) -> None:
@@ -159,12 +149,12 @@ class CallbackDispatcher:
     ) -> tuple[int, str] | None:
         """One POST; logs the attempt; the receiver's status and text (None: no answer)."""
         assert self._session is not None, "start() first"
-        if self._faults.settings.callbacks_lost:
+        if self._parts.faults.settings.callbacks_lost:
             # Lost on the way: the receiver never sees it, the provider hears nothing.
             self._log(record, attempt, reason, None, "lost (fault switch callbacks_lost)")
             return None
         document = self._store.document(record.document_sha256) if record.document_sha256 else None
-        body = callback_body(record, document, self._wire.document_part)
+        body = callback_body(record, document, self._parts.wire.document_part)
         try:
             async with self._session.post(record.url, data=body) as answer:
                 answered = answer.status, (await answer.read()).decode("utf-8", "replace")

@@ -104,11 +104,9 @@ def is_loopback(remote: str | None) -> bool:
         return False
 
 
-def add_routes(
-    app: web.Application, service: SandboxService, faults: FaultInjector, show: Shown
-) -> None:
+def add_routes(app: web.Application, service: SandboxService, show: Shown) -> None:
     """The control routes; `show` renders an injected fax as the face's API would."""
-    routes = _Control(service, faults, show)
+    routes = _Control(service, show)
     app.router.add_get(PREFIX + "transmissions", routes.transmissions)
     app.router.add_get(PREFIX + "duplicates", routes.duplicates)
     app.router.add_get(PREFIX + "callbacks", routes.callbacks)
@@ -121,9 +119,8 @@ def add_routes(
 
 
 class _Control:
-    def __init__(self, service: SandboxService, faults: FaultInjector, show: Shown) -> None:
+    def __init__(self, service: SandboxService, show: Shown) -> None:
         self._service = service
-        self._faults = faults
         self._show = show
 
     async def transmissions(self, request: web.Request) -> web.Response:
@@ -142,19 +139,19 @@ class _Control:
         )
 
     async def get_faults(self, request: web.Request) -> web.Response:
-        return web.json_response(self._faults.settings.model_dump(mode="json"))
+        return web.json_response(self._service.faults.settings.model_dump(mode="json"))
 
     async def merge_faults(self, request: web.Request) -> web.Response:
         changes = json_object(await request.text())
         try:
-            merged = self._faults.merge(changes)
+            merged = self._service.faults.merge(changes)
         except ValidationError as problem:
             raise RequestError(400, _validation_message(problem)) from None
         self._service.wake()
         return web.json_response(merged.model_dump(mode="json"))
 
     async def reset_faults(self, request: web.Request) -> web.Response:
-        settings = self._faults.reset()
+        settings = self._service.faults.reset()
         self._service.wake()
         return web.json_response(settings.model_dump(mode="json"))
 

@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -21,6 +22,7 @@ from faxgate.sandbox.inspection import (
     DuplicateSend,
     InspectedTransmission,
 )
+from faxgate.sandbox.parts import SimulationParts
 from faxgate.sandbox.service import SandboxService
 from faxgate.sandbox.settings import SandboxSettings
 from faxgate.sandbox.state import SandboxStore
@@ -31,22 +33,14 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 1.0  # seconds for answers in progress (a slow-answer fault) to finish
 
 
+@dataclass(frozen=True, slots=True)
 class _Running:
-    def __init__(
-        self,
-        store: SandboxStore,
-        service: SandboxService,
-        dispatcher: CallbackDispatcher,
-        runner: web.AppRunner,
-        clock: asyncio.Task[None],
-        port: int,
-    ) -> None:
-        self.store = store
-        self.service = service
-        self.dispatcher = dispatcher
-        self.runner = runner
-        self.clock = clock
-        self.port = port
+    store: SandboxStore
+    service: SandboxService
+    dispatcher: CallbackDispatcher
+    runner: web.AppRunner
+    clock: asyncio.Task[None]
+    port: int
 
 
 class SandboxServer(ABC):
@@ -59,9 +53,7 @@ class SandboxServer(ABC):
         """How this face's callbacks look."""
 
     @abstractmethod
-    def build_app(
-        self, settings: SandboxSettings, service: SandboxService, faults: FaultInjector
-    ) -> web.Application:
+    def build_app(self, settings: SandboxSettings, service: SandboxService) -> web.Application:
         """The face's routes, with the control routes beside them."""
 
     def __init__(self, settings: SandboxSettings) -> None:
@@ -78,20 +70,12 @@ class SandboxServer(ABC):
         try:
             store.ensure_account(settings.account_guid, settings.initial_lines)
             engine = Engine(store, self._injector)
-            wire = self.wire()
-            service = SandboxService(settings, store, self._injector, engine.wake, wire)
-            dispatcher = CallbackDispatcher(
-                store,
-                self._injector,
-                speed=settings.callback_retry_speed or settings.speed,
-                timeout=settings.callback_timeout,
-                wake=engine.wake,
-                wire=wire,
-                removal=settings.removal,
-            )
+            parts = SimulationParts(store, self._injector, engine.wake, self.wire())
+            service = SandboxService(settings, parts)
+            dispatcher = CallbackDispatcher(parts, settings)
             engine.attach(service, dispatcher)
             runner = web.AppRunner(
-                self.build_app(settings, service, self._injector), shutdown_timeout=SHUTDOWN_GRACE
+                self.build_app(settings, service), shutdown_timeout=SHUTDOWN_GRACE
             )
             await runner.setup()
             try:

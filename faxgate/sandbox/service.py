@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from faxgate.sandbox import lifecycle
 from faxgate.sandbox.documents import (
@@ -32,6 +32,7 @@ from faxgate.sandbox.inspection import (
 )
 from faxgate.sandbox.limits import MAX_PENDING
 from faxgate.sandbox.lines import AccountLines
+from faxgate.sandbox.parts import SimulationParts
 from faxgate.sandbox.records import (
     AccountRecord,
     CoverPage,
@@ -41,7 +42,6 @@ from faxgate.sandbox.records import (
 )
 from faxgate.sandbox.removal import Removal, removes
 from faxgate.sandbox.settings import SandboxSettings
-from faxgate.sandbox.state import SandboxStore
 from faxgate.sandbox.wire import Wire
 
 
@@ -69,24 +69,23 @@ def fingerprint(sha256s: Sequence[str]) -> str:
 
 
 class SandboxService(AccountLines):
-    def __init__(
-        self,
-        settings: SandboxSettings,
-        store: SandboxStore,
-        faults: FaultInjector,
-        wake: Callable[[], None],
-        wire: Wire,
-    ) -> None:
-        self.wire = wire
+    def __init__(self, settings: SandboxSettings, parts: SimulationParts) -> None:
         self._settings = settings
-        self._store = store
-        self._faults = faults
-        self._wake = wake
+        self._parts = parts
+        self._store = parts.store
         self.guid = settings.account_guid
+
+    @property
+    def wire(self) -> Wire:
+        return self._parts.wire
+
+    @property
+    def faults(self) -> FaultInjector:
+        return self._parts.faults
 
     def wake(self) -> None:
         """Tell the clock that something changed (new work, a switch flipped)."""
-        self._wake()
+        self._parts.wake()
 
     # Account ---------------------------------------------------------------------------
 
@@ -116,7 +115,7 @@ class SandboxService(AccountLines):
         from_ = self._sending_line(send.from_)
         if not send.files:
             raise RequestError(400, "Missing file: attach the document as file, file[] or file[N]")
-        if self._faults.take_rate_limit():
+        if self._parts.faults.take_rate_limit():
             raise RateLimited
         infos = await asyncio.to_thread(_examine_all, send.files)
         # No await from here on: counting the faxes in flight and adding these is atomic.
@@ -127,7 +126,7 @@ class SandboxService(AccountLines):
         readable = all(info.readable for info in infos)
         now = time.time()
         records: list[TransmissionRecord] = []
-        one_line = self._faults.settings.one_call_per_line
+        one_line = self._parts.faults.settings.one_call_per_line
         for to in send.to:
             outcome = lifecycle.decide(
                 to, documents_readable=readable, pages=pages, confirmed=account.confirmed
@@ -151,7 +150,7 @@ class SandboxService(AccountLines):
             )
         with self._store.transaction():
             stored = [self._store.add_transmission(record) for record in records]
-        self._wake()
+        self._parts.wake()
         return stored
 
     def _line_in_use(self, to: str, batch: list[TransmissionRecord]) -> bool:
@@ -284,7 +283,7 @@ class SandboxService(AccountLines):
             record = self.record_received(
                 to=line, from_=sender, document=document, pages=info.pages, now=time.time()
             )
-        self._wake()
+        self._parts.wake()
         return record
 
     def record_received(
@@ -301,14 +300,14 @@ class SandboxService(AccountLines):
                 to, from_, now, pages, files, status=lifecycle.SENT, cover=CoverPage(), guid=guid
             )
         )
-        url = self.wire.inbound_url(self.account())
+        url = self._parts.wire.inbound_url(self.account())
         if url:
-            attach = self.wire.document_part is not None
+            attach = self._parts.wire.document_part is not None
             self._store.add_callback(
                 transmission_guid=guid,
                 kind="inbound",
                 url=url,
-                payload=self.wire.inbound_payload(record),
+                payload=self._parts.wire.inbound_payload(record),
                 document_sha256=sha256 if attach else None,
                 document_name=name if attach else None,
                 due_at=now,

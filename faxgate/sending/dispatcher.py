@@ -64,7 +64,7 @@ from faxgate.domain.jobs import ACTIVE_STATES, Job, JobState
 from faxgate.domain.provider import FaxProvider, FaxReport
 from faxgate.domain.reconcile import Window
 from faxgate.runner import run_loop
-from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts, ending_report
+from faxgate.sending.moves import DispatchReport, JobMoves, SendingParts
 from faxgate.sending.pause import PauseGate
 from faxgate.sending.policy import SendingPolicy, hold, judge_due
 from faxgate.sending.reconciler import Reconciler
@@ -250,14 +250,13 @@ class Dispatcher:
             if await asyncio.to_thread(hold, self._store, job, wait, now):
                 report.waiting += 1
         for job, refusal in verdicts.refusals:
-            moved = await self._moves.move(
-                job.id,
+            moved = await self._moves.end(
+                job,
                 JobState.FAILED,
+                refusal.why,
                 expect=JobState.QUEUED,
                 detail=refusal.why,
                 now=now,
-                notify=ending_report(job, JobState.FAILED, refusal.why),
-                reason=refusal.why,
             )
             if moved is not None:
                 report.failed += 1

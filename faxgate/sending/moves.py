@@ -98,6 +98,31 @@ class JobMoves:
         tell_progress(self._on_progress, moved)
         return moved
 
+    async def end(
+        self,
+        job: Job,
+        to: JobState,
+        reason: str,
+        *,
+        expect: JobState,
+        detail: str,
+        now: datetime,
+        data: Mapping[str, Any] | None = None,
+        **fields: object,
+    ) -> Job | None:
+        """A move to an ending state, with the report it owes and its reason on the job."""
+        return await self.move(
+            job.id,
+            to,
+            expect=expect,
+            detail=detail,
+            now=now,
+            notify=ending_report(job, to, reason),
+            data=data,
+            reason=reason,
+            **fields,
+        )
+
 
 def tell_progress(on_progress: Callable[[Job], None] | None, job: Job) -> None:
     """Tell whoever follows a job's progress; their failure is theirs, never the move's."""

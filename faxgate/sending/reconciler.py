@@ -37,7 +37,7 @@ from faxgate.domain.reconcile import (
     might_be_for,
     reconcile,
 )
-from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
+from faxgate.sending.moves import DispatchReport, SendingParts, has_cover
 from faxgate.store import Share
 
 log = logging.getLogger("faxgate.dispatcher")
@@ -297,16 +297,14 @@ class Reconciler:
         self, job: Job, outcome: CannotTell, now: datetime, report: DispatchReport
     ) -> None:
         reason = UNCERTAIN_REASON.format(why=outcome.reason, job_id=job.id)
-        notify = ending_report(job, JobState.UNCERTAIN, reason)
-        moved = await self._parts.moves.move(
-            job.id,
+        moved = await self._parts.moves.end(
+            job,
             JobState.UNCERTAIN,
+            reason,
             expect=JobState.SUBMITTING,
             detail=f"could not tell whether the provider took the fax: {outcome.reason}",
-            notify=notify,
             data={"reconciled": "cannot_tell"},
             now=now,
-            reason=reason,
         )
         if moved is None:
             report.skipped += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -32,7 +32,7 @@ from faxgate.domain.provider import (
     Refused,
     Upload,
 )
-from faxgate.sending.moves import DispatchReport, SendingParts, ending_report, has_cover
+from faxgate.sending.moves import DispatchReport, SendingParts, has_cover
 from faxgate.sending.pause import PauseGate
 from faxgate.settings import DispatchSettings
 
@@ -227,10 +227,9 @@ class Submitter:
             f"the provider could not take the fax ({error}); "
             f"trying again at {_clock_time(retry_at)}"
         )
-        moved = await self._parts.moves.move(
-            job.id,
-            JobState.QUEUED,
-            expect=JobState.SUBMITTING,
+        requeued = await self._requeue(
+            job,
+            report,
             detail=reason,
             data={
                 "submit_failures": failures,
@@ -239,12 +238,11 @@ class Submitter:
                 "http_status": error.status,
             },
             now=now,
-            not_before=retry_at,
             reason=reason,
+            not_before=retry_at,
         )
         metrics.submissions.labels(result="retry").inc()
-        if moved is not None:
-            report.requeued += 1
+        if requeued:
             heapq.heappush(self._retry_times, retry_at)
         log.warning(
             "not sent job=%s failures=%d retry_in=%.1fs error=%s",
@@ -256,20 +254,16 @@ class Submitter:
         self._gate.after_fault()
 
     async def _rate_limited(self, job: Job, error: RateLimited, report: DispatchReport) -> None:
-        now = self._parts.clock()
-        moved = await self._parts.moves.move(
-            job.id,
-            JobState.QUEUED,
-            expect=JobState.SUBMITTING,
+        await self._requeue(
+            job,
+            report,
             detail="the provider is limiting the rate (429); not sent; sends paused",
             data={"rate_limited": True, "http_status": error.status},
-            now=now,
+            now=self._parts.clock(),
             reason="waiting: the provider has too many faxes pending",
         )
         metrics.submissions.labels(result="rate_limited").inc()
         report.rate_limited = True
-        if moved is not None:
-            report.requeued += 1
         length = self._gate.rate_limit_length(error.retry_after)
         log.warning("rate limited job=%s pause=%.1fs", job.id, length.total_seconds())
         self._gate.pause_for("rate_limited", length)
@@ -277,23 +271,48 @@ class Submitter:
     async def _refused(self, job: Job, error: Refused, report: DispatchReport) -> None:
         metrics.submissions.labels(result="refused").inc()
         if error.status in ACCOUNT_REFUSALS:
-            now = self._parts.clock()
-            moved = await self._parts.moves.move(
-                job.id,
-                JobState.QUEUED,
-                expect=JobState.SUBMITTING,
+            await self._requeue(
+                job,
+                report,
                 detail=f"the provider refused the account ({error}); not sent; sends paused",
                 data={"account_refused": True, "http_status": error.status},
-                now=now,
+                now=self._parts.clock(),
                 reason=f"waiting: {error}",
             )
-            if moved is not None:
-                report.requeued += 1
             log.error("account refused job=%s error=%s; check the provider settings", job.id, error)
             self._gate.pause_for("account", self._settings.backoff_max)
             return
         self._gate.answered()
         await self._fail(job, str(error), expect=JobState.SUBMITTING, report=report, code="refused")
+
+    async def _requeue(
+        self,
+        job: Job,
+        report: DispatchReport,
+        *,
+        detail: str,
+        data: Mapping[str, object],
+        now: datetime,
+        reason: str,
+        **fields: object,
+    ) -> bool:
+        """Back to the queue, not sent, and counted so; False when someone else moved the
+        job first."""
+        moved = await self._parts.moves.move(
+            job.id,
+            JobState.QUEUED,
+            expect=JobState.SUBMITTING,
+            detail=detail,
+            now=now,
+            notify=None,  # back in the queue: nobody is told yet
+            data=data,
+            reason=reason,
+            **fields,
+        )
+        if moved is None:
+            return False
+        report.requeued += 1
+        return True
 
     def _ambiguous(self, job: Job, error: Exception, report: DispatchReport) -> Job:
         metrics.submissions.labels(result="ambiguous").inc()
@@ -310,16 +329,14 @@ class Submitter:
         report: DispatchReport,
         code: str,
     ) -> None:
-        notify = ending_report(job, JobState.FAILED, reason)
-        moved = await self._parts.moves.move(
-            job.id,
+        moved = await self._parts.moves.end(
+            job,
             JobState.FAILED,
+            reason,
             expect=expect,
             detail=reason,
-            notify=notify,
             data={"cause": code},
             now=self._parts.clock(),
-            reason=reason,
             next_poll_at=None,
         )
         if moved is None:

@@ -72,13 +72,17 @@ class Tracker:
         shared: bool = False,
     ) -> None:
         self._store = store
-        # A job's own retries, where a sending rule sets them (faxgate/sending/policy.py).
-        self._retry_for = retry_for
+        # A job's retries: its own where a sending rule sets them (faxgate/sending/policy.py),
+        # else [retry]'s.
+        self._retries: Callable[[Job], RetryPolicy] = (
+            (lambda job: retry_policy)
+            if retry_for is None
+            else (lambda job: retry_for(job, retry_policy))
+        )
         # Sharing the store with other instances, a callback may have been kept by
         # another: the store is asked, not this instance's memory of what it kept.
         self._shared = shared
         self._on_unmatched = on_unmatched
-        self._policy = retry_policy
         self._clock = clock
         self._on_progress = on_progress
         self._early: set[str] = store.unmatched_guids()  # GUIDs with kept reports
@@ -180,7 +184,7 @@ class Tracker:
                 state=job.state,
                 attempt=job.attempt,
                 report=report,
-                policy=self._retry_for(job, self._policy) if self._retry_for else self._policy,
+                policy=self._retries(job),
                 now=now,
             )
             if decision.move is Move.NOTHING:

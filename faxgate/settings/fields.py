@@ -29,6 +29,20 @@ class ListenAddress(NamedTuple):
         return f"{host}:{self.port}"
 
 
+def each_matching(values: list[str], pattern: str, expected: str) -> list[str]:
+    """The values, each matching the pattern as a whole; else "expected ..." is raised."""
+    for value in values:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"expected {expected}")
+    return values
+
+
+def country_codes(values: list[str]) -> list[str]:
+    """Two-letter country codes, upper-cased."""
+    codes = each_matching(values, r"[A-Za-z]{2}", 'two-letter country codes such as ["US", "CA"]')
+    return [code.upper() for code in codes]
+
+
 # Patterns, not compiled ones: re compiles (and caches) them on first use, not at import.
 _LISTEN_PATTERN = r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$"
 

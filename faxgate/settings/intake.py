@@ -20,7 +20,14 @@ from pydantic import (
     model_validator,
 )
 
-from faxgate.settings.fields import Duration, Listen, ListenAddress, _parse_listen, _Section
+from faxgate.settings.fields import (
+    Duration,
+    Listen,
+    ListenAddress,
+    _parse_listen,
+    _Section,
+    each_matching,
+)
 
 # The checks of addresses, patterns and password hashes are imported when a value needs
 # them: most settings have none, and `faxgate status` should not load them.
@@ -94,10 +101,9 @@ class SmtpSettings(_Section):
     @classmethod
     def _domains(cls, value: list[str]) -> list[str]:
         cleaned = [domain.strip().lower().rstrip(".") for domain in value]
-        for domain in cleaned:
-            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*", domain):
-                raise ValueError('expected domain names such as ["fax.example.com"]')
-        return cleaned
+        return each_matching(
+            cleaned, r"[a-z0-9-]+(\.[a-z0-9-]+)*", 'domain names such as ["fax.example.com"]'
+        )
 
     @field_validator("allowed_senders")
     @classmethod

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from faxgate.settings.fields import _Section
+from faxgate.settings.fields import _Section, country_codes, each_matching
 
 if TYPE_CHECKING:
     from faxgate.domain.sending_rules import Rule
@@ -58,18 +58,12 @@ class RuleSettings(_Section):
     @field_validator("numbers")
     @classmethod
     def _numbers(cls, value: list[str]) -> list[str]:
-        for number in value:
-            if not re.fullmatch(r"\+\d{1,15}", number):
-                raise ValueError('expected E.164 numbers or prefixes such as "+1212"')
-        return value
+        return each_matching(value, r"\+\d{1,15}", 'E.164 numbers or prefixes such as "+1212"')
 
     @field_validator("countries")
     @classmethod
     def _countries(cls, value: list[str]) -> list[str]:
-        for code in value:
-            if not re.fullmatch(r"[A-Za-z]{2}", code):
-                raise ValueError('expected two-letter country codes such as ["US", "CA"]')
-        return [code.upper() for code in value]
+        return country_codes(value)
 
     @field_validator("senders")
     @classmethod

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from faxgate.domain.jobs import RetryPolicy
     from faxgate.domain.numbers import NumberPolicy
 
-from faxgate.settings.fields import Duration, Listen, ListenAddress, _Section
+from faxgate.settings.fields import Duration, Listen, ListenAddress, _Section, country_codes
 
 ProviderApi = Literal["hellofax", "dropbox_fax"]
 
@@ -114,10 +114,7 @@ class NumberSettings(_Section):
     @field_validator("allowed_countries")
     @classmethod
     def _countries(cls, value: list[str]) -> list[str]:
-        for code in value:
-            if not re.fullmatch(r"[A-Za-z]{2}", code):
-                raise ValueError('expected two-letter country codes such as ["US", "CA"]')
-        return [code.upper() for code in value]
+        return country_codes(value)
 
     def policy(self) -> NumberPolicy:
         from faxgate.domain.numbers import NumberPolicy  # phonenumbers: only when numbers are read

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from faxgate.domain.inbound import InboundDelivery, InboundFax, ReceivedDocument
 from faxgate.domain.jobs import (
@@ -124,75 +125,78 @@ def settable(fields: Mapping[str, object]) -> dict[str, object]:
     return {name: _SETTABLE[name](value) for name, value in fields.items()}
 
 
+_T = TypeVar("_T")
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in fields(cls) if field.init)
+    return names
+
+
+def _opt_state_from_db(value: str | None) -> JobState | None:
+    return None if value is None else JobState(value)
+
+
+def _opt_interval_from_db(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+# The columns read as something other than what the database gives, by name: a name means
+# the same kind of value in every table (the reading side of _SETTABLE).
+_READ: Final[Mapping[str, Callable[[Any], object]]] = {
+    "created_at": time_from_db,
+    "updated_at": time_from_db,
+    "received_at": time_from_db,
+    "at": time_from_db,
+    "not_before": opt_time_from_db,
+    "next_poll_at": opt_time_from_db,
+    "submitted_at": opt_time_from_db,
+    "finished_at": opt_time_from_db,
+    "next_attempt_at": opt_time_from_db,
+    "delivered_at": opt_time_from_db,
+    "arrived_at": opt_time_from_db,
+    "state": JobState,
+    "to_state": JobState,
+    "from_state": _opt_state_from_db,
+    "intake": Intake,
+    "intake_ref": json_from_db,
+    "data": json_from_db,
+    "payload": json_from_db,
+    "poll_interval": _opt_interval_from_db,
+    "path": Path,
+}
+
+
+def from_row(cls: type[_T], row: Row, **given: object) -> _T:
+    """A dataclass from a row: each field from the column of its name, read as _READ says,
+    but for the fields given here."""
+    values = dict(given)
+    for name in _field_names(cls):
+        if name not in given:
+            read = _READ.get(name)
+            values[name] = row[name] if read is None else read(row[name])
+    return cls(**values)
+
+
 def job_from_row(row: Row) -> Job:
-    interval = row["poll_interval"]
-    return Job(
-        id=row["id"],
-        created_at=time_from_db(row["created_at"]),
-        updated_at=time_from_db(row["updated_at"]),
-        state=JobState(row["state"]),
-        intake=Intake(row["intake"]),
-        intake_ref=json_from_db(row["intake_ref"]),
-        to_number=row["to_number"],
-        from_line=row["from_line"],
-        cover_to=row["cover_to"],
-        cover_from=row["cover_from"],
-        cover_message=row["cover_message"],
-        reply_to=row["reply_to"],
-        attempt=row["attempt"],
-        not_before=opt_time_from_db(row["not_before"]),
-        provider_guid=row["provider_guid"],
-        provider_status=row["provider_status"],
-        provider_error=row["provider_error"],
-        pages=row["pages"],
-        reason=row["reason"],
-        next_poll_at=opt_time_from_db(row["next_poll_at"]),
-        poll_interval=None if interval is None else timedelta(seconds=interval),
-        submitted_at=opt_time_from_db(row["submitted_at"]),
-        finished_at=opt_time_from_db(row["finished_at"]),
-        group_id=row["group_id"],
-        priority=row["priority"],
-        wait_kind=row["wait_kind"],
-        wait_reason=row["wait_reason"],
-    )
+    return from_row(Job, row)
 
 
 def document_from_row(row: Row) -> Document:
-    return Document(
-        job_id=row["job_id"],
-        seq=row["seq"],
-        name=row["name"],
-        path=Path(row["path"]),
-        size=row["size"],
-        sha256=row["sha256"],
-        content_type=row["content_type"],
-    )
+    return from_row(Document, row)
 
 
 def event_from_row(row: Row) -> Event:
-    return Event(
-        id=row["id"],
-        job_id=row["job_id"],
-        at=time_from_db(row["at"]),
-        from_state=None if row["from_state"] is None else JobState(row["from_state"]),
-        to_state=JobState(row["to_state"]),
-        detail=row["detail"],
-        data=json_from_db(row["data"]),
-    )
+    return from_row(Event, row)
 
 
 def notification_from_row(row: Row) -> Notification:
-    return Notification(
-        id=row["id"],
-        job_id=row["job_id"],
-        created_at=time_from_db(row["created_at"]),
-        kind=row["kind"],
-        payload=json_from_db(row["payload"]),
-        attempts=row["attempts"],
-        next_attempt_at=opt_time_from_db(row["next_attempt_at"]),
-        delivered_at=opt_time_from_db(row["delivered_at"]),
-        last_error=row["last_error"],
-    )
+    return from_row(Notification, row)
 
 
 def placeholders(n: int) -> str:
@@ -239,32 +243,16 @@ def inbound_fax_from_row(row: Row) -> InboundFax:
             sha256=row["document_sha256"],
             content_type=row["content_type"],
         )
-    return InboundFax(
-        id=row["id"],
-        received_at=time_from_db(row["received_at"]),
-        provider_guid=row["provider_guid"],
-        to_number=row["to_number"],
-        from_number=row["from_number"],
-        pages=row["pages"],
-        arrived_at=opt_time_from_db(row["arrived_at"]),
-        route=row["route"],
-        document=document,
-        note=row["note"],
-        transaction=json_from_db(row["transaction_json"]),
+    return from_row(
+        InboundFax, row, document=document, transaction=json_from_db(row["transaction_json"])
     )
 
 
 def inbound_delivery_from_row(row: Row) -> InboundDelivery:
     pending_in_outbox = row["outbox_id"] is not None and row["outbox_delivered_at"] is None
-    return InboundDelivery(
-        fax_id=row["fax_id"],
-        seq=row["seq"],
-        kind=row["kind"],
-        target=row["target"],
-        outbox_id=row["outbox_id"],
-        delivered_at=opt_time_from_db(row["delivered_at"]),
-        detail=row["detail"],
+    return from_row(
+        InboundDelivery,
+        row,
         attempts=row["attempts"] or 0,
-        last_error=row["last_error"],
         given_up=pending_in_outbox and row["next_attempt_at"] is None,
     )

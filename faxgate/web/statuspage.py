@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -128,56 +128,44 @@ class Cluster:
     members: Callable[[datetime], Sequence[Member]]
 
 
+@dataclass(frozen=True, slots=True)
 class StatusPage:
     """Reads the snapshot (in a thread: the store blocks) and renders it."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        health: Health | None = None,
-        recent_inbound: RecentInbound | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        calls_per_number: Callable[[], int | None] = lambda: 1,
-        cluster: Cluster | None = None,
-    ) -> None:
-        self._cluster = cluster
-        self._store = store
-        # The sending policy's calls at once per number, as in use (a reload changes it).
-        self.calls_per_number = calls_per_number
-        self._health = health
-        self._recent_inbound = recent_inbound
-        self._clock = clock
-
-    @property
-    def store(self) -> Store:
-        return self._store
+    store: Store
+    _: KW_ONLY
+    health: Health | None = None
+    recent_inbound: RecentInbound | None = None
+    clock: Callable[[], datetime] = utc_now
+    # The sending policy's calls at once per number, as in use (a reload changes it).
+    calls_per_number: Callable[[], int | None] = lambda: 1
+    cluster: Cluster | None = None
 
     def now(self) -> datetime:
-        return self._clock()
+        return self.clock()
 
     async def snapshot(self, query: ListQuery | None = None) -> StatusSnapshot:
         wanted = query or ListQuery()
-        report = await self._health.check() if self._health is not None else None
-        now = self._clock()
+        report = await self.health.check() if self.health is not None else None
+        now = self.clock()
         return await asyncio.to_thread(self._read, wanted, now, report)
 
     def _read(self, query: ListQuery, now: datetime, report: HealthReport | None) -> StatusSnapshot:
-        counts = self._store.count_by_state()
-        jobs, more = self._store.find_jobs(
+        counts = self.store.count_by_state()
+        jobs, more = self.store.find_jobs(
             query.filter, offset=(query.page - 1) * RECENT_JOBS, limit=RECENT_JOBS
         )
-        recent_inbound = self._recent_inbound
+        recent_inbound = self.recent_inbound
         digits = query.filter.digits
         inbound: Sequence[InboundFax] | None
         if recent_inbound is None:
             inbound = None
         elif digits:
-            inbound = self._store.find_inbound(digits, RECENT_INBOUND)
+            inbound = self.store.find_inbound(digits, RECENT_INBOUND)
         else:
             inbound = recent_inbound(RECENT_INBOUND)
-        hours = self._store.hour_counts(chart_start(now))
-        cluster = self._cluster
+        hours = self.store.hour_counts(chart_start(now))
+        cluster = self.cluster
         instances = None if cluster is None else cluster.members(now)
         instance = None if cluster is None else cluster.instance
         return StatusSnapshot(

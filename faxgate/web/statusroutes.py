@@ -19,6 +19,7 @@ from aiohttp import web
 from faxgate.domain.jobs import is_final
 from faxgate.web.detail import (
     JobReport,
+    JobView,
     PageImage,
     read_fax_async,
     read_job_async,
@@ -121,9 +122,13 @@ class _StatusRoutes:
             return _html(error_page(self._page.now(), "Cannot filter so", str(error)), 400)
         return _html(await self._page.render(query))
 
-    async def job(self, request: web.Request) -> web.Response:
+    async def _job_view(self, request: web.Request) -> JobView | None:
+        """The job the URL names, if there is one."""
         job_id = valid_id(request.match_info["job_id"])
-        view = None if job_id is None else await read_job_async(self._page.store, job_id)
+        return None if job_id is None else await read_job_async(self._page.store, job_id)
+
+    async def job(self, request: web.Request) -> web.Response:
+        view = await self._job_view(request)
         if view is None:
             return self._not_found("There is no such job.")
         thumbnails = self._page_image is not None
@@ -139,8 +144,7 @@ class _StatusRoutes:
         )
 
     async def job_report(self, request: web.Request) -> web.Response:
-        job_id = valid_id(request.match_info["job_id"])
-        view = None if job_id is None else await read_job_async(self._page.store, job_id)
+        view = await self._job_view(request)
         if view is None or self._job_report is None:
             return self._not_found("There is no such job.")
         if not is_final(view.job.state):

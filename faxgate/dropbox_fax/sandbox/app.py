@@ -19,7 +19,6 @@ from faxgate.dropbox_fax.sandbox.forms import fetch_files, read_fields, read_sen
 from faxgate.dropbox_fax.sandbox.ratelimit import RateInspection, Window
 from faxgate.hellofax.sandbox_defaults import DEFAULT_USERNAME
 from faxgate.sandbox import areacodes, control
-from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.forms import (
     RequestError,
     basic_auth_matches,
@@ -41,7 +40,6 @@ _SEND_PATH = shapes.API_PREFIX + "/fax/send"
 def build_app(
     settings: SandboxSettings,
     service: SandboxService,
-    faults: FaultInjector,
     origin: Callable[[], str],
     rate: RateInspection | None = None,
 ) -> web.Application:
@@ -51,7 +49,7 @@ def build_app(
     now = time.time
     window = Window(settings.rate_limit, settings.rate_window, now)
     test_mode = Window(settings.test_mode_rate_limit, settings.rate_window, now)
-    api = _Api(service, faults, test_mode)
+    api = _Api(service, test_mode)
     seen = rate or RateInspection(settings.rate_limit, settings.rate_window)
 
     def inspected() -> RateInspection:
@@ -86,7 +84,7 @@ def build_app(
     app = web.Application(
         middlewares=[
             control.local_control_only(_refusal),
-            control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
+            control.injected_faults(service.faults, shapes.API_PREFIX, _is_send, _fault_response),
             gate,
             control.refusals(_render),
         ]
@@ -107,15 +105,14 @@ def build_app(
     app.router.add_delete(v3 + "/fax_line", api.delete_line)
     app.router.add_put(v3 + "/fax_line/add_user", api.add_user)
     app.router.add_put(v3 + "/fax_line/remove_user", api.remove_user)
-    control.add_routes(app, service, faults, lambda record: shapes.fax_answer(record, origin()))
+    control.add_routes(app, service, lambda record: shapes.fax_answer(record, origin()))
     app.router.add_get("/_sandbox/rate", rate_seen)
     return app
 
 
 class _Api:
-    def __init__(self, service: SandboxService, faults: FaultInjector, test_mode: Window) -> None:
+    def __init__(self, service: SandboxService, test_mode: Window) -> None:
         self._service = service
-        self._faults = faults
         self._test_mode = test_mode
 
     # Account ---------------------------------------------------------------------------
@@ -139,7 +136,7 @@ class _Api:
         if urls:
             send = dataclasses.replace(send, files=await fetch_files(urls))
         (record,) = await self._service.submit(send)
-        if self._faults.take_drop_after_upload() and request.transport is not None:
+        if self._service.faults.take_drop_after_upload() and request.transport is not None:
             # The ambiguous case: the fax is accepted and stored, the answer never arrives.
             request.transport.abort()
         headers = self._test_mode.headers() if send.test_mode else None

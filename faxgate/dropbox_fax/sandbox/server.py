@@ -10,7 +10,6 @@ from faxgate.dropbox_fax.sandbox.app import build_app
 from faxgate.dropbox_fax.sandbox.ratelimit import RateInspection
 from faxgate.dropbox_fax.sandbox.shapes import API_PREFIX
 from faxgate.dropbox_fax.sandbox.wire import DropboxFaxWire
-from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.server import SandboxServer
 from faxgate.sandbox.service import SandboxService
 from faxgate.sandbox.settings import SandboxSettings
@@ -38,10 +37,8 @@ class DropboxFaxSandbox(SandboxServer):
     def wire(self) -> Wire:
         return self._wire
 
-    def build_app(
-        self, settings: SandboxSettings, service: SandboxService, faults: FaultInjector
-    ) -> web.Application:
-        return build_app(settings, service, faults, lambda: self._wire.origin, self._rate)
+    def build_app(self, settings: SandboxSettings, service: SandboxService) -> web.Application:
+        return build_app(settings, service, lambda: self._wire.origin, self._rate)
 
     def rate(self) -> RateInspection:
         """What the rate limit saw: 429s answered, the most requests in one window

@@ -10,7 +10,6 @@ from aiohttp.typedefs import Handler
 from faxgate.hellofax.sandbox import shapes
 from faxgate.hellofax.sandbox.forms import account_changes, read_fields, read_send
 from faxgate.sandbox import control
-from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.forms import RequestError, basic_auth_matches, page_parameter
 from faxgate.sandbox.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from faxgate.sandbox.paging import Paging
@@ -21,10 +20,8 @@ _SEND_PATH = re.compile(r"^/v1/Accounts/[^/]+/Transmissions/?$")
 _REALM = 'Basic realm="HelloFax API"'
 
 
-def build_app(
-    settings: SandboxSettings, service: SandboxService, faults: FaultInjector
-) -> web.Application:
-    api = _Api(service, faults)
+def build_app(settings: SandboxSettings, service: SandboxService) -> web.Application:
+    api = _Api(service)
 
     @web.middleware
     async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -46,7 +43,7 @@ def build_app(
     app = web.Application(
         middlewares=[
             control.local_control_only(refuse),
-            control.injected_faults(faults, shapes.API_PREFIX, _is_send, _fault_response),
+            control.injected_faults(service.faults, shapes.API_PREFIX, _is_send, _fault_response),
             control.refusals(_refusal),
             basic_auth,
         ]
@@ -62,14 +59,13 @@ def build_app(
     app.router.add_post(account + "/Transmissions", api.send)
     app.router.add_get(account + "/Transmissions", api.list_transmissions)
     app.router.add_get(account + "/Transmissions/{transmission}", api.get_transmission)
-    control.add_routes(app, service, faults, shapes.one_transmission)
+    control.add_routes(app, service, shapes.one_transmission)
     return app
 
 
 class _Api:
-    def __init__(self, service: SandboxService, faults: FaultInjector) -> None:
+    def __init__(self, service: SandboxService) -> None:
         self._service = service
-        self._faults = faults
 
     async def get_account(self, request: web.Request) -> web.Response:
         return web.json_response(shapes.account(self._service.account()))
@@ -96,7 +92,7 @@ class _Api:
 
     async def send(self, request: web.Request) -> web.Response:
         records = await self._service.submit(await read_send(request))
-        if self._faults.take_drop_after_upload() and request.transport is not None:
+        if self._service.faults.take_drop_after_upload() and request.transport is not None:
             # The ambiguous case: the fax is accepted and stored, the answer never arrives.
             request.transport.abort()
         return web.json_response(shapes.send_answer(records))

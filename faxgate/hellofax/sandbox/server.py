@@ -7,7 +7,6 @@ from aiohttp import web
 from faxgate.hellofax.sandbox.app import build_app
 from faxgate.hellofax.sandbox.shapes import API_PREFIX
 from faxgate.hellofax.sandbox.wire import HelloFaxWire
-from faxgate.sandbox.faults import FaultInjector
 from faxgate.sandbox.server import SandboxServer
 from faxgate.sandbox.service import SandboxService
 from faxgate.sandbox.settings import SandboxSettings
@@ -22,7 +21,5 @@ class Sandbox(SandboxServer):
     def wire(self) -> Wire:
         return HelloFaxWire()
 
-    def build_app(
-        self, settings: SandboxSettings, service: SandboxService, faults: FaultInjector
-    ) -> web.Application:
-        return build_app(settings, service, faults)
+    def build_app(self, settings: SandboxSettings, service: SandboxService) -> web.Application:
+        return build_app(settings, service)
