@@ -27,8 +27,12 @@ typecheck: $(STAMP)
 peers:
 	scripts/test-peers install
 
+# Most tests wait on sockets, peers and daemons rather than compute: more workers than
+# cores pays. Each worker has its own temporary folders, ports and PostgreSQL cluster.
+TEST_WORKERS ?= 4
+
 test: peers lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from collections import Counter
@@ -89,19 +90,28 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
             ]
 
         # In waves: whoever lists the folder first takes a whole wave. The victim is killed
-        # once it holds files (their faxes in flight), and the waves go on.
+        # the moment it is seen holding files (looked at while each wave is taken, not
+        # after, when a quick victim may have finished them), and the waves go on.
         held: list[Path] = []
         killed_at = 0.0
+
+        def wave_taken() -> bool:
+            nonlocal killed_at
+            if not held:
+                held.extend(victim_holds())
+                if held and victim.process is not None:
+                    victim.process.send_signal(signal.SIGKILL)
+                    killed_at = time.monotonic()
+            return not dropped(hot)
+
         for wave in range(0, FILES, WAVE):
             for index in range(wave, wave + WAVE):
                 (hot / f"{number(index)}_letter.pdf").write_bytes(pdf_document(1))
             if wave < REFUSED * WAVE:  # and a file no instance can fax, refused once
                 (hot / f"no-number-{wave}.pdf").write_bytes(pdf_document(1))
-            await wait_for(lambda: not dropped(hot), timeout=20, what="the wave taken")
-            if not held and (held := victim_holds()):
-                await victim.kill()
-                killed_at = time.monotonic()
+            await wait_for(wave_taken, timeout=20, what="the wave taken")
         assert held, "the victim never took a file: nothing was taken over"
+        await victim.process.wait()
         print(f"\n{count} instances ({mode}): the victim held {len(held)} files when killed")
 
         sent = hot / "sent"

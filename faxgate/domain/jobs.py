@@ -209,6 +209,10 @@ def priority_named(text: str | None) -> int | None:
     return None
 
 
+# The headers a mail client marks a message's priority with, most explicit first.
+PRIORITY_HEADERS: Final = ("priority", "x-priority", "importance")
+
+
 def mail_priority(headers: Mapping[str, str], subject: str | None) -> int:
     """A message's priority: a subject tag ("[urgent]", "[bulk]") first, then the
     Priority, X-Priority and Importance headers; normal without one."""
@@ -217,7 +221,7 @@ def mail_priority(headers: Mapping[str, str], subject: str | None) -> int:
         for name, value in PRIORITIES.items():
             if f"[{name}]" in lowered:
                 return value
-    for header in ("priority", "x-priority", "importance"):
+    for header in PRIORITY_HEADERS:
         named = priority_named(headers.get(header))
         if named is not None:
             return named

@@ -247,6 +247,8 @@ def test_endless_provider_text_stays_on_the_one_page(store: Store, tmp_path: Pat
         ("junk.pdf", b"%PDF-1.7\n" + os.urandom(4096), "application/pdf", "cannot be read"),
         ("junk.png", b"\x89PNG\r\n\x1a\n" + os.urandom(64), "image/png", "cannot be read"),
     ],
+    # Named by the file: random bytes in an id would differ between a parallel run's workers.
+    ids=["bomb.png", "cut.pdf", "junk.pdf", "junk.png"],
 )
 async def test_hostile_documents_give_a_report_with_a_note(
     store: Store, tmp_path: Path, name: str, content: bytes, content_type: str, note: str

@@ -6,12 +6,18 @@ import email
 import email.feedparser
 import email.policy
 import re
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import Message
 from functools import lru_cache
 from typing import Final
 
 from faxgate.domain.message.values import MessageRefused
+
+# The header parser's time grows with the square of a value's length: a hostile megabyte
+# Reply-To would hold a reader for a minute. Far beyond any real header (two hundred
+# recipients fill 8 KiB), a text is read only that far, and a structured value (addresses,
+# parameters), which a cut could change, is read as empty.
+LONGEST_HEADER_READ: Final = 16_384
 
 
 class _RememberingHeaders(HeaderRegistry):
@@ -30,6 +36,9 @@ class _RememberingHeaders(HeaderRegistry):
         self._parsed = lru_cache(maxsize=512)(super().__call__)
 
     def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > LONGEST_HEADER_READ:
+            unstructured = issubclass(self[name], UnstructuredHeader)
+            value = value[:LONGEST_HEADER_READ] if unstructured else ""
         if len(value) > self._LONGEST_KEPT:
             return super().__call__(name, value)
         return self._parsed(name, value)

@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict
 
 from faxgate.domain.addressing import AddressRefused, numbers_in_subject
 from faxgate.domain.autoreply import may_reply
-from faxgate.domain.jobs import mail_priority
+from faxgate.domain.jobs import PRIORITY_HEADERS, mail_priority
 from faxgate.domain.message import MAIL_POLICY, CoverMode, FaxContent, fax_content
 from faxgate.domain.numbers import NumberPolicy
 from faxgate.intake.smtp.accept import Fax, MailToFax
@@ -96,10 +96,16 @@ def read_mail(
         from_line=from_line,
         reply_to=reply_address(headers, sender) if allowed else None,
         intake_ref={key: value for key, value in intake_ref.items() if value is not None},
-        priority=mail_priority(
-            {name.lower(): str(value) for name, value in headers.items()}, first.subject
-        ),
+        priority=mail_priority(_priority_headers(headers), first.subject),
     )
+
+
+def _priority_headers(headers: Message) -> dict[str, str]:
+    """Only the headers that can mark a priority: parsing every header would cost a
+    hostile message's megabyte Subject seconds (the parser is quadratic in a line)."""
+    return {
+        name: str(value) for name in PRIORITY_HEADERS if (value := headers.get(name)) is not None
+    }
 
 
 def _with_subject_faxes(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from faxgate.domain.message import CoverMode, FaxContent, MessageRefused, fax_content
+from faxgate.domain.message.parsing import LONGEST_HEADER_READ, POLICY
 from faxgate.domain.numbers import parse_fax_number
 from faxgate.intake.smtp.accept import Fax, MailToFax
 from faxgate.intake.smtp.message import read_mail
@@ -151,3 +152,28 @@ def test_a_mail_asks_for_its_priority_by_a_subject_tag_or_a_header(
     raw = fax_mail("14155550101", subject=subject, headers=headers)
     mail = read_plain(raw)
     assert mail.priority == priority
+
+
+def test_a_header_longer_than_any_real_one_is_read_only_so_far() -> None:
+    """A megabyte header costs the parser seconds to minutes (it is quadratic in a value):
+    a text is read to LONGEST_HEADER_READ, addresses and parameters past it not at all."""
+    longest = LONGEST_HEADER_READ
+    words = "word " * (longest // 2)
+    addresses = ", ".join(f"office{n}@example.com" for n in range(longest // 10))
+    assert str(POLICY.header_factory("Subject", words)) == words[:longest]
+    assert POLICY.header_factory("Reply-To", addresses).addresses == ()
+    kept = addresses[: longest - 30].rpartition(",")[0]
+    assert len(POLICY.header_factory("Reply-To", kept).addresses) > 100  # shorter: read
+
+    head = f"Reply-To: Office <office@example.com> {words}\nImportance: {words}\nX-Priority: 1\n"
+    mail = read_mail(
+        head.encode() + fax_mail("14155550101", subject=f"Contract {words}"),
+        sender="alice@example.com",
+        login=None,
+        faxes=faxes("14155550101"),
+        cover=CoverMode.WHEN_BODY,
+        from_line=None,
+    )
+    assert mail.reply_to == "alice@example.com"  # not a cut Reply-To
+    assert mail.priority == 1  # the headers beside the long ones are read
+    assert mail.intake_ref["subject"].startswith("Contract word word")
