@@ -22,7 +22,7 @@ from faxgate.intake.folder.claim_records import (
     Queued,
     Spoiled,
 )
-from faxgate.intake.folder.drops import CONTENT, NOT_A_FILE, UNREADABLE
+from faxgate.intake.folder.drops import Refused
 from faxgate.intake.folder.status import Places
 from faxgate.intake.queue import FaxRequest, queue_faxes
 from faxgate.store import Store
@@ -57,11 +57,11 @@ def queue_claims(
             continue
         if isinstance(spooled, PermissionError):
             reason = "the file cannot be read: faxgate has no permission to read it"
-            outcomes.append(spoiled(claims_dir, places, claim, UNREADABLE, reason))
+            outcomes.append(spoiled(claims_dir, places, claim, Refused.UNREADABLE, reason))
             continue
         if isinstance(spooled, OSError):  # a symlink swapped in before the rename, say
             reason = f"the file changed: {spooled.strerror}"  # no path: it is ours
-            outcomes.append(spoiled(claims_dir, places, claim, NOT_A_FILE, reason))
+            outcomes.append(spoiled(claims_dir, places, claim, Refused.NOT_A_FILE, reason))
             continue
         ref = claim.ref(places, claims_dir if shared else None)
         ready.append((claim, fax_request(claim, ref, spooled)))
@@ -75,7 +75,7 @@ def queue_claims(
             try:
                 (jobs,) = queue_faxes(store, spool, [request])
             except DocumentRefused as refused:
-                outcomes.append(spoiled(claims_dir, places, claim, CONTENT, str(refused)))
+                outcomes.append(spoiled(claims_dir, places, claim, Refused.CONTENT, str(refused)))
                 continue
             except Exception as exc:
                 outcomes.append(_not_queued(places, claim, exc))

@@ -57,7 +57,7 @@ from faxgate.intake.folder.claim_records import (
     Queued,
     stuck,
 )
-from faxgate.intake.folder.drops import MISSING, Drop
+from faxgate.intake.folder.drops import Drop, Refused
 from faxgate.intake.folder.files import json_bytes, read_json, remove_quietly, write_json, write_new
 from faxgate.intake.folder.ready import Signature
 from faxgate.intake.folder.status import Places, status_document
@@ -314,7 +314,9 @@ class ClaimBox:
             missing = self._finish_claim(places, claim)
             if missing:
                 reason = f"{', '.join(missing)} disappeared before faxgate took it"
-                outcomes.append(claim_queue.spoiled(self.root, places, claim, MISSING, reason))
+                outcomes.append(
+                    claim_queue.spoiled(self.root, places, claim, Refused.MISSING, reason)
+                )
             else:
                 pending.append(claim)
         claim_moves.flush(self.root, places, pending)

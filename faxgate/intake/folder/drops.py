@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from enum import StrEnum
+from typing import Literal
 
 from faxgate.domain.documents import (
     ACCEPTED_TYPES,
@@ -42,19 +43,22 @@ from faxgate.intake.folder.sidecar import (
 
 Kind = Literal["file", "symlink", "dir", "other"]
 
-# Why a file was refused: the label of faxgate_folder_files_refused.
-NO_NUMBER: Final = "no_number"
-BAD_NUMBER: Final = "bad_number"
-SIDECAR: Final = "sidecar"
-TYPE: Final = "type"
-EMPTY: Final = "empty"
-CONTENT: Final = "content"
-SIZE: Final = "size"
-SYMLINK: Final = "symlink"
-NOT_A_FILE: Final = "not_a_file"
-UNREADABLE: Final = "unreadable"
-OUTSIDE: Final = "outside"
-MISSING: Final = "missing"
+
+class Refused(StrEnum):
+    """Why a file was refused: the label of faxgate_folder_files_refused."""
+
+    NO_NUMBER = "no_number"
+    BAD_NUMBER = "bad_number"
+    SIDECAR = "sidecar"
+    TYPE = "type"
+    EMPTY = "empty"
+    CONTENT = "content"
+    SIZE = "size"
+    SYMLINK = "symlink"
+    NOT_A_FILE = "not_a_file"
+    UNREADABLE = "unreadable"
+    OUTSIDE = "outside"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,7 @@ def plan(view: FolderView, defaults: Defaults, now: float) -> list[Action]:
             elif p.now - view.ready[name] < _patience(p.defaults):
                 p.add(Wait(name, view.ready[name] + _patience(p.defaults)))
             else:
-                p.add(Refuse((name,), SIDECAR, str(sidecar)))
+                p.add(Refuse((name,), Refused.SIDECAR, str(sidecar)))
     return p.actions
 
 
@@ -168,7 +172,7 @@ def _batches(p: _Plan) -> None:
             if missing and waited >= _patience(p.defaults):
                 listed = ", ".join(missing)
                 reason = f"the files {listed} listed in {name} never came"
-                p.add(Refuse((*here, name), MISSING, reason))
+                p.add(Refuse((*here, name), Refused.MISSING, reason))
             else:
                 until = _next_look(p, view.ready[name])
                 for f in (*here, name):
@@ -205,7 +209,7 @@ def _document(p: _Plan, name: str) -> None:
             # it is taken away instead.
             p.add(Wait(name, _next_look(p, view.ready[name])))
         elif isinstance(sidecar, SidecarError):
-            p.add(Refuse((name, own), SIDECAR, str(sidecar)))
+            p.add(Refuse((name, own), Refused.SIDECAR, str(sidecar)))
         else:
             p.add(_drop((name,), own, sidecar, p.defaults, NumberSource.SIDECAR))
         return
@@ -215,7 +219,7 @@ def _document(p: _Plan, name: str) -> None:
         return
     assert isinstance(found, NotFound)
     waited = p.now - view.ready[name]
-    if found.code == NO_NUMBER and waited < p.defaults.sidecar_wait:
+    if found.code == Refused.NO_NUMBER.value and waited < p.defaults.sidecar_wait:
         p.add(Wait(name, view.ready[name] + p.defaults.sidecar_wait))
         return
     p.add(Refuse((name,), found.code, found.reason, naming_help(name)))
@@ -241,34 +245,37 @@ def _documents_problem(p: _Plan, names: tuple[str, ...]) -> tuple[str, str] | No
     for name in names:
         entry = view.entries[name]
         if is_ignored(name) or is_sidecar(name):
-            return NOT_A_FILE, f"{name} cannot be faxed"
+            return Refused.NOT_A_FILE, f"{name} cannot be faxed"
         if entry.kind == "symlink":
-            return SYMLINK, f"{name} is a symbolic link; drop the file itself"
+            return Refused.SYMLINK, f"{name} is a symbolic link; drop the file itself"
         if entry.kind != "file":
-            return NOT_A_FILE, f"{name} is not a regular file"
+            return Refused.NOT_A_FILE, f"{name} is not a regular file"
         extension = name.rpartition(".")[2].lower() if "." in name else ""
         if "." + extension not in ACCEPTED_TYPES:
             kind = f".{extension} files" if extension else "files without an extension"
-            return TYPE, f"{name}: {kind} cannot be faxed; accepted are {accepted_list()}"
+            return Refused.TYPE, f"{name}: {kind} cannot be faxed; accepted are {accepted_list()}"
         if entry.size == 0:
-            return EMPTY, f"{name}: the file is empty"
+            return Refused.EMPTY, f"{name}: the file is empty"
         if entry.size > p.defaults.max_file_size:
-            return SIZE, (
+            return Refused.SIZE, (
                 f"{name} is {_mb(entry.size)}; this folder takes files up to "
                 f"{_mb(p.defaults.max_file_size)}"
             )
         head = view.heads.get(name, b"")
         if head is None:
-            return UNREADABLE, f"{name} cannot be read: faxgate has no permission to read it"
+            return (
+                Refused.UNREADABLE,
+                f"{name} cannot be read: faxgate has no permission to read it",
+            )
         try:
             check_document(name, entry.size, head)
         except DocumentRefused as refused:
-            return CONTENT, str(refused)
+            return Refused.CONTENT, str(refused)
         sizes.append(entry.size)
     try:
         check_batch(sizes)
     except DocumentRefused as refused:
-        return SIZE, str(refused)
+        return Refused.SIZE, str(refused)
     return None
 
 
@@ -287,7 +294,7 @@ def _drop(
             numbers = sidecar_numbers(sidecar, defaults.policy)
             from_line = sidecar_from_line(sidecar, defaults.policy)
         except SidecarError as exc:
-            return Refuse(names, BAD_NUMBER, str(exc))
+            return Refuse(names, Refused.BAD_NUMBER, str(exc))
     return Drop(
         documents=documents,
         sidecar=sidecar_name,

@@ -11,7 +11,7 @@ from faxgate.intake.folder.claim_moves import signature_of
 from faxgate.intake.folder.claim_queue import queue_claims
 from faxgate.intake.folder.claim_records import DropClaim, Queued, Spoiled
 from faxgate.intake.folder.claims import ClaimBox
-from faxgate.intake.folder.drops import CONTENT, Drop
+from faxgate.intake.folder.drops import Drop, Refused
 from faxgate.intake.folder.naming import NumberSource
 from faxgate.intake.folder.status import Places
 from faxgate.store import Store
@@ -39,7 +39,7 @@ def test_a_batch_is_queued_and_one_not_faxable_drop_is_spoiled_alone(
     assert isinstance(first, Queued)
     assert [job.to_number for job in first.jobs] == ["+14155550100"]
     assert isinstance(second, Spoiled)
-    assert second.code == CONTENT
+    assert second.code == Refused.CONTENT
     assert "b.pdf" in second.reason
     assert second.files == [(box.root / changed.documents[0].target, "b.pdf")]
     assert len(store.recent_jobs(10)) == 1
