@@ -31,6 +31,7 @@ from faxgate.hellofax.sandbox import (
 )
 from faxgate.sandbox.server import SandboxServer
 from faxgate.store import Store
+from tests.ports import free_port
 
 SANDBOX_GUID = DEFAULT_ACCOUNT_GUID
 SANDBOX_USERNAME = DEFAULT_USERNAME
@@ -41,10 +42,10 @@ T = TypeVar("T")
 
 
 def sandbox_settings(state_dir: Path, **overrides: Any) -> SandboxSettings:
-    """Settings for a test sandbox: loopback, any free port, the "test" speed."""
+    """Settings for a test sandbox: loopback, a free port of this worker's, the "test" speed."""
     values: dict[str, Any] = {
         "host": "127.0.0.1",
-        "port": 0,
+        "port": free_port(),
         "account_guid": SANDBOX_GUID,
         "username": SANDBOX_USERNAME,
         "password": SANDBOX_PASSWORD,
@@ -53,6 +54,18 @@ def sandbox_settings(state_dir: Path, **overrides: Any) -> SandboxSettings:
     }
     values.update(overrides)
     return SandboxSettings(**values)
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """pytest-asyncio's fixture of this name, on this worker's own ports (tests/ports.py)."""
+    return free_port()
+
+
+@pytest.fixture
+def unused_tcp_port_factory() -> Callable[[], int]:
+    """pytest-asyncio's fixture of this name, on this worker's own ports (tests/ports.py)."""
+    return free_port
 
 
 @pytest.fixture

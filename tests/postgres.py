@@ -12,7 +12,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import psycopg
 import pytest
 
 from tests import peers
+from tests.ports import free_port
 
 SUPERUSER = "postgres"
 # Over TCP the cluster asks for it (scram-sha-256); over its socket it trusts.
@@ -95,13 +95,6 @@ def postgres_bindir() -> Path:
     if not found and on_path is None:
         peers.missing("command:pg_ctlcluster")
     return found[-1].parent if found else Path(str(on_path)).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _as_owner(owner: str | None) -> list[str]:
