@@ -268,7 +268,13 @@ def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = No
                 **_job_summary(job),
                 "waiting": waiting,
                 "documents": [
-                    {"name": d.name, "size": d.size, "sha256": d.sha256, "type": d.content_type}
+                    {
+                        "name": d.name,
+                        "size": d.size,
+                        "sha256": d.sha256,
+                        "type": d.content_type,
+                        "removed_at": d.removed_at.isoformat() if d.removed_at else None,
+                    }
                     for d in documents
                 ],
                 "events": [
@@ -304,7 +310,8 @@ def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = No
     )
     print("\ndocuments:")
     for document in documents:
-        print(f"  {document.seq + 1}. {document.name} ({document.size} bytes)")
+        removed = f", removed on {document.removed_at:%Y-%m-%d}" if document.removed_at else ""
+        print(f"  {document.seq + 1}. {document.name} ({document.size} bytes{removed})")
     print("\nhistory:")
     for event in events:
         origin = f"{event.from_state.value} -> " if event.from_state else ""
@@ -313,12 +320,20 @@ def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = No
 
 
 def retry_command(args: argparse.Namespace) -> int:
-    with _named_job(args) as (store, job):
+    settings = common.settings_from(args)
+    with common.open_store(settings) as store:
+        job = _find(store, args.job)
         if not can_retry(job.state):
             raise common.CommandError(
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
                 " jobs can be retried"
             )
+        removed = [d.removed_at for d in store.documents(job.id) if d.removed_at is not None]
+        if removed:
+            from faxgate.domain.retention import removed_words
+
+            why = removed_words(min(removed), settings.retention.documents)
+            raise common.CommandError(f"job {job.id} cannot be sent again: {why}")
         _move_by_hand(
             store,
             job,

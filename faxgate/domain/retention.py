@@ -61,11 +61,14 @@ def inbound_document_may_go(fax: InboundFacts, now: datetime, keep: timedelta | 
     return fax.deliveries_pending == 0 and fax.received_at < cutoff(now, keep)
 
 
-def removed_words(removed_at: datetime, kept: timedelta | None) -> str:
-    """Why a document cannot be read any more, for people."""
+def removed_words(
+    removed_at: datetime, kept: timedelta | None, *, subject: str = "its documents were"
+) -> str:
+    """Why a document cannot be read any more, for people; `kept`: the setting then, when
+    known."""
     when = removed_at.strftime("%Y-%m-%d")
     if kept is None:
-        return f"its documents were removed on {when} ([retention] documents)"
+        return f"{subject} removed on {when} ([retention] documents)"
     days = kept.total_seconds() / 86400
     after = f"{days:g} days" if days != 1 else "1 day"
-    return f"its documents were removed on {when} after {after} ([retention] documents)"
+    return f"{subject} removed on {when} after {after} ([retention] documents)"
