@@ -64,6 +64,6 @@ class RetentionSettings(_Section):
     @field_validator("interval")
     @classmethod
     def _interval_long_enough(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("an interval shorter than 1s")
+        if value <= timedelta(0):
+            raise ValueError("an interval longer than 0")
         return value

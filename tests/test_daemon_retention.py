@@ -1,0 +1,44 @@
+"""The daemon removes the documents [retention] documents no longer keeps, on its own,
+every [retention] interval; the jobs and their reports stay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faxgate import metrics
+from faxgate.app import started
+from faxgate.domain.jobs import JobState
+from tests.conftest import wait_for
+from tests.daemon import fast_settings, queue, reports_delivered, settled
+
+
+def removed_count() -> float:
+    value = metrics.REGISTRY.get_sample_value("faxgate_documents_removed_total", {"kind": "job"})
+    return value or 0.0
+
+
+async def test_the_daemon_removes_documents_on_its_interval(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "state", retention={"documents": "1s", "interval": "0.1s"})
+    before = removed_count()
+    async with started(settings) as daemon:
+        assert daemon.purger is not None
+        job = await queue(daemon, "+14155550123")
+        [done] = await settled(daemon, [job])
+        assert done.state is JobState.SENT
+        await reports_delivered(daemon, [job])
+        files = [d.path for d in daemon.store.documents(job.id)]
+        assert len(files) == 2
+        passes = daemon.purger.passes
+
+        def removed() -> bool:
+            documents = daemon.store.documents(job.id)
+            return all(d.removed_at is not None for d in documents) and not any(
+                path.exists() for path in files
+            )
+
+        await wait_for(removed, timeout=20, what="the documents removed by the daemon")
+        # More than one pass: it ran again on its interval, not only at start.
+        await wait_for(lambda: daemon.purger.passes >= passes + 2, what="passes go on")
+        assert removed_count() - before == 2
+        assert daemon.store.get_job(job.id).state is JobState.SENT  # type: ignore[union-attr]
+        assert daemon.store.events(job.id)
