@@ -21,14 +21,15 @@ async def test_the_daemon_removes_documents_on_its_interval(tmp_path: Path) -> N
     settings = fast_settings(tmp_path / "state", retention={"documents": "1s", "interval": "0.1s"})
     before = removed_count()
     async with started(settings) as daemon:
-        assert daemon.purger is not None
+        purger = daemon.purger
+        assert purger is not None
         job = await queue(daemon, "+14155550123")
         [done] = await settled(daemon, [job])
         assert done.state is JobState.SENT
         await reports_delivered(daemon, [job])
         files = [d.path for d in daemon.store.documents(job.id)]
         assert len(files) == 2
-        passes = daemon.purger.passes
+        passes = purger.passes
 
         def removed() -> bool:
             documents = daemon.store.documents(job.id)
@@ -37,8 +38,12 @@ async def test_the_daemon_removes_documents_on_its_interval(tmp_path: Path) -> N
             )
 
         await wait_for(removed, timeout=20, what="the documents removed by the daemon")
+
         # More than one pass: it ran again on its interval, not only at start.
-        await wait_for(lambda: daemon.purger.passes >= passes + 2, what="passes go on")
+        def ran_again() -> bool:
+            return purger.passes >= passes + 2
+
+        await wait_for(ran_again, what="passes go on")
         assert removed_count() - before == 2
         assert daemon.store.get_job(job.id).state is JobState.SENT  # type: ignore[union-attr]
         assert daemon.store.events(job.id)
