@@ -27,7 +27,7 @@ from faxgate.domain.jobs import (
     normalize_job_id,
     why_waiting,
 )
-from faxgate.store import Member, NewNotification, StaleState, Store, gone_after
+from faxgate.store import DocumentsRemoved, Member, NewNotification, StaleState, Store, gone_after
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {
@@ -328,24 +328,24 @@ def retry_command(args: argparse.Namespace) -> int:
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
                 " jobs can be retried"
             )
-        removed = [d.removed_at for d in store.documents(job.id) if d.removed_at is not None]
-        if removed:
+        try:
+            _move_by_hand(
+                store,
+                job,
+                JobState.QUEUED,
+                detail="queued again by a person (faxgate retry)",
+                attempt=job.attempt + 1,
+                not_before=None,
+                provider_guid=None,
+                provider_status=None,
+                provider_error=None,
+                reason=None,
+            )
+        except DocumentsRemoved as exc:
             from faxgate.domain.retention import removed_words
 
-            why = removed_words(min(removed), settings.retention.documents)
-            raise common.CommandError(f"job {job.id} cannot be sent again: {why}")
-        _move_by_hand(
-            store,
-            job,
-            JobState.QUEUED,
-            detail="queued again by a person (faxgate retry)",
-            attempt=job.attempt + 1,
-            not_before=None,
-            provider_guid=None,
-            provider_status=None,
-            provider_error=None,
-            reason=None,
-        )
+            why = removed_words(exc.removed_at, settings.retention.documents)
+            raise common.CommandError(f"job {job.id} cannot be sent again: {why}") from None
     print(f"job {job.id} queued again")
     return common.EXIT_OK
 

@@ -7,6 +7,7 @@ from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_versio
 from faxgate.store.sharing import Holder, Member, Share, gone_after, new_owner
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
+    DocumentsRemoved,
     JobNotFound,
     Lease,
     NewDocument,
@@ -21,6 +22,7 @@ from faxgate.store.values import (
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "MIGRATIONS",
+    "DocumentsRemoved",
     "Holder",
     "JobNotFound",
     "Lease",

@@ -13,7 +13,7 @@ import pytest
 
 from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.domain.jobs import Job, JobState
-from faxgate.store import NewDocument, NewNotification, Store
+from faxgate.store import DocumentsRemoved, NewDocument, NewNotification, Store
 from faxgate.store.retention import purge
 from faxgate.store.spool import Spool
 from tests.store.backends import Location, open_store, postgres_only, raw
@@ -284,3 +284,18 @@ def test_two_instances_purging_at_once_mark_each_row_once(
     two = instance.mark_documents_removed(KEEP, now=clock.now, limit=10)
     assert sorted(one.jobs + two.jobs) == sorted(j.id for j in jobs)
     assert not set(one.jobs) & set(two.jobs)
+
+
+def test_a_job_whose_documents_were_removed_is_never_queued_again(
+    store: Store, spool: Spool, clock: FakeClock
+) -> None:
+    job = finished_job(store, spool, clock, S.FAILED)
+    clock.advance(days=91)
+    purge(store, spool.root, KEEP)
+    with pytest.raises(DocumentsRemoved) as refused:
+        store.transition(job.id, S.QUEUED, detail="again", expect=S.FAILED)
+    assert refused.value.removed_at == clock.now
+    assert store.get_job(job.id).state is S.FAILED  # type: ignore[union-attr]
+    # A job whose documents stay is queued again as before.
+    kept = finished_job(store, spool, clock, S.FAILED)
+    assert store.transition(kept.id, S.QUEUED, detail="again").state is S.QUEUED
