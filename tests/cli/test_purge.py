@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from faxgate.cli import main
+from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.domain.jobs import JobState
 from faxgate.store import Store
+from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
 
 S = JobState
@@ -103,3 +105,32 @@ def test_a_job_whose_documents_were_removed_is_not_sent_again(
         assert job.state is S.FAILED
     assert main(["status", job_id]) == 0
     assert f"removed on {today}" in capsys.readouterr().out
+
+
+def test_an_inbound_fax_removed_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    then = datetime.now(UTC) - timedelta(days=100)
+    file = Spool(Path("var/spool")).store_bytes(pdf_document(1), suffix=".pdf")
+    with Store.open(DB) as store:
+        fax, _ = store.record_inbound(
+            NewInboundFax(
+                provider_guid="b" * 40,
+                to_number="+14155550100",
+                from_number=None,
+                pages=1,
+                arrived_at=None,
+                route="default",
+                document=ReceivedDocument(file.path, file.size, file.sha256, "application/pdf"),
+            ),
+            [NewDelivery("email", "a@example.org")],
+            now=then,
+        )
+        store.mark_inbound_delivered(fax.id, 0, detail="sent", now=then)
+    assert main(["purge", "--dry-run"]) == 0
+    assert "of 0 jobs and 1 inbound faxes" in capsys.readouterr().out
+    assert main(["purge"]) == 0
+    capsys.readouterr()
+    assert not file.path.exists()
+    assert main(["inbox", fax.id]) == 0
+    assert "removed on" in capsys.readouterr().out
+    assert main(["inbox", fax.id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["document"]["removed_at"]
