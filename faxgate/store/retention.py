@@ -214,29 +214,24 @@ class Retention(DocumentBytes):
 
     def removed_paths(self, paths: Sequence[str]) -> set[str]:
         """Of these files' paths, those rows marked removed name and no other row does."""
-        if not paths:
-            return set()
-        marks = placeholders(len(paths))
-        rows = self._query(
-            f"SELECT path, removed_at FROM documents WHERE path IN ({marks})"  # noqa: S608
-            " UNION ALL SELECT document_path AS path, removed_at FROM inbound_faxes"
-            f" WHERE document_path IN ({marks})",
-            (*paths, *paths),
-        )
-        return _only_removed((row["path"], row["removed_at"]) for row in rows)
+        return self._only_removed("path", "document_path", paths)
 
     def removed_digests(self, digests: Sequence[str]) -> set[str]:
         """Of these digests, those rows marked removed name and no other row does."""
-        if not digests:
+        return self._only_removed("sha256", "document_sha256", digests)
+
+    def _only_removed(self, job_column: str, fax_column: str, keys: Sequence[str]) -> set[str]:
+        if not keys:
             return set()
-        marks = placeholders(len(digests))
+        marks = placeholders(len(keys))
         rows = self._query(
-            f"SELECT sha256, removed_at FROM documents WHERE sha256 IN ({marks})"  # noqa: S608
-            " UNION ALL SELECT document_sha256 AS sha256, removed_at FROM inbound_faxes"
-            f" WHERE document_sha256 IN ({marks})",
-            (*digests, *digests),
+            f"SELECT {job_column} AS named, removed_at FROM documents"  # noqa: S608
+            f" WHERE {job_column} IN ({marks})"
+            f" UNION ALL SELECT {fax_column} AS named, removed_at FROM inbound_faxes"
+            f" WHERE {fax_column} IN ({marks})",
+            (*keys, *keys),
         )
-        return _only_removed((row["sha256"], row["removed_at"]) for row in rows)
+        return _only_removed((row["named"], row["removed_at"]) for row in rows)
 
     def removed_mail(self, paths: Sequence[str]) -> set[str]:
         """Of these .eml paths, those that only jobs whose documents were all removed

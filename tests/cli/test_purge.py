@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from faxgate.cli import main
-from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
+from faxgate.domain.inbound import NewDelivery
 from faxgate.domain.jobs import JobState
 from faxgate.store import Store
 from faxgate.store.spool import Spool
 from tests.conftest import pdf_document
+from tests.store.test_retention import received
 
 S = JobState
 DB = Path("var/faxgate.sqlite3")
@@ -112,15 +113,7 @@ def test_an_inbound_fax_removed_says_so(capsys: pytest.CaptureFixture[str]) -> N
     file = Spool(Path("var/spool")).store_bytes(pdf_document(1), suffix=".pdf")
     with Store.open(DB) as store:
         fax, _ = store.record_inbound(
-            NewInboundFax(
-                provider_guid="b" * 40,
-                to_number="+14155550100",
-                from_number=None,
-                pages=1,
-                arrived_at=None,
-                route="default",
-                document=ReceivedDocument(file.path, file.size, file.sha256, "application/pdf"),
-            ),
+            received(file, "b" * 40),
             [NewDelivery("email", "a@example.org")],
             now=then,
         )

@@ -15,7 +15,7 @@ from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.domain.jobs import Job, JobState
 from faxgate.store import DocumentsRemoved, NewDocument, NewNotification, Store
 from faxgate.store.retention import purge
-from faxgate.store.spool import Spool
+from faxgate.store.spool import Spool, SpooledFile
 from tests.store.backends import Location, open_store, postgres_only, raw
 from tests.store.making import FakeClock, new_job
 
@@ -62,20 +62,22 @@ def finished_job(
     return store.transition(job.id, state, detail="done", notify=notification)
 
 
+def received(file: SpooledFile, guid: str | None = None) -> NewInboundFax:
+    """An inbound fax whose document is `file`."""
+    return NewInboundFax(
+        provider_guid=guid or secrets.token_hex(20),
+        to_number="+14155550100",
+        from_number=None,
+        pages=1,
+        arrived_at=None,
+        route="default",
+        document=ReceivedDocument(file.path, file.size, file.sha256, "application/pdf"),
+    )
+
+
 def inbound(store: Store, spool: Spool, *, delivered: bool) -> str:
     file = spool.store_bytes(pdf(), suffix=".pdf")
-    fax, _ = store.record_inbound(
-        NewInboundFax(
-            provider_guid=secrets.token_hex(20),
-            to_number="+14155550100",
-            from_number=None,
-            pages=1,
-            arrived_at=None,
-            route="default",
-            document=ReceivedDocument(file.path, file.size, file.sha256, "application/pdf"),
-        ),
-        [NewDelivery("email", "a@example.org")],
-    )
+    fax, _ = store.record_inbound(received(file), [NewDelivery("email", "a@example.org")])
     if delivered:
         store.mark_inbound_delivered(fax.id, 0, detail="sent")
     return fax.id

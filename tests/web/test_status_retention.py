@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
+from faxgate.domain.inbound import NewDelivery
 from faxgate.domain.jobs import Intake, JobState
 from faxgate.store import NewDocument, NewJob, Store
 from faxgate.store.retention import purge
@@ -21,6 +21,7 @@ from faxgate.web.server import HttpServer, start_http
 from faxgate.web.statuspage import StatusPage
 from faxgate.web.statusroutes import add_status_routes
 from tests.conftest import pdf_document
+from tests.store.test_retention import received
 from tests.web.test_statuspage import cells, parse
 
 S = JobState
@@ -54,19 +55,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         )
         for state in (S.SUBMITTING, S.SUBMITTED, S.SENT):
             store.transition(job.id, state, detail=state.value)
-        received = spool.store_bytes(pdf_document(1), suffix=".pdf")
         fax, _ = store.record_inbound(
-            NewInboundFax(
-                provider_guid="a" * 40,
-                to_number="+14155550100",
-                from_number=None,
-                pages=1,
-                arrived_at=None,
-                route="default",
-                document=ReceivedDocument(
-                    received.path, received.size, received.sha256, "application/pdf"
-                ),
-            ),
+            received(spool.store_bytes(pdf_document(1), suffix=".pdf"), "a" * 40),
             [NewDelivery("email", "a@example.org")],
         )
         store.mark_inbound_delivered(fax.id, 0, detail="sent")
