@@ -5,6 +5,7 @@ finishes what a crash left, and several instances share it."""
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.domain.jobs import Job, JobState
 from faxgate.store import DocumentsRemoved, NewDocument, NewNotification, Store
+from faxgate.store.document_bytes import BYTES_LOCK
 from faxgate.store.retention import purge
 from faxgate.store.spool import Spool, SpooledFile
 from tests.store.backends import Location, open_store, postgres_only, raw
@@ -276,16 +278,69 @@ def test_bytes_go_only_when_no_row_names_them_and_each_instance_clears_its_copie
 
 
 @postgres_only
-def test_two_instances_purging_at_once_mark_each_row_once(
-    store: Store, spool: Spool, clock: FakeClock, other: tuple[Store, Path]
+def test_instances_purging_at_once_mark_each_row_once(
+    location: Location, store: Store, spool: Spool, clock: FakeClock
 ) -> None:
-    jobs = [finished_job(store, spool, clock) for _ in range(6)]
+    jobs = [finished_job(store, spool, clock) for _ in range(40)]
     clock.advance(days=91)
-    instance, _ = other
-    one = store.mark_documents_removed(KEEP, limit=3)
-    two = instance.mark_documents_removed(KEEP, now=clock.now, limit=10)
-    assert sorted(one.jobs + two.jobs) == sorted(j.id for j in jobs)
-    assert not set(one.jobs) & set(two.jobs)
+    instances = [open_store(location) for _ in range(3)]
+    start = threading.Barrier(len(instances))
+    marked: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def run(instance: Store) -> None:
+        start.wait()
+        try:
+            while step := instance.mark_documents_removed(KEEP, now=clock.now, limit=3).jobs:
+                marked.append(step)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(instance,)) for instance in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for instance in instances:
+        instance.close()
+    assert errors == []
+    every = [job_id for step in marked for job_id in step]
+    assert sorted(every) == sorted(j.id for j in jobs)  # each once, none left
+
+
+@postgres_only
+def test_removing_bytes_waits_for_a_write_that_counts_on_them(
+    location: Location, store: Store, spool: Spool, clock: FakeClock
+) -> None:
+    """A write that finds a document's bytes kept and names them holds the bytes lock
+    shared; a pass deleting bytes waits for it to commit, then sees the new row."""
+    data = pdf("named again")
+    old = finished_job(store, spool, clock, data=data)
+    digest = store.documents(old.id)[0].sha256
+    clock.advance(days=91)
+    young = finished_job(store, spool, clock)
+    with raw(location) as conn:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock_shared(?)", (BYTES_LOCK,))
+        conn.execute(
+            "INSERT INTO documents (job_id, seq, name, path, size, sha256, content_type)"
+            " VALUES (?, 1, 'again.pdf', '/elsewhere/again.pdf', ?, ?, 'application/pdf')",
+            (young.id, len(data), digest),
+        )
+        done = threading.Event()
+
+        def mark() -> None:
+            store.mark_documents_removed(KEEP)
+            done.set()
+
+        marking = threading.Thread(target=mark)
+        marking.start()
+        assert not done.wait(0.5)  # held off by the writer
+        conn.execute("COMMIT")
+    marking.join(timeout=30)
+    assert done.is_set()
+    assert store.documents(old.id)[0].removed_at is not None
+    assert digest in kept_digests(location)  # the young job names them now
 
 
 def test_a_job_whose_documents_were_removed_is_never_queued_again(
