@@ -54,6 +54,12 @@ class Due:
     bytes: int = 0
     digests: set[str] = field(default_factory=set)
 
+    def count(self, size: int, sha256: str | None) -> None:
+        self.documents += 1
+        self.bytes += size
+        if sha256:
+            self.digests.add(sha256)
+
     def add(self, other: Due) -> None:
         self.jobs += other.jobs
         self.inbound += other.inbound
@@ -174,26 +180,23 @@ class Retention(DocumentBytes):
 
     @staticmethod
     def _sized(conn: Connection, jobs: Sequence[str], faxes: Sequence[str]) -> Due:
+        """How many documents the jobs and faxes hold, how large, their digests (asked
+        a chunk at a time: a dry run may name more than one query takes)."""
         due = Due(jobs=list(jobs), inbound=list(faxes))
-        if jobs:
+        for chunk in _chunks(jobs):
             for row in conn.execute(
                 "SELECT size, sha256 FROM documents WHERE removed_at IS NULL"  # noqa: S608
-                f" AND job_id IN ({placeholders(len(jobs))})",
-                tuple(jobs),
+                f" AND job_id IN ({placeholders(len(chunk))})",
+                tuple(chunk),
             ).fetchall():
-                due.documents += 1
-                due.bytes += int(row["size"])
-                due.digests.add(row["sha256"])
-        if faxes:
+                due.count(int(row["size"]), row["sha256"])
+        for chunk in _chunks(faxes):
             for row in conn.execute(
                 "SELECT document_size, document_sha256 FROM inbound_faxes"  # noqa: S608
-                f" WHERE id IN ({placeholders(len(faxes))})",
-                tuple(faxes),
+                f" WHERE id IN ({placeholders(len(chunk))})",
+                tuple(chunk),
             ).fetchall():
-                due.documents += 1
-                due.bytes += int(row["document_size"] or 0)
-                if row["document_sha256"]:
-                    due.digests.add(row["document_sha256"])
+                due.count(int(row["document_size"] or 0), row["document_sha256"])
         return due
 
     @staticmethod

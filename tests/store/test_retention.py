@@ -14,7 +14,7 @@ import pytest
 
 from faxgate.domain.inbound import NewDelivery, NewInboundFax, ReceivedDocument
 from faxgate.domain.jobs import Job, JobState
-from faxgate.store import DocumentsRemoved, NewDocument, NewNotification, Store
+from faxgate.store import DocumentsRemoved, NewDocument, NewNotification, Store, retention
 from faxgate.store.document_bytes import BYTES_LOCK
 from faxgate.store.retention import purge
 from faxgate.store.spool import Spool, SpooledFile
@@ -167,10 +167,15 @@ def test_a_crash_after_the_commit_is_finished_by_the_next_pass(
     assert not path.exists()
 
 
-def test_batches_and_files_no_row_names(store: Store, spool: Spool, clock: FakeClock) -> None:
+def test_batches_and_files_no_row_names(
+    store: Store, spool: Spool, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "LOOKUP", 2)  # a look-up a few rows at a time
     jobs = [finished_job(store, spool, clock) for _ in range(5)]
     stray = spool.store_bytes(b"being taken in", suffix=".pdf")
     clock.advance(days=91)
+    due = purge(store, spool.root, KEEP, dry_run=True)
+    assert (len(due.marked.jobs), due.marked.documents) == (5, 5)
     report = purge(store, spool.root, KEEP, batch=2)
     assert sorted(report.marked.jobs) == sorted(j.id for j in jobs)
     assert report.files == 5
