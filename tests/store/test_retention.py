@@ -4,6 +4,7 @@ finishes what a crash left, and several instances share it."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -127,8 +128,9 @@ def test_a_pass_removes_exactly_the_documents_due(
 
 
 def test_a_pass_is_idempotent_and_off_keeps_everything(
-    store: Store, spool: Spool, clock: FakeClock
+    store: Store, spool: Spool, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="faxgate.retention")
     job = finished_job(store, spool, clock)
     clock.advance(days=100)
     assert purge(store, spool.root, None).marked.documents == 0
@@ -140,6 +142,10 @@ def test_a_pass_is_idempotent_and_off_keeps_everything(
     again = purge(store, spool.root, KEEP)
     assert (first.marked.documents, first.files) == (1, 1)
     assert (again.marked.documents, again.files, again.anything) == (0, 0, False)
+    # One log line for the pass that removed anything, none for the one that did not.
+    lines = [r.getMessage() for r in caplog.records if r.name == "faxgate.retention"]
+    assert len(lines) == 1
+    assert lines[0].startswith("documents removed jobs=1 inbound=0 documents=1 bytes=")
     assert store.documents(job.id)[0].removed_at == removed_at
 
 
