@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from faxgate import metrics
 from faxgate.app import started
 from faxgate.domain.jobs import JobState
 from tests.conftest import wait_for
 from tests.daemon import fast_settings, queue, reports_delivered, settled
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]
 
 
 def removed_count() -> float:
@@ -17,8 +22,21 @@ def removed_count() -> float:
     return value or 0.0
 
 
-async def test_the_daemon_removes_documents_on_its_interval(tmp_path: Path) -> None:
-    settings = fast_settings(tmp_path / "state", retention={"documents": "1s", "interval": "0.1s"})
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_section(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    return {"url": str(request.getfixturevalue("postgres_url")), "lease": "5s"}
+
+
+async def test_the_daemon_removes_documents_on_its_interval(
+    tmp_path: Path, store_section: dict[str, str]
+) -> None:
+    settings = fast_settings(
+        tmp_path / "state",
+        retention={"documents": "1s", "interval": "0.1s"},
+        store=store_section,
+    )
     before = removed_count()
     async with started(settings) as daemon:
         purger = daemon.purger
