@@ -227,6 +227,8 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX jobs_by_finished ON jobs (finished_at)",
         "CREATE INDEX inbound_faxes_by_document ON inbound_faxes (document_path)",
         "CREATE INDEX inbound_faxes_by_sha256 ON inbound_faxes (document_sha256)",
+        "CREATE INDEX documents_by_removed ON documents (removed_at)",
+        "CREATE INDEX inbound_faxes_by_removed ON inbound_faxes (removed_at)",
     ),
 )
 

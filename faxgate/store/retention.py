@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +42,9 @@ log = logging.getLogger("faxgate.retention")
 BATCH: Final = 200
 # How many spool files one look-up asks about.
 LOOKUP: Final = 400
+# Documents removed this recently have their files looked for wherever their paths say,
+# besides the spool's own look: a crash between marking and deleting is finished there too.
+RECHECK: Final = timedelta(days=7)
 
 
 @dataclass(slots=True)
@@ -236,6 +239,20 @@ class Retention(DocumentBytes):
         )
         return _only_removed((row["named"], row["removed_at"]) for row in rows)
 
+    def clock_now(self) -> datetime:
+        return self._clock()
+
+    def recently_removed_paths(self, since: datetime) -> list[str]:
+        """The paths of the documents removed since `since`."""
+        at = time_to_db(since)
+        rows = self._query(
+            "SELECT path FROM documents WHERE removed_at >= ?"
+            " UNION SELECT document_path AS path FROM inbound_faxes"
+            " WHERE removed_at >= ? AND document_path IS NOT NULL",
+            (at, at),
+        )
+        return [row["path"] for row in rows]
+
     def removed_mail(self, paths: Sequence[str]) -> set[str]:
         """Of these .eml paths, those that only jobs whose documents were all removed
         name (a message to several numbers is kept while one of its jobs keeps its)."""
@@ -302,7 +319,7 @@ def purge(
         marked.add(step)
         if len(step.jobs) < batch and len(step.inbound) < batch:
             break
-    files, file_bytes = delete_removed_files(store, spool_root)
+    files, file_bytes = delete_removed_files(store, spool_root, now=now)
     report = PurgeReport(marked=marked, files=files, file_bytes=file_bytes)
     if report.anything:
         log.info(
@@ -317,24 +334,27 @@ def purge(
     return report
 
 
-def delete_removed_files(store: Retention, spool_root: Path) -> tuple[int, int]:
-    """Delete from this host's spool the files of documents marked removed: (how many,
-    their bytes). Files no row names are left alone."""
-    if not spool_root.is_dir():
-        return 0, 0
-    root = spool_root.resolve()
+def delete_removed_files(
+    store: Retention, spool_root: Path, *, now: datetime | None = None
+) -> tuple[int, int]:
+    """Delete from this host the files of documents marked removed: (how many, their
+    bytes). Looked for in the spool and its folders (a hot folder's claims), and, for rows
+    removed within RECHECK, wherever their paths say (a shared hot folder's claims folder).
+    Files no row names, and files an unremoved row names too, are left alone."""
     own: list[Path] = []
     copies: dict[str, list[Path]] = {}
     mail: list[Path] = []
-    for path in root.iterdir():
-        if path.name.startswith(".") or not path.is_file():
-            continue
+    for path in _spool_files(spool_root):
         if path.name.startswith(CACHED_PREFIX):
-            copies.setdefault(path.name.removeprefix(CACHED_PREFIX).split(".")[0], []).append(path)
+            digest = path.name.removeprefix(CACHED_PREFIX).split(".")[0]
+            copies.setdefault(digest, []).append(path)
         elif path.suffix == ".eml":
             mail.append(path)
         else:
             own.append(path)
+    since = (store.clock_now() if now is None else now) - RECHECK
+    seen = {str(p) for p in own}
+    own += [Path(p) for p in store.recently_removed_paths(since) if p not in seen]
     doomed: list[Path] = []
     for chunk in _chunks([str(p) for p in own]):
         doomed += [Path(p) for p in store.removed_paths(chunk)]
@@ -343,15 +363,30 @@ def delete_removed_files(store: Retention, spool_root: Path) -> tuple[int, int]:
     for chunk in _chunks([str(p) for p in mail]):
         doomed += [Path(p) for p in store.removed_mail(chunk)]
     count = size = 0
+    folders: set[Path] = set()
     for path in doomed:
         with contextlib.suppress(FileNotFoundError):
             length = path.stat().st_size
             path.unlink()
             count += 1
             size += length
-    if count:
-        fsync_dir(root)
+            folders.add(path.parent)
+    for folder in folders:
+        with contextlib.suppress(OSError):  # deleted all the same; only its flush failed
+            fsync_dir(folder)
     return count, size
+
+
+def _spool_files(spool_root: Path) -> Iterator[Path]:
+    """The spool's files and its folders' (one level down), hidden ones left out."""
+    if not spool_root.is_dir():
+        return
+    root = spool_root.resolve()
+    folders = [root, *(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]
+    for folder in folders:
+        for path in folder.iterdir():
+            if not path.name.startswith(".") and path.is_file():
+                yield path
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -4,6 +4,7 @@ finishes what a crash left, and several instances share it."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -367,3 +368,42 @@ def test_a_job_whose_documents_were_removed_is_never_queued_again(
     # A job whose documents stay is queued again as before.
     kept = finished_job(store, spool, clock, S.FAILED)
     assert store.transition(kept.id, S.QUEUED, detail="again").state is S.QUEUED
+
+
+def test_files_in_the_spools_folders_and_outside_it_go_too(
+    store: Store, spool: Spool, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A hot folder's claims are in spool/folder/, a shared hot folder's in a claims folder
+    of its own: their documents go as the spool's do."""
+    claimed = spool.root / "folder" / "drop-1.pdf"
+    shared = tmp_path / "shared-claims" / "drop-2.pdf"
+    jobs = []
+    for path in (claimed, shared):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pdf())
+        file = SpooledFile(path, path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+        [job] = store.create_jobs(
+            [new_job(documents=[NewDocument("d.pdf", file, "application/pdf")])]
+        )
+        for state in (S.SUBMITTING, S.SUBMITTED, S.SENT):
+            store.transition(job.id, state, detail=state.value)
+        jobs.append(job)
+    record = spool.root / "folder" / "drop-1.claim.json"
+    record.write_text("{}")
+    clock.advance(days=91)
+    store.mark_documents_removed(KEEP)  # then a crash: the next pass deletes the files
+    assert claimed.exists()
+    assert shared.exists()
+    report = purge(store, spool.root, KEEP)
+    assert report.files == 2
+    assert not claimed.exists()
+    assert not shared.exists()
+    assert record.exists()  # no row names it
+
+    # Past RECHECK, a file outside the spool is no longer looked for; the spool's still are.
+    shared.write_bytes(b"put back")
+    claimed.write_bytes(b"put back")
+    clock.advance(days=8)
+    purge(store, spool.root, KEEP)
+    assert shared.exists()
+    assert not claimed.exists()
