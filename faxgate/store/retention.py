@@ -3,10 +3,12 @@ the pass that removes their files ([retention] documents; the rule: domain/reten
 
 A pass runs in two steps. First, in one transaction per batch, the due documents' rows
 are marked removed (`removed_at`) and, on PostgreSQL, the bytes no unremoved row names
-any more are deleted. Only then, each instance looks through its own spool and deletes
-the files that rows marked removed name and no unremoved row does: its own files, the
-copies (`db-<sha256>`) it wrote from the database, a mailed job's .eml. A crash between
-the two leaves files whose rows say removed: the next pass deletes them. A row is never
+any more are deleted (under an advisory lock that writes naming kept bytes take shared).
+Only then, each instance looks through its own spool (and its folders) and deletes the
+files that rows marked removed name and no unremoved row does: its own files, the copies
+(`db-<sha256>`) it wrote from the database, a mailed job's .eml; and the files of rows
+removed within RECHECK wherever they are. A crash between the two leaves files whose
+rows say removed: the next pass deletes them. A row is never
 left pointing at nothing without saying so, and a file no row names (a message being
 taken in) is never touched.
 """
@@ -98,11 +100,10 @@ class Retention(DocumentBytes):
         if keep is None:
             return Due()
         moment = self._clock() if now is None else now
-        due = Due()
-        jobs = self._due_jobs(self._backend_conn_reader(), moment, keep, limit, lock="")
-        faxes = self._due_inbound(self._backend_conn_reader(), moment, keep, limit, lock="")
-        due.add(self._sized(self._backend_conn_reader(), jobs, faxes))
-        return due
+        reads = _Reads(self)
+        jobs = self._due_jobs(reads, moment, keep, limit, lock="")
+        faxes = self._due_inbound(reads, moment, keep, limit, lock="")
+        return self._sized(reads, jobs, faxes)
 
     def mark_documents_removed(
         self, keep: timedelta | None, *, now: datetime | None = None, limit: int = BATCH
@@ -136,9 +137,6 @@ class Retention(DocumentBytes):
             if due.digests and self.keeps_document_bytes:
                 self._delete_unnamed_bytes(conn, sorted(due.digests))
         return due
-
-    def _backend_conn_reader(self) -> _Reader:
-        return _Reader(self)
 
     def _due_jobs(
         self, conn: Connection, now: datetime, keep: timedelta, limit: int, *, lock: str
@@ -271,8 +269,8 @@ class Retention(DocumentBytes):
         )
 
 
-class _Reader:
-    """A read-only connection's shape over the store's reads (for a dry run)."""
+class _Reads:
+    """The store's reads in a connection's shape: a dry run asks what a pass would."""
 
     def __init__(self, db: DocumentBytes) -> None:
         self._db = db
