@@ -3,12 +3,14 @@ every [retention] interval; the jobs and their reports stay."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from faxgate import metrics
 from faxgate.app import started
+from faxgate.clock import utc_now
 from faxgate.domain.jobs import JobState
 from tests.conftest import wait_for
 from tests.daemon import fast_settings, queue, reports_delivered, settled
@@ -47,7 +49,6 @@ async def test_the_daemon_removes_documents_on_its_interval(
         await reports_delivered(daemon, [job])
         files = [d.path for d in daemon.store.documents(job.id)]
         assert len(files) == 2
-        passes = purger.passes
 
         def removed() -> bool:
             documents = daemon.store.documents(job.id)
@@ -57,7 +58,13 @@ async def test_the_daemon_removes_documents_on_its_interval(
 
         await wait_for(removed, timeout=20, what="the documents removed by the daemon")
 
-        # More than one pass: it ran again on its interval, not only at start.
+        def counted() -> bool:
+            return removed_count() - before == 2
+
+        await wait_for(counted, what="the two documents counted")
+        passes = purger.passes
+
+        # More passes on its interval, not only at start; none removes anything again.
         def ran_again() -> bool:
             return purger.passes >= passes + 2
 
@@ -65,3 +72,30 @@ async def test_the_daemon_removes_documents_on_its_interval(
         assert removed_count() - before == 2
         assert daemon.store.get_job(job.id).state is JobState.SENT  # type: ignore[union-attr]
         assert daemon.store.events(job.id)
+
+
+async def test_a_reload_applies_a_new_retention_at_once(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "state")  # 90 days, hourly
+    async with started(settings) as daemon:
+        job = await queue(daemon, "+14155550123")
+        await settled(daemon, [job])
+        await reports_delivered(daemon, [job])
+        files = [d.path for d in daemon.store.documents(job.id)]
+        [done] = await settled(daemon, [job])
+        assert done.finished_at is not None
+        finished_at = done.finished_at
+
+        def older_than_a_second() -> bool:
+            return utc_now() - finished_at > timedelta(seconds=1.5)
+
+        await wait_for(older_than_a_second, what="the fax ended over a second ago")
+        shorter = fast_settings(tmp_path / "state", retention={"documents": "1s", "interval": "1h"})
+        plan = await daemon.reload_from(shorter)
+        assert plan is not None
+        assert "retention.documents" in plan.applied
+
+        def removed() -> bool:
+            return not any(path.exists() for path in files)
+
+        # Within the hour: the reload woke the pass.
+        await wait_for(removed, timeout=20, what="the documents removed after the reload")
