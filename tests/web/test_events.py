@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,6 @@ def event(
 def counted(result: str) -> float:
     labels = {"direction": "event", "result": result}
     return metrics.REGISTRY.get_sample_value("faxgate_callbacks_total", labels) or 0.0
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 @contextlib.asynccontextmanager
