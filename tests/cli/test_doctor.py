@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,10 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from faxgate.cli import main
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import Store
+from tests.cli.running import as_hellofax_account, faxgate
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_LINE,
@@ -36,25 +34,14 @@ PortFactory = Callable[[], int]
 def pointed_at_sandbox(
     sandbox: Sandbox,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    clean_environment: Path,
     unused_tcp_port_factory: PortFactory,
 ) -> Sandbox:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", sandbox.base_url)
     monkeypatch.setenv("FAXGATE_HTTP__LISTEN", f"127.0.0.1:{unused_tcp_port_factory()}")
     monkeypatch.setenv("FAXGATE_SMTP__LISTEN", f"127.0.0.1:{unused_tcp_port_factory()}")
     monkeypatch.setenv("FAXGATE_HTTP__CALLBACK_TOKEN", CALLBACK_TOKEN)
     return sandbox
-
-
-async def faxgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The CLI in a worker thread: it runs its own event loop, the sandbox runs in ours."""
-    code = await asyncio.to_thread(main, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]]]:
@@ -232,10 +219,7 @@ async def test_a_token_it_cannot_read(
 async def test_a_real_account_without_a_public_url(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "hellofax")
-    monkeypatch.setenv("FAXGATE_PROVIDER__ACCOUNT_GUID", SANDBOX_GUID)
-    monkeypatch.setenv("FAXGATE_PROVIDER__USERNAME", SANDBOX_USERNAME)
-    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", SANDBOX_PASSWORD)
+    as_hellofax_account(monkeypatch)
     checks = await exits_1(capsys)
     callbacks = only(checks, "callbacks")
     assert "http.public_url is not set" in callbacks["detail"]
