@@ -20,7 +20,8 @@ waits on them half-way, and loses at once. It is a transaction's lock
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -58,9 +59,9 @@ class TakenElsewhere(Exception):
         self.uids = list(uids)
 
 
-def mailbox_lock(mailbox: str) -> int:
-    """The key of a mailbox's lock: a signed 64-bit number from its name."""
-    digest = hashlib.sha256(b"faxgate imap_taken " + mailbox.encode()).digest()
+def mailbox_lock(mailbox: str, what: str) -> int:
+    """The key of a mailbox's lock for `what` ("take", "move"): a signed 64-bit number."""
+    digest = hashlib.sha256(f"faxgate imap {what} {mailbox}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -118,7 +119,7 @@ class ImapLedger(JobTables):
 
         def record(conn: Connection) -> None:
             if self._dialect.one_at_a_time:  # one batch of this mailbox at a time; see above
-                conn.execute(self._dialect.one_at_a_time, (mailbox_lock(mailbox),))
+                conn.execute(self._dialect.one_at_a_time, (mailbox_lock(mailbox, "take"),))
             lost = [
                 message.uid
                 for message in taken
@@ -143,3 +144,20 @@ class ImapLedger(JobTables):
                 self._announce(conn, "outbox")
 
         return self.create_jobs(jobs, now=now, also=record)
+
+    @contextmanager
+    def imap_moves_in_turn(self, mailbox: str) -> Iterator[None]:
+        """One instance at a time moves messages out of `mailbox` while the block runs
+        (PostgreSQL: a transaction holds the mailbox's lock; SQLite: one instance only).
+
+        Two instances moving the same message at once (one that took it, one that found
+        it taken) could each copy it into the folder: a server's move is a copy and an
+        expunge (COPY, then EXPUNGE; Dovecot's MOVE too, when two sessions move one
+        message at the same moment). In turn, the second finds the message gone from the
+        mailbox (or its copy in the folder) and copies nothing."""
+        if not self._dialect.one_at_a_time:
+            yield
+            return
+        with self._backend.transaction() as conn:  # the pool's; not the store's writer
+            conn.execute(self._dialect.one_at_a_time, (mailbox_lock(mailbox, "move"),))
+            yield

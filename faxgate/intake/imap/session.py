@@ -119,6 +119,11 @@ class ImapSession:
     def can_idle(self) -> bool:
         return "IDLE" in self.imap.capabilities
 
+    @property
+    def can_move(self) -> bool:
+        """MOVE (RFC 6851), else COPY and EXPUNGE."""
+        return "MOVE" in self.imap.capabilities
+
     # -- folders
 
     def open(self, mailbox: str, folders: Sequence[str]) -> tuple[int, list[str]]:
@@ -224,7 +229,7 @@ class ImapSession:
         if not uids:
             return
         imap = self.imap
-        command = "MOVE" if "MOVE" in imap.capabilities else "COPY"
+        command = "MOVE" if self.can_move else "COPY"
         status, data = imap.uid(command, _set(uids), quoted(folder))
         if status != "OK":
             left = self._still_here(uids)

@@ -18,6 +18,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Final
 
 from faxgate.domain.jobs import Job
@@ -179,9 +180,15 @@ class ImapIntake:
                 any(done.replied for _, done in taken),
             )
             self.before_move()
-            for outcome, folder in folders.items():
-                session.move([uid for uid, done in taken if done.outcome is outcome], folder)
+            with self._moving():
+                for outcome, folder in folders.items():
+                    session.move([uid for uid, done in taken if done.outcome is outcome], folder)
         return len(uids)
+
+    def _moving(self) -> AbstractContextManager[object]:
+        """Moves of this mailbox's messages in turn with other instances' (see
+        Store.imap_moves_in_turn)."""
+        return self.taker.store.imap_moves_in_turn(self.settings.mailbox)
 
     def _finish_moves(
         self,
@@ -201,11 +208,12 @@ class ImapIntake:
             mine = {uid: found for uid, (done, found) in earlier.items() if done is outcome}
             if not mine:
                 continue
-            copied = session.holding(folder, {m for m in mine.values() if m})
-            if session.open(mailbox, [])[0] != uidvalidity:
-                raise ImapError(f"the mailbox {mailbox} was renumbered meanwhile")
-            session.delete([uid for uid, found in mine.items() if found in copied])
-            session.move([uid for uid, found in mine.items() if found not in copied], folder)
+            with self._moving():
+                copied = session.holding(folder, {m for m in mine.values() if m})
+                if session.open(mailbox, [])[0] != uidvalidity:
+                    raise ImapError(f"the mailbox {mailbox} was renumbered meanwhile")
+                session.delete([uid for uid, found in mine.items() if found in copied])
+                session.move([uid for uid, found in mine.items() if found not in copied], folder)
 
     def _take_batch(
         self, mailbox: str, uidvalidity: int, fetched: Iterable[tuple[int, bytes]]
