@@ -21,9 +21,9 @@ from faxgate.settings import Settings
 from faxgate.store import Store
 from faxgate.store.spool import Spool
 from tests.conftest import wait_for
-from tests.intake.imap.conftest import imap_settings
+from tests.intake.imap.conftest import imap_daemon, imap_settings
 from tests.intake.imap.dovecot import Dovecot
-from tests.intake.smtp.testing import SENDER, fax_mail
+from tests.intake.smtp.testing import SENDER, fax_mail, replies
 from tests.postgres import postgres_server, postgres_url, rows
 
 __all__ = ["postgres_server", "postgres_url"]
@@ -167,6 +167,21 @@ async def test_two_instances_on_one_mailbox_take_each_message_once(
     assert Counter(path.suffix for path in spooled) == {".eml": len(faxed), ".pdf": len(faxed)}
     # Losing is no failure: nothing was logged as one.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_daemon_on_postgresql_watches_the_mailbox(
+    tmp_path: Path, dovecot: Dovecot, postgres_url: str
+) -> None:
+    """faxgate run with [imap] and store.url starts (it was refused once) and takes mail."""
+    dovecot.append(fax_mail("14155550123", message_id="<daemon@example.com>"))
+    dovecot.append(fax_mail("bob@company.example", subject="Lunch?", message_id="<no@x>"))
+    sections = {"store": {"url": postgres_url}}
+    async with imap_daemon(tmp_path / "state", dovecot, sections) as daemon:
+        await wait_for(lambda: settled(dovecot, 1, 1), what="both moves")
+        [reply] = await wait_for(lambda: replies(daemon), what="the reply to the refusal")
+        [job] = daemon.store.recent_jobs(10)
+    assert job.intake_ref["message_id"] == "<daemon@example.com>"
+    assert reply["In-Reply-To"] == "<no@x>"
 
 
 def first_commit_meets(
