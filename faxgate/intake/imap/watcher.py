@@ -180,6 +180,8 @@ class ImapIntake:
                 any(done.replied for _, done in taken),
             )
             self.before_move()
+            if not taken:
+                continue  # lost to another instance whole: the next pass moves it
             with self._moving():
                 for outcome, folder in folders.items():
                     session.move([uid for uid, done in taken if done.outcome is outcome], folder)

@@ -178,10 +178,15 @@ async def test_a_daemon_on_postgresql_watches_the_mailbox(
     sections = {"store": {"url": postgres_url}}
     async with imap_daemon(tmp_path / "state", dovecot, sections) as daemon:
         await wait_for(lambda: settled(dovecot, 1, 1), what="both moves")
-        [reply] = await wait_for(lambda: replies(daemon), what="the reply to the refusal")
+
+        def refusal_replies() -> list[object]:
+            # The fax's own report may come too, in reply to the other message.
+            return [mail for mail in replies(daemon) if mail["In-Reply-To"] == "<no@x>"]
+
+        await wait_for(refusal_replies, what="the reply to the refusal")
         [job] = daemon.store.recent_jobs(10)
     assert job.intake_ref["message_id"] == "<daemon@example.com>"
-    assert reply["In-Reply-To"] == "<no@x>"
+    assert len(refusal_replies()) == 1
 
 
 def first_commit_meets(
