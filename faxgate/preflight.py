@@ -67,7 +67,7 @@ def preflight(settings: Settings) -> list[str]:
     for path, what in _state_folders(settings):
         _usable_dir(found, path, what)
     if settings.store.url:
-        found += filter(None, [not_shared_yet(settings), postgres_store_problem(settings)])
+        found += filter(None, [postgres_store_problem(settings)])
     else:
         found += filter(None, [store_problem(settings.database_path)])
     _check_folders(found, settings)
@@ -212,19 +212,6 @@ def another_faxgate(state_dir: Path) -> str | None:
         return f"another faxgate is already running with the state directory {state_dir}"
     finally:
         os.close(fd)  # the lock, if taken, goes with it
-    return None
-
-
-def not_shared_yet(settings: Settings) -> str | None:
-    """A part that cannot yet share a PostgreSQL store with other instances."""
-    if settings.imap.enabled:
-        # Its ledger of messages taken is an SQLite file beside the store: two instances
-        # would each keep their own and take every message twice.
-        return (
-            "imap.enabled is on and store.url names a PostgreSQL store, but the IMAP intake"
-            " keeps its ledger in the SQLite file of one instance and cannot yet be shared"
-            " (docs/postgresql.md): turn imap.enabled off, or leave store.url empty"
-        )
     return None
 
 

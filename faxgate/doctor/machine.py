@@ -112,8 +112,7 @@ def _store(settings: Settings) -> Finding:
 
 
 def _postgres_store(settings: Settings) -> Finding:
-    """A PostgreSQL store: the database answers, and its schema is one this faxgate knows;
-    and nothing beside it that cannot yet be shared."""
+    """A PostgreSQL store: the database answers, and its schema is one this faxgate knows."""
     where = settings.store.url
     problem = preflight.postgres_store_problem(settings)
     if problem is not None:
@@ -125,11 +124,6 @@ def _postgres_store(settings: Settings) -> Finding:
                 " FAXGATE_STORE__PASSWORD or the credential store.password (docs/postgresql.md)"
             )
         return Finding("store", PROBLEM, problem, fix)
-    not_shared = preflight.not_shared_yet(settings)
-    if not_shared is not None:
-        return Finding(
-            "store", PROBLEM, not_shared, "turn imap.enabled off, or leave store.url empty"
-        )
     return Finding(
         "store", OK, f"the PostgreSQL store {where} answers, with a schema this faxgate knows"
     )

@@ -3,6 +3,7 @@ place a job, its events, the outbox and the inbound faxes are kept; documents on
 the spool beside it."""
 
 from faxgate.store.facade import Store
+from faxgate.store.imap_taken import TakenElsewhere, TakenMessage
 from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_version
 from faxgate.store.sharing import Holder, Member, Share, gone_after, new_owner
 from faxgate.store.values import (
@@ -35,6 +36,8 @@ __all__ = [
     "StaleState",
     "Store",
     "StoreError",
+    "TakenElsewhere",
+    "TakenMessage",
     "UnmatchedReport",
     "apply_migrations",
     "gone_after",

@@ -1,8 +1,8 @@
 """The store's one face: every table family over one SQLite file or PostgreSQL database.
 
 Callers see one `Store`; its SQL is split by table family (jobs.py and job_reads.py, the
-jobs' leases in claims.py, outbox.py, unmatched.py, inbound.py) over the connections and
-group commits of db.py.
+jobs' leases in claims.py, outbox.py, unmatched.py, inbound.py, the IMAP intake's ledger in
+imap_taken.py) over the connections and group commits of db.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Self
 from faxgate.clock import utc_now
 from faxgate.store.claims import JobClaims
 from faxgate.store.document_bytes import DocumentBytes
+from faxgate.store.imap_taken import ImapLedger
 from faxgate.store.inbound import InboundFaxes
 from faxgate.store.job_reads import JobReads
 from faxgate.store.jobs import JobTables
@@ -26,6 +27,7 @@ from faxgate.store.views import StatusViews
 
 
 class Store(
+    ImapLedger,
     JobTables,
     JobReads,
     JobClaims,
@@ -37,8 +39,8 @@ class Store(
     DocumentBytes,
     StatusViews,
 ):
-    """Jobs and events, the outbox, unmatched reports and inbound faxes in one database,
-    and the status pages' views of them."""
+    """Jobs and events, the outbox, unmatched reports, inbound faxes and the messages
+    taken from a mailbox in one database, and the status pages' views of them."""
 
     @classmethod
     def open_configured(

@@ -56,11 +56,12 @@ class JobTables(DocumentBytes):
         new_jobs: Sequence[NewJob],
         *,
         now: datetime | None = None,
-        also: Callable[[Any], object] | None = None,
+        also: Callable[[Connection], object] | None = None,
     ) -> list[Job]:
         """Create all the jobs or none; each starts queued, with a "queued" event. `also`
-        writes what an intake records with them, in the same transaction (its connection
-        takes sqlite3's calls and `?` placeholders on either backend)."""
+        writes what an intake records with them, first in the same transaction (its
+        connection takes sqlite3's calls and `?` placeholders on either backend); what it
+        raises undoes all."""
         at = self._now(now)
         created_at = time_from_db(at)
         created: list[Job] = []
@@ -70,6 +71,8 @@ class JobTables(DocumentBytes):
             (spooled.path, spooled.sha256) for docs in documents for _, spooled, _ in docs
         )
         with self._write() as conn:
+            if also is not None:
+                also(conn)
             self._keep_bytes(conn, at, contents)
             for new, docs in zip(new_jobs, documents, strict=True):
                 job_id = self._insert_job(conn, new, at, created_at)
@@ -91,8 +94,6 @@ class JobTables(DocumentBytes):
                 created.append(self._read_job(conn, job_id))
             if created:
                 self._announce(conn, "jobs")
-            if also is not None:
-                also(conn)
         return created
 
     def _insert_job(self, conn: Connection, new: NewJob, at: str, now: datetime) -> str:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 
-from faxgate.cli import main
 from faxgate.hellofax.sandbox import Sandbox
+from tests.cli.running import as_hellofax_account, faxgate
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_PASSWORD,
@@ -23,21 +21,10 @@ from tests.conftest import (
 
 @pytest.fixture(autouse=True)
 def pointed_at_sandbox(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, clean_environment: Path
 ) -> Sandbox:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", sandbox.base_url)
     return sandbox
-
-
-async def faxgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI in a worker thread: it runs its own event loop, the sandbox runs in ours."""
-    code = await asyncio.to_thread(main, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def test_account_shows_and_sets_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,10 +128,7 @@ async def test_register_callbacks_points_the_account_at_this_faxgate(
 async def test_register_callbacks_needs_a_public_url_for_hellofax(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "hellofax")
-    monkeypatch.setenv("FAXGATE_PROVIDER__ACCOUNT_GUID", SANDBOX_GUID)
-    monkeypatch.setenv("FAXGATE_PROVIDER__USERNAME", SANDBOX_USERNAME)
-    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", SANDBOX_PASSWORD)
+    as_hellofax_account(monkeypatch)
     code, _, err = await faxgate(capsys, "account", "--register-callbacks")
     assert code == 1
     assert "http.public_url" in err

@@ -3,41 +3,28 @@ the description's fixtures: the same commands as on v1, and v3's own."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from faxgate.cli import main
+from tests.cli.running import faxgate
 from tests.conftest import pdf_document
 from tests.dropbox_fax.sources import fixture_case
 from tests.dropbox_fax.test_client import FAX_ID, Answer, FakeV3, answer
 
 
 @pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[FakeV3]:
+async def server(monkeypatch: pytest.MonkeyPatch, clean_environment: Path) -> AsyncIterator[FakeV3]:
     fake = FakeV3()
     await fake.start()
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "dropbox_fax")
     monkeypatch.setenv("FAXGATE_PROVIDER__API_KEY", "cli-test-api-key-0123")
     monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", fake.base_url)
     yield fake
     await fake.stop()
-
-
-async def faxgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI in a worker thread: it runs its own event loop, the server runs in ours."""
-    code = await asyncio.to_thread(main, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def test_transmissions_list_and_one(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,10 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from faxgate.cli import main
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
 from faxgate.store import Store
+from tests.cli.running import as_hellofax_account, faxgate
 from tests.conftest import (
     SANDBOX_GUID,
     SANDBOX_LINE,
@@ -36,25 +34,14 @@ PortFactory = Callable[[], int]
 def pointed_at_sandbox(
     sandbox: Sandbox,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    clean_environment: Path,
     unused_tcp_port_factory: PortFactory,
 ) -> Sandbox:
-    for name in list(os.environ):
-        if name.startswith("FAXGATE_") or name == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", sandbox.base_url)
     monkeypatch.setenv("FAXGATE_HTTP__LISTEN", f"127.0.0.1:{unused_tcp_port_factory()}")
     monkeypatch.setenv("FAXGATE_SMTP__LISTEN", f"127.0.0.1:{unused_tcp_port_factory()}")
     monkeypatch.setenv("FAXGATE_HTTP__CALLBACK_TOKEN", CALLBACK_TOKEN)
     return sandbox
-
-
-async def faxgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The CLI in a worker thread: it runs its own event loop, the sandbox runs in ours."""
-    code = await asyncio.to_thread(main, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]]]:
@@ -79,6 +66,19 @@ def problems(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = [check for check in checks if check["state"] == "problem"]
     assert all(check["fix"] for check in found), found  # every problem has its fix
     return found
+
+
+async def exits_1(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The checks of a doctor run that found a problem and said so with exit code 1."""
+    code, checks = await doctor(capsys)
+    assert code == 1
+    return checks
+
+
+async def the_problem(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """The one problem a doctor run found (exit code 1)."""
+    (problem,) = problems(await exits_1(capsys))
+    return problem
 
 
 @pytest.fixture
@@ -151,9 +151,7 @@ async def test_an_unknown_account_points_at_the_guid(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAXGATE_PROVIDER__ACCOUNT_GUID", "0" * 40)
-    code, checks = await doctor(capsys)
-    assert code == 1
-    (problem,) = problems(checks)
+    problem = await the_problem(capsys)
     assert "no such account" in problem["detail"]
     assert "provider.account_guid" in problem["fix"]
 
@@ -164,9 +162,7 @@ async def test_a_provider_out_of_reach(
     unused_tcp_port: int,
 ) -> None:
     monkeypatch.setenv("FAXGATE_PROVIDER__BASE_URL", f"http://127.0.0.1:{unused_tcp_port}/v1")
-    code, checks = await doctor(capsys)
-    assert code == 1
-    (problem,) = problems(checks)
+    problem = await the_problem(capsys)
     assert problem["check"] == "provider"
     assert "could not reach" in problem["detail"]
     assert "network" in problem["fix"]
@@ -175,9 +171,7 @@ async def test_a_provider_out_of_reach(
 async def test_callback_urls_elsewhere_are_shown_without_the_secret(
     capsys: pytest.CaptureFixture[str], provider: Callable[[], HelloFaxClient]
 ) -> None:
-    code, checks = await doctor(capsys)
-    assert code == 1
-    (problem,) = problems(checks)
+    problem = await the_problem(capsys)
     assert problem["check"] == "callbacks"
     assert (
         "inbound faxes go nowhere (no URL set), but this faxgate expects http://127.0.0.1:"
@@ -206,8 +200,7 @@ async def test_without_a_token_yet_the_doctor_makes_none(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("FAXGATE_HTTP__CALLBACK_TOKEN")
-    code, checks = await doctor(capsys)
-    assert code == 1
+    checks = await exits_1(capsys)
     assert "no callback token yet" in only(checks, "callbacks")["detail"]
     assert not (tmp_path / "var" / "callback-token").exists()
 
@@ -217,8 +210,7 @@ async def test_a_token_it_cannot_read(
 ) -> None:
     monkeypatch.delenv("FAXGATE_HTTP__CALLBACK_TOKEN")
     (tmp_path / "var" / "callback-token").mkdir(parents=True)  # unreadable as a file
-    code, checks = await doctor(capsys)
-    assert code == 1
+    checks = await exits_1(capsys)
     callbacks = only(checks, "callbacks")
     assert "cannot read the callback token" in callbacks["detail"]
     assert "the user faxgate runs as" in callbacks["fix"]
@@ -227,12 +219,8 @@ async def test_a_token_it_cannot_read(
 async def test_a_real_account_without_a_public_url(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAXGATE_PROVIDER__KIND", "hellofax")
-    monkeypatch.setenv("FAXGATE_PROVIDER__ACCOUNT_GUID", SANDBOX_GUID)
-    monkeypatch.setenv("FAXGATE_PROVIDER__USERNAME", SANDBOX_USERNAME)
-    monkeypatch.setenv("FAXGATE_PROVIDER__PASSWORD", SANDBOX_PASSWORD)
-    code, checks = await doctor(capsys)
-    assert code == 1
+    as_hellofax_account(monkeypatch)
+    checks = await exits_1(capsys)
     callbacks = only(checks, "callbacks")
     assert "http.public_url is not set" in callbacks["detail"]
     assert "set http.public_url" in callbacks["fix"]
@@ -245,8 +233,7 @@ async def test_a_public_url_that_does_not_reach_faxgate(
     unused_tcp_port: int,
 ) -> None:
     monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", f"http://127.0.0.1:{unused_tcp_port}")
-    code, checks = await doctor(capsys)
-    assert code == 1
+    checks = await exits_1(capsys)
     public = only(checks, "public URL")
     assert public["state"] == "problem"
     assert f"http://127.0.0.1:{unused_tcp_port}/healthz does not answer" in public["detail"]
@@ -256,10 +243,9 @@ async def test_a_public_url_that_does_not_reach_faxgate(
     await other.start()
     try:
         monkeypatch.setenv("FAXGATE_HTTP__PUBLIC_URL", other.url("").rstrip("/"))
-        code, checks = await doctor(capsys)
+        checks = await exits_1(capsys)
     finally:
         await other.stop()
-    assert code == 1
     public = only(checks, "public URL")
     assert public["state"] == "problem"
     assert "answers 405, not faxgate" in public["detail"]
@@ -272,16 +258,14 @@ async def test_no_fax_line_and_a_line_not_on_the_account(
 ) -> None:
     await faxgate(capsys, "account", "--register-callbacks")
     monkeypatch.setenv("FAXGATE_SMTP__DEFAULT_LINE", "14155550199")
-    code, checks = await doctor(capsys)
-    assert code == 1
-    (problem,) = problems(checks)
+    problem = await the_problem(capsys)
     assert "smtp.default_line is +1 415-555-0199" in problem["detail"]
     assert "+1 415-555-0100" in problem["fix"]
 
     monkeypatch.delenv("FAXGATE_SMTP__DEFAULT_LINE")
     async with provider() as client:
         await client.delete_fax_line(SANDBOX_LINE)
-    code, checks = await doctor(capsys)
+    _, checks = await doctor(capsys)
     (problem,) = problems(checks)
     assert "the account has no fax line" in problem["detail"]
     assert "faxgate lines buy AREA_CODE" in problem["fix"]
@@ -301,9 +285,7 @@ async def test_a_port_held_by_another_program(
 ) -> None:
     await faxgate(capsys, "account", "--register-callbacks")
     monkeypatch.setenv("FAXGATE_SMTP__LISTEN", f"127.0.0.1:{listening}")
-    code, checks = await doctor(capsys)
-    assert code == 1
-    (problem,) = problems(checks)
+    problem = await the_problem(capsys)
     assert problem["check"] == "port"
     assert f"the SMTP listener cannot listen on 127.0.0.1:{listening}" in problem["detail"]
     assert f"sport = :{listening}" in problem["fix"]
@@ -318,8 +300,7 @@ async def test_folders_it_cannot_use(
     monkeypatch.setenv("FAXGATE_FOLDERS", json.dumps([{"path": str(missing)}]))
     (tmp_path / "state-file").write_text("a file where the inbound folder should be")
     monkeypatch.setenv("FAXGATE_INBOUND__DEFAULT_FOLDER", str(tmp_path / "state-file"))
-    code, checks = await doctor(capsys)
-    assert code == 1
+    checks = await exits_1(capsys)
     found = problems(checks)
     assert [p["check"] for p in found] == ["folders", "folders"]
     assert f"the hot folder {missing} does not exist" in found[0]["detail"]

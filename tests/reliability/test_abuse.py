@@ -38,7 +38,6 @@ import pytest
 from faxgate import metrics
 from faxgate.app import Daemon, started
 from faxgate.domain.jobs import JobState
-from faxgate.domain.passwords import hash_password
 from faxgate.hellofax.sandbox import FaultSettings
 from faxgate.intake.smtp.auth import FREE_FAILURES, MAX_DELAY, AuthLimiter
 from faxgate.settings import FolderSettings
@@ -46,10 +45,12 @@ from tests.conftest import pdf_document, wait_for
 from tests.daemon import CALLBACK_TOKEN, fast_settings, queue, settled
 from tests.intake.smtp.testing import (
     FAX_DOMAIN,
+    PASSWORD,
     SENDER,
     RawSmtp,
     Reply,
     Tls,
+    alice_over_tls,
     fax_mail,
     smtp_client,
     smtp_daemon,
@@ -58,9 +59,6 @@ from tests.intake.smtp.testing import (
 )
 
 __all__ = ["tls"]  # the fixture
-
-PASSWORD = "correct horse battery staple"
-CHEAP = {"n": 2**10, "r": 8, "p": 1}
 
 
 def refused(reason: str) -> float:
@@ -211,9 +209,7 @@ class Clock:
 async def auth_daemon(tmp_path: Path, tls: Tls) -> AsyncIterator[Daemon]:
     async with smtp_daemon(
         tmp_path / "state",
-        tls_cert=str(tls.cert),
-        tls_key=str(tls.key),
-        users={"alice": hash_password(PASSWORD, **CHEAP)},
+        **alice_over_tls(tls),
         auth_failure_delay=0.5,
         auth_max_failures=8,
         auth_failure_window="15m",
@@ -350,9 +346,7 @@ async def test_a_logged_in_user_has_one_daily_limit_whatever_sender_they_give(
 ) -> None:
     async with smtp_daemon(
         tmp_path / "state",
-        tls_cert=str(tls.cert),
-        tls_key=str(tls.key),
-        users={"alice": hash_password(PASSWORD, **CHEAP)},
+        **alice_over_tls(tls),
         daily_limit=2,
     ) as daemon:
         client = await tls_client(smtp_port(daemon), tls)

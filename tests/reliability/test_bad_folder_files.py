@@ -280,6 +280,17 @@ def cycle_failed(caplog: pytest.LogCaptureFixture) -> bool:
     return any("hot folder cycle failed" in record.getMessage() for record in caplog.records)
 
 
+async def good_file_faxed(daemon: Daemon, caplog: pytest.LogCaptureFixture, number: str) -> None:
+    """Wait until the batch is handled (the good file to `number` queued, or the cycle
+    failed), then check that the good file was queued."""
+
+    def handled() -> bool:
+        return number in numbers_faxed(daemon) or cycle_failed(caplog)
+
+    await wait_for(handled, what="the batch handled")
+    assert number in numbers_faxed(daemon)
+
+
 async def test_a_refused_long_name_does_not_hold_up_the_batch(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -292,12 +303,7 @@ async def test_a_refused_long_name_does_not_hold_up_the_batch(
     (outbox / "14155550171_good.pdf").write_bytes(PDF)
     with caplog.at_level(logging.ERROR, logger="faxgate.hotfolder"):
         async with watching(tmp_path) as daemon:
-
-            def good_queued_or_cycle_failed() -> bool:
-                return "+14155550171" in numbers_faxed(daemon) or cycle_failed(caplog)
-
-            await wait_for(good_queued_or_cycle_failed, what="the batch handled")
-            assert "+14155550171" in numbers_faxed(daemon)
+            await good_file_faxed(daemon, caplog, "+14155550171")
 
             def refusal() -> str | None:
                 found = list((outbox / "failed").glob("12345_*.reason.txt"))
@@ -336,12 +342,7 @@ async def test_a_name_that_is_not_utf8_does_not_hold_up_the_batch(
     (outbox / "14155550174_good.pdf").write_bytes(PDF)
     with caplog.at_level(logging.ERROR, logger="faxgate.hotfolder"):
         async with watching(tmp_path) as daemon:
-
-            def handled() -> bool:
-                return "+14155550174" in numbers_faxed(daemon) or cycle_failed(caplog)
-
-            await wait_for(handled, what="the batch handled")
-            assert "+14155550174" in numbers_faxed(daemon)
+            await good_file_faxed(daemon, caplog, "+14155550174")
 
 
 def submissions(result: str) -> float:

@@ -10,10 +10,12 @@ fail and say so. Every mount is undone at teardown, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,39 @@ async def send_mail(daemon: Daemon, number: str) -> tuple[int, str]:
     return reply.code, reply.status
 
 
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Daemon]:
+    """The daemon started, its sent faxes confirmed by callbacks (not presumed)."""
+    async with started(settings) as daemon:
+        await callbacks_here(daemon)
+        yield daemon
+
+
+def database_alone(mounts: Mounts, tmp_path: Path) -> tuple[Path, Path]:
+    """tmp_path/state, whose database (and its WAL) is alone on a small disk of its own,
+    through a symlink SQLite follows; and that disk."""
+    disk = mounts.tmpfs(tmp_path / "db", "8m")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "faxgate.sqlite3").symlink_to(disk / "faxgate.sqlite3")
+    return state, disk
+
+
+async def answered_451(daemon: Daemon, number: str) -> None:
+    """Mail to `number` is refused for now (451 4.3.x): the sender keeps it and tries again."""
+    code, status = await send_mail(daemon, number)
+    assert (code, status[:4]) == (451, "4.3."), status
+
+
+async def why_not_taken(caplog: pytest.LogCaptureFixture, name: str, taken: str = "taken") -> str:
+    """The log line that says why the file `name` was not taken (or queued)."""
+    why: str = await wait_for(
+        lambda: logged(caplog, "files not taken", name),
+        what=f"a log line saying why the file was not {taken}",
+    )
+    return why
+
+
 # ---------------------------------------------------------------------------- the tests
 
 
@@ -122,14 +157,12 @@ async def test_a_full_spool_answers_451_and_takes_the_mail_once_there_is_room(
     tmp_path: Path, sandbox: Sandbox, mounts: Mounts, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = mounts.tmpfs(tmp_path / "disk", "4m")
-    async with started(settings_for(disk / "state", sandbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(disk / "state", sandbox)) as daemon:
         spool = daemon.settings.spool_dir
         before = listing(spool)
         filler = fill(disk)
 
-        code, status = await send_mail(daemon, "14155550300")
-        assert (code, status[:4]) == (451, "4.3."), status
+        await answered_451(daemon, "14155550300")
         assert listing(spool) == before, "nothing half-stored: no document, no temporary file"
         assert jobs_of(daemon) == []
         assert logged(caplog, "smtp message not stored", "no space is left on the disk")
@@ -149,17 +182,13 @@ async def test_a_full_disk_leaves_a_dropped_file_in_place_until_there_is_room(
     disk = mounts.tmpfs(tmp_path / "disk", "4m")
     outbox = disk / "outbox"
     outbox.mkdir()
-    async with started(settings_for(disk / "state", sandbox, outbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(disk / "state", sandbox, outbox)) as daemon:
         claims = daemon.settings.spool_dir / "folder"
         staged = stage(disk / "staging", "14155550301_letter.pdf")
         filler = fill(disk)
         dropped = drop(staged, outbox)
 
-        why = await wait_for(
-            lambda: logged(caplog, "files not taken", "14155550301_letter.pdf"),
-            what="a log line saying why the file was not taken",
-        )
+        why = await why_not_taken(caplog, "14155550301_letter.pdf")
         assert "no space is left on the disk" in why
         assert "left in the folder" in why
         assert dropped.exists(), "left where it was dropped"
@@ -177,30 +206,22 @@ async def test_a_full_disk_leaves_a_dropped_file_in_place_until_there_is_room(
 async def test_a_store_that_cannot_grow_answers_451_and_leaves_files_in_place(
     tmp_path: Path, sandbox: Sandbox, mounts: Mounts, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The database (and its WAL) alone on a small disk, through a symlink SQLite follows;
-    # the spool and the hot folder have room.
-    database_disk = mounts.tmpfs(tmp_path / "db", "8m")
-    state, outbox = tmp_path / "state", tmp_path / "outbox"
-    state.mkdir()
+    # The database alone on a small disk; the spool and the hot folder have room.
+    state, database_disk = database_alone(mounts, tmp_path)
+    outbox = tmp_path / "outbox"
     outbox.mkdir()
-    (state / "faxgate.sqlite3").symlink_to(database_disk / "faxgate.sqlite3")
-    async with started(settings_for(state, sandbox, outbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(state, sandbox, outbox)) as daemon:
         spool = daemon.settings.spool_dir
         before = listing(spool)
         filler = fill(database_disk)
 
-        code, status = await send_mail(daemon, "14155550302")
-        assert (code, status[:4]) == (451, "4.3."), status
+        await answered_451(daemon, "14155550302")
         assert listing(spool) == before, "the spooled message and document were removed"
         assert logged(caplog, "smtp message not stored", "database cannot grow")
 
         dropped = drop(stage(tmp_path / "staging", "14155550303_letter.pdf"), outbox)
         inode = dropped.stat().st_ino
-        why = await wait_for(
-            lambda: logged(caplog, "files not taken", "14155550303_letter.pdf"),
-            what="a log line saying why the file was not taken",
-        )
+        why = await why_not_taken(caplog, "14155550303_letter.pdf")
         assert "database cannot grow" in why
         assert "left in the folder" in why
         assert dropped.stat().st_ino == inode, "the very file, put back where it was"
@@ -228,21 +249,14 @@ async def test_a_claim_that_cannot_go_back_is_kept_and_finished_once_there_is_ro
     # The hot folder on a file system of its own: a claimed file is a copy in the spool,
     # which cannot be linked back. It stays claimed (its record kept) and is queued by the
     # recovery once the store has room, still once.
-    database_disk = mounts.tmpfs(tmp_path / "db", "8m")
+    state, database_disk = database_alone(mounts, tmp_path)
     outbox = mounts.tmpfs(tmp_path / "outbox", "4m")
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "faxgate.sqlite3").symlink_to(database_disk / "faxgate.sqlite3")
-    async with started(settings_for(state, sandbox, outbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(state, sandbox, outbox)) as daemon:
         claims = daemon.settings.spool_dir / "folder"
         filler = fill(database_disk)
         dropped = drop(stage(outbox / ".staging", "14155550304_letter.pdf"), outbox)
 
-        why = await wait_for(
-            lambda: logged(caplog, "files not taken", "14155550304_letter.pdf"),
-            what="a log line saying why the file was not queued",
-        )
+        why = await why_not_taken(caplog, "14155550304_letter.pdf", "queued")
         assert "claimed and kept in the spool" in why
         assert not dropped.exists()
         assert [p for p in listing(claims) if p.endswith(".claim.json")], "the record stays"

@@ -14,24 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from faxgate.app import Daemon, started
+from faxgate.app import Daemon
 from faxgate.clock import utc_now
 from faxgate.domain.jobs import Job, JobState, Notification
 from faxgate.hellofax.sandbox import Sandbox, inject_inbound
 from tests.conftest import SANDBOX_LINE, pdf_document, wait_for
-from tests.daemon import callbacks_here, fast_settings, settled
+from tests.daemon import fast_settings, settled
 from tests.intake.folder.test_runner import result
 from tests.reliability.test_disk_full import (
     Mounts,
+    answered_451,
     drop,
     jobs_of,
     listing,
     logged,
     mounts,
+    running,
     send_mail,
     sends_to,
     settings_for,
     stage,
+    why_not_taken,
 )
 
 __all__ = ["mounts"]  # the fixture, shared with test_disk_full
@@ -74,8 +77,7 @@ async def test_results_wait_for_read_only_sent_and_processing_folders(
 ) -> None:
     outbox = tmp_path / "outbox"
     outbox.mkdir()
-    async with started(settings_for(tmp_path / "state", sandbox, outbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(tmp_path / "state", sandbox, outbox)) as daemon:
         claims = daemon.settings.spool_dir / "folder"
         mounts.readonly(outbox / "sent")
         mounts.readonly(outbox / "processing")
@@ -119,16 +121,12 @@ async def test_a_read_only_hot_folder_keeps_its_files_until_writable(
     mounts.bind(shared, outbox)
     failed = mounts.tmpfs(tmp_path / "failed", "4m")
     settings = settings_for(tmp_path / "state", sandbox, outbox, failed_dir=failed)
-    async with started(settings) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings) as daemon:
         mounts.remount(outbox, readonly=True)
         good = drop(stage(tmp_path / "staging", "14155550311_letter.pdf"), shared)
         bad = drop(stage(tmp_path / "staging", "invoice.pdf"), shared)  # no number
 
-        why = await wait_for(
-            lambda: logged(caplog, "files not taken", good.name),
-            what="a log line saying why the file was not taken",
-        )
+        why = await why_not_taken(caplog, good.name)
         assert "read-only" in why
         assert "left in the folder" in why
         await wait_for(lambda: logged(caplog, "file not refused yet", bad.name, "read-only"))
@@ -154,8 +152,7 @@ async def test_a_read_only_failed_folder_keeps_a_refused_file_in_place(
 ) -> None:
     outbox = tmp_path / "outbox"
     outbox.mkdir()
-    async with started(settings_for(tmp_path / "state", sandbox, outbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(tmp_path / "state", sandbox, outbox)) as daemon:
         mounts.readonly(outbox / "failed")
         bad = drop(stage(tmp_path / "staging", "14155550312_letter.exe"), outbox)
 
@@ -177,13 +174,11 @@ async def test_a_read_only_failed_folder_keeps_a_refused_file_in_place(
 async def test_a_read_only_spool_answers_451_until_writable(
     tmp_path: Path, sandbox: Sandbox, mounts: Mounts, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with started(settings_for(tmp_path / "state", sandbox)) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings_for(tmp_path / "state", sandbox)) as daemon:
         spool = daemon.settings.spool_dir
         before = listing(spool)
         mounts.readonly(spool)
-        code, status = await send_mail(daemon, "14155550313")
-        assert (code, status[:4]) == (451, "4.3."), status
+        await answered_451(daemon, "14155550313")
         assert logged(caplog, "smtp message not stored", str(spool), "read-only")
         assert jobs_of(daemon) == []
 
@@ -204,8 +199,7 @@ async def test_an_inbound_fax_waits_for_a_read_only_output_folder(
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     settings = fast_settings(tmp_path / "state", inbound={"default_folder": str(incoming)})
-    async with started(settings) as daemon:
-        await callbacks_here(daemon)  # sent faxes are confirmed, not presumed
+    async with running(settings) as daemon:
         assert daemon.sandbox is not None
         mounts.readonly(incoming)
         document = tmp_path / "in.pdf"

@@ -533,18 +533,24 @@ async def test_another_jobs_earlier_call_is_not_taken_for_the_lost_one(
     assert store.call_owner(busy_guid or "") == busy.id
 
 
+async def gateway_error(sandbox: Sandbox, the_dispatcher: Dispatcher) -> DispatchReport:
+    """One cycle whose sends get a gateway error (504): the request may have reached the
+    provider (here it did not). The sandbox answers as usual again afterwards."""
+    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
+    report = await the_dispatcher.dispatch_once()
+    sandbox.faults = FaultSettings()
+    return report
+
+
 @pytest.mark.parametrize("removal", ["nothing"])  # only then does absence prove anything
 async def test_an_ambiguous_request_the_provider_never_took_waits_out_the_window(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
     (job,) = queue(store, spool, [number(1)])
-    # A gateway error: the request may have reached the provider (here it did not).
-    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
     the_dispatcher = dispatcher(store, client, clock, removes=False)
-    report = await the_dispatcher.dispatch_once()
+    report = await gateway_error(sandbox, the_dispatcher)
     assert (report.ambiguous, report.unresolved) == (1, 1)
     assert state(store, job) is S.SUBMITTING
-    sandbox.faults = FaultSettings()
 
     # Not in the list, but the provider might still record it: not sent again yet.
     clock.advance(timedelta(minutes=1))
@@ -565,10 +571,8 @@ async def test_absence_from_the_list_of_a_provider_that_removes_sent_faxes_is_no
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
     (job,) = queue(store, spool, [number(1)])
-    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
     the_dispatcher = dispatcher(store, client, clock, kept=[])
-    assert (await the_dispatcher.dispatch_once()).unresolved == 1
-    sandbox.faults = FaultSettings()
+    assert (await gateway_error(sandbox, the_dispatcher)).unresolved == 1
 
     # The window closes with nothing listed and no callback kept: it may have been
     # taken, sent and removed meanwhile. Uncertain, and never sent again on a guess.
@@ -584,12 +588,10 @@ async def test_with_callbacks_reaching_faxgate_all_along_absence_is_proof_again(
     sandbox: Sandbox, client: HelloFaxClient, store: Store, spool: Spool, clock: ShiftedClock
 ) -> None:
     (job,) = queue(store, spool, [number(1)])
-    sandbox.faults = FaultSettings(error_rate=1.0, error_statuses=[504], errors_only_for_sends=True)
     # Had the provider taken it, its callback (posted before the fax is removed) would
     # have come to this running faxgate and been kept: none came.
     the_dispatcher = dispatcher(store, client, clock, kept=[], callbacks=True)
-    assert (await the_dispatcher.dispatch_once()).unresolved == 1
-    sandbox.faults = FaultSettings()
+    assert (await gateway_error(sandbox, the_dispatcher)).unresolved == 1
     clock.advance(timedelta(minutes=11))
     late = await the_dispatcher.dispatch_once()
     assert (late.requeued, late.submitted, late.uncertain) == (1, 1, 0)

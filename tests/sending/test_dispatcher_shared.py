@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from faxgate.domain.jobs import Job
 from faxgate.hellofax.client import HelloFaxClient
 from faxgate.hellofax.sandbox import Sandbox
+from faxgate.sending.dispatcher import Dispatcher
 from faxgate.store import Share, Store
 from faxgate.store.spool import Spool
 from tests.conftest import sandbox_client, wait_for
@@ -50,6 +53,25 @@ async def clients(sandbox: Sandbox) -> AsyncIterator[tuple[HelloFaxClient, Hello
         yield one, two
 
 
+def instances(
+    store: Store,
+    clients: tuple[HelloFaxClient, HelloFaxClient],
+    clock: ShiftedClock,
+    **options: Any,
+) -> tuple[Dispatcher, Dispatcher]:
+    """The dispatchers of instances "a" and "b" on the one store, each with its own client."""
+    a = dispatcher(store, clients[0], clock, share=Share("a", LEASE), **options)
+    b = dispatcher(store, clients[1], clock, share=Share("b", LEASE), **options)
+    return a, b
+
+
+def lease_owner(store: Store, job: Job) -> str:
+    """The instance whose lease the job is under (it must have one)."""
+    lease = store.lease(job.id)
+    assert lease is not None
+    return lease.owner
+
+
 async def test_two_instances_share_the_queue_and_send_each_fax_once(
     sandbox: Sandbox,
     clients: tuple[HelloFaxClient, HelloFaxClient],
@@ -58,8 +80,7 @@ async def test_two_instances_share_the_queue_and_send_each_fax_once(
     clock: ShiftedClock,
 ) -> None:
     jobs = queue(store, spool, [number(n) for n in range(20)])
-    a = dispatcher(store, clients[0], clock, share=Share("a", LEASE), max_in_flight=7)
-    b = dispatcher(store, clients[1], clock, share=Share("b", LEASE), max_in_flight=7)
+    a, b = instances(store, clients, clock, max_in_flight=7)
     while any(state(store, job) is S.QUEUED for job in jobs):
         reports = await asyncio.gather(a.dispatch_once(), b.dispatch_once())
         # The provider's limit holds across both: neither took room the other used.
@@ -94,18 +115,14 @@ async def test_a_dead_instances_fax_in_submitting_is_reconciled_by_another_once_
     await b.dispatch_once()
     # While a's lease holds, its request may still be on its way: b leaves the fax alone.
     assert state(store, job) is S.SUBMITTING
-    lease = store.lease(job.id)
-    assert lease is not None
-    assert lease.owner == "a"
+    assert lease_owner(store, job) == "a"
 
     clock.advance(LEASE)
     await b.dispatch_once()
     current = fresh(store, job)
     assert current.state is S.SUBMITTED  # found at the provider, not sent again
     assert current.provider_guid == tx.guid
-    lease = store.lease(job.id)
-    assert lease is not None
-    assert lease.owner == "b"
+    assert lease_owner(store, job) == "b"
     assert_each_sent_once(sandbox, store, [job])
 
 
@@ -119,8 +136,7 @@ async def test_two_instances_call_one_number_one_fax_at_a_time(
     letters = [REPORT + f"% letter {n}\n".encode() for n in range(4)]
     burst = [queue(store, spool, [number(1)], document=letter)[0] for letter in letters]
     other = queue(store, spool, [number(2)])
-    a = dispatcher(store, clients[0], clock, share=Share("a", LEASE))
-    b = dispatcher(store, clients[1], clock, share=Share("b", LEASE))
+    a, b = instances(store, clients, clock)
     sent_order = []
     while any(state(store, job) is S.QUEUED for job in burst):
         await asyncio.gather(a.dispatch_once(), b.dispatch_once())

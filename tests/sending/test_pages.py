@@ -4,10 +4,8 @@ pages and the cover page, or unknown, never a guess."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from faxgate.domain.codes import StatusCode
@@ -32,12 +30,6 @@ def png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (8, 8)).save(out, format="PNG")
     return out.getvalue()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 def job_with(

@@ -4,9 +4,10 @@ unsigned and unreadable ones refused without a change."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from faxgate.dropbox_fax.events import EVENT_ANSWER, event_hash
 from faxgate.sending.tracker import Tracker
 from faxgate.store import Store
 from faxgate.web.callbacks import FetchDocument, InboundHandler
-from faxgate.web.server import HttpServer, build_app, start_http
+from faxgate.web.server import build_app, start_http
 from tests.sending.test_tracker import submitted_job
 
 TOKEN = "t0k3n-for-the-callbacks_0123456789"
@@ -58,18 +59,14 @@ def counted(result: str) -> float:
     return metrics.REGISTRY.get_sample_value("faxgate_callbacks_total", labels) or 0.0
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
-
-
-async def serve(
+@contextlib.asynccontextmanager
+async def serving(
     store: Store,
     key: str = API_KEY,
     inbound: InboundHandler | None = None,
     fetch: FetchDocument | None = None,
-) -> HttpServer:
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the callback endpoint, served as long as the block runs."""
     app = build_app(
         token=TOKEN,
         tracker=Tracker(store, RetryPolicy()),
@@ -78,12 +75,7 @@ async def serve(
         inbound=inbound,
         fetch_document=fetch,
     )
-    return await start_http(app, "127.0.0.1", 0)
-
-
-@pytest.fixture
-async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    server = await serve(store)
+    server = await start_http(app, "127.0.0.1", 0)
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{server.port}", timeout=10
@@ -91,6 +83,12 @@ async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
             yield client
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(store) as client:
+        yield client
 
 
 async def post(http: httpx.AsyncClient, payload: dict[str, Any] | str) -> httpx.Response:
@@ -175,12 +173,8 @@ async def test_a_forged_or_unsigned_event_is_refused_and_logged_without_its_body
 
 async def test_without_an_api_key_no_event_is_believed(store: Store) -> None:
     job = submitted_job(store, FAX_ID)
-    server = await serve(store, key="")
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-            answer = await post(client, event(key=""))
-    finally:
-        await server.stop()
+    async with serving(store, key="") as client:
+        answer = await post(client, event(key=""))
     assert answer.status_code == 401
     assert state(store, job.id) is S.SUBMITTED
 
@@ -237,12 +231,8 @@ async def test_an_inbound_fax_is_fetched_by_its_id_and_stored_as_on_v1(store: St
         return pdf
 
     received = Received()
-    server = await serve(store, inbound=received, fetch=fetch)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-            answer = await post(client, event("fax_received", "success"))
-    finally:
-        await server.stop()
+    async with serving(store, inbound=received, fetch=fetch) as client:
+        answer = await post(client, event("fax_received", "success"))
     assert (answer.status_code, answer.text) == (200, EVENT_ANSWER)
     assert fetched == [FAX_ID]
     ((transaction, files),) = received.faxes
@@ -254,17 +244,13 @@ async def test_an_inbound_fax_is_fetched_by_its_id_and_stored_as_on_v1(store: St
 
 async def test_an_inbound_fax_that_comes_with_its_file_is_not_fetched(store: Store) -> None:
     received = Received()
-    server = await serve(store, inbound=received)  # nothing to fetch with
     body = json.dumps(event("fax_received", "success"))
     pdf = b"%PDF-1.4 sent along"
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-            answer = await client.post(
-                f"/callbacks/{TOKEN}/events",
-                files={"json": (None, body), "file": ("fax.pdf", pdf, "application/pdf")},
-            )
-    finally:
-        await server.stop()
+    async with serving(store, inbound=received) as client:  # nothing to fetch with
+        answer = await client.post(
+            f"/callbacks/{TOKEN}/events",
+            files={"json": (None, body), "file": ("fax.pdf", pdf, "application/pdf")},
+        )
     assert (answer.status_code, answer.text) == (200, EVENT_ANSWER)
     ((transaction, files),) = received.faxes
     assert transaction["Guid"] == FAX_ID
@@ -278,12 +264,8 @@ async def test_an_inbound_fax_whose_file_cannot_be_fetched_is_asked_for_again(
         raise Unavailable("the provider did not answer")
 
     received = Received()
-    server = await serve(store, inbound=received, fetch=fetch)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-            answer = await post(client, event("fax_received", "success"))
-    finally:
-        await server.stop()
+    async with serving(store, inbound=received, fetch=fetch) as client:
+        answer = await post(client, event("fax_received", "success"))
     assert answer.status_code == 503  # the provider keeps it and tells us again
     assert received.faxes == []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,6 @@ def callback_json(guid: str, status: str, error: str | None = None) -> str:
 def callbacks_counted(direction: str, result: str) -> float:
     labels = {"direction": direction, "result": result}
     return metrics.REGISTRY.get_sample_value("faxgate_callbacks_total", labels) or 0.0
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "faxgate.sqlite3") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -87,6 +87,9 @@ class ImapSession:
             self._login(imap)
         except imaplib.IMAP4.error as exc:
             raise LoginRefused(f"the server refused the login of {s.username}: {exc}") from None
+        # What the server has once logged in (MOVE, UIDPLUS): imaplib keeps what it said
+        # before, and Dovecot, Gmail and Microsoft name more after (RFC 9051, 6.1.1).
+        imap._get_capabilities()
 
     def _login(self, imap: imaplib.IMAP4) -> None:
         s = self.settings
@@ -115,6 +118,11 @@ class ImapSession:
     @property
     def can_idle(self) -> bool:
         return "IDLE" in self.imap.capabilities
+
+    @property
+    def can_move(self) -> bool:
+        """MOVE (RFC 6851), else COPY and EXPUNGE."""
+        return "MOVE" in self.imap.capabilities
 
     # -- folders
 
@@ -201,7 +209,13 @@ class ImapSession:
             return
         imap = self.imap
         status, data = imap.uid("STORE", _set(uids), "+FLAGS.SILENT", r"(\Deleted)")
-        _ok(status, data, "cannot mark messages deleted")
+        if status != "OK":
+            left = self._still_here(uids)
+            if not left:
+                return  # removed meanwhile (another instance moved them)
+            status, data = imap.uid("STORE", _set(left), "+FLAGS.SILENT", r"(\Deleted)")
+            _ok(status, data, "cannot mark messages deleted")
+            uids = left
         if "UIDPLUS" in imap.capabilities:
             status, data = imap.uid("EXPUNGE", _set(uids))
         else:
@@ -209,16 +223,31 @@ class ImapSession:
         _ok(status, data, "cannot expunge messages")
 
     def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move messages to `folder`. Those gone from the mailbox meanwhile (another
+        instance moved them) are passed over: the server answers OK for nothing, or NO
+        ([EXPUNGEISSUED], Dovecot's answer) when the session has not yet heard of it."""
         if not uids:
             return
         imap = self.imap
-        if "MOVE" in imap.capabilities:
-            status, data = imap.uid("MOVE", _set(uids), quoted(folder))
-            _ok(status, data, f"cannot move messages to {folder}")
+        command = "MOVE" if self.can_move else "COPY"
+        status, data = imap.uid(command, _set(uids), quoted(folder))
+        if status != "OK":
+            left = self._still_here(uids)
+            if left == sorted(uids):
+                _ok(status, data, f"cannot move messages to {folder}")
+            self.move(left, folder)  # fewer each time: the others are gone
             return
-        status, data = imap.uid("COPY", _set(uids), quoted(folder))
-        _ok(status, data, f"cannot copy messages to {folder}")
-        self.delete(uids)
+        if command == "COPY":
+            self.delete(uids)
+
+    def _still_here(self, uids: Sequence[int]) -> list[int]:
+        """Which of `uids` the mailbox still holds, not marked deleted (NOOP first: the
+        server tells of messages removed by another session)."""
+        imap = self.imap
+        imap.noop()
+        status, data = imap.uid("SEARCH", "UID", _set(uids), "UNDELETED")
+        _ok(status, data, "cannot search the mailbox")
+        return sorted(int(uid) for uid in (data[0] or b"").split())
 
     # -- waiting
 

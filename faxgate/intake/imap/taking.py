@@ -14,7 +14,14 @@ message found in the mailbox but already in imap_taken (the daemon stopped betwe
 commit and the move) is moved without being taken again.
 
 A failure to store (a full disk, say) takes nothing: the message stays in the mailbox and
-is tried again later. Blocking: the watcher calls this from its thread.
+is tried again later.
+
+Several instances sharing a PostgreSQL store may watch one mailbox and take the same
+message at once: imap_taken's key decides (faxgate.store.imap_taken). The batch that loses
+keeps nothing (no job, no reply, no file in the spool) and raises TakenElsewhere; the
+watcher then moves its messages as taken, as after a stop.
+
+Blocking: the watcher calls this from its thread.
 """
 
 from __future__ import annotations
@@ -22,13 +29,10 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import logging
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Final
 
 from faxgate import metrics
@@ -51,8 +55,7 @@ from faxgate.intake.smtp.policy import (
     start_of_day,
     subject_refusal,
 )
-from faxgate.store import NewNotification, Store
-from faxgate.store.outbox import insert_notification
+from faxgate.store import NewNotification, Store, TakenMessage
 from faxgate.store.spool import Spool
 
 log = logging.getLogger("faxgate.imap")
@@ -85,36 +88,22 @@ class Place:
 
 
 class Ledger:
-    """The store's record of what was taken, read on a connection of its own."""
+    """The store's record of what was taken (its imap_taken table, on either backend)."""
 
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-
-    def close(self) -> None:
-        self._conn.close()
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def outcomes(
         self, mailbox: str, uidvalidity: int, uids: Iterable[int]
     ) -> dict[int, tuple[Outcome, str | None]]:
         """Of `uids`, those taken already: their outcome and Message-ID."""
-        wanted = set(uids)
-        rows = self._conn.execute(
-            "SELECT uid, outcome, message_id FROM imap_taken WHERE mailbox = ? AND uidvalidity = ?",
-            (mailbox, uidvalidity),
-        ).fetchall()
-        return {
-            int(uid): (Outcome(outcome), message_id)
-            for uid, outcome, message_id in rows
-            if int(uid) in wanted
-        }
+        found = self._store.imap_outcomes(mailbox, uidvalidity, uids)
+        return {uid: (Outcome(outcome), message_id) for uid, (outcome, message_id) in found.items()}
 
     def by_message_id(self, mailbox: str, message_id: str) -> Outcome | None:
         """A message taken under an earlier UIDVALIDITY (the server renumbered the mailbox)."""
-        row = self._conn.execute(
-            "SELECT outcome FROM imap_taken WHERE mailbox = ? AND message_id = ? LIMIT 1",
-            (mailbox, message_id),
-        ).fetchone()
-        return Outcome(row[0]) if row else None
+        found = self._store.imap_taken_by_message_id(mailbox, message_id)
+        return Outcome(found) if found is not None else None
 
 
 @dataclass(slots=True)
@@ -222,20 +211,24 @@ class MessageTaker:
         return prepared
 
     def commit(self, batch: Sequence[Prepared]) -> list[Taken]:
-        """Every message's outcome in one transaction; on failure nothing is kept."""
+        """Every message's outcome in one transaction; on failure nothing is kept.
+        TakenElsewhere: another instance recorded one of them first (nothing kept)."""
+        if not batch:
+            return []
+        mailbox = batch[0].place.mailbox
         jobs = [job for prepared in batch if prepared.spooled for job in prepared.spooled.jobs]
-
-        def write(conn: sqlite3.Connection) -> None:
-            at = _time_text(utc_now())
-            for prepared in batch:
-                outcome = Outcome.PROCESSED if prepared.spooled else Outcome.REFUSED
-                _record(conn, prepared.place, prepared.message_id, outcome, at)
-                reply = _refusal_reply(prepared)
-                if reply is not None:
-                    insert_notification(conn, at, reply)
-
+        records = [
+            TakenMessage(
+                prepared.place.uidvalidity,
+                prepared.place.uid,
+                prepared.message_id,
+                (Outcome.PROCESSED if prepared.spooled else Outcome.REFUSED).value,
+            )
+            for prepared in batch
+        ]
+        replies = [reply for reply in map(_refusal_reply, batch) if reply is not None]
         try:
-            created = iter(self.store.create_jobs(jobs, also=write))
+            created = iter(self.store.take_imap_messages(mailbox, records, jobs, replies))
         except BaseException:
             self.discard(batch)
             raise
@@ -310,23 +303,8 @@ def _refusal_reply(prepared: Prepared) -> NewNotification | None:
     )
 
 
-def _record(
-    conn: sqlite3.Connection, place: Place, message_id: str | None, outcome: Outcome, at: str
-) -> None:
-    conn.execute(
-        "INSERT INTO imap_taken (mailbox, uidvalidity, uid, message_id, outcome, taken_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (place.mailbox, place.uidvalidity, place.uid, message_id, outcome.value, at),
-    )
-
-
 def read_message_id(raw: bytes) -> str | None:
     return _header(_HEADERS.parsebytes(_header_block(raw)), "Message-ID")
-
-
-def _time_text(at: datetime) -> str:
-    """As the store writes times."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _header(headers: Any, name: str) -> str | None:

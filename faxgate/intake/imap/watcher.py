@@ -18,6 +18,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Final
 
 from faxgate.domain.jobs import Job
@@ -33,7 +34,7 @@ from faxgate.intake.imap.taking import (
 )
 from faxgate.intake.smtp.listener import SmtpSetupError, handler_config
 from faxgate.settings import Settings
-from faxgate.store import Store
+from faxgate.store import Store, TakenElsewhere
 from faxgate.store.spool import Spool
 
 log = logging.getLogger("faxgate.imap")
@@ -82,7 +83,7 @@ class ImapIntake:
     ) -> None:
         self.settings = settings.imap
         self.taker = taker
-        self.ledger = Ledger(taker.store.path)
+        self.ledger = Ledger(taker.store)
         self._context = tls_context(self.settings)
         self._on_accept = on_accept
         self._on_refused = on_refused
@@ -92,6 +93,7 @@ class ImapIntake:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = threading.Event()  # for tests and the status
         self.passes = 0  # mailbox passes done; for tests
+        self.lost = 0  # messages another instance took first; for tests
         # For tests: called between a batch's commit and its move.
         self.before_move: Callable[[], None] = lambda: None
 
@@ -112,7 +114,6 @@ class ImapIntake:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, STOP_GRACE)
         self._writers.shutdown(wait=False)  # a thread past its grace must not block the loop
-        self.ledger.close()
         log.info("imap intake stopped")
 
     # -- the thread
@@ -179,9 +180,17 @@ class ImapIntake:
                 any(done.replied for _, done in taken),
             )
             self.before_move()
-            for outcome, folder in folders.items():
-                session.move([uid for uid, done in taken if done.outcome is outcome], folder)
+            if not taken:
+                continue  # lost to another instance whole: the next pass moves it
+            with self._moving():
+                for outcome, folder in folders.items():
+                    session.move([uid for uid, done in taken if done.outcome is outcome], folder)
         return len(uids)
+
+    def _moving(self) -> AbstractContextManager[object]:
+        """Moves of this mailbox's messages in turn with other instances' (see
+        Store.imap_moves_in_turn)."""
+        return self.taker.store.imap_moves_in_turn(self.settings.mailbox)
 
     def _finish_moves(
         self,
@@ -190,20 +199,23 @@ class ImapIntake:
         folders: dict[Outcome, str],
         earlier: dict[int, tuple[Outcome, str | None]],
     ) -> None:
-        """Messages taken before a stop: moved now, never taken again. A move cut short may
-        have left its copy in the folder already (MOVE need not be atomic): those are
-        only removed from the mailbox, so that the folder holds each message once."""
+        """Messages taken before a stop, or by another instance: moved now, never taken
+        again. A move cut short may have left its copy in the folder already (MOVE need
+        not be atomic): those are only removed from the mailbox, so that the folder holds
+        each message once. One moved meanwhile by another instance is gone: its move
+        does nothing (ImapSession.move)."""
         mailbox = self.settings.mailbox
-        log.info("imap moving messages taken before a stop count=%d", len(earlier))
+        log.info("imap moving messages taken already count=%d", len(earlier))
         for outcome, folder in folders.items():
             mine = {uid: found for uid, (done, found) in earlier.items() if done is outcome}
             if not mine:
                 continue
-            copied = session.holding(folder, {m for m in mine.values() if m})
-            if session.open(mailbox, [])[0] != uidvalidity:
-                raise ImapError(f"the mailbox {mailbox} was renumbered meanwhile")
-            session.delete([uid for uid, found in mine.items() if found in copied])
-            session.move([uid for uid, found in mine.items() if found not in copied], folder)
+            with self._moving():
+                copied = session.holding(folder, {m for m in mine.values() if m})
+                if session.open(mailbox, [])[0] != uidvalidity:
+                    raise ImapError(f"the mailbox {mailbox} was renumbered meanwhile")
+                session.delete([uid for uid, found in mine.items() if found in copied])
+                session.move([uid for uid, found in mine.items() if found not in copied], folder)
 
     def _take_batch(
         self, mailbox: str, uidvalidity: int, fetched: Iterable[tuple[int, bytes]]
@@ -224,6 +236,14 @@ class ImapIntake:
         try:
             spooled = list(self._writers.map(self.taker.spool_files, batch))
             outcomes = self.taker.commit(spooled)
+        except TakenElsewhere as lost:
+            # No failure: another instance recorded some of these messages first, and
+            # nothing of this batch was kept. The next pass, at once, finds those taken
+            # (moving them, or finding them moved) and takes the batch's others.
+            self.taker.discard(batch)
+            log.info("imap %s; this batch is taken again without them", lost)
+            self.lost += len(lost.uids)
+            return taken
         except Exception as exc:
             self.taker.discard(batch)  # those spooled before the failure
             raise StoreTrouble(f"messages not stored: {exc}") from None

@@ -59,6 +59,12 @@ def records(box: ClaimBox) -> list[Path]:
     return list(box.root.glob("*.claim.json"))
 
 
+def assert_recovered_queued(box: ClaimBox, places: Places) -> None:
+    """The recovery finds one drop, and queues it."""
+    (outcome,) = box.recover(places.folder)
+    assert isinstance(outcome, Queued)
+
+
 def test_a_claim_queues_the_drop_and_leaves_no_record(
     box: ClaimBox, places: Places, store: Store
 ) -> None:
@@ -90,8 +96,7 @@ def test_killed_before_any_file_moved(
     killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists()
     assert len(records(box)) == 1
-    (outcome,) = box.recover(places.folder)
-    assert isinstance(outcome, Queued)
+    assert_recovered_queued(box, places)
     assert not (places.folder / "a.pdf").exists()
     assert len(folder_jobs(store)) == 1
     assert records(box) == []
@@ -105,8 +110,7 @@ def test_killed_between_two_files_of_one_drop(
     killed_taking(box, places, [claim], monkeypatch)
     assert not (places.folder / "a.pdf").exists()
     assert (places.folder / "b.pdf").exists()
-    (outcome,) = box.recover(places.folder)
-    assert isinstance(outcome, Queued)
+    assert_recovered_queued(box, places)
     (job,) = folder_jobs(store)
     assert [d.name for d in store.documents(job.id)] == ["a.pdf", "b.pdf"]
     assert [d.path.read_bytes() for d in store.documents(job.id)] == [
@@ -122,8 +126,7 @@ def test_killed_after_the_files_moved_before_the_jobs(
     kill_on(monkeypatch, claim_queue, "queue_faxes")
     killed_taking(box, places, [claim], monkeypatch)
     assert folder_jobs(store) == []
-    (outcome,) = box.recover(places.folder)
-    assert isinstance(outcome, Queued)
+    assert_recovered_queued(box, places)
     assert len(folder_jobs(store)) == 1
 
 
@@ -227,8 +230,7 @@ def test_killed_between_the_copy_and_the_removal(
     monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
     killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists(), "the copy is in the spool, the original too"
-    (outcome,) = box.recover(places.folder)
-    assert isinstance(outcome, Queued)
+    assert_recovered_queued(box, places)
     assert not (places.folder / "a.pdf").exists(), "the original goes once the copy is queued"
     assert len(folder_jobs(store)) == 1
 
@@ -277,7 +279,6 @@ def test_killed_between_the_link_and_the_removal(
     monkeypatch.setattr(os, "unlink", killed_on_unlink_in(places.folder))
     killed_taking(box, places, [claim], monkeypatch)
     assert (places.folder / "a.pdf").exists(), "two names for one file"
-    (outcome,) = box.recover(places.folder)
-    assert isinstance(outcome, Queued)
+    assert_recovered_queued(box, places)
     assert not (places.folder / "a.pdf").exists()
     assert len(folder_jobs(store)) == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from faxgate.intake.imap.session import ImapSession, tls_context
 from faxgate.intake.imap.taking import MessageTaker
 from faxgate.intake.imap.watcher import ImapIntake
 from faxgate.intake.smtp.handler import HandlerConfig
@@ -220,3 +221,37 @@ async def test_an_idle_is_renewed_and_mail_still_comes_in(
         await running.stop()
     # Each renewal ended cleanly (DONE, then the IDLE's own answer): never a reconnect.
     assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("capability", ["", "IMAP4rev1 LITERAL+"], ids=["move", "copy"])
+def test_a_move_of_messages_another_session_moved_does_nothing(
+    tmp_path: Path, capability: str
+) -> None:
+    """Another instance moved them meanwhile: the server answers NO [EXPUNGEISSUED] or OK
+    for nothing; either way they are passed over, and the rest still moved."""
+    server = Dovecot(tmp_path / "dovecot", capability=capability)
+    server.start()
+    try:
+        server.append_many(
+            [fax_mail("14155550101", message_id=f"<gone-{n}@example.com>") for n in range(3)]
+        )
+        config = settings(tmp_path, server)
+        one, other = (ImapSession(config.imap, tls_context(config.imap)) for _ in range(2))
+        for session in (one, other):
+            session.connect()
+            assert session.can_move is (capability == "")  # as named after the login
+            session.open("INBOX", [PROCESSED])
+        try:
+            one.move([1, 2], PROCESSED)
+            other.move([1, 2, 3], PROCESSED)  # 1 and 2 are gone from its view
+            other.move([3], PROCESSED)  # all gone
+            one.delete([1, 2, 3])
+        finally:
+            one.close()
+            other.close()
+        expected = [f"<gone-{n}@example.com>" for n in range(3)]
+        assert sorted(server.message_ids(PROCESSED)) == expected
+        assert server.count("INBOX") == 0
+    finally:
+        server.stop()
+        server.remove()

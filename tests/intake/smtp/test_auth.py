@@ -17,9 +17,12 @@ from faxgate.intake.smtp.auth import Authenticator
 from faxgate.settings import ConfigError, Settings, load_settings
 from tests.daemon import fast_settings
 from tests.intake.smtp.testing import (
+    CHEAP,
     FAX_DOMAIN,
+    PASSWORD,
     SENDER,
     Tls,
+    alice_over_tls,
     fax_mail,
     smtp_client,
     smtp_daemon,
@@ -28,9 +31,6 @@ from tests.intake.smtp.testing import (
 )
 
 __all__ = ["tls"]  # the fixture
-
-PASSWORD = "correct horse battery staple"
-CHEAP = {"n": 2**10, "r": 8, "p": 1}  # quick to check: these tests are not about cost
 
 
 # ---------------------------------------------------------------------------- hashes
@@ -101,9 +101,7 @@ def test_the_cli_prints_a_hash_that_checks(
 async def daemon(tmp_path: Path, tls: Tls) -> AsyncIterator[Daemon]:
     async with smtp_daemon(
         tmp_path / "state",
-        tls_cert=str(tls.cert),
-        tls_key=str(tls.key),
-        users={"alice": hash_password(PASSWORD, **CHEAP)},
+        **alice_over_tls(tls),
         allowed_senders=["scanner@office.example.com"],
     ) as running:
         yield running

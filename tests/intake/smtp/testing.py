@@ -19,11 +19,14 @@ import pytest
 import trustme
 
 from faxgate.app import Daemon, started
+from faxgate.domain.passwords import hash_password
 from tests.conftest import pdf_document
 from tests.daemon import fast_settings
 
 FAX_DOMAIN = "fax.local"
 SENDER = "alice@example.com"
+PASSWORD = "correct horse battery staple"  # alice's, where the listener asks for a login
+CHEAP = {"n": 2**10, "r": 8, "p": 1}  # a hash quick to check: these tests are not about cost
 
 
 @dataclass(frozen=True)
@@ -234,3 +237,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     client = ssl.create_default_context()
     ca.configure_trust(client)
     return Tls(cert, key, client)
+
+
+def alice_over_tls(tls: Tls) -> dict[str, Any]:
+    """SMTP settings for a listener that offers STARTTLS with `tls` and logs in one user,
+    alice, with PASSWORD."""
+    return {
+        "tls_cert": str(tls.cert),
+        "tls_key": str(tls.key),
+        "users": {"alice": hash_password(PASSWORD, **CHEAP)},
+    }
