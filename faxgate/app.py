@@ -49,6 +49,7 @@ from faxgate.notify.notifier import Notifier, default_handlers
 from faxgate.preflight import preflight, summary
 from faxgate.providers import document_fetcher, open_provider
 from faxgate.reload import Reloader, ReloadPlan
+from faxgate.retention import Purger
 from faxgate.sandbox.server import SandboxServer
 from faxgate.sending.dispatcher import Dispatcher
 from faxgate.sending.policy import SendingPolicy
@@ -94,6 +95,8 @@ class Daemon:
     imap: ImapIntake | None = None
     # Its name and lease among the instances sharing a PostgreSQL store (None: alone).
     share: Share | None = None
+    # Removes the documents [retention] documents no longer keeps, every interval.
+    purger: Purger | None = None
     # Reads the settings again on SIGHUP; `faxgate run` tells it how (faxgate/reload.py).
     reloader: Reloader = field(default_factory=Reloader)
 
@@ -328,6 +331,7 @@ async def started(settings: Settings) -> AsyncIterator[Daemon]:
         daemon.share = share
         daemon.inbound = inbound
         daemon.imap = imap
+        daemon.purger = Purger(store, settings.spool_dir, lambda: daemon.settings.retention)
         # Inside _running: the folders stop taking files before the dispatcher drains.
         async with _running(daemon), folders.running():
             log.info(
@@ -350,6 +354,8 @@ async def _running(daemon: Daemon) -> AsyncIterator[None]:
         asyncio.create_task(daemon.poller.run(), name="poller"),
         asyncio.create_task(daemon.notifier.run(), name="notifier"),
     ]
+    if daemon.purger is not None:
+        others.append(asyncio.create_task(daemon.purger.run(), name="retention"))
     try:
         yield
     finally:

@@ -92,6 +92,12 @@ folder_files_taken = Counter(
     ["folder"],
     registry=REGISTRY,
 )
+documents_removed = Counter(
+    "faxgate_documents_removed",
+    "Documents [retention] documents removed, by what they belonged to (job, inbound).",
+    ["kind"],
+    registry=REGISTRY,
+)
 folder_files_refused = Counter(
     "faxgate_folder_files_refused",
     "Files the hot folders refused into failed/, by reason "

@@ -63,6 +63,7 @@ LIVE: Final = frozenset(
         "smtp.default_line",
         "smtp.sender_lines",
         "policy",
+        "retention",
     }
 )
 
@@ -156,6 +157,10 @@ class PolicyUser(Protocol):
     async def apply_policy(self, settings: PolicySettings) -> None: ...
 
 
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
 class Running(Protocol):
     """The parts of a running daemon a reload changes (faxgate.app.Daemon)."""
 
@@ -164,6 +169,10 @@ class Running(Protocol):
     inbound: InboundReceiver | None
     folders: HotFolders | None
     imap: ImapIntake | None
+
+    @property
+    def purger(self) -> Wakeable | None:
+        """Reads [retention] at each pass; woken to read it now."""
 
     @property
     def dispatcher(self) -> PolicyUser: ...
@@ -276,6 +285,8 @@ class Reloader:
         if plan.touches("policy"):
             # Whole, between two cycles' reads: a cycle judges by the old or the new rules.
             await daemon.dispatcher.apply_policy(in_use.policy)
+        if plan.touches("retention") and daemon.purger is not None:
+            daemon.purger.wake()
         if "log_level" in plan.applied:
             self.set_log_level(in_use.log_level)
         if prepared.folders is not None and daemon.folders is not None:

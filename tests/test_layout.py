@@ -50,10 +50,11 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "reload": BELOW_THE_PARTS | {"intake", "inbound"},
     "demo": BELOW_THE_PARTS,
     "instances": BELOW_THE_PARTS | {"store"},
+    "retention": BELOW_THE_PARTS | {"store"},
     "app": BELOW_THE_PARTS
     | {"store", "hellofax", "dropbox_fax", "providers", "sandbox", "intake", "inbound"}
     | {"sending", "notify", "web"}
-    | {"preflight", "reload", "setup_warnings", "instances"},
+    | {"preflight", "reload", "setup_warnings", "instances", "retention"},
     "cli": BELOW_THE_PARTS
     | {"store", "hellofax", "dropbox_fax", "providers", "intake", "inbound", "web", "app"}
     | {"doctor", "reload"}

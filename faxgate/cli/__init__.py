@@ -37,6 +37,7 @@ COMMAND_GROUPS = (
     "api",
     "sandbox",
     "smtp",
+    "purge",
 )
 # The group (module under faxgate.cli) that registers each top-level command.
 GROUP_OF_COMMAND = {
@@ -56,6 +57,7 @@ GROUP_OF_COMMAND = {
     "fax": "api",
     "sandbox": "sandbox",
     "smtp": "smtp",
+    "purge": "purge",
 }
 
 

@@ -93,7 +93,7 @@ def _show(fax: InboundFax, deliveries: list[InboundDelivery]) -> None:
         ("stored", _time(fax.received_at)),
         ("route", fax.route),
         ("provider GUID", fax.provider_guid),
-        ("document", fax.document.path if fax.document else "not included"),
+        ("document", _document_line(fax)),
         ("note", fax.note),
     ]
     for label, value in rows:
@@ -119,6 +119,14 @@ def _show(fax: InboundFax, deliveries: list[InboundDelivery]) -> None:
     )
 
 
+def _document_line(fax: InboundFax) -> object:
+    if fax.document is None:
+        return "not included"
+    if fax.removed_at is not None:
+        return f"removed on {fax.removed_at:%Y-%m-%d} ([retention] documents)"
+    return fax.document.path
+
+
 def fax_summary(fax: InboundFax, deliveries: list[InboundDelivery]) -> dict[str, Any]:
     document = fax.document
     return {
@@ -137,6 +145,7 @@ def fax_summary(fax: InboundFax, deliveries: list[InboundDelivery]) -> dict[str,
             "size": document.size,
             "sha256": document.sha256,
             "content_type": document.content_type,
+            "removed_at": _iso(fax.removed_at) if fax.removed_at else None,
         },
         "note": fax.note,
         "deliveries": [

@@ -27,7 +27,7 @@ from faxgate.domain.jobs import (
     normalize_job_id,
     why_waiting,
 )
-from faxgate.store import Member, NewNotification, StaleState, Store, gone_after
+from faxgate.store import DocumentsRemoved, Member, NewNotification, StaleState, Store, gone_after
 
 # States where the story is told: a report went (or goes) out.
 _SETTLED = {
@@ -268,7 +268,13 @@ def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = No
                 **_job_summary(job),
                 "waiting": waiting,
                 "documents": [
-                    {"name": d.name, "size": d.size, "sha256": d.sha256, "type": d.content_type}
+                    {
+                        "name": d.name,
+                        "size": d.size,
+                        "sha256": d.sha256,
+                        "type": d.content_type,
+                        "removed_at": d.removed_at.isoformat() if d.removed_at else None,
+                    }
                     for d in documents
                 ],
                 "events": [
@@ -304,7 +310,8 @@ def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = No
     )
     print("\ndocuments:")
     for document in documents:
-        print(f"  {document.seq + 1}. {document.name} ({document.size} bytes)")
+        removed = f", removed on {document.removed_at:%Y-%m-%d}" if document.removed_at else ""
+        print(f"  {document.seq + 1}. {document.name} ({document.size} bytes{removed})")
     print("\nhistory:")
     for event in events:
         origin = f"{event.from_state.value} -> " if event.from_state else ""
@@ -313,24 +320,32 @@ def _show_job(store: Store, job: Job, *, as_json: bool, waiting: str | None = No
 
 
 def retry_command(args: argparse.Namespace) -> int:
-    with _named_job(args) as (store, job):
+    settings = common.settings_from(args)
+    with common.open_store(settings) as store:
+        job = _find(store, args.job)
         if not can_retry(job.state):
             raise common.CommandError(
                 f"job {job.id} is {job.state.value}; only failed, uncertain or presumed sent"
                 " jobs can be retried"
             )
-        _move_by_hand(
-            store,
-            job,
-            JobState.QUEUED,
-            detail="queued again by a person (faxgate retry)",
-            attempt=job.attempt + 1,
-            not_before=None,
-            provider_guid=None,
-            provider_status=None,
-            provider_error=None,
-            reason=None,
-        )
+        try:
+            _move_by_hand(
+                store,
+                job,
+                JobState.QUEUED,
+                detail="queued again by a person (faxgate retry)",
+                attempt=job.attempt + 1,
+                not_before=None,
+                provider_guid=None,
+                provider_status=None,
+                provider_error=None,
+                reason=None,
+            )
+        except DocumentsRemoved as exc:
+            from faxgate.domain.retention import removed_words
+
+            why = removed_words(exc.removed_at, settings.retention.documents)
+            raise common.CommandError(f"job {job.id} cannot be sent again: {why}") from None
     print(f"job {job.id} queued again")
     return common.EXIT_OK
 

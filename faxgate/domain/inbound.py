@@ -48,6 +48,8 @@ class InboundFax:
     document: ReceivedDocument | None
     note: str | None
     transaction: Mapping[str, Any] = field(default_factory=dict)
+    # When [retention] documents removed its document (the row and its facts stay).
+    removed_at: datetime | None = None
 
     @property
     def when(self) -> datetime:

@@ -313,6 +313,8 @@ class Document:
     size: int
     sha256: str
     content_type: str
+    # When [retention] documents removed it (its file, and on PostgreSQL its bytes).
+    removed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from faxgate.settings.intake import (
 )
 from faxgate.settings.policy import PolicySettings
 from faxgate.settings.reports import ReportSettings
+from faxgate.settings.retention import RetentionSettings
 from faxgate.settings.sending import (
     DispatchSettings,
     HttpSettings,
@@ -103,6 +104,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings.model_construct()
     store: StoreSettings = StoreSettings.model_construct()
     policy: PolicySettings = PolicySettings.model_construct()
+    retention: RetentionSettings = RetentionSettings.model_construct()
 
     # Set by load_settings(); a class-level slot so pydantic leaves it alone.
     _source_file: Path | None = None

@@ -8,6 +8,7 @@ from faxgate.store.migrations import MIGRATIONS, apply_migrations, schema_versio
 from faxgate.store.sharing import Holder, Member, Share, gone_after, new_owner
 from faxgate.store.values import (
     DEFAULT_BUSY_TIMEOUT,
+    DocumentsRemoved,
     JobNotFound,
     Lease,
     NewDocument,
@@ -22,6 +23,7 @@ from faxgate.store.values import (
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "MIGRATIONS",
+    "DocumentsRemoved",
     "Holder",
     "JobNotFound",
     "Lease",

@@ -70,6 +70,11 @@ class Dialect:
     ignore_suffix: str
     # A time column's UTC hour as text, "2024-05-01T10" (the status page's chart).
     hour_template: str = "substr({column}, 1, 13)"
+    # Taken by a transaction that counts on a row being there, or that removes rows, one
+    # parameter: the lock's key. Many may share it; `exclusive` waits for all of them and
+    # holds them off. Nothing on SQLite, whose write lock already does it.
+    shared_lock: str = ""
+    exclusive_lock: str = ""
 
     def hour(self, column: str) -> str:
         return self.hour_template.format(column=column)
@@ -113,6 +118,8 @@ POSTGRES: Final = Dialect(
     ignore_suffix=" ON CONFLICT DO NOTHING",
     # timestamptz, not text: substr() does not take it.
     hour_template="""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24')""",
+    shared_lock="SELECT pg_advisory_xact_lock_shared(?)",
+    exclusive_lock="SELECT pg_advisory_xact_lock(?)",
 )
 
 

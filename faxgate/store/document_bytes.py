@@ -31,6 +31,10 @@ log = logging.getLogger("faxgate.store")
 
 # A document written from the database into the spool: its name says it is a copy.
 CACHED_PREFIX: Final = "db-"
+# pg_advisory_xact_lock's key over document_bytes: a write that finds a document's bytes
+# already there shares it; removing bytes no row names any more takes it alone (see
+# store/retention.py), so no new row ever names bytes removed at the same moment.
+BYTES_LOCK: Final = 0x66617862797465  # "faxbyte"
 
 
 class DocumentBytes(Database):
@@ -67,6 +71,8 @@ class DocumentBytes(Database):
         """Insert the bytes the database lacks, in the caller's transaction. Another
         instance inserting the same digest at once: the insert waits for it, and does
         nothing if it committed."""
+        if contents and self._dialect.shared_lock:
+            conn.execute(self._dialect.shared_lock, (BYTES_LOCK,))
         for sha256, data in contents.items():
             if conn.execute("SELECT 1 FROM document_bytes WHERE sha256 = ?", (sha256,)).fetchone():
                 continue

@@ -20,6 +20,7 @@ from faxgate.store.inbound import InboundFaxes
 from faxgate.store.job_reads import JobReads
 from faxgate.store.jobs import JobTables
 from faxgate.store.outbox import Outbox
+from faxgate.store.retention import Retention
 from faxgate.store.sharing import Sharing
 from faxgate.store.unmatched import UnmatchedReports
 from faxgate.store.views import StatusViews
@@ -34,6 +35,7 @@ class Store(
     Outbox,
     UnmatchedReports,
     InboundFaxes,
+    Retention,
     DocumentBytes,
     StatusViews,
 ):

@@ -126,7 +126,7 @@ class InboundFaxes(DocumentBytes):
         if not rows:
             return None
         fax = inbound_fax_from_row(rows[0])
-        if fax.document is None:
+        if fax.document is None or fax.removed_at is not None:
             return fax
         local = self._local_path(fax.document.path, fax.document.sha256)
         return replace(fax, document=replace(fax.document, path=local))

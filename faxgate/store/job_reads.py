@@ -42,7 +42,11 @@ class JobReads(DocumentBytes):
         instance took in is first copied into this instance's spool from the database)."""
         rows = self._query("SELECT * FROM documents WHERE job_id = ? ORDER BY seq", (job_id,))
         documents = [document_from_row(row) for row in rows]
-        return [replace(d, path=self._local_path(d.path, d.sha256)) for d in documents]
+        # A removed document is not written back from the database: its path as kept.
+        return [
+            d if d.removed_at else replace(d, path=self._local_path(d.path, d.sha256))
+            for d in documents
+        ]
 
     def events(self, job_id: str) -> list[Event]:
         rows = self._query("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))

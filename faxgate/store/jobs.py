@@ -16,6 +16,7 @@ from faxgate.domain.jobs import (
     job_source,
     new_job_id,
 )
+from faxgate.domain.retention import REMOVABLE_STATES
 from faxgate.store.dialect import Connection
 from faxgate.store.document_bytes import DocumentBytes
 from faxgate.store.outbox import insert_notification
@@ -32,6 +33,7 @@ from faxgate.store.rows import (
 )
 from faxgate.store.spool import SpooledFile
 from faxgate.store.values import (
+    DocumentsRemoved,
     JobNotFound,
     NewDocument,
     NewJob,
@@ -215,6 +217,8 @@ class JobTables(DocumentBytes):
             if expected is not None and src not in expected:
                 raise StaleState(job_id, expected, src)
             check_transition(src, to)
+            if to is JobState.QUEUED and src in REMOVABLE_STATES:
+                self._refuse_removed(conn, job_id)
             self._update(conn, job_id, at, {"state": to.value, **values})
             self._record_call(conn, job_id, values)
             self._insert_event(conn, job_id, at, src, to, detail, data)
@@ -272,6 +276,16 @@ class JobTables(DocumentBytes):
         if isinstance(guid, str):
             sql = self._dialect.insert_ignoring("provider_calls", ("guid", "job_id"))
             conn.execute(sql, (guid, job_id))
+
+    @staticmethod
+    def _refuse_removed(conn: Connection, job_id: str) -> None:
+        """DocumentsRemoved when retention removed the job's documents: a job sent again
+        needs them. Read under the job's lock, which a retention pass takes too."""
+        row = conn.execute(
+            "SELECT min(removed_at) AS removed_at FROM documents WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        if row is not None and row["removed_at"] is not None:
+            raise DocumentsRemoved(job_id, time_from_db(row["removed_at"]))
 
     def _locked_state(self, conn: Connection, job_id: str) -> JobState:
         row = conn.execute(

@@ -234,6 +234,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # Retention: when a document was removed ([retention] documents). The row stays
+        # (the job's history names it); its file, and on PostgreSQL its bytes, go.
+        "ALTER TABLE documents ADD COLUMN removed_at TEXT",
+        "ALTER TABLE inbound_faxes ADD COLUMN removed_at TEXT",
+        "CREATE INDEX documents_by_sha256 ON documents (sha256)",
+        "CREATE INDEX jobs_by_finished ON jobs (finished_at)",
+        "CREATE INDEX inbound_faxes_by_document ON inbound_faxes (document_path)",
+        "CREATE INDEX inbound_faxes_by_sha256 ON inbound_faxes (document_sha256)",
+        "CREATE INDEX documents_by_removed ON documents (removed_at)",
+        "CREATE INDEX inbound_faxes_by_removed ON inbound_faxes (removed_at)",
+    ),
 )
 
 

@@ -220,6 +220,16 @@ PG_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        f"ALTER TABLE documents ADD COLUMN removed_at {_T}",
+        f"ALTER TABLE inbound_faxes ADD COLUMN removed_at {_T}",
+        "CREATE INDEX documents_by_sha256 ON documents (sha256)",
+        "CREATE INDEX jobs_by_finished ON jobs (finished_at)",
+        "CREATE INDEX inbound_faxes_by_document ON inbound_faxes (document_path)",
+        "CREATE INDEX inbound_faxes_by_sha256 ON inbound_faxes (document_sha256)",
+        "CREATE INDEX documents_by_removed ON documents (removed_at)",
+        "CREATE INDEX inbound_faxes_by_removed ON inbound_faxes (removed_at)",
+    ),
 )
 
 # The schema's version: one row, written in the same transaction as the step it records.

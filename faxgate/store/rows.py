@@ -160,6 +160,7 @@ _READ: Final[Mapping[str, Callable[[Any], object]]] = {
     "next_attempt_at": opt_time_from_db,
     "delivered_at": opt_time_from_db,
     "arrived_at": opt_time_from_db,
+    "removed_at": opt_time_from_db,
     "state": JobState,
     "to_state": JobState,
     "from_state": _opt_state_from_db,

@@ -43,6 +43,15 @@ class JobNotFound(StoreError, LookupError):
     pass
 
 
+class DocumentsRemoved(StoreError):
+    """The job's documents were removed ([retention] documents): it cannot be sent again."""
+
+    def __init__(self, job_id: str, removed_at: datetime) -> None:
+        super().__init__(f"the documents of job {job_id} were removed on {removed_at:%Y-%m-%d}")
+        self.job_id = job_id
+        self.removed_at = removed_at
+
+
 class StaleState(StoreError):
     """The job is no longer in the state the caller saw: someone else moved it."""
 

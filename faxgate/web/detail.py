@@ -257,7 +257,9 @@ def render_job(
             f'<a href="{href(link)}" download>{text(doc.name)}</a>' if kept.kept else text(doc.name)
         )
         cells = [text(doc.seq + 1), name, size(doc.size), text(doc.content_type)]
-        if not kept.kept:
+        if doc.removed_at is not None:
+            cells.append(text(f"removed on {doc.removed_at:%Y-%m-%d} ([retention] documents)"))
+        elif not kept.kept:
             cells.append("no longer kept")
         elif thumbnails:
             cells.append(_image(f"{link}/page1.png", f"first page of {doc.name}"))
@@ -350,6 +352,9 @@ def render_fax(view: FaxView, now: datetime, *, thumbnails: bool = False) -> str
     doc = fax.document
     if doc is None:
         document = '<p id="document" class="none">No document came with this fax.</p>'
+    elif fax.removed_at is not None:
+        removed = f"The document was removed on {fax.removed_at:%Y-%m-%d} ([retention] documents)."
+        document = f'<p id="document" class="none">{text(removed)}</p>'
     elif not view.kept:
         document = '<p id="document" class="none">The document is no longer kept.</p>'
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from faxgate.domain.jobs import is_final
+from faxgate.domain.retention import removed_words
 from faxgate.web.detail import (
     JobReport,
     JobView,
@@ -38,6 +40,17 @@ log = logging.getLogger("faxgate.web")
 IMAGE_DEADLINE: Final = 30.0  # seconds a renderer may take for one picture
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A document removed on purpose ([retention] documents): why, in words."""
+
+    words: str
+
+
+# A document the URL names: its file, type and name; Removed; or None (no such one).
+Found = tuple[Path, str, str] | Removed | None
 
 # A download is never shown inside our pages, whatever its type says it is.
 _DOWNLOAD_HEADERS: Final = {
@@ -165,33 +178,46 @@ class _StatusRoutes:
         thumbnails = self._page_image is not None
         return _html(render_fax(view, self._page.now(), thumbnails=thumbnails))
 
-    async def _job_file(self, request: web.Request) -> tuple[Path, str, str] | None:
-        """The spool file, type and name of the document the URL names, if still kept."""
+    async def _job_file(self, request: web.Request) -> Found:
+        """The spool file, type and name of the document the URL names, if still kept;
+        when it was removed ([retention] documents), the words that say so."""
         job_id = valid_id(request.match_info["job_id"])
         if job_id is None:
             return None
         seq = int(request.match_info["seq"])
         documents = await asyncio.to_thread(self._page.store.documents, job_id)
         for doc in documents:
+            if doc.seq == seq and doc.removed_at is not None:
+                return Removed(removed_words(doc.removed_at, None))
             if doc.seq == seq and await asyncio.to_thread(doc.path.is_file):
                 return doc.path, doc.content_type, doc.name
         return None
 
-    async def _fax_file(self, request: web.Request) -> tuple[Path, str, str] | None:
+    async def _fax_file(self, request: web.Request) -> Found:
         fax_id = valid_id(request.match_info["fax_id"])
         if fax_id is None:
             return None
         fax = await asyncio.to_thread(self._page.store.get_inbound, fax_id)
         if fax is None or fax.document is None:
             return None
+        if fax.removed_at is not None:
+            return Removed(removed_words(fax.removed_at, None, subject="its document was"))
         doc = fax.document
         if not await asyncio.to_thread(doc.path.is_file):
             return None
         extension = ".pdf" if doc.content_type == "application/pdf" else ""
         return doc.path, doc.content_type, f"fax-{fax.id}{extension}"
 
-    @staticmethod
-    def _download(found: tuple[Path, str, str]) -> web.FileResponse:
+    def _gone(self, removed: Removed) -> web.Response:
+        """410: the document was there and was removed on purpose."""
+        words = f"This fax's document is gone: {removed.words}."
+        return _html(error_page(self._page.now(), "Removed", words), status=410)
+
+    def _download(self, found: Found, missing: str) -> web.StreamResponse:
+        if found is None:
+            return self._not_found(missing)
+        if isinstance(found, Removed):
+            return self._gone(found)
         path, content_type, name = found
         headers = {
             **_DOWNLOAD_HEADERS,
@@ -202,17 +228,15 @@ class _StatusRoutes:
 
     async def job_document(self, request: web.Request) -> web.StreamResponse:
         found = await self._job_file(request)
-        if found is None:
-            return self._not_found("There is no such document, or it is no longer kept.")
-        return self._download(found)
+        return self._download(found, "There is no such document, or it is no longer kept.")
 
     async def fax_document(self, request: web.Request) -> web.StreamResponse:
         found = await self._fax_file(request)
-        if found is None:
-            return self._not_found("This fax has no document kept.")
-        return self._download(found)
+        return self._download(found, "This fax has no document kept.")
 
-    async def _image(self, found: tuple[Path, str, str] | None) -> web.Response:
+    async def _image(self, found: Found) -> web.Response:
+        if isinstance(found, Removed):
+            return self._gone(found)
         if self._page_image is None or found is None:
             return self._not_found("There is no picture of this page.")
         path, content_type, _name = found

@@ -651,6 +651,13 @@ def test_every_call_a_job_made_is_remembered_and_older_stores_learn_theirs(
         conn.execute("DROP INDEX jobs_by_source_turn")
         for column in ("priority", "wait_kind", "wait_reason", "source", "turn_at"):
             conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        for index in ("documents_by_sha256", "jobs_by_finished", "documents_by_removed"):
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute("DROP INDEX inbound_faxes_by_document")
+        conn.execute("DROP INDEX inbound_faxes_by_sha256")
+        conn.execute("DROP INDEX inbound_faxes_by_removed")
+        conn.execute("ALTER TABLE documents DROP COLUMN removed_at")
+        conn.execute("ALTER TABLE inbound_faxes DROP COLUMN removed_at")
         set_version(conn, 3)
     with open_store(path) as store:
         assert (store.call_owner("g1"), store.call_owner("g2")) == (job.id, job.id)
