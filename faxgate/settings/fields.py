@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -110,6 +111,16 @@ Duration = Annotated[
     BeforeValidator(_parse_duration),
     PlainSerializer(_format_duration, return_type=str),
 ]
+
+
+def _longer_than_zero(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("a duration longer than zero")
+    return value
+
+
+# A window or an interval: zero would mean a loop that never waits.
+PositiveDuration = Annotated[Duration, AfterValidator(_longer_than_zero)]
 
 
 class _Section(BaseModel):

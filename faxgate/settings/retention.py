@@ -6,9 +6,14 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer, field_validator
+from pydantic import BeforeValidator, PlainSerializer
 
-from faxgate.settings.fields import Duration, _format_duration, _parse_duration, _Section
+from faxgate.settings.fields import (
+    PositiveDuration,
+    _format_duration,
+    _parse_duration,
+    _Section,
+)
 
 # The one spelling of "keep forever".
 FOREVER = "off"
@@ -59,11 +64,4 @@ class RetentionSettings(_Section):
     # "36h", or "off" to keep them forever.
     documents: Keep = timedelta(days=90)
     # How often the daemon looks for documents to remove.
-    interval: Duration = timedelta(hours=1)
-
-    @field_validator("interval")
-    @classmethod
-    def _interval_long_enough(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("an interval longer than 0")
-        return value
+    interval: PositiveDuration = timedelta(hours=1)

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from faxgate.domain.jobs import RetryPolicy
     from faxgate.domain.numbers import NumberPolicy
 
-from faxgate.settings.fields import Duration, Listen, ListenAddress, _Section, country_codes
+from faxgate.settings.fields import (
+    Duration,
+    Listen,
+    ListenAddress,
+    PositiveDuration,
+    _Section,
+    country_codes,
+)
 
 ProviderApi = Literal["hellofax", "dropbox_fax"]
 
@@ -80,14 +87,7 @@ class SandboxSettings(_Section):
     removal: Literal["sent", "sent_and_failed", "nothing"] = "sent"
     # v3: the provider's rate limit counts requests in a window of this length (100 a
     # minute, 10 in test mode); tests shorten it. faxgate's own client keeps to it too.
-    rate_window: Duration = timedelta(seconds=60)
-
-    @field_validator("rate_window")
-    @classmethod
-    def _some_window(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("the rate window must be longer than zero")
-        return value
+    rate_window: PositiveDuration = timedelta(seconds=60)
 
     @field_validator("speed")
     @classmethod
