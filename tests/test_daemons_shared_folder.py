@@ -94,9 +94,17 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
         # after, when a quick victim may have finished them), and the waves go on.
         held: list[Path] = []
         killed_at = 0.0
+        gone_at = 0.0  # when the victim's claims folder was first seen done and removed
+
+        def victim_folder_gone() -> bool:
+            nonlocal gone_at
+            if held and not gone_at and not list(claims.glob(mine + "*")):
+                gone_at = time.monotonic()
+            return bool(gone_at)
 
         def wave_taken() -> bool:
             nonlocal killed_at
+            victim_folder_gone()  # looked at all along: the takeover's time is measured
             if not held:
                 held.extend(victim_holds())
                 if held and victim.process is not None:
@@ -117,17 +125,14 @@ async def test_instances_sharing_one_hot_folder_take_each_file_once(
         sent = hot / "sent"
 
         def all_placed() -> bool:
+            victim_folder_gone()
             results = [p for p in sent.glob("*.result.json") if p.stat().st_size]
             return len(results) == FILES and not dropped(hot)
 
         await wait_for(all_placed, timeout=90, what="every file faxed and placed in sent/")
-
-        def victim_folder_gone() -> bool:
-            return not list(claims.glob(mine + "*"))
-
         await wait_for(victim_folder_gone, timeout=20, what="the victim's claims taken over")
         print(
-            f"the victim's claims folder done and removed {time.monotonic() - killed_at:.2f}s"
+            f"the victim's claims folder done and removed {gone_at - killed_at:.2f}s"
             f" after the kill (lease {LEASE})"
         )
     finally:
